@@ -1,0 +1,30 @@
+//! The one trait every engine implements: the model, real KVM, simulations.
+
+use crate::op::Op;
+use crate::outcome::{Observation, Outcome, Probe};
+use crate::profile::Profile;
+
+/// A failure of the harness or the host, not of the kernel under test: the program's
+/// result means nothing and must not be reported as a divergence.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("not available here: {0}")]
+    Unavailable(String),
+    #[error("host resource problem: {0}")]
+    Resource(String),
+    #[error("harness bug: {0}")]
+    Bug(String),
+}
+
+pub trait Backend {
+    fn name(&self) -> &str;
+    fn profile(&self) -> &Profile;
+    /// Return to the state before any op: no program slots, files, mappings or attributes.
+    fn reset(&mut self) -> Result<(), HarnessError>;
+    /// Perform one op.
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError>;
+    /// Answer questions about state, one answer per probe, in order (a backend may batch
+    /// them, e.g. all guest reads in one KVM_RUN). The model answers `None` where the
+    /// kernel may legitimately show either.
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError>;
+}

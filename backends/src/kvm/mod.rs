@@ -1,0 +1,593 @@
+//! Real KVM on /dev/kvm: one VM and one vCPU per backend, reused across programs.
+
+pub mod guest;
+pub mod hostmem;
+mod profile;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_regs, kvm_segment, kvm_userspace_memory_region2};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::backend::{Backend, HarnessError};
+use crate::model::MAX_RESIDENCY_PAGES;
+use crate::op::{layout, Access, AccessKind, FdArg, GmemId, Op, Width, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
+use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
+use crate::profile::Profile;
+use hostmem::{HostAccess, Mapping};
+
+pub use profile::probe_profile;
+
+/// The VM and its one vCPU.
+struct Vm {
+    // Field order is drop order: the vCPU fd goes before the VM fd.
+    vcpu: VcpuFd,
+    fd: VmFd,
+}
+
+/// A guest_memfd as the backend holds it.
+struct GmemHandle {
+    fd: Option<OwnedFd>,
+    map: Option<Mapping>,
+    size: u64,
+}
+
+/// A program memslot as the backend made it.
+struct SlotHandle {
+    userspace_addr: u64,
+    size: u64,
+    /// The anonymous memory behind userspace_addr, when it is not the file's mapping.
+    anon: Option<Mapping>,
+    guest_memfd: u32,
+}
+
+pub struct KvmBackend {
+    kvm: Kvm,
+    profile: Profile,
+    vm: Option<Vm>,
+    code: Mapping,
+    mailbox: Mapping,
+    gmems: Vec<GmemHandle>,
+    slots: BTreeMap<u32, SlotHandle>,
+    /// Address ranges of unmapped guest_memfd mappings, reserved until reset.
+    retired: Vec<Mapping>,
+}
+
+fn errno(e: kvm_ioctls::Error) -> Outcome {
+    Outcome::Err(Errno(e.errno()))
+}
+
+fn io_errno(e: std::io::Error) -> Outcome {
+    Outcome::Err(Errno(e.raw_os_error().unwrap_or(0)))
+}
+
+fn resource(what: &str, e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Resource(format!("{what}: {e}"))
+}
+
+impl KvmBackend {
+    /// Opens /dev/kvm and makes a VM of `vm_type`. A missing /dev/kvm or a kernel without
+    /// guest_memfd is `HarnessError::Unavailable`: callers skip, they do not fail.
+    pub fn new(vm_type: u64) -> Result<KvmBackend, HarnessError> {
+        let kvm = Kvm::new().map_err(|e| HarnessError::Unavailable(format!("/dev/kvm: {e}")))?;
+        let code = Mapping::anonymous(layout::CODE_SIZE as usize).map_err(|e| resource("code memory", e))?;
+        let mailbox = Mapping::anonymous(layout::MAILBOX_SIZE as usize).map_err(|e| resource("mailbox memory", e))?;
+        let program = guest::assemble().map_err(|e| HarnessError::Bug(format!("assembling guest code: {e}")))?;
+        // SAFETY: `code` is a fresh private mapping of CODE_SIZE bytes; the program fits
+        // (checked by the guest module's test and here).
+        assert!(program.len() <= code.len());
+        unsafe { std::ptr::copy_nonoverlapping(program.as_ptr(), code.addr(), program.len()) };
+        let vm = Self::create_vm(&kvm, vm_type, &code, &mailbox)?;
+        let profile = probe_profile(&vm.fd, vm_type)?;
+        let mut backend =
+            KvmBackend { kvm, profile, vm: Some(vm), code, mailbox, gmems: Vec::new(), slots: BTreeMap::new(), retired: Vec::new() };
+        backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
+        backend.reset_state()?;
+        Ok(backend)
+    }
+
+    /// Whether guest faults on a guest_memfd slot go to the file even when userspace_addr
+    /// is other memory (6.18 KVM_MEMSLOT_GMEM_ONLY). Probed, not inferred from the
+    /// MMAP flag: the host kernel here has the flag but faults through userspace_addr.
+    fn probe_gmem_only(&mut self) -> Result<bool, HarnessError> {
+        let flags = crate::op::GUEST_MEMFD_FLAG_MMAP | crate::op::GUEST_MEMFD_FLAG_INIT_SHARED;
+        if self.profile.gmem_flags & flags != flags {
+            return Ok(false);
+        }
+        let gmem = GmemId(0);
+        let marker = 0x6d65_6d66_7a7a_7566u64;
+        let gpa = layout::WINDOW_GPA;
+        let ops = [
+            Op::CreateGmem { size: PAGE_SIZE, flags },
+            // Bound before it is mapped: userspace_addr is anonymous memory.
+            Op::Bind { slot: layout::FIRST_PROGRAM_SLOT, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(gmem), gpa, size: PAGE_SIZE, offset: 0 },
+            Op::Map { gmem },
+            Op::HostWrite { gmem, offset: 0, width: Width::W8, value: marker },
+        ];
+        for op in &ops {
+            let outcome = self.apply(op)?;
+            if outcome != Outcome::Ok {
+                return Err(HarnessError::Bug(format!("gmem-only probe: {op:?} gave {outcome}")));
+            }
+        }
+        let read = Op::Guest { accesses: vec![Access { gpa, width: Width::W8, kind: AccessKind::Read }] };
+        let outcome = self.apply(&read)?;
+        Ok(outcome == Outcome::Guest(vec![AccessResult::Read(marker)]))
+    }
+
+    fn create_vm(kvm: &Kvm, vm_type: u64, code: &Mapping, mailbox: &Mapping) -> Result<Vm, HarnessError> {
+        let fd = kvm
+            .create_vm_with_type(vm_type)
+            .map_err(|e| HarnessError::Unavailable(format!("KVM_CREATE_VM type {vm_type}: {e}")))?;
+        for (slot, gpa, mem) in [(layout::CODE_SLOT, layout::CODE_GPA, code), (layout::MAILBOX_SLOT, layout::MAILBOX_GPA, mailbox)] {
+            let region = kvm_userspace_memory_region2 {
+                slot,
+                guest_phys_addr: gpa,
+                memory_size: mem.len() as u64,
+                userspace_addr: mem.addr() as u64,
+                ..Default::default()
+            };
+            // SAFETY: the memory is owned by the backend and outlives every VM it makes.
+            unsafe { fd.set_user_memory_region2(region) }.map_err(|e| resource("harness memslot", e))?;
+        }
+        let vcpu = fd.create_vcpu(0).map_err(|e| resource("KVM_CREATE_VCPU", e))?;
+        let mut sregs = vcpu.get_sregs().map_err(|e| resource("KVM_GET_SREGS", e))?;
+        // 32-bit flat protected mode with no descriptor tables in memory: the hidden
+        // segment state is all the CPU uses (platform-facts: "set up purely through SREGS").
+        let flat = |selector: u16, type_: u8| kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector,
+            type_,
+            present: 1,
+            dpl: 0,
+            db: 1,
+            s: 1,
+            l: 0,
+            g: 1,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        sregs.cs = flat(0x8, 0xb);
+        for seg in [&mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
+            *seg = flat(0x10, 0x3);
+        }
+        sregs.cr0 |= 1;
+        vcpu.set_sregs(&sregs).map_err(|e| resource("KVM_SET_SREGS", e))?;
+        Ok(Vm { vcpu, fd })
+    }
+
+    fn mailbox_ptr(&self, offset: u64) -> *mut u8 {
+        assert!(offset + 8 <= self.mailbox.len() as u64);
+        // SAFETY: in bounds (asserted).
+        unsafe { self.mailbox.addr().add(offset as usize) }
+    }
+
+    fn mailbox_write(&self, offset: u64, value: u64, bytes: usize) {
+        // SAFETY: the mailbox is our private mapping; the vCPU is not running.
+        unsafe { std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), self.mailbox_ptr(offset), bytes) };
+    }
+
+    fn mailbox_read(&self, offset: u64) -> u64 {
+        let mut b = [0u8; 8];
+        // SAFETY: as for mailbox_write.
+        unsafe { std::ptr::copy_nonoverlapping(self.mailbox_ptr(offset), b.as_mut_ptr(), 8) };
+        u64::from_le_bytes(b)
+    }
+
+    /// Posts commands and runs the vCPU until HLT. An MMIO exit is answered (reads get 0)
+    /// and the run goes on; a memory-fault exit ends the command, and the run either stops
+    /// there (`stop_on_fault`) or resumes at the next command.
+    fn run_commands(&mut self, commands: &[(u32, u64, u64)], stop_on_fault: bool) -> Result<Vec<Option<AccessResult>>, HarnessError> {
+        if commands.len() > guest::MAX_COMMANDS {
+            return Err(HarnessError::Bug(format!("{} guest commands in one run", commands.len())));
+        }
+        for (i, &(code, gpa, value)) in commands.iter().enumerate() {
+            let at = guest::CMD_HEADER + i as u64 * guest::CMD_SIZE;
+            self.mailbox_write(at, code as u64 | (gpa << 32), 8);
+            self.mailbox_write(at + 8, value, 8);
+        }
+        self.mailbox_write(0, commands.len() as u64, 4);
+        let mut exits: Vec<Option<AccessResult>> = vec![None; commands.len()];
+        let mut start = 0u64;
+        let Some(vm) = self.vm.as_mut() else {
+            return Err(HarnessError::Bug("guest run without a VM".into()));
+        };
+        'runs: loop {
+            // Write the start index, then enter at the interpreter's entry point.
+            // SAFETY: mailbox offset 8 is in bounds; the vCPU is not running.
+            unsafe { std::ptr::copy_nonoverlapping(start.to_le_bytes().as_ptr(), self.mailbox.addr().add(8), 4) };
+            let regs = kvm_regs { rip: layout::CODE_GPA, rflags: 2, rsp: guest::STACK_TOP, ..Default::default() };
+            vm.vcpu.set_regs(&regs).map_err(|e| resource("KVM_SET_REGS", e))?;
+            loop {
+                let exit = vm.vcpu.run();
+                // SAFETY: offset 4 of the mailbox is in bounds; the vCPU is stopped.
+                let current = unsafe { std::ptr::read_unaligned(self.mailbox.addr().add(4) as *const u32) } as usize;
+                match exit {
+                    Ok(VcpuExit::Hlt) => break 'runs,
+                    Ok(VcpuExit::MmioRead(_, data)) => {
+                        data.fill(0);
+                        exits[current] = Some(AccessResult::Mmio);
+                        if commands[current].0 == guest::DIGEST {
+                            // SAFETY: the flag lies inside the mailbox; the vCPU is stopped.
+                            unsafe { std::ptr::write_unaligned(self.mailbox.addr().add(guest::ABORT_FLAG as usize) as *mut u32, 1) };
+                        }
+                    }
+                    Ok(VcpuExit::MmioWrite(..)) => exits[current] = Some(AccessResult::Mmio),
+                    Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
+                        exits[current] = Some(AccessResult::MemoryFault { gpa, size, flags });
+                        if stop_on_fault {
+                            for e in &mut exits[current + 1..] {
+                                *e = Some(AccessResult::NotRun);
+                            }
+                            break 'runs;
+                        }
+                        start = current as u64 + 1;
+                        continue 'runs;
+                    }
+                    Ok(other) => {
+                        return Err(HarnessError::Bug(format!("unexpected vCPU exit {other:?} at command {current}")))
+                    }
+                    Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                    Err(e) => return Err(HarnessError::Bug(format!("KVM_RUN failed at command {current}: {e}"))),
+                }
+            }
+        }
+        Ok(exits)
+    }
+
+    fn guest(&mut self, accesses: &[Access]) -> Result<Outcome, HarnessError> {
+        if self.vm.is_none() {
+            return Ok(Outcome::Skipped(SkipReason::NoVm));
+        }
+        let commands: Vec<_> = accesses
+            .iter()
+            .map(|a| match a.kind {
+                AccessKind::Read => (guest::access_code(a.width, false), a.gpa, 0),
+                AccessKind::Write(v) => (guest::access_code(a.width, true), a.gpa, v),
+            })
+            .collect();
+        let exits = self.run_commands(&commands, true)?;
+        let results = accesses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match exits[i] {
+                Some(exit) => exit,
+                None => match a.kind {
+                    AccessKind::Read => {
+                        AccessResult::Read(a.width.truncate(self.mailbox_read(guest::CMD_HEADER + i as u64 * guest::CMD_SIZE + 8)))
+                    }
+                    AccessKind::Write(_) => AccessResult::Wrote,
+                },
+            })
+            .collect();
+        Ok(Outcome::Guest(results))
+    }
+
+    fn gmem(&self, id: GmemId) -> Result<&GmemHandle, SkipReason> {
+        self.gmems.get(id.0 as usize).ok_or(SkipReason::NoSuchGmem)
+    }
+
+    fn gmem_fd(&self, id: GmemId) -> Result<libc::c_int, SkipReason> {
+        self.gmem(id)?.fd.as_ref().map(|fd| fd.as_raw_fd()).ok_or(SkipReason::FdClosed)
+    }
+
+    fn set_region(&self, slot: u32, flags: u32, gpa: u64, size: u64, uaddr: u64, fd: u32, offset: u64) -> Result<(), kvm_ioctls::Error> {
+        let vm = self.vm.as_ref().expect("callers check the VM");
+        let region = kvm_userspace_memory_region2 {
+            slot,
+            flags,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: uaddr,
+            guest_memfd_offset: offset,
+            guest_memfd: fd,
+            ..Default::default()
+        };
+        // SAFETY: userspace_addr is memory this backend owns for as long as the slot
+        // exists (or a guest_memfd mapping, which KVM does not use for guest faults);
+        // KVM validates everything else and the test is what it answers.
+        unsafe { vm.fd.set_user_memory_region2(region) }
+    }
+
+    fn bind(&mut self, slot: u32, flags: u32, fd: FdArg, gpa: u64, size: u64, offset: u64) -> Result<Outcome, HarnessError> {
+        if self.vm.is_none() {
+            return Ok(Outcome::Skipped(SkipReason::NoVm));
+        }
+        if slot < layout::HARNESS_SLOTS {
+            return Ok(Outcome::Skipped(SkipReason::ReservedSlot));
+        }
+        let gmem_slot = flags & KVM_MEM_GUEST_MEMFD != 0;
+        let raw_fd: u32 = match fd {
+            FdArg::Invalid => u32::MAX,
+            FdArg::NotGmem => self.vm.as_ref().expect("checked").fd.as_raw_fd() as u32,
+            FdArg::Gmem(id) if gmem_slot => match self.gmem_fd(id) {
+                Ok(fd) => fd as u32,
+                Err(why) => return Ok(Outcome::Skipped(why)),
+            },
+            FdArg::Gmem(_) => u32::MAX,
+        };
+        // The shared side: the file's own mapping where the slot fits in it, else fresh
+        // anonymous memory.
+        let file_map = match fd {
+            FdArg::Gmem(id) if gmem_slot => self.gmems.get(id.0 as usize).and_then(|g| g.map.as_ref()),
+            _ => None,
+        };
+        let (uaddr, anon) = match file_map {
+            Some(m) if offset % PAGE_SIZE == 0 && offset.checked_add(size).is_some_and(|e| e <= m.len() as u64) => {
+                (m.addr() as u64 + offset, None)
+            }
+            _ => {
+                let anon = Mapping::anonymous(size.max(PAGE_SIZE) as usize).map_err(|e| resource("slot memory", e))?;
+                (anon.addr() as u64, Some(anon))
+            }
+        };
+        match self.set_region(slot, flags, gpa, size, uaddr, raw_fd, offset) {
+            Err(e) => Ok(errno(e)),
+            Ok(()) if size == 0 => {
+                self.slots.remove(&slot);
+                Ok(Outcome::Ok)
+            }
+            Ok(()) => {
+                self.slots.insert(slot, SlotHandle { userspace_addr: uaddr, size, anon, guest_memfd: raw_fd });
+                Ok(Outcome::Ok)
+            }
+        }
+    }
+
+    fn unbind(&mut self, slot: u32) -> Outcome {
+        if self.vm.is_none() {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        if slot < layout::HARNESS_SLOTS {
+            return Outcome::Skipped(SkipReason::ReservedSlot);
+        }
+        match self.set_region(slot, 0, 0, 0, 0, 0, 0) {
+            Err(e) => errno(e),
+            Ok(()) => {
+                self.slots.remove(&slot);
+                Outcome::Ok
+            }
+        }
+    }
+
+    fn modify_slot(&mut self, slot: u32, gpa: u64, flags: u32) -> Outcome {
+        if self.vm.is_none() {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        let Some(s) = self.slots.get(&slot) else {
+            return Outcome::Skipped(SkipReason::NoSuchSlot);
+        };
+        match self.set_region(slot, flags, gpa, s.size, s.userspace_addr, s.guest_memfd, 0) {
+            Err(e) => errno(e),
+            Ok(()) => Outcome::Ok,
+        }
+    }
+
+    fn fallocate(&mut self, gmem: GmemId, mode: i32, offset: u64, len: u64) -> Outcome {
+        let fd = match self.gmem_fd(gmem) {
+            Ok(fd) => fd,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        // SAFETY: fd is a guest_memfd this backend owns; fallocate takes no pointers.
+        let rc = unsafe { libc::fallocate(fd, mode, offset as i64, len as i64) };
+        if rc == 0 {
+            Outcome::Ok
+        } else {
+            io_errno(std::io::Error::last_os_error())
+        }
+    }
+
+    fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
+        let handle = match self.gmem(gmem) {
+            Ok(h) => h,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let Some(map) = handle.map.as_ref() else {
+            return Outcome::Skipped(SkipReason::NotMapped);
+        };
+        if offset.checked_add(width.bytes()).is_none_or(|end| end > map.len() as u64) {
+            return Outcome::Skipped(SkipReason::OutOfRange);
+        }
+        // SAFETY: offset..offset+width is inside the live mapping (checked above).
+        let addr = unsafe { map.addr().add(offset as usize) };
+        // SAFETY: as above.
+        let result = unsafe {
+            match store {
+                None => hostmem::load(addr, width),
+                Some(v) => hostmem::store(addr, width, v),
+            }
+        };
+        match (result, store) {
+            (HostAccess::Sigbus, _) => Outcome::Sigbus,
+            (HostAccess::Done(v), None) => Outcome::Value(v),
+            (HostAccess::Done(_), Some(_)) => Outcome::Ok,
+        }
+    }
+
+    fn observe_host(&self, probe: &Probe) -> Observation {
+        match *probe {
+            Probe::Residency { gmem } => match self.gmem(gmem).ok().and_then(|g| g.map.as_ref().map(|m| (g, m))) {
+                None => Observation::Absent,
+                Some((g, m)) => {
+                    let pages = (g.size / PAGE_SIZE).min(MAX_RESIDENCY_PAGES) as usize;
+                    m.residency(pages).map_or(Observation::Absent, Observation::Residency)
+                }
+            },
+            Probe::HostPage { gmem, page } => match self.gmem(gmem).ok().and_then(|g| g.map.as_ref()) {
+                Some(m) if (page + 1) * PAGE_SIZE <= m.len() as u64 => {
+                    m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b)))
+                }
+                _ => Observation::Absent,
+            },
+            Probe::AnonPage { slot, page } => match self.slots.get(&slot).and_then(|s| s.anon.as_ref()) {
+                Some(m) if (page + 1) * PAGE_SIZE <= m.len() as u64 => {
+                    // Anonymous memory never faults with SIGBUS.
+                    m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b)))
+                }
+                _ => Observation::Absent,
+            },
+            Probe::GuestPage { .. } => unreachable!("guest probes are batched"),
+        }
+    }
+
+    /// Deletes program slots, closes files and mappings, and makes a new VM if the old one
+    /// was destroyed. Attributes go back to shared where the kernel has them.
+    fn reset_state(&mut self) -> Result<(), HarnessError> {
+        if self.vm.is_some() {
+            let slots: Vec<u32> = self.slots.keys().copied().collect();
+            for slot in slots {
+                self.set_region(slot, 0, 0, 0, 0, 0, 0).map_err(|e| HarnessError::Bug(format!("reset: deleting slot {slot}: {e}")))?;
+            }
+            if self.profile.attributes_ioctl {
+                let vm = self.vm.as_ref().expect("checked");
+                let all = kvm_memory_attributes { address: 0, size: layout::GUEST_ADDRESS_LIMIT, attributes: 0, flags: 0 };
+                vm.fd.set_memory_attributes(all).map_err(|e| HarnessError::Bug(format!("reset: attributes: {e}")))?;
+            }
+        }
+        self.slots.clear();
+        self.gmems.clear();
+        self.retired.clear();
+        if self.vm.is_none() {
+            self.vm = Some(Self::create_vm(&self.kvm, self.profile.vm_type, &self.code, &self.mailbox)?);
+        }
+        Ok(())
+    }
+}
+
+impl Backend for KvmBackend {
+    fn name(&self) -> &str {
+        "kvm"
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        self.reset_state()
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        Ok(match op {
+            Op::CreateGmem { size, flags } => {
+                let Some(vm) = self.vm.as_ref() else {
+                    return Ok(Outcome::Skipped(SkipReason::NoVm));
+                };
+                let args = kvm_create_guest_memfd { size: *size, flags: *flags, ..Default::default() };
+                match vm.fd.create_guest_memfd(args) {
+                    Err(e) => errno(e),
+                    Ok(raw) => {
+                        // SAFETY: KVM_CREATE_GUEST_MEMFD returned a new fd that nothing else owns.
+                        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                        self.gmems.push(GmemHandle { fd: Some(fd), map: None, size: *size });
+                        Outcome::Ok
+                    }
+                }
+            }
+            Op::Map { gmem } => {
+                let fd = match self.gmem_fd(*gmem) {
+                    Ok(fd) => fd,
+                    Err(why) => return Ok(Outcome::Skipped(why)),
+                };
+                let handle = &self.gmems[gmem.0 as usize];
+                if handle.map.is_some() {
+                    return Ok(Outcome::Skipped(SkipReason::AlreadyMapped));
+                }
+                if handle.size > layout::MAX_MAPPED_BYTES {
+                    return Ok(Outcome::Skipped(SkipReason::TooLarge));
+                }
+                match Mapping::shared(fd, handle.size as usize) {
+                    Err(e) => io_errno(e),
+                    Ok(m) => {
+                        self.gmems[gmem.0 as usize].map = Some(m);
+                        Outcome::Ok
+                    }
+                }
+            }
+            Op::Bind { slot, flags, fd, gpa, size, offset } => return self.bind(*slot, *flags, *fd, *gpa, *size, *offset),
+            Op::Unbind { slot } => self.unbind(*slot),
+            Op::ModifySlot { slot, gpa, flags } => self.modify_slot(*slot, *gpa, *flags),
+            Op::SetAttributes { gpa, size, attributes } => {
+                let Some(vm) = self.vm.as_ref() else {
+                    return Ok(Outcome::Skipped(SkipReason::NoVm));
+                };
+                let attrs = kvm_memory_attributes { address: *gpa, size: *size, attributes: *attributes, flags: 0 };
+                match vm.fd.set_memory_attributes(attrs) {
+                    Err(e) => errno(e),
+                    Ok(()) => Outcome::Ok,
+                }
+            }
+            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, *offset, *len),
+            Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
+            Op::CloseGmem { gmem } => match self.gmems.get_mut(gmem.0 as usize).map(|g| g.fd.take()) {
+                None => Outcome::Skipped(SkipReason::NoSuchGmem),
+                Some(None) => Outcome::Skipped(SkipReason::FdClosed),
+                Some(Some(fd)) => {
+                    drop(fd);
+                    Outcome::Ok
+                }
+            },
+            Op::Unmap { gmem } => match self.gmems.get_mut(gmem.0 as usize).map(|g| g.map.take()) {
+                None => Outcome::Skipped(SkipReason::NoSuchGmem),
+                Some(None) => Outcome::Skipped(SkipReason::NotMapped),
+                Some(Some(m)) => match m.retire() {
+                    Ok(reserved) => {
+                        self.retired.push(reserved);
+                        Outcome::Ok
+                    }
+                    Err(e) => return Err(resource("munmap", e)),
+                },
+            },
+            Op::DestroyVm => match self.vm.take() {
+                None => Outcome::Skipped(SkipReason::NoVm),
+                Some(vm) => {
+                    drop(vm);
+                    // The slots live on inside the VM that the files keep alive; their
+                    // anonymous memory may go (KVM holds no reference to it).
+                    self.slots.clear();
+                    Outcome::Ok
+                }
+            },
+            Op::Guest { accesses } => return self.guest(accesses),
+            Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),
+            Op::HostWrite { gmem, offset, width, value } => self.host_access(*gmem, *offset, *width, Some(*value)),
+            Op::Check => Outcome::Ok,
+        })
+    }
+
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        let mut answers: Vec<Option<Observation>> = probes
+            .iter()
+            .map(|p| match p {
+                Probe::GuestPage { .. } => None,
+                host => Some(self.observe_host(host)),
+            })
+            .collect();
+        let guest: Vec<(usize, u64)> =
+            probes.iter().enumerate().filter_map(|(i, p)| if let Probe::GuestPage { gpa } = p { Some((i, *gpa)) } else { None }).collect();
+        if guest.is_empty() {
+            return Ok(answers);
+        }
+        if self.vm.is_none() {
+            for (i, _) in guest {
+                answers[i] = Some(Observation::Absent);
+            }
+            return Ok(answers);
+        }
+        let commands: Vec<_> = guest.iter().map(|&(_, gpa)| (guest::DIGEST, gpa & !(PAGE_SIZE - 1), 0)).collect();
+        let exits = self.run_commands(&commands, false)?;
+        for (k, &(i, _)) in guest.iter().enumerate() {
+            answers[i] = Some(match exits[k] {
+                Some(exit) => Observation::GuestExit(exit),
+                None => {
+                    let digest = self.mailbox_read(guest::CMD_HEADER + k as u64 * guest::CMD_SIZE + 8) as u32;
+                    Observation::Content(PageContent::Digest(digest))
+                }
+            });
+        }
+        Ok(answers)
+    }
+}

@@ -1,0 +1,63 @@
+//! Probing what the running kernel offers (KVM_CHECK_EXTENSION and one harmless call).
+
+use kvm_bindings::kvm_memory_attributes;
+use kvm_ioctls::VmFd;
+
+use crate::backend::HarnessError;
+use crate::op::GUEST_MEMFD_FLAG_MMAP;
+use crate::profile::Profile;
+
+const KVM_CAP_MEMORY_ATTRIBUTES: libc::c_ulong = 233;
+const KVM_CAP_GUEST_MEMFD: libc::c_ulong = 234;
+const KVM_CAP_GUEST_MEMFD_FLAGS: libc::c_ulong = 244;
+const KVM_CAP_MULTI_ADDRESS_SPACE: libc::c_ulong = 118;
+
+/// The kernel release, as `uname -r` prints it.
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: uname NUL-terminates release.
+    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// Whether the running kernel's release is at least major.minor.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = kernel_release();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
+
+pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
+    let cap = |c| vm.check_extension_raw(c).max(0) as u64;
+    if cap(KVM_CAP_GUEST_MEMFD) == 0 {
+        return Err(HarnessError::Unavailable(format!(
+            "kernel {} has no KVM_CAP_GUEST_MEMFD for VM type {vm_type}",
+            kernel_release()
+        )));
+    }
+    // KVM_SET_MEMORY_ATTRIBUTES with size 0 changes nothing: a kernel with the ioctl
+    // answers EINVAL, one without it ENOTTY.
+    let empty = kvm_memory_attributes { address: 0, size: 0, attributes: 0, flags: 0 };
+    let attributes_ioctl = match vm.set_memory_attributes(empty) {
+        Err(e) => e.errno() != libc::ENOTTY,
+        Ok(()) => true,
+    };
+    let gmem_flags = cap(KVM_CAP_GUEST_MEMFD_FLAGS);
+    Ok(Profile {
+        kernel: kernel_release(),
+        vm_type,
+        guest_memfd: true,
+        gmem_flags,
+        attributes_ioctl,
+        attributes: cap(KVM_CAP_MEMORY_ATTRIBUTES),
+        // Replaced by a behavioural probe in KvmBackend::new.
+        gmem_only_slots: gmem_flags & GUEST_MEMFD_FLAG_MMAP != 0,
+        address_spaces: cap(KVM_CAP_MULTI_ADDRESS_SPACE) as u32,
+        falloc_write_zeroes: kernel_at_least(6, 17),
+    })
+}

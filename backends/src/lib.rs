@@ -1,0 +1,14 @@
+//! gmemfuzz backends: the op vocabulary, the reference model, and the engines that run ops.
+
+pub mod backend;
+#[cfg(target_os = "linux")]
+pub mod kvm;
+pub mod model;
+pub mod op;
+pub mod outcome;
+pub mod profile;
+
+pub use backend::{Backend, HarnessError};
+pub use op::{Access, AccessKind, FdArg, GmemId, Op, OpKind, Width};
+pub use outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
+pub use profile::Profile;

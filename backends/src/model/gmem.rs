@@ -1,0 +1,260 @@
+//! guest_memfd files: creation, mapping, fallocate, references and release, host access.
+
+use super::{GmemFile, Model, Page, PageEvent, PageKey};
+use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE};
+use crate::outcome::{Errno, Outcome, SkipReason};
+
+/// fallocate mode bits (include/uapi/linux/falloc.h).
+const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_FL_COLLAPSE_RANGE: i32 = 0x08;
+const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+const FALLOC_FL_INSERT_RANGE: i32 = 0x20;
+const FALLOC_FL_UNSHARE_RANGE: i32 = 0x40;
+const FALLOC_FL_WRITE_ZEROES: i32 = 0x80;
+/// FALLOC_FL_MODE_MASK without WRITE_ZEROES (include/linux/falloc.h, 6.12).
+const FALLOC_MODE_MASK: i32 = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE;
+
+/// The most pages one fallocate may allocate in a program: beyond it the op is skipped so
+/// that a wild length cannot make the host allocate gigabytes.
+pub const MAX_ALLOCATE_PAGES: u64 = 4096;
+
+impl Model {
+    pub(super) fn create_gmem(&mut self, size: u64, flags: u64) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        // kvm_gmem_create(): `if (flags & ~kvm_gmem_get_supported_flags(kvm)) return -EINVAL;`
+        // (6.18; 6.12: `valid_flags = 0`). The profile carries KVM_CAP_GUEST_MEMFD_FLAGS.
+        if flags & !self.profile.gmem_flags != 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        // kvm_gmem_create(): `if (size <= 0 || !PAGE_ALIGNED(size)) return -EINVAL;` (loff_t size)
+        if (size as i64) <= 0 || size % PAGE_SIZE != 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        if self.gmems.len() > u8::MAX as usize {
+            return self.give_up("more than 256 guest_memfd files");
+        }
+        self.gmems.push(GmemFile {
+            size,
+            flags,
+            fd_open: true,
+            mapped: false,
+            map_generation: 0,
+            released: false,
+            pages: Default::default(),
+            prepared: Default::default(),
+        });
+        Outcome::Ok
+    }
+
+    /// Finds a live file the op may use, or the reason every backend skips the op.
+    pub(super) fn file(&self, gmem: GmemId, needs_fd: bool) -> Result<&GmemFile, SkipReason> {
+        let file = self.gmems.get(gmem.0 as usize).ok_or(SkipReason::NoSuchGmem)?;
+        if needs_fd && !file.fd_open {
+            return Err(SkipReason::FdClosed);
+        }
+        Ok(file)
+    }
+
+    pub(super) fn map(&mut self, gmem: GmemId) -> Outcome {
+        let file = match self.file(gmem, true) {
+            Ok(f) => f,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        if file.mapped {
+            return Outcome::Skipped(SkipReason::AlreadyMapped);
+        }
+        if file.size > layout::MAX_MAPPED_BYTES {
+            return Outcome::Skipped(SkipReason::TooLarge);
+        }
+        // kvm_gmem_mmap(): `if (!kvm_gmem_supports_mmap(file_inode(file))) return -ENODEV;`
+        // (6.18). 6.12 has no ->mmap: do_mmap() fails with ENODEV just the same.
+        if file.flags & GUEST_MEMFD_FLAG_MMAP == 0 {
+            return Outcome::Err(Errno::ENODEV);
+        }
+        let file = &mut self.gmems[gmem.0 as usize];
+        file.mapped = true;
+        file.map_generation += 1;
+        Outcome::Ok
+    }
+
+    pub(super) fn fallocate(&mut self, gmem: GmemId, mode: i32, offset: u64, len: u64) -> Outcome {
+        let file = match self.file(gmem, true) {
+            Ok(f) => f,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let (size, off, ln) = (file.size, offset as i64, len as i64);
+        // vfs_fallocate() (fs/open.c): `if (offset < 0 || len <= 0) return -EINVAL;`
+        if off < 0 || ln <= 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        // vfs_fallocate(): `if (mode & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;`
+        // then the switch on `mode & FALLOC_FL_MODE_MASK`: ALLOCATE (0), UNSHARE, ZERO pass;
+        // PUNCH_HOLE needs KEEP_SIZE; COLLAPSE, INSERT (and WRITE_ZEROES, 6.17+) refuse it;
+        // any combination of two modes is `default: return -EOPNOTSUPP;`.
+        let mode_mask = FALLOC_MODE_MASK | if self.profile.falloc_write_zeroes { FALLOC_FL_WRITE_ZEROES } else { 0 };
+        let keep = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let vfs_ok = mode & !(mode_mask | FALLOC_FL_KEEP_SIZE) == 0
+            && match mode & mode_mask {
+                0 | FALLOC_FL_UNSHARE_RANGE | FALLOC_FL_ZERO_RANGE => true,
+                FALLOC_FL_PUNCH_HOLE => keep,
+                FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_WRITE_ZEROES => !keep,
+                _ => false,
+            };
+        if !vfs_ok {
+            return Outcome::Err(Errno::EOPNOTSUPP);
+        }
+        // vfs_fallocate(): `if (check_add_overflow(offset, len, &sum)) return -EFBIG;
+        // if (sum > inode->i_sb->s_maxbytes) return -EFBIG;` (s_maxbytes = MAX_LFS_FILESIZE)
+        if off.checked_add(ln).is_none() {
+            return Outcome::Err(Errno::EFBIG);
+        }
+        // kvm_gmem_fallocate(): `if (!(mode & FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;`
+        // `if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)) return -EOPNOTSUPP;`
+        if mode & FALLOC_FL_KEEP_SIZE == 0 || mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
+            return Outcome::Err(Errno::EOPNOTSUPP);
+        }
+        // kvm_gmem_fallocate(): `if (!PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len)) return -EINVAL;`
+        if offset % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        let (first, end) = (offset / PAGE_SIZE, (offset + len) / PAGE_SIZE);
+        if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+            // kvm_gmem_punch_hole(): invalidates every binding over the range, then
+            // truncate_inode_pages_range(); no size check, so a hole past EOF is a no-op
+            // returning 0 (probe: "punch past the end -> 0").
+            self.drop_pages(gmem, first, end.min(size / PAGE_SIZE), "punch-hole");
+            return Outcome::Ok;
+        }
+        // kvm_gmem_allocate(): `if (offset + len > i_size_read(inode)) return -EINVAL;`
+        if offset + len > size {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        if end - first > MAX_ALLOCATE_PAGES {
+            return Outcome::Skipped(SkipReason::TooLarge);
+        }
+        // kvm_gmem_allocate(): kvm_gmem_get_folio() for every index; folios are not
+        // cleared here but before first use (fault or get_pfn), so they read as zero.
+        for index in first..end {
+            self.populate(gmem, index, "allocate", false);
+        }
+        Outcome::Ok
+    }
+
+    /// Makes page `index` of a file exist (zero) if it does not; a fault (`prepare`) also
+    /// marks it uptodate.
+    pub(super) fn populate(&mut self, gmem: GmemId, index: u64, by: &'static str, prepare: bool) -> &mut Page {
+        let key = PageKey::Gmem { gmem: gmem.0, index };
+        let file = &mut self.gmems[gmem.0 as usize];
+        if !file.pages.contains_key(&index) {
+            self.history.record(self.op_index, key, PageEvent::Populated { by });
+        }
+        if prepare {
+            file.prepared.insert(index);
+        }
+        file.pages.entry(index).or_insert_with(Page::zero)
+    }
+
+    /// Drops pages [first, end) of a file from its page cache.
+    pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
+        let file = &mut self.gmems[gmem.0 as usize];
+        let dropped: Vec<u64> = file.pages.range(first..end.max(first)).map(|(i, _)| *i).collect();
+        for index in dropped {
+            let page = file.pages.remove(&index).expect("listed above");
+            file.prepared.remove(&index);
+            self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
+        }
+    }
+
+    pub(super) fn close_gmem(&mut self, gmem: GmemId) -> Outcome {
+        if let Err(why) = self.file(gmem, true) {
+            return Outcome::Skipped(why);
+        }
+        self.gmems[gmem.0 as usize].fd_open = false;
+        self.release_if_unreferenced(gmem);
+        Outcome::Ok
+    }
+
+    pub(super) fn unmap(&mut self, gmem: GmemId) -> Outcome {
+        match self.file(gmem, false) {
+            Err(why) => return Outcome::Skipped(why),
+            Ok(f) if !f.mapped => return Outcome::Skipped(SkipReason::NotMapped),
+            Ok(_) => {}
+        }
+        self.gmems[gmem.0 as usize].mapped = false;
+        self.release_if_unreferenced(gmem);
+        Outcome::Ok
+    }
+
+    /// The fd and the mapping are the file's only references: kvm_gmem_bind() drops its
+    /// `fget()` reference on success ("The file pins KVM, not the other way 'round"). With
+    /// both gone, kvm_gmem_release() clears `slot->gmem.file` of every binding and zaps
+    /// them, and the inode (with its pages) is freed.
+    fn release_if_unreferenced(&mut self, gmem: GmemId) {
+        let file = &self.gmems[gmem.0 as usize];
+        if file.fd_open || file.mapped || file.released {
+            return;
+        }
+        self.gmems[gmem.0 as usize].released = true;
+        for slot in self.slots.values_mut() {
+            if let Some(binding) = slot.binding.as_mut().filter(|b| b.gmem == gmem) {
+                binding.file_gone = true;
+            }
+        }
+        self.drop_pages(gmem, 0, u64::MAX, "release");
+    }
+
+    pub(super) fn destroy_vm(&mut self) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        // Closing the VM fd only drops a reference: every guest_memfd holds one
+        // (__kvm_gmem_create: kvm_get_kvm), so files, their pages and mappings live on.
+        // The slots live on inside that VM too, but nothing can reach them any more and the
+        // harness frees their anonymous memory: the model forgets them.
+        self.vm_alive = false;
+        self.slots.clear();
+        Outcome::Ok
+    }
+
+    pub(super) fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
+        let file = match self.file(gmem, false) {
+            Ok(f) => f,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        if !file.mapped {
+            return Outcome::Skipped(SkipReason::NotMapped);
+        }
+        let w = width.bytes();
+        if offset.checked_add(w).is_none_or(|end| end > file.size) {
+            return Outcome::Skipped(SkipReason::OutOfRange);
+        }
+        // kvm_gmem_fault_user_mapping() (6.18): `if (!(GMEM_I(inode)->flags &
+        // GUEST_MEMFD_FLAG_INIT_SHARED)) return VM_FAULT_SIGBUS;` — the check comes before
+        // the folio lookup, so even a page the guest populated is refused.
+        if file.flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
+            return Outcome::Sigbus;
+        }
+        // Otherwise kvm_gmem_get_folio() allocates a missing page and clears it.
+        let (first, last) = (offset / PAGE_SIZE, (offset + w - 1) / PAGE_SIZE);
+        if first != last {
+            return self.give_up("host access across a page boundary is not modelled");
+        }
+        let in_page = offset % PAGE_SIZE;
+        let op_index = self.op_index;
+        let page = self.populate(gmem, first, "host fault", true);
+        match store {
+            None => Outcome::Value(page.load(in_page, w)),
+            Some(value) => {
+                let value = width.truncate(value);
+                let old = page.store(in_page, w, value);
+                let key = PageKey::Gmem { gmem: gmem.0, index: first };
+                let event = PageEvent::Written { by: "host", offset: in_page as u16, width: w as u8, old, new: value };
+                self.history.record(op_index, key, event);
+                Outcome::Ok
+            }
+        }
+    }
+}

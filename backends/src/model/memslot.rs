@@ -1,0 +1,266 @@
+//! Memslots (KVM_SET_USER_MEMORY_REGION2) and memory attributes (KVM_SET_MEMORY_ATTRIBUTES).
+
+use super::{Binding, Model, PageKey, Shared, Slot};
+use crate::op::{
+    layout, FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
+};
+use crate::outcome::{Errno, Outcome, SkipReason};
+
+/// x86 KVM_USER_MEM_SLOTS (arch/x86/include/asm/kvm_host.h): 32764.
+const KVM_USER_MEM_SLOTS: u32 = 32764;
+/// KVM_MEM_MAX_NR_PAGES (include/linux/kvm_host.h): ((1UL << 31) - 1).
+const KVM_MEM_MAX_NR_PAGES: u64 = (1 << 31) - 1;
+/// The most bytes of anonymous memory the harness puts behind one slot.
+pub const MAX_SLOT_BYTES: u64 = layout::MAX_MAPPED_BYTES;
+
+impl Model {
+    /// The checks of kvm_vm_ioctl_set_memory_region() and __kvm_set_memory_region() that
+    /// come before the memslot lookup, in the kernel's order.
+    fn region_precheck(&mut self, slot: u32, flags: u32, gpa: u64, size: u64, offset: u64) -> Result<(), Outcome> {
+        // kvm_vm_ioctl_set_memory_region(): `if ((u16)mem->slot >= KVM_USER_MEM_SLOTS) return -EINVAL;`
+        if (slot as u16) as u32 >= KVM_USER_MEM_SLOTS {
+            return Err(Outcome::Err(Errno::EINVAL));
+        }
+        // check_memory_region_flags(): LOG_DIRTY_PAGES always; GUEST_MEMFD when the kernel has
+        // guest_memfd for this VM (6.18: CONFIG_KVM_GUEST_MEMFD; 6.12: kvm_arch_has_private_mem,
+        // i.e. VM type 1; either way what KVM_CAP_GUEST_MEMFD on the VM fd says), minus
+        // LOG_DIRTY_PAGES for guest_memfd slots; READONLY only without GUEST_MEMFD
+        // (kvm_arch_has_readonly_mem is true for both VM types used here).
+        let mut valid = KVM_MEM_LOG_DIRTY_PAGES;
+        if self.profile.guest_memfd {
+            valid |= KVM_MEM_GUEST_MEMFD;
+        }
+        if flags & KVM_MEM_GUEST_MEMFD != 0 {
+            valid &= !KVM_MEM_LOG_DIRTY_PAGES;
+        } else {
+            valid |= KVM_MEM_READONLY;
+        }
+        if flags & !valid != 0 {
+            return Err(Outcome::Err(Errno::EINVAL));
+        }
+        // __kvm_set_memory_region(): size and GPA must be page aligned.
+        if size % PAGE_SIZE != 0 || gpa % PAGE_SIZE != 0 {
+            return Err(Outcome::Err(Errno::EINVAL));
+        }
+        // `if (mem->flags & KVM_MEM_GUEST_MEMFD && (mem->guest_memfd_offset & (PAGE_SIZE - 1) ||
+        //      mem->guest_memfd_offset + mem->memory_size < mem->guest_memfd_offset)) return -EINVAL;`
+        if flags & KVM_MEM_GUEST_MEMFD != 0 && (offset % PAGE_SIZE != 0 || offset.checked_add(size).is_none()) {
+            return Err(Outcome::Err(Errno::EINVAL));
+        }
+        // `if (as_id >= kvm_arch_nr_memslot_as_ids(kvm) || id >= KVM_MEM_SLOTS_NUM)`: x86 has
+        // two address spaces only with CONFIG_KVM_SMM, so address space 1 is not predicted.
+        // The profile carries KVM_CAP_MULTI_ADDRESS_SPACE (1 without CONFIG_KVM_SMM, probe: 0).
+        if slot >> 16 >= self.profile.address_spaces.max(1) {
+            return Err(Outcome::Err(Errno::EINVAL));
+        }
+        // `if (mem->guest_phys_addr + mem->memory_size < mem->guest_phys_addr) return -EINVAL;`
+        let Some(end) = gpa.checked_add(size) else {
+            return Err(Outcome::Err(Errno::EINVAL));
+        };
+        // `if ((mem->memory_size >> PAGE_SHIFT) > KVM_MEM_MAX_NR_PAGES) return -EINVAL;`
+        if size / PAGE_SIZE > KVM_MEM_MAX_NR_PAGES {
+            return Err(Outcome::Err(Errno::EINVAL));
+        }
+        // kvm_arch_prepare_memory_region() refuses GFNs above kvm_mmu_max_gfn(), which depends
+        // on the host's MAXPHYADDR: beyond the guest's 4 GiB the model does not predict.
+        if size != 0 && end > layout::GUEST_ADDRESS_LIMIT {
+            return Err(self.give_up("memslot beyond 4 GiB: kvm_mmu_max_gfn() is host dependent"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn bind(&mut self, slot: u32, flags: u32, fd: FdArg, gpa: u64, size: u64, offset: u64) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        if slot < layout::HARNESS_SLOTS {
+            return Outcome::Skipped(SkipReason::ReservedSlot);
+        }
+        if size > MAX_SLOT_BYTES {
+            return Outcome::Skipped(SkipReason::TooLarge);
+        }
+        // The harness never passes a closed fd number: it could name another file by now.
+        if let FdArg::Gmem(id) = fd {
+            if flags & KVM_MEM_GUEST_MEMFD != 0 {
+                if let Err(why) = self.file(id, true) {
+                    return Outcome::Skipped(why);
+                }
+            }
+        }
+        if let Err(outcome) = self.region_precheck(slot, flags, gpa, size, offset) {
+            return outcome;
+        }
+        if size == 0 {
+            return self.delete_slot(slot);
+        }
+        if self.slots.contains_key(&slot) {
+            // "Modify an existing slot": `if (mem->flags & KVM_MEM_GUEST_MEMFD) return -EINVAL;`
+            // then userspace_addr and npages must match the old slot; Bind always passes a
+            // fresh userspace_addr, so a plain re-bind is refused as well.
+            return Outcome::Err(Errno::EINVAL);
+        }
+        let base_gfn = gpa / PAGE_SIZE;
+        let npages = size / PAGE_SIZE;
+        // `if ((change == KVM_MR_CREATE || change == KVM_MR_MOVE) && kvm_check_memslot_overlap(...))
+        //      return -EEXIST;` — the harness's own slots count too.
+        if self.overlaps(slot, base_gfn, npages) {
+            return Outcome::Err(Errno::EEXIST);
+        }
+        let mut new = Slot { base_gfn, npages, flags, binding: None, gmem_only: false, shared: Shared::Anon, anon: Default::default() };
+        if flags & KVM_MEM_GUEST_MEMFD != 0 {
+            match self.gmem_bind_check(fd, offset, size) {
+                Ok(binding) => {
+                    let file = &self.gmems[binding.gmem.0 as usize];
+                    // 6.18 kvm_gmem_bind(): `if (kvm_gmem_supports_mmap(inode))
+                    // slot->flags |= KVM_MEMSLOT_GMEM_ONLY;`
+                    new.gmem_only = self.profile.gmem_only_slots && file.flags & crate::op::GUEST_MEMFD_FLAG_MMAP != 0;
+                    // The shared side is the file's mapping where the slot fits in it.
+                    if file.mapped && offset.checked_add(size).is_some_and(|end| end <= file.size) {
+                        new.shared = Shared::GmemMap { gmem: binding.gmem, pgoff: binding.pgoff, generation: file.map_generation };
+                    }
+                    new.binding = Some(binding);
+                }
+                Err(errno) => return Outcome::Err(errno),
+            }
+        }
+        self.slots.insert(slot, new);
+        Outcome::Ok
+    }
+
+    /// kvm_gmem_bind(): the file must be a guest_memfd of this VM, the range inside the file
+    /// and not bound to another slot.
+    fn gmem_bind_check(&self, fd: FdArg, offset: u64, size: u64) -> Result<Binding, Errno> {
+        let gmem = match fd {
+            // `file = fget(fd); if (!file) return -EBADF;`
+            FdArg::Invalid => return Err(Errno::EBADF),
+            // `if (file->f_op != &kvm_gmem_fops) goto err;` (r = -EINVAL)
+            FdArg::NotGmem => return Err(Errno::EINVAL),
+            FdArg::Gmem(id) => id,
+        };
+        let file = &self.gmems[gmem.0 as usize];
+        // `if (offset < 0 || !PAGE_ALIGNED(offset) || offset + size > i_size_read(inode)) goto err;`
+        if (offset as i64) < 0 || offset.checked_add(size).is_none_or(|end| end > file.size) {
+            return Err(Errno::EINVAL);
+        }
+        // `if (!xa_empty(&gmem->bindings) && xa_find(&gmem->bindings, &start, end - 1, XA_PRESENT))`
+        // goto err (-EINVAL); probe: "a second binding of an overlapping file range -> EINVAL".
+        let (start, end) = (offset / PAGE_SIZE, (offset + size) / PAGE_SIZE);
+        let taken = self.slots.values().filter_map(|s| s.binding.map(|b| (b, s.npages)));
+        for (b, npages) in taken {
+            if b.gmem == gmem && !b.file_gone && b.pgoff < end && start < b.pgoff + npages {
+                return Err(Errno::EINVAL);
+            }
+        }
+        Ok(Binding { gmem, pgoff: start, file_gone: false })
+    }
+
+    fn overlaps(&self, except: u32, base_gfn: u64, npages: u64) -> bool {
+        let harness = [
+            (layout::CODE_GPA / PAGE_SIZE, layout::CODE_SIZE / PAGE_SIZE),
+            (layout::MAILBOX_GPA / PAGE_SIZE, layout::MAILBOX_SIZE / PAGE_SIZE),
+        ];
+        let program = self.slots.iter().filter(|(id, _)| **id != except).map(|(_, s)| (s.base_gfn, s.npages));
+        harness.into_iter().chain(program).any(|(b, n)| b < base_gfn + npages && base_gfn < b + n)
+    }
+
+    pub(super) fn unbind(&mut self, slot: u32) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        if slot < layout::HARNESS_SLOTS {
+            return Outcome::Skipped(SkipReason::ReservedSlot);
+        }
+        if let Err(outcome) = self.region_precheck(slot, 0, 0, 0, 0) {
+            return outcome;
+        }
+        self.delete_slot(slot)
+    }
+
+    /// `if (!mem->memory_size) { if (!old || !old->npages) return -EINVAL; ... KVM_MR_DELETE }`
+    /// Deleting a guest_memfd slot unbinds it (kvm_gmem_unbind) but leaves the file's pages;
+    /// the harness frees the slot's anonymous memory.
+    fn delete_slot(&mut self, slot: u32) -> Outcome {
+        let Some(old) = self.slots.remove(&slot) else {
+            return Outcome::Err(Errno::EINVAL);
+        };
+        for (index, page) in &old.anon {
+            self.history.record_drop(self.op_index, PageKey::Anon { slot, index: *index }, "unbind", page);
+        }
+        Outcome::Ok
+    }
+
+    pub(super) fn modify_slot(&mut self, slot: u32, gpa: u64, flags: u32) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        let Some(old) = self.slots.get(&slot) else {
+            return Outcome::Skipped(SkipReason::NoSuchSlot);
+        };
+        let (size, old_flags, old_gfn) = (old.npages * PAGE_SIZE, old.flags, old.base_gfn);
+        if let Err(outcome) = self.region_precheck(slot, flags, gpa, size, 0) {
+            return outcome;
+        }
+        // "Private memslots are immutable, they can only be deleted.":
+        // `if (mem->flags & KVM_MEM_GUEST_MEMFD) return -EINVAL;` then
+        // `if (... || ((mem->flags ^ old->flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)))
+        //      return -EINVAL;` (commit 9935df5333aa, in 6.12.117 and 6.18.3+; measured on
+        // 6.18.44: dropping the flag from a bound slot gives EINVAL). Size and
+        // userspace_addr are passed unchanged.
+        if flags & KVM_MEM_GUEST_MEMFD != 0 || (flags ^ old_flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD) != 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        let base_gfn = gpa / PAGE_SIZE;
+        if base_gfn != old_gfn {
+            // KVM_MR_MOVE: overlap check, then the slot moves with its memory.
+            if self.overlaps(slot, base_gfn, size / PAGE_SIZE) {
+                return Outcome::Err(Errno::EEXIST);
+            }
+        } else if flags == old_flags {
+            // "Nothing to change."
+            return Outcome::Ok;
+        }
+        let s = self.slots.get_mut(&slot).expect("looked up above");
+        s.base_gfn = base_gfn;
+        s.flags = flags;
+        Outcome::Ok
+    }
+
+    pub(super) fn set_attributes(&mut self, gpa: u64, size: u64, attributes: u64) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        // Without CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES kvm_vm_ioctl() has no case for
+        // KVM_SET_MEMORY_ATTRIBUTES and kvm_arch_vm_ioctl() returns -ENOTTY (probe on 6.18).
+        if !self.profile.attributes_ioctl {
+            return Outcome::Err(Errno::ENOTTY);
+        }
+        // kvm_vm_ioctl_set_mem_attributes() (6.12):
+        // `if (attrs->attributes & ~kvm_supported_mem_attributes(kvm)) return -EINVAL;`
+        if attributes & !self.profile.attributes != 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        // `if (attrs->size == 0 || attrs->address + attrs->size < attrs->address) return -EINVAL;`
+        let Some(end) = gpa.checked_add(size).filter(|_| size != 0) else {
+            return Outcome::Err(Errno::EINVAL);
+        };
+        // `if (!PAGE_ALIGNED(attrs->address) || !PAGE_ALIGNED(attrs->size)) return -EINVAL;`
+        if gpa % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        let (start, end) = (gpa / PAGE_SIZE, end / PAGE_SIZE);
+        if end - start > (1 << 20) {
+            return self.give_up("attribute range too large to model page by page");
+        }
+        // kvm_vm_set_mem_attributes(): stores the attributes for every GFN, memslot or not,
+        // and zaps mappings in between; page contents (shared anon, private gmem) survive
+        // (probe: private content survives a round trip).
+        for gfn in start..end {
+            if attributes == 0 {
+                self.attributes.remove(&gfn);
+            } else {
+                self.attributes.insert(gfn, attributes);
+            }
+        }
+        Outcome::Ok
+    }
+}

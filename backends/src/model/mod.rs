@@ -1,0 +1,294 @@
+//! The reference model: what the kernel must do, op by op, in plain safe Rust.
+//!
+//! Every rule names the kernel code it follows (Linux 6.18 for the host lane, 6.12 for the
+//! software-protected lane; `Profile` says which applies) or the probe that established it
+//! (shared/design/platform-facts.md). Where the kernel may legitimately do either, the
+//! model gives up on the program (`Model::lost_track`) rather than guess.
+
+mod gmem;
+mod memslot;
+mod page;
+mod view;
+
+use std::collections::BTreeMap;
+
+pub use page::{History, Page, PageBytes, PageEvent, PageKey};
+pub use view::MAX_RESIDENCY_PAGES;
+
+use crate::backend::{Backend, HarnessError};
+use crate::op::{GmemId, Op, PAGE_SIZE};
+use crate::outcome::{Observation, Outcome, Probe, SkipReason};
+use crate::profile::Profile;
+
+/// A guest_memfd file as the model sees it.
+#[derive(Clone)]
+pub struct GmemFile {
+    pub size: u64,
+    pub flags: u64,
+    pub fd_open: bool,
+    pub mapped: bool,
+    /// How many times the file was mapped: a slot made over one mapping does not see the next.
+    pub map_generation: u32,
+    /// The last reference (fd, mapping) is gone: kvm_gmem_release ran.
+    pub released: bool,
+    /// The page cache: pages that exist, by file page index.
+    pub pages: BTreeMap<u64, Page>,
+    /// Pages that were cleared and marked uptodate by a fault (kvm_gmem_mark_prepared /
+    /// kvm_gmem_prepare_folio). fallocate() allocates folios without preparing them, and
+    /// mincore() counts only uptodate folios (mincore_page: `folio_test_uptodate`), so
+    /// residency shows these.
+    pub prepared: std::collections::BTreeSet<u64>,
+}
+
+impl GmemFile {
+    pub fn npages(&self) -> u64 {
+        self.size / PAGE_SIZE
+    }
+}
+
+/// A guest_memfd binding of a memslot.
+#[derive(Clone, Copy, Debug)]
+pub struct Binding {
+    pub gmem: GmemId,
+    /// First file page bound (guest_memfd_offset / PAGE_SIZE).
+    pub pgoff: u64,
+    /// kvm_gmem_release cleared slot->gmem.file: faults on the slot fail.
+    pub file_gone: bool,
+}
+
+/// What userspace_addr points at. The backend uses the file's own mapping when, at bind
+/// time, the file is mapped and the slot's range lies inside it; otherwise fresh anonymous
+/// memory (see `Op::Bind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shared {
+    Anon,
+    /// Page `pgoff` of the file's mapping number `generation` (a later mapping is
+    /// elsewhere: an unmapped range stays reserved, never reused, until reset).
+    GmemMap { gmem: GmemId, pgoff: u64, generation: u32 },
+}
+
+#[derive(Clone)]
+pub struct Slot {
+    pub base_gfn: u64,
+    pub npages: u64,
+    pub flags: u32,
+    pub binding: Option<Binding>,
+    /// The slot faults to guest_memfd even for shared GFNs (6.18 KVM_MEMSLOT_GMEM_ONLY).
+    pub gmem_only: bool,
+    pub shared: Shared,
+    /// The anonymous memory behind userspace_addr (`Shared::Anon`), by slot page index.
+    pub anon: BTreeMap<u64, Page>,
+}
+
+impl Slot {
+    pub fn contains(&self, gfn: u64) -> bool {
+        gfn >= self.base_gfn && gfn - self.base_gfn < self.npages
+    }
+}
+
+pub struct Model {
+    profile: Profile,
+    /// Index of the op being applied, for history.
+    op_index: usize,
+    vm_alive: bool,
+    gmems: Vec<GmemFile>,
+    slots: BTreeMap<u32, Slot>,
+    /// Per-GFN memory attributes; absent = 0 (shared).
+    attributes: BTreeMap<u64, u64>,
+    history: History,
+    /// Why the model no longer knows what the kernel will do, if it does not.
+    lost_track: Option<String>,
+    /// For each access of the last `Op::Guest`, the page and offset it touched.
+    last_access_pages: Vec<Option<(PageKey, u64)>>,
+}
+
+impl Model {
+    pub fn new(profile: Profile) -> Model {
+        Model {
+            profile,
+            op_index: 0,
+            vm_alive: true,
+            gmems: Vec::new(),
+            slots: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+            history: History::default(),
+            lost_track: None,
+            last_access_pages: Vec::new(),
+        }
+    }
+
+    /// Set the index the next op will be recorded under in page histories.
+    pub fn set_op_index(&mut self, index: usize) {
+        self.op_index = index;
+    }
+
+    pub fn lost_track(&self) -> Option<&str> {
+        self.lost_track.as_deref()
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn gmem(&self, id: GmemId) -> Option<&GmemFile> {
+        self.gmems.get(id.0 as usize)
+    }
+
+    pub fn gmem_count(&self) -> usize {
+        self.gmems.len()
+    }
+
+    pub fn slots(&self) -> &BTreeMap<u32, Slot> {
+        &self.slots
+    }
+
+    pub fn vm_alive(&self) -> bool {
+        self.vm_alive
+    }
+
+    /// The page each access of the last guest op touched (None where it touched none).
+    pub fn last_access_pages(&self) -> &[Option<(PageKey, u64)>] {
+        &self.last_access_pages
+    }
+
+    fn give_up(&mut self, why: impl Into<String>) -> Outcome {
+        if self.lost_track.is_none() {
+            self.lost_track = Some(why.into());
+        }
+        Outcome::Skipped(SkipReason::NoVm)
+    }
+
+    /// The questions about state worth asking now: everything observable without
+    /// changing what the program will see later, plus the guest's view of every page of
+    /// every guest_memfd-backed slot (a guest read faults pages in on both sides alike).
+    pub fn probes(&self) -> Vec<Probe> {
+        view::probes(self)
+    }
+
+    /// The page a probe looks at, for explaining a mismatch.
+    pub fn probe_page(&self, probe: &Probe) -> Option<PageKey> {
+        view::probe_page(self, probe)
+    }
+
+    /// The model's own consistency rules; a broken one is a model bug.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (i, g) in self.gmems.iter().enumerate() {
+            if let Some(p) = g.prepared.iter().find(|p| !g.pages.contains_key(p)) {
+                return Err(format!("g{i}: page {p} prepared but not in the page cache"));
+            }
+            if g.released && (g.fd_open || g.mapped || !g.pages.is_empty()) {
+                return Err(format!("g{i}: released yet referenced or holding pages"));
+            }
+            if let Some(p) = g.pages.keys().find(|p| **p >= g.npages()) {
+                return Err(format!("g{i}: page {p} beyond the file size {:#x}", g.size));
+            }
+        }
+        let slots: Vec<(&u32, &Slot)> = self.slots.iter().collect();
+        for (k, (id, s)) in slots.iter().enumerate() {
+            for (other, o) in &slots[k + 1..] {
+                if s.base_gfn < o.base_gfn + o.npages && o.base_gfn < s.base_gfn + s.npages {
+                    return Err(format!("slots {id} and {other} overlap"));
+                }
+                if let (Some(a), Some(b)) = (s.binding, o.binding) {
+                    let live = !a.file_gone && !b.file_gone;
+                    if live && a.gmem == b.gmem && a.pgoff < b.pgoff + o.npages && b.pgoff < a.pgoff + s.npages {
+                        return Err(format!("slots {id} and {other} bind overlapping ranges of {}", a.gmem));
+                    }
+                }
+            }
+            if let Some(b) = s.binding {
+                let Some(file) = self.gmems.get(b.gmem.0 as usize) else {
+                    return Err(format!("slot {id} bound to a file that does not exist"));
+                };
+                if file.released != b.file_gone {
+                    return Err(format!("slot {id}: binding and file disagree on release"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A description of the model's state, for reports.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (i, g) in self.gmems.iter().enumerate() {
+            s += &format!(
+                "  g{i}: size {:#x} flags {:#x} fd {} mapped {} released {} pages {:?}\n",
+                g.size,
+                g.flags,
+                if g.fd_open { "open" } else { "closed" },
+                g.mapped,
+                g.released,
+                g.pages.keys().collect::<Vec<_>>()
+            );
+        }
+        for (id, slot) in &self.slots {
+            s += &format!(
+                "  slot {id}: gpa {:#x} pages {} flags {:#x} gmem_only {} binding {:?}\n",
+                slot.base_gfn * PAGE_SIZE,
+                slot.npages,
+                slot.flags,
+                slot.gmem_only,
+                slot.binding
+            );
+        }
+        if !self.attributes.is_empty() {
+            s += &format!("  attributes: {:?}\n", self.attributes);
+        }
+        s += &format!("  vm alive: {}\n", self.vm_alive);
+        s
+    }
+}
+
+impl Backend for Model {
+    fn name(&self) -> &str {
+        "model"
+    }
+
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        *self = Model::new(self.profile.clone());
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        if self.lost_track.is_some() {
+            return Ok(Outcome::Skipped(SkipReason::NoVm));
+        }
+        Ok(match op {
+            Op::CreateGmem { size, flags } => self.create_gmem(*size, *flags),
+            Op::Map { gmem } => self.map(*gmem),
+            Op::Bind { slot, flags, fd, gpa, size, offset } => {
+                self.bind(*slot, *flags, *fd, *gpa, *size, *offset)
+            }
+            Op::Unbind { slot } => self.unbind(*slot),
+            Op::ModifySlot { slot, gpa, flags } => self.modify_slot(*slot, *gpa, *flags),
+            Op::SetAttributes { gpa, size, attributes } => {
+                self.set_attributes(*gpa, *size, *attributes)
+            }
+            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, 0x3, *offset, *len),
+            Op::Allocate { gmem, mode, offset, len } => {
+                self.fallocate(*gmem, *mode, *offset, *len)
+            }
+            Op::CloseGmem { gmem } => self.close_gmem(*gmem),
+            Op::Unmap { gmem } => self.unmap(*gmem),
+            Op::DestroyVm => self.destroy_vm(),
+            Op::Guest { accesses } => self.guest(accesses),
+            Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),
+            Op::HostWrite { gmem, offset, width, value } => {
+                self.host_access(*gmem, *offset, *width, Some(*value))
+            }
+            Op::Check => Outcome::Ok,
+        })
+    }
+
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        Ok(probes.iter().map(|p| view::observe(self, p)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

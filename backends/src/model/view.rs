@@ -1,0 +1,254 @@
+//! What the guest and the host see: guest accesses, and the probes the runner compares.
+
+use super::{Model, PageEvent, PageKey, Shared};
+use crate::op::{layout, Access, AccessKind, GmemId, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY, PAGE_SIZE, GUEST_MEMFD_FLAG_INIT_SHARED};
+use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe, SkipReason};
+
+/// Where a guest access to one GFN ends up.
+enum Target {
+    Page(PageKey),
+    Mmio,
+    Fault { gpa: u64, flags: u64 },
+}
+
+/// Whether the vCPU can make this access at all: inside 4 GiB, inside one page, and away
+/// from the harness's code and mailbox.
+pub(super) fn reachable(access: &Access) -> bool {
+    let w = access.width.bytes();
+    let end = access.gpa.saturating_add(w);
+    let harness = layout::CODE_GPA..layout::MAILBOX_GPA + layout::MAILBOX_SIZE;
+    end <= layout::GUEST_ADDRESS_LIMIT
+        && access.gpa / PAGE_SIZE == (end - 1) / PAGE_SIZE
+        && access.gpa % w == 0
+        && !(harness.contains(&access.gpa) || harness.contains(&(end - 1)))
+}
+
+impl Model {
+    fn is_private(&self, gfn: u64) -> bool {
+        self.attributes.get(&gfn).is_some_and(|a| a & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0)
+    }
+
+    /// Resolves a guest access to a GFN, as the x86 fault path does.
+    fn resolve(&mut self, gfn: u64, write: bool) -> Result<Target, String> {
+        let private = self.is_private(gfn);
+        let fault = |private: bool| Target::Fault {
+            gpa: gfn * PAGE_SIZE,
+            flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 },
+        };
+        let Some((&id, slot)) = self.slots.iter().find(|(_, s)| s.contains(gfn)) else {
+            if private {
+                return Err("private access to a GFN without a memslot".into());
+            }
+            // No memslot: the access is emulated and leaves as KVM_EXIT_MMIO (probe).
+            return Ok(Target::Mmio);
+        };
+        let index = gfn - slot.base_gfn;
+        // kvm_faultin_pfn(): private GFNs and (6.18) guest_memfd-only slots fault through
+        // kvm_mmu_faultin_pfn_gmem(); kvm_gmem_get_pfn() fails with -EFAULT when the file was
+        // released (slot->gmem.file == NULL) and KVM reports KVM_EXIT_MEMORY_FAULT for the
+        // page (kvm_mmu_prepare_memory_fault_exit: gpa = gfn << PAGE_SHIFT, size PAGE_SIZE).
+        if private || slot.gmem_only {
+            let Some(binding) = slot.binding else {
+                // A private GFN in a slot without guest_memfd: kvm_faultin_pfn() exits
+                // with KVM_EXIT_MEMORY_FAULT (!kvm_slot_can_be_private).
+                return Ok(fault(private));
+            };
+            if binding.file_gone {
+                return Ok(fault(private));
+            }
+            let gmem = binding.gmem;
+            let file_index = binding.pgoff + index;
+            self.populate(gmem, file_index, "guest fault", true);
+            return Ok(Target::Page(PageKey::Gmem { gmem: gmem.0, index: file_index }));
+        }
+        // Shared GFN, ordinary fault through userspace_addr.
+        if write && slot.flags & KVM_MEM_READONLY != 0 {
+            return Ok(Target::Mmio);
+        }
+        if let Shared::GmemMap { gmem, pgoff, generation } = slot.shared {
+            // The hva is the file's mapping: KVM faults the page in through
+            // kvm_gmem_fault_user_mapping(). Probe (6.18 + kvm_pvm): when that fails — the
+            // mapping is gone, or the file lacks INIT_SHARED (SIGBUS) — the access leaves
+            // as KVM_EXIT_MMIO.
+            let file = &self.gmems[gmem.0 as usize];
+            if !file.mapped || file.map_generation != generation || file.flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
+                return Ok(Target::Mmio);
+            }
+            self.populate(gmem, pgoff + index, "guest fault", true);
+            return Ok(Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index }));
+        }
+        let slot = self.slots.get_mut(&id).expect("found above");
+        if !slot.anon.contains_key(&index) {
+            slot.anon.insert(index, super::Page::zero());
+            self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
+        }
+        Ok(Target::Page(PageKey::Anon { slot: id, index }))
+    }
+
+    fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
+        match key {
+            PageKey::Gmem { gmem, index } => self.gmems[gmem as usize].pages.get_mut(&index),
+            PageKey::Anon { slot, index } => self.slots.get_mut(&slot).and_then(|s| s.anon.get_mut(&index)),
+        }
+        .expect("resolve() made the page")
+    }
+
+    pub(super) fn guest(&mut self, accesses: &[Access]) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        if accesses.is_empty() || accesses.len() > layout::MAX_ACCESSES || !accesses.iter().all(reachable) {
+            return Outcome::Skipped(SkipReason::UnreachableGpa);
+        }
+        self.last_access_pages.clear();
+        let mut results = Vec::with_capacity(accesses.len());
+        let mut stopped = false;
+        for access in accesses {
+            if stopped {
+                results.push(AccessResult::NotRun);
+                self.last_access_pages.push(None);
+                continue;
+            }
+            let write = matches!(access.kind, AccessKind::Write(_));
+            let target = match self.resolve(access.gpa / PAGE_SIZE, write) {
+                Ok(t) => t,
+                Err(why) => return self.give_up(why),
+            };
+            let offset = access.gpa % PAGE_SIZE;
+            let w = access.width.bytes();
+            let result = match target {
+                Target::Mmio => AccessResult::Mmio,
+                Target::Fault { gpa, flags } => {
+                    // KVM_RUN fails; the harness does not re-enter the vCPU for this op.
+                    stopped = true;
+                    AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }
+                }
+                Target::Page(key) => {
+                    let op_index = self.op_index;
+                    let page = self.page_mut(key);
+                    match access.kind {
+                        AccessKind::Read => AccessResult::Read(page.load(offset, w)),
+                        AccessKind::Write(v) => {
+                            let new = access.width.truncate(v);
+                            let old = page.store(offset, w, new);
+                            let event = PageEvent::Written { by: "guest", offset: offset as u16, width: w as u8, old, new };
+                            self.history.record(op_index, key, event);
+                            AccessResult::Wrote
+                        }
+                    }
+                }
+            };
+            let key = match target {
+                Target::Page(key) => Some((key, offset)),
+                _ => None,
+            };
+            self.last_access_pages.push(key);
+            results.push(result);
+        }
+        Outcome::Guest(results)
+    }
+}
+
+/// The most pages a round of probes looks at through the guest.
+pub const MAX_GUEST_PROBES: usize = 64;
+/// The most pages of one file whose residency is compared.
+pub const MAX_RESIDENCY_PAGES: u64 = 256;
+
+pub(super) fn probes(model: &Model) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    for (i, file) in model.gmems.iter().enumerate() {
+        let gmem = GmemId(i as u8);
+        if !file.mapped {
+            continue;
+        }
+        // mincore() on the mapping reports the page cache (mincore_page()), without faulting.
+        probes.push(Probe::Residency { gmem });
+        if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED != 0 {
+            // Resident pages only: reading a hole would allocate it.
+            probes.extend(file.prepared.iter().map(|&page| Probe::HostPage { gmem, page }));
+        }
+    }
+    for (&slot, s) in &model.slots {
+        if !s.gmem_only && s.shared == Shared::Anon {
+            probes.extend((0..s.npages.min(MAX_GUEST_PROBES as u64)).map(|page| Probe::AnonPage { slot, page }));
+        }
+    }
+    if model.vm_alive {
+        // The guest's view of every slot page: a missed invalidation shows here.
+        let mut guest = 0;
+        for s in model.slots.values() {
+            for gfn in s.base_gfn..s.base_gfn + s.npages {
+                if guest == MAX_GUEST_PROBES {
+                    break;
+                }
+                probes.push(Probe::GuestPage { gpa: gfn * PAGE_SIZE });
+                guest += 1;
+            }
+        }
+    }
+    probes
+}
+
+pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
+    match *probe {
+        Probe::Residency { .. } => None,
+        Probe::HostPage { gmem, page } => Some(PageKey::Gmem { gmem: gmem.0, index: page }),
+        Probe::AnonPage { slot, page } => Some(PageKey::Anon { slot, index: page }),
+        Probe::GuestPage { gpa } => {
+            let gfn = gpa / PAGE_SIZE;
+            let (&id, slot) = model.slots.iter().find(|(_, s)| s.contains(gfn))?;
+            let index = gfn - slot.base_gfn;
+            match (slot.binding, slot.shared) {
+                (Some(b), _) if slot.gmem_only || model.is_private(gfn) => Some(PageKey::Gmem { gmem: b.gmem.0, index: b.pgoff + index }),
+                (_, Shared::GmemMap { gmem, pgoff, .. }) => Some(PageKey::Gmem { gmem: gmem.0, index: pgoff + index }),
+                (_, Shared::Anon) => Some(PageKey::Anon { slot: id, index }),
+            }
+        }
+    }
+}
+
+pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
+    let zero = || Observation::Content(PageContent::Bytes(Box::new([0u8; PAGE_SIZE as usize])));
+    let content = |page: &super::Page| Observation::Content(PageContent::Bytes(Box::new(*page.bytes())));
+    match *probe {
+        Probe::Residency { gmem } => {
+            let file = model.gmem(gmem)?;
+            if !file.mapped {
+                return Some(Observation::Absent);
+            }
+            let n = file.npages().min(MAX_RESIDENCY_PAGES);
+            Some(Observation::Residency((0..n).map(|i| file.prepared.contains(&i)).collect()))
+        }
+        Probe::HostPage { gmem, page } => {
+            let file = model.gmem(gmem)?;
+            if !file.mapped || page >= file.npages() {
+                return Some(Observation::Absent);
+            }
+            if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
+                return Some(Observation::Sigbus);
+            }
+            // Probes only read resident pages; a hole would read as zero after allocation.
+            Some(file.pages.get(&page).map_or_else(zero, content))
+        }
+        Probe::AnonPage { slot, page } => {
+            let s = model.slots.get(&slot)?;
+            if page >= s.npages {
+                return Some(Observation::Absent);
+            }
+            Some(s.anon.get(&page).map_or_else(zero, content))
+        }
+        Probe::GuestPage { gpa } => {
+            if !model.vm_alive {
+                return Some(Observation::Absent);
+            }
+            match model.resolve(gpa / PAGE_SIZE, false) {
+                Err(_) => None,
+                Ok(Target::Mmio) => Some(Observation::GuestExit(AccessResult::Mmio)),
+                Ok(Target::Fault { gpa, flags }) => {
+                    Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }))
+                }
+                Ok(Target::Page(key)) => Some(content(model.page_mut(key))),
+            }
+        }
+    }
+}

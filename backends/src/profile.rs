@@ -1,0 +1,75 @@
+//! What the kernel under test offers, probed once per backend, so that the model predicts
+//! what *this* kernel must do (a capability it lacks is an error to predict, not a skip).
+
+/// KVM's answers to KVM_CHECK_EXTENSION and the VM type in use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// Kernel release (`uname -r`), for reports.
+    pub kernel: String,
+    /// The VM type passed to KVM_CREATE_VM (0 = default, 1 = KVM_X86_SW_PROTECTED_VM).
+    pub vm_type: u64,
+    /// KVM_CAP_GUEST_MEMFD.
+    pub guest_memfd: bool,
+    /// KVM_CAP_GUEST_MEMFD_FLAGS (244): the creation flags this VM accepts. Kernels without
+    /// the capability (6.12) accept no flags.
+    pub gmem_flags: u64,
+    /// Whether KVM_SET_MEMORY_ATTRIBUTES exists at all (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES);
+    /// without it the ioctl falls through to kvm_arch_vm_ioctl and fails with ENOTTY.
+    pub attributes_ioctl: bool,
+    /// KVM_CAP_MEMORY_ATTRIBUTES on the VM fd: the attributes this VM supports.
+    pub attributes: u64,
+    /// Whether a guest_memfd slot with the MMAP flag is "guest_memfd only" (6.18:
+    /// KVM_MEMSLOT_GMEM_ONLY): guest faults go to the file, not to userspace_addr.
+    pub gmem_only_slots: bool,
+    /// KVM_CAP_MULTI_ADDRESS_SPACE on the VM fd: memslot address spaces (0 reads as 1).
+    pub address_spaces: u32,
+    /// FALLOC_FL_WRITE_ZEROES (0x80) is in vfs_fallocate's FALLOC_FL_MODE_MASK (6.17+).
+    pub falloc_write_zeroes: bool,
+}
+
+impl Profile {
+    /// The host kernel of this project's machines, as measured (shared/design/platform-facts.md
+    /// and the probes in kvm::profile: guest faults go through userspace_addr there).
+    pub fn host_6_18() -> Profile {
+        Profile {
+            kernel: "6.18 (assumed)".into(),
+            vm_type: 0,
+            guest_memfd: true,
+            gmem_flags: crate::op::GUEST_MEMFD_FLAG_MMAP | crate::op::GUEST_MEMFD_FLAG_INIT_SHARED,
+            attributes_ioctl: false,
+            attributes: 0,
+            gmem_only_slots: false,
+            address_spaces: 1,
+            falloc_write_zeroes: true,
+        }
+    }
+
+    /// Linux 6.12 with KVM_SW_PROTECTED_VM, VM type 1 (the QEMU lane).
+    pub fn sw_protected_6_12() -> Profile {
+        Profile {
+            kernel: "6.12 (assumed)".into(),
+            vm_type: 1,
+            guest_memfd: true,
+            gmem_flags: 0,
+            attributes_ioctl: true,
+            attributes: crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+            gmem_only_slots: false,
+            address_spaces: 1,
+            falloc_write_zeroes: false,
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} address_spaces {}",
+            self.kernel,
+            self.vm_type,
+            self.guest_memfd,
+            self.gmem_flags,
+            self.attributes_ioctl,
+            self.attributes,
+            self.gmem_only_slots,
+            self.address_spaces
+        )
+    }
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# boot.sh --kernel BZIMAGE --initrd CPIO [--out DIR] [--timeout SECS]
+#         [--mem 2G] [--smp N] [--cmd 'SHELL CMD'] [--append 'KERNEL ARGS']
+#         [--quiet] [-- EXTRA QEMU ARGS...]
+#
+# Boots the gmemfuzz test kernel under QEMU/TCG (-cpu max exposes SVM+NPT, so
+# KVM_AMD works inside the guest) with DIR shared over virtio-9p (tag "out",
+# mounted at /out by the initramfs /init of make-initramfs.sh).
+# Why: lets the host run the fuzzer against a 6.12 kernel that has
+# KVM_X86_SW_PROTECTED_VM, and get results back through DIR.
+#
+# --cmd is passed base64-encoded as gmemfuzz.cmd_b64= (no quoting problems);
+# without it the guest runs /run.sh or the initramfs' BINARY.
+# The console goes to DIR/console.log (and to stdout unless --quiet).
+# Exit status: the guest command's status read from DIR/exit_status;
+#   124 = timeout, 125 = the guest stopped without writing a status
+#   (kernel panic, init died, QEMU failed to start).
+# DIR defaults to a fresh temp dir; its path is printed on stderr.
+set -euo pipefail
+
+log() { printf '[boot] %s\n' "$*" >&2; }
+die() { printf '[boot] ERROR: %s\n' "$*" >&2; exit 2; }
+usage() { sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+KERNEL="" INITRD="" OUT="" TIMEOUT=600 MEM=2G SMP=1 CMD="" APPEND="" QUIET=0
+EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel) KERNEL="${2:?--kernel needs a value}"; shift 2 ;;
+        --initrd) INITRD="${2:?--initrd needs a value}"; shift 2 ;;
+        --out) OUT="${2:?--out needs a value}"; shift 2 ;;
+        --timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
+        --mem) MEM="${2:?--mem needs a value}"; shift 2 ;;
+        --smp) SMP="${2:?--smp needs a value}"; shift 2 ;;
+        --cmd) CMD="${2?--cmd needs a value}"; shift 2 ;;
+        --append) APPEND="${2?--append needs a value}"; shift 2 ;;
+        --quiet) QUIET=1; shift ;;
+        -h|--help) usage ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) log "unknown argument: $1"; usage ;;
+    esac
+done
+[ -n "$KERNEL" ] || die "--kernel BZIMAGE is required"
+[ -n "$INITRD" ] || die "--initrd CPIO is required"
+[ -f "$KERNEL" ] || die "kernel '$KERNEL' not found"
+[ -f "$INITRD" ] || die "initrd '$INITRD' not found"
+[[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
+[[ "$SMP" =~ ^[0-9]+$ ]] || die "--smp must be a number"
+
+QEMU=qemu-system-x86_64
+if ! command -v "$QEMU" >/dev/null; then
+    log "installing qemu-system-x86"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq >&2
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 >&2 \
+        || die "apt-get install qemu-system-x86 failed"
+fi
+
+if [ -z "$OUT" ]; then
+    OUT="$(mktemp -d "${TMPDIR:-/tmp}/gmemfuzz-boot.XXXXXX")"
+fi
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+rm -f "$OUT/exit_status" "$OUT/console.log"
+log "out dir: $OUT"
+
+KARGS="console=ttyS0 panic=-1 loglevel=6"
+if [ -n "$CMD" ]; then
+    KARGS="$KARGS gmemfuzz.cmd_b64=$(printf '%s' "$CMD" | base64 -w0)"
+fi
+[ -z "$APPEND" ] || KARGS="$KARGS $APPEND"
+
+qemu_cmd=("$QEMU" -accel tcg -cpu max -m "$MEM" -smp "$SMP"
+    -kernel "$KERNEL" -initrd "$INITRD" -append "$KARGS"
+    -nographic -no-reboot
+    -virtfs "local,path=$OUT,mount_tag=out,security_model=none"
+    ${EXTRA[@]+"${EXTRA[@]}"})
+
+start=$(date +%s.%N)
+set +e
+if [ "$QUIET" = 1 ]; then
+    timeout -k 10 "$TIMEOUT" "${qemu_cmd[@]}" </dev/null > "$OUT/console.log" 2>&1
+    qrc=$?
+else
+    timeout -k 10 "$TIMEOUT" "${qemu_cmd[@]}" </dev/null 2>&1 | tee "$OUT/console.log"
+    qrc=${PIPESTATUS[0]}
+fi
+set -e
+elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+
+for pat in 'BUG:' 'WARNING:' 'Oops' 'Kernel panic' 'general protection fault' \
+           'KASAN' 'possible circular locking' 'lockdep'; do
+    if grep -qF "$pat" "$OUT/console.log"; then
+        log "note: console.log contains '$pat'"
+    fi
+done
+
+if [ -f "$OUT/exit_status" ] && status="$(tr -d ' \n' < "$OUT/exit_status")" \
+   && [[ "$status" =~ ^[0-9]+$ ]]; then
+    log "guest exit status $status after ${elapsed}s"
+    exit $(( status & 255 ))
+fi
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+    log "TIMEOUT after ${elapsed}s (limit ${TIMEOUT}s); console: $OUT/console.log"
+    exit 124
+fi
+log "guest stopped without an exit status after ${elapsed}s (qemu status $qrc); console: $OUT/console.log"
+tail -20 "$OUT/console.log" >&2 || true
+exit 125

@@ -1,0 +1,13 @@
+//! gmemfuzz: generate guest_memfd programs, run them in lockstep on the reference model
+//! and a backend, and report every divergence.
+//!
+//! Data flows one way: bytes -> `Program` -> `Runner` -> (model, backend) -> `oracle`.
+
+pub mod fuzz;
+pub mod oracle;
+pub mod program;
+pub mod runner;
+pub mod stats;
+
+pub use program::Program;
+pub use runner::{RunError, Runner, Trace};
