@@ -7,6 +7,7 @@ pub mod fuzz;
 pub mod oracle;
 pub mod program;
 pub mod runner;
+pub mod scenarios;
 pub mod stats;
 
 pub use program::Program;

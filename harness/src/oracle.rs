@@ -188,8 +188,19 @@ impl Context<'_> {
                 Some(self.divergence(kind, subject, show_content(e), show_content(a), key))
             }
             (e, a) if e == a => None,
-            (Observation::Residency(_), _) => {
-                Some(self.divergence(DivergenceKind::StateMismatch, subject, show_observation(expected), show_observation(actual), key))
+            (Observation::Residency(exp), Observation::Residency(act)) => {
+                // Pages still resident that this very op dropped: the op's invalidation was
+                // missed, the same bug a stale read shows.
+                let gmem = match probe {
+                    Probe::Residency { gmem } => gmem.0,
+                    _ => unreachable!("residency answers residency probes"),
+                };
+                let kept = (0..exp.len().min(act.len())).find(|&i| {
+                    act[i] && !exp[i] && self.model.history().before_drop(&PageKey::Gmem { gmem, index: i as u64 }).is_some_and(|(at, _)| at == self.op_index)
+                });
+                let kind = if kept.is_some() { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch };
+                let key = kept.map(|i| PageKey::Gmem { gmem, index: i as u64 });
+                Some(self.divergence(kind, subject, show_observation(expected), show_observation(actual), key))
             }
             _ => Some(self.divergence(DivergenceKind::UnexpectedExit, subject, show_observation(expected), show_observation(actual), key)),
         }

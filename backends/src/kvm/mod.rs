@@ -52,6 +52,9 @@ pub struct KvmBackend {
     slots: BTreeMap<u32, SlotHandle>,
     /// Address ranges of unmapped guest_memfd mappings, reserved until reset.
     retired: Vec<Mapping>,
+    /// Ops of this kind are not performed but reported as successful: a stand-in for a
+    /// kernel that silently skips an operation, to show the harness catches one.
+    skipped: Option<crate::op::OpKind>,
 }
 
 fn errno(e: kvm_ioctls::Error) -> Outcome {
@@ -81,7 +84,7 @@ impl KvmBackend {
         let vm = Self::create_vm(&kvm, vm_type, &code, &mailbox)?;
         let profile = probe_profile(&vm.fd, vm_type)?;
         let mut backend =
-            KvmBackend { kvm, profile, vm: Some(vm), code, mailbox, gmems: Vec::new(), slots: BTreeMap::new(), retired: Vec::new() };
+            KvmBackend { kvm, profile, vm: Some(vm), code, mailbox, gmems: Vec::new(), slots: BTreeMap::new(), retired: Vec::new(), skipped: None };
         backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
         backend.reset_state()?;
         Ok(backend)
@@ -157,6 +160,11 @@ impl KvmBackend {
         sregs.cr0 |= 1;
         vcpu.set_sregs(&sregs).map_err(|e| resource("KVM_SET_SREGS", e))?;
         Ok(Vm { vcpu, fd })
+    }
+
+    /// Makes this backend pretend to perform ops of `kind` (see `skipped`).
+    pub fn skip_silently(&mut self, kind: crate::op::OpKind) {
+        self.skipped = Some(kind);
     }
 
     fn mailbox_ptr(&self, offset: u64) -> *mut u8 {
@@ -471,6 +479,9 @@ impl Backend for KvmBackend {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        if self.skipped == Some(op.kind()) {
+            return Ok(Outcome::Ok);
+        }
         Ok(match op {
             Op::CreateGmem { size, flags } => {
                 let Some(vm) = self.vm.as_ref() else {

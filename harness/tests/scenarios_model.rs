@@ -1,0 +1,63 @@
+//! The model, scenario by scenario: every op's outcome as the kernel's own tests expect.
+
+use gmemfuzz::scenarios;
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::{Backend, Profile};
+
+fn check(name: &str) {
+    let scenario = scenarios::all().into_iter().find(|s| s.name == name).expect("scenario exists");
+    let mut model = Model::new(Profile::host_6_18());
+    for (i, (op, expected)) in scenario.steps.iter().enumerate() {
+        model.set_op_index(i);
+        let got = model.apply(op).unwrap();
+        assert_eq!(&got, expected, "{name} step {i} ({op:?}): expected {expected}, model said {got} [{}]", scenario.source);
+        assert_eq!(model.lost_track(), None, "{name} step {i}: the model must predict every step");
+        model.check_invariants().unwrap_or_else(|e| panic!("{name} step {i}: {e}"));
+    }
+}
+
+macro_rules! scenario_tests {
+    ($($name:ident),* $(,)?) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
+}
+
+scenario_tests!(
+    invalid_sizes,
+    invalid_flags,
+    mmap_needs_mmap_flag,
+    host_fault_without_init_shared_is_sigbus,
+    fallocate_rules,
+    punch_hole_then_read_zero,
+    binding_rules,
+    guest_memfd_slots_are_immutable,
+    release_needs_every_reference_gone,
+    no_mmap_flag_slot_uses_userspace_memory,
+    destroy_vm_while_files_live,
+    memory_attributes_unsupported,
+    residency_counts_prepared_pages,
+);
+
+#[test]
+fn every_scenario_has_a_test() {
+    let tested = include_str!("scenarios_model.rs");
+    for s in scenarios::all() {
+        assert!(tested.contains(&format!("    {},", s.name)), "scenario {} has no test function", s.name);
+    }
+}
+
+#[test]
+fn residency_follows_preparation() {
+    use gmemfuzz_backends::op::{GmemId, Op, PAGE_SIZE};
+    use gmemfuzz_backends::{Observation, Probe};
+    let mut model = Model::new(Profile::host_6_18());
+    let g = GmemId(0);
+    for op in [
+        Op::CreateGmem { size: 4 * PAGE_SIZE, flags: 3 },
+        Op::Map { gmem: g },
+        Op::Allocate { gmem: g, mode: 1, offset: 0, len: 2 * PAGE_SIZE },
+        Op::HostRead { gmem: g, offset: PAGE_SIZE, width: gmemfuzz_backends::Width::W1 },
+    ] {
+        model.apply(&op).unwrap();
+    }
+    let seen = model.observe(&[Probe::Residency { gmem: g }]).unwrap();
+    assert_eq!(seen, vec![Some(Observation::Residency(vec![false, true, false, false]))], "allocated pages are not uptodate; the faulted one is");
+}
