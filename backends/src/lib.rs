@@ -7,6 +7,7 @@ pub mod model;
 pub mod op;
 pub mod outcome;
 pub mod profile;
+pub mod sim;
 
 pub use backend::{Backend, HarnessError};
 pub use op::{Access, AccessKind, FdArg, GmemId, Op, OpKind, Width};

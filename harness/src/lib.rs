@@ -4,8 +4,10 @@
 //! Data flows one way: bytes -> `Program` -> `Runner` -> (model, backend) -> `oracle`.
 
 pub mod fuzz;
+pub mod fuzz_sim;
 pub mod oracle;
 pub mod program;
+pub mod repro;
 pub mod runner;
 pub mod scenarios;
 pub mod stats;

@@ -47,6 +47,44 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Print a program (text file or libFuzzer artifact) in the text format.
+    Show { file: std::path::PathBuf },
+    /// Run a program on the model and real KVM, op by op; exit 1 on a divergence.
+    Replay {
+        file: std::path::PathBuf,
+        #[arg(long, default_value_t = 0)]
+        vm_type: u64,
+    },
+    /// Shrink a diverging program to the smallest one with the same divergence.
+    Minimize {
+        file: std::path::PathBuf,
+        #[arg(short, long)]
+        out: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        vm_type: u64,
+    },
+    /// Write a standalone C reproducer of a program.
+    CRepro {
+        file: std::path::PathBuf,
+        #[arg(short, long)]
+        out: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        vm_type: u64,
+    },
+    /// Store a program with what it shows now in corpus/regressions/NAME.txt.
+    AddRegression {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Minimize the program first.
+        #[arg(long)]
+        minimize: bool,
+        #[arg(long, default_value_t = 0)]
+        vm_type: u64,
+        /// Directory to write to (default: the workspace's corpus/regressions).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn programs(seed: u64, count: u64, ops: usize) -> Vec<Program> {
@@ -65,8 +103,16 @@ fn kvm(vm_type: u64) -> Result<KvmBackend> {
 }
 
 fn main() -> Result<()> {
+    use gmemfuzz::repro::cli;
     let cli = Cli::parse();
     match cli.command {
+        Command::Show { file } => std::process::exit(cli::show(&file)),
+        Command::Replay { file, vm_type } => std::process::exit(cli::replay(&file, vm_type)),
+        Command::Minimize { file, out, vm_type } => std::process::exit(cli::minimize(&file, out.as_deref(), vm_type)),
+        Command::CRepro { file, out, vm_type } => std::process::exit(cli::c_repro(&file, out.as_deref(), vm_type)),
+        Command::AddRegression { file, name, minimize, vm_type, dir } => {
+            std::process::exit(cli::add_regression(&file, &name, minimize, vm_type, dir.as_deref()))
+        }
         Command::Profile { vm_type } => {
             let backend = kvm(vm_type)?;
             println!("{}", backend.profile().summary());

@@ -1,0 +1,243 @@
+//! A simulated KVM with TDX-style and SNP-style platform layers, and injectable bugs.
+//!
+//! `SimBackend` splits the kernel in two. The *control* side (memslots, bindings, file
+//! flags, references, and the result or errno of every call) is decided by an embedded
+//! reference [`Model`]: the simulation never re-implements argument validation. The
+//! *memory* side is the simulation's own and independent of the model's pages:
+//!
+//! * a page allocator: PFN -> content, allocated or freed (freed pages keep their content);
+//! * guest_memfd files as page index -> PFN, bound to memslots (the model's bindings);
+//! * per-GFN attributes, updated by successful KVM_SET_MEMORY_ATTRIBUTES;
+//! * a stage-2 mapping cache GFN -> PFN, filled by guest faults and emptied by zaps; guest
+//!   accesses that hit it never look at slots, attributes or files again, so a missed
+//!   invalidation makes the guest read a freed or stale PFN;
+//! * a [`Platform`] called on the fault and invalidation paths.
+//!
+//! Broken platform invariants are findings, not harness errors: the first one is kept and
+//! returned by [`SimBackend::invariant_violation`] (the fuzz glue panics with
+//! "gmemfuzz PLATFORM INVARIANT").
+//!
+//! # The two platform designs
+//!
+//! | | TDX-like | SNP-like |
+//! |---|---|---|
+//! | private state | Secure-EPT (GFN -> PFN) | RMP entry per PFN (private/shared) |
+//! | needs from the kernel | S-EPT removal hooked where stage-2 entries are removed, with a reason flag on the unmap path (set-memory-attributes: keep, re-accept, content gone; punch-hole/release: reclaim and free) | a guest_memfd invalidate hook on PFN ranges, called before pages are freed; no GFN or memslot needed |
+//! | cleanup runs on | every zap of a private GFN | every free of a guest_memfd page |
+//! | invariants | never free a PFN still in the S-EPT; S-EPT == private stage-2 entries; no removal twice; pages removed for freeing are freed | never free a PFN whose RMP entry is private; private stage-2 entries are RMP-private; no invalidate twice |
+//!
+//! Common invariants: no stage-2 entry points to a freed PFN; each entry's private bit is
+//! the GFN's attribute (conversion zaps exactly what it must); no entry outside a memslot.
+//!
+//! The program that tells the designs apart: make a private page of a bound file, touch
+//! it, delete the slot, then punch the page. TDX removed the S-EPT entry at slot deletion
+//! and never sees the punch (no GFN maps the page any more); SNP must still return the RMP
+//! entry to shared at the punch, which only a PFN-range hook in guest_memfd can do. The
+//! same table, with the injected bugs, is in `backends/src/sim/README.md`.
+
+mod bug;
+mod guest;
+mod invalidate;
+mod mem;
+mod platform;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use bug::{InjectedBug, HUGE_PAGES};
+pub use mem::{S2Entry, Stage2};
+pub use platform::{Platform, Reason, SnpLike, TdxLike};
+
+use crate::backend::{Backend, HarnessError};
+use crate::model::Model;
+use crate::op::{Op, PAGE_SIZE};
+use crate::outcome::{Observation, Outcome, Probe};
+use crate::profile::Profile;
+use invalidate::Filter;
+
+/// A guest_memfd file's pages on the memory side.
+#[derive(Default)]
+struct SimFile {
+    /// File page index -> PFN.
+    pages: BTreeMap<u64, u64>,
+    /// Pages cleared and marked uptodate by a fault (what mincore shows).
+    prepared: BTreeSet<u64>,
+}
+
+pub struct SimBackend {
+    name: String,
+    model: Model,
+    platform: Box<dyn Platform>,
+    bug: Option<InjectedBug>,
+    pfns: mem::Pfns,
+    files: Vec<SimFile>,
+    /// (slot id, slot page) -> PFN of the anonymous memory behind the shared side.
+    anon: BTreeMap<(u32, u64), u64>,
+    attributes: BTreeMap<u64, u64>,
+    s2: Stage2,
+    op_index: usize,
+    violation: Option<String>,
+}
+
+impl SimBackend {
+    pub fn new(profile: Profile, platform: Box<dyn Platform>, bug: Option<InjectedBug>) -> SimBackend {
+        let name = match bug {
+            Some(b) => format!("sim-{}+{}", platform.name(), b.name()),
+            None => format!("sim-{}", platform.name()),
+        };
+        SimBackend {
+            name,
+            model: Model::new(profile),
+            platform,
+            bug,
+            pfns: Default::default(),
+            files: Vec::new(),
+            anon: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+            s2: Stage2::new(),
+            op_index: 0,
+            violation: None,
+        }
+    }
+
+    pub fn tdx(profile: Profile, bug: Option<InjectedBug>) -> SimBackend {
+        SimBackend::new(profile, Box::new(TdxLike::default()), bug)
+    }
+
+    pub fn snp(profile: Profile, bug: Option<InjectedBug>) -> SimBackend {
+        SimBackend::new(profile, Box::new(SnpLike::default()), bug)
+    }
+
+    pub fn platform_name(&self) -> &'static str {
+        self.platform.name()
+    }
+
+    /// The first platform invariant broken since the last reset, if any.
+    pub fn invariant_violation(&self) -> Option<String> {
+        self.violation.clone()
+    }
+
+    /// The stage-2 mapping cache, for tests and reports.
+    pub fn stage2(&self) -> &Stage2 {
+        &self.s2
+    }
+
+    fn violate(&mut self, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(format!("after backend op #{} (skipped ops not counted) on {}: {what}", self.op_index, self.name));
+        }
+    }
+
+    /// The invariants every platform relies on, then the platform's own.
+    fn check_invariants(&mut self) {
+        let alive = self.model.vm_alive();
+        let mut broken = None;
+        for (gfn, e) in &self.s2 {
+            if self.pfns.is_free(e.pfn) {
+                broken = Some(format!("stage-2 maps GFN {gfn:#x} to freed PFN {:#x}", e.pfn));
+            } else if e.private != self.is_private(*gfn) {
+                broken = Some(format!(
+                    "stage-2 entry for GFN {gfn:#x} is {} but the attribute says otherwise",
+                    if e.private { "private" } else { "shared" }
+                ));
+            } else if !alive || !self.model.slots().values().any(|s| s.contains(*gfn)) {
+                broken = Some(format!("stage-2 entry for GFN {gfn:#x} outside every memslot"));
+            }
+            if broken.is_some() {
+                break;
+            }
+        }
+        if let Some(b) = broken.or_else(|| self.platform.check(&self.s2).err()) {
+            self.violate(b);
+        }
+    }
+
+    /// What the memory side does for an op the model accepted.
+    fn effects(&mut self, op: &Op, outcome: Outcome, old_slot: Option<(u64, u64, u32)>, was_released: bool) -> Outcome {
+        let ok = outcome == Outcome::Ok;
+        match op {
+            Op::CreateGmem { .. } if ok => self.files.push(SimFile::default()),
+            Op::Bind { slot, size: 0, .. } | Op::Unbind { slot } if ok => {
+                if let Some((base, npages, _)) = old_slot {
+                    self.delete_slot(*slot, base, npages);
+                }
+            }
+            Op::ModifySlot { slot, .. } if ok => {
+                let now = self.model.slots().get(slot).map(|s| (s.base_gfn, s.npages, s.flags));
+                if let Some(old) = old_slot.filter(|old| Some(*old) != now) {
+                    self.zap(old.0, old.0 + old.1, Reason::MemslotDelete, Filter::All);
+                }
+            }
+            Op::SetAttributes { gpa, size, attributes } if ok => {
+                self.set_attributes(gpa / PAGE_SIZE, (gpa + size) / PAGE_SIZE, *attributes)
+            }
+            Op::Punch { gmem, offset, len } if ok => self.punch(*gmem, offset / PAGE_SIZE, offset.saturating_add(*len) / PAGE_SIZE),
+            Op::Allocate { gmem, offset, len, .. } if ok => self.allocate(*gmem, offset / PAGE_SIZE, (offset + len) / PAGE_SIZE),
+            Op::CloseGmem { gmem } | Op::Unmap { gmem } if ok => {
+                if matches!(op, Op::Unmap { .. }) {
+                    self.zap_host_mappings(*gmem, 0, u64::MAX);
+                }
+                if !was_released && self.model.gmem(*gmem).is_some_and(|f| f.released) {
+                    self.release(*gmem);
+                }
+            }
+            Op::DestroyVm if ok => {
+                self.zap(0, u64::MAX, Reason::VmDestroy, Filter::All);
+                self.free_anon(|_| true);
+            }
+            Op::Guest { accesses } if matches!(outcome, Outcome::Guest(_)) => return self.guest(accesses),
+            Op::HostRead { gmem, offset, width } if matches!(outcome, Outcome::Value(_)) => {
+                return self.host_access(*gmem, *offset, *width, None)
+            }
+            Op::HostWrite { gmem, offset, width, value } if ok => return self.host_access(*gmem, *offset, *width, Some(*value)),
+            _ => {}
+        }
+        outcome
+    }
+}
+
+impl Backend for SimBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn profile(&self) -> &Profile {
+        self.model.profile()
+    }
+
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        self.model.reset()?;
+        self.platform.reset();
+        self.pfns = Default::default();
+        self.files.clear();
+        self.anon.clear();
+        self.attributes.clear();
+        self.s2.clear();
+        self.op_index = 0;
+        self.violation = None;
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        let slot_id = match op {
+            Op::Bind { slot, .. } | Op::Unbind { slot } | Op::ModifySlot { slot, .. } => Some(*slot),
+            _ => None,
+        };
+        let old_slot = slot_id.and_then(|id| self.model.slots().get(&id)).map(|s| (s.base_gfn, s.npages, s.flags));
+        let was_released = op.gmem().and_then(|g| self.model.gmem(g)).is_some_and(|f| f.released);
+        self.model.set_op_index(self.op_index);
+        let outcome = self.model.apply(op)?;
+        let outcome = match self.model.lost_track() {
+            Some(_) => outcome,
+            None => self.effects(op, outcome, old_slot, was_released),
+        };
+        self.check_invariants();
+        self.op_index += 1;
+        Ok(outcome)
+    }
+
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        Ok(probes.iter().map(|p| self.observe_one(p)).collect())
+    }
+}

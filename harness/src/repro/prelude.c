@@ -1,0 +1,700 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+#include <linux/falloc.h>
+
+/* Helpers for op kinds this program does not use stay defined. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+
+/*
+ * Definitions newer than some uapi headers (include/uapi/linux/kvm.h, 6.8+), under our own
+ * names so they never clash with a header that has them.
+ */
+struct gf_userspace_memory_region2 {
+    uint32_t slot;
+    uint32_t flags;
+    uint64_t guest_phys_addr;
+    uint64_t memory_size;
+    uint64_t userspace_addr;
+    uint64_t guest_memfd_offset;
+    uint32_t guest_memfd;
+    uint32_t pad1;
+    uint64_t pad2[14];
+};
+struct gf_create_guest_memfd {
+    uint64_t size;
+    uint64_t flags;
+    uint64_t reserved[6];
+};
+struct gf_memory_attributes {
+    uint64_t address;
+    uint64_t size;
+    uint64_t attributes;
+    uint64_t flags;
+};
+/* The memory_fault member of kvm_run's exit union. */
+struct gf_memory_fault {
+    uint64_t flags;
+    uint64_t gpa;
+    uint64_t size;
+};
+#define GF_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct gf_userspace_memory_region2)
+#define GF_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct gf_memory_attributes)
+#define GF_KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct gf_create_guest_memfd)
+#define GF_KVM_EXIT_MEMORY_FAULT 39
+
+/* The harness layout (gmemfuzz_backends::op::layout, kvm::guest). */
+#define CODE_GPA @CODE_GPA@ULL
+#define CODE_SIZE @CODE_SIZE@ULL
+#define MAILBOX_GPA @MAILBOX_GPA@ULL
+#define MAILBOX_SIZE @MAILBOX_SIZE@ULL
+#define CMD_HEADER @CMD_HEADER@
+#define CMD_SIZE @CMD_SIZE@
+#define STACK_TOP @STACK_TOP@ULL
+#define MAX_MAPPED_BYTES @MAX_MAPPED@ULL
+#define PAGE 4096ULL
+#define MAX_GMEMS 256
+#define MAX_SLOTS 64
+
+enum fd_kind { FD_GMEM, FD_INVALID, FD_NOT_GMEM };
+
+struct access {
+    uint64_t gpa;
+    int width;
+    int write;
+    uint64_t value;
+};
+
+static int kvm_fd = -1, vm_fd = -1, vcpu_fd = -1;
+static struct kvm_run *run;
+static size_t run_size;
+static uint8_t *code_mem, *mailbox;
+
+static struct {
+    int fd; /* -1 once closed */
+    uint8_t *map;
+    uint64_t size;
+} gmems[MAX_GMEMS];
+static int ngmems;
+
+static struct {
+    int used;
+    uint32_t id;
+    uint64_t uaddr, size;
+    void *anon; /* anonymous memory behind uaddr, when it is not the file's mapping */
+    size_t anon_len;
+    uint32_t guest_memfd;
+} slots[MAX_SLOTS];
+
+static char obs[1024];
+static int failures;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "SETUP FAILED: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static void set_obs(const char *s) { snprintf(obs, sizeof(obs), "%s", s); }
+
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case EBADF: return "EBADF";
+    case EINVAL: return "EINVAL";
+    case EEXIST: return "EEXIST";
+    case ENODEV: return "ENODEV";
+    case ENOTTY: return "ENOTTY";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EFAULT: return "EFAULT";
+    case EFBIG: return "EFBIG";
+    case EPERM: return "EPERM";
+    case ENOMEM: return "ENOMEM";
+    case ENXIO: return "ENXIO";
+    case ENOSPC: return "ENOSPC";
+    case EIO: return "EIO";
+    case EAGAIN: return "EAGAIN";
+    case E2BIG: return "E2BIG";
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EBUSY: return "EBUSY";
+    case EHWPOISON: return "EHWPOISON";
+    default: return NULL;
+    }
+}
+
+/* An outcome in the words gmemfuzz prints (Outcome's Display). */
+static void set_result(int rc)
+{
+    if (rc == 0) {
+        set_obs("ok");
+    } else if (errno_name(errno)) {
+        snprintf(obs, sizeof(obs), "error %s", errno_name(errno));
+    } else {
+        snprintf(obs, sizeof(obs), "error errno %d", errno);
+    }
+}
+
+static void report(int index, const char *line, const char *expected)
+{
+    int same = !expected || strcmp(obs, expected) == 0;
+    printf("#%-3d %s\n      model: %s\n      kvm:   %s%s\n", index, line, expected ? expected : "(not predicted)", obs,
+           same ? "" : "    <== DIFFERS");
+    if (!same)
+        failures++;
+}
+
+static void skipped(int index, const char *line, const char *reason)
+{
+    printf("#%-3d %s\n      skipped by every backend (%s): not sent\n", index, line, reason);
+}
+
+static int set_region(uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size, uint64_t uaddr, uint32_t gfd, uint64_t offset)
+{
+    struct gf_userspace_memory_region2 r;
+    memset(&r, 0, sizeof(r));
+    r.slot = slot;                  /* memslot id (address space 0) */
+    r.flags = flags;                /* KVM_MEM_* flags */
+    r.guest_phys_addr = gpa;        /* first guest-physical address */
+    r.memory_size = size;           /* bytes; 0 deletes the slot */
+    r.userspace_addr = uaddr;       /* the shared side */
+    r.guest_memfd_offset = offset;  /* byte offset into the guest_memfd */
+    r.guest_memfd = gfd;            /* the guest_memfd fd (KVM_MEM_GUEST_MEMFD) */
+    return ioctl(vm_fd, GF_KVM_SET_USER_MEMORY_REGION2, &r);
+}
+
+static void *anon_map(size_t len)
+{
+    return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+}
+
+static void create_vm(unsigned long type)
+{
+    vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, type /* VM type */);
+    if (vm_fd < 0)
+        die("KVM_CREATE_VM");
+    /* The harness slots: 0 = guest code, 1 = mailbox (plain anonymous memory). */
+    if (set_region(0, 0, CODE_GPA, CODE_SIZE, (uint64_t)(uintptr_t)code_mem, 0, 0))
+        die("code memslot");
+    if (set_region(1, 0, MAILBOX_GPA, MAILBOX_SIZE, (uint64_t)(uintptr_t)mailbox, 0, 0))
+        die("mailbox memslot");
+    vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0 /* vCPU id */);
+    if (vcpu_fd < 0)
+        die("KVM_CREATE_VCPU");
+    run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd, 0);
+    if (run == MAP_FAILED)
+        die("mmap kvm_run");
+    /* 32-bit flat protected mode, set up purely through the hidden segment state. */
+    struct kvm_sregs sregs;
+    if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs))
+        die("KVM_GET_SREGS");
+    struct kvm_segment seg;
+    memset(&seg, 0, sizeof(seg));
+    seg.base = 0;
+    seg.limit = 0xffffffff;
+    seg.present = 1;
+    seg.dpl = 0;
+    seg.db = 1;
+    seg.s = 1;
+    seg.l = 0;
+    seg.g = 1;
+    seg.selector = 0x8;
+    seg.type = 0xb; /* code: execute/read, accessed */
+    sregs.cs = seg;
+    seg.selector = 0x10;
+    seg.type = 0x3; /* data: read/write, accessed */
+    sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = seg;
+    sregs.cr0 |= 1; /* PE */
+    if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs))
+        die("KVM_SET_SREGS");
+}
+
+@GUEST_CODE@
+
+static void setup(unsigned long vm_type)
+{
+    kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm_fd < 0)
+        die("open /dev/kvm");
+    int size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (size <= 0)
+        die("KVM_GET_VCPU_MMAP_SIZE");
+    run_size = size;
+    code_mem = anon_map(CODE_SIZE);
+    mailbox = anon_map(MAILBOX_SIZE);
+    if (code_mem == MAP_FAILED || mailbox == MAP_FAILED)
+        die("harness memory");
+    memcpy(code_mem, guest_code, sizeof(guest_code));
+    create_vm(vm_type);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+static void mailbox_put(uint64_t off, uint64_t v, size_t bytes) { memcpy(mailbox + off, &v, bytes); }
+
+static uint64_t mailbox_get(uint64_t off)
+{
+    uint64_t v;
+    memcpy(&v, mailbox + off, 8);
+    return v;
+}
+
+static void append(const char *s)
+{
+    size_t n = strlen(obs);
+    snprintf(obs + n, sizeof(obs) - n, "%s", s);
+}
+
+/* Posts the accesses to the mailbox and runs the vCPU until HLT (KvmBackend::run_commands). */
+static void do_guest(const struct access *a, int n)
+{
+    static enum { PENDING, MMIO, FAULT, NOTRUN } state[4096];
+    static struct gf_memory_fault fault[4096];
+    for (int i = 0; i < n; i++) {
+        int code = a[i].width == 1 ? 1 : a[i].width == 2 ? 2 : a[i].width == 4 ? 3 : 4;
+        if (a[i].write)
+            code |= 0x10;
+        mailbox_put(CMD_HEADER + i * CMD_SIZE, (uint64_t)code | (a[i].gpa << 32), 8); /* u32 code, u32 gpa */
+        mailbox_put(CMD_HEADER + i * CMD_SIZE + 8, a[i].write ? a[i].value : 0, 8);  /* value */
+        state[i] = PENDING;
+    }
+    mailbox_put(0, n, 4); /* number of commands */
+    mailbox_put(8, 0, 4); /* start at command 0 */
+    struct kvm_regs regs;
+    memset(&regs, 0, sizeof(regs));
+    regs.rip = CODE_GPA;
+    regs.rflags = 2;
+    regs.rsp = STACK_TOP;
+    if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
+        die("KVM_SET_REGS");
+    for (;;) {
+        int rc = ioctl(vcpu_fd, KVM_RUN, 0);
+        uint32_t cur;
+        memcpy(&cur, mailbox + 4, 4); /* the command being executed */
+        if (rc < 0 && errno == EFAULT && run->exit_reason == GF_KVM_EXIT_MEMORY_FAULT) {
+            memcpy(&fault[cur], &run->hw, sizeof(fault[cur]));
+            state[cur] = FAULT;
+            for (int i = cur + 1; i < n; i++)
+                state[i] = NOTRUN;
+            break;
+        }
+        if (rc < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (rc < 0)
+            die("KVM_RUN");
+        if (run->exit_reason == KVM_EXIT_HLT)
+            break;
+        if (run->exit_reason == KVM_EXIT_MMIO) {
+            if (!run->mmio.is_write)
+                memset(run->mmio.data, 0, sizeof(run->mmio.data)); /* reads of no memory get 0 */
+            state[cur] = MMIO;
+            continue;
+        }
+        fprintf(stderr, "SETUP FAILED: unexpected exit reason %u at command %u\n", run->exit_reason, cur);
+        exit(2);
+    }
+    set_obs("[");
+    for (int i = 0; i < n; i++) {
+        char item[160];
+        if (state[i] == MMIO) {
+            snprintf(item, sizeof(item), "mmio-exit");
+        } else if (state[i] == FAULT) {
+            snprintf(item, sizeof(item), "memory-fault(gpa=0x%llx size=0x%llx flags=0x%llx)", (unsigned long long)fault[i].gpa,
+                     (unsigned long long)fault[i].size, (unsigned long long)fault[i].flags);
+        } else if (state[i] == NOTRUN) {
+            snprintf(item, sizeof(item), "not-run");
+        } else if (a[i].write) {
+            snprintf(item, sizeof(item), "wrote");
+        } else {
+            uint64_t v = mailbox_get(CMD_HEADER + i * CMD_SIZE + 8);
+            if (a[i].width < 8)
+                v &= (1ULL << (8 * a[i].width)) - 1;
+            snprintf(item, sizeof(item), "read 0x%llx", (unsigned long long)v);
+        }
+        if (i)
+            append(", ");
+        append(item);
+    }
+    append("]");
+}
+
+static int have_gmem(int id)
+{
+    if (id >= ngmems) {
+        set_obs("skipped (no such guest_memfd in this run)");
+        return 0;
+    }
+    return 1;
+}
+
+static void do_create_gmem(uint64_t size, uint64_t flags)
+{
+    struct gf_create_guest_memfd args;
+    memset(&args, 0, sizeof(args));
+    args.size = size;   /* bytes */
+    args.flags = flags; /* GUEST_MEMFD_FLAG_MMAP = 1, GUEST_MEMFD_FLAG_INIT_SHARED = 2 */
+    int fd = ioctl(vm_fd, GF_KVM_CREATE_GUEST_MEMFD, &args);
+    if (fd >= 0) {
+        gmems[ngmems].fd = fd;
+        gmems[ngmems].map = NULL;
+        gmems[ngmems].size = size;
+        ngmems++;
+    }
+    set_result(fd < 0 ? -1 : 0);
+}
+
+static void do_map(int id)
+{
+    if (!have_gmem(id))
+        return;
+    void *p = mmap(NULL, gmems[id].size, PROT_READ | PROT_WRITE, MAP_SHARED, gmems[id].fd, 0 /* file offset */);
+    if (p != MAP_FAILED)
+        gmems[id].map = p;
+    set_result(p == MAP_FAILED ? -1 : 0);
+}
+
+static int slot_index(uint32_t id)
+{
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (slots[i].used && slots[i].id == id)
+            return i;
+    return -1;
+}
+
+static void slot_forget(int i)
+{
+    if (i < 0)
+        return;
+    if (slots[i].anon)
+        munmap(slots[i].anon, slots[i].anon_len);
+    memset(&slots[i], 0, sizeof(slots[i]));
+}
+
+static void do_bind(uint32_t slot, uint32_t flags, int kind, int id, uint64_t gpa, uint64_t size, uint64_t offset)
+{
+    int gmem_slot = (flags & 4 /* KVM_MEM_GUEST_MEMFD */) != 0;
+    uint32_t gfd = 0xffffffffu;
+    if (kind == FD_NOT_GMEM) {
+        gfd = vm_fd;
+    } else if (kind == FD_GMEM && gmem_slot) {
+        if (!have_gmem(id))
+            return;
+        gfd = gmems[id].fd;
+    }
+    /* The shared side: the file's own mapping where the slot fits in it, else fresh anonymous memory. */
+    uint64_t uaddr;
+    void *anon = NULL;
+    size_t anon_len = 0;
+    uint8_t *fmap = (kind == FD_GMEM && gmem_slot && id < ngmems) ? gmems[id].map : NULL;
+    if (fmap && offset % PAGE == 0 && offset + size >= offset && offset + size <= gmems[id].size) {
+        uaddr = (uint64_t)(uintptr_t)(fmap + offset);
+    } else {
+        anon_len = size > PAGE ? size : PAGE;
+        anon = anon_map(anon_len);
+        if (anon == MAP_FAILED)
+            die("slot memory");
+        uaddr = (uint64_t)(uintptr_t)anon;
+    }
+    int rc = set_region(slot, flags, gpa, size, uaddr, gfd, offset);
+    set_result(rc);
+    if (rc) {
+        if (anon)
+            munmap(anon, anon_len);
+        return;
+    }
+    slot_forget(slot_index(slot));
+    if (size == 0) {
+        if (anon)
+            munmap(anon, anon_len);
+        return;
+    }
+    for (int i = 0; i < MAX_SLOTS; i++) {
+        if (!slots[i].used) {
+            slots[i].used = 1;
+            slots[i].id = slot;
+            slots[i].uaddr = uaddr;
+            slots[i].size = size;
+            slots[i].anon = anon;
+            slots[i].anon_len = anon_len;
+            slots[i].guest_memfd = gfd;
+            return;
+        }
+    }
+    fprintf(stderr, "SETUP FAILED: more than %d slots\n", MAX_SLOTS);
+    exit(2);
+}
+
+static void do_unbind(uint32_t slot)
+{
+    int rc = set_region(slot, 0, 0, 0 /* memory_size 0: delete */, 0, 0, 0);
+    set_result(rc);
+    if (!rc)
+        slot_forget(slot_index(slot));
+}
+
+static void do_modify_slot(uint32_t slot, uint64_t gpa, uint32_t flags)
+{
+    int i = slot_index(slot);
+    if (i < 0) {
+        set_obs("skipped (no such slot in this run)");
+        return;
+    }
+    /* Same size and userspace_addr, new GPA and/or flags; guest_memfd_offset 0 as gmemfuzz sends it. */
+    set_result(set_region(slot, flags, gpa, slots[i].size, slots[i].uaddr, slots[i].guest_memfd, 0));
+}
+
+static void do_set_attributes(uint64_t address, uint64_t size, uint64_t attributes)
+{
+    struct gf_memory_attributes a;
+    memset(&a, 0, sizeof(a));
+    a.address = address;       /* first GPA */
+    a.size = size;             /* bytes */
+    a.attributes = attributes; /* KVM_MEMORY_ATTRIBUTE_PRIVATE = 8 */
+    a.flags = 0;
+    set_result(ioctl(vm_fd, GF_KVM_SET_MEMORY_ATTRIBUTES, &a));
+}
+
+static void do_fallocate(int id, int mode, uint64_t offset, uint64_t len)
+{
+    if (!have_gmem(id))
+        return;
+    set_result(fallocate(gmems[id].fd, mode, (off_t)offset, (off_t)len));
+}
+
+static void do_close_gmem(int id)
+{
+    if (!have_gmem(id))
+        return;
+    set_result(close(gmems[id].fd));
+    gmems[id].fd = -1;
+}
+
+static void do_unmap(int id)
+{
+    if (!have_gmem(id))
+        return;
+    /* Unmap, keeping the range reserved so no later mapping lands where a slot still points. */
+    void *p = mmap(gmems[id].map, gmems[id].size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        die("munmap (MAP_FIXED PROT_NONE)");
+    gmems[id].map = NULL;
+    set_obs("ok");
+}
+
+static void do_destroy_vm(void)
+{
+    munmap(run, run_size);
+    close(vcpu_fd);
+    close(vm_fd);
+    vcpu_fd = vm_fd = -1;
+    /* The slots live on in the VM the files keep alive; their anonymous memory may go. */
+    for (int i = 0; i < MAX_SLOTS; i++)
+        slot_forget(i);
+    set_obs("ok");
+}
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_armed;
+
+static void on_sigbus(int sig)
+{
+    if (bus_armed)
+        siglongjmp(bus_jmp, 1);
+    signal(sig, SIG_DFL);
+}
+
+static void do_host_access(int id, uint64_t offset, int width, int store, uint64_t value)
+{
+    if (!have_gmem(id))
+        return;
+    if (!gmems[id].map) {
+        set_obs("skipped (not mapped in this run)");
+        return;
+    }
+    volatile uint8_t *p = gmems[id].map + offset;
+    volatile uint64_t v = 0;
+    signal(SIGBUS, on_sigbus);
+    if (sigsetjmp(bus_jmp, 1)) {
+        bus_armed = 0;
+        set_obs("SIGBUS");
+        return;
+    }
+    bus_armed = 1;
+    switch (width) {
+    case 1: if (store) *(volatile uint8_t *)p = value; else v = *(volatile uint8_t *)p; break;
+    case 2: if (store) *(volatile uint16_t *)p = value; else v = *(volatile uint16_t *)p; break;
+    case 4: if (store) *(volatile uint32_t *)p = value; else v = *(volatile uint32_t *)p; break;
+    default: if (store) *(volatile uint64_t *)p = value; else v = *(volatile uint64_t *)p; break;
+    }
+    bus_armed = 0;
+    if (store)
+        set_obs("ok");
+    else
+        snprintf(obs, sizeof(obs), "value 0x%llx", (unsigned long long)v);
+}
+
+/* ---- State probes: what the runner compares after invalidating ops (KvmBackend::observe). ---- */
+
+/* FNV-1a over the page's little-endian dwords (outcome::page_digest; the guest computes the same). */
+static uint32_t digest_page(const uint8_t *p)
+{
+    uint32_t h = 0x811c9dc5u;
+    for (int i = 0; i < 4096; i += 4) {
+        uint32_t w;
+        memcpy(&w, p + i, 4);
+        h = (h ^ w) * 0x01000193u;
+    }
+    return h;
+}
+
+/* Copies a page with 8-byte loads; -1 on SIGBUS. */
+static int read_page(const uint8_t *src, uint8_t *dst)
+{
+    signal(SIGBUS, on_sigbus);
+    if (sigsetjmp(bus_jmp, 1)) {
+        bus_armed = 0;
+        return -1;
+    }
+    bus_armed = 1;
+    for (int i = 0; i < 4096; i += 8) {
+        uint64_t v = *(volatile const uint64_t *)(src + i);
+        memcpy(dst + i, &v, 8);
+    }
+    bus_armed = 0;
+    return 0;
+}
+
+static void observe_page(const uint8_t *src)
+{
+    static uint8_t page[4096];
+    if (read_page(src, page))
+        set_obs("SIGBUS");
+    else
+        snprintf(obs, sizeof(obs), "digest 0x%08x", digest_page(page));
+}
+
+static void report_probe(int index, const char *what, const char *expected)
+{
+    int same = !expected || strcmp(obs, expected) == 0;
+    printf("      after #%d, %s: model %s, kvm %s%s\n", index, what, expected ? expected : "(either)", obs,
+           same ? "" : "    <== DIFFERS");
+    if (!same)
+        failures++;
+}
+
+static void probe_residency(int id, uint64_t max_pages)
+{
+    if (id >= ngmems || !gmems[id].map) {
+        set_obs("absent");
+        return;
+    }
+    uint64_t pages = gmems[id].size / PAGE;
+    if (pages > max_pages)
+        pages = max_pages;
+    static unsigned char vec[4096];
+    if (pages > sizeof(vec) || mincore(gmems[id].map, pages * PAGE, vec)) {
+        set_obs("absent");
+        return;
+    }
+    set_obs("resident [");
+    for (uint64_t i = 0; i < pages; i++)
+        append(vec[i] & 1 ? "1" : "0");
+    append("]");
+}
+
+static void probe_host_page(int id, uint64_t page)
+{
+    if (id >= ngmems || !gmems[id].map || (page + 1) * PAGE > gmems[id].size) {
+        set_obs("absent");
+        return;
+    }
+    observe_page(gmems[id].map + page * PAGE);
+}
+
+static void probe_anon_page(uint32_t slot, uint64_t page)
+{
+    int i = slot_index(slot);
+    if (i < 0 || !slots[i].anon || (page + 1) * PAGE > slots[i].anon_len) {
+        set_obs("absent");
+        return;
+    }
+    observe_page((const uint8_t *)slots[i].anon + page * PAGE);
+}
+
+/* Guest page digests, all in one KVM_RUN sequence; a memory fault resumes at the next command. */
+static void probe_guest_pages(int index, int n, const uint64_t *gpas, const char *const *what, const char *const *expected)
+{
+    static enum { G_PENDING, G_MMIO, G_FAULT } state[4096];
+    static struct gf_memory_fault fault[4096];
+    if (vm_fd < 0) {
+        set_obs("absent");
+        for (int i = 0; i < n; i++)
+            report_probe(index, what[i], expected[i]);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        mailbox_put(CMD_HEADER + i * CMD_SIZE, 0x20 /* DIGEST */ | ((gpas[i] & ~(PAGE - 1)) << 32), 8);
+        mailbox_put(CMD_HEADER + i * CMD_SIZE + 8, 0, 8);
+        state[i] = G_PENDING;
+    }
+    mailbox_put(0, n, 4);
+    uint64_t start = 0;
+    for (int done = 0; !done;) {
+        mailbox_put(8, start, 4);
+        struct kvm_regs regs;
+        memset(&regs, 0, sizeof(regs));
+        regs.rip = CODE_GPA;
+        regs.rflags = 2;
+        regs.rsp = STACK_TOP;
+        if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
+            die("KVM_SET_REGS");
+        for (;;) {
+            int rc = ioctl(vcpu_fd, KVM_RUN, 0);
+            uint32_t cur;
+            memcpy(&cur, mailbox + 4, 4);
+            if (rc < 0 && errno == EFAULT && run->exit_reason == GF_KVM_EXIT_MEMORY_FAULT) {
+                memcpy(&fault[cur], &run->hw, sizeof(fault[cur]));
+                state[cur] = G_FAULT;
+                start = cur + 1;
+                break;
+            }
+            if (rc < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (rc < 0)
+                die("KVM_RUN");
+            if (run->exit_reason == KVM_EXIT_HLT) {
+                done = 1;
+                break;
+            }
+            if (run->exit_reason == KVM_EXIT_MMIO) {
+                if (!run->mmio.is_write) {
+                    memset(run->mmio.data, 0, sizeof(run->mmio.data));
+                    mailbox_put(12, 1, 4); /* abort flag: the digest stops after its first load */
+                }
+                state[cur] = G_MMIO;
+                continue;
+            }
+            fprintf(stderr, "SETUP FAILED: unexpected exit reason %u at probe %u\n", run->exit_reason, cur);
+            exit(2);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (state[i] == G_MMIO)
+            set_obs("guest exit: mmio-exit");
+        else if (state[i] == G_FAULT)
+            snprintf(obs, sizeof(obs), "guest exit: memory-fault(gpa=0x%llx size=0x%llx flags=0x%llx)", (unsigned long long)fault[i].gpa,
+                     (unsigned long long)fault[i].size, (unsigned long long)fault[i].flags);
+        else
+            snprintf(obs, sizeof(obs), "digest 0x%08x", (uint32_t)mailbox_get(CMD_HEADER + i * CMD_SIZE + 8));
+        report_probe(index, what[i], expected[i]);
+    }
+}

@@ -1,0 +1,293 @@
+//! Minimization: the smallest program that still shows the same divergence.
+//!
+//! "The same" is the same `DivergenceKind` at an op of the same kind. Ops are deleted first
+//! (chunks, halving down to single ops), then arguments are simplified, each candidate
+//! run from a reset backend.
+//!
+//! Deleting ops must keep the others naming the same files: `GmemId(n)` is the n-th
+//! *successful* `create_gmem`, so [`remove_ops`] works out, with the model, which create
+//! made each op's file and renumbers; an op whose file's create is gone is dropped too.
+
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::op::{layout, AccessKind, FdArg, GmemId, Op, PAGE_SIZE};
+use gmemfuzz_backends::{Backend, Outcome, Profile};
+
+use crate::oracle::{Divergence, DivergenceKind};
+use crate::program::Program;
+use crate::runner::{RunError, Runner};
+
+/// For each op, the index of the `create_gmem` op that made the file it names (`None`
+/// when it names no file or one that does not exist), as the model sees it.
+fn file_origins(program: &Program, profile: &Profile) -> Vec<Option<usize>> {
+    let mut model = Model::new(profile.clone());
+    let mut creators: Vec<usize> = Vec::new();
+    program
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let origin = op.gmem().and_then(|g| creators.get(g.0 as usize).copied());
+            model.set_op_index(i);
+            let outcome = model.apply(op).unwrap_or(Outcome::Skipped(gmemfuzz_backends::SkipReason::NoVm));
+            // Once the model has lost track, assume creates succeed.
+            if matches!(op, Op::CreateGmem { .. }) && (outcome == Outcome::Ok || model.lost_track().is_some()) {
+                creators.push(i);
+            }
+            origin
+        })
+        .collect()
+}
+
+fn with_gmem(op: &Op, id: GmemId) -> Op {
+    let mut op = op.clone();
+    match &mut op {
+        Op::Map { gmem }
+        | Op::Punch { gmem, .. }
+        | Op::Allocate { gmem, .. }
+        | Op::CloseGmem { gmem }
+        | Op::Unmap { gmem }
+        | Op::HostRead { gmem, .. }
+        | Op::HostWrite { gmem, .. }
+        | Op::Bind { fd: FdArg::Gmem(gmem), .. } => *gmem = id,
+        _ => {}
+    }
+    op
+}
+
+/// `program` without the ops whose `remove` entry is true, the files renumbered so every
+/// kept op names the file it named before; ops naming a file that is gone (or never
+/// existed: they were skipped anyway) are dropped too.
+pub fn remove_ops(program: &Program, profile: &Profile, remove: &[bool]) -> Program {
+    let origins = file_origins(program, profile);
+    let mut model = Model::new(profile.clone());
+    // Old create index -> new GmemId, for creates that succeed in the new program.
+    let mut new_ids: Vec<(usize, GmemId)> = Vec::new();
+    let mut ops = Vec::new();
+    for (i, op) in program.ops.iter().enumerate() {
+        if remove.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        let op = match (op.gmem(), origins[i]) {
+            (None, _) => op.clone(),
+            (Some(_), None) => continue,
+            (Some(_), Some(origin)) => match new_ids.iter().find(|(o, _)| *o == origin) {
+                Some(&(_, id)) => with_gmem(op, id),
+                None => continue,
+            },
+        };
+        model.set_op_index(ops.len());
+        let outcome = model.apply(&op).unwrap_or(Outcome::Skipped(gmemfuzz_backends::SkipReason::NoVm));
+        if matches!(op, Op::CreateGmem { .. }) && (outcome == Outcome::Ok || model.lost_track().is_some()) {
+            new_ids.push((i, GmemId(new_ids.len() as u8)));
+        }
+        ops.push(op);
+    }
+    Program { ops }
+}
+
+/// Removes the single op `k` (see `remove_ops`).
+pub fn remove_op(program: &Program, profile: &Profile, k: usize) -> Program {
+    let mut remove = vec![false; program.ops.len()];
+    remove[k] = true;
+    remove_ops(program, profile, &remove)
+}
+
+/// What minimization looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature {
+    pub kind: DivergenceKind,
+    pub op: gmemfuzz_backends::OpKind,
+}
+
+impl Signature {
+    pub fn of(d: &Divergence) -> Signature {
+        Signature { kind: d.kind, op: d.op.kind() }
+    }
+}
+
+pub struct Minimized {
+    pub program: Program,
+    pub divergence: Box<Divergence>,
+    pub runs: usize,
+}
+
+/// Runs `p`; the divergence if it has the signature.
+fn reproduces<B: Backend>(runner: &mut Runner<B>, p: &Program, want: Signature, runs: &mut usize) -> Option<Box<Divergence>> {
+    *runs += 1;
+    match runner.run(p) {
+        Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
+        _ => None,
+    }
+}
+
+/// Shrinks `program`, which must diverge on `runner`. Errors if it does not.
+pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result<Minimized, String> {
+    let first = match runner.run(program) {
+        Err(RunError::Divergence(d)) => d,
+        Err(RunError::Harness(e)) => return Err(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
+        Ok(_) => return Err("the program does not diverge: nothing to minimize".into()),
+    };
+    let want = Signature::of(&first);
+    let profile = runner.backend.profile().clone();
+    let mut runs = 1;
+    // Ops after the diverging one never ran.
+    let mut best = Program { ops: program.ops[..=first.op_index].to_vec() };
+    let mut best_d = first;
+
+    // Delete chunks, halving the chunk size down to single ops.
+    let mut chunk = best.ops.len().div_ceil(2).max(1);
+    loop {
+        let mut changed = false;
+        let mut start = 0;
+        while start < best.ops.len() {
+            let mut remove = vec![false; best.ops.len()];
+            remove[start..(start + chunk).min(best.ops.len())].iter_mut().for_each(|r| *r = true);
+            let candidate = remove_ops(&best, &profile, &remove);
+            if candidate.ops.len() < best.ops.len() {
+                if let Some(d) = reproduces(runner, &candidate, want, &mut runs) {
+                    best = candidate;
+                    best_d = d;
+                    changed = true;
+                    continue;
+                }
+            }
+            start += chunk;
+        }
+        if chunk == 1 && !changed {
+            break;
+        }
+        if !changed {
+            chunk = (chunk / 2).max(1);
+        }
+    }
+
+    // Simplify arguments, op by op, until nothing more helps.
+    for _round in 0..4 {
+        let mut changed = false;
+        for i in 0..best.ops.len() {
+            for simpler in simplifications(&best.ops[i]) {
+                let mut candidate = best.clone();
+                candidate.ops[i] = simpler;
+                if let Some(d) = reproduces(runner, &candidate, want, &mut runs) {
+                    best = candidate;
+                    best_d = d;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(Minimized { program: best, divergence: best_d, runs })
+}
+
+/// Simpler versions of an op, most aggressive first.
+fn simplifications(op: &Op) -> Vec<Op> {
+    let mut out = Vec::new();
+    let smaller = |v: u64| -> Vec<u64> { [0, PAGE_SIZE].into_iter().filter(|&s| s < v).collect() };
+    match op.clone() {
+        Op::Guest { accesses } => {
+            for i in 0..accesses.len() {
+                if accesses.len() > 1 {
+                    let mut fewer = accesses.clone();
+                    fewer.remove(i);
+                    out.push(Op::Guest { accesses: fewer });
+                }
+                if let AccessKind::Write(v) = accesses[i].kind {
+                    for small in [0, 1].into_iter().filter(|&s| s < v) {
+                        let mut a = accesses.clone();
+                        a[i].kind = AccessKind::Write(small);
+                        out.push(Op::Guest { accesses: a });
+                    }
+                }
+            }
+        }
+        Op::HostWrite { gmem, offset, width, value } => {
+            out.extend([0, 1].into_iter().filter(|&s| s < value).map(|value| Op::HostWrite { gmem, offset, width, value }));
+        }
+        Op::CreateGmem { size, flags } => {
+            out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::CreateGmem { size, flags }));
+            out.extend(bits(flags).map(|b| Op::CreateGmem { size, flags: flags & !b }));
+        }
+        Op::Bind { slot, flags, fd, gpa, size, offset } => {
+            out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::Bind { slot, flags, fd, gpa, size, offset }));
+            if offset != 0 {
+                out.push(Op::Bind { slot, flags, fd, gpa, size, offset: 0 });
+            }
+            if gpa > layout::WINDOW_GPA {
+                out.push(Op::Bind { slot, flags, fd, gpa: layout::WINDOW_GPA, size, offset });
+            }
+            out.extend(bits(flags as u64).map(|b| Op::Bind { slot, flags: flags & !(b as u32), fd, gpa, size, offset }));
+        }
+        Op::Punch { gmem, offset, len } => {
+            out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Punch { gmem, offset, len }));
+            out.extend(smaller(offset).into_iter().map(|offset| Op::Punch { gmem, offset, len }));
+        }
+        Op::Allocate { gmem, mode, offset, len } => {
+            out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Allocate { gmem, mode, offset, len }));
+            out.extend(smaller(offset).into_iter().map(|offset| Op::Allocate { gmem, mode, offset, len }));
+        }
+        Op::SetAttributes { gpa, size, attributes } => {
+            out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::SetAttributes { gpa, size, attributes }));
+        }
+        Op::HostRead { .. }
+        | Op::Map { .. }
+        | Op::Unbind { .. }
+        | Op::ModifySlot { .. }
+        | Op::CloseGmem { .. }
+        | Op::Unmap { .. }
+        | Op::DestroyVm
+        | Op::Check => {}
+    }
+    out
+}
+
+fn bits(v: u64) -> impl Iterator<Item = u64> {
+    (0..64).map(|b| 1u64 << b).filter(move |b| v & b != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repro::text::parse;
+
+    #[test]
+    fn removing_a_create_renumbers_later_files_and_drops_its_users() {
+        let p = parse(
+            "gmemfuzz-program v1\n\
+             create_gmem size=0x1000 flags=MMAP\n\
+             create_gmem size=0x2000 flags=MMAP\n\
+             map g0\n\
+             map g1\n\
+             punch g1 offset=0 len=0x1000\n",
+        )
+        .unwrap();
+        let q = remove_op(&p, &Profile::host_6_18(), 0);
+        let expected = parse(
+            "gmemfuzz-program v1\n\
+             create_gmem size=0x2000 flags=MMAP\n\
+             map g0\n\
+             punch g0 offset=0 len=0x1000\n",
+        )
+        .unwrap();
+        assert_eq!(q, expected);
+    }
+
+    #[test]
+    fn a_failing_create_makes_no_id() {
+        // The first create fails (size 0): g0 is the second file, and deleting the first
+        // create changes nothing else.
+        let p = parse(
+            "gmemfuzz-program v1\n\
+             create_gmem size=0 flags=0\n\
+             create_gmem size=0x1000 flags=MMAP\n\
+             map g0\n",
+        )
+        .unwrap();
+        let q = remove_op(&p, &Profile::host_6_18(), 0);
+        assert_eq!(q.ops, p.ops[1..].to_vec());
+        // Deleting the real creator drops its user.
+        assert_eq!(remove_op(&p, &Profile::host_6_18(), 1).ops, vec![p.ops[0].clone()]);
+    }
+}

@@ -1,0 +1,573 @@
+//! The text format of a program: versioned, line-based, meant to be read and edited.
+//!
+//! ```text
+//! gmemfuzz-program v1
+//! # expect: clean
+//! create_gmem size=0x4000 flags=MMAP|INIT_SHARED
+//! map g0
+//! bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x2000 offset=0
+//! guest r8@0x100008 w4@0x101000=0xdeadbeef
+//! host_write g0 offset=0x8 width=8 value=0x1
+//! punch g0 offset=0 len=0x1000      # comments may end any line
+//! check
+//! ```
+//!
+//! The first line is the header `gmemfuzz-program v<N>`. Then one op per line: the op's
+//! name, for ops on a file the file (`g<N>`, the N-th successful `create_gmem`), then
+//! `key=value` arguments in any order, each exactly once. `#` starts a comment; blank lines
+//! are ignored. Numbers are hex (`0x…`) or decimal. Flag words are names joined with `|`
+//! (`MMAP|INIT_SHARED`, `GUEST_MEMFD|READONLY`, `PRIVATE`, `KEEP_SIZE`) or raw numbers,
+//! or both (`MMAP|0x100`); an unknown name is an error. Ops:
+//!
+//! | line | op |
+//! |---|---|
+//! | `create_gmem size= flags=` | KVM_CREATE_GUEST_MEMFD (flags: MMAP, INIT_SHARED) |
+//! | `map gN` / `unmap gN` / `close_gmem gN` | mmap / munmap / close of the file |
+//! | `bind slot= flags= fd= gpa= size= offset=` | KVM_SET_USER_MEMORY_REGION2; flags: LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD; fd: `gN`, `invalid` (-1) or `not-gmem` (the VM fd) |
+//! | `unbind slot=` | delete the slot |
+//! | `modify_slot slot= gpa= flags=` | move / re-flag a slot |
+//! | `set_attributes gpa= size= attributes=` | KVM_SET_MEMORY_ATTRIBUTES (PRIVATE) |
+//! | `punch gN offset= len=` | fallocate(PUNCH_HOLE\|KEEP_SIZE) |
+//! | `allocate gN mode= offset= len=` | fallocate(mode); mode: KEEP_SIZE, PUNCH_HOLE, COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE, UNSHARE_RANGE, WRITE_ZEROES |
+//! | `destroy_vm` | close the vCPU and VM fds |
+//! | `guest r8@0x100008 w4@0x101000=0x1 …` | vCPU loads (`r<width>@<gpa>`) and stores (`w<width>@<gpa>=<value>`) |
+//! | `host_read gN offset= width=` / `host_write gN offset= width= value=` | accesses through the file's mapping |
+//! | `check` | compare all state |
+//!
+//! A comment line `# expect: clean` or `# expect: divergence <kind> at op <n>` (kind as
+//! `stale-read`, `result-mismatch`, …) records what running the program showed; the
+//! regression test and `add-regression` read and write it.
+
+use std::fmt::{self, Write as _};
+
+use gmemfuzz_backends::op::{
+    Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+};
+
+use crate::oracle::DivergenceKind;
+use crate::program::Program;
+
+pub const HEADER: &str = "gmemfuzz-program";
+pub const VERSION: u32 = Program::VERSION;
+
+type Names = &'static [(&'static str, u64)];
+const GMEM_FLAGS: Names = &[("MMAP", GUEST_MEMFD_FLAG_MMAP), ("INIT_SHARED", GUEST_MEMFD_FLAG_INIT_SHARED)];
+const SLOT_FLAGS: Names = &[
+    ("LOG_DIRTY_PAGES", KVM_MEM_LOG_DIRTY_PAGES as u64),
+    ("READONLY", KVM_MEM_READONLY as u64),
+    ("GUEST_MEMFD", KVM_MEM_GUEST_MEMFD as u64),
+];
+const ATTRIBUTES: Names = &[("PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE)];
+const FALLOC_MODES: Names = &[
+    ("KEEP_SIZE", 0x01),
+    ("PUNCH_HOLE", 0x02),
+    ("COLLAPSE_RANGE", 0x08),
+    ("ZERO_RANGE", 0x10),
+    ("INSERT_RANGE", 0x20),
+    ("UNSHARE_RANGE", 0x40),
+    ("WRITE_ZEROES", 0x80),
+];
+
+/// What running a program is recorded to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    Clean,
+    Divergence { kind: DivergenceKind, op: usize },
+}
+
+const KINDS: [DivergenceKind; 5] = [
+    DivergenceKind::ResultMismatch,
+    DivergenceKind::StaleRead,
+    DivergenceKind::LostWrite,
+    DivergenceKind::StateMismatch,
+    DivergenceKind::UnexpectedExit,
+];
+
+/// A divergence kind as one word: `stale-read`.
+pub fn kind_slug(kind: DivergenceKind) -> String {
+    kind.name().replace(' ', "-")
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::Clean => f.write_str("clean"),
+            Expectation::Divergence { kind, op } => write!(f, "divergence {} at op {op}", kind_slug(*kind)),
+        }
+    }
+}
+
+impl Expectation {
+    fn parse(s: &str) -> Option<Expectation> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        match words.as_slice() {
+            ["clean"] => Some(Expectation::Clean),
+            ["divergence", kind, "at", "op", n] => {
+                let kind = KINDS.into_iter().find(|k| kind_slug(*k) == *kind)?;
+                Some(Expectation::Divergence { kind, op: n.parse().ok()? })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A parse failure: where (1-based line and column) and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+fn flags_text(value: u64, names: Names) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut rest = value;
+    for &(name, bit) in names {
+        if rest & bit == bit && bit != 0 {
+            parts.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 || parts.is_empty() {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
+fn num(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+fn fd_text(fd: FdArg) -> String {
+    match fd {
+        FdArg::Gmem(g) => g.to_string(),
+        FdArg::Invalid => "invalid".into(),
+        FdArg::NotGmem => "not-gmem".into(),
+    }
+}
+
+/// One op as its text line (no newline).
+pub fn op_line(op: &Op) -> String {
+    let name = op.kind().name();
+    match *op {
+        Op::CreateGmem { size, flags } => format!("{name} size={} flags={}", num(size), flags_text(flags, GMEM_FLAGS)),
+        Op::Map { gmem } | Op::CloseGmem { gmem } | Op::Unmap { gmem } => format!("{name} {gmem}"),
+        Op::Bind { slot, flags, fd, gpa, size, offset } => format!(
+            "{name} slot={slot} flags={} fd={} gpa={} size={} offset={}",
+            flags_text(flags as u64, SLOT_FLAGS),
+            fd_text(fd),
+            num(gpa),
+            num(size),
+            num(offset)
+        ),
+        Op::Unbind { slot } => format!("{name} slot={slot}"),
+        Op::ModifySlot { slot, gpa, flags } => format!("{name} slot={slot} gpa={} flags={}", num(gpa), flags_text(flags as u64, SLOT_FLAGS)),
+        Op::SetAttributes { gpa, size, attributes } => {
+            format!("{name} gpa={} size={} attributes={}", num(gpa), num(size), flags_text(attributes, ATTRIBUTES))
+        }
+        Op::Punch { gmem, offset, len } => format!("{name} {gmem} offset={} len={}", num(offset), num(len)),
+        Op::Allocate { gmem, mode, offset, len } => {
+            format!("{name} {gmem} mode={} offset={} len={}", flags_text(mode as u32 as u64, FALLOC_MODES), num(offset), num(len))
+        }
+        Op::DestroyVm | Op::Check => name.to_string(),
+        Op::Guest { ref accesses } => {
+            let mut s = name.to_string();
+            for a in accesses {
+                match a.kind {
+                    AccessKind::Read => write!(s, " r{}@{}", a.width.bytes(), num(a.gpa)),
+                    AccessKind::Write(v) => write!(s, " w{}@{}={}", a.width.bytes(), num(a.gpa), num(v)),
+                }
+                .expect("writing to a String");
+            }
+            s
+        }
+        Op::HostRead { gmem, offset, width } => format!("{name} {gmem} offset={} width={}", num(offset), width.bytes()),
+        Op::HostWrite { gmem, offset, width, value } => {
+            format!("{name} {gmem} offset={} width={} value={}", num(offset), width.bytes(), num(value))
+        }
+    }
+}
+
+/// The program as text, with an expectation line if one is given.
+pub fn print_with(program: &Program, expect: Option<Expectation>) -> String {
+    let mut s = format!("{HEADER} v{VERSION}\n");
+    if let Some(e) = expect {
+        writeln!(s, "# expect: {e}").expect("writing to a String");
+    }
+    for op in &program.ops {
+        s.push_str(&op_line(op));
+        s.push('\n');
+    }
+    s
+}
+
+pub fn print(program: &Program) -> String {
+    print_with(program, None)
+}
+
+/// A parsed file: the program and the expectation it records, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    pub program: Program,
+    pub expect: Option<Expectation>,
+}
+
+pub fn parse(text: &str) -> Result<Program, ParseError> {
+    parse_document(text).map(|d| d.program)
+}
+
+pub fn parse_document(text: &str) -> Result<Document, ParseError> {
+    let mut lines = text.lines().enumerate();
+    let (_, first) = lines.next().ok_or_else(|| err(1, 1, format!("empty file: expected the header `{HEADER} v{VERSION}`")))?;
+    parse_header(first.trim_end())?;
+    let mut doc = Document { program: Program::default(), expect: None };
+    for (i, raw) in lines {
+        let n = i + 1;
+        let (code, comment) = match raw.find('#') {
+            Some(at) => (&raw[..at], Some((at, &raw[at + 1..]))),
+            None => (raw, None),
+        };
+        if let Some((at, c)) = comment {
+            if let Some(rest) = c.trim_start().strip_prefix("expect:") {
+                let e = Expectation::parse(rest)
+                    .ok_or_else(|| err(n, at + 1, "expected `# expect: clean` or `# expect: divergence <kind> at op <n>`".into()))?;
+                doc.expect = Some(e);
+            }
+        }
+        if code.trim().is_empty() {
+            continue;
+        }
+        doc.program.ops.push(parse_op(n, code)?);
+    }
+    Ok(doc)
+}
+
+fn err(line: usize, column: usize, message: String) -> ParseError {
+    ParseError { line, column, message }
+}
+
+fn parse_header(line: &str) -> Result<(), ParseError> {
+    let expected = || err(1, 1, format!("expected the header `{HEADER} v{VERSION}`, found `{line}`"));
+    let rest = line.strip_prefix(HEADER).ok_or_else(expected)?;
+    let v = rest.trim().strip_prefix('v').and_then(|v| v.parse::<u32>().ok()).ok_or_else(expected)?;
+    if v > VERSION {
+        return Err(err(1, HEADER.len() + 2, format!("program format v{v} is newer than this gmemfuzz (v{VERSION})")));
+    }
+    if v == 0 {
+        return Err(expected());
+    }
+    Ok(())
+}
+
+/// A word of a line and its 1-based column.
+#[derive(Clone, Copy)]
+struct Word<'a> {
+    text: &'a str,
+    column: usize,
+}
+
+fn words(line: &str) -> Vec<Word<'_>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in line.char_indices().chain(std::iter::once((line.len(), ' '))) {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                out.push(Word { text: &line[s..i], column: s + 1 });
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    out
+}
+
+struct Line<'a> {
+    n: usize,
+    end: usize,
+    name: Word<'a>,
+    rest: Vec<Word<'a>>,
+}
+
+impl<'a> Line<'a> {
+    fn err<T>(&self, column: usize, message: String) -> Result<T, ParseError> {
+        Err(err(self.n, column, message))
+    }
+
+    /// The `gN` operand right after the op name.
+    fn gmem(&mut self) -> Result<GmemId, ParseError> {
+        if self.rest.is_empty() {
+            return self.err(self.end, format!("`{}` expected a guest_memfd `g<N>`", self.name.text));
+        }
+        let w = self.rest.remove(0);
+        parse_gmem(w.text).ok_or_else(|| err(self.n, w.column, format!("expected a guest_memfd `g<N>` (N < 256), found `{}`", w.text)))
+    }
+
+    /// The `key=value` arguments, exactly `keys`, in any order.
+    fn args(&self, keys: &[&str]) -> Result<Vec<Word<'a>>, ParseError> {
+        let mut found: Vec<Option<Word>> = vec![None; keys.len()];
+        for w in &self.rest {
+            let Some((k, v)) = w.text.split_once('=') else {
+                return self.err(w.column, format!("expected `key=value` (one of {}), found `{}`", keys.join(", "), w.text));
+            };
+            let Some(i) = keys.iter().position(|&key| key == k) else {
+                return self.err(w.column, format!("`{}` takes no argument `{k}`; expected {}", self.name.text, keys.join(", ")));
+            };
+            if found[i].is_some() {
+                return self.err(w.column, format!("argument `{k}` given twice"));
+            }
+            found[i] = Some(Word { text: v, column: w.column + k.len() + 1 });
+        }
+        found
+            .into_iter()
+            .zip(keys)
+            .map(|(f, k)| f.ok_or_else(|| err(self.n, self.end, format!("`{}` is missing argument `{k}=`", self.name.text))))
+            .collect()
+    }
+
+    fn number(&self, w: Word) -> Result<u64, ParseError> {
+        parse_number(w.text).ok_or_else(|| err(self.n, w.column, format!("expected a number (hex 0x… or decimal), found `{}`", w.text)))
+    }
+
+    fn number32(&self, w: Word) -> Result<u32, ParseError> {
+        let v = self.number(w)?;
+        u32::try_from(v).or_else(|_| self.err(w.column, format!("expected a 32-bit number, found `{}`", w.text)))
+    }
+
+    fn flags(&self, w: Word, names: Names) -> Result<u64, ParseError> {
+        let mut v = 0;
+        let mut column = w.column;
+        for part in w.text.split('|') {
+            v |= match names.iter().find(|(n, _)| *n == part) {
+                Some(&(_, bit)) => bit,
+                None => parse_number(part).ok_or_else(|| {
+                    let known: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+                    err(self.n, column, format!("unknown flag `{part}`: expected one of {} or a number", known.join(", ")))
+                })?,
+            };
+            column += part.len() + 1;
+        }
+        Ok(v)
+    }
+
+    fn flags32(&self, w: Word, names: Names) -> Result<u32, ParseError> {
+        let v = self.flags(w, names)?;
+        u32::try_from(v).or_else(|_| self.err(w.column, format!("expected a 32-bit flag word, found `{}`", w.text)))
+    }
+
+    fn width(&self, w: Word) -> Result<Width, ParseError> {
+        parse_number(w.text)
+            .and_then(Width::from_bytes)
+            .ok_or_else(|| err(self.n, w.column, format!("expected a width of 1, 2, 4 or 8, found `{}`", w.text)))
+    }
+
+    fn no_operands(&self) -> Result<(), ParseError> {
+        match self.rest.first() {
+            Some(w) => self.err(w.column, format!("`{}` takes no arguments, found `{}`", self.name.text, w.text)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_gmem(s: &str) -> Option<GmemId> {
+    let n = s.strip_prefix('g')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok().map(GmemId)
+}
+
+pub fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() => u64::from_str_radix(hex, 16).ok(),
+        Some(_) => None,
+        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        None => None,
+    }
+}
+
+fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
+    let mut all = words(code);
+    let name = all.remove(0);
+    let end = code.trim_end().len() + 1;
+    let mut l = Line { n, end, name, rest: all };
+    let op = match name.text {
+        "create_gmem" => {
+            let a = l.args(&["size", "flags"])?;
+            Op::CreateGmem { size: l.number(a[0])?, flags: l.flags(a[1], GMEM_FLAGS)? }
+        }
+        "map" | "unmap" | "close_gmem" => {
+            let gmem = l.gmem()?;
+            l.no_operands()?;
+            match name.text {
+                "map" => Op::Map { gmem },
+                "unmap" => Op::Unmap { gmem },
+                _ => Op::CloseGmem { gmem },
+            }
+        }
+        "bind" => {
+            let a = l.args(&["slot", "flags", "fd", "gpa", "size", "offset"])?;
+            let fd = match a[2].text {
+                "invalid" => FdArg::Invalid,
+                "not-gmem" => FdArg::NotGmem,
+                t => FdArg::Gmem(
+                    parse_gmem(t).ok_or_else(|| err(n, a[2].column, format!("expected `g<N>`, `invalid` or `not-gmem`, found `{t}`")))?,
+                ),
+            };
+            Op::Bind {
+                slot: l.number32(a[0])?,
+                flags: l.flags32(a[1], SLOT_FLAGS)?,
+                fd,
+                gpa: l.number(a[3])?,
+                size: l.number(a[4])?,
+                offset: l.number(a[5])?,
+            }
+        }
+        "unbind" => {
+            let a = l.args(&["slot"])?;
+            Op::Unbind { slot: l.number32(a[0])? }
+        }
+        "modify_slot" => {
+            let a = l.args(&["slot", "gpa", "flags"])?;
+            Op::ModifySlot { slot: l.number32(a[0])?, gpa: l.number(a[1])?, flags: l.flags32(a[2], SLOT_FLAGS)? }
+        }
+        "set_attributes" => {
+            let a = l.args(&["gpa", "size", "attributes"])?;
+            Op::SetAttributes { gpa: l.number(a[0])?, size: l.number(a[1])?, attributes: l.flags(a[2], ATTRIBUTES)? }
+        }
+        "punch" => {
+            let gmem = l.gmem()?;
+            let a = l.args(&["offset", "len"])?;
+            Op::Punch { gmem, offset: l.number(a[0])?, len: l.number(a[1])? }
+        }
+        "allocate" => {
+            let gmem = l.gmem()?;
+            let a = l.args(&["mode", "offset", "len"])?;
+            let mode = l.flags32(a[0], FALLOC_MODES)? as i32;
+            Op::Allocate { gmem, mode, offset: l.number(a[1])?, len: l.number(a[2])? }
+        }
+        "destroy_vm" | "check" => {
+            l.no_operands()?;
+            if name.text == "check" {
+                Op::Check
+            } else {
+                Op::DestroyVm
+            }
+        }
+        "guest" => Op::Guest { accesses: l.rest.iter().map(|w| parse_access(n, *w)).collect::<Result<_, _>>()? },
+        "host_read" => {
+            let gmem = l.gmem()?;
+            let a = l.args(&["offset", "width"])?;
+            Op::HostRead { gmem, offset: l.number(a[0])?, width: l.width(a[1])? }
+        }
+        "host_write" => {
+            let gmem = l.gmem()?;
+            let a = l.args(&["offset", "width", "value"])?;
+            Op::HostWrite { gmem, offset: l.number(a[0])?, width: l.width(a[1])?, value: l.number(a[2])? }
+        }
+        other => {
+            let known: Vec<&str> = gmemfuzz_backends::OpKind::ALL.iter().map(|k| k.name()).collect();
+            return l.err(name.column, format!("unknown op `{other}`: expected one of {}", known.join(", ")));
+        }
+    };
+    Ok(op)
+}
+
+/// `r8@0x100008` or `w4@0x101000=0xdeadbeef`.
+fn parse_access(n: usize, w: Word) -> Result<Access, ParseError> {
+    let bad = || err(n, w.column, format!("expected a guest access `r<width>@<gpa>` or `w<width>@<gpa>=<value>`, found `{}`", w.text));
+    let (rw, rest) = w.text.split_at_checked(1).ok_or_else(bad)?;
+    let (width, rest) = rest.split_once('@').ok_or_else(bad)?;
+    let width = parse_number(width).and_then(Width::from_bytes).ok_or_else(bad)?;
+    let (gpa, kind) = match (rw, rest.split_once('=')) {
+        ("r", None) => (rest, AccessKind::Read),
+        ("w", Some((gpa, v))) => (gpa, AccessKind::Write(parse_number(v).ok_or_else(bad)?)),
+        _ => return Err(bad()),
+    };
+    Ok(Access { gpa: parse_number(gpa).ok_or_else(bad)?, width, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbitrary::Unstructured;
+    use rand::{RngCore, SeedableRng};
+
+    #[test]
+    fn round_trips_generated_programs() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut bytes = vec![0u8; 40 * 64];
+        for i in 0..500 {
+            rng.fill_bytes(&mut bytes);
+            let p = Program::generate(&mut Unstructured::new(&bytes), 1 + i % 40).expect("enough bytes");
+            let text = print(&p);
+            let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(back, p, "{text}");
+            assert_eq!(print(&back), text);
+        }
+    }
+
+    #[test]
+    fn reads_the_documented_syntax() {
+        let text = "gmemfuzz-program v1\n\
+            # a comment\n\
+            \n\
+            create_gmem size=0x4000 flags=MMAP|INIT_SHARED   # trailing comment\n\
+            map g0\n\
+            bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x2000 offset=0\n\
+            bind offset=0 size=4096 gpa=1048576 fd=invalid flags=0x4 slot=3\n\
+            guest r8@0x100008 w4@0x101000=0xdeadbeef\n\
+            allocate g0 mode=0x1 offset=0 len=0x1000\n\
+            set_attributes gpa=0x100000 size=0x1000 attributes=PRIVATE\n\
+            host_write g0 offset=0x8 width=8 value=0x1\n\
+            destroy_vm\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.ops.len(), 9);
+        assert_eq!(p.ops[3], Op::Bind { slot: 3, flags: 4, fd: FdArg::Invalid, gpa: 0x10_0000, size: 4096, offset: 0 });
+        assert_eq!(p.ops[5], Op::Allocate { gmem: GmemId(0), mode: 1, offset: 0, len: 0x1000 });
+    }
+
+    #[test]
+    fn errors_name_line_column_and_what_was_expected() {
+        let e = parse("gmemfuzz-program v1\ncreate_gmem size=0x1000 flags=MMAP|BOGUS\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 36), "{e}");
+        assert!(e.message.contains("unknown flag `BOGUS`"), "{e}");
+        let e = parse("gmemfuzz-program v1\npunch g0 offset=0\n").unwrap_err();
+        assert!(e.to_string().contains("line 2") && e.message.contains("missing argument `len=`"), "{e}");
+        let e = parse("gmemfuzz-program v1\nguest r3@0x1000\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 7), "{e}");
+        let e = parse("gmemfuzz-program v1\nfrobnicate\n").unwrap_err();
+        assert!(e.message.contains("unknown op `frobnicate`"), "{e}");
+    }
+
+    #[test]
+    fn newer_version_is_refused_clearly() {
+        let e = parse("gmemfuzz-program v2\ncheck\n").unwrap_err();
+        assert_eq!(e.message, "program format v2 is newer than this gmemfuzz (v1)");
+    }
+
+    #[test]
+    fn truncated_text_is_an_error_not_a_panic() {
+        let full = "gmemfuzz-program v1\nbind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x2000 offset=0\n";
+        for cut in 0..full.len() {
+            // Every prefix either parses or gives a located error.
+            if let Err(e) = parse(&full[..cut]) {
+                assert!(e.line >= 1 && e.column >= 1, "{e}");
+            }
+        }
+        assert!(parse("").is_err());
+        assert!(parse("gmemfuzz-program v1\nbind slot=2 flags=GUEST_MEM").is_err());
+    }
+
+    #[test]
+    fn expectation_lines_round_trip() {
+        let p = parse("gmemfuzz-program v1\ncheck\n").unwrap();
+        for e in [Expectation::Clean, Expectation::Divergence { kind: DivergenceKind::StaleRead, op: 4 }] {
+            let text = print_with(&p, Some(e));
+            assert_eq!(parse_document(&text).unwrap(), Document { program: p.clone(), expect: Some(e) });
+        }
+        assert!(parse_document("gmemfuzz-program v1\n# expect: maybe\n").is_err());
+    }
+}

@@ -1,0 +1,59 @@
+//! Replays every program in corpus/regressions and checks it shows what its `# expect:`
+//! line records: on real KVM when /dev/kvm is usable, else on the model alone (loudly).
+
+use std::path::PathBuf;
+
+use gmemfuzz::repro::cli::regressions_dir;
+use gmemfuzz::repro::{observed, parse_document, Expectation};
+use gmemfuzz::{RunError, Runner};
+use gmemfuzz_backends::kvm::KvmBackend;
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::Profile;
+
+fn regression_files() -> Vec<PathBuf> {
+    let dir = regressions_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn regressions_show_what_they_record() {
+    let files = regression_files();
+    assert!(!files.is_empty(), "no regression programs in {}", regressions_dir().display());
+    let mut kvm = match KvmBackend::new(0) {
+        Ok(b) => Some(Runner::new(b)),
+        Err(e) => {
+            eprintln!("SKIPPED (partly) regressions on real KVM: {e}; replaying against the model only, expectations of divergences are NOT checked");
+            None
+        }
+    };
+    let mut model_only = Runner::new(Model::new(Profile::host_6_18()));
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("readable");
+        let doc = parse_document(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let expect = doc.expect.unwrap_or_else(|| panic!("{}: no `# expect:` line", file.display()));
+        let (result, on) = match kvm.as_mut() {
+            Some(runner) => (runner.run(&doc.program), "kvm"),
+            None => (model_only.run(&doc.program), "model"),
+        };
+        if let Err(RunError::Harness(e)) = &result {
+            failures.push(format!("{}: harness error: {e}", file.display()));
+            continue;
+        }
+        let seen = observed(&result).expect("not a harness error");
+        let checked = on == "kvm" || expect == Expectation::Clean;
+        if checked && seen != expect {
+            let detail = result.err().map(|e| e.to_string()).unwrap_or_default();
+            failures.push(format!("{}: expected {expect}, {on} showed {seen}\n{detail}", file.display()));
+        } else {
+            eprintln!("{}: {seen} on {on}", file.display());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

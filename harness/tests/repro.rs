@@ -1,0 +1,243 @@
+//! The reproduction tools find and shrink a divergence, run odd programs, and produce a C
+//! reproducer that builds and runs.
+
+use std::path::Path;
+use std::process::Command;
+
+use gmemfuzz::repro::{c, parse, print, shrink};
+use gmemfuzz::{Program, RunError, Runner};
+use gmemfuzz_backends::kvm::KvmBackend;
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, OpKind, Outcome, Probe, Profile};
+
+/// The model, except that punching a hole does nothing and reports success.
+struct PunchIgnored(Model);
+
+impl Backend for PunchIgnored {
+    fn name(&self) -> &str {
+        "punch-ignored"
+    }
+    fn profile(&self) -> &Profile {
+        self.0.profile()
+    }
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        self.0.reset()
+    }
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        match op {
+            Op::Punch { .. } => Ok(Outcome::Ok),
+            op => self.0.apply(op),
+        }
+    }
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        self.0.observe(probes)
+    }
+}
+
+const NOISY: &str = "gmemfuzz-program v1
+create_gmem size=0x2000 flags=MMAP
+create_gmem size=0x4000 flags=MMAP|INIT_SHARED
+create_gmem size=0x1001 flags=MMAP
+map g1
+map g0
+bind slot=3 flags=GUEST_MEMFD fd=g0 gpa=0x120000 size=0x2000 offset=0
+bind slot=2 flags=GUEST_MEMFD fd=g1 gpa=0x100000 size=0x4000 offset=0
+guest w8@0x120000=0x77 r4@0x100010
+host_write g1 offset=0x0 width=8 value=0x1122334455667788
+host_write g1 offset=0x2000 width=8 value=0x99
+check
+host_read g1 offset=0x2000 width=8
+guest r8@0x100000 w2@0x103000=0xabcd
+allocate g1 mode=KEEP_SIZE offset=0 len=0x1000
+unbind slot=3
+punch g1 offset=0 len=0x1000
+host_read g1 offset=0x0 width=8
+guest r8@0x100000
+check
+";
+
+fn divergence<B: Backend>(runner: &mut Runner<B>, p: &Program) -> Box<gmemfuzz::oracle::Divergence> {
+    match runner.run(p) {
+        Err(RunError::Divergence(d)) => d,
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimize_shrinks_a_divergence_and_keeps_it() {
+    let program = parse(NOISY).unwrap();
+    let mut runner = Runner::new(PunchIgnored(Model::new(Profile::host_6_18())));
+    let original = divergence(&mut runner, &program);
+    assert_eq!(original.op.kind(), OpKind::Punch, "{original}");
+
+    let m = shrink::minimize(&mut runner, &program).unwrap();
+    eprintln!("minimized {} ops to {} in {} runs:\n{}", program.ops.len(), m.program.ops.len(), m.runs, print(&m.program));
+    assert!(m.program.ops.len() < program.ops.len());
+    assert!(m.program.ops.len() <= 4, "still long:\n{}", print(&m.program));
+
+    // Confirmed on a brand-new backend: same kind, same op kind.
+    let mut fresh = Runner::new(PunchIgnored(Model::new(Profile::host_6_18())));
+    let again = divergence(&mut fresh, &m.program);
+    assert_eq!(again.kind, original.kind);
+    assert_eq!(again.op.kind(), OpKind::Punch);
+    // Replay marks the diverging op in its trace.
+    let report = gmemfuzz::repro::replay::Report::run(&mut fresh, &m.program).unwrap();
+    let rendered = report.render("punch-ignored");
+    eprintln!("{rendered}");
+    assert!(report.diverged());
+    assert!(rendered.lines().any(|l| l.starts_with(">>>") && l.contains("punch")), "{rendered}");
+    // And the real model agrees with itself on it: the divergence is the wrapper's doing.
+    let mut honest = Runner::new(Model::new(Profile::host_6_18()));
+    assert!(honest.run(&m.program).is_ok());
+}
+
+#[test]
+fn minimize_refuses_a_clean_program() {
+    let mut runner = Runner::new(Model::new(Profile::host_6_18()));
+    let e = shrink::minimize(&mut runner, &parse(NOISY).unwrap()).err().expect("clean program");
+    assert!(e.contains("does not diverge"), "{e}");
+}
+
+const MISSING_GMEM: &str = "gmemfuzz-program v1
+create_gmem size=0x1000 flags=MMAP
+punch g3 offset=0 len=0x1000
+map g7
+host_read g9 offset=0 width=8
+bind slot=2 flags=GUEST_MEMFD fd=g4 gpa=0x100000 size=0x1000 offset=0
+check
+";
+
+#[test]
+fn ops_on_missing_files_are_skipped_not_errors() {
+    let program = parse(MISSING_GMEM).unwrap();
+    let mut model = Runner::new(Model::new(Profile::host_6_18()));
+    let trace = model.run(&program).expect("runs clean on the model");
+    assert!(matches!(trace.outcomes[1], Outcome::Skipped(_)), "{:?}", trace.outcomes);
+    match KvmBackend::new(0) {
+        Ok(b) => {
+            let trace = Runner::new(b).run(&program).expect("runs clean on KVM");
+            assert_eq!(trace.outcomes.len(), program.ops.len());
+        }
+        Err(e) => eprintln!("SKIPPED the KVM half of ops_on_missing_files_are_skipped_not_errors: {e}"),
+    }
+}
+
+fn tool(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Builds the C reproducer of `program` with expectations from `profile` and runs it.
+fn build_and_run(program: &Program, profile: &Profile, name: &str) -> std::process::Output {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-repro");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    std::fs::write(&src, c::emit(program, profile, "").unwrap()).unwrap();
+    let cc = Command::new("gcc").args(["-static", "-O2", "-Wall", "-o"]).arg(&exe).arg(&src).output().unwrap();
+    let warnings = String::from_utf8_lossy(&cc.stderr);
+    assert!(cc.status.success() && warnings.is_empty(), "gcc on {}:\n{warnings}", src.display());
+    Command::new(&exe).output().unwrap()
+}
+
+#[test]
+fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
+    if !tool("gcc") {
+        eprintln!("SKIPPED c_reproducer_builds_runs_and_agrees_on_a_clean_program: gcc is not installed");
+        return;
+    }
+    let profile = match KvmBackend::new(0) {
+        Ok(b) => b.profile().clone(),
+        Err(e) => {
+            eprintln!("SKIPPED c_reproducer_builds_runs_and_agrees_on_a_clean_program: real KVM is not available: {e}");
+            return;
+        }
+    };
+    let regressions = gmemfuzz::repro::cli::regressions_dir();
+    for name in ["punch_then_read_zero", "host_sigbus_without_init_shared", "overlapping_binding"] {
+        let program = gmemfuzz::repro::load(&regressions.join(format!("{name}.txt"))).unwrap();
+        let out = build_and_run(&program, &profile, name);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{name}:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("all observations match the model"), "{stdout}");
+    }
+
+    // With expectations for a kernel that has no guest_memfd flags, creating an MMAP file
+    // "should" fail: the reproducer sees it succeed and exits 1.
+    let mut wrong = profile.clone();
+    wrong.gmem_flags = 0;
+    let program = parse("gmemfuzz-program v1\ncreate_gmem size=0x1000 flags=MMAP\n").unwrap();
+    let out = build_and_run(&program, &wrong, "wrong_profile");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("<== DIFFERS") && stdout.contains("DIVERGENCE REPRODUCED"), "{stdout}");
+}
+
+fn gmemfuzz(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gmemfuzz")).args(args).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn cli_gives_clear_errors_on_bad_input() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-input");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("empty", b"", "empty"),
+        ("corrupt", &[0xff], "neither a text program"),
+        ("truncated.txt", b"gmemfuzz-program v1\nbind slot=2 flags=GUEST_MEM", "line 2"),
+        ("newer.txt", b"gmemfuzz-program v3\ncheck\n", "program format v3 is newer than this gmemfuzz (v1)"),
+    ];
+    for (name, bytes, message) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for cmd in ["show", "replay", "minimize", "c-repro"] {
+            let (code, out) = gmemfuzz(&[cmd, path.to_str().unwrap()]);
+            assert_eq!(code, Some(2), "{cmd} {name}: {out}");
+            assert!(out.contains(message) && !out.contains("panicked"), "{cmd} {name}: {out}");
+        }
+    }
+    let path = dir.join("missing.txt");
+    std::fs::write(&path, MISSING_GMEM).unwrap();
+    let (code, out) = gmemfuzz(&["show", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, print(&parse(MISSING_GMEM).unwrap()));
+    if KvmBackend::new(0).is_ok() {
+        let (code, out) = gmemfuzz(&["replay", path.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("CLEAN") && out.contains("not sent"), "{out}");
+    } else {
+        eprintln!("SKIPPED the replay half of cli_gives_clear_errors_on_bad_input: no real KVM");
+    }
+}
+
+#[test]
+fn c_reproducer_agrees_with_the_kvm_backend_on_random_programs() {
+    if !tool("gcc") {
+        eprintln!("SKIPPED c_reproducer_agrees_with_the_kvm_backend_on_random_programs: gcc is not installed");
+        return;
+    }
+    let mut runner = match KvmBackend::new(0) {
+        Ok(b) => Runner::new(b),
+        Err(e) => {
+            eprintln!("SKIPPED c_reproducer_agrees_with_the_kvm_backend_on_random_programs: real KVM is not available: {e}");
+            return;
+        }
+    };
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut bytes = vec![0u8; 24 * 64];
+    let mut compared = 0;
+    for n in 0..12 {
+        rng.fill_bytes(&mut bytes);
+        let program = Program::generate(&mut arbitrary::Unstructured::new(&bytes), 24).unwrap();
+        if runner.run(&program).is_err() {
+            continue;
+        }
+        let profile = runner.backend.profile().clone();
+        let out = build_and_run(&program, &profile, &format!("random{n}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "program #{n}:\n{}\n{stdout}{}", print(&program), String::from_utf8_lossy(&out.stderr));
+        compared += 1;
+    }
+    assert!(compared >= 6, "only {compared} random programs ran clean");
+}
