@@ -183,6 +183,26 @@ pub fn page_digest(page: &[u8; PAGE_SIZE as usize]) -> u32 {
     h
 }
 
+/// Which qwords of a page a guest digest folds in: four qword indices (0..512). Guest
+/// instructions are costly (on the host kernel here each one costs about a microsecond), so
+/// the guest samples a page instead of hashing it whole: the model picks the qwords the
+/// program wrote last, which is where a stale or wrong page differs.
+pub type Sample = [u16; 4];
+
+/// FNV-1a over the two dwords of each sampled qword, in order: what the guest computes
+/// (see `kvm::guest`).
+pub fn sample_digest(page: &[u8; PAGE_SIZE as usize], sample: Sample) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for q in sample {
+        let at = (q as usize % 512) * 8;
+        for half in [at, at + 4] {
+            let w = u32::from_le_bytes([page[half], page[half + 1], page[half + 2], page[half + 3]]);
+            h = (h ^ w).wrapping_mul(0x0100_0193);
+        }
+    }
+    h
+}
+
 /// The digest of a page of zeros.
 pub fn zero_page_digest() -> u32 {
     page_digest(&[0u8; PAGE_SIZE as usize])
@@ -195,10 +215,21 @@ pub enum Probe {
     Residency { gmem: crate::op::GmemId },
     /// A guest_memfd page's content through the host mapping.
     HostPage { gmem: crate::op::GmemId, page: u64 },
-    /// The content the guest sees at this GPA page (the vCPU hashes it).
-    GuestPage { gpa: u64 },
+    /// The content the guest sees at this GPA page (the vCPU digests the sampled qwords).
+    GuestPage { gpa: u64, sample: Sample },
     /// The content of the anonymous memory behind a slot's shared side, page `page`.
     AnonPage { slot: u32, page: u64 },
+}
+
+impl Probe {
+    /// The digest this probe compares for a page of `bytes`: the whole page for host
+    /// probes, the sampled qwords for guest probes.
+    pub fn digest_of(&self, bytes: &[u8; PAGE_SIZE as usize]) -> u32 {
+        match *self {
+            Probe::GuestPage { sample, .. } => sample_digest(bytes, sample),
+            _ => page_digest(bytes),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use gmemfuzz_backends::model::{Model, PageEvent, PageKey};
 use gmemfuzz_backends::op::{AccessKind, Op, PAGE_SIZE};
-use gmemfuzz_backends::outcome::{page_digest, AccessResult, Observation, Outcome, PageContent, Probe};
+use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, PageContent, Probe};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DivergenceKind {
@@ -183,7 +183,7 @@ impl Context<'_> {
                 }
                 let stale = key
                     .and_then(|k| self.model.history().before_drop(&k))
-                    .is_some_and(|(_, before)| page_digest(before) == a.digest() && page_digest(before) != e.digest());
+                    .is_some_and(|(_, before)| probe.digest_of(before) == a.digest() && probe.digest_of(before) != e.digest());
                 let kind = if stale { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch };
                 Some(self.divergence(kind, subject, show_content(e), show_content(a), key))
             }

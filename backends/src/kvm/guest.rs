@@ -123,20 +123,23 @@ pub fn assemble() -> Result<Vec<u8>, IcedError> {
             _ => {
                 // One load first: without memory behind the page it exits as MMIO once, and
                 // the host raises the abort flag.
-                let mut again = a.create_label();
                 let mut aborted = a.create_label();
                 a.mov(edx, dword_ptr(edi))?;
                 a.cmp(dword_ptr(mb + 12), 0u32)?;
                 a.jne(aborted)?;
-                // FNV-1a over the page's dwords; see outcome::page_digest.
+                // FNV-1a over the sampled qwords (four u16 indices in the value field); see
+                // outcome::sample_digest.
                 a.mov(eax, 0x811c_9dc5u32)?;
-                a.mov(ebp, 1024u32)?;
-                a.set_label(&mut again)?;
-                a.xor(eax, dword_ptr(edi))?;
-                a.imul_3(eax, eax, 0x0100_0193)?;
-                a.add(edi, 4)?;
-                a.dec(ebp)?;
-                a.jnz(again)?;
+                for q in 0..4u32 {
+                    a.movzx(edx, word_ptr(esi + 8 + 2 * q))?;
+                    a.and(edx, 511)?;
+                    a.shl(edx, 3)?;
+                    a.add(edx, edi)?;
+                    a.xor(eax, dword_ptr(edx))?;
+                    a.imul_3(eax, eax, 0x0100_0193)?;
+                    a.xor(eax, dword_ptr(edx + 4))?;
+                    a.imul_3(eax, eax, 0x0100_0193)?;
+                }
                 store_result(&mut a, eax)?;
                 a.jmp(next)?;
                 a.set_label(&mut aborted)?;

@@ -577,20 +577,28 @@ impl Backend for KvmBackend {
                 host => Some(self.observe_host(host)),
             })
             .collect();
-        let guest: Vec<(usize, u64)> =
-            probes.iter().enumerate().filter_map(|(i, p)| if let Probe::GuestPage { gpa } = p { Some((i, *gpa)) } else { None }).collect();
+        let guest: Vec<(usize, u64, u64)> = probes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Probe::GuestPage { gpa, sample } => {
+                    Some((i, *gpa, sample.iter().rev().fold(0u64, |v, &q| (v << 16) | q as u64)))
+                }
+                _ => None,
+            })
+            .collect();
         if guest.is_empty() {
             return Ok(answers);
         }
         if self.vm.is_none() {
-            for (i, _) in guest {
+            for (i, _, _) in guest {
                 answers[i] = Some(Observation::Absent);
             }
             return Ok(answers);
         }
-        let commands: Vec<_> = guest.iter().map(|&(_, gpa)| (guest::DIGEST, gpa & !(PAGE_SIZE - 1), 0)).collect();
+        let commands: Vec<_> = guest.iter().map(|&(_, gpa, sample)| (guest::DIGEST, gpa & !(PAGE_SIZE - 1), sample)).collect();
         let exits = self.run_commands(&commands, false)?;
-        for (k, &(i, _)) in guest.iter().enumerate() {
+        for (k, &(i, _, _)) in guest.iter().enumerate() {
             answers[i] = Some(match exits[k] {
                 Some(exit) => Observation::GuestExit(exit),
                 None => {

@@ -181,7 +181,9 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
                 if guest == MAX_GUEST_PROBES {
                     break;
                 }
-                probes.push(Probe::GuestPage { gpa: gfn * PAGE_SIZE });
+                let gpa = gfn * PAGE_SIZE;
+                let sample = probe_page(model, &Probe::GuestPage { gpa, sample: [0; 4] }).map_or([0, 511, 256, 128], |key| sample_for(model, key));
+                probes.push(Probe::GuestPage { gpa, sample });
                 guest += 1;
             }
         }
@@ -189,12 +191,35 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
     probes
 }
 
+/// The qwords a guest digest of `key` samples: the first, then the ones written last
+/// (before and after the page was last dropped), then fixed spread-out ones.
+fn sample_for(model: &Model, key: PageKey) -> crate::outcome::Sample {
+    let mut sample = vec![0u16];
+    for (_, event) in model.history.events(&key).iter().rev() {
+        if let PageEvent::Written { offset, .. } = event {
+            let q = offset / 8;
+            if !sample.contains(&q) {
+                sample.push(q);
+            }
+        }
+        if sample.len() == 4 {
+            break;
+        }
+    }
+    for q in [511, 256, 128] {
+        if sample.len() < 4 && !sample.contains(&q) {
+            sample.push(q);
+        }
+    }
+    [sample[0], sample[1], sample[2], sample[3]]
+}
+
 pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
     match *probe {
         Probe::Residency { .. } => None,
         Probe::HostPage { gmem, page } => Some(PageKey::Gmem { gmem: gmem.0, index: page }),
         Probe::AnonPage { slot, page } => Some(PageKey::Anon { slot, index: page }),
-        Probe::GuestPage { gpa } => {
+        Probe::GuestPage { gpa, .. } => {
             let gfn = gpa / PAGE_SIZE;
             let (&id, slot) = model.slots.iter().find(|(_, s)| s.contains(gfn))?;
             let index = gfn - slot.base_gfn;
@@ -237,7 +262,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
             }
             Some(s.anon.get(&page).map_or_else(zero, content))
         }
-        Probe::GuestPage { gpa } => {
+        Probe::GuestPage { gpa, sample } => {
             if !model.vm_alive {
                 return Some(Observation::Absent);
             }
@@ -247,7 +272,9 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 Ok(Target::Fault { gpa, flags }) => {
                     Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }))
                 }
-                Ok(Target::Page(key)) => Some(content(model.page_mut(key))),
+                Ok(Target::Page(key)) => {
+                    Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(model.page_mut(key).bytes(), sample))))
+                }
             }
         }
     }

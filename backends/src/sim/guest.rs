@@ -8,7 +8,7 @@ use crate::op::{
     Access, AccessKind, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
     KVM_MEM_READONLY, PAGE_SIZE,
 };
-use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe};
+use crate::outcome::{sample_digest, AccessResult, Observation, Outcome, PageContent, Probe};
 
 /// Where a guest access ends up.
 enum Target {
@@ -164,14 +164,20 @@ impl SimBackend {
                 }
                 Some(self.content(self.anon.get(&(slot, page)).copied()))
             }
-            Probe::GuestPage { gpa } => {
+            Probe::GuestPage { gpa, sample } => {
                 if !self.model.vm_alive() {
                     return Some(Observation::Absent);
                 }
                 Some(match self.target(gpa / PAGE_SIZE, false) {
                     Target::Mmio => Observation::GuestExit(AccessResult::Mmio),
                     Target::Fault { gpa, flags } => Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }),
-                    Target::Pfn(pfn) => self.content(Some(pfn)),
+                    Target::Pfn(pfn) => match self.content(Some(pfn)) {
+                        Observation::Content(c) => match c {
+                            PageContent::Bytes(b) => Observation::Content(PageContent::Digest(sample_digest(&b, sample))),
+                            digest => Observation::Content(digest),
+                        },
+                        other => other,
+                    },
                 })
             }
         }

@@ -71,8 +71,9 @@ fn probe_calls(i: usize, probes: &[(Probe, Option<String>)]) -> String {
             Probe::Residency { gmem } => format!("probe_residency({} /* {gmem} */, {MAX_RESIDENCY_PAGES} /* most pages */);", gmem.0),
             Probe::HostPage { gmem, page } => format!("probe_host_page({} /* {gmem} */, {page} /* page */);", gmem.0),
             Probe::AnonPage { slot, page } => format!("probe_anon_page({slot} /* slot */, {page} /* page */);"),
-            Probe::GuestPage { gpa } => {
-                guest.push((gpa, what, opt_string(expected)));
+            Probe::GuestPage { gpa, sample } => {
+                let sample = sample.iter().rev().fold(0u64, |v, &q| (v << 16) | q as u64);
+                guest.push((gpa, what, opt_string(expected), sample));
                 continue;
             }
         };
@@ -85,9 +86,11 @@ fn probe_calls(i: usize, probes: &[(Probe, Option<String>)]) -> String {
         let whats: Vec<&str> = guest.iter().map(|g| g.1.as_str()).collect();
         let exps: Vec<&str> = guest.iter().map(|g| g.2.as_str()).collect();
         let _ = writeln!(s, "        static const uint64_t gpas[{n}] = {{ {} }};", gpas.join(", "));
+        let samples: Vec<String> = guest.iter().map(|g| format!("{:#x}ULL", g.3)).collect();
+        let _ = writeln!(s, "        static const uint64_t samples[{n}] = {{ {} }}; /* sampled qword indices, 4 x u16 */", samples.join(", "));
         let _ = writeln!(s, "        static const char *const what[{n}] = {{ {} }};", whats.join(", "));
         let _ = writeln!(s, "        static const char *const expected[{n}] = {{ {} }};", exps.join(", "));
-        let _ = writeln!(s, "        probe_guest_pages({i}, {n}, gpas, what, expected);\n    }}");
+        let _ = writeln!(s, "        probe_guest_pages({i}, {n}, gpas, samples, what, expected);\n    }}");
     }
     s
 }

@@ -631,7 +631,7 @@ static void probe_anon_page(uint32_t slot, uint64_t page)
 }
 
 /* Guest page digests, all in one KVM_RUN sequence; a memory fault resumes at the next command. */
-static void probe_guest_pages(int index, int n, const uint64_t *gpas, const char *const *what, const char *const *expected)
+static void probe_guest_pages(int index, int n, const uint64_t *gpas, const uint64_t *samples, const char *const *what, const char *const *expected)
 {
     static enum { G_PENDING, G_MMIO, G_FAULT } state[4096];
     static struct gf_memory_fault fault[4096];
@@ -643,7 +643,7 @@ static void probe_guest_pages(int index, int n, const uint64_t *gpas, const char
     }
     for (int i = 0; i < n; i++) {
         mailbox_put(CMD_HEADER + i * CMD_SIZE, 0x20 /* DIGEST */ | ((gpas[i] & ~(PAGE - 1)) << 32), 8);
-        mailbox_put(CMD_HEADER + i * CMD_SIZE + 8, 0, 8);
+        mailbox_put(CMD_HEADER + i * CMD_SIZE + 8, samples[i], 8); /* the qwords the guest digests */
         state[i] = G_PENDING;
     }
     mailbox_put(0, n, 4);
