@@ -32,7 +32,7 @@ static KVM_SESSION: Mutex<Option<Session>> = Mutex::new(None);
 fn kvm_session() -> std::sync::MutexGuard<'static, Option<Session>> {
     let mut guard = KVM_SESSION.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
-        match KvmBackend::new(vm_type()) {
+        match KvmBackend::from_env(vm_type()) {
             Ok(backend) => {
                 eprintln!("gmemfuzz: diff_kvm on {}", backend.profile().summary());
                 let verify_reset = std::env::var_os("GMEMFUZZ_VERIFY_RESET").is_some();
@@ -82,7 +82,7 @@ pub fn diff_kvm(data: &[u8]) -> Verdict {
     let mut guard = kvm_session();
     let session = guard.as_mut().expect("made above");
     let verdict = if session.verify_reset {
-        let fresh = KvmBackend::new(vm_type()).unwrap_or_else(|e| panic!("gmemfuzz HARNESS BUG: second VM: {e}"));
+        let fresh = KvmBackend::from_env(vm_type()).unwrap_or_else(|e| panic!("gmemfuzz HARNESS BUG: second VM: {e}"));
         if let Err(msg) = check_reset(&mut session.runner, fresh, &program) {
             panic!("{msg}");
         }

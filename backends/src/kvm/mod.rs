@@ -162,6 +162,23 @@ impl KvmBackend {
         Ok(Vm { vcpu, fd })
     }
 
+    /// `new`, plus the fault injection named by GMEMFUZZ_SKIP_OP (an op kind name such as
+    /// `punch`): the backend then stands in for a kernel that silently skips that op. Every
+    /// tool that opens KVM for fuzzing or replay goes through here, so a finding made with
+    /// the injection replays with it.
+    pub fn from_env(vm_type: u64) -> Result<KvmBackend, HarnessError> {
+        let mut backend = KvmBackend::new(vm_type)?;
+        if let Ok(name) = std::env::var("GMEMFUZZ_SKIP_OP") {
+            let kind = crate::op::OpKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .ok_or_else(|| HarnessError::Unavailable(format!("GMEMFUZZ_SKIP_OP={name} names no op kind")))?;
+            eprintln!("gmemfuzz: FAULT INJECTION: the KVM backend silently skips every `{name}` op (GMEMFUZZ_SKIP_OP)");
+            backend.skip_silently(kind);
+        }
+        Ok(backend)
+    }
+
     /// Makes this backend pretend to perform ops of `kind` (see `skipped`).
     pub fn skip_silently(&mut self, kind: crate::op::OpKind) {
         self.skipped = Some(kind);

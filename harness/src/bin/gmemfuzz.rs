@@ -99,7 +99,7 @@ fn programs(seed: u64, count: u64, ops: usize) -> Vec<Program> {
 }
 
 fn kvm(vm_type: u64) -> Result<KvmBackend> {
-    KvmBackend::new(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
+    KvmBackend::from_env(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
 }
 
 fn main() -> Result<()> {
@@ -156,7 +156,7 @@ fn main() -> Result<()> {
             }
             let secs = start.elapsed().as_secs_f64();
             println!("model alone:  {:.0} ops/s ({:.0} programs/s of {ops} ops, with its state answers)", total_ops / secs, count as f64 / secs);
-            match KvmBackend::new(0) {
+            match KvmBackend::from_env(0) {
                 Err(e) => println!("model + KVM:  not measured: {e}"),
                 Ok(backend) => {
                     let mut runner = Runner::new(backend);

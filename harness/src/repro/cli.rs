@@ -28,7 +28,7 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
 }
 
 fn kvm(vm_type: u64) -> Result<KvmBackend, i32> {
-    KvmBackend::new(vm_type).map_err(|e| match e {
+    KvmBackend::from_env(vm_type).map_err(|e| match e {
         HarnessError::Unavailable(why) => fail(format!("real KVM is not available here ({why}); this command needs /dev/kvm")),
         e => fail(format!("gmemfuzz HARNESS ERROR opening KVM: {e}")),
     })
@@ -127,7 +127,7 @@ pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: u64) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let (profile, note) = match KvmBackend::new(vm_type) {
+    let (profile, note) = match KvmBackend::from_env(vm_type) {
         Ok(b) => (b.profile().clone(), String::new()),
         Err(e) => {
             let p = if vm_type == 1 { Profile::sw_protected_6_12() } else { Profile::host_6_18() };
