@@ -12,6 +12,8 @@
 # --cmd is passed base64-encoded as gmemfuzz.cmd_b64= (no quoting problems);
 # without it the guest runs /run.sh or the initramfs' BINARY.
 # The console goes to DIR/console.log (and to stdout unless --quiet).
+# -nodefaults drops QEMU's default NIC, CD-ROM and VGA (their drivers cost
+# seconds of boot under TCG); the serial port is then given explicitly.
 # Exit status: the guest command's status read from DIR/exit_status;
 #   124 = timeout, 125 = the guest stopped without writing a status
 #   (kernel panic, init died, QEMU failed to start).
@@ -73,6 +75,7 @@ fi
 qemu_cmd=("$QEMU" -accel tcg -cpu max -m "$MEM" -smp "$SMP"
     -kernel "$KERNEL" -initrd "$INITRD" -append "$KARGS"
     -nographic -no-reboot
+    -nodefaults -serial stdio
     -virtfs "local,path=$OUT,mount_tag=out,security_model=none"
     ${EXTRA[@]+"${EXTRA[@]}"})
 

@@ -196,7 +196,13 @@ impl Context<'_> {
                     _ => unreachable!("residency answers residency probes"),
                 };
                 let kept = (0..exp.len().min(act.len())).find(|&i| {
-                    act[i] && !exp[i] && self.model.history().before_drop(&PageKey::Gmem { gmem, index: i as u64 }).is_some_and(|(at, _)| at == self.op_index)
+                    act[i]
+                        && !exp[i]
+                        && self
+                            .model
+                            .history()
+                            .before_drop(&PageKey::Gmem { gmem, index: i as u64 })
+                            .is_some_and(|(at, _)| at == self.op_index)
                 });
                 let kind = if kept.is_some() { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch };
                 let key = kept.map(|i| PageKey::Gmem { gmem, index: i as u64 });
@@ -227,7 +233,9 @@ pub fn show_content(c: &PageContent) -> String {
 pub fn show_observation(o: &Observation) -> String {
     match o {
         Observation::Content(c) => show_content(c),
-        Observation::Residency(r) => format!("resident pages {:?}", r.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect::<Vec<_>>()),
+        Observation::Residency(r) => {
+            format!("resident pages {:?}", r.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect::<Vec<_>>())
+        }
         Observation::GuestExit(e) => format!("guest exit: {e}"),
         Observation::Sigbus => "SIGBUS".into(),
         Observation::Absent => "absent".into(),

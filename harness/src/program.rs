@@ -55,6 +55,10 @@ struct Generator {
     files: Vec<(u64, u64)>,
     /// Bound slots: (slot id, first GFN, pages).
     slots: Vec<(u32, u64, u64)>,
+    /// Files that have been mapped (by index into `files`).
+    mapped: Vec<usize>,
+    /// An op to emit next (a map right after a mappable file is made).
+    pending: Option<Op>,
     index: usize,
 }
 
@@ -74,12 +78,19 @@ impl Generator {
 
     fn op(&mut self, u: &mut Unstructured) -> Result<Op> {
         self.index += 1;
+        if let Some(op) = self.pending.take() {
+            return Ok(op);
+        }
         if self.files.is_empty() && !Self::rare(u, 8)? {
             return self.create(u);
         }
         Ok(match u.int_in_range(0..=99u8)? {
             0..=6 => return self.create(u),
-            7..=12 => Op::Map { gmem: self.gmem(u)? },
+            7..=12 => {
+                let gmem = self.gmem(u)?;
+                self.mapped.push(gmem.0 as usize);
+                Op::Map { gmem }
+            }
             13..=25 => return self.bind(u),
             26..=30 => Op::Unbind { slot: self.slot(u)? },
             31..=33 => self.modify(u)?,
@@ -129,6 +140,12 @@ impl Generator {
         };
         if flags & !(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED) == 0 && size == pages * PAGE_SIZE {
             self.files.push((pages, flags));
+            // Most mappable files get mapped at once, so host accesses have somewhere to go.
+            if flags & GUEST_MEMFD_FLAG_MMAP != 0 && !Self::rare(u, 4)? {
+                let gmem = GmemId((self.files.len() - 1) as u8);
+                self.mapped.push(gmem.0 as usize);
+                self.pending = Some(Op::Map { gmem });
+            }
         }
         Ok(Op::CreateGmem { size, flags })
     }
@@ -169,7 +186,13 @@ impl Generator {
         let offset_pages = u.int_in_range(0..=file_pages - pages)?;
         let first_gfn = layout::WINDOW_GPA / PAGE_SIZE + u.int_in_range(0..=layout::WINDOW_PAGES - pages)?;
         let flags = if Self::rare(u, 10)? {
-            *u.choose(&[0, KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY, KVM_MEM_READONLY, 1 << 7])?
+            *u.choose(&[
+                0,
+                KVM_MEM_GUEST_MEMFD | KVM_MEM_LOG_DIRTY_PAGES,
+                KVM_MEM_GUEST_MEMFD | KVM_MEM_READONLY,
+                KVM_MEM_READONLY,
+                1 << 7,
+            ])?
         } else {
             KVM_MEM_GUEST_MEMFD
         };
@@ -220,7 +243,10 @@ impl Generator {
     }
 
     fn host_target(&self, u: &mut Unstructured) -> Result<(GmemId, u64, Width)> {
-        let gmem = self.gmem(u)?;
+        let gmem = match self.mapped.is_empty() || Self::rare(u, 8)? {
+            true => self.gmem(u)?,
+            false => GmemId(*u.choose(&self.mapped)? as u8),
+        };
         let width = *u.choose(&Width::ALL)?;
         let page = u.int_in_range(0..=self.file_pages(gmem) - 1)?;
         let offset = page * PAGE_SIZE + u.int_in_range(0..=(PAGE_SIZE / width.bytes()) - 1)? * width.bytes();

@@ -119,11 +119,9 @@ pub fn check_reset<B: Backend>(reused: &mut Runner<B>, fresh: B, program: &Progr
     match (a, b) {
         (Ok(a), Ok(b)) if a == b => Ok(()),
         (Err(RunError::Divergence(a)), Err(RunError::Divergence(b))) if a.op_index == b.op_index && a.actual == b.actual => Ok(()),
-        (a, b) => Err(format!(
-            "gmemfuzz HARNESS BUG: reset left state behind: reused VM gave\n{}\nfresh VM gave\n{}",
-            describe(&a),
-            describe(&b)
-        )),
+        (a, b) => {
+            Err(format!("gmemfuzz HARNESS BUG: reset left state behind: reused VM gave\n{}\nfresh VM gave\n{}", describe(&a), describe(&b)))
+        }
     }
 }
 

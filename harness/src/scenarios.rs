@@ -8,8 +8,8 @@
 //! build the seed corpus use them as well.
 
 use gmemfuzz_backends::op::{
-    layout, Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED as INIT_SHARED,
-    GUEST_MEMFD_FLAG_MMAP as MMAP, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, PAGE_SIZE,
+    layout, Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED as INIT_SHARED, GUEST_MEMFD_FLAG_MMAP as MMAP,
+    KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, PAGE_SIZE,
 };
 use gmemfuzz_backends::outcome::{AccessResult, Errno, Outcome};
 
@@ -17,6 +17,9 @@ use crate::program::Program;
 
 pub struct Scenario {
     pub name: &'static str,
+    /// The VM type the expectations are for: 0 on the host kernel, 1
+    /// (KVM_X86_SW_PROTECTED_VM, Linux 6.12) in the test-kernel lane.
+    pub vm_type: u64,
     /// Where the expectation comes from.
     pub source: &'static str,
     pub steps: Vec<(Op, Outcome)>,
@@ -65,9 +68,110 @@ fn results(r: Vec<AccessResult>) -> Outcome {
 use AccessResult::{Mmio, Read, Wrote};
 use Outcome::Ok as OK;
 
+/// Every scenario, whatever its VM type.
 pub fn all() -> Vec<Scenario> {
+    let mut all = host();
+    all.extend(private_conversions());
+    all
+}
+
+/// The scenarios for one VM type.
+pub fn for_vm_type(vm_type: u64) -> Vec<Scenario> {
+    all().into_iter().filter(|s| s.vm_type == vm_type).collect()
+}
+
+/// Private/shared conversions on a software-protected VM (Linux 6.12, VM type 1), after
+/// tools/testing/selftests/kvm/x86/private_mem_conversions_test.c and the 6.12 fault path
+/// (kvm_mmu_page_fault: the GFN's PRIVATE attribute makes the fault private).
+pub fn private_conversions() -> Vec<Scenario> {
+    const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE;
+    let private = |gpa, pages: u64| Op::SetAttributes { gpa, size: pages * P, attributes: PRIVATE };
+    let shared = |gpa, pages: u64| Op::SetAttributes { gpa, size: pages * P, attributes: 0 };
+    let fault = |gpa: u64| AccessResult::MemoryFault { gpa, size: P, flags: gmemfuzz_backends::op::KVM_MEMORY_EXIT_FLAG_PRIVATE };
     vec![
         Scenario {
+            vm_type: 1,
+            name: "conversion_round_trip",
+            source: "private_mem_conversions_test.c guest_test_explicit_conversion; platform-facts lane 2",
+            steps: vec![
+                (create(4, 0), OK),
+                (bind(SLOT, G0, GPA, 4, 0), OK),
+                (guest(vec![write(GPA + 8, Width::W8, 0x5a5a_0001)]), results(vec![Wrote])),
+                (private(GPA, 1), OK),
+                // Private: the guest_memfd page, zero at first.
+                (guest(vec![read(GPA + 8, Width::W8), write(GPA + 16, Width::W4, 0x9e57)]), results(vec![Read(0), Wrote])),
+                (shared(GPA, 1), OK),
+                // Shared again: the anonymous page with its old content.
+                (guest(vec![read(GPA + 8, Width::W8), read(GPA + 16, Width::W4)]), results(vec![Read(0x5a5a_0001), Read(0)])),
+                (private(GPA, 1), OK),
+                // Private content survives the round trip.
+                (guest(vec![read(GPA + 16, Width::W4)]), results(vec![Read(0x9e57)])),
+                (Op::Check, OK),
+            ],
+        },
+        Scenario {
+            vm_type: 1,
+            name: "punch_hole_zeroes_private_pages",
+            source: "private_mem_conversions_test.c (PUNCH_HOLE between conversions); kvm_gmem_punch_hole()",
+            steps: vec![
+                (create(2, 0), OK),
+                (bind(SLOT, G0, GPA, 2, 0), OK),
+                (private(GPA, 2), OK),
+                (guest(vec![write(GPA, Width::W8, 0x1111), write(GPA + P, Width::W8, 0x2222)]), results(vec![Wrote, Wrote])),
+                (Op::Punch { gmem: G0, offset: 0, len: P }, OK),
+                (guest(vec![read(GPA, Width::W8), read(GPA + P, Width::W8)]), results(vec![Read(0), Read(0x2222)])),
+                (Op::Check, OK),
+            ],
+        },
+        Scenario {
+            vm_type: 1,
+            name: "private_faults_exit_to_userspace",
+            source: "kvm_faultin_pfn_private() / kvm_handle_noslot_fault(): KVM_EXIT_MEMORY_FAULT with KVM_MEMORY_EXIT_FLAG_PRIVATE",
+            steps: vec![
+                (create(1, 0), OK),
+                // A private GFN with no memslot.
+                (private(GPA + 32 * P, 1), OK),
+                (
+                    guest(vec![read(GPA + 32 * P, Width::W4), read(GPA, Width::W4)]),
+                    results(vec![fault(GPA + 32 * P), AccessResult::NotRun]),
+                ),
+                // A private GFN in a slot without guest_memfd.
+                (Op::Bind { slot: SLOT + 1, flags: 0, fd: FdArg::Invalid, gpa: GPA + 40 * P, size: P, offset: 0 }, OK),
+                (private(GPA + 40 * P, 1), OK),
+                (guest(vec![write(GPA + 40 * P, Width::W1, 1)]), results(vec![fault(GPA + 40 * P)])),
+                // Released file: the binding is gone, private faults exit.
+                (bind(SLOT, G0, GPA, 1, 0), OK),
+                (private(GPA, 1), OK),
+                (guest(vec![write(GPA, Width::W4, 7)]), results(vec![Wrote])),
+                (Op::CloseGmem { gmem: G0 }, OK),
+                (guest(vec![read(GPA, Width::W4)]), results(vec![fault(GPA)])),
+                (shared(GPA, 1), OK),
+                (guest(vec![read(GPA, Width::W4)]), results(vec![Read(0)])),
+            ],
+        },
+        Scenario {
+            vm_type: 1,
+            name: "attribute_argument_checks",
+            source: "kvm_vm_ioctl_set_mem_attributes() (6.12); guest_memfd flags must be 0 on 6.12",
+            steps: vec![
+                (create(1, MMAP), err(Errno::EINVAL)),
+                (create(1, 0), OK),
+                (Op::Map { gmem: G0 }, err(Errno::ENODEV)),
+                (Op::SetAttributes { gpa: GPA, size: P, attributes: 1 }, err(Errno::EINVAL)),
+                (Op::SetAttributes { gpa: GPA, size: 0, attributes: PRIVATE }, err(Errno::EINVAL)),
+                (Op::SetAttributes { gpa: GPA + 1, size: P, attributes: PRIVATE }, err(Errno::EINVAL)),
+                (Op::SetAttributes { gpa: u64::MAX & !(P - 1), size: 2 * P, attributes: PRIVATE }, err(Errno::EINVAL)),
+                (Op::SetAttributes { gpa: GPA, size: P, attributes: PRIVATE }, OK),
+            ],
+        },
+    ]
+}
+
+/// The host kernel's scenarios (VM type 0).
+pub fn host() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            vm_type: 0,
             name: "invalid_sizes",
             source: "guest_memfd_test.c test_create_guest_memfd_invalid_sizes",
             steps: vec![
@@ -79,6 +183,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "invalid_flags",
             source: "guest_memfd_test.c test_create_guest_memfd_invalid (flags beyond KVM_CAP_GUEST_MEMFD_FLAGS)",
             steps: vec![
@@ -89,6 +194,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "mmap_needs_mmap_flag",
             source: "guest_memfd_test.c test_mmap_not_supported; kvm_gmem_mmap(): -ENODEV",
             steps: vec![
@@ -102,6 +208,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "host_fault_without_init_shared_is_sigbus",
             source: "guest_memfd_test.c test_fault_private; kvm_gmem_fault_user_mapping()",
             steps: vec![
@@ -113,6 +220,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "fallocate_rules",
             source: "guest_memfd_test.c test_fallocate and test_invalid_punch_hole; kvm_gmem_fallocate()",
             steps: vec![
@@ -131,6 +239,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "punch_hole_then_read_zero",
             source: "guest_memfd_test.c test_fallocate; platform-facts: after PUNCH_HOLE both the mmap and the guest read zeros",
             steps: vec![
@@ -147,6 +256,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "binding_rules",
             source: "guest_memfd_test.c test_create_guest_memfd_multiple / set_memory_region_test.c test_add_private_memory_region",
             steps: vec![
@@ -167,6 +277,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "guest_memfd_slots_are_immutable",
             source: "kvm_set_memory_region(): \"Private memslots are immutable, they can only be deleted\" (+ commit 9935df5333aa)",
             steps: vec![
@@ -180,6 +291,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "release_needs_every_reference_gone",
             source: "kvm_gmem_bind(): the slot holds no file reference; platform-facts: closing the fd while the slot is bound keeps the memory alive",
             steps: vec![
@@ -199,6 +311,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "no_mmap_flag_slot_uses_userspace_memory",
             source: "6.18 kvm_gmem_bind(): KVM_MEMSLOT_GMEM_ONLY only with GUEST_MEMFD_FLAG_MMAP; probe: this kernel faults through userspace_addr",
             steps: vec![
@@ -214,6 +327,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "destroy_vm_while_files_live",
             source: "__kvm_gmem_create(): kvm_get_kvm; platform-facts: the host mmap keeps working after the fd is closed and the slot deleted",
             steps: vec![
@@ -231,6 +345,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "memory_attributes_unsupported",
             source: "6.18 without CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: kvm_arch_vm_ioctl() -ENOTTY (probe)",
             steps: vec![
@@ -241,6 +356,7 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            vm_type: 0,
             name: "residency_counts_prepared_pages",
             source: "mincore_page(): folio_test_uptodate; kvm_gmem_allocate() leaves folios not uptodate (probe)",
             steps: vec![

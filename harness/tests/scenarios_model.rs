@@ -6,7 +6,8 @@ use gmemfuzz_backends::{Backend, Profile};
 
 fn check(name: &str) {
     let scenario = scenarios::all().into_iter().find(|s| s.name == name).expect("scenario exists");
-    let mut model = Model::new(Profile::host_6_18());
+    let profile = if scenario.vm_type == 1 { Profile::sw_protected_6_12() } else { Profile::host_6_18() };
+    let mut model = Model::new(profile);
     for (i, (op, expected)) in scenario.steps.iter().enumerate() {
         model.set_op_index(i);
         let got = model.apply(op).unwrap();
@@ -34,6 +35,10 @@ scenario_tests!(
     destroy_vm_while_files_live,
     memory_attributes_unsupported,
     residency_counts_prepared_pages,
+    conversion_round_trip,
+    punch_hole_zeroes_private_pages,
+    private_faults_exit_to_userspace,
+    attribute_argument_checks,
 );
 
 #[test]
@@ -59,5 +64,9 @@ fn residency_follows_preparation() {
         model.apply(&op).unwrap();
     }
     let seen = model.observe(&[Probe::Residency { gmem: g }]).unwrap();
-    assert_eq!(seen, vec![Some(Observation::Residency(vec![false, true, false, false]))], "allocated pages are not uptodate; the faulted one is");
+    assert_eq!(
+        seen,
+        vec![Some(Observation::Residency(vec![false, true, false, false]))],
+        "allocated pages are not uptodate; the faulted one is"
+    );
 }

@@ -62,17 +62,7 @@ pub fn assemble() -> Result<Vec<u8>, IcedError> {
     a.add(esi, ebx)?;
     a.mov(eax, dword_ptr(esi))?;
     a.mov(edi, dword_ptr(esi + 4))?;
-    let codes = [
-        READ | 1,
-        READ | 2,
-        READ | 3,
-        READ | 4,
-        WRITE | 1,
-        WRITE | 2,
-        WRITE | 3,
-        WRITE | 4,
-        DIGEST,
-    ];
+    let codes = [READ | 1, READ | 2, READ | 3, READ | 4, WRITE | 1, WRITE | 2, WRITE | 3, WRITE | 4, DIGEST];
     for code in codes {
         let label = a.create_label();
         a.cmp(eax, code)?;

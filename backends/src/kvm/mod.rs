@@ -52,6 +52,9 @@ pub struct KvmBackend {
     slots: BTreeMap<u32, SlotHandle>,
     /// Address ranges of unmapped guest_memfd mappings, reserved until reset.
     retired: Vec<Mapping>,
+    /// GPA ranges a program made non-shared; reset returns exactly these to shared (one
+    /// call over all of guest memory would make KVM reserve an entry per GFN).
+    attributed: Vec<(u64, u64)>,
     /// Ops of this kind are not performed but reported as successful: a stand-in for a
     /// kernel that silently skips an operation, to show the harness catches one.
     skipped: Option<crate::op::OpKind>,
@@ -83,8 +86,18 @@ impl KvmBackend {
         unsafe { std::ptr::copy_nonoverlapping(program.as_ptr(), code.addr(), program.len()) };
         let vm = Self::create_vm(&kvm, vm_type, &code, &mailbox)?;
         let profile = probe_profile(&vm.fd, vm_type)?;
-        let mut backend =
-            KvmBackend { kvm, profile, vm: Some(vm), code, mailbox, gmems: Vec::new(), slots: BTreeMap::new(), retired: Vec::new(), skipped: None };
+        let mut backend = KvmBackend {
+            kvm,
+            profile,
+            vm: Some(vm),
+            code,
+            mailbox,
+            gmems: Vec::new(),
+            slots: BTreeMap::new(),
+            retired: Vec::new(),
+            attributed: Vec::new(),
+            skipped: None,
+        };
         backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
         backend.reset_state()?;
         Ok(backend)
@@ -104,7 +117,14 @@ impl KvmBackend {
         let ops = [
             Op::CreateGmem { size: PAGE_SIZE, flags },
             // Bound before it is mapped: userspace_addr is anonymous memory.
-            Op::Bind { slot: layout::FIRST_PROGRAM_SLOT, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(gmem), gpa, size: PAGE_SIZE, offset: 0 },
+            Op::Bind {
+                slot: layout::FIRST_PROGRAM_SLOT,
+                flags: KVM_MEM_GUEST_MEMFD,
+                fd: FdArg::Gmem(gmem),
+                gpa,
+                size: PAGE_SIZE,
+                offset: 0,
+            },
             Op::Map { gmem },
             Op::HostWrite { gmem, offset: 0, width: Width::W8, value: marker },
         ];
@@ -120,9 +140,7 @@ impl KvmBackend {
     }
 
     fn create_vm(kvm: &Kvm, vm_type: u64, code: &Mapping, mailbox: &Mapping) -> Result<Vm, HarnessError> {
-        let fd = kvm
-            .create_vm_with_type(vm_type)
-            .map_err(|e| HarnessError::Unavailable(format!("KVM_CREATE_VM type {vm_type}: {e}")))?;
+        let fd = kvm.create_vm_with_type(vm_type).map_err(|e| HarnessError::Unavailable(format!("KVM_CREATE_VM type {vm_type}: {e}")))?;
         for (slot, gpa, mem) in [(layout::CODE_SLOT, layout::CODE_GPA, code), (layout::MAILBOX_SLOT, layout::MAILBOX_GPA, mailbox)] {
             let region = kvm_userspace_memory_region2 {
                 slot,
@@ -252,9 +270,7 @@ impl KvmBackend {
                         start = current as u64 + 1;
                         continue 'runs;
                     }
-                    Ok(other) => {
-                        return Err(HarnessError::Bug(format!("unexpected vCPU exit {other:?} at command {current}")))
-                    }
+                    Ok(other) => return Err(HarnessError::Bug(format!("unexpected vCPU exit {other:?} at command {current}"))),
                     Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
                     Err(e) => return Err(HarnessError::Bug(format!("KVM_RUN failed at command {current}: {e}"))),
                 }
@@ -466,12 +482,15 @@ impl KvmBackend {
             for slot in slots {
                 self.set_region(slot, 0, 0, 0, 0, 0, 0).map_err(|e| HarnessError::Bug(format!("reset: deleting slot {slot}: {e}")))?;
             }
-            if self.profile.attributes_ioctl {
-                let vm = self.vm.as_ref().expect("checked");
-                let all = kvm_memory_attributes { address: 0, size: layout::GUEST_ADDRESS_LIMIT, attributes: 0, flags: 0 };
-                vm.fd.set_memory_attributes(all).map_err(|e| HarnessError::Bug(format!("reset: attributes: {e}")))?;
+            let vm = self.vm.as_ref().expect("checked");
+            for (address, size) in self.attributed.drain(..) {
+                let shared = kvm_memory_attributes { address, size, attributes: 0, flags: 0 };
+                vm.fd
+                    .set_memory_attributes(shared)
+                    .map_err(|e| HarnessError::Bug(format!("reset: attributes of {address:#x}+{size:#x}: {e}")))?;
             }
         }
+        self.attributed.clear();
         self.slots.clear();
         self.gmems.clear();
         self.retired.clear();
@@ -545,7 +564,12 @@ impl Backend for KvmBackend {
                 let attrs = kvm_memory_attributes { address: *gpa, size: *size, attributes: *attributes, flags: 0 };
                 match vm.fd.set_memory_attributes(attrs) {
                     Err(e) => errno(e),
-                    Ok(()) => Outcome::Ok,
+                    Ok(()) => {
+                        if *attributes != 0 {
+                            self.attributed.push((*gpa, *size));
+                        }
+                        Outcome::Ok
+                    }
                 }
             }
             Op::Punch { gmem, offset, len } => self.fallocate(*gmem, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, *offset, *len),
@@ -598,9 +622,7 @@ impl Backend for KvmBackend {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p {
-                Probe::GuestPage { gpa, sample } => {
-                    Some((i, *gpa, sample.iter().rev().fold(0u64, |v, &q| (v << 16) | q as u64)))
-                }
+                Probe::GuestPage { gpa, sample } => Some((i, *gpa, sample.iter().rev().fold(0u64, |v, &q| (v << 16) | q as u64))),
                 _ => None,
             })
             .collect();

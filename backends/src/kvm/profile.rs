@@ -35,10 +35,7 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
 pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
     let cap = |c| vm.check_extension_raw(c).max(0) as u64;
     if cap(KVM_CAP_GUEST_MEMFD) == 0 {
-        return Err(HarnessError::Unavailable(format!(
-            "kernel {} has no KVM_CAP_GUEST_MEMFD for VM type {vm_type}",
-            kernel_release()
-        )));
+        return Err(HarnessError::Unavailable(format!("kernel {} has no KVM_CAP_GUEST_MEMFD for VM type {vm_type}", kernel_release())));
     }
     // KVM_SET_MEMORY_ATTRIBUTES with size 0 changes nothing: a kernel with the ioctl
     // answers EINVAL, one without it ENOTTY.

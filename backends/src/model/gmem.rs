@@ -13,7 +13,8 @@ const FALLOC_FL_INSERT_RANGE: i32 = 0x20;
 const FALLOC_FL_UNSHARE_RANGE: i32 = 0x40;
 const FALLOC_FL_WRITE_ZEROES: i32 = 0x80;
 /// FALLOC_FL_MODE_MASK without WRITE_ZEROES (include/linux/falloc.h, 6.12).
-const FALLOC_MODE_MASK: i32 = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE;
+const FALLOC_MODE_MASK: i32 =
+    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE;
 
 /// The most pages one fallocate may allocate in a program: beyond it the op is skipped so
 /// that a wild length cannot make the host allocate gigabytes.

@@ -1,9 +1,7 @@
 //! Memslots (KVM_SET_USER_MEMORY_REGION2) and memory attributes (KVM_SET_MEMORY_ATTRIBUTES).
 
 use super::{Binding, Model, PageKey, Shared, Slot};
-use crate::op::{
-    layout, FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
-};
+use crate::op::{layout, FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 
 /// x86 KVM_USER_MEM_SLOTS (arch/x86/include/asm/kvm_host.h): 32764.
@@ -248,6 +246,11 @@ impl Model {
             return Outcome::Err(Errno::EINVAL);
         }
         let (start, end) = (gpa / PAGE_SIZE, end / PAGE_SIZE);
+        // The harness's code and mailbox must stay shared for the vCPU to run at all.
+        let harness = layout::CODE_GPA / PAGE_SIZE..(layout::MAILBOX_GPA + layout::MAILBOX_SIZE) / PAGE_SIZE;
+        if attributes != 0 && start < harness.end && harness.start < end {
+            return Outcome::Skipped(SkipReason::UnreachableGpa);
+        }
         if end - start > (1 << 20) {
             return self.give_up("attribute range too large to model page by page");
         }

@@ -64,7 +64,11 @@ pub enum Shared {
     Anon,
     /// Page `pgoff` of the file's mapping number `generation` (a later mapping is
     /// elsewhere: an unmapped range stays reserved, never reused, until reset).
-    GmemMap { gmem: GmemId, pgoff: u64, generation: u32 },
+    GmemMap {
+        gmem: GmemId,
+        pgoff: u64,
+        generation: u32,
+    },
 }
 
 #[derive(Clone)]
@@ -261,26 +265,18 @@ impl Backend for Model {
         Ok(match op {
             Op::CreateGmem { size, flags } => self.create_gmem(*size, *flags),
             Op::Map { gmem } => self.map(*gmem),
-            Op::Bind { slot, flags, fd, gpa, size, offset } => {
-                self.bind(*slot, *flags, *fd, *gpa, *size, *offset)
-            }
+            Op::Bind { slot, flags, fd, gpa, size, offset } => self.bind(*slot, *flags, *fd, *gpa, *size, *offset),
             Op::Unbind { slot } => self.unbind(*slot),
             Op::ModifySlot { slot, gpa, flags } => self.modify_slot(*slot, *gpa, *flags),
-            Op::SetAttributes { gpa, size, attributes } => {
-                self.set_attributes(*gpa, *size, *attributes)
-            }
+            Op::SetAttributes { gpa, size, attributes } => self.set_attributes(*gpa, *size, *attributes),
             Op::Punch { gmem, offset, len } => self.fallocate(*gmem, 0x3, *offset, *len),
-            Op::Allocate { gmem, mode, offset, len } => {
-                self.fallocate(*gmem, *mode, *offset, *len)
-            }
+            Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
             Op::CloseGmem { gmem } => self.close_gmem(*gmem),
             Op::Unmap { gmem } => self.unmap(*gmem),
             Op::DestroyVm => self.destroy_vm(),
             Op::Guest { accesses } => self.guest(accesses),
             Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),
-            Op::HostWrite { gmem, offset, width, value } => {
-                self.host_access(*gmem, *offset, *width, Some(*value))
-            }
+            Op::HostWrite { gmem, offset, width, value } => self.host_access(*gmem, *offset, *width, Some(*value)),
             Op::Check => Outcome::Ok,
         })
     }

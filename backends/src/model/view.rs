@@ -1,7 +1,10 @@
 //! What the guest and the host see: guest accesses, and the probes the runner compares.
 
 use super::{Model, PageEvent, PageKey, Shared};
-use crate::op::{layout, Access, AccessKind, GmemId, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_READONLY, PAGE_SIZE, GUEST_MEMFD_FLAG_INIT_SHARED};
+use crate::op::{
+    layout, Access, AccessKind, GmemId, GUEST_MEMFD_FLAG_INIT_SHARED, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
+    KVM_MEM_READONLY, PAGE_SIZE,
+};
 use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe, SkipReason};
 
 /// Where a guest access to one GFN ends up.
@@ -31,13 +34,12 @@ impl Model {
     /// Resolves a guest access to a GFN, as the x86 fault path does.
     fn resolve(&mut self, gfn: u64, write: bool) -> Result<Target, String> {
         let private = self.is_private(gfn);
-        let fault = |private: bool| Target::Fault {
-            gpa: gfn * PAGE_SIZE,
-            flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 },
-        };
+        let fault = |private: bool| Target::Fault { gpa: gfn * PAGE_SIZE, flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 } };
         let Some((&id, slot)) = self.slots.iter().find(|(_, s)| s.contains(gfn)) else {
+            // kvm_handle_noslot_fault() (6.12): `if (fault->is_private) {
+            // kvm_mmu_prepare_memory_fault_exit(vcpu, fault); return -EFAULT; }`
             if private {
-                return Err("private access to a GFN without a memslot".into());
+                return Ok(fault(true));
             }
             // No memslot: the access is emulated and leaves as KVM_EXIT_MMIO (probe).
             return Ok(Target::Mmio);
@@ -182,7 +184,8 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
                     break;
                 }
                 let gpa = gfn * PAGE_SIZE;
-                let sample = probe_page(model, &Probe::GuestPage { gpa, sample: [0; 4] }).map_or([0, 511, 256, 128], |key| sample_for(model, key));
+                let sample =
+                    probe_page(model, &Probe::GuestPage { gpa, sample: [0; 4] }).map_or([0, 511, 256, 128], |key| sample_for(model, key));
                 probes.push(Probe::GuestPage { gpa, sample });
                 guest += 1;
             }
@@ -269,9 +272,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
             match model.resolve(gpa / PAGE_SIZE, false) {
                 Err(_) => None,
                 Ok(Target::Mmio) => Some(Observation::GuestExit(AccessResult::Mmio)),
-                Ok(Target::Fault { gpa, flags }) => {
-                    Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }))
-                }
+                Ok(Target::Fault { gpa, flags }) => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
                 Ok(Target::Page(key)) => {
                     Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(model.page_mut(key).bytes(), sample))))
                 }

@@ -50,6 +50,10 @@ impl SimBackend {
         }
         let private = self.is_private(gfn);
         let Some((&id, slot)) = self.model.slots().iter().find(|(_, s)| s.contains(gfn)) else {
+            // kvm_handle_noslot_fault(): a private fault without a memslot exits to userspace.
+            if private {
+                return Target::Fault { gpa: gfn * PAGE_SIZE, flags: KVM_MEMORY_EXIT_FLAG_PRIVATE };
+            }
             return Target::Mmio;
         };
         let (index, flags, binding, gmem_only, shared) = (gfn - slot.base_gfn, slot.flags, slot.binding, slot.gmem_only, slot.shared);

@@ -32,9 +32,21 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 1000)]
         programs: u64,
+        /// Stop after this many seconds even if programs remain (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+        /// Write a diverging program here as a text program (divergence-SEED-N.txt).
+        #[arg(long)]
+        findings: Option<std::path::PathBuf>,
         /// Ops per program.
         #[arg(long, default_value_t = 16)]
         ops: usize,
+        #[arg(long, default_value_t = 0)]
+        vm_type: u64,
+    },
+    /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
+    /// outcome (the lane's conversion tests run this inside the test kernel).
+    Scenarios {
         #[arg(long, default_value_t = 0)]
         vm_type: u64,
     },
@@ -87,15 +99,14 @@ enum Command {
     },
 }
 
-fn programs(seed: u64, count: u64, ops: usize) -> Vec<Program> {
+/// Seeded programs of `ops` ops each, one after another.
+fn seeded_programs(seed: u64, ops: usize) -> impl Iterator<Item = Program> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut bytes = vec![0u8; ops * 64];
-    (0..count)
-        .map(|_| {
-            rng.fill_bytes(&mut bytes);
-            Program::generate(&mut Unstructured::new(&bytes), ops).expect("enough bytes for every op")
-        })
-        .collect()
+    std::iter::repeat_with(move || {
+        rng.fill_bytes(&mut bytes);
+        Program::generate(&mut Unstructured::new(&bytes), ops).expect("enough bytes for every op")
+    })
 }
 
 fn kvm(vm_type: u64) -> Result<KvmBackend> {
@@ -117,27 +128,69 @@ fn main() -> Result<()> {
             let backend = kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Run { seed, programs: count, ops, vm_type } => {
+        Command::Run { seed, programs: count, seconds, findings, ops, vm_type } => {
             let mut runner = Runner::new(kvm(vm_type)?);
             eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
-            for (i, program) in programs(seed, count, ops).iter().enumerate() {
-                match runner.run(program) {
+            let start = Instant::now();
+            let mut last_stats = Instant::now();
+            for (i, program) in seeded_programs(seed, ops).take(count as usize).enumerate() {
+                if seconds != 0 && start.elapsed().as_secs() >= seconds {
+                    break;
+                }
+                match runner.run(&program) {
                     Ok(_) => {}
                     Err(RunError::Divergence(d)) => {
                         eprintln!("{d}");
-                        eprintln!("  program (seed {seed}, #{i}):");
-                        for (k, op) in program.ops.iter().enumerate() {
-                            eprintln!("    #{k}: {op:?}");
+                        let text = gmemfuzz::repro::text::print(&program);
+                        eprintln!("  program (seed {seed}, #{i}):\n{text}");
+                        if let Some(dir) = findings {
+                            std::fs::create_dir_all(&dir)?;
+                            let path = dir.join(format!("divergence-{seed}-{i}.txt"));
+                            std::fs::write(&path, format!("# {}\n{text}", d.to_string().lines().next().unwrap_or("")))?;
+                            eprintln!("gmemfuzz: wrote {}", path.display());
                         }
+                        println!("{}", runner.stats);
                         bail!("divergence in program #{i}");
                     }
                     Err(e) => bail!("{e}"),
                 }
+                if last_stats.elapsed().as_secs() >= 10 {
+                    eprintln!("gmemfuzz run stats: {}", runner.stats);
+                    last_stats = Instant::now();
+                }
             }
             println!("{}", runner.stats);
         }
+        Command::Scenarios { vm_type } => {
+            let mut failed = 0;
+            let list = gmemfuzz::scenarios::for_vm_type(vm_type);
+            for scenario in &list {
+                let mut runner = Runner::new(kvm(vm_type)?);
+                let verdict = match runner.run(&scenario.program()) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(trace) => scenario
+                        .steps
+                        .iter()
+                        .zip(&trace.outcomes)
+                        .enumerate()
+                        .find(|(_, ((_, expected), got))| expected != *got)
+                        .map_or(Ok(()), |(i, ((op, expected), got))| Err(format!("step {i} ({op:?}): expected {expected}, KVM did {got}"))),
+                };
+                match verdict {
+                    Ok(()) => println!("PASS {} ({} steps)", scenario.name, scenario.steps.len()),
+                    Err(why) => {
+                        failed += 1;
+                        println!("FAIL {}: {why}", scenario.name);
+                    }
+                }
+            }
+            println!("{} passed, {} failed", list.len() - failed, failed);
+            if failed > 0 {
+                bail!("{failed} scenarios failed");
+            }
+        }
         Command::Bench { ops, programs: count, seed } => {
-            let set = programs(seed, count, ops);
+            let set: Vec<Program> = seeded_programs(seed, ops).take(count as usize).collect();
             let total_ops = (count as usize * ops) as f64;
             // The model's share of a differential run: every op, plus its answers to the
             // probes after invalidating ops.
@@ -155,7 +208,11 @@ fn main() -> Result<()> {
                 }
             }
             let secs = start.elapsed().as_secs_f64();
-            println!("model alone:  {:.0} ops/s ({:.0} programs/s of {ops} ops, with its state answers)", total_ops / secs, count as f64 / secs);
+            println!(
+                "model alone:  {:.0} ops/s ({:.0} programs/s of {ops} ops, with its state answers)",
+                total_ops / secs,
+                count as f64 / secs
+            );
             match KvmBackend::from_env(0) {
                 Err(e) => println!("model + KVM:  not measured: {e}"),
                 Ok(backend) => {
@@ -170,7 +227,11 @@ fn main() -> Result<()> {
                             }
                         }
                         let secs = start.elapsed().as_secs_f64();
-                        let mode = if check_after_invalidation { "state compared after every invalidating op" } else { "state compared at check and at the end" };
+                        let mode = if check_after_invalidation {
+                            "state compared after every invalidating op"
+                        } else {
+                            "state compared at check and at the end"
+                        };
                         println!(
                             "model + KVM:  {:.0} programs/s of {ops} ops ({:.0} ops/s; {divergences} divergences; {mode})",
                             count as f64 / secs,

@@ -87,7 +87,8 @@ fn probe_calls(i: usize, probes: &[(Probe, Option<String>)]) -> String {
         let exps: Vec<&str> = guest.iter().map(|g| g.2.as_str()).collect();
         let _ = writeln!(s, "        static const uint64_t gpas[{n}] = {{ {} }};", gpas.join(", "));
         let samples: Vec<String> = guest.iter().map(|g| format!("{:#x}ULL", g.3)).collect();
-        let _ = writeln!(s, "        static const uint64_t samples[{n}] = {{ {} }}; /* sampled qword indices, 4 x u16 */", samples.join(", "));
+        let _ =
+            writeln!(s, "        static const uint64_t samples[{n}] = {{ {} }}; /* sampled qword indices, 4 x u16 */", samples.join(", "));
         let _ = writeln!(s, "        static const char *const what[{n}] = {{ {} }};", whats.join(", "));
         let _ = writeln!(s, "        static const char *const expected[{n}] = {{ {} }};", exps.join(", "));
         let _ = writeln!(s, "        probe_guest_pages({i}, {n}, gpas, samples, what, expected);\n    }}");
@@ -132,7 +133,10 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
         let _ = writeln!(w, " *   {line}");
     }
     let _ = writeln!(w, " */");
-    let mut array = format!("/* The guest: a 32-bit command interpreter (gmemfuzz_backends::kvm::guest::assemble()), run at {:#x}. */\n", layout::CODE_GPA);
+    let mut array = format!(
+        "/* The guest: a 32-bit command interpreter (gmemfuzz_backends::kvm::guest::assemble()), run at {:#x}. */\n",
+        layout::CODE_GPA
+    );
     let _ = write!(array, "static const unsigned char guest_code[{}] = {{", code.len());
     for (i, b) in code.iter().enumerate() {
         if i % 16 == 0 {

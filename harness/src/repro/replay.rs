@@ -46,7 +46,8 @@ pub fn steps<B: Backend>(backend: &mut B, program: &Program) -> Result<Vec<Step>
             Outcome::Skipped(_) => None,
             _ => Some(backend.apply(op)?),
         };
-        let mut step = Step { line: op_line(op), model: tracked.then_some(expected.clone()), backend: actual.clone(), probe_mismatch: None };
+        let mut step =
+            Step { line: op_line(op), model: tracked.then_some(expected.clone()), backend: actual.clone(), probe_mismatch: None };
         let differs = tracked && actual.as_ref().is_some_and(|a| *a != expected);
         let probe = tracked && !differs && !matches!(expected, Outcome::Skipped(_)) && (op.invalidates() || matches!(op, Op::Check));
         if probe {

@@ -163,7 +163,9 @@ pub fn op_line(op: &Op) -> String {
             num(offset)
         ),
         Op::Unbind { slot } => format!("{name} slot={slot}"),
-        Op::ModifySlot { slot, gpa, flags } => format!("{name} slot={slot} gpa={} flags={}", num(gpa), flags_text(flags as u64, SLOT_FLAGS)),
+        Op::ModifySlot { slot, gpa, flags } => {
+            format!("{name} slot={slot} gpa={} flags={}", num(gpa), flags_text(flags as u64, SLOT_FLAGS))
+        }
         Op::SetAttributes { gpa, size, attributes } => {
             format!("{name} gpa={} size={} attributes={}", num(gpa), num(size), flags_text(attributes, ATTRIBUTES))
         }
