@@ -76,11 +76,11 @@ fn settle(result: Result<crate::Trace, RunError>) -> Verdict {
 
 /// The `diff_kvm` target: the model against real KVM.
 pub fn diff_kvm(data: &[u8]) -> Verdict {
-    let Some(program) = Program::from_bytes(data) else {
-        return Verdict::Reject;
-    };
     let mut guard = kvm_session();
     let session = guard.as_mut().expect("made above");
+    let Some(program) = Program::from_bytes_for(data, session.runner.backend.profile().gmem_flags) else {
+        return Verdict::Reject;
+    };
     let verdict = if session.verify_reset {
         let fresh = KvmBackend::from_env(vm_type()).unwrap_or_else(|e| panic!("gmemfuzz HARNESS BUG: second VM: {e}"));
         if let Err(msg) = check_reset(&mut session.runner, fresh, &program) {

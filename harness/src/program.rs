@@ -30,14 +30,25 @@ impl Program {
     /// Decodes fuzzer bytes into a program; `None` when the bytes make nothing worth
     /// running (no op that reaches the kernel), so the fuzzer can drop the input.
     pub fn from_bytes(data: &[u8]) -> Option<Program> {
+        Self::from_bytes_for(data, HOST_GMEM_FLAGS)
+    }
+
+    /// As `from_bytes`, for a kernel whose guest_memfd accepts `gmem_flags`
+    /// (KVM_CAP_GUEST_MEMFD_FLAGS): valid flag sets are drawn from those.
+    pub fn from_bytes_for(data: &[u8], gmem_flags: u64) -> Option<Program> {
         let mut u = Unstructured::new(data);
-        let program = Generator::default().program(&mut u).ok()?;
+        let program = Generator::new(gmem_flags).program(&mut u).ok()?;
         program.is_useful().then_some(program)
     }
 
     /// Generates a program of exactly `len` ops from `u` (for seeded generation).
     pub fn generate(u: &mut Unstructured, len: usize) -> Result<Program> {
-        let mut g = Generator::default();
+        Self::generate_for(u, len, HOST_GMEM_FLAGS)
+    }
+
+    /// As `generate`, for a kernel whose guest_memfd accepts `gmem_flags`.
+    pub fn generate_for(u: &mut Unstructured, len: usize, gmem_flags: u64) -> Result<Program> {
+        let mut g = Generator::new(gmem_flags);
         let ops = (0..len).map(|_| g.op(u)).collect::<Result<Vec<_>>>()?;
         Ok(Program { ops })
     }
@@ -48,9 +59,14 @@ impl Program {
     }
 }
 
+/// The guest_memfd flags of the host kernel (6.18): what generation assumes by default.
+pub const HOST_GMEM_FLAGS: u64 = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+
 /// The generator's optimistic picture of the program so far.
 #[derive(Default)]
 struct Generator {
+    /// The creation flags the kernel accepts.
+    valid_flags: u64,
     /// Size in pages and flags of every file created with valid arguments.
     files: Vec<(u64, u64)>,
     /// Bound slots: (slot id, first GFN, pages).
@@ -63,6 +79,10 @@ struct Generator {
 }
 
 impl Generator {
+    fn new(valid_flags: u64) -> Generator {
+        Generator { valid_flags, ..Default::default() }
+    }
+
     fn program(&mut self, u: &mut Unstructured) -> Result<Program> {
         let mut ops = Vec::new();
         while !u.is_empty() && ops.len() < Program::MAX_OPS {
@@ -122,13 +142,8 @@ impl Generator {
     }
 
     fn create(&mut self, u: &mut Unstructured) -> Result<Op> {
-        let mut flags = *u.choose(&[
-            GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-            GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-            GUEST_MEMFD_FLAG_MMAP,
-            0,
-            GUEST_MEMFD_FLAG_INIT_SHARED,
-        ])?;
+        let valid = self.valid_flags;
+        let mut flags = *u.choose(&[valid, valid, valid & GUEST_MEMFD_FLAG_MMAP, 0, valid & GUEST_MEMFD_FLAG_INIT_SHARED])?;
         if Self::rare(u, 16)? {
             flags |= 1 << u.int_in_range(2..=63)?;
         }
@@ -138,7 +153,7 @@ impl Generator {
         } else {
             pages * PAGE_SIZE
         };
-        if flags & !(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED) == 0 && size == pages * PAGE_SIZE {
+        if flags & !valid == 0 && size == pages * PAGE_SIZE {
             self.files.push((pages, flags));
             // Most mappable files get mapped at once, so host accesses have somewhere to go.
             if flags & GUEST_MEMFD_FLAG_MMAP != 0 && !Self::rare(u, 4)? {

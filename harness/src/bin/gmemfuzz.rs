@@ -100,12 +100,12 @@ enum Command {
 }
 
 /// Seeded programs of `ops` ops each, one after another.
-fn seeded_programs(seed: u64, ops: usize) -> impl Iterator<Item = Program> {
+fn seeded_programs(seed: u64, ops: usize, gmem_flags: u64) -> impl Iterator<Item = Program> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut bytes = vec![0u8; ops * 64];
     std::iter::repeat_with(move || {
         rng.fill_bytes(&mut bytes);
-        Program::generate(&mut Unstructured::new(&bytes), ops).expect("enough bytes for every op")
+        Program::generate_for(&mut Unstructured::new(&bytes), ops, gmem_flags).expect("enough bytes for every op")
     })
 }
 
@@ -133,7 +133,8 @@ fn main() -> Result<()> {
             eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
             let start = Instant::now();
             let mut last_stats = Instant::now();
-            for (i, program) in seeded_programs(seed, ops).take(count as usize).enumerate() {
+            let gmem_flags = runner.backend.profile().gmem_flags;
+            for (i, program) in seeded_programs(seed, ops, gmem_flags).take(count as usize).enumerate() {
                 if seconds != 0 && start.elapsed().as_secs() >= seconds {
                     break;
                 }
@@ -190,7 +191,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench { ops, programs: count, seed } => {
-            let set: Vec<Program> = seeded_programs(seed, ops).take(count as usize).collect();
+            let set: Vec<Program> = seeded_programs(seed, ops, gmemfuzz::program::HOST_GMEM_FLAGS).take(count as usize).collect();
             let total_ops = (count as usize * ops) as f64;
             // The model's share of a differential run: every op, plus its answers to the
             // probes after invalidating ops.
