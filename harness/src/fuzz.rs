@@ -36,7 +36,9 @@ fn kvm_session() -> std::sync::MutexGuard<'static, Option<Session>> {
             Ok(backend) => {
                 eprintln!("gmemfuzz: diff_kvm on {}", backend.profile().summary());
                 let verify_reset = std::env::var_os("GMEMFUZZ_VERIFY_RESET").is_some();
-                *guard = Some(Session { runner: Runner::new(backend), last_stats: Instant::now(), verify_reset });
+                let mut runner = Runner::new(backend);
+                runner.filter_known = true;
+                *guard = Some(Session { runner, last_stats: Instant::now(), verify_reset });
             }
             Err(e) => {
                 eprintln!("gmemfuzz: cannot fuzz real KVM here: {e}");

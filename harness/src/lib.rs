@@ -5,6 +5,8 @@
 
 pub mod fuzz;
 pub mod fuzz_sim;
+pub mod known;
+pub mod lane;
 pub mod oracle;
 pub mod program;
 pub mod repro;

@@ -49,6 +49,8 @@ pub struct Divergence {
     pub backend: String,
     pub profile: String,
     pub model_state: String,
+    /// The guest-physical address involved, for guest accesses and guest probes.
+    pub gpa: Option<u64>,
 }
 
 impl fmt::Display for Divergence {
@@ -127,6 +129,7 @@ impl Context<'_> {
             backend: self.backend.to_string(),
             profile: gmemfuzz_backends::Backend::profile(self.model).summary(),
             model_state: self.model.describe(),
+            gpa: None,
         }
     }
 
@@ -153,13 +156,15 @@ impl Context<'_> {
                     AccessKind::Read => "read",
                     AccessKind::Write(_) => "write",
                 };
-                Some(self.divergence(
+                let mut d = self.divergence(
                     kind,
                     format!("guest access {i} ({what} of {} bytes at gpa {:#x})", access.width.bytes(), access.gpa),
                     exp[i].to_string(),
                     act[i].to_string(),
                     key.map(|k| k.0),
-                ))
+                );
+                d.gpa = Some(access.gpa);
+                Some(d)
             }
             (Op::HostRead { gmem, offset, width }, Outcome::Value(_), Outcome::Value(got)) => {
                 let key = PageKey::Gmem { gmem: gmem.0, index: offset / PAGE_SIZE };
@@ -172,6 +177,14 @@ impl Context<'_> {
 
     /// Compares the answers to one probe. `None` from the model means "either is fine".
     pub fn compare_probe(&self, probe: &Probe, expected: &Option<Observation>, actual: &Option<Observation>) -> Option<Divergence> {
+        let mut d = self.probe_divergence(probe, expected, actual)?;
+        if let Probe::GuestPage { gpa, .. } = probe {
+            d.gpa = Some(*gpa);
+        }
+        Some(d)
+    }
+
+    fn probe_divergence(&self, probe: &Probe, expected: &Option<Observation>, actual: &Option<Observation>) -> Option<Divergence> {
         let expected = expected.as_ref()?;
         let actual = actual.as_ref()?;
         let subject = format!("{probe:?} after the op");

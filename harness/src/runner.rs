@@ -16,6 +16,9 @@ pub struct Trace {
     /// Set when the model stopped predicting (see `Model::lost_track`): the ops after
     /// this index were not compared.
     pub unknown_from: Option<(usize, String)>,
+    /// A divergence at this op matched a known kernel bug (see `known`); the program
+    /// stopped there.
+    pub known_bug: Option<(usize, &'static str)>,
 }
 
 #[derive(Debug)]
@@ -45,27 +48,46 @@ pub struct Runner<B: Backend> {
     pub stats: Stats,
     /// Compare page state after invalidating ops (and at `Check` and the end regardless).
     pub check_after_invalidation: bool,
+    /// Let divergences that match a known kernel bug pass (counted, not reported). Off by
+    /// default; fuzzing sessions turn it on, replay and minimization leave it off.
+    pub filter_known: bool,
 }
 
 impl<B: Backend> Runner<B> {
     pub fn new(backend: B) -> Runner<B> {
         let model = Model::new(backend.profile().clone());
-        Runner { model, backend, stats: Stats::default(), check_after_invalidation: true }
+        Runner { model, backend, stats: Stats::default(), check_after_invalidation: true, filter_known: false }
     }
 
     /// Runs a program from a clean state on both sides.
     pub fn run(&mut self, program: &Program) -> Result<Trace, RunError> {
+        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), unknown_from: None, known_bug: None };
+        match self.run_into(program, &mut trace) {
+            Err(RunError::Divergence(d)) if self.filter_known => match crate::known::classify(&d, &self.model) {
+                Some(bug) => {
+                    self.stats.divergences -= 1;
+                    self.stats.known += 1;
+                    trace.known_bug = Some((d.op_index, bug.name));
+                    Ok(trace)
+                }
+                None => Err(RunError::Divergence(d)),
+            },
+            Err(e) => Err(e),
+            Ok(()) => Ok(trace),
+        }
+    }
+
+    fn run_into(&mut self, program: &Program, trace: &mut Trace) -> Result<(), RunError> {
         self.model.reset()?;
         self.backend.reset()?;
         self.stats.programs += 1;
-        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), unknown_from: None };
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
             let expected = self.model.apply(op)?;
             if let Some(why) = self.model.lost_track() {
                 self.stats.unknown += 1;
                 trace.unknown_from = Some((index, why.to_string()));
-                return Ok(trace);
+                return Ok(());
             }
             // A skip is decided by the program alone; the backend is not asked.
             let actual = match &expected {
@@ -87,7 +109,7 @@ impl<B: Backend> Runner<B> {
         if let Some(last) = program.ops.last() {
             self.compare_state(program.ops.len() - 1, last)?;
         }
-        Ok(trace)
+        Ok(())
     }
 
     /// Asks both sides every probe the model proposes and compares the answers.

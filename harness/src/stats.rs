@@ -11,6 +11,8 @@ pub struct Stats {
     pub divergences: u64,
     /// Programs the model stopped predicting part-way.
     pub unknown: u64,
+    /// Programs that hit a known kernel bug (see `known`).
+    pub known: u64,
     pub probes: u64,
     /// Per op kind: (reached the kernel, skipped).
     pub ops: BTreeMap<OpKind, (u64, u64)>,
@@ -39,7 +41,11 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "programs {} divergences {} unknown {} probes {} | ops", self.programs, self.divergences, self.unknown, self.probes)?;
+        write!(
+            f,
+            "programs {} divergences {} known-bugs {} unknown {} probes {} | ops",
+            self.programs, self.divergences, self.known, self.unknown, self.probes
+        )?;
         for kind in OpKind::ALL {
             let (ran, skipped) = self.ops.get(&kind).copied().unwrap_or_default();
             let errors = self.errors.get(&kind).copied().unwrap_or_default();

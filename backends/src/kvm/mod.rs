@@ -477,6 +477,15 @@ impl KvmBackend {
     /// Deletes program slots, closes files and mappings, and makes a new VM if the old one
     /// was destroyed. Attributes go back to shared where the kernel has them.
     fn reset_state(&mut self) -> Result<(), HarnessError> {
+        // Software-protected VMs keep per-VM state the model cannot see and that changes
+        // outcomes (MMIO SPTEs: see harness::known): each program gets a fresh VM, so that
+        // what a program shows depends on the program alone. KVM_CREATE_VM costs ~8 ms in
+        // the QEMU lane, which is why the default VM type reuses its VM.
+        if self.profile.vm_type != 0 {
+            self.vm = None;
+            self.slots.clear();
+            self.attributed.clear();
+        }
         if self.vm.is_some() {
             let slots: Vec<u32> = self.slots.keys().copied().collect();
             for slot in slots {

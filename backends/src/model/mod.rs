@@ -104,6 +104,9 @@ pub struct Model {
     lost_track: Option<String>,
     /// For each access of the last `Op::Guest`, the page and offset it touched.
     last_access_pages: Vec<Option<(PageKey, u64)>>,
+    /// GFNs whose guest access left as an MMIO exit in this program: KVM may keep an MMIO
+    /// SPTE for them (see `harness::known`).
+    mmio_gfns: std::collections::BTreeSet<u64>,
 }
 
 impl Model {
@@ -118,6 +121,7 @@ impl Model {
             history: History::default(),
             lost_track: None,
             last_access_pages: Vec::new(),
+            mmio_gfns: Default::default(),
         }
     }
 
@@ -148,6 +152,16 @@ impl Model {
 
     pub fn vm_alive(&self) -> bool {
         self.vm_alive
+    }
+
+    /// Whether a guest access to `gfn` left as an MMIO exit earlier in this program.
+    pub fn exited_as_mmio(&self, gfn: u64) -> bool {
+        self.mmio_gfns.contains(&gfn)
+    }
+
+    /// Whether `gfn` has KVM_MEMORY_ATTRIBUTE_PRIVATE.
+    pub fn is_private_gfn(&self, gfn: u64) -> bool {
+        self.attributes.get(&gfn).is_some_and(|a| a & crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE != 0)
     }
 
     /// The page each access of the last guest op touched (None where it touched none).

@@ -42,6 +42,7 @@ impl Model {
                 return Ok(fault(true));
             }
             // No memslot: the access is emulated and leaves as KVM_EXIT_MMIO (probe).
+            self.mmio_gfns.insert(gfn);
             return Ok(Target::Mmio);
         };
         let index = gfn - slot.base_gfn;

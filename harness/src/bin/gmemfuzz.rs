@@ -38,11 +38,36 @@ enum Command {
         /// Write a diverging program here as a text program (divergence-SEED-N.txt).
         #[arg(long)]
         findings: Option<std::path::PathBuf>,
+        /// After each program, read /proc/sys/kernel/tainted: a new taint (WARN, oops,
+        /// KASAN's bad-page taint) is a kernel finding, reported with the program that ran.
+        #[arg(long)]
+        taint_check: bool,
         /// Ops per program.
         #[arg(long, default_value_t = 16)]
         ops: usize,
         #[arg(long, default_value_t = 0)]
         vm_type: u64,
+    },
+    /// Boot the Linux 6.12 test kernel under QEMU (building it on first use) and run the
+    /// conversion scenarios and differential fuzzing of VM type 1 inside.
+    Lane {
+        /// Boot this kernel instead of the lane's own build (e.g. a kvm/next bzImage).
+        #[arg(long)]
+        kernel: Option<std::path::PathBuf>,
+        /// Total fuzzing time in seconds.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Findings, console logs and corpus go here.
+        #[arg(long, default_value = "lane-out")]
+        out: std::path::PathBuf,
+        /// Run only the conversion scenarios.
+        #[arg(long)]
+        scenarios_only: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// vCPUs of the QEMU guest.
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
     },
     /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
     /// outcome (the lane's conversion tests run this inside the test kernel).
@@ -109,6 +134,11 @@ fn seeded_programs(seed: u64, ops: usize, gmem_flags: u64) -> impl Iterator<Item
     })
 }
 
+/// /proc/sys/kernel/tainted (0 where it cannot be read).
+fn kernel_taint() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
 fn kvm(vm_type: u64) -> Result<KvmBackend> {
     KvmBackend::from_env(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
 }
@@ -128,8 +158,26 @@ fn main() -> Result<()> {
             let backend = kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Run { seed, programs: count, seconds, findings, ops, vm_type } => {
+        Command::Lane { kernel, seconds, out, scenarios_only, seed, smp } => {
+            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, smp };
+            let report = gmemfuzz::lane::run(&opts)?;
+            println!(
+                "lane: {} boots, scenarios {}, {} divergences, {} kernel splats",
+                report.boots,
+                if report.scenarios_passed { "passed" } else { "FAILED" },
+                report.divergences,
+                report.splats.len()
+            );
+            for line in &report.stats {
+                println!("  {line}");
+            }
+            if !report.scenarios_passed || report.divergences > 0 || !report.splats.is_empty() {
+                bail!("the lane found something (see above and {})", opts.out.display());
+            }
+        }
+        Command::Run { seed, programs: count, seconds, findings, taint_check, ops, vm_type } => {
             let mut runner = Runner::new(kvm(vm_type)?);
+            runner.filter_known = true;
             eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
             let start = Instant::now();
             let mut last_stats = Instant::now();
@@ -138,13 +186,31 @@ fn main() -> Result<()> {
                 if seconds != 0 && start.elapsed().as_secs() >= seconds {
                     break;
                 }
-                match runner.run(&program) {
+                let taint_before = if taint_check { kernel_taint() } else { 0 };
+                let result = runner.run(&program);
+                if taint_check && kernel_taint() != taint_before {
+                    let text = gmemfuzz::repro::text::print(&program);
+                    eprintln!(
+                        "gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {:#x} during program #{i}:\n{text}",
+                        kernel_taint()
+                    );
+                    if let Some(dir) = &findings {
+                        std::fs::create_dir_all(dir)?;
+                        std::fs::write(
+                            dir.join(format!("splat-{seed}-{i}.txt")),
+                            format!("# kernel taint changed while this ran\n{text}"),
+                        )?;
+                    }
+                    println!("{}", runner.stats);
+                    bail!("kernel splat during program #{i}");
+                }
+                match result {
                     Ok(_) => {}
                     Err(RunError::Divergence(d)) => {
                         eprintln!("{d}");
                         let text = gmemfuzz::repro::text::print(&program);
                         eprintln!("  program (seed {seed}, #{i}):\n{text}");
-                        if let Some(dir) = findings {
+                        if let Some(dir) = &findings {
                             std::fs::create_dir_all(&dir)?;
                             let path = dir.join(format!("divergence-{seed}-{i}.txt"));
                             std::fs::write(&path, format!("# {}\n{text}", d.to_string().lines().next().unwrap_or("")))?;

@@ -1,0 +1,43 @@
+//! Kernel bugs gmemfuzz has already found and reported: a divergence that matches one is
+//! counted (stats `known`) and ends the program quietly, so fuzzing goes on to new bugs.
+//! `replay`, `minimize` and `c-repro` never filter: they show the divergence as it is.
+//! The model is not bent to match: it keeps predicting what the kernel should do.
+
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::op::PAGE_SIZE;
+
+use crate::oracle::{Divergence, DivergenceKind};
+
+pub struct KnownBug {
+    pub name: &'static str,
+    /// Where it is written up, with a reproducer.
+    pub reference: &'static str,
+    matches: fn(&Divergence, &Model) -> bool,
+}
+
+/// Linux 6.12 (software-protected VMs, TDP MMU): a GFN that took an MMIO exit while it had no
+/// memslot keeps its MMIO SPTE. After a guest_memfd slot is bound there (the SPTE's memslot
+/// generation goes stale) and the GFN is made private (the attribute change zaps only
+/// shadow-present SPTEs), the guest's access takes the reserved-bit path of
+/// kvm_mmu_page_fault(), which never sets PFERR_PRIVATE_ACCESS; kvm_faultin_pfn() then sees
+/// a shared fault on a private GFN and exits with KVM_EXIT_MEMORY_FAULT, flags 0.
+fn stale_mmio_spte_on_private_gfn(d: &Divergence, model: &Model) -> bool {
+    let Some(gpa) = d.gpa else { return false };
+    let gfn = gpa / PAGE_SIZE;
+    d.kind == DivergenceKind::UnexpectedExit
+        && d.actual.contains("memory-fault(")
+        && d.actual.contains("flags=0x0)")
+        && model.is_private_gfn(gfn)
+        && model.exited_as_mmio(gfn)
+}
+
+pub const KNOWN: &[KnownBug] = &[KnownBug {
+    name: "stale-mmio-spte-on-private-gfn",
+    reference: "corpus/lane/stale_mmio_spte_on_private_gfn.txt",
+    matches: stale_mmio_spte_on_private_gfn,
+}];
+
+/// The known bug this divergence is, if any.
+pub fn classify(d: &Divergence, model: &Model) -> Option<&'static KnownBug> {
+    KNOWN.iter().find(|k| (k.matches)(d, model))
+}

@@ -1,0 +1,206 @@
+//! The test-kernel lane: Linux 6.12 with software-protected VMs, booted under QEMU/TCG with
+//! the `gmemfuzz` binary inside, so that private/shared conversion runs on real KVM.
+//!
+//! The scripts in `harness/lane/` do the machine work (build and cache the kernel, pack an
+//! initramfs, boot and collect `/out` over 9p); this module drives them, reads what comes
+//! back, and turns kernel splats on the console into findings of their own kind. A splat or
+//! a dead guest ends that boot only: the lane reboots and goes on until its time is up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// Console lines that mean the kernel itself found something wrong.
+const SPLATS: [(&str, &str); 9] = [
+    ("WARNING: ", "WARN"),
+    ("KASAN: ", "KASAN"),
+    ("BUG: ", "BUG"),
+    ("UBSAN: ", "UBSAN"),
+    ("possible circular locking dependency", "lockdep"),
+    ("possible recursive locking", "lockdep"),
+    ("rcu: INFO: rcu_sched self-detected stall", "RCU stall"),
+    ("Oops: ", "Oops"),
+    ("Kernel panic", "panic"),
+];
+
+/// A kernel splat found on the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Splat {
+    pub kind: &'static str,
+    /// The console line and the ones after it, up to the end of the report.
+    pub excerpt: String,
+}
+
+/// Finds kernel splats in a console log.
+pub fn scan_console(console: &str) -> Vec<Splat> {
+    let lines: Vec<&str> = console.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some((_, kind)) = SPLATS.iter().find(|(pat, _)| line.contains(pat)) {
+            let end = (i + 40).min(lines.len());
+            let excerpt = lines[i..end].iter().take_while(|l| !l.contains("---[ end trace")).copied().collect::<Vec<_>>().join("\n");
+            found.push(Splat { kind, excerpt });
+        }
+    }
+    found
+}
+
+pub struct LaneOptions {
+    /// A kernel to boot instead of the one `build-kernel.sh` builds.
+    pub kernel: Option<PathBuf>,
+    /// Total fuzzing time, over all boots.
+    pub seconds: u64,
+    /// Where findings, console logs and the summary go.
+    pub out: PathBuf,
+    /// Only run the conversion scenarios, no fuzzing.
+    pub scenarios_only: bool,
+    pub seed: u64,
+    pub smp: u32,
+}
+
+/// What a lane session saw.
+#[derive(Debug, Default)]
+pub struct LaneReport {
+    pub boots: u32,
+    pub divergences: u32,
+    pub splats: Vec<Splat>,
+    /// The last stats line each boot printed.
+    pub stats: Vec<String>,
+    pub scenarios_passed: bool,
+}
+
+fn lane_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lane")
+}
+
+fn script(name: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(lane_dir().join(name));
+    c
+}
+
+/// Builds (or finds cached) the lane kernel; returns its bzImage.
+pub fn kernel(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(k) = explicit {
+        if !k.is_file() {
+            bail!("--kernel {}: no such file", k.display());
+        }
+        return Ok(k.to_path_buf());
+    }
+    eprintln!("gmemfuzz lane: building or finding the cached 6.12 kernel (first build takes ~10 minutes on 2 cores)");
+    let out = script("build-kernel.sh").output().context("running harness/lane/build-kernel.sh")?;
+    if !out.status.success() {
+        bail!("build-kernel.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = stdout.lines().last().map(PathBuf::from).context("build-kernel.sh printed no path")?;
+    Ok(path)
+}
+
+/// Packs this very binary into an initramfs.
+fn initramfs(work: &Path) -> Result<PathBuf> {
+    let me = std::env::current_exe().context("finding the gmemfuzz binary")?;
+    let cpio = work.join("initramfs.cpio.gz");
+    let status = script("make-initramfs.sh").arg(&me).arg(&cpio).status().context("running make-initramfs.sh")?;
+    if !status.success() {
+        bail!("make-initramfs.sh failed");
+    }
+    Ok(cpio)
+}
+
+/// One boot running `cmd` inside; returns (guest exit status, console text).
+fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<(i32, String)> {
+    std::fs::create_dir_all(out)?;
+    let status = script("boot.sh")
+        .args(["--kernel", &kernel.display().to_string(), "--initrd", &initrd.display().to_string()])
+        .args(["--out", &out.display().to_string(), "--timeout", &timeout.to_string(), "--smp", &smp.to_string()])
+        .args(["--cmd", cmd, "--quiet"])
+        .status()
+        .context("running boot.sh")?;
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
+    Ok((status.code().unwrap_or(-1), console))
+}
+
+/// Runs the lane: the conversion scenarios once, then fuzzing boots until time is up.
+pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
+    let kernel = kernel(opts.kernel.as_deref())?;
+    std::fs::create_dir_all(&opts.out)?;
+    let work = opts.out.join("work");
+    std::fs::create_dir_all(&work)?;
+    let initrd = initramfs(&work)?;
+    let mut report = LaneReport::default();
+
+    // Boot time under TCG is ~10-40 s; allow generous slack on top of the work itself.
+    let boot_slack = 240;
+    let dir = opts.out.join("boot-scenarios");
+    let (status, console) = boot(&kernel, &initrd, &dir, "/bin/gmemfuzz scenarios --vm-type 1", boot_slack, opts.smp)?;
+    report.boots += 1;
+    report.scenarios_passed = status == 0;
+    eprintln!("gmemfuzz lane: conversion scenarios: exit {status}");
+    for line in console.lines().filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL ") || l.contains(" passed, ")) {
+        eprintln!("  {line}");
+    }
+    report.splats.extend(scan_console(&console));
+    if opts.scenarios_only {
+        return Ok(report);
+    }
+
+    let start = Instant::now();
+    let mut seed = opts.seed;
+    while start.elapsed().as_secs() < opts.seconds {
+        let left = opts.seconds - start.elapsed().as_secs();
+        let dir = opts.out.join(format!("boot-{seed}"));
+        let cmd = format!(
+            "/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
+        );
+        let (status, console) = boot(&kernel, &initrd, &dir, &cmd, left + boot_slack, opts.smp)?;
+        report.boots += 1;
+        if let Some(stats) = console.lines().rev().find(|l| l.starts_with("programs ")) {
+            report.stats.push(stats.to_string());
+            eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}");
+        } else {
+            eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status} (no stats line; console in {})", dir.display());
+        }
+        if console.contains("gmemfuzz DIVERGENCE") {
+            report.divergences += 1;
+        }
+        let splats = scan_console(&console);
+        for s in &splats {
+            eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
+        }
+        report.splats.extend(splats);
+        seed += 1;
+        if status == 0 {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warn_and_kasan_reports_are_splats() {
+        let console = "\
+[   10.1] ok
+[   12.0] ------------[ cut here ]------------
+[   12.0] WARNING: CPU: 0 PID: 61 at arch/x86/kvm/mmu/mmu.c:7000 kvm_mmu_zap+0x10/0x20
+[   12.0] Modules linked in:
+[   12.1] ---[ end trace 0000000000000000 ]---
+[   13.0] BUG: KASAN: use-after-free in kvm_gmem_release+0x1/0x2
+";
+        let splats = scan_console(console);
+        assert_eq!(splats.iter().map(|s| s.kind).collect::<Vec<_>>(), vec!["WARN", "KASAN"]);
+        assert!(splats[0].excerpt.contains("Modules linked in"), "the excerpt runs to the end of the report");
+        assert!(!splats[0].excerpt.contains("end trace"));
+    }
+
+    #[test]
+    fn a_clean_console_has_no_splat() {
+        assert!(scan_console("[ 1.0] Linux version 6.12\nPASS conversion_round_trip (9 steps)\n").is_empty());
+    }
+}
