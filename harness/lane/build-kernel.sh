@@ -14,6 +14,7 @@
 # A second run with the same key prints the cached path at once.
 #
 # Env: GMEMFUZZ_LANE_CACHE (default $HOME/.cache/gmemfuzz-lane),
+#      GMEMFUZZ_LANE_CACHED_ONLY=1 (print the cached bzImage or exit 3; build nothing),
 #      GMEMFUZZ_KASAN=1, GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc).
 # Output: progress on stderr; the bzImage path is the last line of stdout.
 set -euo pipefail
@@ -41,6 +42,12 @@ for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
         || missing+=("$p")
 done
+# GMEMFUZZ_LANE_CACHED_ONLY=1: print the cached bzImage or exit 3, installing and building nothing.
+CACHED_ONLY="${GMEMFUZZ_LANE_CACHED_ONLY:-0}"
+if [ "${#missing[@]}" -gt 0 ] && [ "$CACHED_ONLY" = 1 ]; then
+    log "not built: packages missing (${missing[*]})"
+    exit 3
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing: ${missing[*]}"
     as_root apt-get update -qq >&2
@@ -69,6 +76,10 @@ cached() {
     fi
 }
 cached
+if [ "$CACHED_ONLY" = 1 ]; then
+    log "not built yet (key $KEY)"
+    exit 3
+fi
 # Serialize builds sharing this cache; re-check once we hold the lock.
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"

@@ -69,6 +69,20 @@ pub struct LaneReport {
     /// The last stats line each boot printed.
     pub stats: Vec<String>,
     pub scenarios_passed: bool,
+    /// Lane regressions (corpus/lane/*.txt) whose replay matched / did not match the
+    /// expectation they record.
+    pub regressions_matched: u32,
+    pub regressions_differed: Vec<String>,
+}
+
+/// The lane's regression programs, replayed inside the test kernel.
+fn lane_corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/lane");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 fn lane_dir() -> PathBuf {
@@ -79,6 +93,12 @@ fn script(name: &str) -> Command {
     let mut c = Command::new("bash");
     c.arg(lane_dir().join(name));
     c
+}
+
+/// Whether the lane kernel for the current fragment is built already (nothing is
+/// installed or built to find out).
+pub fn kernel_is_cached() -> bool {
+    script("build-kernel.sh").env("GMEMFUZZ_LANE_CACHED_ONLY", "1").output().is_ok_and(|o| o.status.success())
 }
 
 /// Builds (or finds cached) the lane kernel; returns its bzImage.
@@ -99,11 +119,12 @@ pub fn kernel(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Packs this very binary into an initramfs.
-fn initramfs(work: &Path) -> Result<PathBuf> {
-    let me = std::env::current_exe().context("finding the gmemfuzz binary")?;
+/// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
+pub fn initramfs(gmemfuzz: &Path, work: &Path) -> Result<PathBuf> {
     let cpio = work.join("initramfs.cpio.gz");
-    let status = script("make-initramfs.sh").arg(&me).arg(&cpio).status().context("running make-initramfs.sh")?;
+    let extras: Vec<String> =
+        lane_corpus().iter().map(|p| format!("{}:/lane/{}", p.display(), p.file_name().expect("a file").to_string_lossy())).collect();
+    let status = script("make-initramfs.sh").arg(gmemfuzz).arg(&cpio).args(&extras).status().context("running make-initramfs.sh")?;
     if !status.success() {
         bail!("make-initramfs.sh failed");
     }
@@ -123,26 +144,46 @@ fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: 
     Ok((status.code().unwrap_or(-1), console))
 }
 
-/// Runs the lane: the conversion scenarios once, then fuzzing boots until time is up.
+/// Boot time under TCG is ~10-70 s; generous slack on top of the work itself.
+const BOOT_SLACK: u64 = 300;
+
+/// One boot that runs the conversion scenarios and replays the lane corpus.
+pub fn check(kernel: &Path, initrd: &Path, out: &Path, smp: u32, report: &mut LaneReport) -> Result<()> {
+    let cmd = "/bin/gmemfuzz scenarios --vm-type 1; for f in /lane/*.txt; do /bin/gmemfuzz replay $f --vm-type 1; done; true";
+    let (status, console) = boot(kernel, initrd, out, cmd, BOOT_SLACK, smp)?;
+    report.boots += 1;
+    report.scenarios_passed = console.lines().any(|l| l.ends_with(" passed, 0 failed")) && !console.contains("\nFAIL ");
+    eprintln!("gmemfuzz lane: scenarios and lane regressions (boot exit {status}):");
+    for line in console.lines().filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL ") || l.ends_with(" failed")) {
+        eprintln!("  {line}");
+    }
+    let mut current = String::new();
+    for line in console.lines() {
+        if let Some(rest) = line.strip_prefix("gmemfuzz replay of ") {
+            current = rest.split(' ').next().unwrap_or("").to_string();
+        }
+        if line.starts_with("this run matches the recorded expectation") {
+            report.regressions_matched += 1;
+            eprintln!("  regression {current}: {line}");
+        } else if line.starts_with("this run DIFFERS FROM the recorded expectation") {
+            report.regressions_differed.push(current.clone());
+            eprintln!("  regression {current}: {line}");
+        }
+    }
+    report.splats.extend(scan_console(&console));
+    Ok(())
+}
+
+/// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
 pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     let kernel = kernel(opts.kernel.as_deref())?;
     std::fs::create_dir_all(&opts.out)?;
     let work = opts.out.join("work");
     std::fs::create_dir_all(&work)?;
-    let initrd = initramfs(&work)?;
+    let me = std::env::current_exe().context("finding the gmemfuzz binary")?;
+    let initrd = initramfs(&me, &work)?;
     let mut report = LaneReport::default();
-
-    // Boot time under TCG is ~10-40 s; allow generous slack on top of the work itself.
-    let boot_slack = 240;
-    let dir = opts.out.join("boot-scenarios");
-    let (status, console) = boot(&kernel, &initrd, &dir, "/bin/gmemfuzz scenarios --vm-type 1", boot_slack, opts.smp)?;
-    report.boots += 1;
-    report.scenarios_passed = status == 0;
-    eprintln!("gmemfuzz lane: conversion scenarios: exit {status}");
-    for line in console.lines().filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL ") || l.contains(" passed, ")) {
-        eprintln!("  {line}");
-    }
-    report.splats.extend(scan_console(&console));
+    check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
     if opts.scenarios_only {
         return Ok(report);
     }
@@ -155,7 +196,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         let cmd = format!(
             "/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
         );
-        let (status, console) = boot(&kernel, &initrd, &dir, &cmd, left + boot_slack, opts.smp)?;
+        let (status, console) = boot(&kernel, &initrd, &dir, &cmd, left + BOOT_SLACK, opts.smp)?;
         report.boots += 1;
         if let Some(stats) = console.lines().rev().find(|l| l.starts_with("programs ")) {
             report.stats.push(stats.to_string());
