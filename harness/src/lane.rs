@@ -57,6 +57,8 @@ pub struct LaneOptions {
     /// Only run the conversion scenarios, no fuzzing.
     pub scenarios_only: bool,
     pub seed: u64,
+    /// GMEMFUZZ_SKIP_OP for the fuzzing boots (fault injection).
+    pub skip_op: Option<String>,
     pub smp: u32,
 }
 
@@ -193,11 +195,15 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     while start.elapsed().as_secs() < opts.seconds {
         let left = opts.seconds - start.elapsed().as_secs();
         let dir = opts.out.join(format!("boot-{seed}"));
+        let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
         let cmd = format!(
-            "/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
+            "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
         );
         let (status, console) = boot(&kernel, &initrd, &dir, &cmd, left + BOOT_SLACK, opts.smp)?;
         report.boots += 1;
+        if let Some(rate) = console.lines().rev().find(|l| l.starts_with("throughput: ")) {
+            report.stats.push(rate.to_string());
+        }
         if let Some(stats) = console.lines().rev().find(|l| l.starts_with("programs ")) {
             report.stats.push(stats.to_string());
             eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}");

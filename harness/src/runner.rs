@@ -101,8 +101,11 @@ impl<B: Backend> Runner<B> {
                 return Err(RunError::Divergence(Box::new(d)));
             }
             trace.outcomes.push(actual);
-            let compare_state = matches!(op, Op::Check) || (self.check_after_invalidation && op.invalidates());
-            if compare_state && !matches!(expected, Outcome::Skipped(_)) {
+            // An op that failed (and agreed on failing) changed nothing to compare; a kernel
+            // that changed state anyway shows at the next successful one, `Check`, or the end.
+            let took_effect = !matches!(expected, Outcome::Skipped(_) | Outcome::Err(_));
+            let compare_state = matches!(op, Op::Check) || (self.check_after_invalidation && op.invalidates() && took_effect);
+            if compare_state {
                 self.compare_state(index, op)?;
             }
         }

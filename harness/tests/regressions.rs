@@ -25,7 +25,7 @@ fn regression_files() -> Vec<PathBuf> {
 fn regressions_show_what_they_record() {
     let files = regression_files();
     assert!(!files.is_empty(), "no regression programs in {}", regressions_dir().display());
-    let mut kvm = match KvmBackend::new(0) {
+    let mut kvm = match KvmBackend::from_env(0) {
         Ok(b) => Some(Runner::new(b)),
         Err(e) => {
             eprintln!("SKIPPED (partly) regressions on real KVM: {e}; replaying against the model only, expectations of divergences are NOT checked");

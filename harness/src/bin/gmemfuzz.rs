@@ -65,6 +65,10 @@ enum Command {
         scenarios_only: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Fault injection inside the lane: the KVM backend silently skips this op kind
+        /// (see GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
+        #[arg(long)]
+        skip_op: Option<String>,
         /// vCPUs of the QEMU guest. More than one makes multi-threaded TCG race with the
         /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
         #[arg(long, default_value_t = 1)]
@@ -159,8 +163,8 @@ fn main() -> Result<()> {
             let backend = kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane { kernel, seconds, out, scenarios_only, seed, smp } => {
-            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, smp };
+        Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, smp } => {
+            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, smp };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
@@ -230,6 +234,8 @@ fn main() -> Result<()> {
                 }
             }
             println!("{}", runner.stats);
+            let secs = start.elapsed().as_secs_f64();
+            println!("throughput: {} programs of {ops} ops in {secs:.1} s: {:.1} programs/s", runner.stats.programs, runner.stats.programs as f64 / secs);
         }
         Command::Scenarios { vm_type } => {
             let mut failed = 0;
