@@ -149,7 +149,7 @@ impl Generator {
         }
         let pages = u.int_in_range(1..=8u64)?;
         let size = if Self::rare(u, 16)? {
-            *u.choose(&[0, PAGE_SIZE - 1, pages * PAGE_SIZE + 512, 1 << 63, u64::MAX & !(PAGE_SIZE - 1)])?
+            *u.choose(&[0, PAGE_SIZE - 1, pages * PAGE_SIZE + 512, 1 << 63, !(PAGE_SIZE - 1)])?
         } else {
             pages * PAGE_SIZE
         };
@@ -184,7 +184,7 @@ impl Generator {
     /// A byte quantity of `pages` pages, or now and then a wild one.
     fn bytes(u: &mut Unstructured, pages: u64) -> Result<u64> {
         if Self::rare(u, 16)? {
-            return Ok(*u.choose(&[0, 1, PAGE_SIZE / 2, pages * PAGE_SIZE + 8, u64::MAX & !(PAGE_SIZE - 1), 1 << 63])?);
+            return Ok(*u.choose(&[0, 1, PAGE_SIZE / 2, pages * PAGE_SIZE + 8, !(PAGE_SIZE - 1), 1 << 63])?);
         }
         Ok(pages * PAGE_SIZE)
     }

@@ -160,7 +160,7 @@ pub fn private_conversions() -> Vec<Scenario> {
                 (Op::SetAttributes { gpa: GPA, size: P, attributes: 1 }, err(Errno::EINVAL)),
                 (Op::SetAttributes { gpa: GPA, size: 0, attributes: PRIVATE }, err(Errno::EINVAL)),
                 (Op::SetAttributes { gpa: GPA + 1, size: P, attributes: PRIVATE }, err(Errno::EINVAL)),
-                (Op::SetAttributes { gpa: u64::MAX & !(P - 1), size: 2 * P, attributes: PRIVATE }, err(Errno::EINVAL)),
+                (Op::SetAttributes { gpa: !(P - 1), size: 2 * P, attributes: PRIVATE }, err(Errno::EINVAL)),
                 (Op::SetAttributes { gpa: GPA, size: P, attributes: PRIVATE }, OK),
             ],
         },

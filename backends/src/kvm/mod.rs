@@ -315,22 +315,18 @@ impl KvmBackend {
         self.gmem(id)?.fd.as_ref().map(|fd| fd.as_raw_fd()).ok_or(SkipReason::FdClosed)
     }
 
-    fn set_region(&self, slot: u32, flags: u32, gpa: u64, size: u64, uaddr: u64, fd: u32, offset: u64) -> Result<(), kvm_ioctls::Error> {
+    /// KVM_SET_USER_MEMORY_REGION2 with the fields given; the rest zero.
+    fn set_region(&self, region: kvm_userspace_memory_region2) -> Result<(), kvm_ioctls::Error> {
         let vm = self.vm.as_ref().expect("callers check the VM");
-        let region = kvm_userspace_memory_region2 {
-            slot,
-            flags,
-            guest_phys_addr: gpa,
-            memory_size: size,
-            userspace_addr: uaddr,
-            guest_memfd_offset: offset,
-            guest_memfd: fd,
-            ..Default::default()
-        };
         // SAFETY: userspace_addr is memory this backend owns for as long as the slot
         // exists (or a guest_memfd mapping, which KVM does not use for guest faults);
         // KVM validates everything else and the test is what it answers.
         unsafe { vm.fd.set_user_memory_region2(region) }
+    }
+
+    /// Deletes a memslot (memory_size 0).
+    fn delete_region(&self, slot: u32) -> Result<(), kvm_ioctls::Error> {
+        self.set_region(kvm_userspace_memory_region2 { slot, ..Default::default() })
     }
 
     fn bind(&mut self, slot: u32, flags: u32, fd: FdArg, gpa: u64, size: u64, offset: u64) -> Result<Outcome, HarnessError> {
@@ -365,7 +361,17 @@ impl KvmBackend {
                 (anon.addr() as u64, Some(anon))
             }
         };
-        match self.set_region(slot, flags, gpa, size, uaddr, raw_fd, offset) {
+        let region = kvm_userspace_memory_region2 {
+            slot,
+            flags,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: uaddr,
+            guest_memfd_offset: offset,
+            guest_memfd: raw_fd,
+            ..Default::default()
+        };
+        match self.set_region(region) {
             Err(e) => Ok(errno(e)),
             Ok(()) if size == 0 => {
                 self.slots.remove(&slot);
@@ -385,7 +391,7 @@ impl KvmBackend {
         if slot < layout::HARNESS_SLOTS {
             return Outcome::Skipped(SkipReason::ReservedSlot);
         }
-        match self.set_region(slot, 0, 0, 0, 0, 0, 0) {
+        match self.delete_region(slot) {
             Err(e) => errno(e),
             Ok(()) => {
                 self.slots.remove(&slot);
@@ -401,7 +407,16 @@ impl KvmBackend {
         let Some(s) = self.slots.get(&slot) else {
             return Outcome::Skipped(SkipReason::NoSuchSlot);
         };
-        match self.set_region(slot, flags, gpa, s.size, s.userspace_addr, s.guest_memfd, 0) {
+        let region = kvm_userspace_memory_region2 {
+            slot,
+            flags,
+            guest_phys_addr: gpa,
+            memory_size: s.size,
+            userspace_addr: s.userspace_addr,
+            guest_memfd: s.guest_memfd,
+            ..Default::default()
+        };
+        match self.set_region(region) {
             Err(e) => errno(e),
             Ok(()) => Outcome::Ok,
         }
@@ -489,9 +504,10 @@ impl KvmBackend {
         if self.vm.is_some() {
             let slots: Vec<u32> = self.slots.keys().copied().collect();
             for slot in slots {
-                self.set_region(slot, 0, 0, 0, 0, 0, 0).map_err(|e| HarnessError::Bug(format!("reset: deleting slot {slot}: {e}")))?;
+                self.delete_region(slot).map_err(|e| HarnessError::Bug(format!("reset: deleting slot {slot}: {e}")))?;
             }
-            let vm = self.vm.as_ref().expect("checked");
+        }
+        if let Some(vm) = self.vm.as_ref() {
             for (address, size) in self.attributed.drain(..) {
                 let shared = kvm_memory_attributes { address, size, attributes: 0, flags: 0 };
                 vm.fd

@@ -81,8 +81,8 @@ impl Model {
             return Ok(Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index }));
         }
         let slot = self.slots.get_mut(&id).expect("found above");
-        if !slot.anon.contains_key(&index) {
-            slot.anon.insert(index, super::Page::zero());
+        if let std::collections::btree_map::Entry::Vacant(e) = slot.anon.entry(index) {
+            e.insert(super::Page::zero());
             self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
         }
         Ok(Target::Page(PageKey::Anon { slot: id, index }))

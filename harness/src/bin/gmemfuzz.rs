@@ -218,7 +218,7 @@ fn main() -> Result<()> {
                         let text = gmemfuzz::repro::text::print(&program);
                         eprintln!("  program (seed {seed}, #{i}):\n{text}");
                         if let Some(dir) = &findings {
-                            std::fs::create_dir_all(&dir)?;
+                            std::fs::create_dir_all(dir)?;
                             let path = dir.join(format!("divergence-{seed}-{i}.txt"));
                             std::fs::write(&path, format!("# {}\n{text}", d.to_string().lines().next().unwrap_or("")))?;
                             eprintln!("gmemfuzz: wrote {}", path.display());
@@ -235,7 +235,11 @@ fn main() -> Result<()> {
             }
             println!("{}", runner.stats);
             let secs = start.elapsed().as_secs_f64();
-            println!("throughput: {} programs of {ops} ops in {secs:.1} s: {:.1} programs/s", runner.stats.programs, runner.stats.programs as f64 / secs);
+            println!(
+                "throughput: {} programs of {ops} ops in {secs:.1} s: {:.1} programs/s",
+                runner.stats.programs,
+                runner.stats.programs as f64 / secs
+            );
         }
         Command::Scenarios { vm_type } => {
             let mut failed = 0;
