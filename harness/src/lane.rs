@@ -59,6 +59,9 @@ pub struct LaneOptions {
     pub seed: u64,
     /// GMEMFUZZ_SKIP_OP for the fuzzing boots (fault injection).
     pub skip_op: Option<String>,
+    /// Fuzz with this cargo-fuzz `diff_kvm` binary (libFuzzer) instead of seeded
+    /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm) comes back in OUT/corpus.
+    pub libfuzzer: Option<PathBuf>,
     pub smp: u32,
 }
 
@@ -111,7 +114,7 @@ pub fn kernel(explicit: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(k.to_path_buf());
     }
-    eprintln!("gmemfuzz lane: building or finding the cached 6.12 kernel (first build takes ~10 minutes on 2 cores)");
+    eprintln!("gmemfuzz lane: building or finding the cached 6.12 kernel (a first build takes 10 to 50 minutes on 2 cores)");
     let out = script("build-kernel.sh").output().context("running harness/lane/build-kernel.sh")?;
     if !out.status.success() {
         bail!("build-kernel.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -122,15 +125,30 @@ pub fn kernel(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
-pub fn initramfs(gmemfuzz: &Path, work: &Path) -> Result<PathBuf> {
+pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>) -> Result<PathBuf> {
     let cpio = work.join("initramfs.cpio.gz");
-    let extras: Vec<String> =
+    let mut extras: Vec<String> =
         lane_corpus().iter().map(|p| format!("{}:/lane/{}", p.display(), p.file_name().expect("a file").to_string_lossy())).collect();
+    if let Some(target) = libfuzzer {
+        extras.push(format!("{}:/bin/diff_kvm", target.display()));
+    }
     let status = script("make-initramfs.sh").arg(gmemfuzz).arg(&cpio).args(&extras).status().context("running make-initramfs.sh")?;
     if !status.success() {
         bail!("make-initramfs.sh failed");
     }
     Ok(cpio)
+}
+
+/// Copies the files of `from` into `to` (made if missing), keeping what `to` has.
+fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?.flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_file() && !target.exists() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// One boot running `cmd` inside; returns (guest exit status, console text).
@@ -183,7 +201,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     let work = opts.out.join("work");
     std::fs::create_dir_all(&work)?;
     let me = std::env::current_exe().context("finding the gmemfuzz binary")?;
-    let initrd = initramfs(&me, &work)?;
+    let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref())?;
     let mut report = LaneReport::default();
     check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
     if opts.scenarios_only {
@@ -196,15 +214,34 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         let left = opts.seconds - start.elapsed().as_secs();
         let dir = opts.out.join(format!("boot-{seed}"));
         let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
-        let cmd = format!(
-            "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
-        );
+        let cmd = match opts.libfuzzer {
+            None => format!(
+                "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
+            ),
+            Some(_) => {
+                // The corpus (seeded from corpus/diff_kvm) goes into the boot's shared
+                // directory and comes back out of it after the boot.
+                let corpus = opts.out.join("corpus");
+                if !corpus.exists() {
+                    std::fs::create_dir_all(&corpus)?;
+                    copy_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/diff_kvm"), &corpus)?;
+                }
+                copy_files(&corpus, &dir.join("corpus"))?;
+                std::fs::create_dir_all(dir.join("findings"))?;
+                format!(
+                    "{inject}GMEMFUZZ_VM_TYPE=1 /bin/diff_kvm /out/corpus -max_total_time={left} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1"
+                )
+            }
+        };
         let (status, console) = boot(&kernel, &initrd, &dir, &cmd, left + BOOT_SLACK, opts.smp)?;
         report.boots += 1;
+        if opts.libfuzzer.is_some() {
+            copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
+        }
         if let Some(rate) = console.lines().rev().find(|l| l.starts_with("throughput: ")) {
             report.stats.push(rate.to_string());
         }
-        if let Some(stats) = console.lines().rev().find(|l| l.starts_with("programs ")) {
+        if let Some(stats) = console.lines().rev().find(|l| l.contains("programs ") && l.contains(" divergences ")) {
             report.stats.push(stats.to_string());
             eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}");
         } else {

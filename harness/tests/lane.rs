@@ -37,7 +37,7 @@ fn conversion_scenarios_and_lane_regressions_pass_inside_linux_6_12() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lane-test");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    let initrd = lane::initramfs(&gmemfuzz, &out).unwrap();
+    let initrd = lane::initramfs(&gmemfuzz, &out, None).unwrap();
     let mut report = lane::LaneReport::default();
     lane::check(&kernel, &initrd, &out.join("boot"), 1, &mut report).unwrap();
     let console = out.join("boot/console.log");

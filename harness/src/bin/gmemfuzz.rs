@@ -69,6 +69,11 @@ enum Command {
         /// (see GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
         #[arg(long)]
         skip_op: Option<String>,
+        /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
+        /// e.g. fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm; the corpus comes back
+        /// in OUT/corpus.
+        #[arg(long)]
+        libfuzzer: Option<std::path::PathBuf>,
         /// vCPUs of the QEMU guest. More than one makes multi-threaded TCG race with the
         /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
         #[arg(long, default_value_t = 1)]
@@ -163,8 +168,8 @@ fn main() -> Result<()> {
             let backend = kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, smp } => {
-            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, smp };
+        Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
+            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
