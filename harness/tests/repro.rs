@@ -8,30 +8,15 @@ use gmemfuzz::repro::{c, parse, print, shrink};
 use gmemfuzz::{Program, RunError, Runner};
 use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, OpKind, Outcome, Probe, Profile};
+use gmemfuzz_backends::{Backend, OpKind, Outcome, Profile};
+
+mod common;
+
+use common::SkipsOps;
 
 /// The model, except that punching a hole does nothing and reports success.
-struct PunchIgnored(Model);
-
-impl Backend for PunchIgnored {
-    fn name(&self) -> &str {
-        "punch-ignored"
-    }
-    fn profile(&self) -> &Profile {
-        self.0.profile()
-    }
-    fn reset(&mut self) -> Result<(), HarnessError> {
-        self.0.reset()
-    }
-    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        match op {
-            Op::Punch { .. } => Ok(Outcome::Ok),
-            op => self.0.apply(op),
-        }
-    }
-    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
-        self.0.observe(probes)
-    }
+fn punch_ignored() -> SkipsOps {
+    SkipsOps::new(OpKind::Punch)
 }
 
 const NOISY: &str = "gmemfuzz-program v1
@@ -66,7 +51,7 @@ fn divergence<B: Backend>(runner: &mut Runner<B>, p: &Program) -> Box<gmemfuzz::
 #[test]
 fn minimize_shrinks_a_divergence_and_keeps_it() {
     let program = parse(NOISY).unwrap();
-    let mut runner = Runner::new(PunchIgnored(Model::new(Profile::host_6_18())));
+    let mut runner = Runner::new(punch_ignored());
     let original = divergence(&mut runner, &program);
     assert_eq!(original.op.kind(), OpKind::Punch, "{original}");
 
@@ -76,7 +61,7 @@ fn minimize_shrinks_a_divergence_and_keeps_it() {
     assert!(m.program.ops.len() <= 4, "still long:\n{}", print(&m.program));
 
     // Confirmed on a brand-new backend: same kind, same op kind.
-    let mut fresh = Runner::new(PunchIgnored(Model::new(Profile::host_6_18())));
+    let mut fresh = Runner::new(punch_ignored());
     let again = divergence(&mut fresh, &m.program);
     assert_eq!(again.kind, original.kind);
     assert_eq!(again.op.kind(), OpKind::Punch);

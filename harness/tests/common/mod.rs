@@ -1,6 +1,10 @@
-//! Shared by the integration tests: opening real KVM or skipping loudly.
+//! Shared by the integration tests: opening real KVM or skipping loudly, and a model with
+//! one deliberate bug.
+#![allow(dead_code)] // each test crate uses part of this
 
 use gmemfuzz_backends::kvm::KvmBackend;
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, OpKind, Outcome, Probe, Profile};
 
 /// Real KVM, or `None` after saying loudly why this test does not run here. Every test
 /// that does run records its name, so CI can say how many KVM tests executed.
@@ -18,5 +22,39 @@ pub fn kvm_or_skip(test: &str) -> Option<KvmBackend> {
             eprintln!("SKIPPED {test}: real KVM is not available here: {e}");
             None
         }
+    }
+}
+
+/// The model with one deliberate bug: ops of one kind report success but do nothing.
+pub struct SkipsOps {
+    pub inner: Model,
+    pub skipped: OpKind,
+}
+
+impl SkipsOps {
+    /// The host-profile model that skips `skipped`.
+    pub fn new(skipped: OpKind) -> SkipsOps {
+        SkipsOps { inner: Model::new(Profile::host_6_18()), skipped }
+    }
+}
+
+impl Backend for SkipsOps {
+    fn name(&self) -> &str {
+        "buggy-model"
+    }
+    fn profile(&self) -> &Profile {
+        self.inner.profile()
+    }
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        self.inner.reset()
+    }
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        if op.kind() == self.skipped {
+            return Ok(Outcome::Ok);
+        }
+        self.inner.apply(op)
+    }
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        self.inner.observe(probes)
     }
 }
