@@ -53,6 +53,18 @@ impl Program {
         Ok(Program { ops })
     }
 
+    /// Programs of `len` ops each, generated one after another from a seeded RNG: the
+    /// same seed gives the same programs (for `gmemfuzz run`, `bench` and tests).
+    pub fn seeded(seed: u64, len: usize, gmem_flags: u64) -> impl Iterator<Item = Program> {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut bytes = vec![0u8; len * 64];
+        std::iter::repeat_with(move || {
+            rng.fill_bytes(&mut bytes);
+            Self::generate_for(&mut Unstructured::new(&bytes), len, gmem_flags).expect("64 bytes per op are always enough")
+        })
+    }
+
     /// A program is worth running if it makes a file and does something more.
     pub fn is_useful(&self) -> bool {
         self.ops.iter().any(|op| matches!(op, Op::CreateGmem { .. })) && self.ops.len() >= 2

@@ -41,15 +41,9 @@ scenario_tests!(
 /// same trace on the reused VM as on a fresh one.
 #[test]
 fn reset_leaves_no_state_behind() {
-    use arbitrary::Unstructured;
-    use rand::{RngCore, SeedableRng};
     let Some(backend) = common::kvm_or_skip("reset_leaves_no_state_behind") else { return };
     let mut reused = Runner::new(backend);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let mut bytes = vec![0u8; 2048];
-    for _ in 0..40 {
-        rng.fill_bytes(&mut bytes);
-        let program = gmemfuzz::Program::generate(&mut Unstructured::new(&bytes), 16).unwrap();
+    for program in gmemfuzz::Program::seeded(11, 16, gmemfuzz::program::HOST_GMEM_FLAGS).take(40) {
         let fresh = gmemfuzz_backends::kvm::KvmBackend::new(0).unwrap();
         gmemfuzz::runner::check_reset(&mut reused, fresh, &program).unwrap_or_else(|e| panic!("{e}\nprogram: {:?}", program.ops));
     }
@@ -58,15 +52,9 @@ fn reset_leaves_no_state_behind() {
 /// Seeded random programs run clean: the model predicts this kernel.
 #[test]
 fn seeded_programs_run_clean() {
-    use arbitrary::Unstructured;
-    use rand::{RngCore, SeedableRng};
     let Some(backend) = common::kvm_or_skip("seeded_programs_run_clean") else { return };
     let mut runner = Runner::new(backend);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let mut bytes = vec![0u8; 2048];
-    for i in 0..300 {
-        rng.fill_bytes(&mut bytes);
-        let program = gmemfuzz::Program::generate(&mut Unstructured::new(&bytes), 16).unwrap();
+    for (i, program) in gmemfuzz::Program::seeded(5, 16, gmemfuzz::program::HOST_GMEM_FLAGS).take(300).enumerate() {
         runner.run(&program).unwrap_or_else(|e| panic!("program #{i}: {e}\nprogram: {:?}", program.ops));
     }
     assert!(runner.stats.unreached().len() <= 1, "op kinds that never reached KVM: {:?}", runner.stats.unreached());

@@ -3,13 +3,11 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use arbitrary::Unstructured;
 use clap::{Parser, Subcommand};
 use gmemfuzz::{Program, RunError, Runner};
 use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::model::Model;
 use gmemfuzz_backends::{Backend, Profile};
-use rand::{RngCore, SeedableRng};
 
 #[derive(Parser)]
 #[command(name = "gmemfuzz", about = "Differential fuzzing of KVM guest_memfd against a reference model")]
@@ -134,16 +132,6 @@ enum Command {
     },
 }
 
-/// Seeded programs of `ops` ops each, one after another.
-fn seeded_programs(seed: u64, ops: usize, gmem_flags: u64) -> impl Iterator<Item = Program> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut bytes = vec![0u8; ops * 64];
-    std::iter::repeat_with(move || {
-        rng.fill_bytes(&mut bytes);
-        Program::generate_for(&mut Unstructured::new(&bytes), ops, gmem_flags).expect("enough bytes for every op")
-    })
-}
-
 /// /proc/sys/kernel/tainted (0 where it cannot be read).
 fn kernel_taint() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
@@ -194,7 +182,7 @@ fn main() -> Result<()> {
             let start = Instant::now();
             let mut last_stats = Instant::now();
             let gmem_flags = runner.backend.profile().gmem_flags;
-            for (i, program) in seeded_programs(seed, ops, gmem_flags).take(count as usize).enumerate() {
+            for (i, program) in Program::seeded(seed, ops, gmem_flags).take(count as usize).enumerate() {
                 if seconds != 0 && start.elapsed().as_secs() >= seconds {
                     break;
                 }
@@ -275,7 +263,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench { ops, programs: count, seed } => {
-            let set: Vec<Program> = seeded_programs(seed, ops, gmemfuzz::program::HOST_GMEM_FLAGS).take(count as usize).collect();
+            let set: Vec<Program> = Program::seeded(seed, ops, gmemfuzz::program::HOST_GMEM_FLAGS).take(count as usize).collect();
             let total_ops = (count as usize * ops) as f64;
             // The model's share of a differential run: every op, plus its answers to the
             // probes after invalidating ops.
