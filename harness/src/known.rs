@@ -4,7 +4,8 @@
 //! The model is not bent to match: it keeps predicting what the kernel should do.
 
 use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::op::PAGE_SIZE;
+use gmemfuzz_backends::op::{KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE};
+use gmemfuzz_backends::AccessResult;
 
 use crate::oracle::{Divergence, DivergenceKind};
 
@@ -25,10 +26,12 @@ pub struct KnownBug {
 /// the access: a private GFN without a memslot leaves as KVM_EXIT_MMIO instead of the
 /// private memory-fault exit of kvm_handle_noslot_fault().
 fn stale_mmio_spte_on_private_gfn(d: &Divergence, model: &Model) -> bool {
-    let Some(gpa) = d.gpa else { return false };
+    let Some(gpa) = d.gpa() else { return false };
     let gfn = gpa / PAGE_SIZE;
-    let shared_fault = d.actual.contains("memory-fault(") && d.actual.contains("flags=0x0)");
-    let emulated = d.actual.contains("mmio-exit") && d.expected.contains("flags=0x8)");
+    let private_fault =
+        |a: Option<AccessResult>| matches!(a, Some(AccessResult::MemoryFault { flags, .. }) if flags & KVM_MEMORY_EXIT_FLAG_PRIVATE != 0);
+    let shared_fault = matches!(d.actual.access(), Some(AccessResult::MemoryFault { flags: 0, .. }));
+    let emulated = d.actual.access() == Some(AccessResult::Mmio) && private_fault(d.expected.access());
     d.kind == DivergenceKind::UnexpectedExit && (shared_fault || emulated) && model.is_private_gfn(gfn) && model.exited_as_mmio(gfn)
 }
 

@@ -226,3 +226,57 @@ fn c_reproducer_agrees_with_the_kvm_backend_on_random_programs() {
     }
     assert!(compared >= 6, "only {compared} random programs ran clean");
 }
+
+/// A guest store to a guest_memfd slot bound before its file (MMAP) was mapped: with
+/// guest_memfd-only slots the store lands in the file; without them (this host) in the
+/// anonymous memory behind userspace_addr. The file is mapped afterwards; no op invalidates
+/// anything, so only the end-of-program state comparison looks at the file's page.
+const END_ONLY: &str = "gmemfuzz-program v1
+create_gmem size=0x1000 flags=MMAP|INIT_SHARED
+bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x1000 offset=0
+guest w8@0x100008=0x1122334455667788
+map g0
+";
+
+/// A divergence that only the end-of-program comparison catches is reproduced by `replay`
+/// (the runner's events) and by the compiled C reproducer. The "kernel bug" is a model whose
+/// profile claims guest_memfd-only slots, which the host kernel does not have.
+#[test]
+fn end_of_program_divergence_reproduces_in_replay_and_c() {
+    let Some(backend) = common::kvm_or_skip("end_of_program_divergence_reproduces_in_replay_and_c") else { return };
+    let program = parse(END_ONLY).unwrap();
+    let mut wrong = backend.profile().clone();
+    assert!(!wrong.gmem_only_slots, "this test assumes a host without guest_memfd-only slots");
+    wrong.gmem_only_slots = true;
+
+    // The honest model runs clean: the divergence below is the wrong profile's.
+    let mut runner = Runner::new(backend);
+    runner.run(&program).unwrap_or_else(|e| panic!("the real profile runs clean: {e}"));
+
+    runner.model = Model::new(wrong.clone());
+    let report = gmemfuzz::repro::replay::Report::run(&mut runner, &program).unwrap();
+    let rendered = report.render("kvm");
+    eprintln!("{rendered}");
+    match &report.verdict {
+        Err(RunError::Divergence(d)) => {
+            assert!(d.at_end(), "only the end-of-program comparison may catch it: {d}");
+            assert_eq!(d.op_index, program.ops.len() - 1, "{d}");
+        }
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+    assert!(rendered.lines().any(|l| l.starts_with(">>> end")), "replay marks the end comparison:\n{rendered}");
+    // Every op itself agreed.
+    assert!(report.steps.iter().all(|s| s.model == s.backend), "{rendered}");
+
+    if !tool("gcc") {
+        eprintln!("SKIPPED the C half of end_of_program_divergence_reproduces_in_replay_and_c: gcc is not installed");
+        return;
+    }
+    let out = build_and_run(&program, &wrong, "end_only");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let differs: Vec<&str> = stdout.lines().filter(|l| l.contains("<== DIFFERS")).collect();
+    assert!(!differs.is_empty() && differs.iter().all(|l| l.contains("(end of program)")), "only end-of-program probes differ:\n{stdout}");
+    assert!(stdout.contains("DIVERGENCE REPRODUCED"), "{stdout}");
+}

@@ -41,7 +41,7 @@ fn executions_until_divergence(platform: &str, profile: Profile, bug: InjectedBu
     let mut runner = Runner::new(sim_backend(platform, profile, Some(bug)));
     let mut rng = StdRng::seed_from_u64(SEED);
     (1..=BOUND).find_map(|n| match runner.run(&next_program(&mut rng)) {
-        Err(RunError::Divergence(d)) => Some((n, d.kind.name())),
+        Err(RunError::Divergence(d)) => Some((n, d.kind.slug())),
         _ => None,
     })
 }

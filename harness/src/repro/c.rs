@@ -2,48 +2,51 @@
 //! own definitions of what older headers lack), doing exactly what `KvmBackend` does for
 //! each op and comparing what it sees with what the model predicted.
 //!
-//! After every op where the runner compares state (invalidating ops and `check`), it makes
-//! the same probes the KVM backend answers (residency by mincore, page digests through the
-//! host mapping, the slot's anonymous memory and the guest) and compares their answers with
-//! the model's, where the model has one.
+//! Wherever the runner compares state (see `runner::policy`: after `check`, after
+//! invalidating ops that took effect, and at the end of the program), it makes the same
+//! probes the KVM backend answers (residency by mincore, page digests through the host
+//! mapping, the slot's anonymous memory and the guest) and compares their answers with the
+//! model's, where the model has one. Its expectations are the runner's own events.
 
 use std::fmt::Write as _;
 
 use gmemfuzz_backends::kvm::guest;
 use gmemfuzz_backends::model::{Model, MAX_RESIDENCY_PAGES};
 use gmemfuzz_backends::op::{layout, AccessKind, FdArg, Op};
-use gmemfuzz_backends::{Backend, Observation, Outcome, Probe, Profile};
+use gmemfuzz_backends::{Observation, Outcome, Probe, Profile};
 
 use super::text::{op_line, print};
 use crate::program::Program;
+use crate::runner::{CompareAt, Event, Runner};
 
-/// What the model predicts for one op: its outcome (`None` once the model lost track)
+/// What the model predicts for one op: its outcome (`None` where the model lost track)
 /// and, where the runner compares state after it, the probes and their answers.
+#[derive(Clone, Default)]
 struct Expected {
     outcome: Option<Outcome>,
     probes: Vec<(Probe, Option<String>)>,
 }
 
-fn expectations(program: &Program, profile: &Profile) -> Vec<Expected> {
-    let mut model = Model::new(profile.clone());
-    program
-        .ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| {
-            model.set_op_index(i);
-            let outcome = model.apply(op).ok().filter(|_| model.lost_track().is_none());
-            let mut probes = Vec::new();
-            let compare_state = matches!(op, Op::Check) || op.invalidates();
-            if compare_state && outcome.as_ref().is_some_and(|o| !matches!(o, Outcome::Skipped(_))) {
-                let list = model.probes();
-                if let Ok(answers) = model.observe(&list) {
-                    probes = list.into_iter().zip(answers.iter().map(|a| a.as_ref().map(observation_text))).collect();
-                }
-            }
-            Expected { outcome, probes }
-        })
-        .collect()
+/// The expectations of every op and of the end-of-program comparison, read from the
+/// runner's events with the model on both sides: the C program compares what the runner
+/// would compare, where the runner would compare it.
+fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<Expected>, Vec<(Probe, Option<String>)>), String> {
+    let mut ops = vec![Expected::default(); program.ops.len()];
+    let mut end = Vec::new();
+    let answers = |probes: &[Probe], expected: &[Option<Observation>]| {
+        probes.iter().copied().zip(expected.iter().map(|a| a.as_ref().map(observation_text))).collect::<Vec<_>>()
+    };
+    let mut runner = Runner::new(Model::new(profile.clone()));
+    let run = runner.run_with(program, &mut |event: &Event<'_>| match *event {
+        Event::Op { index, expected, .. } => ops[index].outcome = Some(expected.clone()),
+        Event::State { index, at: CompareAt::AfterOp, probes, expected, .. } => ops[index].probes = answers(probes, expected),
+        Event::State { at: CompareAt::End, probes, expected, .. } => end = answers(probes, expected),
+        Event::LostTrack { .. } | Event::Diverged(_) => {}
+    });
+    match run {
+        Ok(_) => Ok((ops, end)),
+        Err(e) => Err(format!("the model disagrees with itself (a model bug): {e}")),
+    }
 }
 
 /// An observation in the words the C program prints.
@@ -61,12 +64,16 @@ fn opt_string(s: &Option<String>) -> String {
     s.as_deref().map_or("NULL /* either is fine */".into(), c_string)
 }
 
-/// The C statements making the state probes after op `i`, annotated.
-fn probe_calls(i: usize, probes: &[(Probe, Option<String>)]) -> String {
+/// The C statements making the state probes after op `i` (or at the end, after the last
+/// op `i`), annotated.
+fn probe_calls(i: usize, at: CompareAt, probes: &[(Probe, Option<String>)]) -> String {
     let mut s = String::new();
     let mut guest = Vec::new();
     for (probe, expected) in probes {
-        let what = c_string(&format!("{probe:?}"));
+        let what = match at {
+            CompareAt::AfterOp => c_string(&format!("{probe:?}")),
+            CompareAt::End => c_string(&format!("{probe:?} (end of program)")),
+        };
         let call = match *probe {
             Probe::Residency { gmem } => format!("probe_residency({} /* {gmem} */, {MAX_RESIDENCY_PAGES} /* most pages */);", gmem.0),
             Probe::HostPage { gmem, page } => format!("probe_host_page({} /* {gmem} */, {page} /* page */);", gmem.0),
@@ -116,7 +123,7 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
     if let Some(op) = program.ops.iter().find(|op| matches!(op, Op::Guest { accesses } if accesses.len() > guest::MAX_COMMANDS)) {
         return Err(format!("a guest op with more accesses than one run can carry ({}): {}", guest::MAX_COMMANDS, op_line(op)));
     }
-    let expected = expectations(program, profile);
+    let (expected, end) = expectations(program, profile)?;
     let mut c = String::new();
     let w = &mut c;
     let _ = writeln!(w, "/*\n * gmemfuzz C reproducer (generated; see harness/src/repro/c.rs).");
@@ -162,7 +169,11 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
         let call = op_call(op);
         let _ = writeln!(c, "    {call}");
         let _ = writeln!(c, "    report({i}, {}, {exp});", c_string(&line));
-        c.push_str(&probe_calls(i, &expected[i].probes));
+        c.push_str(&probe_calls(i, CompareAt::AfterOp, &expected[i].probes));
+    }
+    if !end.is_empty() {
+        let _ = writeln!(c, "\n    /* end of program: the runner compares the final state once more */");
+        c.push_str(&probe_calls(program.ops.len() - 1, CompareAt::End, &end));
     }
     c.push_str("\n    printf(\"%s\\n\", failures ? \"DIVERGENCE REPRODUCED: the kernel differs from the model\" : \"all observations match the model\");\n");
     c.push_str("    return failures ? 1 : 0;\n}\n");

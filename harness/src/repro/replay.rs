@@ -1,18 +1,15 @@
 //! Replaying a program op by op, showing what the model predicted and what the backend did.
 //!
-//! The verdict comes from `Runner::run` (the same code the fuzzer uses). The per-op trace
-//! comes from a second, step-by-step run that does what the runner does (model first, the
-//! backend unless the model skipped, state probes after invalidating ops) and records
-//! every outcome on the way.
+//! One run of the runner, the loop the fuzzer uses: the trace is its events, the verdict its
+//! result, so the two cannot disagree.
 
 use std::fmt::Write as _;
 
-use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::{Backend, HarnessError, Op, Outcome};
+use gmemfuzz_backends::{Backend, HarnessError, Outcome};
 
-use crate::oracle::Context;
+use crate::oracle::Subject;
 use crate::program::Program;
-use crate::runner::{RunError, Runner, Trace};
+use crate::runner::{CompareAt, Event, RunError, Runner, Trace};
 
 use super::text::op_line;
 
@@ -22,71 +19,55 @@ pub struct Step {
     pub line: String,
     /// `None` once the model has lost track.
     pub model: Option<Outcome>,
-    /// `None` when the op was not sent (the model skipped it).
+    /// `None` when the op was not sent (the model lost track).
     pub backend: Option<Outcome>,
-    /// A state probe after the op disagreed: what it was.
-    pub probe_mismatch: Option<String>,
+    /// State probes made after the op (and, for the last op, at the end of the program).
+    pub probes: usize,
 }
 
-/// Replays `program` from a reset `backend` op by op, up to the end or the first difference.
-pub fn steps<B: Backend>(backend: &mut B, program: &Program) -> Result<Vec<Step>, HarnessError> {
-    backend.reset()?;
-    let mut model = Model::new(backend.profile().clone());
-    let mut out = Vec::new();
-    for (index, op) in program.ops.iter().enumerate() {
-        model.set_op_index(index);
-        let expected = model.apply(op)?;
-        if model.lost_track().is_some() {
-            // The runner stops comparing here, and sends nothing more.
-            out.push(Step { line: op_line(op), model: None, backend: None, probe_mismatch: None });
-            break;
-        }
-        let tracked = true;
-        let actual = match &expected {
-            Outcome::Skipped(_) => None,
-            _ => Some(backend.apply(op)?),
-        };
-        let mut step =
-            Step { line: op_line(op), model: tracked.then_some(expected.clone()), backend: actual.clone(), probe_mismatch: None };
-        let differs = tracked && actual.as_ref().is_some_and(|a| *a != expected);
-        let probe = tracked && !differs && !matches!(expected, Outcome::Skipped(_)) && (op.invalidates() || matches!(op, Op::Check));
-        if probe {
-            let probes = model.probes();
-            if !probes.is_empty() {
-                let e = model.observe(&probes)?;
-                let a = backend.observe(&probes)?;
-                let ctx = Context { model: &model, op_index: index, op, backend: backend.name() };
-                step.probe_mismatch = probes
-                    .iter()
-                    .zip(&e)
-                    .zip(&a)
-                    .find_map(|((p, e), a)| ctx.compare_probe(p, e, a))
-                    .map(|d| format!("{}: model {}, {} {}", d.subject, d.expected, d.backend, d.actual));
+/// Collects the runner's events into steps.
+#[derive(Default)]
+struct Steps {
+    steps: Vec<Step>,
+    end_probes: usize,
+}
+
+impl Steps {
+    fn event(&mut self, program: &Program, event: &Event<'_>) {
+        match *event {
+            Event::Op { op, expected, actual, .. } => {
+                self.steps.push(Step { line: op_line(op), model: Some(expected.clone()), backend: Some(actual.clone()), probes: 0 })
             }
-        }
-        let stop = differs || step.probe_mismatch.is_some();
-        out.push(step);
-        if stop {
-            break;
+            Event::LostTrack { index, .. } => {
+                self.steps.push(Step { line: op_line(&program.ops[index]), model: None, backend: None, probes: 0 })
+            }
+            Event::State { at: CompareAt::AfterOp, probes, .. } => {
+                if let Some(step) = self.steps.last_mut() {
+                    step.probes += probes.len();
+                }
+            }
+            Event::State { at: CompareAt::End, probes, .. } => self.end_probes += probes.len(),
+            Event::Diverged(_) => {}
         }
     }
-    Ok(out)
 }
 
 /// The verdict and the trace, as `gmemfuzz replay` prints them.
 pub struct Report {
     pub verdict: Result<Trace, RunError>,
     pub steps: Vec<Step>,
+    /// Probes of the end-of-program state comparison (0: none was made).
+    pub end_probes: usize,
 }
 
 impl Report {
     pub fn run<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result<Report, HarnessError> {
-        let verdict = runner.run(program);
+        let mut steps = Steps::default();
+        let verdict = runner.run_with(program, &mut |e: &Event<'_>| steps.event(program, e));
         if let Err(RunError::Harness(e)) = verdict {
             return Err(e);
         }
-        let steps = steps(&mut runner.backend, program)?;
-        Ok(Report { verdict, steps })
+        Ok(Report { verdict, steps: steps.steps, end_probes: steps.end_probes })
     }
 
     pub fn diverged(&self) -> bool {
@@ -94,21 +75,32 @@ impl Report {
     }
 
     pub fn render(&self, backend: &str) -> String {
-        let diverging = match &self.verdict {
-            Err(RunError::Divergence(d)) => Some(d.op_index),
+        let diverged = match &self.verdict {
+            Err(RunError::Divergence(d)) => Some(d),
             _ => None,
         };
         let mut s = String::new();
         for (i, step) in self.steps.iter().enumerate() {
-            let mark = if Some(i) == diverging { ">>>" } else { "   " };
+            let mark = if diverged.is_some_and(|d| d.op_index == i && !self.at_end()) { ">>>" } else { "   " };
             let _ = writeln!(s, "{mark} #{i:<3} {}", step.line);
             let model = step.model.as_ref().map_or("(lost track: not predicted)".to_string(), |m| m.to_string());
-            let actual = step.backend.as_ref().map_or("(not sent: skipped as the model says)".to_string(), |a| a.to_string());
+            let actual = match &step.backend {
+                None => "(not sent: the model lost track)".to_string(),
+                Some(Outcome::Skipped(_)) => "(not sent: skipped as the model says)".to_string(),
+                Some(a) => a.to_string(),
+            };
             let _ = writeln!(s, "         model: {model}");
             let _ = writeln!(s, "         {:<6} {actual}", format!("{backend}:"));
-            if let Some(p) = &step.probe_mismatch {
-                let _ = writeln!(s, "         state differs after the op: {p}");
+            if step.probes > 0 {
+                let _ = writeln!(s, "         state compared after the op ({} probes)", step.probes);
             }
+            if let Some(d) = diverged.filter(|d| d.op_index == i && !self.at_end() && matches!(d.subject, Subject::Probe { .. })) {
+                let _ = writeln!(s, "         state differs after the op: {}: model {}, {} {}", d.subject, d.expected, d.backend, d.actual);
+            }
+        }
+        if self.end_probes > 0 || self.at_end() {
+            let mark = if self.at_end() { ">>>" } else { "   " };
+            let _ = writeln!(s, "{mark} end  state compared at the end of the program ({} probes)", self.end_probes);
         }
         match &self.verdict {
             Ok(trace) => {
@@ -117,21 +109,15 @@ impl Report {
                     let _ = writeln!(s, "  (the model lost track at op #{i}: {why}; later ops were not compared)");
                 }
             }
-            Err(RunError::Divergence(d)) => {
-                let _ = writeln!(s, "{d}");
-                if self.steps.len() != d.op_index + 1 {
-                    let _ = writeln!(
-                        s,
-                        "note: the step-by-step replay stopped at op #{} but the runner diverged at op #{}: the kernel is not deterministic here",
-                        self.steps.len().saturating_sub(1),
-                        d.op_index
-                    );
-                }
-            }
             Err(e) => {
                 let _ = writeln!(s, "{e}");
             }
         }
         s
+    }
+
+    /// Whether the divergence is the end-of-program comparison's.
+    fn at_end(&self) -> bool {
+        matches!(&self.verdict, Err(RunError::Divergence(d)) if d.at_end())
     }
 }

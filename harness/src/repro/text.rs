@@ -76,24 +76,11 @@ pub enum Expectation {
     Divergence { kind: DivergenceKind, op: usize },
 }
 
-const KINDS: [DivergenceKind; 5] = [
-    DivergenceKind::ResultMismatch,
-    DivergenceKind::StaleRead,
-    DivergenceKind::LostWrite,
-    DivergenceKind::StateMismatch,
-    DivergenceKind::UnexpectedExit,
-];
-
-/// A divergence kind as one word: `stale-read`.
-pub fn kind_slug(kind: DivergenceKind) -> String {
-    kind.name().replace(' ', "-")
-}
-
 impl fmt::Display for Expectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expectation::Clean => f.write_str("clean"),
-            Expectation::Divergence { kind, op } => write!(f, "divergence {} at op {op}", kind_slug(*kind)),
+            Expectation::Divergence { kind, op } => write!(f, "divergence {} at op {op}", kind.slug()),
         }
     }
 }
@@ -104,7 +91,7 @@ impl Expectation {
         match words.as_slice() {
             ["clean"] => Some(Expectation::Clean),
             ["divergence", kind, "at", "op", n] => {
-                let kind = KINDS.into_iter().find(|k| kind_slug(*k) == *kind)?;
+                let kind: DivergenceKind = kind.parse().ok()?;
                 Some(Expectation::Divergence { kind, op: n.parse().ok()? })
             }
             _ => None,

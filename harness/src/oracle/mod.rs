@@ -1,0 +1,144 @@
+//! Comparison rules: when do the model's prediction and a backend's outcome disagree, and
+//! what kind of bug does the disagreement look like.
+
+mod divergence;
+
+pub use divergence::{show_content, show_observation, Divergence, DivergenceKind, Seen, Subject};
+
+use gmemfuzz_backends::model::{Model, PageEvent, PageKey};
+use gmemfuzz_backends::op::{Op, PAGE_SIZE};
+use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, Probe};
+
+use crate::runner::CompareAt;
+
+/// The page and the model's history of it, for the report.
+fn page_story(model: &Model, key: Option<PageKey>) -> Option<(PageKey, Vec<(usize, PageEvent)>)> {
+    key.map(|k| (k, model.history().events(&k).to_vec()))
+}
+
+/// What a value read at `offset` of a page says about the bug: the page's content before
+/// it was last dropped (stale), or an overwritten value (lost write).
+fn classify_read(model: &Model, key: Option<PageKey>, offset: u64, width: u64, got: u64) -> DivergenceKind {
+    let Some(key) = key else { return DivergenceKind::ResultMismatch };
+    if let Some((_, before)) = model.history().before_drop(&key) {
+        let mut v = 0u64;
+        for i in (0..width).rev() {
+            v = (v << 8) | before[(offset + i) as usize] as u64;
+        }
+        if v == got && got != 0 {
+            return DivergenceKind::StaleRead;
+        }
+    }
+    let overwritten = model.history().events(&key).iter().any(|(_, e)| {
+        matches!(e, PageEvent::Written { offset: o, width: w, old, .. } if *o as u64 == offset && *w as u64 == width && *old == got)
+    });
+    if overwritten {
+        DivergenceKind::LostWrite
+    } else {
+        DivergenceKind::ResultMismatch
+    }
+}
+
+pub struct Context<'a> {
+    pub model: &'a Model,
+    pub op_index: usize,
+    pub op: &'a Op,
+    pub backend: &'a str,
+}
+
+impl Context<'_> {
+    fn divergence(&self, kind: DivergenceKind, subject: Subject, expected: Seen, actual: Seen, key: Option<PageKey>) -> Divergence {
+        Divergence {
+            kind,
+            op_index: self.op_index,
+            op: self.op.clone(),
+            subject,
+            expected,
+            actual,
+            page: page_story(self.model, key),
+            backend: self.backend.to_string(),
+            profile: gmemfuzz_backends::Backend::profile(self.model).summary(),
+            model_state: self.model.describe(),
+        }
+    }
+
+    /// Compares an op's outcome. Guest accesses are compared one by one so the report
+    /// names the access and its page.
+    pub fn compare_outcome(&self, expected: &Outcome, actual: &Outcome) -> Option<Divergence> {
+        if expected == actual {
+            return None;
+        }
+        let mismatch =
+            |kind, key| Some(self.divergence(kind, Subject::Result, Seen::Outcome(expected.clone()), Seen::Outcome(actual.clone()), key));
+        match (self.op, expected, actual) {
+            (Op::Guest { accesses }, Outcome::Guest(exp), Outcome::Guest(act)) if exp.len() == act.len() => {
+                let i = exp.iter().zip(act).position(|(e, a)| e != a).expect("outcomes differ");
+                let key = self.model.last_access_pages().get(i).copied().flatten().map(|k| k.0);
+                let access = accesses[i];
+                let kind = match (exp[i], act[i]) {
+                    (AccessResult::Read(_), AccessResult::Read(got)) => {
+                        classify_read(self.model, key, access.gpa % PAGE_SIZE, access.width.bytes(), got)
+                    }
+                    _ => DivergenceKind::UnexpectedExit,
+                };
+                let subject = Subject::GuestAccess { index: i, access };
+                Some(self.divergence(kind, subject, Seen::Access(exp[i]), Seen::Access(act[i]), key))
+            }
+            (Op::HostRead { gmem, offset, width }, Outcome::Value(_), Outcome::Value(got)) => {
+                let key = PageKey::Gmem { gmem: gmem.0, index: offset / PAGE_SIZE };
+                mismatch(classify_read(self.model, Some(key), offset % PAGE_SIZE, width.bytes(), *got), Some(key))
+            }
+            (_, _, Outcome::Sigbus) | (_, Outcome::Sigbus, _) => mismatch(DivergenceKind::UnexpectedExit, None),
+            _ => mismatch(DivergenceKind::ResultMismatch, None),
+        }
+    }
+
+    /// Compares the answers to one probe. `None` from the model means "either is fine".
+    pub fn compare_probe(
+        &self,
+        probe: &Probe,
+        at: CompareAt,
+        expected: &Option<Observation>,
+        actual: &Option<Observation>,
+    ) -> Option<Divergence> {
+        let expected = expected.as_ref()?;
+        let actual = actual.as_ref()?;
+        let key = self.model.probe_page(probe);
+        let report = |kind, key| {
+            Some(self.divergence(
+                kind,
+                Subject::Probe { probe: *probe, at },
+                Seen::Observation(expected.clone()),
+                Seen::Observation(actual.clone()),
+                key,
+            ))
+        };
+        match (expected, actual) {
+            (Observation::Content(e), Observation::Content(a)) => {
+                if e.digest() == a.digest() {
+                    return None;
+                }
+                let stale = key
+                    .and_then(|k| self.model.history().before_drop(&k))
+                    .is_some_and(|(_, before)| probe.digest_of(before) == a.digest() && probe.digest_of(before) != e.digest());
+                report(if stale { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch }, key)
+            }
+            (e, a) if e == a => None,
+            (Observation::Residency(exp), Observation::Residency(act)) => {
+                // Pages still resident that this very op dropped: the op's invalidation was
+                // missed, the same bug a stale read shows.
+                let Probe::Residency { gmem } = *probe else { unreachable!("residency answers residency probes") };
+                let dropped_here = |i: usize| {
+                    self.model
+                        .history()
+                        .before_drop(&PageKey::Gmem { gmem: gmem.0, index: i as u64 })
+                        .is_some_and(|(at, _)| at == self.op_index)
+                };
+                let kept = (0..exp.len().min(act.len())).find(|&i| act[i] && !exp[i] && dropped_here(i));
+                let kind = if kept.is_some() { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch };
+                report(kind, kept.map(|i| PageKey::Gmem { gmem: gmem.0, index: i as u64 }))
+            }
+            _ => report(DivergenceKind::UnexpectedExit, key),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Lockstep execution: the one place that steps the model and a backend and compares them.
+//!
+//! Every op goes to the model and then, unless the model skips it, to the backend; the two
+//! outcomes are compared op by op, and page state is compared where [`policy`] says. What
+//! the loop sees goes out as [`Event`]s to an [`Observer`]: replay prints them, the C
+//! reproducer takes its expectations from them, bench and the scenario checks count them.
+
+pub mod policy;
+
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, Outcome, Probe};
+
+use crate::oracle::{Context, Divergence};
+use crate::program::Program;
+use crate::stats::Stats;
+pub use policy::CompareAt;
+
+/// What the loop saw, in program order.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// Op `index` ran: the model predicted `expected`, the backend did `actual` (the
+    /// model's skip, unsent, where the model skipped it).
+    Op { index: usize, op: &'a Op, expected: &'a Outcome, actual: &'a Outcome },
+    /// State was compared after op `index`: each probe with the model's answer (`None`:
+    /// either is fine) and the backend's.
+    State { index: usize, at: CompareAt, probes: &'a [Probe], expected: &'a [Option<Observation>], actual: &'a [Option<Observation>] },
+    /// The model stopped predicting at op `index`: nothing from there on was sent or compared.
+    LostTrack { index: usize, why: &'a str },
+    /// The program stopped at this divergence (it is also the run's `Err`).
+    Diverged(&'a Divergence),
+}
+
+/// Reads the runner's events.
+pub trait Observer {
+    fn event(&mut self, event: &Event<'_>);
+}
+
+/// No observer: what fuzzing uses.
+impl Observer for () {
+    fn event(&mut self, _: &Event<'_>) {}
+}
+
+impl<F: FnMut(&Event<'_>)> Observer for F {
+    fn event(&mut self, event: &Event<'_>) {
+        self(event)
+    }
+}
+
+/// What one program did on both sides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// The backend's outcome of every op that ran (in order).
+    pub outcomes: Vec<Outcome>,
+    /// Set when the model stopped predicting (see `Model::lost_track`): the ops after
+    /// this index were not compared.
+    pub unknown_from: Option<(usize, String)>,
+    /// A divergence at this op matched a known kernel bug (see `known`); the program
+    /// stopped there.
+    pub known_bug: Option<(usize, &'static str)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Divergence(Box<Divergence>),
+    #[error("gmemfuzz HARNESS ERROR (not a kernel finding): {0}")]
+    Harness(#[from] HarnessError),
+}
+
+pub struct Runner<B: Backend> {
+    pub model: Model,
+    pub backend: B,
+    pub stats: Stats,
+    /// Compare page state after invalidating ops (and at `Check` and the end regardless).
+    pub check_after_invalidation: bool,
+    /// Let divergences that match a known kernel bug pass (counted, not reported). Off by
+    /// default; fuzzing sessions turn it on, replay and minimization leave it off.
+    pub filter_known: bool,
+}
+
+impl<B: Backend> Runner<B> {
+    pub fn new(backend: B) -> Runner<B> {
+        let model = Model::new(backend.profile().clone());
+        Runner { model, backend, stats: Stats::default(), check_after_invalidation: true, filter_known: false }
+    }
+
+    /// Runs a program from a clean state on both sides.
+    pub fn run(&mut self, program: &Program) -> Result<Trace, RunError> {
+        self.run_with(program, &mut ())
+    }
+
+    /// As `run`, telling `observer` everything the loop sees.
+    pub fn run_with(&mut self, program: &Program, observer: &mut impl Observer) -> Result<Trace, RunError> {
+        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), unknown_from: None, known_bug: None };
+        self.stats.programs += 1;
+        match self.steps(program, &mut trace, observer) {
+            Ok(()) => Ok(trace),
+            Err(RunError::Divergence(d)) => {
+                let known = if self.filter_known { crate::known::classify(&d, &self.model) } else { None };
+                match known {
+                    Some(bug) => {
+                        self.stats.known += 1;
+                        trace.known_bug = Some((d.op_index, bug.name));
+                        Ok(trace)
+                    }
+                    None => {
+                        self.stats.divergences += 1;
+                        observer.event(&Event::Diverged(&d));
+                        Err(RunError::Divergence(d))
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn steps(&mut self, program: &Program, trace: &mut Trace, observer: &mut impl Observer) -> Result<(), RunError> {
+        self.model.reset()?;
+        self.backend.reset()?;
+        let mut compared_last = false;
+        for (index, op) in program.ops.iter().enumerate() {
+            self.model.set_op_index(index);
+            let expected = self.model.apply(op)?;
+            if let Some(why) = self.model.lost_track() {
+                self.stats.unknown += 1;
+                observer.event(&Event::LostTrack { index, why });
+                trace.unknown_from = Some((index, why.to_string()));
+                return Ok(());
+            }
+            // A skip is decided by the program alone; the backend is not asked.
+            let actual = match &expected {
+                Outcome::Skipped(reason) => Outcome::Skipped(*reason),
+                _ => self.backend.apply(op)?,
+            };
+            self.stats.count(op, &actual);
+            observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });
+            let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
+            if let Some(d) = ctx.compare_outcome(&expected, &actual) {
+                return Err(RunError::Divergence(Box::new(d)));
+            }
+            trace.outcomes.push(actual);
+            compared_last = policy::compare_after(op, &expected, self.check_after_invalidation);
+            if compared_last {
+                self.compare_state(index, op, CompareAt::AfterOp, observer)?;
+            }
+        }
+        if let Some(last) = program.ops.last() {
+            if policy::compare_at_end(compared_last) {
+                self.compare_state(program.ops.len() - 1, last, CompareAt::End, observer)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks both sides every probe the model proposes and compares the answers.
+    fn compare_state(&mut self, index: usize, op: &Op, at: CompareAt, observer: &mut impl Observer) -> Result<(), RunError> {
+        let probes = self.model.probes();
+        if probes.is_empty() {
+            return Ok(());
+        }
+        let expected = self.model.observe(&probes)?;
+        let actual = self.backend.observe(&probes)?;
+        self.stats.probes += probes.len() as u64;
+        observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
+        let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
+        for ((probe, e), a) in probes.iter().zip(&expected).zip(&actual) {
+            if let Some(d) = ctx.compare_probe(probe, at, e, a) {
+                return Err(RunError::Divergence(Box::new(d)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `program` on a reused backend and on a freshly made one and compares what the
+/// backend did: a difference means reset left state behind (a harness bug).
+pub fn check_reset<B: Backend>(reused: &mut Runner<B>, fresh: B, program: &Program) -> Result<(), HarnessError> {
+    let mut fresh = Runner::new(fresh);
+    let a = reused.run(program);
+    let b = fresh.run(program);
+    let same = match (&a, &b) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(RunError::Divergence(a)), Err(RunError::Divergence(b))) => a.op_index == b.op_index && a.actual == b.actual,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    let describe = |r: &Result<Trace, RunError>| match r {
+        Ok(t) => format!("{t:?}"),
+        Err(e) => e.to_string(),
+    };
+    Err(HarnessError::Bug(format!("reset left state behind: reused VM gave\n{}\nfresh VM gave\n{}", describe(&a), describe(&b))))
+}
