@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::report::{self, Record};
+
 /// Console lines that mean the kernel itself found something wrong.
 const SPLATS: [(&str, &str); 9] = [
     ("WARNING: ", "WARN"),
@@ -167,31 +169,87 @@ fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: 
 /// Boot time under TCG is ~10-70 s; generous slack on top of the work itself.
 const BOOT_SLACK: u64 = 300;
 
+/// The results file each boot's gmemfuzz writes into its shared directory (`/out`).
+const RESULTS: &str = "results.jsonl";
+
+/// What the check boot's results say: scenarios, then one replay per lane regression.
+pub fn read_check(records: &[Record], report: &mut LaneReport) {
+    let scenarios: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scenario { name, passed, why } => Some((name, passed, why)),
+            _ => None,
+        })
+        .collect();
+    report.scenarios_passed = !scenarios.is_empty() && scenarios.iter().all(|(_, passed, _)| **passed);
+    for (name, passed, why) in scenarios {
+        match why {
+            Some(why) if !passed => eprintln!("  FAIL {why}"),
+            _ => eprintln!("  PASS {name}"),
+        }
+    }
+    for r in records {
+        if let Record::Replay { file, recorded, seen } = r {
+            let matched = recorded.is_some() && recorded == seen;
+            eprintln!(
+                "  regression {file}: recorded {}, this run {}",
+                recorded.as_deref().unwrap_or("(nothing)"),
+                seen.as_deref().unwrap_or("(harness error)")
+            );
+            if matched {
+                report.regressions_matched += 1;
+            } else {
+                report.regressions_differed.push(file.clone());
+            }
+        }
+    }
+}
+
 /// One boot that runs the conversion scenarios and replays the lane corpus.
 pub fn check(kernel: &Path, initrd: &Path, out: &Path, smp: u32, report: &mut LaneReport) -> Result<()> {
-    let cmd = "/bin/gmemfuzz scenarios --vm-type 1; for f in /lane/*.txt; do /bin/gmemfuzz replay $f --vm-type 1; done; true";
-    let (status, console) = boot(kernel, initrd, out, cmd, BOOT_SLACK, smp)?;
+    let _ = std::fs::remove_file(out.join(RESULTS));
+    let json = format!("--json /out/{RESULTS}");
+    let cmd = format!(
+        "/bin/gmemfuzz scenarios --vm-type 1 {json}; for f in /lane/*.txt; do /bin/gmemfuzz replay $f --vm-type 1 {json}; done; true"
+    );
+    let (status, console) = boot(kernel, initrd, out, &cmd, BOOT_SLACK, smp)?;
     report.boots += 1;
-    report.scenarios_passed = console.lines().any(|l| l.ends_with(" passed, 0 failed")) && !console.contains("\nFAIL ");
     eprintln!("gmemfuzz lane: scenarios and lane regressions (boot exit {status}):");
-    for line in console.lines().filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL ") || l.ends_with(" failed")) {
-        eprintln!("  {line}");
-    }
-    let mut current = String::new();
-    for line in console.lines() {
-        if let Some(rest) = line.strip_prefix("gmemfuzz replay of ") {
-            current = rest.split(' ').next().unwrap_or("").to_string();
-        }
-        if line.starts_with("this run matches the recorded expectation") {
-            report.regressions_matched += 1;
-            eprintln!("  regression {current}: {line}");
-        } else if line.starts_with("this run DIFFERS FROM the recorded expectation") {
-            report.regressions_differed.push(current.clone());
-            eprintln!("  regression {current}: {line}");
-        }
+    read_check(&report::read(&out.join(RESULTS))?, report);
+    let expected = lane_corpus().len();
+    let replayed = report.regressions_matched as usize + report.regressions_differed.len();
+    if replayed < expected {
+        eprintln!("gmemfuzz lane: {expected} lane regressions, but the boot reported {replayed}");
+        report.regressions_differed.push(format!("{} of {expected} lane regressions did not report", expected - replayed));
     }
     report.splats.extend(scan_console(&console));
     Ok(())
+}
+
+/// What a fuzzing boot's results say.
+pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> {
+    let mut stats = None;
+    for r in records {
+        match r {
+            Record::Divergence { kind, op_index, op, program, .. } => {
+                report.divergences += 1;
+                eprintln!("gmemfuzz lane: DIVERGENCE {kind} at op #{op_index} ({op}):\n{program}");
+            }
+            Record::Taint { before, after, program } => {
+                eprintln!("gmemfuzz lane: kernel taint {before:#x} -> {after:#x} while this ran:\n{program}");
+            }
+            Record::Stats { line, .. } => {
+                report.stats.push(line.clone());
+                stats = Some(line.clone());
+            }
+            Record::Throughput { programs, ops, seconds } => report.stats.push(format!(
+                "throughput: {programs} programs of {ops} ops in {seconds:.1} s: {:.1} programs/s",
+                *programs as f64 / seconds
+            )),
+            Record::Scenario { .. } | Record::Replay { .. } => {}
+        }
+    }
+    stats
 }
 
 /// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
@@ -216,7 +274,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
         let cmd = match opts.libfuzzer {
             None => format!(
-                "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check"
+                "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check --json /out/{RESULTS}"
             ),
             Some(_) => {
                 // The corpus (seeded from corpus/diff_kvm) goes into the boot's shared
@@ -238,17 +296,26 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         if opts.libfuzzer.is_some() {
             copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
         }
-        if let Some(rate) = console.lines().rev().find(|l| l.starts_with("throughput: ")) {
-            report.stats.push(rate.to_string());
-        }
-        if let Some(stats) = console.lines().rev().find(|l| l.contains("programs ") && l.contains(" divergences ")) {
-            report.stats.push(stats.to_string());
-            eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}");
-        } else {
-            eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status} (no stats line; console in {})", dir.display());
-        }
-        if console.contains("gmemfuzz DIVERGENCE") {
-            report.divergences += 1;
+        let stats = match opts.libfuzzer {
+            None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),
+            Some(_) => {
+                // libFuzzer saves each crashing input (with its text program beside it).
+                let crashes = std::fs::read_dir(dir.join("findings"))
+                    .map(|d| {
+                        d.flatten()
+                            .filter(|e| {
+                                e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt")
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0);
+                report.divergences += crashes as u32;
+                None
+            }
+        };
+        match stats {
+            Some(stats) => eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}"),
+            None => eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status} (console in {})", dir.display()),
         }
         let splats = scan_console(&console);
         for s in &splats {

@@ -3,12 +3,14 @@
 //!
 //! Data flows one way: bytes -> `Program` -> `Runner` -> (model, backend) -> `oracle`.
 
+pub mod cli;
 pub mod fuzz;
 pub mod fuzz_sim;
 pub mod known;
 pub mod lane;
 pub mod oracle;
 pub mod program;
+pub mod report;
 pub mod repro;
 pub mod runner;
 pub mod scenarios;

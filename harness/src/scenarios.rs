@@ -3,9 +3,9 @@
 //! with the outcome every op must have on the host kernel's profile (VM type 0, guest_memfd
 //! with MMAP and INIT_SHARED, no memory attributes).
 //!
-//! The model's unit tests assert these outcomes on the model; the KVM integration tests run
-//! the same programs in lockstep on real KVM and assert them on the kernel too. Tests that
-//! build the seed corpus use them as well.
+//! `Scenario::check` runs one in lockstep and asserts every outcome on both sides: the
+//! harness tests run it with the model as the backend and with real KVM, `gmemfuzz
+//! scenarios` in the lane. Tests that build the seed corpus use them as well.
 
 use gmemfuzz_backends::op::{
     layout, Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED as INIT_SHARED, GUEST_MEMFD_FLAG_MMAP as MMAP,
@@ -14,6 +14,8 @@ use gmemfuzz_backends::op::{
 use gmemfuzz_backends::outcome::{AccessResult, Errno, Outcome};
 
 use crate::program::Program;
+use crate::runner::{Event, Runner};
+use gmemfuzz_backends::Backend;
 
 pub struct Scenario {
     pub name: &'static str,
@@ -28,6 +30,43 @@ pub struct Scenario {
 impl Scenario {
     pub fn program(&self) -> Program {
         Program::new(self.steps.iter().map(|(op, _)| op.clone()).collect())
+    }
+
+    /// Runs the scenario in lockstep on `runner` and checks that the model and the backend
+    /// both gave every step its expected outcome: the one check the model tests, the KVM
+    /// tests and `gmemfuzz scenarios` share.
+    pub fn check<B: Backend>(&self, runner: &mut Runner<B>) -> Result<(), String> {
+        let mut failure: Option<String> = None;
+        let backend = runner.backend.name().to_string();
+        let mut ran = 0;
+        let run = runner.run_with(&self.program(), &mut |event: &Event<'_>| {
+            let why = match *event {
+                Event::Op { index, op, expected, actual } => {
+                    ran += 1;
+                    let want = &self.steps[index].1;
+                    if expected != want {
+                        Some(format!("step {index} ({op:?}): expected {want}, the model said {expected}"))
+                    } else if actual != want {
+                        Some(format!("step {index} ({op:?}): expected {want}, {backend} did {actual}"))
+                    } else {
+                        None
+                    }
+                }
+                Event::LostTrack { index, why } => Some(format!("step {index}: the model must predict every step, but lost track: {why}")),
+                _ => None,
+            };
+            if failure.is_none() {
+                failure = why;
+            }
+        });
+        if let Some(why) = failure {
+            return Err(format!("{}: {why} [{}]", self.name, self.source));
+        }
+        run.map_err(|e| format!("{}: {e}", self.name))?;
+        if ran != self.steps.len() {
+            return Err(format!("{}: {ran} of {} steps ran", self.name, self.steps.len()));
+        }
+        Ok(())
     }
 }
 

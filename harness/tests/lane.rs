@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use gmemfuzz::lane;
 
+mod common;
+
 fn cached_kernel() -> Option<PathBuf> {
     let want = std::env::var("GMEMFUZZ_LANE").ok();
     if want.as_deref() == Some("0") {
@@ -56,4 +58,45 @@ fn conversion_scenarios_and_lane_regressions_pass_inside_linux_6_12() {
         use std::io::Write;
         let _ = writeln!(f, "lane: conversion_scenarios_and_lane_regressions_pass_inside_linux_6_12");
     }
+}
+
+/// The lane reads what `gmemfuzz scenarios`, `replay` and `run` write with `--json`: the
+/// same binary on the host kernel (VM type 0) gives the records the lane's readers take.
+#[test]
+fn lane_reads_the_tools_json_results() {
+    if common::kvm_or_skip("lane_reads_the_tools_json_results").is_none() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lane-json");
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = dir.join("results.jsonl");
+    let _ = std::fs::remove_file(&results);
+    let gmemfuzz = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gmemfuzz")).args(args).arg("--json").arg(&results).output().unwrap();
+        out.status.code()
+    };
+    assert_eq!(gmemfuzz(&["scenarios", "--vm-type", "0"]), Some(0));
+    let regressions = gmemfuzz::repro::cli::regressions_dir();
+    assert_eq!(gmemfuzz(&["replay", regressions.join("punch_then_read_zero.txt").to_str().unwrap()]), Some(0));
+    // A file recorded as clean that diverges here: the expectation says clean, the run disagrees.
+    let wrong = dir.join("wrong.txt");
+    std::fs::write(&wrong, "gmemfuzz-program v1\n# expect: divergence stale-read at op 1\ncreate_gmem size=0x1000 flags=0x0\ncheck\n")
+        .unwrap();
+    assert_eq!(gmemfuzz(&["replay", wrong.to_str().unwrap()]), Some(0));
+
+    let records = gmemfuzz::report::read(&results).unwrap();
+    let mut report = lane::LaneReport::default();
+    lane::read_check(&records, &mut report);
+    assert!(report.scenarios_passed, "{records:?}");
+    assert_eq!(report.regressions_matched, 1, "{records:?}");
+    assert_eq!(report.regressions_differed, vec![wrong.display().to_string()], "{records:?}");
+
+    let _ = std::fs::remove_file(&results);
+    assert_eq!(gmemfuzz(&["run", "--programs", "20", "--seed", "3"]), Some(0));
+    let records = gmemfuzz::report::read(&results).unwrap();
+    let mut report = lane::LaneReport::default();
+    let stats = lane::read_fuzz(&records, &mut report).expect("a stats record");
+    assert!(stats.starts_with("programs 20 divergences 0"), "{stats}");
+    assert_eq!(report.divergences, 0);
+    assert!(report.stats.iter().any(|l| l.starts_with("throughput: 20 programs")), "{:?}", report.stats);
 }

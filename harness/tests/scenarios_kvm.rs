@@ -9,12 +9,8 @@ fn check(name: &str) {
     let Some(backend) = common::kvm_or_skip(name) else { return };
     let scenario = scenarios::for_vm_type(0).into_iter().find(|s| s.name == name).expect("scenario exists");
     let mut runner = Runner::new(backend);
-    let trace = runner.run(&scenario.program()).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(trace.unknown_from, None, "{name}: the model must predict every step");
-    for (i, ((op, expected), got)) in scenario.steps.iter().zip(&trace.outcomes).enumerate() {
-        assert_eq!(got, expected, "{name} step {i} ({op:?}): expected {expected}, KVM did {got} [{}]", scenario.source);
-    }
-    assert_eq!(trace.outcomes.len(), scenario.steps.len(), "{name}: every step ran");
+    runner.check_model_invariants = true;
+    scenario.check(&mut runner).unwrap_or_else(|e| panic!("{e}"));
 }
 
 macro_rules! scenario_tests {

@@ -7,14 +7,9 @@ use gmemfuzz_backends::{Backend, Profile};
 fn check(name: &str) {
     let scenario = scenarios::all().into_iter().find(|s| s.name == name).expect("scenario exists");
     let profile = if scenario.vm_type == 1 { Profile::sw_protected_6_12() } else { Profile::host_6_18() };
-    let mut model = Model::new(profile);
-    for (i, (op, expected)) in scenario.steps.iter().enumerate() {
-        model.set_op_index(i);
-        let got = model.apply(op).unwrap();
-        assert_eq!(&got, expected, "{name} step {i} ({op:?}): expected {expected}, model said {got} [{}]", scenario.source);
-        assert_eq!(model.lost_track(), None, "{name} step {i}: the model must predict every step");
-        model.check_invariants().unwrap_or_else(|e| panic!("{name} step {i}: {e}"));
-    }
+    let mut runner = gmemfuzz::Runner::new(Model::new(profile));
+    runner.check_model_invariants = true;
+    scenario.check(&mut runner).unwrap_or_else(|e| panic!("{e}"));
 }
 
 macro_rules! scenario_tests {

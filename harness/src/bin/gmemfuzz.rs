@@ -1,13 +1,11 @@
 //! The gmemfuzz command-line tool.
 
-use std::time::Instant;
+use std::path::PathBuf;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use gmemfuzz::{Program, RunError, Runner};
-use gmemfuzz_backends::kvm::KvmBackend;
-use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::{Backend, Profile};
+use gmemfuzz::report::Sink;
+use gmemfuzz_backends::Backend;
 
 #[derive(Parser)]
 #[command(name = "gmemfuzz", about = "Differential fuzzing of KVM guest_memfd against a reference model")]
@@ -45,6 +43,9 @@ enum Command {
         ops: usize,
         #[arg(long, default_value_t = 0)]
         vm_type: u64,
+        /// Append results (divergences, taint, stats, throughput) to FILE as JSON lines.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Boot the Linux 6.12 test kernel under QEMU (building it on first use) and run the
     /// conversion scenarios and differential fuzzing of VM type 1 inside.
@@ -82,6 +83,9 @@ enum Command {
     Scenarios {
         #[arg(long, default_value_t = 0)]
         vm_type: u64,
+        /// Append one JSON line per scenario to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Measure execs/s: programs on the model alone and on model + real KVM.
     Bench {
@@ -99,6 +103,9 @@ enum Command {
         file: std::path::PathBuf,
         #[arg(long, default_value_t = 0)]
         vm_type: u64,
+        /// Append the verdict to FILE as a JSON line.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Shrink a diverging program to the smallest one with the same divergence.
     Minimize {
@@ -132,28 +139,20 @@ enum Command {
     },
 }
 
-/// /proc/sys/kernel/tainted (0 where it cannot be read).
-fn kernel_taint() -> u64 {
-    std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
-}
-
-fn kvm(vm_type: u64) -> Result<KvmBackend> {
-    KvmBackend::from_env(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
-}
-
 fn main() -> Result<()> {
-    use gmemfuzz::repro::cli;
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Show { file } => std::process::exit(cli::show(&file)),
-        Command::Replay { file, vm_type } => std::process::exit(cli::replay(&file, vm_type)),
-        Command::Minimize { file, out, vm_type } => std::process::exit(cli::minimize(&file, out.as_deref(), vm_type)),
-        Command::CRepro { file, out, vm_type } => std::process::exit(cli::c_repro(&file, out.as_deref(), vm_type)),
+    use gmemfuzz::cli;
+    use gmemfuzz::repro::cli as repro;
+    let args = Cli::parse();
+    match args.command {
+        Command::Show { file } => std::process::exit(repro::show(&file)),
+        Command::Replay { file, vm_type, json } => std::process::exit(repro::replay(&file, vm_type, &Sink::new(json.as_deref()))),
+        Command::Minimize { file, out, vm_type } => std::process::exit(repro::minimize(&file, out.as_deref(), vm_type)),
+        Command::CRepro { file, out, vm_type } => std::process::exit(repro::c_repro(&file, out.as_deref(), vm_type)),
         Command::AddRegression { file, name, minimize, vm_type, dir } => {
-            std::process::exit(cli::add_regression(&file, &name, minimize, vm_type, dir.as_deref()))
+            std::process::exit(repro::add_regression(&file, &name, minimize, vm_type, dir.as_deref()))
         }
         Command::Profile { vm_type } => {
-            let backend = kvm(vm_type)?;
+            let backend = cli::kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
         Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
@@ -175,145 +174,12 @@ fn main() -> Result<()> {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
         }
-        Command::Run { seed, programs: count, seconds, findings, taint_check, ops, vm_type } => {
-            let mut runner = Runner::new(kvm(vm_type)?);
-            runner.filter_known = true;
-            eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
-            let start = Instant::now();
-            let mut last_stats = Instant::now();
-            let gmem_flags = runner.backend.profile().gmem_flags;
-            for (i, program) in Program::seeded(seed, ops, gmem_flags).take(count as usize).enumerate() {
-                if seconds != 0 && start.elapsed().as_secs() >= seconds {
-                    break;
-                }
-                let taint_before = if taint_check { kernel_taint() } else { 0 };
-                let result = runner.run(&program);
-                if taint_check && kernel_taint() != taint_before {
-                    let text = gmemfuzz::repro::text::print(&program);
-                    eprintln!(
-                        "gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {:#x} during program #{i}:\n{text}",
-                        kernel_taint()
-                    );
-                    if let Some(dir) = &findings {
-                        std::fs::create_dir_all(dir)?;
-                        std::fs::write(
-                            dir.join(format!("splat-{seed}-{i}.txt")),
-                            format!("# kernel taint changed while this ran\n{text}"),
-                        )?;
-                    }
-                    println!("{}", runner.stats);
-                    bail!("kernel splat during program #{i}");
-                }
-                match result {
-                    Ok(_) => {}
-                    Err(RunError::Divergence(d)) => {
-                        eprintln!("{d}");
-                        let text = gmemfuzz::repro::text::print(&program);
-                        eprintln!("  program (seed {seed}, #{i}):\n{text}");
-                        if let Some(dir) = &findings {
-                            std::fs::create_dir_all(dir)?;
-                            let path = dir.join(format!("divergence-{seed}-{i}.txt"));
-                            std::fs::write(&path, format!("# {}\n{text}", d.to_string().lines().next().unwrap_or("")))?;
-                            eprintln!("gmemfuzz: wrote {}", path.display());
-                        }
-                        println!("{}", runner.stats);
-                        bail!("divergence in program #{i}");
-                    }
-                    Err(e) => bail!("{e}"),
-                }
-                if last_stats.elapsed().as_secs() >= 10 {
-                    eprintln!("gmemfuzz run stats: {}", runner.stats);
-                    last_stats = Instant::now();
-                }
-            }
-            println!("{}", runner.stats);
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "throughput: {} programs of {ops} ops in {secs:.1} s: {:.1} programs/s",
-                runner.stats.programs,
-                runner.stats.programs as f64 / secs
-            );
+        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json } => {
+            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type };
+            cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
-        Command::Scenarios { vm_type } => {
-            let mut failed = 0;
-            let list = gmemfuzz::scenarios::for_vm_type(vm_type);
-            for scenario in &list {
-                let mut runner = Runner::new(kvm(vm_type)?);
-                let verdict = match runner.run(&scenario.program()) {
-                    Err(e) => Err(e.to_string()),
-                    Ok(trace) => scenario
-                        .steps
-                        .iter()
-                        .zip(&trace.outcomes)
-                        .enumerate()
-                        .find(|(_, ((_, expected), got))| expected != *got)
-                        .map_or(Ok(()), |(i, ((op, expected), got))| Err(format!("step {i} ({op:?}): expected {expected}, KVM did {got}"))),
-                };
-                match verdict {
-                    Ok(()) => println!("PASS {} ({} steps)", scenario.name, scenario.steps.len()),
-                    Err(why) => {
-                        failed += 1;
-                        println!("FAIL {}: {why}", scenario.name);
-                    }
-                }
-            }
-            println!("{} passed, {} failed", list.len() - failed, failed);
-            if failed > 0 {
-                bail!("{failed} scenarios failed");
-            }
-        }
-        Command::Bench { ops, programs: count, seed } => {
-            let set: Vec<Program> = Program::seeded(seed, ops, gmemfuzz::program::HOST_GMEM_FLAGS).take(count as usize).collect();
-            let total_ops = (count as usize * ops) as f64;
-            // The model's share of a differential run: every op, plus its answers to the
-            // probes after invalidating ops.
-            let mut model = Model::new(Profile::host_6_18());
-            let start = Instant::now();
-            for p in &set {
-                model.reset()?;
-                for (i, op) in p.ops.iter().enumerate() {
-                    model.set_op_index(i);
-                    model.apply(op)?;
-                    if op.invalidates() || matches!(op, gmemfuzz_backends::Op::Check) {
-                        let probes = model.probes();
-                        model.observe(&probes)?;
-                    }
-                }
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "model alone:  {:.0} ops/s ({:.0} programs/s of {ops} ops, with its state answers)",
-                total_ops / secs,
-                count as f64 / secs
-            );
-            match KvmBackend::from_env(0) {
-                Err(e) => println!("model + KVM:  not measured: {e}"),
-                Ok(backend) => {
-                    let mut runner = Runner::new(backend);
-                    for check_after_invalidation in [true, false] {
-                        runner.check_after_invalidation = check_after_invalidation;
-                        let start = Instant::now();
-                        let mut divergences = 0;
-                        for p in &set {
-                            if runner.run(p).is_err() {
-                                divergences += 1;
-                            }
-                        }
-                        let secs = start.elapsed().as_secs_f64();
-                        let mode = if check_after_invalidation {
-                            "state compared after every invalidating op"
-                        } else {
-                            "state compared at check and at the end"
-                        };
-                        println!(
-                            "model + KVM:  {:.0} programs/s of {ops} ops ({:.0} ops/s; {divergences} divergences; {mode})",
-                            count as f64 / secs,
-                            total_ops / secs
-                        );
-                    }
-                }
-            }
-        }
+        Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,
+        Command::Bench { ops, programs, seed } => cli::bench(ops, programs, seed)?,
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use super::shrink::{minimize as shrink, Signature};
 use super::text::{print_with, Expectation};
 use super::{c, load, load_document, observed};
 use crate::program::Program;
+use crate::report::{Record, Sink};
 use crate::runner::{RunError, Runner};
 
 pub const OK: i32 = 0;
@@ -48,7 +49,7 @@ pub fn show(path: &Path) -> i32 {
     }
 }
 
-pub fn replay(path: &Path, vm_type: u64) -> i32 {
+pub fn replay(path: &Path, vm_type: u64, sink: &Sink) -> i32 {
     let doc = match load_document(path) {
         Ok(d) => d,
         Err(e) => return fail(format!("{e:#}")),
@@ -63,9 +64,15 @@ pub fn replay(path: &Path, vm_type: u64) -> i32 {
         Err(e) => return fail(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
     };
     print!("{}", report.render("kvm"));
-    if let (Some(recorded), Some(seen)) = (doc.expect, observed(&report.verdict)) {
+    let seen = observed(&report.verdict);
+    if let (Some(recorded), Some(seen)) = (doc.expect, seen) {
         let verdict = if recorded == seen { "matches" } else { "DIFFERS FROM" };
         println!("this run {verdict} the recorded expectation ({recorded})");
+    }
+    let record =
+        Record::Replay { file: path.display().to_string(), recorded: doc.expect.map(|e| e.to_string()), seen: seen.map(|e| e.to_string()) };
+    if let Err(e) = sink.put(&record) {
+        return fail(format!("writing the JSON result: {e:#}"));
     }
     if report.diverged() {
         DIVERGED

@@ -76,12 +76,21 @@ pub struct Runner<B: Backend> {
     /// Let divergences that match a known kernel bug pass (counted, not reported). Off by
     /// default; fuzzing sessions turn it on, replay and minimization leave it off.
     pub filter_known: bool,
+    /// Check the model's own invariants after every op (a broken one is a harness bug).
+    pub check_model_invariants: bool,
 }
 
 impl<B: Backend> Runner<B> {
     pub fn new(backend: B) -> Runner<B> {
         let model = Model::new(backend.profile().clone());
-        Runner { model, backend, stats: Stats::default(), check_after_invalidation: true, filter_known: false }
+        Runner {
+            model,
+            backend,
+            stats: Stats::default(),
+            check_after_invalidation: true,
+            filter_known: false,
+            check_model_invariants: false,
+        }
     }
 
     /// Runs a program from a clean state on both sides.
@@ -121,6 +130,9 @@ impl<B: Backend> Runner<B> {
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
             let expected = self.model.apply(op)?;
+            if self.check_model_invariants {
+                self.model.check_invariants().map_err(|e| HarnessError::Bug(format!("model invariant broken after op #{index}: {e}")))?;
+            }
             if let Some(why) = self.model.lost_track() {
                 self.stats.unknown += 1;
                 observer.event(&Event::LostTrack { index, why });

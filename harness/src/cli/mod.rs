@@ -1,0 +1,43 @@
+//! The `gmemfuzz` subcommands that drive sessions: seeded runs, scenarios, bench. The
+//! reproduction commands live in `repro::cli`.
+
+mod bench;
+mod run;
+
+pub use bench::bench;
+pub use run::{run, RunOptions};
+
+use anyhow::{bail, Context as _, Result};
+use gmemfuzz_backends::kvm::KvmBackend;
+
+use crate::report::{Record, Sink};
+use crate::Runner;
+
+/// Real KVM for `vm_type`, or an error saying why not.
+pub fn kvm(vm_type: u64) -> Result<KvmBackend> {
+    KvmBackend::from_env(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
+}
+
+/// Runs the built-in scenarios of `vm_type` on real KVM, each on a fresh VM.
+pub fn scenarios(vm_type: u64, sink: &Sink) -> Result<()> {
+    let list = crate::scenarios::for_vm_type(vm_type);
+    let mut failed = 0;
+    for scenario in &list {
+        let mut runner = Runner::new(kvm(vm_type)?);
+        runner.check_model_invariants = true;
+        let verdict = scenario.check(&mut runner);
+        match &verdict {
+            Ok(()) => println!("PASS {} ({} steps)", scenario.name, scenario.steps.len()),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {why}");
+            }
+        }
+        sink.put(&Record::Scenario { name: scenario.name.to_string(), passed: verdict.is_ok(), why: verdict.err() })?;
+    }
+    println!("{} passed, {} failed", list.len() - failed, failed);
+    if failed > 0 {
+        bail!("{failed} scenarios failed");
+    }
+    Ok(())
+}

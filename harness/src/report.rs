@@ -1,0 +1,129 @@
+//! Structured results: what `gmemfuzz run`, `replay` and `scenarios` found, as JSON lines
+//! (`--json FILE`). The lane reads these from the guest's shared directory instead of the
+//! tools' human output.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::oracle::Divergence;
+use crate::repro::text;
+use crate::stats::Stats;
+
+/// One result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "kebab-case")]
+pub enum Record {
+    /// A scenario ran; `why` says how it failed.
+    Scenario { name: String, passed: bool, why: Option<String> },
+    /// A stored program was replayed; `recorded` is its `# expect:` line, `seen` what this
+    /// run showed (`None`: a harness error, no verdict).
+    Replay { file: String, recorded: Option<String>, seen: Option<String> },
+    /// A divergence the known-bug filter did not absorb.
+    Divergence {
+        kind: String,
+        op_index: usize,
+        op: String,
+        subject: String,
+        expected: String,
+        actual: String,
+        /// The program in the text format.
+        program: String,
+    },
+    /// The kernel's taint changed while `program` ran.
+    Taint { before: u64, after: u64, program: String },
+    /// A session's counters at its end.
+    Stats { programs: u64, divergences: u64, known: u64, unknown: u64, line: String },
+    /// Programs per second over a whole session.
+    Throughput { programs: u64, ops: usize, seconds: f64 },
+}
+
+impl Record {
+    pub fn divergence(d: &Divergence, program: &crate::Program) -> Record {
+        Record::Divergence {
+            kind: d.kind.slug().to_string(),
+            op_index: d.op_index,
+            op: text::op_line(&d.op),
+            subject: d.subject.to_string(),
+            expected: d.expected.to_string(),
+            actual: d.actual.to_string(),
+            program: text::print(program),
+        }
+    }
+
+    pub fn stats(stats: &Stats) -> Record {
+        Record::Stats {
+            programs: stats.programs,
+            divergences: stats.divergences,
+            known: stats.known,
+            unknown: stats.unknown,
+            line: stats.to_string(),
+        }
+    }
+}
+
+/// Appends records to a JSON-lines file, if one was asked for.
+#[derive(Default)]
+pub struct Sink {
+    path: Option<PathBuf>,
+}
+
+impl Sink {
+    pub fn new(path: Option<&Path>) -> Sink {
+        Sink { path: path.map(Path::to_path_buf) }
+    }
+
+    /// Writes one record (nothing without a file). A record that cannot be written is an
+    /// error: a lane that loses its results must not look clean.
+    pub fn put(&self, record: &Record) -> anyhow::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let mut line = serde_json::to_string(record)?;
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        file.write_all(line.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Every record in a JSON-lines file; a line that is not a record is an error naming it.
+pub fn read(path: &Path) -> anyhow::Result<Vec<Record>> {
+    use anyhow::Context as _;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}: not a gmemfuzz record", path.display(), i + 1)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_a_file() {
+        let dir = std::env::temp_dir().join(format!("gmemfuzz-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let sink = Sink::new(Some(&path));
+        let records = vec![
+            Record::Scenario { name: "a".into(), passed: false, why: Some("step 1".into()) },
+            Record::Replay { file: "x.txt".into(), recorded: Some("clean".into()), seen: None },
+            Record::Throughput { programs: 3, ops: 16, seconds: 1.5 },
+        ];
+        for r in &records {
+            sink.put(r).unwrap();
+        }
+        assert_eq!(read(&path).unwrap(), records);
+        std::fs::write(&path, "{\"record\":\"scenario\"}\n").unwrap();
+        let e = format!("{:#}", read(&path).unwrap_err());
+        assert!(e.contains("line 1: not a gmemfuzz record"), "{e}");
+        assert_eq!(read(&dir.join("absent.jsonl")).unwrap(), vec![]);
+    }
+}
