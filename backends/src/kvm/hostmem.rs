@@ -225,9 +225,12 @@ mod tests {
     fn loads_and_stores_every_width_on_anonymous_memory() {
         let m = Mapping::anonymous(PAGE_SIZE as usize).unwrap();
         for (i, w) in Width::ALL.into_iter().enumerate() {
+            // SAFETY: 64 * i + 8 stays inside the page-sized mapping `m` owns.
             let addr = unsafe { m.addr().add(64 * i) };
             let value = 0x1122_3344_5566_7788u64;
+            // SAFETY: `addr` is mapped (above) and only this test touches it.
             assert_eq!(unsafe { store(addr, w, value) }, HostAccess::Done(0));
+            // SAFETY: as for the store.
             assert_eq!(unsafe { load(addr, w) }, HostAccess::Done(w.truncate(value)), "width {w:?}");
         }
     }
@@ -236,16 +239,25 @@ mod tests {
     fn sigbus_beyond_end_of_file_is_an_outcome() {
         // A shared mapping of a memfd past its end raises SIGBUS, like a refused
         // guest_memfd page does.
+        // SAFETY: a NUL-terminated name; the fd is checked below.
         let fd = unsafe { libc::memfd_create(c"gmemfuzz-sigbus".as_ptr(), 0) };
         assert!(fd >= 0);
+        // SAFETY: `fd` is the memfd made above.
         assert_eq!(unsafe { libc::ftruncate(fd, PAGE_SIZE as i64) }, 0);
         let m = Mapping::shared(fd, 2 * PAGE_SIZE as usize).unwrap();
+        // SAFETY: the mapping keeps the file; the fd is ours and used no more.
         unsafe { libc::close(fd) };
+        // SAFETY: the first page of `m` is inside the file.
         assert_eq!(unsafe { store(m.addr(), Width::W4, 7) }, HostAccess::Done(0));
+        // SAFETY: the second page is still inside the two-page mapping.
         let beyond = unsafe { m.addr().add(PAGE_SIZE as usize) };
+        // SAFETY: mapped but past the file's end: the access raises SIGBUS, which
+        // `load`/`store` turn into an outcome (that is what this test checks).
         assert_eq!(unsafe { load(beyond, Width::W8) }, HostAccess::Sigbus);
+        // SAFETY: as above.
         assert_eq!(unsafe { store(beyond, Width::W1, 1) }, HostAccess::Sigbus);
         // The handler disarmed itself: a normal access still works afterwards.
+        // SAFETY: the first page, as before.
         assert_eq!(unsafe { load(m.addr(), Width::W4) }, HostAccess::Done(7));
         assert_eq!(m.residency(1).unwrap(), vec![true]);
     }

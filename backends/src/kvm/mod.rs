@@ -80,9 +80,9 @@ impl KvmBackend {
         let code = Mapping::anonymous(layout::CODE_SIZE as usize).map_err(|e| resource("code memory", e))?;
         let mailbox = Mapping::anonymous(layout::MAILBOX_SIZE as usize).map_err(|e| resource("mailbox memory", e))?;
         let program = guest::assemble().map_err(|e| HarnessError::Bug(format!("assembling guest code: {e}")))?;
-        // SAFETY: `code` is a fresh private mapping of CODE_SIZE bytes; the program fits
-        // (checked by the guest module's test and here).
         assert!(program.len() <= code.len());
+        // SAFETY: `code` is a fresh private mapping of CODE_SIZE bytes; the program fits
+        // (checked by the guest module's test and just above).
         unsafe { std::ptr::copy_nonoverlapping(program.as_ptr(), code.addr(), program.len()) };
         let vm = Self::create_vm(&kvm, vm_type, &code, &mailbox)?;
         let profile = probe_profile(&vm.fd, vm_type)?;

@@ -24,13 +24,16 @@ use crate::runner::{CompareAt, Event, Runner};
 #[derive(Clone, Default)]
 struct Expected {
     outcome: Option<Outcome>,
-    probes: Vec<(Probe, Option<String>)>,
+    probes: ProbeAnswers,
 }
+
+/// Probes with the model's answers, in the words the C program prints.
+type ProbeAnswers = Vec<(Probe, Option<String>)>;
 
 /// The expectations of every op and of the end-of-program comparison, read from the
 /// runner's events with the model on both sides: the C program compares what the runner
 /// would compare, where the runner would compare it.
-fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<Expected>, Vec<(Probe, Option<String>)>), String> {
+fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<Expected>, ProbeAnswers), String> {
     let mut ops = vec![Expected::default(); program.ops.len()];
     let mut end = Vec::new();
     let answers = |probes: &[Probe], expected: &[Option<Observation>]| {

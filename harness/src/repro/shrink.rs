@@ -111,15 +111,6 @@ pub struct Minimized {
     pub runs: usize,
 }
 
-/// Runs `p`; the divergence if it has the signature.
-fn reproduces<B: Backend>(runner: &mut Runner<B>, p: &Program, want: Signature, runs: &mut usize) -> Option<Box<Divergence>> {
-    *runs += 1;
-    match runner.run(p) {
-        Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
-        _ => None,
-    }
-}
-
 /// Shrinks `program`, which must diverge on `runner`. Errors if it does not.
 pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result<Minimized, String> {
     let first = match runner.run(program) {
@@ -129,7 +120,27 @@ pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result
     };
     let want = Signature::of(&first);
     let profile = runner.backend.profile().clone();
+    let same = |p: &Program| match runner.run(p) {
+        Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
+        _ => None,
+    };
+    Ok(minimize_with(program, first, &profile, same))
+}
+
+/// Shrinks `program`, whose divergence is `first`, keeping every candidate for which
+/// `same` gives a divergence (syzkaller's `Minimize(pred)`): ops are deleted in chunks
+/// halving down to single ops, then arguments are simplified.
+pub fn minimize_with(
+    program: &Program,
+    first: Box<Divergence>,
+    profile: &Profile,
+    mut same: impl FnMut(&Program) -> Option<Box<Divergence>>,
+) -> Minimized {
     let mut runs = 1;
+    let mut reproduces = |p: &Program| {
+        runs += 1;
+        same(p)
+    };
     // Ops after the diverging one never ran.
     let mut best = Program { ops: program.ops[..=first.op_index].to_vec() };
     let mut best_d = first;
@@ -142,9 +153,9 @@ pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result
         while start < best.ops.len() {
             let mut remove = vec![false; best.ops.len()];
             remove[start..(start + chunk).min(best.ops.len())].iter_mut().for_each(|r| *r = true);
-            let candidate = remove_ops(&best, &profile, &remove);
+            let candidate = remove_ops(&best, profile, &remove);
             if candidate.ops.len() < best.ops.len() {
-                if let Some(d) = reproduces(runner, &candidate, want, &mut runs) {
+                if let Some(d) = reproduces(&candidate) {
                     best = candidate;
                     best_d = d;
                     changed = true;
@@ -168,7 +179,7 @@ pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result
             for simpler in simplifications(&best.ops[i]) {
                 let mut candidate = best.clone();
                 candidate.ops[i] = simpler;
-                if let Some(d) = reproduces(runner, &candidate, want, &mut runs) {
+                if let Some(d) = reproduces(&candidate) {
                     best = candidate;
                     best_d = d;
                     changed = true;
@@ -179,7 +190,7 @@ pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result
             break;
         }
     }
-    Ok(Minimized { program: best, divergence: best_d, runs })
+    Minimized { program: best, divergence: best_d, runs }
 }
 
 /// Simpler versions of an op, most aggressive first.
