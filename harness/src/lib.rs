@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: bytes -> `Program` -> `Runner` -> (model, backend) -> `oracle`.
 
+pub mod config;
 pub mod fuzz;
 pub mod fuzz_sim;
 pub mod known;

@@ -118,7 +118,7 @@ fn build_and_run(program: &Program, profile: &Profile, name: &str) -> std::proce
     let src = dir.join(format!("{name}.c"));
     let exe = dir.join(name);
     std::fs::write(&src, c::emit(program, profile, "").unwrap()).unwrap();
-    let cc = Command::new("gcc").args(["-static", "-O2", "-Wall", "-o"]).arg(&exe).arg(&src).output().unwrap();
+    let cc = Command::new("gcc").args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&exe).arg(&src).output().unwrap();
     let warnings = String::from_utf8_lossy(&cc.stderr);
     assert!(cc.status.success() && warnings.is_empty(), "gcc on {}:\n{warnings}", src.display());
     Command::new(&exe).output().unwrap()

@@ -65,8 +65,8 @@ enum Command {
         seed: u64,
         /// Fault injection inside the lane: the KVM backend silently skips this op kind
         /// (see GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
-        #[arg(long)]
-        skip_op: Option<String>,
+        #[arg(long, value_parser = gmemfuzz::config::parse_op_kind)]
+        skip_op: Option<gmemfuzz_backends::OpKind>,
         /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
         /// e.g. fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm; the corpus comes back
         /// in OUT/corpus.
@@ -138,7 +138,7 @@ fn kernel_taint() -> u64 {
 }
 
 fn kvm(vm_type: u64) -> Result<KvmBackend> {
-    KvmBackend::from_env(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
+    gmemfuzz::config::open_kvm(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
 }
 
 fn main() -> Result<()> {
@@ -157,6 +157,7 @@ fn main() -> Result<()> {
             println!("{}", backend.profile().summary());
         }
         Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
+            let skip_op = skip_op.map(|k| k.name().to_string());
             let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(
@@ -286,7 +287,8 @@ fn main() -> Result<()> {
                 total_ops / secs,
                 count as f64 / secs
             );
-            match KvmBackend::from_env(0) {
+            match gmemfuzz::config::open_kvm(0) {
+                Err(e @ gmemfuzz::config::OpenError::Config(_)) => bail!("{e}"),
                 Err(e) => println!("model + KVM:  not measured: {e}"),
                 Ok(backend) => {
                     let mut runner = Runner::new(backend);
