@@ -48,15 +48,15 @@ pub mod falloc {
     pub const MODE_MASK_6_12: i32 = PUNCH_HOLE | COLLAPSE_RANGE | ZERO_RANGE | INSERT_RANGE | UNSHARE_RANGE;
     /// The mode `Op::Punch` sends: the only hole punch guest_memfd accepts.
     pub const PUNCH: i32 = PUNCH_HOLE | KEEP_SIZE;
-    /// The text format's names for the mode bits.
-    pub const NAMES: &[(&str, i32)] = &[
-        ("KEEP_SIZE", KEEP_SIZE),
-        ("PUNCH_HOLE", PUNCH_HOLE),
-        ("COLLAPSE_RANGE", COLLAPSE_RANGE),
-        ("ZERO_RANGE", ZERO_RANGE),
-        ("INSERT_RANGE", INSERT_RANGE),
-        ("UNSHARE_RANGE", UNSHARE_RANGE),
-        ("WRITE_ZEROES", WRITE_ZEROES),
+    /// The text format's names for the mode bits (as flag words, `u64`).
+    pub const NAMES: &[(&str, u64)] = &[
+        ("KEEP_SIZE", KEEP_SIZE as u64),
+        ("PUNCH_HOLE", PUNCH_HOLE as u64),
+        ("COLLAPSE_RANGE", COLLAPSE_RANGE as u64),
+        ("ZERO_RANGE", ZERO_RANGE as u64),
+        ("INSERT_RANGE", INSERT_RANGE as u64),
+        ("UNSHARE_RANGE", UNSHARE_RANGE as u64),
+        ("WRITE_ZEROES", WRITE_ZEROES as u64),
     ];
 }
 
