@@ -1,5 +1,6 @@
 //! gmemfuzz backends: the op vocabulary, the reference model, and the engines that run ops.
 
+pub mod abi;
 pub mod backend;
 #[cfg(target_os = "linux")]
 pub mod kvm;

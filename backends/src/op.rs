@@ -12,49 +12,12 @@
 
 use std::fmt;
 
-pub const PAGE_SIZE: u64 = 4096;
-
-/// guest_memfd creation flags (include/uapi/linux/kvm.h, 6.18).
-pub const GUEST_MEMFD_FLAG_MMAP: u64 = 1 << 0;
-pub const GUEST_MEMFD_FLAG_INIT_SHARED: u64 = 1 << 1;
-
-/// Memslot flags (include/uapi/linux/kvm.h).
-pub const KVM_MEM_LOG_DIRTY_PAGES: u32 = 1 << 0;
-pub const KVM_MEM_READONLY: u32 = 1 << 1;
-pub const KVM_MEM_GUEST_MEMFD: u32 = 1 << 2;
-
-/// KVM_MEMORY_ATTRIBUTE_PRIVATE (include/uapi/linux/kvm.h).
-pub const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = 1 << 3;
-
-/// KVM_MEMORY_EXIT_FLAG_PRIVATE (include/uapi/linux/kvm.h).
-pub const KVM_MEMORY_EXIT_FLAG_PRIVATE: u64 = 1 << 3;
-
-/// The guest-physical window in which programs place their memslots. Below it sit the
-/// harness's own slots (guest code and the mailbox); see `layout`.
-pub mod layout {
-    /// Memslot ids 0 and 1 belong to the harness (code, mailbox); programs use the rest.
-    pub const HARNESS_SLOTS: u32 = 2;
-    pub const CODE_SLOT: u32 = 0;
-    pub const MAILBOX_SLOT: u32 = 1;
-    /// Guest code: 64 KiB at 64 KiB.
-    pub const CODE_GPA: u64 = 0x1_0000;
-    pub const CODE_SIZE: u64 = 0x1_0000;
-    /// Mailbox: 64 KiB at 128 KiB.
-    pub const MAILBOX_GPA: u64 = 0x2_0000;
-    pub const MAILBOX_SIZE: u64 = 0x1_0000;
-    /// Program memslots are generated inside [WINDOW_GPA, WINDOW_GPA + WINDOW_PAGES pages).
-    pub const WINDOW_GPA: u64 = 0x10_0000;
-    pub const WINDOW_PAGES: u64 = 64;
-    /// The first program slot id, and how many a generator uses.
-    pub const FIRST_PROGRAM_SLOT: u32 = HARNESS_SLOTS;
-    pub const PROGRAM_SLOTS: u32 = 8;
-    /// The guest runs in 32-bit protected mode: it can address the first 4 GiB only.
-    pub const GUEST_ADDRESS_LIMIT: u64 = 1 << 32;
-    /// Most guest accesses a single `Op::Guest` may carry.
-    pub const MAX_ACCESSES: usize = 16;
-    /// Backends map a guest_memfd only up to this size; larger files are left unmapped.
-    pub const MAX_MAPPED_BYTES: u64 = 1 << 30;
-}
+// The uapi flags and the harness layout live in `abi`; re-exported here, where the op
+// vocabulary that carries them is defined.
+pub use crate::abi::{
+    layout, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
+    KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
+};
 
 /// A program-level guest_memfd id: the n-th `CreateGmem` of the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,8 +123,25 @@ pub enum Op {
     Check,
 }
 
-/// The kinds of op, for statistics and for "same divergence" during minimization.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The kinds of op, for statistics and for "same divergence" during minimization. The
+/// snake_case names are the text format's op names (`create_gmem`, `modify_slot`, ...);
+/// `FromStr` parses them.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::EnumCount,
+    strum::EnumIter,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum OpKind {
     CreateGmem,
     Map,
@@ -181,42 +161,26 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 15] = [
-        OpKind::CreateGmem,
-        OpKind::Map,
-        OpKind::Bind,
-        OpKind::Unbind,
-        OpKind::ModifySlot,
-        OpKind::SetAttributes,
-        OpKind::Punch,
-        OpKind::Allocate,
-        OpKind::CloseGmem,
-        OpKind::Unmap,
-        OpKind::DestroyVm,
-        OpKind::Guest,
-        OpKind::HostRead,
-        OpKind::HostWrite,
-        OpKind::Check,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::CreateGmem => "create_gmem",
-            OpKind::Map => "map",
-            OpKind::Bind => "bind",
-            OpKind::Unbind => "unbind",
-            OpKind::ModifySlot => "modify_slot",
-            OpKind::SetAttributes => "set_attributes",
-            OpKind::Punch => "punch",
-            OpKind::Allocate => "allocate",
-            OpKind::CloseGmem => "close_gmem",
-            OpKind::Unmap => "unmap",
-            OpKind::DestroyVm => "destroy_vm",
-            OpKind::Guest => "guest",
-            OpKind::HostRead => "host_read",
-            OpKind::HostWrite => "host_write",
-            OpKind::Check => "check",
+    /// Every kind, in declaration order (strum's `VariantArray`, as an array).
+    pub const ALL: [OpKind; <OpKind as strum::EnumCount>::COUNT] = {
+        use strum::VariantArray as _;
+        let mut all = [OpKind::Check; <OpKind as strum::EnumCount>::COUNT];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = OpKind::VARIANTS[i];
+            i += 1;
         }
+        all
+    };
+
+    /// The op's name in the text format.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every name, for messages that list the valid ones.
+    pub fn names() -> Vec<&'static str> {
+        OpKind::ALL.iter().map(|k| k.name()).collect()
     }
 }
 
@@ -270,5 +234,40 @@ impl Op {
             Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpKind;
+
+    #[test]
+    fn op_kind_names_are_the_text_formats() {
+        let names = OpKind::names();
+        assert_eq!(
+            names,
+            [
+                "create_gmem",
+                "map",
+                "bind",
+                "unbind",
+                "modify_slot",
+                "set_attributes",
+                "punch",
+                "allocate",
+                "close_gmem",
+                "unmap",
+                "destroy_vm",
+                "guest",
+                "host_read",
+                "host_write",
+                "check"
+            ]
+        );
+        for kind in OpKind::ALL {
+            assert_eq!(kind.name().parse::<OpKind>(), Ok(kind));
+        }
+        assert!("bogus".parse::<OpKind>().is_err());
+        assert!("Punch".parse::<OpKind>().is_err(), "names are case-sensitive");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::op::PAGE_SIZE;
+use crate::abi::{fnv, PAGE_SIZE};
 
 /// An errno value as the kernel returned it (positive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,41 +22,21 @@ impl Errno {
     pub const ENOMEM: Errno = Errno(libc::ENOMEM);
     pub const ENXIO: Errno = Errno(libc::ENXIO);
 
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            libc::EBADF => "EBADF",
-            libc::EINVAL => "EINVAL",
-            libc::EEXIST => "EEXIST",
-            libc::ENODEV => "ENODEV",
-            libc::ENOTTY => "ENOTTY",
-            libc::EOPNOTSUPP => "EOPNOTSUPP",
-            libc::EFAULT => "EFAULT",
-            libc::EFBIG => "EFBIG",
-            libc::EPERM => "EPERM",
-            libc::ENOMEM => "ENOMEM",
-            libc::ENXIO => "ENXIO",
-            libc::ENOSPC => "ENOSPC",
-            libc::EIO => "EIO",
-            libc::EAGAIN => "EAGAIN",
-            libc::E2BIG => "E2BIG",
-            libc::ENOENT => "ENOENT",
-            libc::EACCES => "EACCES",
-            libc::EBUSY => "EBUSY",
-            libc::EHWPOISON => "EHWPOISON",
-            _ => "E?",
-        }
+    /// The errno's name (`EBADF`), from `abi::errno`; `None` for a value with none.
+    pub fn name(self) -> Option<&'static str> {
+        crate::abi::errno::name(self.0)
     }
 
     pub fn from_name(name: &str) -> Option<Errno> {
-        (1..134).map(Errno).find(|e| e.name() == name)
+        crate::abi::errno::table().find(|&(_, n)| n == name).map(|(e, _)| Errno(e))
     }
 }
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            "E?" => write!(f, "errno {}", self.0),
-            name => f.write_str(name),
+            Some(name) => f.write_str(name),
+            None => write!(f, "errno {}", self.0),
         }
     }
 }
@@ -175,10 +155,10 @@ impl PageContent {
 /// FNV-1a over the page's little-endian dwords: the same function the guest computes
 /// (see `kvm::guest_code`), so host and guest observations compare.
 pub fn page_digest(page: &[u8; PAGE_SIZE as usize]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
+    let mut h: u32 = fnv::OFFSET_BASIS;
     for chunk in page.chunks_exact(4) {
         let w = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        h = (h ^ w).wrapping_mul(0x0100_0193);
+        h = (h ^ w).wrapping_mul(fnv::PRIME);
     }
     h
 }
@@ -192,12 +172,12 @@ pub type Sample = [u16; 4];
 /// FNV-1a over the two dwords of each sampled qword, in order: what the guest computes
 /// (see `kvm::guest`).
 pub fn sample_digest(page: &[u8; PAGE_SIZE as usize], sample: Sample) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
+    let mut h: u32 = fnv::OFFSET_BASIS;
     for q in sample {
         let at = (q as usize % 512) * 8;
         for half in [at, at + 4] {
             let w = u32::from_le_bytes([page[half], page[half + 1], page[half + 2], page[half + 3]]);
-            h = (h ^ w).wrapping_mul(0x0100_0193);
+            h = (h ^ w).wrapping_mul(fnv::PRIME);
         }
     }
     h

@@ -3,10 +3,11 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use gmemfuzz_backends::kvm::KvmBackend;
+use gmemfuzz_backends::kvm::{KvmBackend, KvmOptions};
 use gmemfuzz_backends::model::Model;
 use gmemfuzz_backends::{Backend, HarnessError};
 
+use crate::config::{open_kvm_with, Env};
 use crate::program::Program;
 use crate::runner::{check_reset, RunError, Runner};
 use crate::stats::Stats;
@@ -25,6 +26,8 @@ struct Session {
     runner: Runner<KvmBackend>,
     last_stats: Instant,
     verify_reset: bool,
+    /// How the backend was opened: a reset check opens a second one the same way.
+    options: KvmOptions,
 }
 
 static KVM_SESSION: Mutex<Option<Session>> = Mutex::new(None);
@@ -32,13 +35,17 @@ static KVM_SESSION: Mutex<Option<Session>> = Mutex::new(None);
 fn kvm_session() -> std::sync::MutexGuard<'static, Option<Session>> {
     let mut guard = KVM_SESSION.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
-        match KvmBackend::from_env(vm_type()) {
+        let env = Env::read().unwrap_or_else(|e| {
+            eprintln!("gmemfuzz: configuration error: {e}");
+            std::process::exit(2);
+        });
+        let options = env.kvm_options(env.vm_type.unwrap_or(0));
+        match open_kvm_with(&options) {
             Ok(backend) => {
                 eprintln!("gmemfuzz: diff_kvm on {}", backend.profile().summary());
-                let verify_reset = std::env::var_os("GMEMFUZZ_VERIFY_RESET").is_some();
                 let mut runner = Runner::new(backend);
                 runner.filter_known = true;
-                *guard = Some(Session { runner, last_stats: Instant::now(), verify_reset });
+                *guard = Some(Session { runner, last_stats: Instant::now(), verify_reset: env.verify_reset, options });
             }
             Err(e) => {
                 eprintln!("gmemfuzz: cannot fuzz real KVM here: {e}");
@@ -48,11 +55,6 @@ fn kvm_session() -> std::sync::MutexGuard<'static, Option<Session>> {
         }
     }
     guard
-}
-
-/// The VM type to fuzz: GMEMFUZZ_VM_TYPE (0 by default; 1 = KVM_X86_SW_PROTECTED_VM).
-pub fn vm_type() -> u64 {
-    std::env::var("GMEMFUZZ_VM_TYPE").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn maybe_print(stats: &Stats, last: &mut Instant, target: &str) {
@@ -84,7 +86,7 @@ pub fn diff_kvm(data: &[u8]) -> Verdict {
         return Verdict::Reject;
     };
     let verdict = if session.verify_reset {
-        let fresh = KvmBackend::from_env(vm_type()).unwrap_or_else(|e| panic!("gmemfuzz HARNESS BUG: second VM: {e}"));
+        let fresh = open_kvm_with(&session.options).unwrap_or_else(|e| panic!("gmemfuzz HARNESS BUG: second VM: {e}"));
         if let Err(msg) = check_reset(&mut session.runner, fresh, &program) {
             panic!("{msg}");
         }

@@ -4,6 +4,7 @@
 //! Data flows one way: bytes -> `Program` -> `Runner` -> (model, backend) -> `oracle`.
 
 pub mod cli;
+pub mod config;
 pub mod fuzz;
 pub mod fuzz_sim;
 pub mod known;

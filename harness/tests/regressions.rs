@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
+use gmemfuzz::config::{open_kvm, OpenError};
 use gmemfuzz::repro::cli::regressions_dir;
 use gmemfuzz::repro::{observed, parse_document, Expectation};
 use gmemfuzz::{RunError, Runner};
-use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::Profile;
+use gmemfuzz_backends::{HarnessError, Profile};
 
 fn regression_files() -> Vec<PathBuf> {
     let dir = regressions_dir();
@@ -25,12 +25,16 @@ fn regression_files() -> Vec<PathBuf> {
 fn regressions_show_what_they_record() {
     let files = regression_files();
     assert!(!files.is_empty(), "no regression programs in {}", regressions_dir().display());
-    let mut kvm = match KvmBackend::from_env(0) {
+    // A configuration that names nothing (GMEMFUZZ_SKIP_OP=bogus) fails the test: falling
+    // back to the model would check nothing the injection was meant to show.
+    let mut kvm = match open_kvm(0) {
         Ok(b) => Some(Runner::new(b)),
-        Err(e) => {
+        Err(OpenError::Config(e)) => panic!("regressions: {e}"),
+        Err(OpenError::Backend(HarnessError::Unavailable(e))) => {
             eprintln!("SKIPPED (partly) regressions on real KVM: {e}; replaying against the model only, expectations of divergences are NOT checked");
             None
         }
+        Err(OpenError::Backend(e)) => panic!("regressions: opening real KVM: {e}"),
     };
     let mut model_only = Runner::new(Model::new(Profile::host_6_18()));
     let mut failures = Vec::new();

@@ -118,7 +118,7 @@ fn build_and_run(program: &Program, profile: &Profile, name: &str) -> std::proce
     let src = dir.join(format!("{name}.c"));
     let exe = dir.join(name);
     std::fs::write(&src, c::emit(program, profile, "").unwrap()).unwrap();
-    let cc = Command::new("gcc").args(["-static", "-O2", "-Wall", "-o"]).arg(&exe).arg(&src).output().unwrap();
+    let cc = Command::new("gcc").args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&exe).arg(&src).output().unwrap();
     let warnings = String::from_utf8_lossy(&cc.stderr);
     assert!(cc.status.success() && warnings.is_empty(), "gcc on {}:\n{warnings}", src.display());
     Command::new(&exe).output().unwrap()
@@ -146,6 +146,15 @@ fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
         assert!(stdout.contains("all observations match the model"), "{stdout}");
     }
 
+    // Guest accesses and guest page digests that leave as MMIO exits (the file's mapping,
+    // the slot's shared side, is gone): the one C run loop answers them, raising the abort
+    // flag for digests, and prints AccessResult's words.
+    let program = parse(MMIO_AFTER_UNMAP).unwrap();
+    let out = build_and_run(&program, &profile, "mmio_after_unmap");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("kvm:   [mmio-exit, mmio-exit]") && stdout.contains("kvm guest exit: mmio-exit"), "{stdout}");
+
     // With expectations for a kernel that has no guest_memfd flags, creating an MMAP file
     // "should" fail: the reproducer sees it succeed and exits 1.
     let mut wrong = profile.clone();
@@ -156,6 +165,16 @@ fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("<== DIFFERS") && stdout.contains("DIVERGENCE REPRODUCED"), "{stdout}");
 }
+
+const MMIO_AFTER_UNMAP: &str = "gmemfuzz-program v1
+create_gmem size=0x2000 flags=MMAP|INIT_SHARED
+map g0
+bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x2000 offset=0
+guest w8@0x100008=0x1234
+unmap g0
+guest r8@0x100008 r4@0x101000
+check
+";
 
 fn gmemfuzz(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gmemfuzz")).args(args).output().unwrap();
@@ -279,4 +298,28 @@ fn end_of_program_divergence_reproduces_in_replay_and_c() {
     let differs: Vec<&str> = stdout.lines().filter(|l| l.contains("<== DIFFERS")).collect();
     assert!(!differs.is_empty() && differs.iter().all(|l| l.contains("(end of program)")), "only end-of-program probes differ:\n{stdout}");
     assert!(stdout.contains("DIVERGENCE REPRODUCED"), "{stdout}");
+}
+
+#[test]
+fn a_configuration_that_names_nothing_is_an_error_naming_the_valid_ops() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("check.txt");
+    std::fs::write(&path, "gmemfuzz-program v1\ncheck\n").unwrap();
+    let valid = "valid names: create_gmem, map, bind, unbind, modify_slot, set_attributes, punch";
+    // The environment: read before /dev/kvm is opened, so this holds with or without it.
+    for cmd in ["replay", "c-repro"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gmemfuzz"))
+            .args([cmd, path.to_str().unwrap()])
+            .env("GMEMFUZZ_SKIP_OP", "bogus")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {text}");
+        assert!(text.contains("GMEMFUZZ_SKIP_OP: `bogus` names no op kind") && text.contains(valid), "{cmd}: {text}");
+    }
+    // The command line: clap rejects the value before the lane starts anything.
+    let (code, out) = gmemfuzz(&["lane", "--skip-op", "bogus"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("`bogus` names no op kind") && out.contains(valid), "{out}");
 }

@@ -2,42 +2,34 @@
 //! with iced-x86, that performs the loads, stores and page digests the host posts to a
 //! mailbox, all in one KVM_RUN.
 //!
-//! Mailbox layout (at `layout::MAILBOX_GPA`):
-//! - `+0`  u32 number of commands
-//! - `+4`  u32 index of the command being executed (written by the guest before each)
-//! - `+8`  u32 index to start at
-//! - `+12` u32 abort flag: the host sets it during an MMIO exit of a digest, which then
-//!   stops after its first load instead of taking 1024 exits
-//! - `+16` commands, 16 bytes each: u32 code, u32 gpa, u64 value (in for stores, out for
-//!   loads and digests)
+//! The mailbox layout, the command codes and the digest's constants are in `abi`
+//! (`abi::mailbox`, `abi::command`, `abi::fnv`), shared with the C reproducer.
 //!
 //! 8-byte accesses are made as two 4-byte accesses (low half first): 32-bit mode has no
 //! general-purpose 8-byte load, and the halves never cross a page.
 
 use iced_x86::code_asm::*;
 
-use crate::op::layout;
+use crate::abi::command::{DIGEST, READ, W1, W2, W4, W8, WRITE};
+use crate::abi::mailbox::{ABORT_FLAG, CMD_CODE, CMD_GPA, CMD_HEADER, CMD_SIZE, CMD_VALUE, COUNT, CURRENT, START};
+use crate::abi::{fnv, layout};
 use crate::op::Width;
 
-pub const CMD_HEADER: u64 = 16;
-pub const CMD_SIZE: u64 = 16;
-/// Most commands one run can carry.
-pub const MAX_COMMANDS: usize = ((layout::MAILBOX_SIZE - CMD_HEADER - 0x1000) / CMD_SIZE) as usize;
-/// The guest stack: the top of the mailbox slot.
-pub const STACK_TOP: u64 = layout::MAILBOX_GPA + layout::MAILBOX_SIZE;
+pub use crate::abi::mailbox::{MAX_COMMANDS, STACK_TOP};
 
-const READ: u32 = 0x00;
-const WRITE: u32 = 0x10;
-pub const DIGEST: u32 = 0x20;
-pub const ABORT_FLAG: u64 = 12;
+// The interpreter finds command i at CMD_HEADER + (i << 4).
+const _: () = assert!(CMD_SIZE == 1 << 4);
+/// A command's value field, and its upper half, relative to the command.
+const VALUE: u32 = CMD_VALUE as u32;
+const VALUE_HI: u32 = VALUE + 4;
 
 /// The command code for a load or store of `width`.
 pub fn access_code(width: Width, write: bool) -> u32 {
     let w = match width {
-        Width::W1 => 1,
-        Width::W2 => 2,
-        Width::W4 => 3,
-        Width::W8 => 4,
+        Width::W1 => W1,
+        Width::W2 => W2,
+        Width::W4 => W4,
+        Width::W8 => W8,
     };
     w | if write { WRITE } else { READ }
 }
@@ -52,17 +44,17 @@ pub fn assemble() -> Result<Vec<u8>, IcedError> {
     let mut labels = Vec::new();
 
     a.mov(ebx, mb + CMD_HEADER as u32)?;
-    a.mov(ecx, dword_ptr(mb + 8))?;
+    a.mov(ecx, dword_ptr(mb + START as u32))?;
     a.set_label(&mut top)?;
-    a.cmp(ecx, dword_ptr(mb))?;
+    a.cmp(ecx, dword_ptr(mb + COUNT as u32))?;
     a.jae(done)?;
-    a.mov(dword_ptr(mb + 4), ecx)?;
+    a.mov(dword_ptr(mb + CURRENT as u32), ecx)?;
     a.mov(esi, ecx)?;
     a.shl(esi, 4)?;
     a.add(esi, ebx)?;
-    a.mov(eax, dword_ptr(esi))?;
-    a.mov(edi, dword_ptr(esi + 4))?;
-    let codes = [READ | 1, READ | 2, READ | 3, READ | 4, WRITE | 1, WRITE | 2, WRITE | 3, WRITE | 4, DIGEST];
+    a.mov(eax, dword_ptr(esi + CMD_CODE as u32))?;
+    a.mov(edi, dword_ptr(esi + CMD_GPA as u32))?;
+    let codes = [READ | W1, READ | W2, READ | W4, READ | W8, WRITE | W1, WRITE | W2, WRITE | W4, WRITE | W8, DIGEST];
     for code in codes {
         let label = a.create_label();
         a.cmp(eax, code)?;
@@ -74,40 +66,40 @@ pub fn assemble() -> Result<Vec<u8>, IcedError> {
     for (code, mut label) in labels {
         a.set_label(&mut label)?;
         match code {
-            c if c == READ | 1 => {
+            c if c == READ | W1 => {
                 a.movzx(edx, byte_ptr(edi))?;
                 store_result(&mut a, edx)?;
             }
-            c if c == READ | 2 => {
+            c if c == READ | W2 => {
                 a.movzx(edx, word_ptr(edi))?;
                 store_result(&mut a, edx)?;
             }
-            c if c == READ | 3 => {
+            c if c == READ | W4 => {
                 a.mov(edx, dword_ptr(edi))?;
                 store_result(&mut a, edx)?;
             }
-            c if c == READ | 4 => {
+            c if c == READ | W8 => {
                 a.mov(edx, dword_ptr(edi))?;
-                a.mov(dword_ptr(esi + 8), edx)?;
+                a.mov(dword_ptr(esi + VALUE), edx)?;
                 a.mov(edx, dword_ptr(edi + 4))?;
-                a.mov(dword_ptr(esi + 12), edx)?;
+                a.mov(dword_ptr(esi + VALUE_HI), edx)?;
             }
-            c if c == WRITE | 1 => {
-                a.mov(dl, byte_ptr(esi + 8))?;
+            c if c == WRITE | W1 => {
+                a.mov(dl, byte_ptr(esi + VALUE))?;
                 a.mov(byte_ptr(edi), dl)?;
             }
-            c if c == WRITE | 2 => {
-                a.mov(dx, word_ptr(esi + 8))?;
+            c if c == WRITE | W2 => {
+                a.mov(dx, word_ptr(esi + VALUE))?;
                 a.mov(word_ptr(edi), dx)?;
             }
-            c if c == WRITE | 3 => {
-                a.mov(edx, dword_ptr(esi + 8))?;
+            c if c == WRITE | W4 => {
+                a.mov(edx, dword_ptr(esi + VALUE))?;
                 a.mov(dword_ptr(edi), edx)?;
             }
-            c if c == WRITE | 4 => {
-                a.mov(edx, dword_ptr(esi + 8))?;
+            c if c == WRITE | W8 => {
+                a.mov(edx, dword_ptr(esi + VALUE))?;
                 a.mov(dword_ptr(edi), edx)?;
-                a.mov(edx, dword_ptr(esi + 12))?;
+                a.mov(edx, dword_ptr(esi + VALUE_HI))?;
                 a.mov(dword_ptr(edi + 4), edx)?;
             }
             _ => {
@@ -115,25 +107,25 @@ pub fn assemble() -> Result<Vec<u8>, IcedError> {
                 // the host raises the abort flag.
                 let mut aborted = a.create_label();
                 a.mov(edx, dword_ptr(edi))?;
-                a.cmp(dword_ptr(mb + 12), 0u32)?;
+                a.cmp(dword_ptr(mb + ABORT_FLAG as u32), 0u32)?;
                 a.jne(aborted)?;
                 // FNV-1a over the sampled qwords (four u16 indices in the value field); see
                 // outcome::sample_digest.
-                a.mov(eax, 0x811c_9dc5u32)?;
+                a.mov(eax, fnv::OFFSET_BASIS)?;
                 for q in 0..4u32 {
-                    a.movzx(edx, word_ptr(esi + 8 + 2 * q))?;
+                    a.movzx(edx, word_ptr(esi + VALUE + 2 * q))?;
                     a.and(edx, 511)?;
                     a.shl(edx, 3)?;
                     a.add(edx, edi)?;
                     a.xor(eax, dword_ptr(edx))?;
-                    a.imul_3(eax, eax, 0x0100_0193)?;
+                    a.imul_3(eax, eax, fnv::PRIME as i32)?;
                     a.xor(eax, dword_ptr(edx + 4))?;
-                    a.imul_3(eax, eax, 0x0100_0193)?;
+                    a.imul_3(eax, eax, fnv::PRIME as i32)?;
                 }
                 store_result(&mut a, eax)?;
                 a.jmp(next)?;
                 a.set_label(&mut aborted)?;
-                a.mov(dword_ptr(mb + 12), 0u32)?;
+                a.mov(dword_ptr(mb + ABORT_FLAG as u32), 0u32)?;
             }
         }
         a.jmp(next)?;
@@ -148,8 +140,8 @@ pub fn assemble() -> Result<Vec<u8>, IcedError> {
 
 /// Stores a 32-bit result and zeroes the upper half of the value field.
 fn store_result(a: &mut CodeAssembler, reg: AsmRegister32) -> Result<(), IcedError> {
-    a.mov(dword_ptr(esi + 8), reg)?;
-    a.mov(dword_ptr(esi + 12), 0u32)?;
+    a.mov(dword_ptr(esi + VALUE), reg)?;
+    a.mov(dword_ptr(esi + VALUE_HI), 0u32)?;
     Ok(())
 }
 

@@ -10,14 +10,25 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_regs, kvm_segment, kvm_userspace_memory_region2};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
+use crate::abi::{self, command, mailbox};
 use crate::backend::{Backend, HarnessError};
 use crate::model::MAX_RESIDENCY_PAGES;
-use crate::op::{layout, Access, AccessKind, FdArg, GmemId, Op, Width, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
+use crate::op::{layout, Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
 use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
 use crate::profile::Profile;
 use hostmem::{HostAccess, Mapping};
 
 pub use profile::probe_profile;
+
+/// How to open the KVM backend (`KvmBackend::with_options`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvmOptions {
+    /// KVM_CREATE_VM's type: 0 by default, 1 = KVM_X86_SW_PROTECTED_VM.
+    pub vm_type: u64,
+    /// Fault injection: ops of this kind are not performed but reported as successful, a
+    /// stand-in for a kernel that silently skips them (see `KvmBackend::skip_silently`).
+    pub skip_op: Option<OpKind>,
+}
 
 /// The VM and its one vCPU.
 struct Vm {
@@ -57,7 +68,7 @@ pub struct KvmBackend {
     attributed: Vec<(u64, u64)>,
     /// Ops of this kind are not performed but reported as successful: a stand-in for a
     /// kernel that silently skips an operation, to show the harness catches one.
-    skipped: Option<crate::op::OpKind>,
+    skipped: Option<OpKind>,
 }
 
 fn errno(e: kvm_ioctls::Error) -> Outcome {
@@ -66,6 +77,23 @@ fn errno(e: kvm_ioctls::Error) -> Outcome {
 
 fn io_errno(e: std::io::Error) -> Outcome {
     Outcome::Err(Errno(e.raw_os_error().unwrap_or(0)))
+}
+
+/// Writes the low `bytes` bytes of `value` at `offset` of the mailbox.
+fn mailbox_write(mailbox: &Mapping, offset: u64, value: u64, bytes: usize) {
+    assert!(bytes <= 8 && offset + bytes as u64 <= mailbox.len() as u64);
+    // SAFETY: in bounds (asserted) of the backend's private mapping; the vCPU that shares
+    // it is not running (only the thread that runs it calls this).
+    unsafe { std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), mailbox.addr().add(offset as usize), bytes) };
+}
+
+/// Reads `bytes` bytes at `offset` of the mailbox, little-endian.
+fn mailbox_read(mailbox: &Mapping, offset: u64, bytes: usize) -> u64 {
+    assert!(bytes <= 8 && offset + bytes as u64 <= mailbox.len() as u64);
+    let mut b = [0u8; 8];
+    // SAFETY: as for mailbox_write.
+    unsafe { std::ptr::copy_nonoverlapping(mailbox.addr().add(offset as usize), b.as_mut_ptr(), bytes) };
+    u64::from_le_bytes(b)
 }
 
 fn resource(what: &str, e: impl std::fmt::Display) -> HarnessError {
@@ -171,68 +199,46 @@ impl KvmBackend {
             unusable: 0,
             padding: 0,
         };
-        sregs.cs = flat(0x8, 0xb);
+        sregs.cs = flat(abi::cpu::CODE_SELECTOR, abi::cpu::CODE_TYPE);
         for seg in [&mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
-            *seg = flat(0x10, 0x3);
+            *seg = flat(abi::cpu::DATA_SELECTOR, abi::cpu::DATA_TYPE);
         }
         sregs.cr0 |= 1;
         vcpu.set_sregs(&sregs).map_err(|e| resource("KVM_SET_SREGS", e))?;
         Ok(Vm { vcpu, fd })
     }
 
-    /// `new`, plus the fault injection named by GMEMFUZZ_SKIP_OP (an op kind name such as
-    /// `punch`): the backend then stands in for a kernel that silently skips that op. Every
-    /// tool that opens KVM for fuzzing or replay goes through here, so a finding made with
-    /// the injection replays with it.
-    pub fn from_env(vm_type: u64) -> Result<KvmBackend, HarnessError> {
-        let mut backend = KvmBackend::new(vm_type)?;
-        if let Ok(name) = std::env::var("GMEMFUZZ_SKIP_OP") {
-            let kind = crate::op::OpKind::ALL
-                .into_iter()
-                .find(|k| k.name() == name)
-                .ok_or_else(|| HarnessError::Unavailable(format!("GMEMFUZZ_SKIP_OP={name} names no op kind")))?;
-            eprintln!("gmemfuzz: FAULT INJECTION: the KVM backend silently skips every `{name}` op (GMEMFUZZ_SKIP_OP)");
+    /// `new`, then the options: what the harness's configuration (`gmemfuzz::config`,
+    /// which reads GMEMFUZZ_SKIP_OP and the command line) asks of the backend. Every tool
+    /// that opens KVM for fuzzing or replay goes through there, so a finding made with a
+    /// fault injection replays with it.
+    pub fn with_options(options: &KvmOptions) -> Result<KvmBackend, HarnessError> {
+        let mut backend = KvmBackend::new(options.vm_type)?;
+        if let Some(kind) = options.skip_op {
             backend.skip_silently(kind);
         }
         Ok(backend)
     }
 
     /// Makes this backend pretend to perform ops of `kind` (see `skipped`).
-    pub fn skip_silently(&mut self, kind: crate::op::OpKind) {
+    pub fn skip_silently(&mut self, kind: OpKind) {
         self.skipped = Some(kind);
-    }
-
-    fn mailbox_ptr(&self, offset: u64) -> *mut u8 {
-        assert!(offset + 8 <= self.mailbox.len() as u64);
-        // SAFETY: in bounds (asserted).
-        unsafe { self.mailbox.addr().add(offset as usize) }
-    }
-
-    fn mailbox_write(&self, offset: u64, value: u64, bytes: usize) {
-        // SAFETY: the mailbox is our private mapping; the vCPU is not running.
-        unsafe { std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), self.mailbox_ptr(offset), bytes) };
-    }
-
-    fn mailbox_read(&self, offset: u64) -> u64 {
-        let mut b = [0u8; 8];
-        // SAFETY: as for mailbox_write.
-        unsafe { std::ptr::copy_nonoverlapping(self.mailbox_ptr(offset), b.as_mut_ptr(), 8) };
-        u64::from_le_bytes(b)
     }
 
     /// Posts commands and runs the vCPU until HLT. An MMIO exit is answered (reads get 0)
     /// and the run goes on; a memory-fault exit ends the command, and the run either stops
     /// there (`stop_on_fault`) or resumes at the next command.
     fn run_commands(&mut self, commands: &[(u32, u64, u64)], stop_on_fault: bool) -> Result<Vec<Option<AccessResult>>, HarnessError> {
-        if commands.len() > guest::MAX_COMMANDS {
+        if commands.len() > mailbox::MAX_COMMANDS {
             return Err(HarnessError::Bug(format!("{} guest commands in one run", commands.len())));
         }
+        let mb = &self.mailbox;
         for (i, &(code, gpa, value)) in commands.iter().enumerate() {
-            let at = guest::CMD_HEADER + i as u64 * guest::CMD_SIZE;
-            self.mailbox_write(at, code as u64 | (gpa << 32), 8);
-            self.mailbox_write(at + 8, value, 8);
+            mailbox_write(mb, mailbox::command(i, mailbox::CMD_CODE), code as u64, 4);
+            mailbox_write(mb, mailbox::command(i, mailbox::CMD_GPA), gpa, 4);
+            mailbox_write(mb, mailbox::command(i, mailbox::CMD_VALUE), value, 8);
         }
-        self.mailbox_write(0, commands.len() as u64, 4);
+        mailbox_write(mb, mailbox::COUNT, commands.len() as u64, 4);
         let mut exits: Vec<Option<AccessResult>> = vec![None; commands.len()];
         let mut start = 0u64;
         let Some(vm) = self.vm.as_mut() else {
@@ -240,22 +246,19 @@ impl KvmBackend {
         };
         'runs: loop {
             // Write the start index, then enter at the interpreter's entry point.
-            // SAFETY: mailbox offset 8 is in bounds; the vCPU is not running.
-            unsafe { std::ptr::copy_nonoverlapping(start.to_le_bytes().as_ptr(), self.mailbox.addr().add(8), 4) };
-            let regs = kvm_regs { rip: layout::CODE_GPA, rflags: 2, rsp: guest::STACK_TOP, ..Default::default() };
+            mailbox_write(mb, mailbox::START, start, 4);
+            let regs = kvm_regs { rip: layout::CODE_GPA, rflags: abi::cpu::RFLAGS, rsp: mailbox::STACK_TOP, ..Default::default() };
             vm.vcpu.set_regs(&regs).map_err(|e| resource("KVM_SET_REGS", e))?;
             loop {
                 let exit = vm.vcpu.run();
-                // SAFETY: offset 4 of the mailbox is in bounds; the vCPU is stopped.
-                let current = unsafe { std::ptr::read_unaligned(self.mailbox.addr().add(4) as *const u32) } as usize;
+                let current = mailbox_read(mb, mailbox::CURRENT, 4) as usize;
                 match exit {
                     Ok(VcpuExit::Hlt) => break 'runs,
                     Ok(VcpuExit::MmioRead(_, data)) => {
                         data.fill(0);
                         exits[current] = Some(AccessResult::Mmio);
-                        if commands[current].0 == guest::DIGEST {
-                            // SAFETY: the flag lies inside the mailbox; the vCPU is stopped.
-                            unsafe { std::ptr::write_unaligned(self.mailbox.addr().add(guest::ABORT_FLAG as usize) as *mut u32, 1) };
+                        if commands[current].0 == command::DIGEST {
+                            mailbox_write(mb, mailbox::ABORT_FLAG, 1, 4);
                         }
                     }
                     Ok(VcpuExit::MmioWrite(..)) => exits[current] = Some(AccessResult::Mmio),
@@ -298,7 +301,7 @@ impl KvmBackend {
                 Some(exit) => exit,
                 None => match a.kind {
                     AccessKind::Read => {
-                        AccessResult::Read(a.width.truncate(self.mailbox_read(guest::CMD_HEADER + i as u64 * guest::CMD_SIZE + 8)))
+                        AccessResult::Read(a.width.truncate(mailbox_read(&self.mailbox, mailbox::command(i, mailbox::CMD_VALUE), 8)))
                     }
                     AccessKind::Write(_) => AccessResult::Wrote,
                 },
@@ -597,7 +600,7 @@ impl Backend for KvmBackend {
                     }
                 }
             }
-            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, *offset, *len),
+            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, abi::falloc::PUNCH, *offset, *len),
             Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
             Op::CloseGmem { gmem } => match self.gmems.get_mut(gmem.0 as usize).map(|g| g.fd.take()) {
                 None => Outcome::Skipped(SkipReason::NoSuchGmem),
@@ -647,7 +650,7 @@ impl Backend for KvmBackend {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p {
-                Probe::GuestPage { gpa, sample } => Some((i, *gpa, sample.iter().rev().fold(0u64, |v, &q| (v << 16) | q as u64))),
+                Probe::GuestPage { gpa, sample } => Some((i, *gpa, abi::pack_sample(*sample))),
                 _ => None,
             })
             .collect();
@@ -660,13 +663,13 @@ impl Backend for KvmBackend {
             }
             return Ok(answers);
         }
-        let commands: Vec<_> = guest.iter().map(|&(_, gpa, sample)| (guest::DIGEST, gpa & !(PAGE_SIZE - 1), sample)).collect();
+        let commands: Vec<_> = guest.iter().map(|&(_, gpa, sample)| (command::DIGEST, gpa & !(PAGE_SIZE - 1), sample)).collect();
         let exits = self.run_commands(&commands, false)?;
         for (k, &(i, _, _)) in guest.iter().enumerate() {
             answers[i] = Some(match exits[k] {
                 Some(exit) => Observation::GuestExit(exit),
                 None => {
-                    let digest = self.mailbox_read(guest::CMD_HEADER + k as u64 * guest::CMD_SIZE + 8) as u32;
+                    let digest = mailbox_read(&self.mailbox, mailbox::command(k, mailbox::CMD_VALUE), 4) as u32;
                     Observation::Content(PageContent::Digest(digest))
                 }
             });

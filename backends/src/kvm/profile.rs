@@ -1,27 +1,19 @@
 //! Probing what the running kernel offers (KVM_CHECK_EXTENSION and one harmless call).
 
 use kvm_bindings::kvm_memory_attributes;
-use kvm_ioctls::VmFd;
+use kvm_ioctls::{Cap, VmFd};
 
+use crate::abi::KVM_CAP_GUEST_MEMFD_FLAGS;
 use crate::backend::HarnessError;
 use crate::op::GUEST_MEMFD_FLAG_MMAP;
 use crate::profile::Profile;
 
-const KVM_CAP_MEMORY_ATTRIBUTES: libc::c_ulong = 233;
-const KVM_CAP_GUEST_MEMFD: libc::c_ulong = 234;
-const KVM_CAP_GUEST_MEMFD_FLAGS: libc::c_ulong = 244;
-const KVM_CAP_MULTI_ADDRESS_SPACE: libc::c_ulong = 118;
-
 /// The kernel release, as `uname -r` prints it.
 pub fn kernel_release() -> String {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return "unknown".into();
+    match nix::sys::utsname::uname() {
+        Ok(uts) => uts.release().to_string_lossy().into_owned(),
+        Err(_) => "unknown".into(),
     }
-    // SAFETY: uname NUL-terminates release.
-    unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) }.to_string_lossy().into_owned()
 }
 
 /// Whether the running kernel's release is at least major.minor.
@@ -33,8 +25,10 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
 }
 
 pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
-    let cap = |c| vm.check_extension_raw(c).max(0) as u64;
-    if cap(KVM_CAP_GUEST_MEMFD) == 0 {
+    let cap = |c: Cap| vm.check_extension_int(c).max(0) as u64;
+    // Raw numbers only where kvm-ioctls 0.25 has no `Cap` variant.
+    let raw_cap = |c: u32| vm.check_extension_raw(c.into()).max(0) as u64;
+    if !vm.check_extension(Cap::GuestMemfd) {
         return Err(HarnessError::Unavailable(format!("kernel {} has no KVM_CAP_GUEST_MEMFD for VM type {vm_type}", kernel_release())));
     }
     // KVM_SET_MEMORY_ATTRIBUTES with size 0 changes nothing: a kernel with the ioctl
@@ -44,17 +38,17 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         Err(e) => e.errno() != libc::ENOTTY,
         Ok(()) => true,
     };
-    let gmem_flags = cap(KVM_CAP_GUEST_MEMFD_FLAGS);
+    let gmem_flags = raw_cap(KVM_CAP_GUEST_MEMFD_FLAGS);
     Ok(Profile {
         kernel: kernel_release(),
         vm_type,
         guest_memfd: true,
         gmem_flags,
         attributes_ioctl,
-        attributes: cap(KVM_CAP_MEMORY_ATTRIBUTES),
+        attributes: cap(Cap::MemoryAttributes),
         // Replaced by a behavioural probe in KvmBackend::new.
         gmem_only_slots: gmem_flags & GUEST_MEMFD_FLAG_MMAP != 0,
-        address_spaces: cap(KVM_CAP_MULTI_ADDRESS_SPACE) as u32,
+        address_spaces: raw_cap(kvm_bindings::KVM_CAP_MULTI_ADDRESS_SPACE) as u32,
         falloc_write_zeroes: kernel_at_least(6, 17),
     })
 }

@@ -3,18 +3,12 @@
 use super::{GmemFile, Model, Page, PageEvent, PageKey};
 use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
-
-/// fallocate mode bits (include/uapi/linux/falloc.h).
-const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
-const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
-const FALLOC_FL_COLLAPSE_RANGE: i32 = 0x08;
-const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
-const FALLOC_FL_INSERT_RANGE: i32 = 0x20;
-const FALLOC_FL_UNSHARE_RANGE: i32 = 0x40;
-const FALLOC_FL_WRITE_ZEROES: i32 = 0x80;
-/// FALLOC_FL_MODE_MASK without WRITE_ZEROES (include/linux/falloc.h, 6.12).
-const FALLOC_MODE_MASK: i32 =
-    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | FALLOC_FL_UNSHARE_RANGE;
+// Under the kernel's names, so the rules below read like the code they cite.
+use crate::abi::falloc::{
+    COLLAPSE_RANGE as FALLOC_FL_COLLAPSE_RANGE, INSERT_RANGE as FALLOC_FL_INSERT_RANGE, KEEP_SIZE as FALLOC_FL_KEEP_SIZE,
+    MODE_MASK_6_12 as FALLOC_MODE_MASK, PUNCH_HOLE as FALLOC_FL_PUNCH_HOLE, UNSHARE_RANGE as FALLOC_FL_UNSHARE_RANGE,
+    WRITE_ZEROES as FALLOC_FL_WRITE_ZEROES, ZERO_RANGE as FALLOC_FL_ZERO_RANGE,
+};
 
 /// The most pages one fallocate may allocate in a program: beyond it the op is skipped so
 /// that a wild length cannot make the host allocate gigabytes.

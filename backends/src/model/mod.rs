@@ -283,7 +283,7 @@ impl Backend for Model {
             Op::Unbind { slot } => self.unbind(*slot),
             Op::ModifySlot { slot, gpa, flags } => self.modify_slot(*slot, *gpa, *flags),
             Op::SetAttributes { gpa, size, attributes } => self.set_attributes(*gpa, *size, *attributes),
-            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, 0x3, *offset, *len),
+            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, crate::abi::falloc::PUNCH, *offset, *len),
             Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
             Op::CloseGmem { gmem } => self.close_gmem(*gmem),
             Op::Unmap { gmem } => self.unmap(*gmem),

@@ -66,8 +66,8 @@ enum Command {
         seed: u64,
         /// Fault injection inside the lane: the KVM backend silently skips this op kind
         /// (see GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
-        #[arg(long)]
-        skip_op: Option<String>,
+        #[arg(long, value_parser = gmemfuzz::config::parse_op_kind)]
+        skip_op: Option<gmemfuzz_backends::OpKind>,
         /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
         /// e.g. fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm; the corpus comes back
         /// in OUT/corpus.
@@ -156,6 +156,7 @@ fn main() -> Result<()> {
             println!("{}", backend.profile().summary());
         }
         Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
+            let skip_op = skip_op.map(|k| k.name().to_string());
             let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::model::Model;
 use gmemfuzz_backends::{Backend, Profile};
 
@@ -28,7 +27,8 @@ pub fn bench(ops: usize, count: u64, seed: u64) -> Result<()> {
         total_ops / secs,
         count as f64 / secs
     );
-    match KvmBackend::from_env(0) {
+    match crate::config::open_kvm(0) {
+        Err(e @ crate::config::OpenError::Config(_)) => anyhow::bail!("{e}"),
         Err(e) => println!("model + KVM:  not measured: {e}"),
         Ok(backend) => {
             let mut runner = Runner::new(backend);

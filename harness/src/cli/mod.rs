@@ -15,7 +15,7 @@ use crate::Runner;
 
 /// Real KVM for `vm_type`, or an error saying why not.
 pub fn kvm(vm_type: u64) -> Result<KvmBackend> {
-    KvmBackend::from_env(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
+    crate::config::open_kvm(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
 }
 
 /// Runs the built-in scenarios of `vm_type` on real KVM, each on a fresh VM.

@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 
+use gmemfuzz_backends::abi::mailbox::MAX_COMMANDS;
 use gmemfuzz_backends::kvm::guest;
 use gmemfuzz_backends::model::{Model, MAX_RESIDENCY_PAGES};
 use gmemfuzz_backends::op::{layout, AccessKind, FdArg, Op};
@@ -82,7 +83,7 @@ fn probe_calls(i: usize, at: CompareAt, probes: &[(Probe, Option<String>)]) -> S
             Probe::HostPage { gmem, page } => format!("probe_host_page({} /* {gmem} */, {page} /* page */);", gmem.0),
             Probe::AnonPage { slot, page } => format!("probe_anon_page({slot} /* slot */, {page} /* page */);"),
             Probe::GuestPage { gpa, sample } => {
-                let sample = sample.iter().rev().fold(0u64, |v, &q| (v << 16) | q as u64);
+                let sample = gmemfuzz_backends::abi::pack_sample(sample);
                 guest.push((gpa, what, opt_string(expected), sample));
                 continue;
             }
@@ -123,8 +124,8 @@ fn c_string(s: &str) -> String {
 /// The C source. `profile` decides the model's expectations; `note` goes into the header.
 pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, String> {
     let code = guest::assemble().map_err(|e| format!("assembling the guest code: {e}"))?;
-    if let Some(op) = program.ops.iter().find(|op| matches!(op, Op::Guest { accesses } if accesses.len() > guest::MAX_COMMANDS)) {
-        return Err(format!("a guest op with more accesses than one run can carry ({}): {}", guest::MAX_COMMANDS, op_line(op)));
+    if let Some(op) = program.ops.iter().find(|op| matches!(op, Op::Guest { accesses } if accesses.len() > MAX_COMMANDS)) {
+        return Err(format!("a guest op with more accesses than one run can carry ({}): {}", MAX_COMMANDS, op_line(op)));
     }
     let (expected, end) = expectations(program, profile)?;
     let mut c = String::new();
@@ -206,7 +207,7 @@ fn op_call(op: &Op) -> String {
             format!("do_set_attributes({gpa:#x}ULL /* address */, {size:#x}ULL /* size */, {attributes:#x}ULL /* attributes */);")
         }
         Op::Punch { gmem, offset, len } => {
-            format!("do_fallocate({} /* {gmem} */, 0x3 /* FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE */, {offset:#x}ULL /* offset */, {len:#x}ULL /* len */);", gmem.0)
+            format!("do_fallocate({} /* {gmem} */, GF_FALLOC_PUNCH, {offset:#x}ULL /* offset */, {len:#x}ULL /* len */);", gmem.0)
         }
         Op::Allocate { gmem, mode, offset, len } => {
             format!("do_fallocate({} /* {gmem} */, {:#x} /* mode */, {offset:#x}ULL /* offset */, {len:#x}ULL /* len */);", gmem.0, *mode as u32)
@@ -247,17 +248,192 @@ fn op_call(op: &Op) -> String {
     }
 }
 
-/// Everything but the guest code and main().
+/// Everything but the guest code and main(): `prelude.c` with the generated `#define`s
+/// and errno table filled in.
 fn prelude() -> String {
-    PRELUDE_TEMPLATE
-        .replace("@CODE_GPA@", &format!("{:#x}", layout::CODE_GPA))
-        .replace("@CODE_SIZE@", &format!("{:#x}", layout::CODE_SIZE))
-        .replace("@MAILBOX_GPA@", &format!("{:#x}", layout::MAILBOX_GPA))
-        .replace("@MAILBOX_SIZE@", &format!("{:#x}", layout::MAILBOX_SIZE))
-        .replace("@CMD_HEADER@", &guest::CMD_HEADER.to_string())
-        .replace("@CMD_SIZE@", &guest::CMD_SIZE.to_string())
-        .replace("@STACK_TOP@", &format!("{:#x}", guest::STACK_TOP))
-        .replace("@MAX_MAPPED@", &format!("{:#x}", layout::MAX_MAPPED_BYTES))
+    let filled = PRELUDE_TEMPLATE.replace("@ABI_DEFINES@", &abi_defines()).replace("@ERRNO_CASES@", &errno_cases());
+    debug_assert!(!filled.contains("@ABI_DEFINES@") && !filled.contains("@ERRNO_CASES@"));
+    filled
 }
 
 const PRELUDE_TEMPLATE: &str = include_str!("prelude.c");
+
+/// `#define NAME value` lines for every number and word the C shares with the Rust side
+/// (syzkaller's csource style): the layout, the mailbox protocol, the uapi flags, the
+/// digest, and the words of `Outcome`'s and the observations' `Display`.
+fn abi_defines() -> String {
+    use gmemfuzz_backends::abi::{self, command, cpu, falloc, fnv, mailbox};
+    let mut d = Defines(String::new());
+    let ull = |v: u64| format!("{v:#x}ULL");
+    let uint = |v: u64| format!("{v:#x}u");
+
+    d.comment("The harness layout (gmemfuzz_backends::abi::layout, abi::mailbox).");
+    d.define("PAGE", ull(abi::PAGE_SIZE));
+    d.define("CODE_SLOT", layout::CODE_SLOT.to_string());
+    d.define("MAILBOX_SLOT", layout::MAILBOX_SLOT.to_string());
+    d.define("CODE_GPA", ull(layout::CODE_GPA));
+    d.define("CODE_SIZE", ull(layout::CODE_SIZE));
+    d.define("MAILBOX_GPA", ull(layout::MAILBOX_GPA));
+    d.define("MAILBOX_SIZE", ull(layout::MAILBOX_SIZE));
+    d.define("STACK_TOP", ull(mailbox::STACK_TOP));
+    d.define("MAX_MAPPED_BYTES", ull(layout::MAX_MAPPED_BYTES));
+    d.define("MAX_RESIDENCY_PAGES", MAX_RESIDENCY_PAGES.to_string());
+    d.comment("The mailbox: byte offsets (abi::mailbox).");
+    d.define("MB_COUNT", mailbox::COUNT.to_string());
+    d.define("MB_CURRENT", mailbox::CURRENT.to_string());
+    d.define("MB_START", mailbox::START.to_string());
+    d.define("MB_ABORT_FLAG", mailbox::ABORT_FLAG.to_string());
+    d.define("CMD_HEADER", mailbox::CMD_HEADER.to_string());
+    d.define("CMD_SIZE", mailbox::CMD_SIZE.to_string());
+    d.define("CMD_CODE", mailbox::CMD_CODE.to_string());
+    d.define("CMD_GPA", mailbox::CMD_GPA.to_string());
+    d.define("CMD_VALUE", mailbox::CMD_VALUE.to_string());
+    d.define("MAX_COMMANDS", mailbox::MAX_COMMANDS.to_string());
+    d.comment("Guest interpreter command codes (abi::command).");
+    d.define("CMD_READ", uint(command::READ.into()));
+    d.define("CMD_WRITE", uint(command::WRITE.into()));
+    d.define("CMD_DIGEST", uint(command::DIGEST.into()));
+    d.define("CMD_W1", uint(command::W1.into()));
+    d.define("CMD_W2", uint(command::W2.into()));
+    d.define("CMD_W4", uint(command::W4.into()));
+    d.define("CMD_W8", uint(command::W8.into()));
+    d.comment("The vCPU's start state (abi::cpu).");
+    d.define("CPU_CODE_SELECTOR", format!("{:#x}", cpu::CODE_SELECTOR));
+    d.define("CPU_CODE_TYPE", format!("{:#x}", cpu::CODE_TYPE));
+    d.define("CPU_DATA_SELECTOR", format!("{:#x}", cpu::DATA_SELECTOR));
+    d.define("CPU_DATA_TYPE", format!("{:#x}", cpu::DATA_TYPE));
+    d.define("CPU_RFLAGS", format!("{:#x}", cpu::RFLAGS));
+    d.comment("FNV-1a, the page and sample digests (abi::fnv).");
+    d.define("FNV_OFFSET_BASIS", uint(fnv::OFFSET_BASIS.into()));
+    d.define("FNV_PRIME", uint(fnv::PRIME.into()));
+    d.comment("uapi values, under our own names so they never clash with a header that has them (abi).");
+    d.define("GF_KVM_EXIT_MEMORY_FAULT", abi::KVM_EXIT_MEMORY_FAULT.to_string());
+    d.define("GF_KVM_MEM_GUEST_MEMFD", uint(abi::KVM_MEM_GUEST_MEMFD.into()));
+    d.define("GF_GUEST_MEMFD_FLAG_MMAP", ull(abi::GUEST_MEMFD_FLAG_MMAP));
+    d.define("GF_GUEST_MEMFD_FLAG_INIT_SHARED", ull(abi::GUEST_MEMFD_FLAG_INIT_SHARED));
+    d.define("GF_KVM_MEMORY_ATTRIBUTE_PRIVATE", ull(abi::KVM_MEMORY_ATTRIBUTE_PRIVATE));
+    d.define("GF_FALLOC_PUNCH", format!("{:#x} /* FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE */", falloc::PUNCH));
+    d.comment("The words gmemfuzz prints: Display of Outcome and AccessResult, and of the observations.");
+    for (name, word) in words() {
+        d.define(name, c_string(&word));
+    }
+    d.0
+}
+
+/// The generated block of `#define`s.
+struct Defines(String);
+
+impl Defines {
+    fn comment(&mut self, text: &str) {
+        let _ = writeln!(self.0, "\n/* {text} */");
+    }
+
+    fn define(&mut self, name: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "#define {name} {value}");
+    }
+}
+
+/// Sentinels that stand for a C conversion in a rendered Rust string.
+const SENTINEL_A: u64 = 0x5e4f_1001;
+const SENTINEL_B: u64 = 0x5e4f_1002;
+const SENTINEL_C: u64 = 0x5e4f_1003;
+const SENTINEL_ERRNO: i32 = 9999;
+
+/// `rendered` with each sentinel's text replaced by its C conversion: the C format string
+/// of a Rust `Display`. Each sentinel must appear exactly once.
+fn c_format(rendered: String, conversions: &[(String, &str)]) -> String {
+    assert!(!rendered.contains('%'), "a literal % in {rendered:?}");
+    let mut out = rendered;
+    for (text, conversion) in conversions {
+        assert_eq!(out.matches(text.as_str()).count(), 1, "{text} in {out:?}");
+        out = out.replace(text.as_str(), conversion);
+    }
+    out
+}
+
+/// The C reproducer's words, each derived from the Rust `Display` it must equal.
+fn words() -> Vec<(&'static str, String)> {
+    use gmemfuzz_backends::{AccessResult, Errno, PageContent, SkipReason};
+    let hex = |v: u64| format!("{v:#x}");
+    let guest_two = Outcome::Guest(vec![AccessResult::Wrote, AccessResult::Wrote]).to_string();
+    let wrote = AccessResult::Wrote.to_string();
+    let (open, rest) = guest_two.split_once(&wrote).expect("Guest's Display lists its results");
+    let (sep, close) = rest.split_once(&wrote).expect("two results");
+    let resident = observation_text(&Observation::Residency(vec![true, false]));
+    let (resident_open, resident_close) = resident.split_once("10").expect("residency lists its pages");
+    let mmio = AccessResult::Mmio.to_string();
+    let guest_exit = observation_text(&Observation::GuestExit(AccessResult::Mmio));
+    vec![
+        ("WORD_OK", Outcome::Ok.to_string()),
+        ("WORD_ERROR_NAMED", c_format(Outcome::Err(Errno(libc::EBADF)).to_string(), &[("EBADF".into(), "%s")])),
+        ("WORD_ERROR_NUMBER", c_format(Outcome::Err(Errno(SENTINEL_ERRNO)).to_string(), &[(SENTINEL_ERRNO.to_string(), "%d")])),
+        ("WORD_VALUE", c_format(Outcome::Value(SENTINEL_A).to_string(), &[(hex(SENTINEL_A), "0x%llx")])),
+        ("WORD_SIGBUS", Outcome::Sigbus.to_string()),
+        ("WORD_SKIPPED_NO_SUCH_GMEM", Outcome::Skipped(SkipReason::NoSuchGmem).to_string()),
+        ("WORD_SKIPPED_NO_SUCH_SLOT", Outcome::Skipped(SkipReason::NoSuchSlot).to_string()),
+        ("WORD_SKIPPED_NOT_MAPPED", Outcome::Skipped(SkipReason::NotMapped).to_string()),
+        ("WORD_GUEST_OPEN", open.to_string()),
+        ("WORD_GUEST_SEP", sep.to_string()),
+        ("WORD_GUEST_CLOSE", close.to_string()),
+        ("WORD_READ", c_format(AccessResult::Read(SENTINEL_A).to_string(), &[(hex(SENTINEL_A), "0x%llx")])),
+        ("WORD_WROTE", wrote.clone()),
+        ("WORD_MMIO", mmio.clone()),
+        ("WORD_NOT_RUN", AccessResult::NotRun.to_string()),
+        (
+            "WORD_MEMORY_FAULT",
+            c_format(
+                AccessResult::MemoryFault { gpa: SENTINEL_A, size: SENTINEL_B, flags: SENTINEL_C }.to_string(),
+                &[(hex(SENTINEL_A), "0x%llx"), (hex(SENTINEL_B), "0x%llx"), (hex(SENTINEL_C), "0x%llx")],
+            ),
+        ),
+        (
+            "OBS_DIGEST",
+            c_format(
+                observation_text(&Observation::Content(PageContent::Digest(SENTINEL_A as u32))),
+                &[(format!("{SENTINEL_A:#010x}"), "0x%08x")],
+            ),
+        ),
+        ("OBS_SIGBUS", observation_text(&Observation::Sigbus)),
+        ("OBS_ABSENT", observation_text(&Observation::Absent)),
+        ("OBS_RESIDENT_OPEN", resident_open.to_string()),
+        ("OBS_RESIDENT_YES", "1".into()),
+        ("OBS_RESIDENT_NO", "0".into()),
+        ("OBS_RESIDENT_CLOSE", resident_close.to_string()),
+        ("OBS_GUEST_EXIT", guest_exit.strip_suffix(&mmio).expect("a guest exit ends in the access result").to_string()),
+    ]
+}
+
+/// The body of the C `errno_name` switch, from the table `Errno`'s `Display` uses.
+fn errno_cases() -> String {
+    gmemfuzz_backends::abi::errno::table().map(|(e, name)| format!("    case {e}: return \"{name}\";\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prelude_is_filled_in_completely() {
+        let p = prelude();
+        assert!(!p.replace("@GUEST_CODE@", "").contains('@'), "an unfilled placeholder");
+        assert!(p.contains("#define CMD_DIGEST 0x20u") && p.contains("#define MB_ABORT_FLAG 12"), "{p}");
+        assert!(p.contains("case 9: return \"EBADF\";"));
+        assert!(p.contains("#define WORD_MEMORY_FAULT \"memory-fault(gpa=0x%llx size=0x%llx flags=0x%llx)\""), "{p}");
+        assert!(p.contains("#define OBS_DIGEST \"digest 0x%08x\""), "{p}");
+    }
+
+    #[test]
+    fn formats_render_like_rust() {
+        // What the C's printf makes of the formats, for values where "%llx" and "{:#x}"
+        // could differ (zero, all bits).
+        use gmemfuzz_backends::AccessResult;
+        let w: std::collections::HashMap<_, _> = words().into_iter().collect();
+        assert_eq!(w["WORD_READ"].replace("%llx", "0"), AccessResult::Read(0).to_string());
+        let fault = AccessResult::MemoryFault { gpa: u64::MAX, size: 0x1000, flags: 0 }.to_string();
+        assert_eq!(
+            w["WORD_MEMORY_FAULT"].replacen("%llx", "ffffffffffffffff", 1).replacen("%llx", "1000", 1).replacen("%llx", "0", 1),
+            fault
+        );
+        assert_eq!(w["WORD_ERROR_NAMED"].replace("%s", "ENOTTY"), Outcome::Err(gmemfuzz_backends::Errno(libc::ENOTTY)).to_string());
+    }
+}

@@ -10,6 +10,7 @@ use super::replay::Report;
 use super::shrink::{minimize as shrink, Signature};
 use super::text::{print_with, Expectation};
 use super::{c, load, load_document, observed};
+use crate::config::{open_kvm, OpenError};
 use crate::program::Program;
 use crate::report::{Record, Sink};
 use crate::runner::{RunError, Runner};
@@ -29,9 +30,12 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
 }
 
 fn kvm(vm_type: u64) -> Result<KvmBackend, i32> {
-    KvmBackend::from_env(vm_type).map_err(|e| match e {
-        HarnessError::Unavailable(why) => fail(format!("real KVM is not available here ({why}); this command needs /dev/kvm")),
-        e => fail(format!("gmemfuzz HARNESS ERROR opening KVM: {e}")),
+    open_kvm(vm_type).map_err(|e| match e {
+        OpenError::Config(e) => fail(format!("configuration error: {e}")),
+        OpenError::Backend(HarnessError::Unavailable(why)) => {
+            fail(format!("real KVM is not available here ({why}); this command needs /dev/kvm"))
+        }
+        OpenError::Backend(e) => fail(format!("gmemfuzz HARNESS ERROR opening KVM: {e}")),
     })
 }
 
@@ -134,9 +138,10 @@ pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: u64) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let (profile, note) = match KvmBackend::from_env(vm_type) {
+    let (profile, note) = match open_kvm(vm_type) {
         Ok(b) => (b.profile().clone(), String::new()),
-        Err(e) => {
+        Err(OpenError::Config(e)) => return fail(format!("configuration error: {e}")),
+        Err(OpenError::Backend(e)) => {
             let p = if vm_type == 1 { Profile::sw_protected_6_12() } else { Profile::host_6_18() };
             eprintln!("gmemfuzz: real KVM is not available here ({e}); expectations use the assumed profile {}", p.summary());
             (p, format!("expectations computed for an assumed profile: real KVM was not available ({e})"))

@@ -51,18 +51,8 @@ struct gf_memory_fault {
 #define GF_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct gf_userspace_memory_region2)
 #define GF_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct gf_memory_attributes)
 #define GF_KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct gf_create_guest_memfd)
-#define GF_KVM_EXIT_MEMORY_FAULT 39
 
-/* The harness layout (gmemfuzz_backends::op::layout, kvm::guest). */
-#define CODE_GPA @CODE_GPA@ULL
-#define CODE_SIZE @CODE_SIZE@ULL
-#define MAILBOX_GPA @MAILBOX_GPA@ULL
-#define MAILBOX_SIZE @MAILBOX_SIZE@ULL
-#define CMD_HEADER @CMD_HEADER@
-#define CMD_SIZE @CMD_SIZE@
-#define STACK_TOP @STACK_TOP@ULL
-#define MAX_MAPPED_BYTES @MAX_MAPPED@ULL
-#define PAGE 4096ULL
+@ABI_DEFINES@
 #define MAX_GMEMS 256
 #define MAX_SLOTS 64
 
@@ -107,28 +97,11 @@ static void die(const char *what)
 
 static void set_obs(const char *s) { snprintf(obs, sizeof(obs), "%s", s); }
 
+/* Errno names as gmemfuzz prints them (gmemfuzz_backends::abi::errno, from nix). */
 static const char *errno_name(int e)
 {
     switch (e) {
-    case EBADF: return "EBADF";
-    case EINVAL: return "EINVAL";
-    case EEXIST: return "EEXIST";
-    case ENODEV: return "ENODEV";
-    case ENOTTY: return "ENOTTY";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EFAULT: return "EFAULT";
-    case EFBIG: return "EFBIG";
-    case EPERM: return "EPERM";
-    case ENOMEM: return "ENOMEM";
-    case ENXIO: return "ENXIO";
-    case ENOSPC: return "ENOSPC";
-    case EIO: return "EIO";
-    case EAGAIN: return "EAGAIN";
-    case E2BIG: return "E2BIG";
-    case ENOENT: return "ENOENT";
-    case EACCES: return "EACCES";
-    case EBUSY: return "EBUSY";
-    case EHWPOISON: return "EHWPOISON";
+@ERRNO_CASES@
     default: return NULL;
     }
 }
@@ -137,11 +110,11 @@ static const char *errno_name(int e)
 static void set_result(int rc)
 {
     if (rc == 0) {
-        set_obs("ok");
+        set_obs(WORD_OK);
     } else if (errno_name(errno)) {
-        snprintf(obs, sizeof(obs), "error %s", errno_name(errno));
+        snprintf(obs, sizeof(obs), WORD_ERROR_NAMED, errno_name(errno));
     } else {
-        snprintf(obs, sizeof(obs), "error errno %d", errno);
+        snprintf(obs, sizeof(obs), WORD_ERROR_NUMBER, errno);
     }
 }
 
@@ -183,10 +156,10 @@ static void create_vm(unsigned long type)
     vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, type /* VM type */);
     if (vm_fd < 0)
         die("KVM_CREATE_VM");
-    /* The harness slots: 0 = guest code, 1 = mailbox (plain anonymous memory). */
-    if (set_region(0, 0, CODE_GPA, CODE_SIZE, (uint64_t)(uintptr_t)code_mem, 0, 0))
+    /* The harness slots: guest code and the mailbox (plain anonymous memory). */
+    if (set_region(CODE_SLOT, 0, CODE_GPA, CODE_SIZE, (uint64_t)(uintptr_t)code_mem, 0, 0))
         die("code memslot");
-    if (set_region(1, 0, MAILBOX_GPA, MAILBOX_SIZE, (uint64_t)(uintptr_t)mailbox, 0, 0))
+    if (set_region(MAILBOX_SLOT, 0, MAILBOX_GPA, MAILBOX_SIZE, (uint64_t)(uintptr_t)mailbox, 0, 0))
         die("mailbox memslot");
     vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0 /* vCPU id */);
     if (vcpu_fd < 0)
@@ -208,11 +181,11 @@ static void create_vm(unsigned long type)
     seg.s = 1;
     seg.l = 0;
     seg.g = 1;
-    seg.selector = 0x8;
-    seg.type = 0xb; /* code: execute/read, accessed */
+    seg.selector = CPU_CODE_SELECTOR;
+    seg.type = CPU_CODE_TYPE;
     sregs.cs = seg;
-    seg.selector = 0x10;
-    seg.type = 0x3; /* data: read/write, accessed */
+    seg.selector = CPU_DATA_SELECTOR;
+    seg.type = CPU_DATA_TYPE;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = seg;
     sregs.cr0 |= 1; /* PE */
     if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs))
@@ -241,10 +214,10 @@ static void setup(unsigned long vm_type)
 
 static void mailbox_put(uint64_t off, uint64_t v, size_t bytes) { memcpy(mailbox + off, &v, bytes); }
 
-static uint64_t mailbox_get(uint64_t off)
+static uint64_t mailbox_get(uint64_t off, size_t bytes)
 {
-    uint64_t v;
-    memcpy(&v, mailbox + off, 8);
+    uint64_t v = 0;
+    memcpy(&v, mailbox + off, bytes);
     return v;
 }
 
@@ -254,83 +227,120 @@ static void append(const char *s)
     snprintf(obs + n, sizeof(obs) - n, "%s", s);
 }
 
-/* Posts the accesses to the mailbox and runs the vCPU until HLT (KvmBackend::run_commands). */
+/* Command i of the next run: code, gpa, value (in for stores and digests). */
+static void post_command(int i, uint32_t code, uint64_t gpa, uint64_t value)
+{
+    mailbox_put(CMD_HEADER + i * CMD_SIZE + CMD_CODE, code, 4);
+    mailbox_put(CMD_HEADER + i * CMD_SIZE + CMD_GPA, gpa, 4);
+    mailbox_put(CMD_HEADER + i * CMD_SIZE + CMD_VALUE, value, 8);
+}
+
+static uint64_t command_value(int i) { return mailbox_get(CMD_HEADER + i * CMD_SIZE + CMD_VALUE, 8); }
+
+/* How each command of the last run ended, when not by completing. */
+static enum { EXIT_NONE, EXIT_MMIO, EXIT_FAULT, EXIT_NOT_RUN } exits[MAX_COMMANDS];
+static struct gf_memory_fault faults[MAX_COMMANDS];
+
+/*
+ * Runs the n posted commands until HLT (KvmBackend::run_commands). An MMIO exit is answered
+ * (reads get 0; a digest is told to stop) and the run goes on; a memory-fault exit ends the
+ * command, and the run either stops there (stop_on_fault) or resumes at the next command.
+ */
+static void run_commands(int n, int stop_on_fault)
+{
+    for (int i = 0; i < n; i++)
+        exits[i] = EXIT_NONE;
+    mailbox_put(MB_COUNT, n, 4);
+    uint64_t start = 0;
+    for (;;) {
+        mailbox_put(MB_START, start, 4);
+        struct kvm_regs regs;
+        memset(&regs, 0, sizeof(regs));
+        regs.rip = CODE_GPA;
+        regs.rflags = CPU_RFLAGS;
+        regs.rsp = STACK_TOP;
+        if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
+            die("KVM_SET_REGS");
+        for (;;) {
+            int rc = ioctl(vcpu_fd, KVM_RUN, 0);
+            uint32_t cur = mailbox_get(MB_CURRENT, 4); /* the command being executed */
+            if (rc < 0 && errno == EFAULT && run->exit_reason == GF_KVM_EXIT_MEMORY_FAULT) {
+                memcpy(&faults[cur], &run->hw, sizeof(faults[cur]));
+                exits[cur] = EXIT_FAULT;
+                if (stop_on_fault) {
+                    for (int i = cur + 1; i < n; i++)
+                        exits[i] = EXIT_NOT_RUN;
+                    return;
+                }
+                start = cur + 1;
+                break;
+            }
+            if (rc < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (rc < 0)
+                die("KVM_RUN");
+            if (run->exit_reason == KVM_EXIT_HLT)
+                return;
+            if (run->exit_reason == KVM_EXIT_MMIO) {
+                if (!run->mmio.is_write) {
+                    memset(run->mmio.data, 0, sizeof(run->mmio.data)); /* reads of no memory get 0 */
+                    if (mailbox_get(CMD_HEADER + cur * CMD_SIZE + CMD_CODE, 4) == CMD_DIGEST)
+                        mailbox_put(MB_ABORT_FLAG, 1, 4); /* the digest stops after its first load */
+                }
+                exits[cur] = EXIT_MMIO;
+                continue;
+            }
+            fprintf(stderr, "SETUP FAILED: unexpected exit reason %u at command %u\n", run->exit_reason, cur);
+            exit(2);
+        }
+    }
+}
+
+/* How command i ended, in AccessResult's words; 0 when it completed. */
+static int exit_text(int i, char *buf, size_t len)
+{
+    switch (exits[i]) {
+    case EXIT_MMIO: snprintf(buf, len, WORD_MMIO); return 1;
+    case EXIT_NOT_RUN: snprintf(buf, len, WORD_NOT_RUN); return 1;
+    case EXIT_FAULT:
+        snprintf(buf, len, WORD_MEMORY_FAULT, (unsigned long long)faults[i].gpa, (unsigned long long)faults[i].size,
+                 (unsigned long long)faults[i].flags);
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Loads and stores by the vCPU, all in one run (KvmBackend::guest). */
 static void do_guest(const struct access *a, int n)
 {
-    static enum { PENDING, MMIO, FAULT, NOTRUN } state[4096];
-    static struct gf_memory_fault fault[4096];
     for (int i = 0; i < n; i++) {
-        int code = a[i].width == 1 ? 1 : a[i].width == 2 ? 2 : a[i].width == 4 ? 3 : 4;
-        if (a[i].write)
-            code |= 0x10;
-        mailbox_put(CMD_HEADER + i * CMD_SIZE, (uint64_t)code | (a[i].gpa << 32), 8); /* u32 code, u32 gpa */
-        mailbox_put(CMD_HEADER + i * CMD_SIZE + 8, a[i].write ? a[i].value : 0, 8);  /* value */
-        state[i] = PENDING;
+        uint32_t width = a[i].width == 1 ? CMD_W1 : a[i].width == 2 ? CMD_W2 : a[i].width == 4 ? CMD_W4 : CMD_W8;
+        post_command(i, (a[i].write ? CMD_WRITE : CMD_READ) | width, a[i].gpa, a[i].write ? a[i].value : 0);
     }
-    mailbox_put(0, n, 4); /* number of commands */
-    mailbox_put(8, 0, 4); /* start at command 0 */
-    struct kvm_regs regs;
-    memset(&regs, 0, sizeof(regs));
-    regs.rip = CODE_GPA;
-    regs.rflags = 2;
-    regs.rsp = STACK_TOP;
-    if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
-        die("KVM_SET_REGS");
-    for (;;) {
-        int rc = ioctl(vcpu_fd, KVM_RUN, 0);
-        uint32_t cur;
-        memcpy(&cur, mailbox + 4, 4); /* the command being executed */
-        if (rc < 0 && errno == EFAULT && run->exit_reason == GF_KVM_EXIT_MEMORY_FAULT) {
-            memcpy(&fault[cur], &run->hw, sizeof(fault[cur]));
-            state[cur] = FAULT;
-            for (int i = cur + 1; i < n; i++)
-                state[i] = NOTRUN;
-            break;
-        }
-        if (rc < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (rc < 0)
-            die("KVM_RUN");
-        if (run->exit_reason == KVM_EXIT_HLT)
-            break;
-        if (run->exit_reason == KVM_EXIT_MMIO) {
-            if (!run->mmio.is_write)
-                memset(run->mmio.data, 0, sizeof(run->mmio.data)); /* reads of no memory get 0 */
-            state[cur] = MMIO;
-            continue;
-        }
-        fprintf(stderr, "SETUP FAILED: unexpected exit reason %u at command %u\n", run->exit_reason, cur);
-        exit(2);
-    }
-    set_obs("[");
+    run_commands(n, 1);
+    set_obs(WORD_GUEST_OPEN);
     for (int i = 0; i < n; i++) {
         char item[160];
-        if (state[i] == MMIO) {
-            snprintf(item, sizeof(item), "mmio-exit");
-        } else if (state[i] == FAULT) {
-            snprintf(item, sizeof(item), "memory-fault(gpa=0x%llx size=0x%llx flags=0x%llx)", (unsigned long long)fault[i].gpa,
-                     (unsigned long long)fault[i].size, (unsigned long long)fault[i].flags);
-        } else if (state[i] == NOTRUN) {
-            snprintf(item, sizeof(item), "not-run");
+        if (exit_text(i, item, sizeof(item))) {
         } else if (a[i].write) {
-            snprintf(item, sizeof(item), "wrote");
+            snprintf(item, sizeof(item), WORD_WROTE);
         } else {
-            uint64_t v = mailbox_get(CMD_HEADER + i * CMD_SIZE + 8);
+            uint64_t v = command_value(i);
             if (a[i].width < 8)
                 v &= (1ULL << (8 * a[i].width)) - 1;
-            snprintf(item, sizeof(item), "read 0x%llx", (unsigned long long)v);
+            snprintf(item, sizeof(item), WORD_READ, (unsigned long long)v);
         }
         if (i)
-            append(", ");
+            append(WORD_GUEST_SEP);
         append(item);
     }
-    append("]");
+    append(WORD_GUEST_CLOSE);
 }
 
 static int have_gmem(int id)
 {
     if (id >= ngmems) {
-        set_obs("skipped (no such guest_memfd in this run)");
+        set_obs(WORD_SKIPPED_NO_SUCH_GMEM);
         return 0;
     }
     return 1;
@@ -341,7 +351,7 @@ static void do_create_gmem(uint64_t size, uint64_t flags)
     struct gf_create_guest_memfd args;
     memset(&args, 0, sizeof(args));
     args.size = size;   /* bytes */
-    args.flags = flags; /* GUEST_MEMFD_FLAG_MMAP = 1, GUEST_MEMFD_FLAG_INIT_SHARED = 2 */
+    args.flags = flags; /* GF_GUEST_MEMFD_FLAG_MMAP, GF_GUEST_MEMFD_FLAG_INIT_SHARED */
     int fd = ioctl(vm_fd, GF_KVM_CREATE_GUEST_MEMFD, &args);
     if (fd >= 0) {
         gmems[ngmems].fd = fd;
@@ -381,7 +391,7 @@ static void slot_forget(int i)
 
 static void do_bind(uint32_t slot, uint32_t flags, int kind, int id, uint64_t gpa, uint64_t size, uint64_t offset)
 {
-    int gmem_slot = (flags & 4 /* KVM_MEM_GUEST_MEMFD */) != 0;
+    int gmem_slot = (flags & GF_KVM_MEM_GUEST_MEMFD) != 0;
     uint32_t gfd = 0xffffffffu;
     if (kind == FD_NOT_GMEM) {
         gfd = vm_fd;
@@ -445,7 +455,7 @@ static void do_modify_slot(uint32_t slot, uint64_t gpa, uint32_t flags)
 {
     int i = slot_index(slot);
     if (i < 0) {
-        set_obs("skipped (no such slot in this run)");
+        set_obs(WORD_SKIPPED_NO_SUCH_SLOT);
         return;
     }
     /* Same size and userspace_addr, new GPA and/or flags; guest_memfd_offset 0 as gmemfuzz sends it. */
@@ -458,7 +468,7 @@ static void do_set_attributes(uint64_t address, uint64_t size, uint64_t attribut
     memset(&a, 0, sizeof(a));
     a.address = address;       /* first GPA */
     a.size = size;             /* bytes */
-    a.attributes = attributes; /* KVM_MEMORY_ATTRIBUTE_PRIVATE = 8 */
+    a.attributes = attributes; /* GF_KVM_MEMORY_ATTRIBUTE_PRIVATE */
     a.flags = 0;
     set_result(ioctl(vm_fd, GF_KVM_SET_MEMORY_ATTRIBUTES, &a));
 }
@@ -487,7 +497,7 @@ static void do_unmap(int id)
     if (p == MAP_FAILED)
         die("munmap (MAP_FIXED PROT_NONE)");
     gmems[id].map = NULL;
-    set_obs("ok");
+    set_obs(WORD_OK);
 }
 
 static void do_destroy_vm(void)
@@ -499,7 +509,7 @@ static void do_destroy_vm(void)
     /* The slots live on in the VM the files keep alive; their anonymous memory may go. */
     for (int i = 0; i < MAX_SLOTS; i++)
         slot_forget(i);
-    set_obs("ok");
+    set_obs(WORD_OK);
 }
 
 static sigjmp_buf bus_jmp;
@@ -517,7 +527,7 @@ static void do_host_access(int id, uint64_t offset, int width, int store, uint64
     if (!have_gmem(id))
         return;
     if (!gmems[id].map) {
-        set_obs("skipped (not mapped in this run)");
+        set_obs(WORD_SKIPPED_NOT_MAPPED);
         return;
     }
     volatile uint8_t *p = gmems[id].map + offset;
@@ -525,7 +535,7 @@ static void do_host_access(int id, uint64_t offset, int width, int store, uint64
     signal(SIGBUS, on_sigbus);
     if (sigsetjmp(bus_jmp, 1)) {
         bus_armed = 0;
-        set_obs("SIGBUS");
+        set_obs(WORD_SIGBUS);
         return;
     }
     bus_armed = 1;
@@ -537,9 +547,9 @@ static void do_host_access(int id, uint64_t offset, int width, int store, uint64
     }
     bus_armed = 0;
     if (store)
-        set_obs("ok");
+        set_obs(WORD_OK);
     else
-        snprintf(obs, sizeof(obs), "value 0x%llx", (unsigned long long)v);
+        snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)v);
 }
 
 /* ---- State probes: what the runner compares after invalidating ops (KvmBackend::observe). ---- */
@@ -547,11 +557,11 @@ static void do_host_access(int id, uint64_t offset, int width, int store, uint64
 /* FNV-1a over the page's little-endian dwords (outcome::page_digest; the guest computes the same). */
 static uint32_t digest_page(const uint8_t *p)
 {
-    uint32_t h = 0x811c9dc5u;
-    for (int i = 0; i < 4096; i += 4) {
+    uint32_t h = FNV_OFFSET_BASIS;
+    for (size_t i = 0; i < PAGE; i += 4) {
         uint32_t w;
         memcpy(&w, p + i, 4);
-        h = (h ^ w) * 0x01000193u;
+        h = (h ^ w) * FNV_PRIME;
     }
     return h;
 }
@@ -565,7 +575,7 @@ static int read_page(const uint8_t *src, uint8_t *dst)
         return -1;
     }
     bus_armed = 1;
-    for (int i = 0; i < 4096; i += 8) {
+    for (size_t i = 0; i < PAGE; i += 8) {
         uint64_t v = *(volatile const uint64_t *)(src + i);
         memcpy(dst + i, &v, 8);
     }
@@ -575,11 +585,11 @@ static int read_page(const uint8_t *src, uint8_t *dst)
 
 static void observe_page(const uint8_t *src)
 {
-    static uint8_t page[4096];
+    static uint8_t page[PAGE];
     if (read_page(src, page))
-        set_obs("SIGBUS");
+        set_obs(OBS_SIGBUS);
     else
-        snprintf(obs, sizeof(obs), "digest 0x%08x", digest_page(page));
+        snprintf(obs, sizeof(obs), OBS_DIGEST, digest_page(page));
 }
 
 static void report_probe(int index, const char *what, const char *expected)
@@ -594,27 +604,27 @@ static void report_probe(int index, const char *what, const char *expected)
 static void probe_residency(int id, uint64_t max_pages)
 {
     if (id >= ngmems || !gmems[id].map) {
-        set_obs("absent");
+        set_obs(OBS_ABSENT);
         return;
     }
     uint64_t pages = gmems[id].size / PAGE;
     if (pages > max_pages)
         pages = max_pages;
-    static unsigned char vec[4096];
+    static unsigned char vec[MAX_RESIDENCY_PAGES];
     if (pages > sizeof(vec) || mincore(gmems[id].map, pages * PAGE, vec)) {
-        set_obs("absent");
+        set_obs(OBS_ABSENT);
         return;
     }
-    set_obs("resident [");
+    set_obs(OBS_RESIDENT_OPEN);
     for (uint64_t i = 0; i < pages; i++)
-        append(vec[i] & 1 ? "1" : "0");
-    append("]");
+        append(vec[i] & 1 ? OBS_RESIDENT_YES : OBS_RESIDENT_NO);
+    append(OBS_RESIDENT_CLOSE);
 }
 
 static void probe_host_page(int id, uint64_t page)
 {
     if (id >= ngmems || !gmems[id].map || (page + 1) * PAGE > gmems[id].size) {
-        set_obs("absent");
+        set_obs(OBS_ABSENT);
         return;
     }
     observe_page(gmems[id].map + page * PAGE);
@@ -624,77 +634,30 @@ static void probe_anon_page(uint32_t slot, uint64_t page)
 {
     int i = slot_index(slot);
     if (i < 0 || !slots[i].anon || (page + 1) * PAGE > slots[i].anon_len) {
-        set_obs("absent");
+        set_obs(OBS_ABSENT);
         return;
     }
     observe_page((const uint8_t *)slots[i].anon + page * PAGE);
 }
 
-/* Guest page digests, all in one KVM_RUN sequence; a memory fault resumes at the next command. */
+/* Guest page digests, all in one run; a memory fault resumes at the next command (KvmBackend::observe). */
 static void probe_guest_pages(int index, int n, const uint64_t *gpas, const uint64_t *samples, const char *const *what, const char *const *expected)
 {
-    static enum { G_PENDING, G_MMIO, G_FAULT } state[4096];
-    static struct gf_memory_fault fault[4096];
     if (vm_fd < 0) {
-        set_obs("absent");
+        set_obs(OBS_ABSENT);
         for (int i = 0; i < n; i++)
             report_probe(index, what[i], expected[i]);
         return;
     }
+    for (int i = 0; i < n; i++)
+        post_command(i, CMD_DIGEST, gpas[i] & ~(PAGE - 1), samples[i] /* the qwords the guest digests */);
+    run_commands(n, 0);
     for (int i = 0; i < n; i++) {
-        mailbox_put(CMD_HEADER + i * CMD_SIZE, 0x20 /* DIGEST */ | ((gpas[i] & ~(PAGE - 1)) << 32), 8);
-        mailbox_put(CMD_HEADER + i * CMD_SIZE + 8, samples[i], 8); /* the qwords the guest digests */
-        state[i] = G_PENDING;
-    }
-    mailbox_put(0, n, 4);
-    uint64_t start = 0;
-    for (int done = 0; !done;) {
-        mailbox_put(8, start, 4);
-        struct kvm_regs regs;
-        memset(&regs, 0, sizeof(regs));
-        regs.rip = CODE_GPA;
-        regs.rflags = 2;
-        regs.rsp = STACK_TOP;
-        if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
-            die("KVM_SET_REGS");
-        for (;;) {
-            int rc = ioctl(vcpu_fd, KVM_RUN, 0);
-            uint32_t cur;
-            memcpy(&cur, mailbox + 4, 4);
-            if (rc < 0 && errno == EFAULT && run->exit_reason == GF_KVM_EXIT_MEMORY_FAULT) {
-                memcpy(&fault[cur], &run->hw, sizeof(fault[cur]));
-                state[cur] = G_FAULT;
-                start = cur + 1;
-                break;
-            }
-            if (rc < 0 && (errno == EINTR || errno == EAGAIN))
-                continue;
-            if (rc < 0)
-                die("KVM_RUN");
-            if (run->exit_reason == KVM_EXIT_HLT) {
-                done = 1;
-                break;
-            }
-            if (run->exit_reason == KVM_EXIT_MMIO) {
-                if (!run->mmio.is_write) {
-                    memset(run->mmio.data, 0, sizeof(run->mmio.data));
-                    mailbox_put(12, 1, 4); /* abort flag: the digest stops after its first load */
-                }
-                state[cur] = G_MMIO;
-                continue;
-            }
-            fprintf(stderr, "SETUP FAILED: unexpected exit reason %u at probe %u\n", run->exit_reason, cur);
-            exit(2);
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        if (state[i] == G_MMIO)
-            set_obs("guest exit: mmio-exit");
-        else if (state[i] == G_FAULT)
-            snprintf(obs, sizeof(obs), "guest exit: memory-fault(gpa=0x%llx size=0x%llx flags=0x%llx)", (unsigned long long)fault[i].gpa,
-                     (unsigned long long)fault[i].size, (unsigned long long)fault[i].flags);
+        char item[160];
+        if (exit_text(i, item, sizeof(item)))
+            snprintf(obs, sizeof(obs), OBS_GUEST_EXIT "%s", item);
         else
-            snprintf(obs, sizeof(obs), "digest 0x%08x", (uint32_t)mailbox_get(CMD_HEADER + i * CMD_SIZE + 8));
+            snprintf(obs, sizeof(obs), OBS_DIGEST, (uint32_t)command_value(i));
         report_probe(index, what[i], expected[i]);
     }
 }

@@ -41,8 +41,8 @@
 use std::fmt::{self, Write as _};
 
 use gmemfuzz_backends::op::{
-    Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEMORY_ATTRIBUTE_PRIVATE,
-    KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+    Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP,
+    KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
 
 use crate::oracle::DivergenceKind;
@@ -59,15 +59,7 @@ const SLOT_FLAGS: Names = &[
     ("GUEST_MEMFD", KVM_MEM_GUEST_MEMFD as u64),
 ];
 const ATTRIBUTES: Names = &[("PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE)];
-const FALLOC_MODES: Names = &[
-    ("KEEP_SIZE", 0x01),
-    ("PUNCH_HOLE", 0x02),
-    ("COLLAPSE_RANGE", 0x08),
-    ("ZERO_RANGE", 0x10),
-    ("INSERT_RANGE", 0x20),
-    ("UNSHARE_RANGE", 0x40),
-    ("WRITE_ZEROES", 0x80),
-];
+const FALLOC_MODES: Names = gmemfuzz_backends::abi::falloc::NAMES;
 
 /// What running a program is recorded to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,48 +127,59 @@ fn fd_text(fd: FdArg) -> String {
     }
 }
 
+/// The `key=value` arguments of each op kind, in the order they are printed: the one table
+/// `op_line` and `parse_op` both read. (Op names are `OpKind`'s; the file operand `gN` and a
+/// guest op's accesses are positional.)
+fn keys(kind: OpKind) -> &'static [&'static str] {
+    match kind {
+        OpKind::CreateGmem => &["size", "flags"],
+        OpKind::Bind => &["slot", "flags", "fd", "gpa", "size", "offset"],
+        OpKind::Unbind => &["slot"],
+        OpKind::ModifySlot => &["slot", "gpa", "flags"],
+        OpKind::SetAttributes => &["gpa", "size", "attributes"],
+        OpKind::Punch => &["offset", "len"],
+        OpKind::Allocate => &["mode", "offset", "len"],
+        OpKind::HostRead => &["offset", "width"],
+        OpKind::HostWrite => &["offset", "width", "value"],
+        OpKind::Map | OpKind::CloseGmem | OpKind::Unmap | OpKind::DestroyVm | OpKind::Check | OpKind::Guest => &[],
+    }
+}
+
 /// One op as its text line (no newline).
 pub fn op_line(op: &Op) -> String {
-    let name = op.kind().name();
-    match *op {
-        Op::CreateGmem { size, flags } => format!("{name} size={} flags={}", num(size), flags_text(flags, GMEM_FLAGS)),
-        Op::Map { gmem } | Op::CloseGmem { gmem } | Op::Unmap { gmem } => format!("{name} {gmem}"),
-        Op::Bind { slot, flags, fd, gpa, size, offset } => format!(
-            "{name} slot={slot} flags={} fd={} gpa={} size={} offset={}",
-            flags_text(flags as u64, SLOT_FLAGS),
-            fd_text(fd),
-            num(gpa),
-            num(size),
-            num(offset)
-        ),
-        Op::Unbind { slot } => format!("{name} slot={slot}"),
-        Op::ModifySlot { slot, gpa, flags } => {
-            format!("{name} slot={slot} gpa={} flags={}", num(gpa), flags_text(flags as u64, SLOT_FLAGS))
+    let kind = op.kind();
+    let values: Vec<String> = match *op {
+        Op::CreateGmem { size, flags } => vec![num(size), flags_text(flags, GMEM_FLAGS)],
+        Op::Map { .. } | Op::CloseGmem { .. } | Op::Unmap { .. } | Op::DestroyVm | Op::Check | Op::Guest { .. } => vec![],
+        Op::Bind { slot, flags, fd, gpa, size, offset } => {
+            vec![slot.to_string(), flags_text(flags as u64, SLOT_FLAGS), fd_text(fd), num(gpa), num(size), num(offset)]
         }
-        Op::SetAttributes { gpa, size, attributes } => {
-            format!("{name} gpa={} size={} attributes={}", num(gpa), num(size), flags_text(attributes, ATTRIBUTES))
-        }
-        Op::Punch { gmem, offset, len } => format!("{name} {gmem} offset={} len={}", num(offset), num(len)),
-        Op::Allocate { gmem, mode, offset, len } => {
-            format!("{name} {gmem} mode={} offset={} len={}", flags_text(mode as u32 as u64, FALLOC_MODES), num(offset), num(len))
-        }
-        Op::DestroyVm | Op::Check => name.to_string(),
-        Op::Guest { ref accesses } => {
-            let mut s = name.to_string();
-            for a in accesses {
-                match a.kind {
-                    AccessKind::Read => write!(s, " r{}@{}", a.width.bytes(), num(a.gpa)),
-                    AccessKind::Write(v) => write!(s, " w{}@{}={}", a.width.bytes(), num(a.gpa), num(v)),
-                }
-                .expect("writing to a String");
+        Op::Unbind { slot } => vec![slot.to_string()],
+        Op::ModifySlot { slot, gpa, flags } => vec![slot.to_string(), num(gpa), flags_text(flags as u64, SLOT_FLAGS)],
+        Op::SetAttributes { gpa, size, attributes } => vec![num(gpa), num(size), flags_text(attributes, ATTRIBUTES)],
+        Op::Punch { offset, len, .. } => vec![num(offset), num(len)],
+        Op::Allocate { mode, offset, len, .. } => vec![flags_text(mode as u32 as u64, FALLOC_MODES), num(offset), num(len)],
+        Op::HostRead { offset, width, .. } => vec![num(offset), width.bytes().to_string()],
+        Op::HostWrite { offset, width, value, .. } => vec![num(offset), width.bytes().to_string(), num(value)],
+    };
+    let mut s = kind.name().to_string();
+    if let Some(gmem) = op.gmem().filter(|_| !matches!(op, Op::Bind { .. })) {
+        write!(s, " {gmem}").expect("writing to a String");
+    }
+    debug_assert_eq!(values.len(), keys(kind).len(), "{kind:?}");
+    for (key, value) in keys(kind).iter().zip(&values) {
+        write!(s, " {key}={value}").expect("writing to a String");
+    }
+    if let Op::Guest { ref accesses } = *op {
+        for a in accesses {
+            match a.kind {
+                AccessKind::Read => write!(s, " r{}@{}", a.width.bytes(), num(a.gpa)),
+                AccessKind::Write(v) => write!(s, " w{}@{}={}", a.width.bytes(), num(a.gpa), num(v)),
             }
-            s
-        }
-        Op::HostRead { gmem, offset, width } => format!("{name} {gmem} offset={} width={}", num(offset), width.bytes()),
-        Op::HostWrite { gmem, offset, width, value } => {
-            format!("{name} {gmem} offset={} width={} value={}", num(offset), width.bytes(), num(value))
+            .expect("writing to a String");
         }
     }
+    s
 }
 
 /// The program as text, with an expectation line if one is given.
@@ -382,22 +385,31 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
     let name = all.remove(0);
     let end = code.trim_end().len() + 1;
     let mut l = Line { n, end, name, rest: all };
-    let op = match name.text {
-        "create_gmem" => {
-            let a = l.args(&["size", "flags"])?;
-            Op::CreateGmem { size: l.number(a[0])?, flags: l.flags(a[1], GMEM_FLAGS)? }
+    let Ok(kind) = name.text.parse::<OpKind>() else {
+        return l.err(name.column, format!("unknown op `{}`: expected one of {}", name.text, OpKind::names().join(", ")));
+    };
+    let gmem = match kind {
+        OpKind::Map | OpKind::Unmap | OpKind::CloseGmem | OpKind::Punch | OpKind::Allocate | OpKind::HostRead | OpKind::HostWrite => {
+            Some(l.gmem()?)
         }
-        "map" | "unmap" | "close_gmem" => {
-            let gmem = l.gmem()?;
-            l.no_operands()?;
-            match name.text {
-                "map" => Op::Map { gmem },
-                "unmap" => Op::Unmap { gmem },
-                _ => Op::CloseGmem { gmem },
-            }
-        }
-        "bind" => {
-            let a = l.args(&["slot", "flags", "fd", "gpa", "size", "offset"])?;
+        _ => None,
+    };
+    let gmem = || gmem.expect("parsed above for this kind");
+    if kind == OpKind::Guest {
+        return Ok(Op::Guest { accesses: l.rest.iter().map(|w| parse_access(n, *w)).collect::<Result<_, _>>()? });
+    }
+    let a = if keys(kind).is_empty() {
+        l.no_operands()?;
+        Vec::new()
+    } else {
+        l.args(keys(kind))?
+    };
+    let op = match kind {
+        OpKind::CreateGmem => Op::CreateGmem { size: l.number(a[0])?, flags: l.flags(a[1], GMEM_FLAGS)? },
+        OpKind::Map => Op::Map { gmem: gmem() },
+        OpKind::Unmap => Op::Unmap { gmem: gmem() },
+        OpKind::CloseGmem => Op::CloseGmem { gmem: gmem() },
+        OpKind::Bind => {
             let fd = match a[2].text {
                 "invalid" => FdArg::Invalid,
                 "not-gmem" => FdArg::NotGmem,
@@ -414,53 +426,21 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
                 offset: l.number(a[5])?,
             }
         }
-        "unbind" => {
-            let a = l.args(&["slot"])?;
-            Op::Unbind { slot: l.number32(a[0])? }
-        }
-        "modify_slot" => {
-            let a = l.args(&["slot", "gpa", "flags"])?;
-            Op::ModifySlot { slot: l.number32(a[0])?, gpa: l.number(a[1])?, flags: l.flags32(a[2], SLOT_FLAGS)? }
-        }
-        "set_attributes" => {
-            let a = l.args(&["gpa", "size", "attributes"])?;
-            Op::SetAttributes { gpa: l.number(a[0])?, size: l.number(a[1])?, attributes: l.flags(a[2], ATTRIBUTES)? }
-        }
-        "punch" => {
-            let gmem = l.gmem()?;
-            let a = l.args(&["offset", "len"])?;
-            Op::Punch { gmem, offset: l.number(a[0])?, len: l.number(a[1])? }
-        }
-        "allocate" => {
-            let gmem = l.gmem()?;
-            let a = l.args(&["mode", "offset", "len"])?;
+        OpKind::Unbind => Op::Unbind { slot: l.number32(a[0])? },
+        OpKind::ModifySlot => Op::ModifySlot { slot: l.number32(a[0])?, gpa: l.number(a[1])?, flags: l.flags32(a[2], SLOT_FLAGS)? },
+        OpKind::SetAttributes => Op::SetAttributes { gpa: l.number(a[0])?, size: l.number(a[1])?, attributes: l.flags(a[2], ATTRIBUTES)? },
+        OpKind::Punch => Op::Punch { gmem: gmem(), offset: l.number(a[0])?, len: l.number(a[1])? },
+        OpKind::Allocate => {
             let mode = l.flags32(a[0], FALLOC_MODES)? as i32;
-            Op::Allocate { gmem, mode, offset: l.number(a[1])?, len: l.number(a[2])? }
+            Op::Allocate { gmem: gmem(), mode, offset: l.number(a[1])?, len: l.number(a[2])? }
         }
-        "destroy_vm" | "check" => {
-            l.no_operands()?;
-            if name.text == "check" {
-                Op::Check
-            } else {
-                Op::DestroyVm
-            }
-        }
-        "guest" => Op::Guest { accesses: l.rest.iter().map(|w| parse_access(n, *w)).collect::<Result<_, _>>()? },
-        "host_read" => {
-            let gmem = l.gmem()?;
-            let a = l.args(&["offset", "width"])?;
-            Op::HostRead { gmem, offset: l.number(a[0])?, width: l.width(a[1])? }
-        }
-        "host_write" => {
-            let gmem = l.gmem()?;
-            let a = l.args(&["offset", "width", "value"])?;
-            Op::HostWrite { gmem, offset: l.number(a[0])?, width: l.width(a[1])?, value: l.number(a[2])? }
-        }
-        other => {
-            let known: Vec<&str> = gmemfuzz_backends::OpKind::ALL.iter().map(|k| k.name()).collect();
-            return l.err(name.column, format!("unknown op `{other}`: expected one of {}", known.join(", ")));
-        }
+        OpKind::DestroyVm => Op::DestroyVm,
+        OpKind::Check => Op::Check,
+        OpKind::HostRead => Op::HostRead { gmem: gmem(), offset: l.number(a[0])?, width: l.width(a[1])? },
+        OpKind::HostWrite => Op::HostWrite { gmem: gmem(), offset: l.number(a[0])?, width: l.width(a[1])?, value: l.number(a[2])? },
+        OpKind::Guest => unreachable!("returned above"),
     };
+    debug_assert_eq!(op.kind(), kind);
     Ok(op)
 }
 
