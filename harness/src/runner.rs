@@ -13,9 +13,6 @@ use crate::stats::Stats;
 pub struct Trace {
     /// The backend's outcome of every op that ran (in order).
     pub outcomes: Vec<Outcome>,
-    /// Set when the model stopped predicting (see `Model::lost_track`): the ops after
-    /// this index were not compared.
-    pub unknown_from: Option<(usize, String)>,
     /// A divergence at this op matched a known kernel bug (see `known`); the program
     /// stopped there.
     pub known_bug: Option<(usize, &'static str)>,
@@ -61,7 +58,7 @@ impl<B: Backend> Runner<B> {
 
     /// Runs a program from a clean state on both sides.
     pub fn run(&mut self, program: &Program) -> Result<Trace, RunError> {
-        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), unknown_from: None, known_bug: None };
+        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), known_bug: None };
         match self.run_into(program, &mut trace) {
             Err(RunError::Divergence(d)) if self.filter_known => match crate::known::classify(&d, &self.model) {
                 Some(bug) => {
@@ -84,26 +81,24 @@ impl<B: Backend> Runner<B> {
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
             let expected = self.model.apply(op)?;
-            if let Some(why) = self.model.lost_track() {
-                self.stats.unknown += 1;
-                trace.unknown_from = Some((index, why.to_string()));
-                return Ok(());
-            }
             // A skip is decided by the program alone; the backend is not asked.
             let actual = match &expected {
                 Outcome::Skipped(reason) => Outcome::Skipped(*reason),
                 _ => self.backend.apply(op)?,
             };
             self.stats.count(op, &actual);
+            // Parts the model cannot predict match anything; they are counted.
+            self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
             let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
             if let Some(d) = ctx.compare_outcome(&expected, &actual) {
                 self.stats.divergences += 1;
                 return Err(RunError::Divergence(Box::new(d)));
             }
-            trace.outcomes.push(actual);
             // An op that failed (and agreed on failing) changed nothing to compare; a kernel
             // that changed state anyway shows at the next successful one, `Check`, or the end.
-            let took_effect = !matches!(expected, Outcome::Skipped(_) | Outcome::Err(_));
+            // (The backend's outcome: the model's may be unknown.)
+            let took_effect = !matches!(actual, Outcome::Skipped(_) | Outcome::Err(_));
+            trace.outcomes.push(actual);
             let compare_state = matches!(op, Op::Check) || (self.check_after_invalidation && op.invalidates() && took_effect);
             if compare_state {
                 self.compare_state(index, op)?;
@@ -126,6 +121,7 @@ impl<B: Backend> Runner<B> {
         self.stats.probes += probes.len() as u64;
         let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
         for ((probe, e), a) in probes.iter().zip(&expected).zip(&actual) {
+            self.stats.skipped_unknown += u64::from(gmemfuzz_backends::admits_observation(e, a).unknown());
             if let Some(d) = ctx.compare_probe(probe, e, a) {
                 self.stats.divergences += 1;
                 return Err(RunError::Divergence(Box::new(d)));

@@ -249,4 +249,22 @@ mod tests {
         assert_eq!(unsafe { load(m.addr(), Width::W4) }, HostAccess::Done(7));
         assert_eq!(m.residency(1).unwrap(), vec![true]);
     }
+
+    #[test]
+    fn cross_page_store_that_faults_on_the_second_page_writes_nothing() {
+        // Probe of what a host access across a page boundary leaves when only the second
+        // page raises SIGBUS: the first page is faulted in (the CPU takes the fault for it
+        // first) but the store, one instruction, is not performed at all.
+        let fd = unsafe { libc::memfd_create(c"gmemfuzz-split".as_ptr(), 0) };
+        assert!(fd >= 0);
+        assert_eq!(unsafe { libc::ftruncate(fd, PAGE_SIZE as i64) }, 0);
+        let m = Mapping::shared(fd, 2 * PAGE_SIZE as usize).unwrap();
+        unsafe { libc::close(fd) };
+        let split = unsafe { m.addr().add(PAGE_SIZE as usize - 4) };
+        assert_eq!(m.residency(1).unwrap(), vec![false]);
+        assert_eq!(unsafe { store(split, Width::W8, u64::MAX) }, HostAccess::Sigbus);
+        assert_eq!(m.residency(1).unwrap(), vec![true], "the first page was faulted in");
+        assert_eq!(unsafe { load(split, Width::W4) }, HostAccess::Done(0), "no byte of the faulting store landed");
+        assert_eq!(unsafe { load(split, Width::W8) }, HostAccess::Sigbus);
+    }
 }

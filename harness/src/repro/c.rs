@@ -17,7 +17,7 @@ use gmemfuzz_backends::{Backend, Observation, Outcome, Probe, Profile};
 use super::text::{op_line, print};
 use crate::program::Program;
 
-/// What the model predicts for one op: its outcome (`None` once the model lost track)
+/// What the model predicts for one op: its outcome (`None` where it could not be computed)
 /// and, where the runner compares state after it, the probes and their answers.
 struct Expected {
     outcome: Option<Outcome>,
@@ -32,7 +32,7 @@ fn expectations(program: &Program, profile: &Profile) -> Vec<Expected> {
         .enumerate()
         .map(|(i, op)| {
             model.set_op_index(i);
-            let outcome = model.apply(op).ok().filter(|_| model.lost_track().is_none());
+            let outcome = model.apply(op).ok();
             let mut probes = Vec::new();
             let compare_state = matches!(op, Op::Check) || op.invalidates();
             if compare_state && outcome.as_ref().is_some_and(|o| !matches!(o, Outcome::Skipped(_))) {
@@ -156,8 +156,8 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
                 let _ = writeln!(c, "    skipped({i}, {}, {});", c_string(&line), c_string(&format!("{reason:?}")));
                 continue;
             }
-            Some(o) => c_string(&o.to_string()),
-            None => "NULL /* the model lost track: not predicted */".to_string(),
+            Some(o) if !o.has_unknown() => c_string(&o.to_string()),
+            _ => "NULL /* the model cannot predict this op: not compared */".to_string(),
         };
         let call = op_call(op);
         let _ = writeln!(c, "    {call}");

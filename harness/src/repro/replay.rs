@@ -36,11 +36,6 @@ pub fn steps<B: Backend>(backend: &mut B, program: &Program) -> Result<Vec<Step>
     for (index, op) in program.ops.iter().enumerate() {
         model.set_op_index(index);
         let expected = model.apply(op)?;
-        if model.lost_track().is_some() {
-            // The runner stops comparing here, and sends nothing more.
-            out.push(Step { line: op_line(op), model: None, backend: None, probe_mismatch: None });
-            break;
-        }
         let tracked = true;
         let actual = match &expected {
             Outcome::Skipped(_) => None,
@@ -48,7 +43,7 @@ pub fn steps<B: Backend>(backend: &mut B, program: &Program) -> Result<Vec<Step>
         };
         let mut step =
             Step { line: op_line(op), model: tracked.then_some(expected.clone()), backend: actual.clone(), probe_mismatch: None };
-        let differs = tracked && actual.as_ref().is_some_and(|a| *a != expected);
+        let differs = tracked && actual.as_ref().is_some_and(|a| !expected.admits(a).agrees());
         let probe = tracked && !differs && !matches!(expected, Outcome::Skipped(_)) && (op.invalidates() || matches!(op, Op::Check));
         if probe {
             let probes = model.probes();
@@ -111,11 +106,8 @@ impl Report {
             }
         }
         match &self.verdict {
-            Ok(trace) => {
+            Ok(_) => {
                 let _ = writeln!(s, "CLEAN: the model and {backend} agree on all {} ops", self.steps.len());
-                if let Some((i, why)) = &trace.unknown_from {
-                    let _ = writeln!(s, "  (the model lost track at op #{i}: {why}; later ops were not compared)");
-                }
             }
             Err(RunError::Divergence(d)) => {
                 let _ = writeln!(s, "{d}");
