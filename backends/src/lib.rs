@@ -12,5 +12,5 @@ pub mod sim;
 
 pub use backend::{Backend, HarnessError};
 pub use op::{Access, AccessKind, FdArg, GmemId, Op, OpKind, Width};
-pub use outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
+pub use outcome::{admits_observation, AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason, Verdict};
 pub use profile::Profile;

@@ -81,6 +81,9 @@ pub enum AccessResult {
     MemoryFault { gpa: u64, size: u64, flags: u64 },
     /// An earlier access of the same op ended the run.
     NotRun,
+    /// Only in predictions: the model cannot tell what this access does (what decides it
+    /// is state the model does not see). Matches any result.
+    Unknown,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +100,69 @@ pub enum Outcome {
     Value(u64),
     /// A host access raised SIGBUS.
     Sigbus,
+    /// Only in predictions: the model cannot tell what the op does. Matches any outcome.
+    /// Backends never answer it.
+    Unknown,
+}
+
+/// How a prediction compares with what a backend did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every known part matched; `unknown` parts were not compared (the model could not
+    /// predict them).
+    Agrees { unknown: u32 },
+    /// A part the model predicted differs.
+    Differs,
+}
+
+impl Verdict {
+    pub fn agrees(self) -> bool {
+        matches!(self, Verdict::Agrees { .. })
+    }
+
+    /// How many parts were not compared.
+    pub fn unknown(self) -> u32 {
+        match self {
+            Verdict::Agrees { unknown } => unknown,
+            Verdict::Differs => 0,
+        }
+    }
+}
+
+impl AccessResult {
+    /// Whether this predicted access result admits `actual`; `Unknown` admits anything.
+    pub fn admits(&self, actual: &AccessResult) -> bool {
+        *self == AccessResult::Unknown || self == actual
+    }
+}
+
+impl Outcome {
+    /// Whether any part of this prediction is unknown (the whole op or one access).
+    pub fn has_unknown(&self) -> bool {
+        match self {
+            Outcome::Unknown => true,
+            Outcome::Guest(results) => results.contains(&AccessResult::Unknown),
+            _ => false,
+        }
+    }
+
+    /// Compares this prediction with what a backend did: the one comparison of op results.
+    /// An unknown op result, or an unknown guest access, matches anything and is counted.
+    pub fn admits(&self, actual: &Outcome) -> Verdict {
+        match (self, actual) {
+            (Outcome::Unknown, _) => Verdict::Agrees { unknown: 1 },
+            (Outcome::Guest(expected), Outcome::Guest(got)) if expected.len() == got.len() => {
+                if expected.iter().zip(got).all(|(e, a)| e.admits(a)) {
+                    let unknown = expected.iter().filter(|e| **e == AccessResult::Unknown).count() as u32;
+                    Verdict::Agrees { unknown }
+                } else {
+                    Verdict::Differs
+                }
+            }
+            _ if self == actual => Verdict::Agrees { unknown: 0 },
+            _ => Verdict::Differs,
+        }
+    }
 }
 
 impl fmt::Display for AccessResult {
@@ -109,6 +175,7 @@ impl fmt::Display for AccessResult {
                 write!(f, "memory-fault(gpa={gpa:#x} size={size:#x} flags={flags:#x})")
             }
             AccessResult::NotRun => f.write_str("not-run"),
+            AccessResult::Unknown => f.write_str("unknown"),
         }
     }
 }
@@ -131,6 +198,7 @@ impl fmt::Display for Outcome {
             }
             Outcome::Value(v) => write!(f, "value {v:#x}"),
             Outcome::Sigbus => f.write_str("SIGBUS"),
+            Outcome::Unknown => f.write_str("unknown"),
         }
     }
 }
@@ -222,4 +290,50 @@ pub enum Observation {
     Sigbus,
     /// Nothing to observe (the object is gone on this side).
     Absent,
+}
+
+/// Compares the model's answer to one probe with a backend's. `None` (on either side) is
+/// an answer not known: it matches anything and is counted. Content compares by digest, so
+/// whole bytes from the host match a digest computed by the guest.
+pub fn admits_observation(expected: &Option<Observation>, actual: &Option<Observation>) -> Verdict {
+    match (expected, actual) {
+        (None, _) | (_, None) => Verdict::Agrees { unknown: 1 },
+        (Some(Observation::Content(e)), Some(Observation::Content(a))) if e.digest() == a.digest() => Verdict::Agrees { unknown: 0 },
+        (Some(e), Some(a)) if e == a => Verdict::Agrees { unknown: 0 },
+        _ => Verdict::Differs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_access_admits_anything_but_the_known_ones_still_compare() {
+        let predicted = Outcome::Guest(vec![AccessResult::Unknown, AccessResult::Read(1)]);
+        assert_eq!(predicted.admits(&Outcome::Guest(vec![AccessResult::Mmio, AccessResult::Read(1)])), Verdict::Agrees { unknown: 1 });
+        assert_eq!(predicted.admits(&Outcome::Guest(vec![AccessResult::Read(9), AccessResult::Read(2)])), Verdict::Differs);
+        // A different number of accesses is a difference, unknowns or not.
+        assert_eq!(predicted.admits(&Outcome::Guest(vec![AccessResult::Read(1)])), Verdict::Differs);
+    }
+
+    #[test]
+    fn an_unknown_outcome_admits_anything_and_known_ones_compare_exactly() {
+        assert_eq!(Outcome::Unknown.admits(&Outcome::Sigbus), Verdict::Agrees { unknown: 1 });
+        assert_eq!(Outcome::Ok.admits(&Outcome::Ok), Verdict::Agrees { unknown: 0 });
+        assert_eq!(Outcome::Ok.admits(&Outcome::Err(Errno::EINVAL)), Verdict::Differs);
+        assert_eq!(Outcome::Value(3).admits(&Outcome::Value(4)), Verdict::Differs);
+    }
+
+    #[test]
+    fn an_unknown_probe_answer_is_counted_and_content_compares_by_digest() {
+        let zero = PageContent::Bytes(Box::new([0u8; PAGE_SIZE as usize]));
+        let digest = PageContent::Digest(zero.digest());
+        assert_eq!(admits_observation(&None, &Some(Observation::Sigbus)), Verdict::Agrees { unknown: 1 });
+        assert_eq!(
+            admits_observation(&Some(Observation::Content(zero.clone())), &Some(Observation::Content(digest))),
+            Verdict::Agrees { unknown: 0 }
+        );
+        assert_eq!(admits_observation(&Some(Observation::Content(zero)), &Some(Observation::Sigbus)), Verdict::Differs);
+    }
 }

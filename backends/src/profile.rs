@@ -25,6 +25,15 @@ pub struct Profile {
     pub address_spaces: u32,
     /// FALLOC_FL_WRITE_ZEROES (0x80) is in vfs_fallocate's FALLOC_FL_MODE_MASK (6.17+).
     pub falloc_write_zeroes: bool,
+    /// kvm_mmu_max_gfn() (arch/x86/kvm/mmu.h): the highest GFN a memslot may cover,
+    /// `(1ULL << (max_gpa_bits - PAGE_SHIFT)) - 1` with `max_gpa_bits = tdp_enabled ?
+    /// kvm_host.maxphyaddr : 52`. Host dependent, so probed (kvm::profile::probe_max_gfn).
+    pub max_gfn: u64,
+}
+
+/// kvm_mmu_max_gfn() for a host MAXPHYADDR of `bits`.
+pub const fn max_gfn_for_bits(bits: u32) -> u64 {
+    (1 << (bits - 12)) - 1
 }
 
 impl Profile {
@@ -41,6 +50,8 @@ impl Profile {
             gmem_only_slots: false,
             address_spaces: 1,
             falloc_write_zeroes: true,
+            // Probed on this project's 6.18 host (kvm_pvm, no TDP: 52 bits).
+            max_gfn: max_gfn_for_bits(52),
         }
     }
 
@@ -56,12 +67,14 @@ impl Profile {
             gmem_only_slots: false,
             address_spaces: 1,
             falloc_write_zeroes: false,
+            // QEMU/TCG `-cpu max` without phys-bits: TCG_PHYS_ADDR_BITS, 40; NPT is enabled.
+            max_gfn: max_gfn_for_bits(40),
         }
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} address_spaces {}",
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} address_spaces {} max_gfn {:#x}",
             self.kernel,
             self.vm_type,
             self.guest_memfd,
@@ -69,7 +82,8 @@ impl Profile {
             self.attributes_ioctl,
             self.attributes,
             self.gmem_only_slots,
-            self.address_spaces
+            self.address_spaces,
+            self.max_gfn
         )
     }
 }

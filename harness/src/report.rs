@@ -34,7 +34,7 @@ pub enum Record {
     /// The kernel's taint changed while `program` ran.
     Taint { before: u64, after: u64, program: String },
     /// A session's counters at its end.
-    Stats { programs: u64, divergences: u64, known: u64, unknown: u64, line: String },
+    Stats { programs: u64, divergences: u64, known: u64, skipped_unknown: u64, line: String },
     /// Programs per second over a whole session.
     Throughput { programs: u64, ops: usize, seconds: f64 },
 }
@@ -57,7 +57,7 @@ impl Record {
             programs: stats.programs,
             divergences: stats.divergences,
             known: stats.known,
-            unknown: stats.unknown,
+            skipped_unknown: stats.skipped_unknown,
             line: stats.to_string(),
         }
     }

@@ -9,8 +9,9 @@ use gmemfuzz_backends::{Op, OpKind, Outcome};
 pub struct Stats {
     pub programs: u64,
     pub divergences: u64,
-    /// Programs the model stopped predicting part-way.
-    pub unknown: u64,
+    /// Comparisons not made because the model could not predict that part: an op's result,
+    /// one guest access, or one probe answer (see `Verdict`).
+    pub skipped_unknown: u64,
     /// Programs that hit a known kernel bug (see `known`).
     pub known: u64,
     pub probes: u64,
@@ -43,8 +44,8 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "programs {} divergences {} known-bugs {} unknown {} probes {} | ops",
-            self.programs, self.divergences, self.known, self.unknown, self.probes
+            "programs {} divergences {} known-bugs {} skipped-unknown {} probes {} | ops",
+            self.programs, self.divergences, self.known, self.skipped_unknown, self.probes
         )?;
         for kind in OpKind::ALL {
             let (ran, skipped) = self.ops.get(&kind).copied().unwrap_or_default();

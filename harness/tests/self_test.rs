@@ -107,3 +107,37 @@ fn known_kernel_bug_is_filtered_only_when_asked() {
     assert_eq!(trace.known_bug, Some((4, "stale-mmio-spte-on-private-gfn")));
     assert_eq!((fuzzing.stats.known, fuzzing.stats.divergences), (1, 0));
 }
+
+/// The model's unknowns are narrow: an access or a probe it cannot predict matches
+/// anything, and a wrong answer on another page of the same op or round is still caught.
+#[test]
+fn an_unknown_page_does_not_hide_a_wrong_answer_on_another_page() {
+    use gmemfuzz::oracle::Context;
+    use gmemfuzz::runner::CompareAt;
+    use gmemfuzz_backends::op::{layout, PAGE_SIZE};
+    use gmemfuzz_backends::{Access, AccessKind, AccessResult, GmemId, PageContent, Width};
+
+    let model = Model::new(Profile::host_6_18());
+    let (a, b) = (layout::WINDOW_GPA, layout::WINDOW_GPA + PAGE_SIZE);
+    let read = |gpa| Access { gpa, width: Width::W8, kind: AccessKind::Read };
+    let op = Op::Guest { accesses: vec![read(a), read(b)] };
+    let ctx = Context { model: &model, op_index: 3, op: &op, backend: "test-double" };
+    let predicted = Outcome::Guest(vec![AccessResult::Unknown, AccessResult::Read(0)]);
+    let right_on_b = Outcome::Guest(vec![AccessResult::Read(0x77), AccessResult::Read(0)]);
+    let wrong_on_b = Outcome::Guest(vec![AccessResult::Read(0x77), AccessResult::Read(1)]);
+    assert!(ctx.compare_outcome(&predicted, &right_on_b).is_none(), "the unknown access matches anything");
+    let d = ctx.compare_outcome(&predicted, &wrong_on_b).expect("the wrong answer on page b is caught");
+    use gmemfuzz::oracle::Seen;
+    assert_eq!((d.gpa(), &d.expected, &d.actual), (Some(b), &Seen::Access(AccessResult::Read(0)), &Seen::Access(AccessResult::Read(1))));
+
+    // The same for state: an unknown probe answer, and a wrong one on another page.
+    let zero = || Some(Observation::Content(PageContent::Bytes(Box::new([0; PAGE_SIZE as usize]))));
+    let mut stale = [0u8; PAGE_SIZE as usize];
+    stale[8] = 1;
+    let gmem = GmemId(0);
+    let unknown = (Probe::HostPage { gmem, page: 0 }, None, Some(Observation::Content(PageContent::Bytes(Box::new(stale)))));
+    let wrong = (Probe::HostPage { gmem, page: 1 }, zero(), Some(Observation::Content(PageContent::Bytes(Box::new(stale)))));
+    assert!(ctx.compare_probe(&unknown.0, CompareAt::AfterOp, &unknown.1, &unknown.2).is_none());
+    assert_eq!(gmemfuzz_backends::admits_observation(&unknown.1, &unknown.2).unknown(), 1);
+    assert!(ctx.compare_probe(&wrong.0, CompareAt::AfterOp, &wrong.1, &wrong.2).is_some(), "the wrong page 1 is caught");
+}

@@ -261,4 +261,30 @@ mod tests {
         assert_eq!(unsafe { load(m.addr(), Width::W4) }, HostAccess::Done(7));
         assert_eq!(m.residency(1).unwrap(), vec![true]);
     }
+
+    #[test]
+    fn cross_page_store_that_faults_on_the_second_page_writes_nothing() {
+        // Probe of what a host access across a page boundary leaves when only the second
+        // page raises SIGBUS: the first page is faulted in (the CPU takes the fault for it
+        // first) but the store, one instruction, is not performed at all.
+        // SAFETY: a NUL-terminated name; the fd is checked below.
+        let fd = unsafe { libc::memfd_create(c"gmemfuzz-split".as_ptr(), 0) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` is the memfd made above.
+        assert_eq!(unsafe { libc::ftruncate(fd, PAGE_SIZE as i64) }, 0);
+        let m = Mapping::shared(fd, 2 * PAGE_SIZE as usize).unwrap();
+        // SAFETY: the mapping keeps the file; the fd is ours and used no more.
+        unsafe { libc::close(fd) };
+        // SAFETY: 4 bytes before the end of the first page of the two-page mapping.
+        let split = unsafe { m.addr().add(PAGE_SIZE as usize - 4) };
+        assert_eq!(m.residency(1).unwrap(), vec![false]);
+        // SAFETY: mapped; the second page is past the file's end and raises SIGBUS, which
+        // `store` turns into an outcome (what this test checks).
+        assert_eq!(unsafe { store(split, Width::W8, u64::MAX) }, HostAccess::Sigbus);
+        assert_eq!(m.residency(1).unwrap(), vec![true], "the first page was faulted in");
+        // SAFETY: the first page, inside the file.
+        assert_eq!(unsafe { load(split, Width::W4) }, HostAccess::Done(0), "no byte of the faulting store landed");
+        // SAFETY: as for the store.
+        assert_eq!(unsafe { load(split, Width::W8) }, HostAccess::Sigbus);
+    }
 }

@@ -18,7 +18,7 @@ use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Pro
 use crate::profile::Profile;
 use hostmem::{HostAccess, Mapping};
 
-pub use profile::probe_profile;
+pub use profile::{probe_max_gfn, probe_profile};
 
 /// How to open the KVM backend (`KvmBackend::with_options`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +127,9 @@ impl KvmBackend {
             skipped: None,
         };
         backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
+        let page = Mapping::anonymous(PAGE_SIZE as usize).map_err(|e| resource("max-gfn probe memory", e))?;
+        let vm = &backend.vm.as_ref().expect("made above").fd;
+        backend.profile.max_gfn = profile::probe_max_gfn(vm, layout::FIRST_PROGRAM_SLOT + 1, page.addr() as u64)?;
         backend.reset_state()?;
         Ok(backend)
     }

@@ -1,6 +1,6 @@
 //! Probing what the running kernel offers (KVM_CHECK_EXTENSION and one harmless call).
 
-use kvm_bindings::kvm_memory_attributes;
+use kvm_bindings::{kvm_memory_attributes, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, VmFd};
 
 use crate::abi::KVM_CAP_GUEST_MEMFD_FLAGS;
@@ -50,5 +50,51 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         gmem_only_slots: gmem_flags & GUEST_MEMFD_FLAG_MMAP != 0,
         address_spaces: raw_cap(kvm_bindings::KVM_CAP_MULTI_ADDRESS_SPACE) as u32,
         falloc_write_zeroes: kernel_at_least(6, 17),
+        // Replaced by probe_max_gfn in KvmBackend::new.
+        max_gfn: crate::profile::max_gfn_for_bits(52),
     })
+}
+
+/// kvm_mmu_max_gfn(), found by bisection: kvm_arch_prepare_memory_region() refuses a new
+/// slot with `if ((new->base_gfn + new->npages - 1) > kvm_mmu_max_gfn()) return -EINVAL;`,
+/// so a one-page plain slot at `gfn` is accepted exactly when `gfn <= kvm_mmu_max_gfn()`.
+/// Each accepted slot is deleted again. `slot` must be free and `uaddr` one page of
+/// memory that outlives the call.
+pub fn probe_max_gfn(vm: &VmFd, slot: u32, uaddr: u64) -> Result<u64, HarnessError> {
+    let accepts = |gfn: u64| -> Result<bool, HarnessError> {
+        let region = kvm_userspace_memory_region {
+            slot,
+            flags: 0,
+            guest_phys_addr: gfn << 12,
+            memory_size: crate::op::PAGE_SIZE,
+            userspace_addr: uaddr,
+        };
+        // SAFETY: uaddr is a page of the caller's memory that outlives the slot, which is
+        // deleted again before returning.
+        match unsafe { vm.set_user_memory_region(region) } {
+            Err(_) => Ok(false),
+            Ok(()) => {
+                let delete = kvm_userspace_memory_region { slot, ..Default::default() };
+                // SAFETY: deleting the slot just made; no memory is handed to KVM.
+                unsafe { vm.set_user_memory_region(delete) }
+                    .map_err(|e| HarnessError::Bug(format!("deleting the max-gfn probe slot: {e}")))?;
+                Ok(true)
+            }
+        }
+    };
+    // The page below 4 GiB must be accepted (the guest's own address space); the last GFN
+    // of the 64-bit space never is (guest_phys_addr + memory_size wraps: EINVAL).
+    let (mut good, mut bad) = (((1u64 << 32) >> 12) - 1, (1u64 << 52) - 1);
+    if !accepts(good)? {
+        return Err(HarnessError::Bug(format!("a one-page slot at GFN {good:#x} (below 4 GiB) was refused")));
+    }
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if accepts(mid)? {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Ok(good)
 }

@@ -10,6 +10,12 @@ const KVM_USER_MEM_SLOTS: u32 = 32764;
 const KVM_MEM_MAX_NR_PAGES: u64 = (1 << 31) - 1;
 /// The most bytes of anonymous memory the harness puts behind one slot.
 pub const MAX_SLOT_BYTES: u64 = layout::MAX_MAPPED_BYTES;
+/// The most GFNs one KVM_SET_MEMORY_ATTRIBUTES may change: kvm_vm_set_mem_attributes()
+/// reserves an xarray entry for every GFN of the range before changing any (`for (i =
+/// start; i < end; i++) { r = xa_reserve(&kvm->mem_attr_array, i, GFP_KERNEL_ACCOUNT);`),
+/// about 9 bytes each: 2^22 GFNs (16 GiB of guest memory) cost the host ~40 MB; a wild size
+/// like 2^63 bytes would allocate without bound, so such a call is not sent.
+pub const MAX_ATTRIBUTE_PAGES: u64 = 1 << 22;
 
 impl Model {
     /// The checks of kvm_vm_ioctl_set_memory_region() and __kvm_set_memory_region() that
@@ -52,19 +58,21 @@ impl Model {
             return Err(Outcome::Err(Errno::EINVAL));
         }
         // `if (mem->guest_phys_addr + mem->memory_size < mem->guest_phys_addr) return -EINVAL;`
-        let Some(end) = gpa.checked_add(size) else {
+        if gpa.checked_add(size).is_none() {
             return Err(Outcome::Err(Errno::EINVAL));
-        };
+        }
         // `if ((mem->memory_size >> PAGE_SHIFT) > KVM_MEM_MAX_NR_PAGES) return -EINVAL;`
         if size / PAGE_SIZE > KVM_MEM_MAX_NR_PAGES {
             return Err(Outcome::Err(Errno::EINVAL));
         }
-        // kvm_arch_prepare_memory_region() refuses GFNs above kvm_mmu_max_gfn(), which depends
-        // on the host's MAXPHYADDR: beyond the guest's 4 GiB the model does not predict.
-        if size != 0 && end > layout::GUEST_ADDRESS_LIMIT {
-            return Err(self.give_up("memslot beyond 4 GiB: kvm_mmu_max_gfn() is host dependent"));
-        }
         Ok(())
+    }
+
+    /// x86 kvm_arch_prepare_memory_region(), for KVM_MR_CREATE and KVM_MR_MOVE, after the
+    /// overlap check and kvm_gmem_bind(): `if ((new->base_gfn + new->npages - 1) >
+    /// kvm_mmu_max_gfn()) return -EINVAL;` (the limit is probed: `Profile::max_gfn`).
+    fn beyond_max_gfn(&self, base_gfn: u64, npages: u64) -> bool {
+        base_gfn + npages - 1 > self.profile.max_gfn
     }
 
     pub(super) fn bind(&mut self, slot: u32, flags: u32, fd: FdArg, gpa: u64, size: u64, offset: u64) -> Outcome {
@@ -120,6 +128,9 @@ impl Model {
                 }
                 Err(errno) => return Outcome::Err(errno),
             }
+        }
+        if self.beyond_max_gfn(base_gfn, npages) {
+            return Outcome::Err(Errno::EINVAL);
         }
         self.slots.insert(slot, new);
         Outcome::Ok
@@ -213,6 +224,9 @@ impl Model {
             if self.overlaps(slot, base_gfn, size / PAGE_SIZE) {
                 return Outcome::Err(Errno::EEXIST);
             }
+            if self.beyond_max_gfn(base_gfn, size / PAGE_SIZE) {
+                return Outcome::Err(Errno::EINVAL);
+            }
         } else if flags == old_flags {
             // "Nothing to change."
             return Outcome::Ok;
@@ -251,19 +265,19 @@ impl Model {
         if attributes != 0 && start < harness.end && harness.start < end {
             return Outcome::Skipped(SkipReason::UnreachableGpa);
         }
-        if end - start > (1 << 20) {
-            return self.give_up("attribute range too large to model page by page");
+        // kvm_vm_set_mem_attributes(): "Nothing to do if the entire range as the desired
+        // attributes." `if (kvm_range_has_memory_attributes(kvm, start, end, ~0, attributes))
+        // goto out_unlock;` (r = 0), however large the range.
+        if self.attributes.uniform(start, end, attributes) {
+            return Outcome::Ok;
         }
-        // kvm_vm_set_mem_attributes(): stores the attributes for every GFN, memslot or not,
-        // and zaps mappings in between; page contents (shared anon, private gmem) survive
-        // (probe: private content survives a round trip).
-        for gfn in start..end {
-            if attributes == 0 {
-                self.attributes.remove(&gfn);
-            } else {
-                self.attributes.insert(gfn, attributes);
-            }
+        if end - start > MAX_ATTRIBUTE_PAGES {
+            return Outcome::Skipped(SkipReason::TooLarge);
         }
+        // Otherwise it reserves every entry, zaps mappings (kvm_pre_set_memory_attributes)
+        // and stores the attributes for every GFN, memslot or not. Page contents (shared
+        // anon, private gmem) survive (probe: private content survives a round trip).
+        self.attributes.set(start, end, attributes);
         Outcome::Ok
     }
 }

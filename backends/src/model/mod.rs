@@ -3,8 +3,11 @@
 //! Every rule names the kernel code it follows (Linux 6.18 for the host lane, 6.12 for the
 //! software-protected lane; `Profile` says which applies) or the probe that established it
 //! (shared/design/platform-facts.md). Where the kernel may legitimately do either, the
-//! model gives up on the program (`Model::lost_track`) rather than guess.
+//! model says so in its prediction, as narrowly as it can: `Outcome::Unknown` for an op,
+//! `AccessResult::Unknown` for one guest access, `None` for one probe. It never gives up on
+//! a whole program.
 
+mod attributes;
 mod gmem;
 mod memslot;
 mod page;
@@ -12,12 +15,14 @@ mod view;
 
 use std::collections::BTreeMap;
 
+pub use attributes::AttributeRanges;
+pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{History, Page, PageBytes, PageEvent, PageKey};
 pub use view::MAX_RESIDENCY_PAGES;
 
 use crate::backend::{Backend, HarnessError};
 use crate::op::{GmemId, Op, PAGE_SIZE};
-use crate::outcome::{Observation, Outcome, Probe, SkipReason};
+use crate::outcome::{Observation, Outcome, Probe};
 use crate::profile::Profile;
 
 /// A guest_memfd file as the model sees it.
@@ -97,11 +102,9 @@ pub struct Model {
     vm_alive: bool,
     gmems: Vec<GmemFile>,
     slots: BTreeMap<u32, Slot>,
-    /// Per-GFN memory attributes; absent = 0 (shared).
-    attributes: BTreeMap<u64, u64>,
+    /// Memory attributes by GFN range; absent = 0 (shared).
+    attributes: AttributeRanges,
     history: History,
-    /// Why the model no longer knows what the kernel will do, if it does not.
-    lost_track: Option<String>,
     /// For each access of the last `Op::Guest`, the page and offset it touched.
     last_access_pages: Vec<Option<(PageKey, u64)>>,
     /// GFNs whose guest access left as an MMIO exit in this program: KVM may keep an MMIO
@@ -117,9 +120,8 @@ impl Model {
             vm_alive: true,
             gmems: Vec::new(),
             slots: BTreeMap::new(),
-            attributes: BTreeMap::new(),
+            attributes: AttributeRanges::default(),
             history: History::default(),
-            lost_track: None,
             last_access_pages: Vec::new(),
             mmio_gfns: Default::default(),
         }
@@ -128,10 +130,6 @@ impl Model {
     /// Set the index the next op will be recorded under in page histories.
     pub fn set_op_index(&mut self, index: usize) {
         self.op_index = index;
-    }
-
-    pub fn lost_track(&self) -> Option<&str> {
-        self.lost_track.as_deref()
     }
 
     pub fn history(&self) -> &History {
@@ -161,19 +159,12 @@ impl Model {
 
     /// Whether `gfn` has KVM_MEMORY_ATTRIBUTE_PRIVATE.
     pub fn is_private_gfn(&self, gfn: u64) -> bool {
-        self.attributes.get(&gfn).is_some_and(|a| a & crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE != 0)
+        self.attributes.get(gfn) & crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE != 0
     }
 
     /// The page each access of the last guest op touched (None where it touched none).
     pub fn last_access_pages(&self) -> &[Option<(PageKey, u64)>] {
         &self.last_access_pages
-    }
-
-    fn give_up(&mut self, why: impl Into<String>) -> Outcome {
-        if self.lost_track.is_none() {
-            self.lost_track = Some(why.into());
-        }
-        Outcome::Skipped(SkipReason::NoVm)
     }
 
     /// The questions about state worth asking now: everything observable without
@@ -251,7 +242,8 @@ impl Model {
             );
         }
         if !self.attributes.is_empty() {
-            s += &format!("  attributes: {:?}\n", self.attributes);
+            let ranges: Vec<String> = self.attributes.iter().map(|(s, e, a)| format!("gfn {s:#x}..{e:#x}: {a:#x}")).collect();
+            s += &format!("  attributes: {}\n", ranges.join(", "));
         }
         s += &format!("  vm alive: {}\n", self.vm_alive);
         s
@@ -273,9 +265,6 @@ impl Backend for Model {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        if self.lost_track.is_some() {
-            return Ok(Outcome::Skipped(SkipReason::NoVm));
-        }
         Ok(match op {
             Op::CreateGmem { size, flags } => self.create_gmem(*size, *flags),
             Op::Map { gmem } => self.map(*gmem),

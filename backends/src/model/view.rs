@@ -28,22 +28,22 @@ pub(super) fn reachable(access: &Access) -> bool {
 
 impl Model {
     fn is_private(&self, gfn: u64) -> bool {
-        self.attributes.get(&gfn).is_some_and(|a| a & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0)
+        self.attributes.get(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0
     }
 
     /// Resolves a guest access to a GFN, as the x86 fault path does.
-    fn resolve(&mut self, gfn: u64, write: bool) -> Result<Target, String> {
+    fn resolve(&mut self, gfn: u64, write: bool) -> Target {
         let private = self.is_private(gfn);
         let fault = |private: bool| Target::Fault { gpa: gfn * PAGE_SIZE, flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 } };
         let Some((&id, slot)) = self.slots.iter().find(|(_, s)| s.contains(gfn)) else {
             // kvm_handle_noslot_fault() (6.12): `if (fault->is_private) {
             // kvm_mmu_prepare_memory_fault_exit(vcpu, fault); return -EFAULT; }`
             if private {
-                return Ok(fault(true));
+                return fault(true);
             }
             // No memslot: the access is emulated and leaves as KVM_EXIT_MMIO (probe).
             self.mmio_gfns.insert(gfn);
-            return Ok(Target::Mmio);
+            return Target::Mmio;
         };
         let index = gfn - slot.base_gfn;
         // kvm_faultin_pfn(): private GFNs and (6.18) guest_memfd-only slots fault through
@@ -54,19 +54,19 @@ impl Model {
             let Some(binding) = slot.binding else {
                 // A private GFN in a slot without guest_memfd: kvm_faultin_pfn() exits
                 // with KVM_EXIT_MEMORY_FAULT (!kvm_slot_can_be_private).
-                return Ok(fault(private));
+                return fault(private);
             };
             if binding.file_gone {
-                return Ok(fault(private));
+                return fault(private);
             }
             let gmem = binding.gmem;
             let file_index = binding.pgoff + index;
             self.populate(gmem, file_index, "guest fault", true);
-            return Ok(Target::Page(PageKey::Gmem { gmem: gmem.0, index: file_index }));
+            return Target::Page(PageKey::Gmem { gmem: gmem.0, index: file_index });
         }
         // Shared GFN, ordinary fault through userspace_addr.
         if write && slot.flags & KVM_MEM_READONLY != 0 {
-            return Ok(Target::Mmio);
+            return Target::Mmio;
         }
         if let Shared::GmemMap { gmem, pgoff, generation } = slot.shared {
             // The hva is the file's mapping: KVM faults the page in through
@@ -75,17 +75,17 @@ impl Model {
             // as KVM_EXIT_MMIO.
             let file = &self.gmems[gmem.0 as usize];
             if !file.mapped || file.map_generation != generation || file.flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
-                return Ok(Target::Mmio);
+                return Target::Mmio;
             }
             self.populate(gmem, pgoff + index, "guest fault", true);
-            return Ok(Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index }));
+            return Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index });
         }
         let slot = self.slots.get_mut(&id).expect("found above");
         if let std::collections::btree_map::Entry::Vacant(e) = slot.anon.entry(index) {
             e.insert(super::Page::zero());
             self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
         }
-        Ok(Target::Page(PageKey::Anon { slot: id, index }))
+        Target::Page(PageKey::Anon { slot: id, index })
     }
 
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
@@ -113,10 +113,7 @@ impl Model {
                 continue;
             }
             let write = matches!(access.kind, AccessKind::Write(_));
-            let target = match self.resolve(access.gpa / PAGE_SIZE, write) {
-                Ok(t) => t,
-                Err(why) => return self.give_up(why),
-            };
+            let target = self.resolve(access.gpa / PAGE_SIZE, write);
             let offset = access.gpa % PAGE_SIZE;
             let w = access.width.bytes();
             let result = match target {
@@ -160,7 +157,8 @@ pub const MAX_RESIDENCY_PAGES: u64 = 256;
 pub(super) fn probes(model: &Model) -> Vec<Probe> {
     let mut probes = Vec::new();
     for (i, file) in model.gmems.iter().enumerate() {
-        let gmem = GmemId(i as u8);
+        // Files past the 256th exist, but no op or probe can name them (`GmemId` is a u8).
+        let Ok(gmem) = u8::try_from(i).map(GmemId) else { break };
         if !file.mapped {
             continue;
         }
@@ -180,7 +178,10 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
         // The guest's view of every slot page: a missed invalidation shows here.
         let mut guest = 0;
         for s in model.slots.values() {
-            for gfn in s.base_gfn..s.base_gfn + s.npages {
+            // The guest runs in 32-bit mode: pages of a slot beyond 4 GiB are seen through
+            // the host side only.
+            let reachable_end = (s.base_gfn + s.npages).min(layout::GUEST_ADDRESS_LIMIT / PAGE_SIZE);
+            for gfn in s.base_gfn..reachable_end {
                 if guest == MAX_GUEST_PROBES {
                     break;
                 }
@@ -271,10 +272,9 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 return Some(Observation::Absent);
             }
             match model.resolve(gpa / PAGE_SIZE, false) {
-                Err(_) => None,
-                Ok(Target::Mmio) => Some(Observation::GuestExit(AccessResult::Mmio)),
-                Ok(Target::Fault { gpa, flags }) => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
-                Ok(Target::Page(key)) => {
+                Target::Mmio => Some(Observation::GuestExit(AccessResult::Mmio)),
+                Target::Fault { gpa, flags } => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
+                Target::Page(key) => {
                     Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(model.page_mut(key).bytes(), sample))))
                 }
             }

@@ -155,7 +155,13 @@ impl SimBackend {
     /// attributes (kvm_range_has_memory_attributes); otherwise the whole range is zapped
     /// (kvm_arch_pre_set_memory_attributes -> kvm_mmu_unmap_gfn_range).
     pub(super) fn set_attributes(&mut self, start: u64, end: u64, attributes: u64) {
-        if (start..end).all(|g| self.attributes.get(&g).copied().unwrap_or(0) == attributes) {
+        // kvm_vm_set_mem_attributes(): nothing to do when the range has these attributes
+        // already (the model lets a huge range through only when that is so for 0).
+        let unchanged = match attributes {
+            0 => self.attributes.range(start..end).next().is_none(),
+            _ => (start..end).all(|g| self.attributes.get(&g).copied().unwrap_or(0) == attributes),
+        };
+        if unchanged {
             return;
         }
         let filter = if self.bug == Some(InjectedBug::ConversionSkipsPrivate) { Filter::SharedOnly } else { Filter::All };

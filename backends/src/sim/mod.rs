@@ -228,10 +228,7 @@ impl Backend for SimBackend {
         let was_released = op.gmem().and_then(|g| self.model.gmem(g)).is_some_and(|f| f.released);
         self.model.set_op_index(self.op_index);
         let outcome = self.model.apply(op)?;
-        let outcome = match self.model.lost_track() {
-            Some(_) => outcome,
-            None => self.effects(op, outcome, old_slot, was_released),
-        };
+        let outcome = self.effects(op, outcome, old_slot, was_released);
         self.check_invariants();
         self.op_index += 1;
         Ok(outcome)

@@ -20,7 +20,7 @@ use super::text::{op_line, print};
 use crate::program::Program;
 use crate::runner::{CompareAt, Event, Runner};
 
-/// What the model predicts for one op: its outcome (`None` where the model lost track)
+/// What the model predicts for one op: its outcome (`None` where the op did not run)
 /// and, where the runner compares state after it, the probes and their answers.
 #[derive(Clone, Default)]
 struct Expected {
@@ -45,7 +45,7 @@ fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<Expected>, 
         Event::Op { index, expected, .. } => ops[index].outcome = Some(expected.clone()),
         Event::State { index, at: CompareAt::AfterOp, probes, expected, .. } => ops[index].probes = answers(probes, expected),
         Event::State { at: CompareAt::End, probes, expected, .. } => end = answers(probes, expected),
-        Event::LostTrack { .. } | Event::Diverged(_) => {}
+        Event::Diverged(_) => {}
     });
     match run {
         Ok(_) => Ok((ops, end)),
@@ -167,8 +167,8 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
                 let _ = writeln!(c, "    skipped({i}, {}, {});", c_string(&line), c_string(&format!("{reason:?}")));
                 continue;
             }
-            Some(o) => c_string(&o.to_string()),
-            None => "NULL /* the model lost track: not predicted */".to_string(),
+            Some(o) if !o.has_unknown() => c_string(&o.to_string()),
+            _ => "NULL /* the model cannot predict this op: not compared */".to_string(),
         };
         let call = op_call(op);
         let _ = writeln!(c, "    {call}");

@@ -17,10 +17,10 @@ use super::text::op_line;
 #[derive(Clone, Debug)]
 pub struct Step {
     pub line: String,
-    /// `None` once the model has lost track.
-    pub model: Option<Outcome>,
-    /// `None` when the op was not sent (the model lost track).
-    pub backend: Option<Outcome>,
+    /// The model's prediction.
+    pub model: Outcome,
+    /// What the backend did (the model's skip where it skipped the op: nothing was sent).
+    pub backend: Outcome,
     /// State probes made after the op (and, for the last op, at the end of the program).
     pub probes: usize,
 }
@@ -33,13 +33,10 @@ struct Steps {
 }
 
 impl Steps {
-    fn event(&mut self, program: &Program, event: &Event<'_>) {
+    fn event(&mut self, event: &Event<'_>) {
         match *event {
             Event::Op { op, expected, actual, .. } => {
-                self.steps.push(Step { line: op_line(op), model: Some(expected.clone()), backend: Some(actual.clone()), probes: 0 })
-            }
-            Event::LostTrack { index, .. } => {
-                self.steps.push(Step { line: op_line(&program.ops[index]), model: None, backend: None, probes: 0 })
+                self.steps.push(Step { line: op_line(op), model: expected.clone(), backend: actual.clone(), probes: 0 })
             }
             Event::State { at: CompareAt::AfterOp, probes, .. } => {
                 if let Some(step) = self.steps.last_mut() {
@@ -63,7 +60,7 @@ pub struct Report {
 impl Report {
     pub fn run<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result<Report, HarnessError> {
         let mut steps = Steps::default();
-        let verdict = runner.run_with(program, &mut |e: &Event<'_>| steps.event(program, e));
+        let verdict = runner.run_with(program, &mut |e: &Event<'_>| steps.event(e));
         if let Err(RunError::Harness(e)) = verdict {
             return Err(e);
         }
@@ -83,11 +80,10 @@ impl Report {
         for (i, step) in self.steps.iter().enumerate() {
             let mark = if diverged.is_some_and(|d| d.op_index == i && !self.at_end()) { ">>>" } else { "   " };
             let _ = writeln!(s, "{mark} #{i:<3} {}", step.line);
-            let model = step.model.as_ref().map_or("(lost track: not predicted)".to_string(), |m| m.to_string());
+            let model = &step.model;
             let actual = match &step.backend {
-                None => "(not sent: the model lost track)".to_string(),
-                Some(Outcome::Skipped(_)) => "(not sent: skipped as the model says)".to_string(),
-                Some(a) => a.to_string(),
+                Outcome::Skipped(_) => "(not sent: skipped as the model says)".to_string(),
+                a => a.to_string(),
             };
             let _ = writeln!(s, "         model: {model}");
             let _ = writeln!(s, "         {:<6} {actual}", format!("{backend}:"));
@@ -103,11 +99,8 @@ impl Report {
             let _ = writeln!(s, "{mark} end  state compared at the end of the program ({} probes)", self.end_probes);
         }
         match &self.verdict {
-            Ok(trace) => {
+            Ok(_) => {
                 let _ = writeln!(s, "CLEAN: the model and {backend} agree on all {} ops", self.steps.len());
-                if let Some((i, why)) = &trace.unknown_from {
-                    let _ = writeln!(s, "  (the model lost track at op #{i}: {why}; later ops were not compared)");
-                }
             }
             Err(e) => {
                 let _ = writeln!(s, "{e}");

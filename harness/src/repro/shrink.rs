@@ -29,8 +29,7 @@ fn file_origins(program: &Program, profile: &Profile) -> Vec<Option<usize>> {
             let origin = op.gmem().and_then(|g| creators.get(g.0 as usize).copied());
             model.set_op_index(i);
             let outcome = model.apply(op).unwrap_or(Outcome::Skipped(gmemfuzz_backends::SkipReason::NoVm));
-            // Once the model has lost track, assume creates succeed.
-            if matches!(op, Op::CreateGmem { .. }) && (outcome == Outcome::Ok || model.lost_track().is_some()) {
+            if matches!(op, Op::CreateGmem { .. }) && outcome == Outcome::Ok {
                 creators.push(i);
             }
             origin
@@ -77,7 +76,7 @@ pub fn remove_ops(program: &Program, profile: &Profile, remove: &[bool]) -> Prog
         };
         model.set_op_index(ops.len());
         let outcome = model.apply(&op).unwrap_or(Outcome::Skipped(gmemfuzz_backends::SkipReason::NoVm));
-        if matches!(op, Op::CreateGmem { .. }) && (outcome == Outcome::Ok || model.lost_track().is_some()) {
+        if matches!(op, Op::CreateGmem { .. }) && outcome == Outcome::Ok {
             new_ids.push((i, GmemId(new_ids.len() as u8)));
         }
         ops.push(op);

@@ -24,8 +24,6 @@ pub enum Event<'a> {
     /// State was compared after op `index`: each probe with the model's answer (`None`:
     /// either is fine) and the backend's.
     State { index: usize, at: CompareAt, probes: &'a [Probe], expected: &'a [Option<Observation>], actual: &'a [Option<Observation>] },
-    /// The model stopped predicting at op `index`: nothing from there on was sent or compared.
-    LostTrack { index: usize, why: &'a str },
     /// The program stopped at this divergence (it is also the run's `Err`).
     Diverged(&'a Divergence),
 }
@@ -51,9 +49,6 @@ impl<F: FnMut(&Event<'_>)> Observer for F {
 pub struct Trace {
     /// The backend's outcome of every op that ran (in order).
     pub outcomes: Vec<Outcome>,
-    /// Set when the model stopped predicting (see `Model::lost_track`): the ops after
-    /// this index were not compared.
-    pub unknown_from: Option<(usize, String)>,
     /// A divergence at this op matched a known kernel bug (see `known`); the program
     /// stopped there.
     pub known_bug: Option<(usize, &'static str)>,
@@ -100,7 +95,7 @@ impl<B: Backend> Runner<B> {
 
     /// As `run`, telling `observer` everything the loop sees.
     pub fn run_with(&mut self, program: &Program, observer: &mut impl Observer) -> Result<Trace, RunError> {
-        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), unknown_from: None, known_bug: None };
+        let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), known_bug: None };
         self.stats.programs += 1;
         match self.steps(program, &mut trace, observer) {
             Ok(()) => Ok(trace),
@@ -133,25 +128,21 @@ impl<B: Backend> Runner<B> {
             if self.check_model_invariants {
                 self.model.check_invariants().map_err(|e| HarnessError::Bug(format!("model invariant broken after op #{index}: {e}")))?;
             }
-            if let Some(why) = self.model.lost_track() {
-                self.stats.unknown += 1;
-                observer.event(&Event::LostTrack { index, why });
-                trace.unknown_from = Some((index, why.to_string()));
-                return Ok(());
-            }
             // A skip is decided by the program alone; the backend is not asked.
             let actual = match &expected {
                 Outcome::Skipped(reason) => Outcome::Skipped(*reason),
                 _ => self.backend.apply(op)?,
             };
             self.stats.count(op, &actual);
+            // Parts the model cannot predict match anything; they are counted.
+            self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
             observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });
             let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
             if let Some(d) = ctx.compare_outcome(&expected, &actual) {
                 return Err(RunError::Divergence(Box::new(d)));
             }
+            compared_last = policy::compare_after(op, &actual, self.check_after_invalidation);
             trace.outcomes.push(actual);
-            compared_last = policy::compare_after(op, &expected, self.check_after_invalidation);
             if compared_last {
                 self.compare_state(index, op, CompareAt::AfterOp, observer)?;
             }
@@ -176,6 +167,7 @@ impl<B: Backend> Runner<B> {
         observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
         let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
         for ((probe, e), a) in probes.iter().zip(&expected).zip(&actual) {
+            self.stats.skipped_unknown += u64::from(gmemfuzz_backends::admits_observation(e, a).unknown());
             if let Some(d) = ctx.compare_probe(probe, at, e, a) {
                 return Err(RunError::Divergence(Box::new(d)));
             }

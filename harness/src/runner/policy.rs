@@ -13,14 +13,15 @@ pub enum CompareAt {
     End,
 }
 
-/// Whether to compare state right after `op`, which the model predicted as `expected`.
+/// Whether to compare state right after `op`, whose outcome (agreed by both sides) was
+/// `outcome`: the backend's, since the model's may be unknown.
 ///
 /// Always after `check`. After an op that must have invalidated something, when
 /// `after_invalidation` is on, and only if it took effect: an op that failed (and agreed on
 /// failing) or was skipped changed nothing, and a kernel that changed state anyway shows at
 /// the next comparison, at the latest at the end of the program.
-pub fn compare_after(op: &Op, expected: &Outcome, after_invalidation: bool) -> bool {
-    let took_effect = !matches!(expected, Outcome::Skipped(_) | Outcome::Err(_));
+pub fn compare_after(op: &Op, outcome: &Outcome, after_invalidation: bool) -> bool {
+    let took_effect = !matches!(outcome, Outcome::Skipped(_) | Outcome::Err(_));
     matches!(op, Op::Check) || (after_invalidation && op.invalidates() && took_effect)
 }
 
