@@ -4,7 +4,6 @@
 //! Data flows one way: bytes -> `Program` -> `Runner` -> (model, backend) -> `oracle`.
 
 pub mod fuzz;
-pub mod fuzz_sim;
 pub mod known;
 pub mod lane;
 pub mod oracle;

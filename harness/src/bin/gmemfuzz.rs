@@ -93,28 +93,36 @@ enum Command {
         seed: u64,
     },
     /// Print a program (text file or libFuzzer artifact) in the text format.
-    Show { file: std::path::PathBuf },
+    Show {
+        file: std::path::PathBuf,
+        /// The VM type a raw libFuzzer artifact with no `.txt` beside it ran on.
+        #[arg(long)]
+        vm_type: Option<u64>,
+    },
     /// Run a program on the model and real KVM, op by op; exit 1 on a divergence.
     Replay {
         file: std::path::PathBuf,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
     },
     /// Shrink a diverging program to the smallest one with the same divergence.
     Minimize {
         file: std::path::PathBuf,
         #[arg(short, long)]
         out: Option<std::path::PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
     },
     /// Write a standalone C reproducer of a program.
     CRepro {
         file: std::path::PathBuf,
         #[arg(short, long)]
         out: Option<std::path::PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
     },
     /// Store a program with what it shows now in corpus/regressions/NAME.txt.
     AddRegression {
@@ -124,8 +132,9 @@ enum Command {
         /// Minimize the program first.
         #[arg(long)]
         minimize: bool,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
         /// Directory to write to (default: the workspace's corpus/regressions).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -145,7 +154,7 @@ fn main() -> Result<()> {
     use gmemfuzz::repro::cli;
     let cli = Cli::parse();
     match cli.command {
-        Command::Show { file } => std::process::exit(cli::show(&file)),
+        Command::Show { file, vm_type } => std::process::exit(cli::show(&file, vm_type)),
         Command::Replay { file, vm_type } => std::process::exit(cli::replay(&file, vm_type)),
         Command::Minimize { file, out, vm_type } => std::process::exit(cli::minimize(&file, out.as_deref(), vm_type)),
         Command::CRepro { file, out, vm_type } => std::process::exit(cli::c_repro(&file, out.as_deref(), vm_type)),

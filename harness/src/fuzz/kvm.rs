@@ -1,0 +1,73 @@
+//! The `diff_kvm` target: the model against real KVM on /dev/kvm.
+
+use std::sync::Mutex;
+
+use gmemfuzz_backends::kvm::KvmBackend;
+use gmemfuzz_backends::Backend;
+use libfuzzer_sys::Corpus;
+
+use super::{input, settle, Crash, Session};
+use crate::runner::{check_reset, Runner};
+
+struct KvmSession {
+    session: Session<KvmBackend>,
+    /// GMEMFUZZ_VERIFY_RESET: run each input on a reused VM and on a new one and compare.
+    verify_reset: bool,
+}
+
+static KVM_SESSION: Mutex<Option<KvmSession>> = Mutex::new(None);
+
+fn kvm_session() -> std::sync::MutexGuard<'static, Option<KvmSession>> {
+    let mut guard = KVM_SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        match KvmBackend::from_env(vm_type()) {
+            Ok(backend) => {
+                eprintln!("gmemfuzz: diff_kvm on {}", backend.profile().summary());
+                let verify_reset = std::env::var_os("GMEMFUZZ_VERIFY_RESET").is_some();
+                let mut runner = Runner::new(backend);
+                runner.filter_known = true;
+                *guard = Some(KvmSession { session: Session::new(runner), verify_reset });
+            }
+            Err(e) => {
+                eprintln!("gmemfuzz: cannot fuzz real KVM here: {e}");
+                eprintln!("gmemfuzz: diff_kvm needs a readable /dev/kvm with KVM_CAP_GUEST_MEMFD; the `model` target runs anywhere.");
+                std::process::exit(2);
+            }
+        }
+    }
+    guard
+}
+
+/// The VM type to fuzz: GMEMFUZZ_VM_TYPE (0 by default; 1 = KVM_X86_SW_PROTECTED_VM). A
+/// value that is not a number stops the fuzzer rather than fuzzing VM type 0 unasked.
+pub fn vm_type() -> u64 {
+    match std::env::var("GMEMFUZZ_VM_TYPE") {
+        Err(_) => 0,
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("gmemfuzz: GMEMFUZZ_VM_TYPE={v:?} is not a VM type (0, or 1 = KVM_X86_SW_PROTECTED_VM)");
+            std::process::exit(2)
+        }),
+    }
+}
+
+/// The `diff_kvm` target: the model against real KVM.
+pub fn diff_kvm(data: &[u8]) -> Corpus {
+    let mut guard = kvm_session();
+    let KvmSession { session, verify_reset } = guard.as_mut().expect("made above");
+    let profile = session.runner.backend.profile().clone();
+    let Some(program) = input::decode(data, &profile) else {
+        return Corpus::Reject;
+    };
+    let crash = Crash { data, program: &program, profile: &profile };
+    let corpus = if *verify_reset {
+        let fresh = KvmBackend::from_env(vm_type()).unwrap_or_else(|e| crash.report(&format!("gmemfuzz HARNESS BUG: second VM: {e}")));
+        if let Err(msg) = check_reset(&mut session.runner, fresh, &program) {
+            crash.report(&msg.to_string());
+        }
+        Corpus::Keep
+    } else {
+        settle(session.runner.run(&program), crash)
+    };
+    session.print_stats_now_and_then("diff_kvm");
+    corpus
+}
