@@ -205,10 +205,8 @@ fn main() -> Result<()> {
                     );
                     if let Some(dir) = &findings {
                         std::fs::create_dir_all(dir)?;
-                        std::fs::write(
-                            dir.join(format!("splat-{seed}-{i}.txt")),
-                            format!("# kernel taint changed while this ran\n{text}"),
-                        )?;
+                        let path = dir.join(format!("splat-{seed}-{i}.txt"));
+                        gmemfuzz::fuzz::artifact::save(&path, &program, runner.backend.profile(), "kernel taint changed while this ran")?;
                     }
                     println!("{}", runner.stats);
                     bail!("kernel splat during program #{i}");
@@ -222,7 +220,7 @@ fn main() -> Result<()> {
                         if let Some(dir) = &findings {
                             std::fs::create_dir_all(dir)?;
                             let path = dir.join(format!("divergence-{seed}-{i}.txt"));
-                            std::fs::write(&path, format!("# {}\n{text}", d.to_string().lines().next().unwrap_or("")))?;
+                            gmemfuzz::fuzz::artifact::save(&path, &program, runner.backend.profile(), &d.to_string())?;
                             eprintln!("gmemfuzz: wrote {}", path.display());
                         }
                         println!("{}", runner.stats);

@@ -52,7 +52,7 @@ fn text_beside(path: &Path) -> PathBuf {
 /// are decoded for when no text program is beside them (0 when `None`).
 pub fn load_document(path: &Path, vm_type: Option<u64>) -> Result<Document> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if !bytes.is_empty() && !looks_like_text(&bytes) {
+    if !bytes.is_empty() && !looks_like_text(&bytes) && after_leading_comments(&bytes).is_none() {
         let beside = text_beside(path);
         if beside.is_file() {
             eprintln!("gmemfuzz: reading {}, the program the fuzz target ran for this artifact", beside.display());
@@ -74,11 +74,23 @@ pub fn load(path: &Path) -> Result<Program> {
     load_document(path, None).map(|d| d.program)
 }
 
+/// A text program after leading `#` lines: how `gmemfuzz run --findings` wrote its
+/// findings before they recorded their profile (`# <finding>` above the header).
+fn after_leading_comments(bytes: &[u8]) -> Option<&[u8]> {
+    let mut rest = bytes;
+    while rest.first() == Some(&b'#') {
+        let end = rest.iter().position(|&b| b == b'\n')?;
+        rest = &rest[end + 1..];
+    }
+    (rest.len() < bytes.len() && looks_like_text(rest)).then_some(rest)
+}
+
 /// Decodes file contents: a text program, or fuzzer bytes decoded under `profile`.
 pub fn decode(bytes: &[u8], profile: &Profile) -> Result<Document> {
     if bytes.is_empty() {
         bail!("the file is empty: neither a text program nor a fuzzer artifact");
     }
+    let bytes = after_leading_comments(bytes).unwrap_or(bytes);
     if looks_like_text(bytes) {
         let text = std::str::from_utf8(bytes).context("a text program that is not valid UTF-8")?;
         let doc = text::parse_document(text).context("not a valid text program")?;
@@ -146,6 +158,12 @@ mod tests {
     fn newer_version_is_a_clear_error() {
         let m = message(decode(b"gmemfuzz-program v7\ncheck\n"));
         assert!(m.contains("program format v7 is newer than this gmemfuzz (v1)"), "{m}");
+    }
+
+    #[test]
+    fn old_findings_with_a_comment_above_the_header_are_text() {
+        let d = decode(b"# gmemfuzz DIVERGENCE: x\n# more\ngmemfuzz-program v1\ncreate_gmem size=0x1000 flags=0\ncheck\n").unwrap();
+        assert_eq!(d.program.ops, vec![Op::CreateGmem { size: 0x1000, flags: 0 }, Op::Check]);
     }
 
     #[test]
