@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The main job: fuzz real KVM's guest_memfd against the reference model (target diff_kvm).
 # Installs cargo-fuzz if it is missing, checks /dev/kvm, and runs libFuzzer with the seed
-# corpus. Findings land in fuzz/artifacts/diff_kvm/; new inputs in fuzz/corpus/diff_kvm/
-# (the seeds in corpus/diff_kvm are read, never written).
+# corpus. Findings land in fuzz/artifacts/<target>/: libFuzzer's crash-<sha1> (raw input)
+# and, beside it, crash-<sha1>.txt, the program that ran as text with the VM type and
+# profile it ran on (replay it: `gmemfuzz replay fuzz/artifacts/diff_kvm/crash-<sha1>.txt`).
+# New inputs go to fuzz/corpus/<target>/; the seeds in corpus/<target> (text programs) are
+# read, never written.
 #
 # Usage: fuzz/run.sh [SECONDS] [TARGET] [-- extra libFuzzer flags]
 #   SECONDS  how long to fuzz (0 = until stopped; default 0)

@@ -62,7 +62,9 @@ pub struct LaneOptions {
     /// GMEMFUZZ_SKIP_OP for the fuzzing boots (fault injection).
     pub skip_op: Option<String>,
     /// Fuzz with this cargo-fuzz `diff_kvm` binary (libFuzzer) instead of seeded
-    /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm) comes back in OUT/corpus.
+    /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm and corpus/lane) comes back
+    /// in OUT/corpus, and each finding's program as text (VM type 1 recorded) beside its
+    /// artifact in the boot's findings/.
     pub libfuzzer: Option<PathBuf>,
     pub smp: u32,
 }
@@ -151,6 +153,16 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The text programs the diff_kvm target saved beside its crash artifacts (`fuzz::artifact`):
+/// they record VM type 1, so `gmemfuzz replay` runs them as they ran.
+fn saved_programs(findings: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(findings)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 /// One boot running `cmd` inside; returns (guest exit status, console text).
@@ -277,12 +289,15 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
                 "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check --json /out/{RESULTS}"
             ),
             Some(_) => {
-                // The corpus (seeded from corpus/diff_kvm) goes into the boot's shared
-                // directory and comes back out of it after the boot.
+                // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
+                // regressions, which the target reads as programs) goes into the boot's
+                // shared directory and comes back out of it after the boot.
                 let corpus = opts.out.join("corpus");
                 if !corpus.exists() {
                     std::fs::create_dir_all(&corpus)?;
-                    copy_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/diff_kvm"), &corpus)?;
+                    let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+                    copy_files(&stored.join("diff_kvm"), &corpus)?;
+                    copy_files(&stored.join("lane"), &corpus)?;
                 }
                 copy_files(&corpus, &dir.join("corpus"))?;
                 std::fs::create_dir_all(dir.join("findings"))?;
@@ -295,6 +310,9 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         report.boots += 1;
         if opts.libfuzzer.is_some() {
             copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
+            for program in saved_programs(&dir.join("findings")) {
+                eprintln!("gmemfuzz lane: finding saved as text (VM type 1 recorded): {}", program.display());
+            }
         }
         let stats = match opts.libfuzzer {
             None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),

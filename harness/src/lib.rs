@@ -6,7 +6,6 @@
 pub mod cli;
 pub mod config;
 pub mod fuzz;
-pub mod fuzz_sim;
 pub mod known;
 pub mod lane;
 pub mod oracle;

@@ -8,7 +8,7 @@
 
 use arbitrary::{Result, Unstructured};
 use gmemfuzz_backends::op::{
-    layout, Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP,
+    layout, Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP,
     KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
 };
 
@@ -36,8 +36,13 @@ impl Program {
     /// As `from_bytes`, for a kernel whose guest_memfd accepts `gmem_flags`
     /// (KVM_CAP_GUEST_MEMFD_FLAGS): valid flag sets are drawn from those.
     pub fn from_bytes_for(data: &[u8], gmem_flags: u64) -> Option<Program> {
+        Self::from_bytes_with(data, gmem_flags, &OpRates::default())
+    }
+
+    /// As `from_bytes_for`, drawing op kinds at `rates`.
+    pub fn from_bytes_with(data: &[u8], gmem_flags: u64, rates: &OpRates) -> Option<Program> {
         let mut u = Unstructured::new(data);
-        let program = Generator::new(gmem_flags).program(&mut u).ok()?;
+        let program = Generator::new(gmem_flags, rates.clone()).program(&mut u).ok()?;
         program.is_useful().then_some(program)
     }
 
@@ -48,7 +53,7 @@ impl Program {
 
     /// As `generate`, for a kernel whose guest_memfd accepts `gmem_flags`.
     pub fn generate_for(u: &mut Unstructured, len: usize, gmem_flags: u64) -> Result<Program> {
-        let mut g = Generator::new(gmem_flags);
+        let mut g = Generator::new(gmem_flags, OpRates::default());
         let ops = (0..len).map(|_| g.op(u)).collect::<Result<Vec<_>>>()?;
         Ok(Program { ops })
     }
@@ -74,11 +79,41 @@ impl Program {
 /// The guest_memfd flags of the host kernel (6.18): what generation assumes by default.
 pub const HOST_GMEM_FLAGS: u64 = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
 
+/// How often the generator draws each op kind once a file exists: weights in the order
+/// of `OpKind::ALL`, summing to at most 255. (A stand-in knob until the generator's
+/// profile-driven rate table lands; the default is the historical ladder, out of 100.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpRates(pub [u8; OpKind::ALL.len()]);
+
+impl Default for OpRates {
+    fn default() -> OpRates {
+        OpRates([7, 6, 13, 5, 3, 4, 9, 5, 4, 3, 1, 20, 7, 8, 5])
+    }
+}
+
+impl OpRates {
+    /// The op kind a draw in `0..total` lands on.
+    fn pick(&self, mut draw: u8) -> OpKind {
+        for (kind, &weight) in OpKind::ALL.iter().zip(&self.0) {
+            if draw < weight {
+                return *kind;
+            }
+            draw -= weight;
+        }
+        OpKind::Check
+    }
+
+    fn total(&self) -> u8 {
+        self.0.iter().fold(0u8, |a, &w| a.checked_add(w).expect("op rates sum to at most 255")).max(1)
+    }
+}
+
 /// The generator's optimistic picture of the program so far.
 #[derive(Default)]
 struct Generator {
     /// The creation flags the kernel accepts.
     valid_flags: u64,
+    rates: OpRates,
     /// Size in pages and flags of every file created with valid arguments.
     files: Vec<(u64, u64)>,
     /// Bound slots: (slot id, first GFN, pages).
@@ -91,8 +126,8 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(valid_flags: u64) -> Generator {
-        Generator { valid_flags, ..Default::default() }
+    fn new(valid_flags: u64, rates: OpRates) -> Generator {
+        Generator { valid_flags, rates, ..Default::default() }
     }
 
     fn program(&mut self, u: &mut Unstructured) -> Result<Program> {
@@ -116,40 +151,41 @@ impl Generator {
         if self.files.is_empty() && !Self::rare(u, 8)? {
             return self.create(u);
         }
-        Ok(match u.int_in_range(0..=99u8)? {
-            0..=6 => return self.create(u),
-            7..=12 => {
+        let total = self.rates.total();
+        Ok(match self.rates.pick(u.int_in_range(0..=total - 1)?) {
+            OpKind::CreateGmem => return self.create(u),
+            OpKind::Map => {
                 let gmem = self.gmem(u)?;
                 self.mapped.push(gmem.0 as usize);
                 Op::Map { gmem }
             }
-            13..=25 => return self.bind(u),
-            26..=30 => Op::Unbind { slot: self.slot(u)? },
-            31..=33 => self.modify(u)?,
-            34..=37 => self.attributes(u)?,
-            38..=46 => {
+            OpKind::Bind => return self.bind(u),
+            OpKind::Unbind => Op::Unbind { slot: self.slot(u)? },
+            OpKind::ModifySlot => self.modify(u)?,
+            OpKind::SetAttributes => self.attributes(u)?,
+            OpKind::Punch => {
                 let (gmem, offset, len) = self.file_range(u)?;
                 Op::Punch { gmem, offset, len }
             }
-            47..=51 => {
+            OpKind::Allocate => {
                 let (gmem, offset, len) = self.file_range(u)?;
                 let mode = if Self::rare(u, 6)? { *u.choose(&[0, 2, 0x11])? } else { 1 };
                 Op::Allocate { gmem, mode, offset, len }
             }
-            52..=55 => Op::CloseGmem { gmem: self.gmem(u)? },
-            56..=58 => Op::Unmap { gmem: self.gmem(u)? },
-            59 => Op::DestroyVm,
-            60..=79 => self.guest(u)?,
-            80..=86 => {
+            OpKind::CloseGmem => Op::CloseGmem { gmem: self.gmem(u)? },
+            OpKind::Unmap => Op::Unmap { gmem: self.gmem(u)? },
+            OpKind::DestroyVm => Op::DestroyVm,
+            OpKind::Guest => self.guest(u)?,
+            OpKind::HostRead => {
                 let (gmem, offset, width) = self.host_target(u)?;
                 Op::HostRead { gmem, offset, width }
             }
-            87..=94 => {
+            OpKind::HostWrite => {
                 let (gmem, offset, width) = self.host_target(u)?;
                 let value = self.value(u, offset)?;
                 Op::HostWrite { gmem, offset, width, value }
             }
-            _ => Op::Check,
+            OpKind::Check => Op::Check,
         })
     }
 
@@ -312,7 +348,6 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gmemfuzz_backends::OpKind;
     use rand::{RngCore, SeedableRng};
 
     #[test]

@@ -2,7 +2,7 @@
 //! bound, and the bug-free simulation runs clean.
 
 use arbitrary::Unstructured;
-use gmemfuzz::fuzz_sim::{profiles, run_sim, sim_backend};
+use gmemfuzz::fuzz::sim::{profiles, run_sim, sim_backend};
 use gmemfuzz::{Program, RunError, Runner};
 use gmemfuzz_backends::sim::InjectedBug;
 use gmemfuzz_backends::Profile;
@@ -93,7 +93,7 @@ fn diff_sim_accepts_random_inputs() {
     for _ in 0..500 {
         let mut bytes = vec![0u8; 512];
         rng.fill_bytes(&mut bytes);
-        kept += (gmemfuzz::fuzz_sim::diff_sim(&bytes) == gmemfuzz::fuzz::Verdict::Keep) as usize;
+        kept += matches!(gmemfuzz::fuzz::diff_sim(&bytes), libfuzzer_sys::Corpus::Keep) as usize;
     }
     assert!(kept > 0, "diff_sim rejected every input");
 }

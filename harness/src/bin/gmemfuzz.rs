@@ -97,12 +97,18 @@ enum Command {
         seed: u64,
     },
     /// Print a program (text file or libFuzzer artifact) in the text format.
-    Show { file: std::path::PathBuf },
+    Show {
+        file: std::path::PathBuf,
+        /// The VM type a raw libFuzzer artifact with no `.txt` beside it ran on.
+        #[arg(long)]
+        vm_type: Option<u64>,
+    },
     /// Run a program on the model and real KVM, op by op; exit 1 on a divergence.
     Replay {
         file: std::path::PathBuf,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
         /// Append the verdict to FILE as a JSON line.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -112,16 +118,18 @@ enum Command {
         file: std::path::PathBuf,
         #[arg(short, long)]
         out: Option<std::path::PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
     },
     /// Write a standalone C reproducer of a program.
     CRepro {
         file: std::path::PathBuf,
         #[arg(short, long)]
         out: Option<std::path::PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
     },
     /// Store a program with what it shows now in corpus/regressions/NAME.txt.
     AddRegression {
@@ -131,8 +139,9 @@ enum Command {
         /// Minimize the program first.
         #[arg(long)]
         minimize: bool,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
         /// Directory to write to (default: the workspace's corpus/regressions).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -144,7 +153,7 @@ fn main() -> Result<()> {
     use gmemfuzz::repro::cli as repro;
     let args = Cli::parse();
     match args.command {
-        Command::Show { file } => std::process::exit(repro::show(&file)),
+        Command::Show { file, vm_type } => std::process::exit(repro::show(&file, vm_type)),
         Command::Replay { file, vm_type, json } => std::process::exit(repro::replay(&file, vm_type, &Sink::new(json.as_deref()))),
         Command::Minimize { file, out, vm_type } => std::process::exit(repro::minimize(&file, out.as_deref(), vm_type)),
         Command::CRepro { file, out, vm_type } => std::process::exit(repro::c_repro(&file, out.as_deref(), vm_type)),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use gmemfuzz_backends::Backend;
+use gmemfuzz_backends::{Backend, Profile};
 
 use crate::report::{Record, Sink};
 use crate::repro::text;
@@ -28,12 +28,13 @@ fn kernel_taint() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
-/// Writes `text` to `findings/name` (when a findings directory was given).
-fn save(findings: Option<&PathBuf>, name: &str, text: &str) -> Result<()> {
+/// Saves `program` as `findings/name`, a text program recording the profile it ran on and
+/// what it showed (when a findings directory was given).
+fn save(findings: Option<&PathBuf>, name: &str, program: &Program, profile: &Profile, found: &str) -> Result<()> {
     if let Some(dir) = findings {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(name);
-        std::fs::write(&path, text)?;
+        crate::fuzz::artifact::save(&path, program, profile, found)?;
         eprintln!("gmemfuzz: wrote {}", path.display());
     }
     Ok(())
@@ -60,11 +61,8 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         if taint_after != taint_before {
             let text = text::print(&program);
             eprintln!("gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {taint_after:#x} during program #{i}:\n{text}");
-            save(
-                opts.findings.as_ref(),
-                &format!("splat-{}-{i}.txt", opts.seed),
-                &format!("# kernel taint changed while this ran\n{text}"),
-            )?;
+            let found = format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran");
+            save(opts.findings.as_ref(), &format!("splat-{}-{i}.txt", opts.seed), &program, runner.backend.profile(), &found)?;
             sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text })?;
             finish(&runner)?;
             bail!("kernel splat during program #{i}");
@@ -75,8 +73,13 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
                 eprintln!("{d}");
                 let text = text::print(&program);
                 eprintln!("  program (seed {}, #{i}):\n{text}", opts.seed);
-                let first_line = d.to_string().lines().next().unwrap_or("").to_string();
-                save(opts.findings.as_ref(), &format!("divergence-{}-{i}.txt", opts.seed), &format!("# {first_line}\n{text}"))?;
+                save(
+                    opts.findings.as_ref(),
+                    &format!("divergence-{}-{i}.txt", opts.seed),
+                    &program,
+                    runner.backend.profile(),
+                    &d.to_string(),
+                )?;
                 sink.put(&Record::divergence(&d, &program))?;
                 finish(&runner)?;
                 bail!("divergence in program #{i}");

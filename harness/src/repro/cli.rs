@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::{Backend, HarnessError, Profile};
 
+use super::load::assumed_profile;
 use super::replay::Report;
 use super::shrink::{minimize as shrink, Signature};
-use super::text::{print_with, Expectation};
-use super::{c, load, load_document, observed};
+use super::text::{print_document, Document, Expectation};
+use super::{c, load_document, observed};
 use crate::config::{open_kvm, OpenError};
 use crate::program::Program;
 use crate::report::{Record, Sink};
@@ -39,24 +40,43 @@ fn kvm(vm_type: u64) -> Result<KvmBackend, i32> {
     })
 }
 
-fn read(path: &Path) -> Result<Program, i32> {
-    load(path).map_err(|e| fail(format!("{e:#}")))
+/// Reads a program and the VM type to run it on: `--vm-type` when given, else the one
+/// the file records, else 0. A `--vm-type` that contradicts the file is refused.
+fn read(path: &Path, vm_type: Option<u64>) -> Result<(Document, u64), i32> {
+    let doc = load_document(path, vm_type).map_err(|e| fail(format!("{e:#}")))?;
+    match (vm_type, doc.vm_type) {
+        (Some(given), Some(recorded)) if given != recorded => Err(fail(format!(
+            "--vm-type {given} contradicts {}, which records `# vm-type: {recorded}` (the VM type it ran on); \
+             leave out --vm-type to use {recorded}, or edit the file to run it on another VM type",
+            path.display()
+        ))),
+        (given, recorded) => {
+            let vm_type = given.or(recorded).unwrap_or(0);
+            Ok((doc, vm_type))
+        }
+    }
 }
 
-pub fn show(path: &Path) -> i32 {
-    match load_document(path) {
+/// A program as text that records the VM type and profile it ran on.
+fn ran_on(program: Program, profile: &Profile, expect: Expectation) -> String {
+    let doc = Document { expect: Some(expect), vm_type: Some(profile.vm_type), profile: Some(profile.summary()), ..Document::new(program) };
+    print_document(&doc, &[])
+}
+
+pub fn show(path: &Path, vm_type: Option<u64>) -> i32 {
+    match load_document(path, vm_type) {
         Ok(d) => {
-            print!("{}", print_with(&d.program, d.expect));
+            print!("{}", print_document(&d, &[]));
             OK
         }
         Err(e) => fail(format!("{e:#}")),
     }
 }
 
-pub fn replay(path: &Path, vm_type: u64, sink: &Sink) -> i32 {
-    let doc = match load_document(path) {
-        Ok(d) => d,
-        Err(e) => return fail(format!("{e:#}")),
+pub fn replay(path: &Path, vm_type: Option<u64>, sink: &Sink) -> i32 {
+    let (doc, vm_type) = match read(path, vm_type) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let mut runner = match kvm(vm_type) {
         Ok(b) => Runner::new(b),
@@ -85,8 +105,9 @@ pub fn replay(path: &Path, vm_type: u64, sink: &Sink) -> i32 {
     }
 }
 
-/// Minimizes on a reused backend, then confirms on a brand-new one.
-fn minimized(program: &Program, vm_type: u64) -> Result<(Program, Expectation), i32> {
+/// Minimizes on a reused backend, then confirms on a brand-new one; gives the program as
+/// text recording its expectation, VM type and profile.
+fn minimized(program: &Program, vm_type: u64) -> Result<(String, usize, Expectation), i32> {
     let mut runner = Runner::new(kvm(vm_type)?);
     let m = shrink(&mut runner, program).map_err(fail)?;
     let mut fresh = Runner::new(kvm(vm_type)?);
@@ -99,7 +120,9 @@ fn minimized(program: &Program, vm_type: u64) -> Result<(Program, Expectation), 
                 program.ops.len() - m.program.ops.len(),
                 m.runs
             );
-            Ok((m.program, Expectation::Divergence { kind: d.kind, op: d.op_index }))
+            let expect = Expectation::Divergence { kind: d.kind, op: d.op_index };
+            let len = m.program.ops.len();
+            Ok((ran_on(m.program, fresh.backend.profile(), expect), len, expect))
         }
         other => Err(fail(format!(
             "the minimized program did not diverge the same way on a new VM (flaky?): {}",
@@ -108,16 +131,15 @@ fn minimized(program: &Program, vm_type: u64) -> Result<(Program, Expectation), 
     }
 }
 
-pub fn minimize(path: &Path, out: Option<&Path>, vm_type: u64) -> i32 {
-    let program = match read(path) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let (small, expect) = match minimized(&program, vm_type) {
+pub fn minimize(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
+    let (doc, vm_type) = match read(path, vm_type) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let text = print_with(&small, Some(expect));
+    let text = match minimized(&doc.program, vm_type) {
+        Ok((text, _, _)) => text,
+        Err(code) => return code,
+    };
     match out {
         Some(out) => match std::fs::write(out, &text) {
             Ok(()) => {
@@ -133,16 +155,16 @@ pub fn minimize(path: &Path, out: Option<&Path>, vm_type: u64) -> i32 {
     }
 }
 
-pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: u64) -> i32 {
-    let program = match read(path) {
-        Ok(p) => p,
+pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
+    let (Document { program, .. }, vm_type) = match read(path, vm_type) {
+        Ok(r) => r,
         Err(code) => return code,
     };
     let (profile, note) = match open_kvm(vm_type) {
         Ok(b) => (b.profile().clone(), String::new()),
         Err(OpenError::Config(e)) => return fail(format!("configuration error: {e}")),
         Err(OpenError::Backend(e)) => {
-            let p = if vm_type == 1 { Profile::sw_protected_6_12() } else { Profile::host_6_18() };
+            let p = assumed_profile(vm_type);
             eprintln!("gmemfuzz: real KVM is not available here ({e}); expectations use the assumed profile {}", p.summary());
             (p, format!("expectations computed for an assumed profile: real KVM was not available ({e})"))
         }
@@ -166,15 +188,15 @@ pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: u64) -> i32 {
     }
 }
 
-pub fn add_regression(path: &Path, name: &str, minimize_first: bool, vm_type: u64, dir: Option<&Path>) -> i32 {
+pub fn add_regression(path: &Path, name: &str, minimize_first: bool, vm_type: Option<u64>, dir: Option<&Path>) -> i32 {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return fail(format!("--name `{name}`: use letters, digits, `-` and `_` only"));
     }
-    let program = match read(path) {
-        Ok(p) => p,
+    let (Document { program, .. }, vm_type) = match read(path, vm_type) {
+        Ok(r) => r,
         Err(code) => return code,
     };
-    let (program, expect) = if minimize_first {
+    let (text, len, expect) = if minimize_first {
         match minimized(&program, vm_type) {
             Ok(r) => r,
             Err(code) => return code,
@@ -186,15 +208,42 @@ pub fn add_regression(path: &Path, name: &str, minimize_first: bool, vm_type: u6
         };
         let result = runner.run(&program);
         match observed(&result) {
-            Some(e) => (program, e),
+            Some(e) => (ran_on(program.clone(), runner.backend.profile(), e), program.ops.len(), e),
             None => return fail(result.err().map(|e| e.to_string()).unwrap_or_default()),
         }
     };
     let dir = dir.map(Path::to_path_buf).unwrap_or_else(regressions_dir);
     let file = dir.join(format!("{name}.txt"));
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, print_with(&program, Some(expect)))) {
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, text)) {
         return fail(format!("writing {}: {e}", file.display()));
     }
-    println!("wrote {} ({} ops, expect: {expect})", file.display(), program.ops.len());
+    println!("wrote {} ({len} ops, expect: {expect})", file.display());
     OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("gmemfuzz-cli-{}-{name}.txt", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_vm_type_comes_from_the_file_unless_given_and_a_contradiction_is_refused() {
+        let recorded = file("recorded", "gmemfuzz-program v1\n# vm-type: 1\ncreate_gmem size=0x1000 flags=0\ncheck\n");
+        let plain = file("plain", "gmemfuzz-program v1\ncreate_gmem size=0x1000 flags=0\ncheck\n");
+        assert_eq!(read(&recorded, None).map(|r| r.1), Ok(1));
+        assert_eq!(read(&recorded, Some(1)).map(|r| r.1), Ok(1));
+        assert_eq!(read(&recorded, Some(0)).map(|r| r.1), Err(ERROR));
+        assert_eq!(read(&plain, None).map(|r| r.1), Ok(0));
+        assert_eq!(read(&plain, Some(1)).map(|r| r.1), Ok(1));
+        // The refusal comes before any VM is made: replay exits 2 even where KVM is here.
+        assert_eq!(replay(&recorded, Some(0), &Sink::default()), ERROR);
+        for f in [recorded, plain] {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
 }

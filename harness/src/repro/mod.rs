@@ -3,9 +3,10 @@
 //! Commands (`gmemfuzz <command> --help` for details):
 //!
 //! - `show <file>`: print a program in the text format ([`text`]). `<file>` is a text
-//!   program or a libFuzzer artifact (raw fuzzer bytes, decoded as the fuzzer does; see
-//!   [`load`]).
-//! - `replay <file> [--vm-type N]`: run the program in lockstep on the model and a fresh
+//!   program or a libFuzzer artifact: the `.txt` the fuzz target saved beside it when
+//!   present, else the raw fuzzer bytes decoded for `--vm-type` (see [`load`]).
+//! - `replay <file> [--vm-type N]` (N defaults to the file's `# vm-type:`, else 0; one
+//!   that contradicts the file is refused, as in the commands below): run the program in lockstep on the model and a fresh
 //!   real-KVM backend and print every op with the model's and KVM's outcome, marking the
 //!   first divergence ([`replay`]). Exit status 1 on a divergence, 0 when clean, 2 on a
 //!   harness or usage error (including no usable /dev/kvm).

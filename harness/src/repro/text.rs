@@ -37,6 +37,13 @@
 //! A comment line `# expect: clean` or `# expect: divergence <kind> at op <n>` (kind as
 //! `stale-read`, `result-mismatch`, …) records what running the program showed; the
 //! regression test and `add-regression` read and write it.
+//!
+//! Two more optional comment lines record where a program ran (a fuzz target writes them
+//! beside each crash; `minimize` and `add-regression` write them too):
+//! `# vm-type: 1` (the KVM_CREATE_VM type; `replay` and the other commands use it when no
+//! `--vm-type` is given, and refuse a `--vm-type` that contradicts it) and
+//! `# profile: kernel … gmem_flags 0x0 …` (`Profile::summary` of the kernel it ran on, for
+//! the reader). Files without them (all v1 files before these lines) load as before.
 
 use std::fmt::{self, Write as _};
 
@@ -184,27 +191,67 @@ pub fn op_line(op: &Op) -> String {
 
 /// The program as text, with an expectation line if one is given.
 pub fn print_with(program: &Program, expect: Option<Expectation>) -> String {
+    print_document(&Document { expect, ..Document::new(program.clone()) }, &[])
+}
+
+/// A document as text: header, metadata lines, then `notes` as comment lines, then the ops.
+pub fn print_document(doc: &Document, notes: &[&str]) -> String {
     let mut s = format!("{HEADER} v{VERSION}\n");
-    if let Some(e) = expect {
+    if let Some(v) = doc.vm_type {
+        writeln!(s, "# {VM_TYPE_KEY} {v}").expect("writing to a String");
+    }
+    if let Some(p) = &doc.profile {
+        writeln!(s, "# {PROFILE_KEY} {}", one_line(p)).expect("writing to a String");
+    }
+    if let Some(e) = doc.expect {
         writeln!(s, "# expect: {e}").expect("writing to a String");
     }
-    for op in &program.ops {
+    for note in notes {
+        writeln!(s, "# {}", one_line(note)).expect("writing to a String");
+    }
+    for op in &doc.program.ops {
         s.push_str(&op_line(op));
         s.push('\n');
     }
     s
 }
 
+/// A value for a comment line: one line, whatever it held.
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `bytes` are (the start of) a text program rather than fuzzer bytes: they start
+/// with the header (a file cut short inside the header still counts, from 8 bytes on).
+pub fn looks_like_text(bytes: &[u8]) -> bool {
+    let head = HEADER.as_bytes();
+    bytes.starts_with(head) || (bytes.len() >= 8 && head.starts_with(bytes))
+}
+
 pub fn print(program: &Program) -> String {
     print_with(program, None)
 }
 
-/// A parsed file: the program and the expectation it records, if any.
+/// A parsed file: the program and what the file records about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
     pub program: Program,
     pub expect: Option<Expectation>,
+    /// The VM type the program ran on (`# vm-type:`), if recorded.
+    pub vm_type: Option<u64>,
+    /// The summary of the profile it ran on (`# profile:`), if recorded.
+    pub profile: Option<String>,
 }
+
+impl Document {
+    /// A document that records nothing but the program.
+    pub fn new(program: Program) -> Document {
+        Document { program, expect: None, vm_type: None, profile: None }
+    }
+}
+
+const VM_TYPE_KEY: &str = "vm-type:";
+const PROFILE_KEY: &str = "profile:";
 
 pub fn parse(text: &str) -> Result<Program, ParseError> {
     parse_document(text).map(|d| d.program)
@@ -214,7 +261,7 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
     let mut lines = text.lines().enumerate();
     let (_, first) = lines.next().ok_or_else(|| err(1, 1, format!("empty file: expected the header `{HEADER} v{VERSION}`")))?;
     parse_header(first.trim_end())?;
-    let mut doc = Document { program: Program::default(), expect: None };
+    let mut doc = Document::new(Program::default());
     for (i, raw) in lines {
         let n = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -222,10 +269,19 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
             None => (raw, None),
         };
         if let Some((at, c)) = comment {
-            if let Some(rest) = c.trim_start().strip_prefix("expect:") {
+            let c = c.trim_start();
+            if let Some(rest) = c.strip_prefix("expect:") {
                 let e = Expectation::parse(rest)
                     .ok_or_else(|| err(n, at + 1, "expected `# expect: clean` or `# expect: divergence <kind> at op <n>`".into()))?;
                 doc.expect = Some(e);
+            } else if let Some(rest) = c.strip_prefix(VM_TYPE_KEY) {
+                let v = parse_number(rest.trim()).ok_or_else(|| err(n, at + 1, format!("expected `# {VM_TYPE_KEY} <number>`")))?;
+                if doc.vm_type.is_some_and(|old| old != v) {
+                    return Err(err(n, at + 1, format!("a second, different `# {VM_TYPE_KEY}` line")));
+                }
+                doc.vm_type = Some(v);
+            } else if let Some(rest) = c.strip_prefix(PROFILE_KEY) {
+                doc.profile = Some(rest.trim().to_string());
             }
         }
         if code.trim().is_empty() {
@@ -535,8 +591,28 @@ mod tests {
         let p = parse("gmemfuzz-program v1\ncheck\n").unwrap();
         for e in [Expectation::Clean, Expectation::Divergence { kind: DivergenceKind::StaleRead, op: 4 }] {
             let text = print_with(&p, Some(e));
-            assert_eq!(parse_document(&text).unwrap(), Document { program: p.clone(), expect: Some(e) });
+            assert_eq!(parse_document(&text).unwrap(), Document { expect: Some(e), ..Document::new(p.clone()) });
         }
         assert!(parse_document("gmemfuzz-program v1\n# expect: maybe\n").is_err());
+    }
+
+    #[test]
+    fn metadata_lines_round_trip_and_are_optional() {
+        let p = parse("gmemfuzz-program v1\ncreate_gmem size=0x1000 flags=0\ncheck\n").unwrap();
+        let doc = Document {
+            vm_type: Some(1),
+            profile: Some("kernel 6.12 vm_type 1 gmem_flags 0x0".into()),
+            expect: Some(Expectation::Clean),
+            ..Document::new(p.clone())
+        };
+        let text = print_document(&doc, &["found: gmemfuzz DIVERGENCE at op 1\nsecond line"]);
+        assert!(text.contains("\n# vm-type: 1\n") && text.contains("# found: gmemfuzz DIVERGENCE at op 1 second line\n"), "{text}");
+        assert_eq!(parse_document(&text).unwrap(), doc);
+        // A v1 file from before the metadata lines loads with none recorded.
+        let old = parse_document("gmemfuzz-program v1\n# expect: clean\ncreate_gmem size=0x1000 flags=0\ncheck\n").unwrap();
+        assert_eq!(old, Document { expect: Some(Expectation::Clean), ..Document::new(p) });
+        let e = parse_document("gmemfuzz-program v1\n# vm-type: one\ncheck\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(parse_document("gmemfuzz-program v1\n# vm-type: 1\n# vm-type: 0\ncheck\n").is_err());
     }
 }

@@ -1,0 +1,35 @@
+//! The `model` target: the model against a second copy of itself, which checks that the
+//! model is deterministic, never panics, and keeps its own invariants (`Model::check`).
+
+use std::sync::Mutex;
+
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::Profile;
+use libfuzzer_sys::Corpus;
+
+use super::{input, settle, Crash, Session};
+use crate::runner::Runner;
+
+static MODEL_SESSION: Mutex<Option<Session<Model>>> = Mutex::new(None);
+
+/// The profile the model target runs under: the host kernel's.
+fn profile() -> Profile {
+    Profile::host_6_18()
+}
+
+/// The `model` target.
+pub fn model_only(data: &[u8]) -> Corpus {
+    let profile = profile();
+    let Some(program) = input::decode(data, &profile) else {
+        return Corpus::Reject;
+    };
+    let mut guard = MODEL_SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    let session = guard.get_or_insert_with(|| Session::new(Runner::new(Model::new(profile.clone()))));
+    let crash = Crash { data, program: &program, profile: &profile };
+    let corpus = settle(session.runner.run(&program), crash);
+    if let Err(broken) = session.runner.model.check_invariants() {
+        Crash { data, program: &program, profile: &profile }.report(&format!("gmemfuzz MODEL BUG: invariant broken: {broken}"));
+    }
+    session.print_stats_now_and_then("model");
+    corpus
+}

@@ -1,0 +1,86 @@
+//! The `diff_sim` target: the model against the simulated platforms (TDX-like and
+//! SNP-like, no bug injected), on the software-protected 6.12 profile (attributes, so
+//! private/shared conversion runs) and on the 6.18 host profile.
+
+use std::sync::Mutex;
+
+use gmemfuzz_backends::sim::{InjectedBug, SimBackend};
+use gmemfuzz_backends::{Backend, Profile};
+
+use libfuzzer_sys::Corpus;
+
+use super::{input, Crash};
+use crate::program::Program;
+use crate::runner::{RunError, Runner};
+
+/// The profiles the simulation runs under.
+pub fn profiles() -> [Profile; 2] {
+    [Profile::sw_protected_6_12(), Profile::host_6_18()]
+}
+
+/// One simulated backend per platform ("tdx", "snp").
+pub fn sim_backend(platform: &str, profile: Profile, bug: Option<InjectedBug>) -> SimBackend {
+    match platform {
+        "tdx" => SimBackend::tdx(profile, bug),
+        "snp" => SimBackend::snp(profile, bug),
+        other => panic!("gmemfuzz HARNESS BUG: no simulated platform {other:?}"),
+    }
+}
+
+/// A finding of one simulated run.
+#[derive(Debug)]
+pub enum SimFinding {
+    /// The model and the simulation disagreed (the runner's report).
+    Divergence(String),
+    /// A platform invariant broke.
+    Invariant(String),
+}
+
+impl std::fmt::Display for SimFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimFinding::Divergence(d) => f.write_str(d),
+            SimFinding::Invariant(v) => write!(f, "gmemfuzz PLATFORM INVARIANT broken: {v}"),
+        }
+    }
+}
+
+/// Runs a program on a simulated backend; the invariant check comes after the run, so a
+/// violation is found even when the runner stopped early or diverged later.
+pub fn run_sim(runner: &mut Runner<SimBackend>, program: &Program) -> Result<(), SimFinding> {
+    let result = runner.run(program);
+    if let Some(v) = runner.backend.invariant_violation() {
+        return Err(SimFinding::Invariant(format!("{v}\n  program: {:?}", program.ops)));
+    }
+    match result {
+        Ok(_) => Ok(()),
+        Err(RunError::Divergence(d)) => Err(SimFinding::Divergence(d.to_string())),
+        Err(RunError::Harness(e)) => panic!("gmemfuzz HARNESS BUG (not a finding): the simulation failed: {e}"),
+    }
+}
+
+static SIM_SESSION: Mutex<Vec<Runner<SimBackend>>> = Mutex::new(Vec::new());
+
+/// The `diff_sim` target: saves the program and panics on a divergence or a broken
+/// platform invariant (the saved profile is that of the run that found it).
+pub fn diff_sim(data: &[u8]) -> Corpus {
+    // Inputs decode under the host profile and run under every profile.
+    let Some(program) = input::decode(data, &Profile::host_6_18()) else {
+        return Corpus::Reject;
+    };
+    let mut runners = SIM_SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    if runners.is_empty() {
+        for profile in profiles() {
+            for platform in ["tdx", "snp"] {
+                runners.push(Runner::new(sim_backend(platform, profile.clone(), None)));
+            }
+        }
+    }
+    for runner in runners.iter_mut() {
+        if let Err(finding) = run_sim(runner, &program) {
+            let profile = runner.backend.profile().clone();
+            Crash { data, program: &program, profile: &profile }.report(&finding.to_string());
+        }
+    }
+    Corpus::Keep
+}
