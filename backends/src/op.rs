@@ -223,19 +223,32 @@ impl Op {
 
     /// The guest_memfd this op names, if any.
     pub fn gmem(&self) -> Option<GmemId> {
-        match *self {
+        gmem_field!(self).copied()
+    }
+
+    /// The guest_memfd this op names, to rename it (minimization renumbers files).
+    pub fn gmem_mut(&mut self) -> Option<&mut GmemId> {
+        gmem_field!(self)
+    }
+}
+
+/// The `GmemId` field of an op, by reference: the same arms serve `&Op` and `&mut Op`.
+macro_rules! gmem_field {
+    ($op:expr) => {
+        match $op {
             Op::Map { gmem }
             | Op::Punch { gmem, .. }
             | Op::Allocate { gmem, .. }
             | Op::CloseGmem { gmem }
             | Op::Unmap { gmem }
             | Op::HostRead { gmem, .. }
-            | Op::HostWrite { gmem, .. } => Some(gmem),
-            Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),
+            | Op::HostWrite { gmem, .. }
+            | Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),
             _ => None,
         }
-    }
+    };
 }
+use gmem_field;
 
 #[cfg(test)]
 mod tests {
