@@ -6,9 +6,12 @@
 //! decides, rule by rule, what each value means.
 //!
 //! Objects are named by program-level ids: `GmemId(n)` is the file made by the n-th
-//! `CreateGmem` of the program. An op naming a file that was never made (or whose fd is
-//! closed, for ops that need the fd) is not sent to the kernel: every backend answers
-//! `Outcome::Skipped` the same way, so the op costs nothing and compares equal.
+//! `CreateGmem` op of the program (counting from 0, and counting creates that fail: a
+//! failed create's id names no file). Names depend on the program alone, so removing an op
+//! renumbers without running anything (syzkaller's explicit resource references). An op
+//! naming a file that was never made (or whose fd is closed, for ops that need the fd) is
+//! not sent to the kernel: every backend answers `Outcome::Skipped` the same way, so the op
+//! costs nothing and compares equal.
 
 use std::fmt;
 
@@ -19,7 +22,8 @@ pub use crate::abi::{
     KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
 };
 
-/// A program-level guest_memfd id: the n-th `CreateGmem` of the program.
+/// A program-level guest_memfd id: the n-th `CreateGmem` op of the program, made or not.
+/// (Creates skipped because the VM is gone take no id; every later create is skipped too.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GmemId(pub u8);
 
@@ -223,19 +227,32 @@ impl Op {
 
     /// The guest_memfd this op names, if any.
     pub fn gmem(&self) -> Option<GmemId> {
-        match *self {
+        gmem_field!(self).copied()
+    }
+
+    /// The guest_memfd this op names, to rename it (minimization renumbers files).
+    pub fn gmem_mut(&mut self) -> Option<&mut GmemId> {
+        gmem_field!(self)
+    }
+}
+
+/// The `GmemId` field of an op, by reference: the same arms serve `&Op` and `&mut Op`.
+macro_rules! gmem_field {
+    ($op:expr) => {
+        match $op {
             Op::Map { gmem }
             | Op::Punch { gmem, .. }
             | Op::Allocate { gmem, .. }
             | Op::CloseGmem { gmem }
             | Op::Unmap { gmem }
             | Op::HostRead { gmem, .. }
-            | Op::HostWrite { gmem, .. } => Some(gmem),
-            Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),
+            | Op::HostWrite { gmem, .. }
+            | Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),
             _ => None,
         }
-    }
+    };
 }
+use gmem_field;
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,8 @@ pub struct Program {
 }
 
 impl Program {
-    pub const VERSION: u32 = 1;
+    /// 2: `g<N>` names the N-th `create_gmem` op, failed or not (v1: the N-th successful one).
+    pub const VERSION: u32 = 2;
     /// Most ops a generated program has.
     pub const MAX_OPS: usize = 48;
 

@@ -196,7 +196,7 @@ pub fn private_conversions() -> Vec<Scenario> {
             steps: vec![
                 (create(1, MMAP), err(Errno::EINVAL)),
                 (create(1, 0), OK),
-                (Op::Map { gmem: G0 }, err(Errno::ENODEV)),
+                (Op::Map { gmem: G1 }, err(Errno::ENODEV)),
                 (Op::SetAttributes { gpa: GPA, size: P, attributes: 1 }, err(Errno::EINVAL)),
                 (Op::SetAttributes { gpa: GPA, size: 0, attributes: PRIVATE }, err(Errno::EINVAL)),
                 (Op::SetAttributes { gpa: GPA + 1, size: P, attributes: PRIVATE }, err(Errno::EINVAL)),

@@ -189,7 +189,7 @@ fn cli_gives_clear_errors_on_bad_input() {
         ("empty", b"", "empty"),
         ("corrupt", &[0xff], "neither a text program"),
         ("truncated.txt", b"gmemfuzz-program v1\nbind slot=2 flags=GUEST_MEM", "line 2"),
-        ("newer.txt", b"gmemfuzz-program v3\ncheck\n", "program format v3 is newer than this gmemfuzz (v1)"),
+        ("newer.txt", b"gmemfuzz-program v3\ncheck\n", "program format v3 is newer than this gmemfuzz (v2)"),
     ];
     for (name, bytes, message) in cases {
         let path = dir.join(name);

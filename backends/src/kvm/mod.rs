@@ -59,7 +59,8 @@ pub struct KvmBackend {
     vm: Option<Vm>,
     code: Mapping,
     mailbox: Mapping,
-    gmems: Vec<GmemHandle>,
+    /// Indexed by `GmemId`: one entry per `CreateGmem` sent, `None` where it failed.
+    gmems: Vec<Option<GmemHandle>>,
     slots: BTreeMap<u32, SlotHandle>,
     /// Address ranges of unmapped guest_memfd mappings, reserved until reset.
     retired: Vec<Mapping>,
@@ -314,7 +315,11 @@ impl KvmBackend {
     }
 
     fn gmem(&self, id: GmemId) -> Result<&GmemHandle, SkipReason> {
-        self.gmems.get(id.0 as usize).ok_or(SkipReason::NoSuchGmem)
+        self.gmems.get(id.0 as usize).and_then(Option::as_ref).ok_or(SkipReason::NoSuchGmem)
+    }
+
+    fn gmem_mut(&mut self, id: GmemId) -> Option<&mut GmemHandle> {
+        self.gmems.get_mut(id.0 as usize).and_then(Option::as_mut)
     }
 
     fn gmem_fd(&self, id: GmemId) -> Result<libc::c_int, SkipReason> {
@@ -355,7 +360,7 @@ impl KvmBackend {
         // The shared side: the file's own mapping where the slot fits in it, else fresh
         // anonymous memory.
         let file_map = match fd {
-            FdArg::Gmem(id) if gmem_slot => self.gmems.get(id.0 as usize).and_then(|g| g.map.as_ref()),
+            FdArg::Gmem(id) if gmem_slot => self.gmem(id).ok().and_then(|g| g.map.as_ref()),
             _ => None,
         };
         let (uaddr, anon) = match file_map {
@@ -555,12 +560,16 @@ impl Backend for KvmBackend {
                     return Ok(Outcome::Skipped(SkipReason::NoVm));
                 };
                 let args = kvm_create_guest_memfd { size: *size, flags: *flags, ..Default::default() };
+                // Every create takes the next id, made or not (see `GmemId`).
                 match vm.fd.create_guest_memfd(args) {
-                    Err(e) => errno(e),
+                    Err(e) => {
+                        self.gmems.push(None);
+                        errno(e)
+                    }
                     Ok(raw) => {
                         // SAFETY: KVM_CREATE_GUEST_MEMFD returned a new fd that nothing else owns.
                         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-                        self.gmems.push(GmemHandle { fd: Some(fd), map: None, size: *size });
+                        self.gmems.push(Some(GmemHandle { fd: Some(fd), map: None, size: *size }));
                         Outcome::Ok
                     }
                 }
@@ -570,7 +579,7 @@ impl Backend for KvmBackend {
                     Ok(fd) => fd,
                     Err(why) => return Ok(Outcome::Skipped(why)),
                 };
-                let handle = &self.gmems[gmem.0 as usize];
+                let handle = self.gmem(*gmem).expect("its fd was found above");
                 if handle.map.is_some() {
                     return Ok(Outcome::Skipped(SkipReason::AlreadyMapped));
                 }
@@ -580,7 +589,7 @@ impl Backend for KvmBackend {
                 match Mapping::shared(fd, handle.size as usize) {
                     Err(e) => io_errno(e),
                     Ok(m) => {
-                        self.gmems[gmem.0 as usize].map = Some(m);
+                        self.gmem_mut(*gmem).expect("found above").map = Some(m);
                         Outcome::Ok
                     }
                 }
@@ -605,7 +614,7 @@ impl Backend for KvmBackend {
             }
             Op::Punch { gmem, offset, len } => self.fallocate(*gmem, abi::falloc::PUNCH, *offset, *len),
             Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
-            Op::CloseGmem { gmem } => match self.gmems.get_mut(gmem.0 as usize).map(|g| g.fd.take()) {
+            Op::CloseGmem { gmem } => match self.gmem_mut(*gmem).map(|g| g.fd.take()) {
                 None => Outcome::Skipped(SkipReason::NoSuchGmem),
                 Some(None) => Outcome::Skipped(SkipReason::FdClosed),
                 Some(Some(fd)) => {
@@ -613,7 +622,7 @@ impl Backend for KvmBackend {
                     Outcome::Ok
                 }
             },
-            Op::Unmap { gmem } => match self.gmems.get_mut(gmem.0 as usize).map(|g| g.map.take()) {
+            Op::Unmap { gmem } => match self.gmem_mut(*gmem).map(|g| g.map.take()) {
                 None => Outcome::Skipped(SkipReason::NoSuchGmem),
                 Some(None) => Outcome::Skipped(SkipReason::NotMapped),
                 Some(Some(m)) => match m.retire() {

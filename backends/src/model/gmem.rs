@@ -15,10 +15,20 @@ use crate::abi::falloc::{
 pub const MAX_ALLOCATE_PAGES: u64 = 4096;
 
 impl Model {
+    /// KVM_CREATE_GUEST_MEMFD. Every create that reaches the kernel takes the next
+    /// `GmemId`, whether it makes a file or fails.
     pub(super) fn create_gmem(&mut self, size: u64, flags: u64) -> Outcome {
         if !self.vm_alive {
             return Outcome::Skipped(SkipReason::NoVm);
         }
+        let outcome = self.new_gmem(size, flags);
+        if outcome != Outcome::Ok {
+            self.gmems.push(None);
+        }
+        outcome
+    }
+
+    fn new_gmem(&mut self, size: u64, flags: u64) -> Outcome {
         // kvm_gmem_create(): `if (flags & ~kvm_gmem_get_supported_flags(kvm)) return -EINVAL;`
         // (6.18; 6.12: `valid_flags = 0`). The profile carries KVM_CAP_GUEST_MEMFD_FLAGS.
         if flags & !self.profile.gmem_flags != 0 {
@@ -30,7 +40,7 @@ impl Model {
         }
         // A file past the 256th is made like any other; no op can name it (`GmemId` is a
         // u8), so it only holds an fd.
-        self.gmems.push(GmemFile {
+        self.gmems.push(Some(GmemFile {
             size,
             flags,
             fd_open: true,
@@ -39,13 +49,13 @@ impl Model {
             released: false,
             pages: Default::default(),
             prepared: Default::default(),
-        });
+        }));
         Outcome::Ok
     }
 
     /// Finds a live file the op may use, or the reason every backend skips the op.
     pub(super) fn file(&self, gmem: GmemId, needs_fd: bool) -> Result<&GmemFile, SkipReason> {
-        let file = self.gmems.get(gmem.0 as usize).ok_or(SkipReason::NoSuchGmem)?;
+        let file = self.gmems.get(gmem).ok_or(SkipReason::NoSuchGmem)?;
         if needs_fd && !file.fd_open {
             return Err(SkipReason::FdClosed);
         }
@@ -68,7 +78,7 @@ impl Model {
         if file.flags & GUEST_MEMFD_FLAG_MMAP == 0 {
             return Outcome::Err(Errno::ENODEV);
         }
-        let file = &mut self.gmems[gmem.0 as usize];
+        let file = &mut self.gmems[gmem];
         file.mapped = true;
         file.map_generation += 1;
         Outcome::Ok
@@ -141,7 +151,7 @@ impl Model {
     /// marks it uptodate.
     pub(super) fn populate(&mut self, gmem: GmemId, index: u64, by: &'static str, prepare: bool) -> &mut Page {
         let key = PageKey::Gmem { gmem: gmem.0, index };
-        let file = &mut self.gmems[gmem.0 as usize];
+        let file = &mut self.gmems[gmem];
         if !file.pages.contains_key(&index) {
             self.history.record(self.op_index, key, PageEvent::Populated { by });
         }
@@ -153,7 +163,7 @@ impl Model {
 
     /// Drops pages [first, end) of a file from its page cache.
     pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
-        let file = &mut self.gmems[gmem.0 as usize];
+        let file = &mut self.gmems[gmem];
         let dropped: Vec<u64> = file.pages.range(first..end.max(first)).map(|(i, _)| *i).collect();
         for index in dropped {
             let page = file.pages.remove(&index).expect("listed above");
@@ -166,7 +176,7 @@ impl Model {
         if let Err(why) = self.file(gmem, true) {
             return Outcome::Skipped(why);
         }
-        self.gmems[gmem.0 as usize].fd_open = false;
+        self.gmems[gmem].fd_open = false;
         self.release_if_unreferenced(gmem);
         Outcome::Ok
     }
@@ -177,7 +187,7 @@ impl Model {
             Ok(f) if !f.mapped => return Outcome::Skipped(SkipReason::NotMapped),
             Ok(_) => {}
         }
-        self.gmems[gmem.0 as usize].mapped = false;
+        self.gmems[gmem].mapped = false;
         self.release_if_unreferenced(gmem);
         Outcome::Ok
     }
@@ -187,11 +197,11 @@ impl Model {
     /// both gone, kvm_gmem_release() clears `slot->gmem.file` of every binding and zaps
     /// them, and the inode (with its pages) is freed.
     fn release_if_unreferenced(&mut self, gmem: GmemId) {
-        let file = &self.gmems[gmem.0 as usize];
+        let file = &self.gmems[gmem];
         if file.fd_open || file.mapped || file.released {
             return;
         }
-        self.gmems[gmem.0 as usize].released = true;
+        self.gmems[gmem].released = true;
         for slot in self.slots.values_mut() {
             if let Some(binding) = slot.binding.as_mut().filter(|b| b.gmem == gmem) {
                 binding.file_gone = true;

@@ -116,7 +116,7 @@ impl Model {
         if flags & KVM_MEM_GUEST_MEMFD != 0 {
             match self.gmem_bind_check(fd, offset, size) {
                 Ok(binding) => {
-                    let file = &self.gmems[binding.gmem.0 as usize];
+                    let file = &self.gmems[binding.gmem];
                     // 6.18 kvm_gmem_bind(): `if (kvm_gmem_supports_mmap(inode))
                     // slot->flags |= KVM_MEMSLOT_GMEM_ONLY;`
                     new.gmem_only = self.profile.gmem_only_slots && file.flags & crate::op::GUEST_MEMFD_FLAG_MMAP != 0;
@@ -146,7 +146,7 @@ impl Model {
             FdArg::NotGmem => return Err(Errno::EINVAL),
             FdArg::Gmem(id) => id,
         };
-        let file = &self.gmems[gmem.0 as usize];
+        let file = &self.gmems[gmem];
         // `if (offset < 0 || !PAGE_ALIGNED(offset) || offset + size > i_size_read(inode)) goto err;`
         if (offset as i64) < 0 || offset.checked_add(size).is_none_or(|end| end > file.size) {
             return Err(Errno::EINVAL);

@@ -8,6 +8,7 @@
 //! a whole program.
 
 mod attributes;
+mod files;
 mod gmem;
 mod memslot;
 mod page;
@@ -24,6 +25,7 @@ use crate::backend::{Backend, HarnessError};
 use crate::op::{GmemId, Op, PAGE_SIZE};
 use crate::outcome::{Observation, Outcome, Probe};
 use crate::profile::Profile;
+use files::Files;
 
 /// A guest_memfd file as the model sees it.
 #[derive(Clone)]
@@ -100,7 +102,7 @@ pub struct Model {
     /// Index of the op being applied, for history.
     op_index: usize,
     vm_alive: bool,
-    gmems: Vec<GmemFile>,
+    gmems: Files,
     slots: BTreeMap<u32, Slot>,
     /// Memory attributes by GFN range; absent = 0 (shared).
     attributes: AttributeRanges,
@@ -118,7 +120,7 @@ impl Model {
             profile,
             op_index: 0,
             vm_alive: true,
-            gmems: Vec::new(),
+            gmems: Files::default(),
             slots: BTreeMap::new(),
             attributes: AttributeRanges::default(),
             history: History::default(),
@@ -137,11 +139,12 @@ impl Model {
     }
 
     pub fn gmem(&self, id: GmemId) -> Option<&GmemFile> {
-        self.gmems.get(id.0 as usize)
+        self.gmems.get(id)
     }
 
+    /// How many creates reached the kernel, made or not (the next `GmemId`).
     pub fn gmem_count(&self) -> usize {
-        self.gmems.len()
+        self.gmems.creates()
     }
 
     pub fn slots(&self) -> &BTreeMap<u32, Slot> {
@@ -181,15 +184,15 @@ impl Model {
 
     /// The model's own consistency rules; a broken one is a model bug.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for (i, g) in self.gmems.iter().enumerate() {
+        for (i, g) in self.gmems.iter() {
             if let Some(p) = g.prepared.iter().find(|p| !g.pages.contains_key(p)) {
-                return Err(format!("g{i}: page {p} prepared but not in the page cache"));
+                return Err(format!("{i}: page {p} prepared but not in the page cache"));
             }
             if g.released && (g.fd_open || g.mapped || !g.pages.is_empty()) {
-                return Err(format!("g{i}: released yet referenced or holding pages"));
+                return Err(format!("{i}: released yet referenced or holding pages"));
             }
             if let Some(p) = g.pages.keys().find(|p| **p >= g.npages()) {
-                return Err(format!("g{i}: page {p} beyond the file size {:#x}", g.size));
+                return Err(format!("{i}: page {p} beyond the file size {:#x}", g.size));
             }
         }
         let slots: Vec<(&u32, &Slot)> = self.slots.iter().collect();
@@ -206,7 +209,7 @@ impl Model {
                 }
             }
             if let Some(b) = s.binding {
-                let Some(file) = self.gmems.get(b.gmem.0 as usize) else {
+                let Some(file) = self.gmems.get(b.gmem) else {
                     return Err(format!("slot {id} bound to a file that does not exist"));
                 };
                 if file.released != b.file_gone {
@@ -220,9 +223,9 @@ impl Model {
     /// A description of the model's state, for reports.
     pub fn describe(&self) -> String {
         let mut s = String::new();
-        for (i, g) in self.gmems.iter().enumerate() {
+        for (i, g) in self.gmems.iter() {
             s += &format!(
-                "  g{i}: size {:#x} flags {:#x} fd {} mapped {} released {} pages {:?}\n",
+                "  {i}: size {:#x} flags {:#x} fd {} mapped {} released {} pages {:?}\n",
                 g.size,
                 g.flags,
                 if g.fd_open { "open" } else { "closed" },

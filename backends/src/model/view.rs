@@ -73,7 +73,7 @@ impl Model {
             // kvm_gmem_fault_user_mapping(). Probe (6.18 + kvm_pvm): when that fails — the
             // mapping is gone, or the file lacks INIT_SHARED (SIGBUS) — the access leaves
             // as KVM_EXIT_MMIO.
-            let file = &self.gmems[gmem.0 as usize];
+            let file = &self.gmems[gmem];
             if !file.mapped || file.map_generation != generation || file.flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
                 return Target::Mmio;
             }
@@ -90,7 +90,7 @@ impl Model {
 
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
         match key {
-            PageKey::Gmem { gmem, index } => self.gmems[gmem as usize].pages.get_mut(&index),
+            PageKey::Gmem { gmem, index } => self.gmems[GmemId(gmem)].pages.get_mut(&index),
             PageKey::Anon { slot, index } => self.slots.get_mut(&slot).and_then(|s| s.anon.get_mut(&index)),
         }
         .expect("resolve() made the page")
@@ -156,9 +156,7 @@ pub const MAX_RESIDENCY_PAGES: u64 = 256;
 
 pub(super) fn probes(model: &Model) -> Vec<Probe> {
     let mut probes = Vec::new();
-    for (i, file) in model.gmems.iter().enumerate() {
-        // Files past the 256th exist, but no op or probe can name them (`GmemId` is a u8).
-        let Ok(gmem) = u8::try_from(i).map(GmemId) else { break };
+    for (gmem, file) in model.gmems.iter() {
         if !file.mapped {
             continue;
         }

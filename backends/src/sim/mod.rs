@@ -157,7 +157,8 @@ impl SimBackend {
     fn effects(&mut self, op: &Op, outcome: Outcome, old_slot: Option<(u64, u64, u32)>, was_released: bool) -> Outcome {
         let ok = outcome == Outcome::Ok;
         match op {
-            Op::CreateGmem { .. } if ok => self.files.push(SimFile::default()),
+            // Every create that reached the kernel takes an id (see `GmemId`), made or not.
+            Op::CreateGmem { .. } if !matches!(outcome, Outcome::Skipped(_)) => self.files.push(SimFile::default()),
             Op::Bind { slot, size: 0, .. } | Op::Unbind { slot } if ok => {
                 if let Some((base, npages, _)) = old_slot {
                     self.delete_slot(*slot, base, npages);

@@ -127,6 +127,12 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
     if let Some(op) = program.ops.iter().find(|op| matches!(op, Op::Guest { accesses } if accesses.len() > MAX_COMMANDS)) {
         return Err(format!("a guest op with more accesses than one run can carry ({}): {}", MAX_COMMANDS, op_line(op)));
     }
+    // The prelude keeps one entry per create (`gmems[MAX_GMEMS]`, as many as a `GmemId`
+    // can name).
+    let creates = program.ops.iter().filter(|op| matches!(op, Op::CreateGmem { .. })).count();
+    if creates > u8::MAX as usize + 1 {
+        return Err(format!("{creates} create_gmem ops: a C reproducer holds at most {}", u8::MAX as usize + 1));
+    }
     let (expected, end) = expectations(program, profile)?;
     let mut c = String::new();
     let w = &mut c;

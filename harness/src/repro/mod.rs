@@ -27,6 +27,7 @@ pub mod load;
 pub mod replay;
 pub mod shrink;
 pub mod text;
+mod v1;
 
 pub use load::{load, load_document};
 pub use text::{parse, parse_document, print, print_with, Document, Expectation, ParseError};

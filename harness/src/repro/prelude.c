@@ -71,7 +71,8 @@ static size_t run_size;
 static uint8_t *code_mem, *mailbox;
 
 static struct {
-    int fd; /* -1 once closed */
+    int made; /* 0 where the create failed: the id names no file */
+    int fd;   /* -1 once closed */
     uint8_t *map;
     uint64_t size;
 } gmems[MAX_GMEMS];
@@ -339,7 +340,7 @@ static void do_guest(const struct access *a, int n)
 
 static int have_gmem(int id)
 {
-    if (id >= ngmems) {
+    if (id >= ngmems || !gmems[id].made) {
         set_obs(WORD_SKIPPED_NO_SUCH_GMEM);
         return 0;
     }
@@ -353,13 +354,13 @@ static void do_create_gmem(uint64_t size, uint64_t flags)
     args.size = size;   /* bytes */
     args.flags = flags; /* GF_GUEST_MEMFD_FLAG_MMAP, GF_GUEST_MEMFD_FLAG_INIT_SHARED */
     int fd = ioctl(vm_fd, GF_KVM_CREATE_GUEST_MEMFD, &args);
-    if (fd >= 0) {
-        gmems[ngmems].fd = fd;
-        gmems[ngmems].map = NULL;
-        gmems[ngmems].size = size;
-        ngmems++;
-    }
     set_result(fd < 0 ? -1 : 0);
+    /* Every create takes the next id, made or not: g<n> is the n-th create_gmem op. */
+    gmems[ngmems].made = fd >= 0;
+    gmems[ngmems].fd = fd;
+    gmems[ngmems].map = NULL;
+    gmems[ngmems].size = size;
+    ngmems++;
 }
 
 static void do_map(int id)

@@ -5,79 +5,42 @@
 //! run from a reset backend.
 //!
 //! Deleting ops must keep the others naming the same files: `GmemId(n)` is the n-th
-//! *successful* `create_gmem`, so [`remove_ops`] works out, with the model, which create
-//! made each op's file and renumbers; an op whose file's create is gone is dropped too.
+//! `create_gmem` op, so [`remove_ops`] renumbers from the program alone; an op whose file's
+//! create is gone is dropped too.
 
-use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::op::{layout, AccessKind, FdArg, GmemId, Op, PAGE_SIZE};
-use gmemfuzz_backends::{Backend, Outcome, Profile};
+use gmemfuzz_backends::op::{layout, AccessKind, GmemId, Op, PAGE_SIZE};
+use gmemfuzz_backends::Backend;
 
 use crate::oracle::{Divergence, DivergenceKind};
 use crate::program::Program;
 use crate::runner::{RunError, Runner};
 
-/// For each op, the index of the `create_gmem` op that made the file it names (`None`
-/// when it names no file or one that does not exist), as the model sees it.
-fn file_origins(program: &Program, profile: &Profile) -> Vec<Option<usize>> {
-    let mut model = Model::new(profile.clone());
-    let mut creators: Vec<usize> = Vec::new();
-    program
-        .ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| {
-            let origin = op.gmem().and_then(|g| creators.get(g.0 as usize).copied());
-            model.set_op_index(i);
-            let outcome = model.apply(op).unwrap_or(Outcome::Skipped(gmemfuzz_backends::SkipReason::NoVm));
-            if matches!(op, Op::CreateGmem { .. }) && outcome == Outcome::Ok {
-                creators.push(i);
-            }
-            origin
-        })
-        .collect()
-}
-
-fn with_gmem(op: &Op, id: GmemId) -> Op {
-    let mut op = op.clone();
-    match &mut op {
-        Op::Map { gmem }
-        | Op::Punch { gmem, .. }
-        | Op::Allocate { gmem, .. }
-        | Op::CloseGmem { gmem }
-        | Op::Unmap { gmem }
-        | Op::HostRead { gmem, .. }
-        | Op::HostWrite { gmem, .. }
-        | Op::Bind { fd: FdArg::Gmem(gmem), .. } => *gmem = id,
-        _ => {}
-    }
-    op
-}
-
 /// `program` without the ops whose `remove` entry is true, the files renumbered so every
-/// kept op names the file it named before; ops naming a file that is gone (or never
-/// existed: they were skipped anyway) are dropped too.
-pub fn remove_ops(program: &Program, profile: &Profile, remove: &[bool]) -> Program {
-    let origins = file_origins(program, profile);
-    let mut model = Model::new(profile.clone());
-    // Old create index -> new GmemId, for creates that succeed in the new program.
-    let mut new_ids: Vec<(usize, GmemId)> = Vec::new();
+/// kept op names the file it named before; ops naming a file whose create is gone (or that
+/// no create makes: they were skipped anyway) are dropped too. `GmemId(n)` names the n-th
+/// `create_gmem` op, so this needs the program alone (syzkaller's `RemoveCall`).
+pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
+    let removed = |i: usize| remove.get(i).copied().unwrap_or(false);
+    // Old id -> new id, for every create of the program.
+    let mut new_ids: Vec<Option<GmemId>> = Vec::new();
+    let mut kept = 0;
+    for (i, op) in program.ops.iter().enumerate() {
+        if matches!(op, Op::CreateGmem { .. }) {
+            new_ids.push((!removed(i)).then(|| GmemId(kept)));
+            kept += u8::from(!removed(i));
+        }
+    }
     let mut ops = Vec::new();
     for (i, op) in program.ops.iter().enumerate() {
-        if remove.get(i).copied().unwrap_or(false) {
+        if removed(i) {
             continue;
         }
-        let op = match (op.gmem(), origins[i]) {
-            (None, _) => op.clone(),
-            (Some(_), None) => continue,
-            (Some(_), Some(origin)) => match new_ids.iter().find(|(o, _)| *o == origin) {
-                Some(&(_, id)) => with_gmem(op, id),
+        let mut op = op.clone();
+        if let Some(gmem) = op.gmem_mut() {
+            match new_ids.get(gmem.0 as usize).copied().flatten() {
+                Some(id) => *gmem = id,
                 None => continue,
-            },
-        };
-        model.set_op_index(ops.len());
-        let outcome = model.apply(&op).unwrap_or(Outcome::Skipped(gmemfuzz_backends::SkipReason::NoVm));
-        if matches!(op, Op::CreateGmem { .. }) && outcome == Outcome::Ok {
-            new_ids.push((i, GmemId(new_ids.len() as u8)));
+            }
         }
         ops.push(op);
     }
@@ -85,10 +48,10 @@ pub fn remove_ops(program: &Program, profile: &Profile, remove: &[bool]) -> Prog
 }
 
 /// Removes the single op `k` (see `remove_ops`).
-pub fn remove_op(program: &Program, profile: &Profile, k: usize) -> Program {
+pub fn remove_op(program: &Program, k: usize) -> Program {
     let mut remove = vec![false; program.ops.len()];
     remove[k] = true;
-    remove_ops(program, profile, &remove)
+    remove_ops(program, &remove)
 }
 
 /// What minimization looks for.
@@ -118,23 +81,17 @@ pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result
         Ok(_) => return Err("the program does not diverge: nothing to minimize".into()),
     };
     let want = Signature::of(&first);
-    let profile = runner.backend.profile().clone();
     let same = |p: &Program| match runner.run(p) {
         Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
         _ => None,
     };
-    Ok(minimize_with(program, first, &profile, same))
+    Ok(minimize_with(program, first, same))
 }
 
 /// Shrinks `program`, whose divergence is `first`, keeping every candidate for which
 /// `same` gives a divergence (syzkaller's `Minimize(pred)`): ops are deleted in chunks
 /// halving down to single ops, then arguments are simplified.
-pub fn minimize_with(
-    program: &Program,
-    first: Box<Divergence>,
-    profile: &Profile,
-    mut same: impl FnMut(&Program) -> Option<Box<Divergence>>,
-) -> Minimized {
+pub fn minimize_with(program: &Program, first: Box<Divergence>, mut same: impl FnMut(&Program) -> Option<Box<Divergence>>) -> Minimized {
     let mut runs = 1;
     let mut reproduces = |p: &Program| {
         runs += 1;
@@ -152,7 +109,7 @@ pub fn minimize_with(
         while start < best.ops.len() {
             let mut remove = vec![false; best.ops.len()];
             remove[start..(start + chunk).min(best.ops.len())].iter_mut().for_each(|r| *r = true);
-            let candidate = remove_ops(&best, profile, &remove);
+            let candidate = remove_ops(&best, &remove);
             if candidate.ops.len() < best.ops.len() {
                 if let Some(d) = reproduces(&candidate) {
                     best = candidate;
@@ -273,7 +230,7 @@ mod tests {
              punch g1 offset=0 len=0x1000\n",
         )
         .unwrap();
-        let q = remove_op(&p, &Profile::host_6_18(), 0);
+        let q = remove_op(&p, 0);
         let expected = parse(
             "gmemfuzz-program v1\n\
              create_gmem size=0x2000 flags=MMAP\n\
@@ -285,19 +242,19 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_create_makes_no_id() {
-        // The first create fails (size 0): g0 is the second file, and deleting the first
-        // create changes nothing else.
+    fn a_failing_create_still_takes_an_id() {
+        // The first create fails (size 0) but is g0 all the same: the second file is g1.
+        // Deleting the failing create renumbers g1 to g0; deleting the real creator drops
+        // its user.
         let p = parse(
-            "gmemfuzz-program v1\n\
+            "gmemfuzz-program v2\n\
              create_gmem size=0 flags=0\n\
              create_gmem size=0x1000 flags=MMAP\n\
-             map g0\n",
+             map g1\n",
         )
         .unwrap();
-        let q = remove_op(&p, &Profile::host_6_18(), 0);
-        assert_eq!(q.ops, p.ops[1..].to_vec());
-        // Deleting the real creator drops its user.
-        assert_eq!(remove_op(&p, &Profile::host_6_18(), 1).ops, vec![p.ops[0].clone()]);
+        let q = remove_op(&p, 0);
+        assert_eq!(q, parse("gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=MMAP\nmap g0\n").unwrap());
+        assert_eq!(remove_op(&p, 1).ops, vec![p.ops[0].clone()]);
     }
 }

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The first line is the header `gmemfuzz-program v<N>`. Then one op per line: the op's
-//! name, for ops on a file the file (`g<N>`, the N-th successful `create_gmem`), then
+//! name, for ops on a file the file (`g<N>`: the file the N-th `create_gmem` op made,
+//! counting from 0 and counting creates that failed too), then
 //! `key=value` arguments in any order, each exactly once. `#` starts a comment; blank lines
 //! are ignored. Numbers are hex (`0x…`) or decimal. Flag words are names joined with `|`
 //! (`MMAP|INIT_SHARED`, `GUEST_MEMFD|READONLY`, `PRIVATE`, `KEEP_SIZE`) or raw numbers,
@@ -260,7 +261,7 @@ pub fn parse(text: &str) -> Result<Program, ParseError> {
 pub fn parse_document(text: &str) -> Result<Document, ParseError> {
     let mut lines = text.lines().enumerate();
     let (_, first) = lines.next().ok_or_else(|| err(1, 1, format!("empty file: expected the header `{HEADER} v{VERSION}`")))?;
-    parse_header(first.trim_end())?;
+    let version = parse_header(first.trim_end())?;
     let mut doc = Document::new(Program::default());
     for (i, raw) in lines {
         let n = i + 1;
@@ -289,6 +290,9 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
         }
         doc.program.ops.push(parse_op(n, code)?);
     }
+    if version == 1 {
+        doc.program = super::v1::upgrade(&doc.program, doc.vm_type);
+    }
     Ok(doc)
 }
 
@@ -296,7 +300,8 @@ fn err(line: usize, column: usize, message: String) -> ParseError {
     ParseError { line, column, message }
 }
 
-fn parse_header(line: &str) -> Result<(), ParseError> {
+/// The format version the header names.
+fn parse_header(line: &str) -> Result<u32, ParseError> {
     let expected = || err(1, 1, format!("expected the header `{HEADER} v{VERSION}`, found `{line}`"));
     let rest = line.strip_prefix(HEADER).ok_or_else(expected)?;
     let v = rest.trim().strip_prefix('v').and_then(|v| v.parse::<u32>().ok()).ok_or_else(expected)?;
@@ -306,7 +311,7 @@ fn parse_header(line: &str) -> Result<(), ParseError> {
     if v == 0 {
         return Err(expected());
     }
-    Ok(())
+    Ok(v)
 }
 
 /// A word of a line and its 1-based column.
@@ -569,8 +574,8 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_clearly() {
-        let e = parse("gmemfuzz-program v2\ncheck\n").unwrap_err();
-        assert_eq!(e.message, "program format v2 is newer than this gmemfuzz (v1)");
+        let e = parse("gmemfuzz-program v3\ncheck\n").unwrap_err();
+        assert_eq!(e.message, "program format v3 is newer than this gmemfuzz (v2)");
     }
 
     #[test]
