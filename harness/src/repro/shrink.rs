@@ -26,7 +26,7 @@ pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
     let mut kept = 0;
     for (i, op) in program.ops.iter().enumerate() {
         if matches!(op, Op::CreateGmem { .. }) {
-            new_ids.push((!removed(i)).then(|| GmemId(kept)));
+            new_ids.push((!removed(i)).then_some(GmemId(kept)));
             kept += u8::from(!removed(i));
         }
     }
