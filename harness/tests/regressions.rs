@@ -42,6 +42,9 @@ fn regressions_show_what_they_record() {
         let text = std::fs::read_to_string(file).expect("readable");
         let doc = parse_document(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let expect = doc.expect.unwrap_or_else(|| panic!("{}: no `# expect:` line", file.display()));
+        // This test replays on the host's VM type; programs of other VM types (the lane's)
+        // live in corpus/lane.
+        assert_eq!(doc.vm_type.unwrap_or(0), 0, "{}: records another VM type: it belongs in corpus/lane", file.display());
         let (result, on) = match kvm.as_mut() {
             Some(runner) => (runner.run(&doc.program), "kvm"),
             None => (model_only.run(&doc.program), "model"),
