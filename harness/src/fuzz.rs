@@ -80,7 +80,7 @@ fn settle(result: Result<crate::Trace, RunError>) -> Verdict {
 pub fn diff_kvm(data: &[u8]) -> Verdict {
     let mut guard = kvm_session();
     let session = guard.as_mut().expect("made above");
-    let Some(program) = Program::from_bytes_for(data, session.runner.backend.profile().gmem_flags) else {
+    let Some(program) = Program::from_bytes_for(data, session.runner.backend.profile()) else {
         return Verdict::Reject;
     };
     let verdict = if session.verify_reset {

@@ -61,7 +61,8 @@ static SIM_SESSION: Mutex<Vec<Runner<SimBackend>>> = Mutex::new(Vec::new());
 
 /// The `diff_sim` target: panics on a divergence or a broken platform invariant.
 pub fn diff_sim(data: &[u8]) -> Verdict {
-    let Some(program) = Program::from_bytes(data) else {
+    // Generated for the profile with attributes, so that conversions run at full rate.
+    let Some(program) = Program::from_bytes_for(data, &Profile::sw_protected_6_12()) else {
         return Verdict::Reject;
     };
     let mut runners = SIM_SESSION.lock().unwrap_or_else(|e| e.into_inner());

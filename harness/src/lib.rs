@@ -5,6 +5,7 @@
 
 pub mod fuzz;
 pub mod fuzz_sim;
+pub mod gen;
 pub mod known;
 pub mod lane;
 pub mod oracle;

@@ -83,6 +83,7 @@ impl<B: Backend> Runner<B> {
         self.stats.programs += 1;
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
+            let reach = self.stats.reach.before(op, &self.model);
             let expected = self.model.apply(op)?;
             if let Some(why) = self.model.lost_track() {
                 self.stats.unknown += 1;
@@ -95,6 +96,7 @@ impl<B: Backend> Runner<B> {
                 _ => self.backend.apply(op)?,
             };
             self.stats.count(op, &actual);
+            self.stats.reach.after(reach, &actual);
             let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
             if let Some(d) = ctx.compare_outcome(&expected, &actual) {
                 self.stats.divergences += 1;

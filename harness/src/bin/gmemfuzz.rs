@@ -181,8 +181,8 @@ fn main() -> Result<()> {
             eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
             let start = Instant::now();
             let mut last_stats = Instant::now();
-            let gmem_flags = runner.backend.profile().gmem_flags;
-            for (i, program) in Program::seeded(seed, ops, gmem_flags).take(count as usize).enumerate() {
+            let profile = runner.backend.profile().clone();
+            for (i, program) in Program::seeded(seed, ops, &profile).take(count as usize).enumerate() {
                 if seconds != 0 && start.elapsed().as_secs() >= seconds {
                     break;
                 }
@@ -263,7 +263,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench { ops, programs: count, seed } => {
-            let set: Vec<Program> = Program::seeded(seed, ops, gmemfuzz::program::HOST_GMEM_FLAGS).take(count as usize).collect();
+            let set: Vec<Program> = Program::seeded(seed, ops, &Profile::host_6_18()).take(count as usize).collect();
             let total_ops = (count as usize * ops) as f64;
             // The model's share of a differential run: every op, plus its answers to the
             // probes after invalidating ops.
@@ -290,6 +290,7 @@ fn main() -> Result<()> {
                 Err(e) => println!("model + KVM:  not measured: {e}"),
                 Ok(backend) => {
                     let mut runner = Runner::new(backend);
+                    runner.filter_known = true;
                     for check_after_invalidation in [true, false] {
                         runner.check_after_invalidation = check_after_invalidation;
                         let start = Instant::now();
