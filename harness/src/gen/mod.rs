@@ -218,10 +218,13 @@ impl Generator {
         let flags = self.slot_flags(u)?;
         let gmem_slot = flags & KVM_MEM_GUEST_MEMFD != 0;
         let bound: Vec<usize> = self.slots.iter().filter_map(|s| s.binding.map(|b| b.0)).collect();
-        let shape = match u.int_in_range(0..=15u8)? {
-            0 | 1 if gmem_slot && !bound.is_empty() => Shape::Beside(*u.choose(&bound)?),
-            2 => Shape::Huge(PAGES_2M),
-            3 if u.ratio(1u8, 4)? => Shape::Huge(values::PAGES_1G),
+        // Hugepage-sized slots are kept rare: every state comparison digests up to
+        // MAX_GUEST_PROBES of their pages through the guest, which is what a program's
+        // time goes to on this host (instruction emulation under PVM).
+        let shape = match u.int_in_range(0..=31u8)? {
+            0..=3 if gmem_slot && !bound.is_empty() => Shape::Beside(*u.choose(&bound)?),
+            4 => Shape::Huge(PAGES_2M),
+            5 if u.ratio(1u8, 4)? => Shape::Huge(values::PAGES_1G),
             _ => Shape::Small,
         };
         let (gmem, pages, offset_pages, gfn) = self.place(u, shape, gmem_slot)?;
@@ -392,8 +395,10 @@ impl Generator {
         for _ in 0..n {
             let gfn = match (self.slots.is_empty(), u.ratio(1u8, 8)?) {
                 (false, false) => {
+                    // In a large slot mostly its first pages: the ones state comparisons digest.
                     let s = u.choose(&self.slots)?;
-                    s.gfn + u.int_in_range(0..=s.pages - 1)?
+                    let span = if s.pages > 64 && u.ratio(3u8, 4)? { 64 } else { s.pages };
+                    s.gfn + u.int_in_range(0..=span - 1)?
                 }
                 _ => layout::WINDOW_GPA / PAGE_SIZE + u.int_in_range(0..=layout::WINDOW_PAGES - 1)?,
             };
