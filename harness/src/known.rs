@@ -4,10 +4,10 @@
 //! The model is not bent to match: it keeps predicting what the kernel should do.
 
 use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::op::{KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE};
-use gmemfuzz_backends::AccessResult;
+use gmemfuzz_backends::op::{Op, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
+use gmemfuzz_backends::{AccessResult, Outcome};
 
-use crate::oracle::{Divergence, DivergenceKind};
+use crate::oracle::{Divergence, DivergenceKind, Seen};
 
 pub struct KnownBug {
     pub name: &'static str,
@@ -35,11 +35,27 @@ fn stale_mmio_spte_on_private_gfn(d: &Divergence, model: &Model) -> bool {
     d.kind == DivergenceKind::UnexpectedExit && (shared_fault || emulated) && model.is_private_gfn(gfn) && model.exited_as_mmio(gfn)
 }
 
-pub const KNOWN: &[KnownBug] = &[KnownBug {
-    name: "stale-mmio-spte-on-private-gfn",
-    reference: "corpus/lane/stale_mmio_spte_on_private_gfn.txt",
-    matches: stale_mmio_spte_on_private_gfn,
-}];
+/// Linux 6.18: kvm_gmem_bind() checks `offset + size > i_size_read(inode)` in loff_t, so an
+/// offset whose sum with the slot size passes LLONG_MAX wraps negative and the bind succeeds
+/// past the end of the file (6.12 compares in u64 and refuses it).
+fn gmem_bind_offset_signed_overflow(d: &Divergence, _: &Model) -> bool {
+    let Op::Bind { flags, size, offset, .. } = d.op else { return false };
+    let wraps = (offset as i64) >= 0 && (offset as i64).checked_add(size as i64).is_none();
+    d.kind == DivergenceKind::ResultMismatch && flags & KVM_MEM_GUEST_MEMFD != 0 && wraps && d.actual == Seen::Outcome(Outcome::Ok)
+}
+
+pub const KNOWN: &[KnownBug] = &[
+    KnownBug {
+        name: "stale-mmio-spte-on-private-gfn",
+        reference: "corpus/lane/stale_mmio_spte_on_private_gfn.txt",
+        matches: stale_mmio_spte_on_private_gfn,
+    },
+    KnownBug {
+        name: "gmem-bind-offset-signed-overflow",
+        reference: "corpus/regressions/gmem_bind_offset_signed_overflow.txt",
+        matches: gmem_bind_offset_signed_overflow,
+    },
+];
 
 /// The known bug this divergence is, if any.
 pub fn classify(d: &Divergence, model: &Model) -> Option<&'static KnownBug> {

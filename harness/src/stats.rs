@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::op::{FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
 use gmemfuzz_backends::{Op, OpKind, Outcome};
 
 #[derive(Default, Clone, Debug)]
@@ -19,6 +21,8 @@ pub struct Stats {
     pub ops: BTreeMap<OpKind, (u64, u64)>,
     /// Per op kind: how many failed with an errno.
     pub errors: BTreeMap<OpKind, u64>,
+    /// How far the programs reached into the kernel's memslot checks.
+    pub reach: Reach,
 }
 
 impl Stats {
@@ -52,10 +56,130 @@ impl fmt::Display for Stats {
             let errors = self.errors.get(&kind).copied().unwrap_or_default();
             write!(f, " {}={}/{}e/{}s", kind.name(), ran, errors, skipped)?;
         }
+        write!(f, " | {}", self.reach)?;
         let unreached = self.unreached();
         if !unreached.is_empty() {
             write!(f, " | unreached: {}", unreached.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))?;
         }
         Ok(())
+    }
+}
+
+/// The memslot flags `Reach` follows, in display order.
+const SLOT_FLAGS: [(u32, &str); 3] =
+    [(KVM_MEM_LOG_DIRTY_PAGES, "dirty"), (KVM_MEM_READONLY, "readonly"), (KVM_MEM_GUEST_MEMFD, "guest_memfd")];
+
+/// (tried, succeeded) counts.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tried {
+    pub tried: u64,
+    pub ok: u64,
+}
+
+impl Tried {
+    fn note(&mut self, ok: bool) {
+        self.tried += 1;
+        self.ok += ok as u64;
+    }
+}
+
+impl fmt::Display for Tried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}ok", self.tried, self.ok)
+    }
+}
+
+/// How far programs reach into the kernel's memslot checks (issue 8, "generator reach"):
+/// counted from each op, the model's state before it, and the outcome.
+#[derive(Default, Clone, Debug)]
+pub struct Reach {
+    /// modify_slot on a slot that exists: a move (KVM_MR_MOVE), a flags-only change.
+    pub moves: Tried,
+    pub flags_only: Tried,
+    /// modify_slot adding / dropping each memslot flag (`SLOT_FLAGS` order).
+    pub flag_add: [Tried; 3],
+    pub flag_drop: [Tried; 3],
+    /// Binds whose GPA, size (and file offset) are 2 MiB / 1 GiB aligned.
+    pub binds_2m: Tried,
+    pub binds_1g: Tried,
+    /// guest_memfd binds of a file another live slot binds already.
+    pub second_bindings: Tried,
+}
+
+/// What `Reach` needs of an op, taken before the model applies it.
+#[derive(Default)]
+pub struct ReachNote {
+    modify: Option<(bool, u32, u32)>,
+    bind_align: u64,
+    second_binding: bool,
+}
+
+impl Reach {
+    /// Looks at `op` against the model's state before the model applies it.
+    pub fn before(&self, op: &Op, model: &Model) -> ReachNote {
+        let mut note = ReachNote::default();
+        match *op {
+            Op::ModifySlot { slot, gpa, flags } => {
+                if let Some(old) = model.slots().get(&slot) {
+                    note.modify = Some((gpa / PAGE_SIZE != old.base_gfn, old.flags, flags));
+                }
+            }
+            Op::Bind { flags, fd, gpa, size, offset, .. } => {
+                let gmem = flags & KVM_MEM_GUEST_MEMFD != 0;
+                let align = gpa | size | if gmem { offset } else { 0 };
+                note.bind_align = if size == 0 { 0 } else { 1 << align.trailing_zeros().min(63) };
+                if let (true, FdArg::Gmem(id)) = (gmem, fd) {
+                    note.second_binding = model.slots().values().any(|s| s.binding.is_some_and(|b| b.gmem == id && !b.file_gone));
+                }
+            }
+            _ => {}
+        }
+        note
+    }
+
+    /// Counts what `note` saw, now that the op ended with `actual`.
+    pub fn after(&mut self, note: ReachNote, actual: &Outcome) {
+        let ok = *actual == Outcome::Ok;
+        if matches!(actual, Outcome::Skipped(_)) {
+            return;
+        }
+        if let Some((moved, old, new)) = note.modify {
+            if moved {
+                self.moves.note(ok);
+            } else if old != new {
+                self.flags_only.note(ok);
+            }
+            for (i, (flag, _)) in SLOT_FLAGS.iter().enumerate() {
+                match (old & flag != 0, new & flag != 0) {
+                    (false, true) => self.flag_add[i].note(ok),
+                    (true, false) => self.flag_drop[i].note(ok),
+                    _ => {}
+                }
+            }
+        }
+        if note.bind_align >= 1 << 30 {
+            self.binds_1g.note(ok);
+        }
+        if note.bind_align >= 2 << 20 {
+            self.binds_2m.note(ok);
+        }
+        if note.second_binding {
+            self.second_bindings.note(ok);
+        }
+    }
+
+    /// Successful modify_slots.
+    pub fn modify_ok(&self) -> u64 {
+        self.moves.ok + self.flags_only.ok
+    }
+}
+
+impl fmt::Display for Reach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "reach: modify_slot ok {} (move {} flags-only {})", self.modify_ok(), self.moves, self.flags_only)?;
+        for (i, (_, name)) in SLOT_FLAGS.iter().enumerate() {
+            write!(f, " {name} +{} -{}", self.flag_add[i], self.flag_drop[i])?;
+        }
+        write!(f, "; binds 2MiB-aligned {} 1GiB-aligned {} second-binding {}", self.binds_2m, self.binds_1g, self.second_bindings)
     }
 }

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use gmemfuzz::fuzz::input;
-use gmemfuzz::program::OpRates;
+use gmemfuzz::gen::OpWeights;
 use gmemfuzz::repro::text;
 use gmemfuzz::{Program, Runner};
 use gmemfuzz_backends::model::Model;
@@ -53,7 +53,9 @@ fn write_seeds<B: Backend>(runner: &mut Runner<B>) {
         }
         let mut bytes = vec![0u8; 160];
         rng.fill_bytes(&mut bytes);
-        let Some(program) = input::generated(&bytes, &Profile::host_6_18(), &OpRates::default()) else { continue };
+        let Some(program) = input::generated(&bytes, &Profile::host_6_18(), &OpWeights::for_profile(&Profile::host_6_18())) else {
+            continue;
+        };
         let new: Vec<OpKind> = program.ops.iter().map(Op::kind).filter(|k| !kinds.contains(k)).collect();
         if new.is_empty() && written >= 16 {
             continue;
@@ -99,10 +101,12 @@ fn seeds_decode_and_run_clean() {
 }
 
 /// A generator change: the same op kinds, drawn at other rates.
-fn other_rates() -> OpRates {
-    let mut rates = OpRates::default();
-    rates.0.swap(2, 11); // bind and guest trade places
-    rates.0[14] = 30; // and `check` is drawn six times as often
+fn other_rates(profile: &Profile) -> OpWeights {
+    let mut rates = OpWeights::for_profile(profile);
+    let (bind, guest) = (rates.get(OpKind::Bind), rates.get(OpKind::Guest));
+    rates.set(OpKind::Bind, guest); // bind and guest trade places
+    rates.set(OpKind::Guest, bind);
+    rates.set(OpKind::Check, 6 * rates.get(OpKind::Check)); // and `check` is drawn six times as often
     rates
 }
 
@@ -111,7 +115,6 @@ fn other_rates() -> OpRates {
 /// seeds or regressions were stored as generator input.
 #[test]
 fn stored_programs_do_not_depend_on_the_generator() {
-    let (before, after) = (OpRates::default(), other_rates());
     let profiles = [Profile::host_6_18(), Profile::sw_protected_6_12()];
     let mut stored = 0;
     for dir in TARGETS.into_iter().chain(["regressions", "lane"]) {
@@ -119,7 +122,7 @@ fn stored_programs_do_not_depend_on_the_generator() {
             let bytes = std::fs::read(&path).unwrap();
             let expected = text::parse(std::str::from_utf8(&bytes).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             for profile in &profiles {
-                for rates in [&before, &after] {
+                for rates in [&OpWeights::for_profile(profile), &other_rates(profile)] {
                     let decoded = input::decode_with(&bytes, profile, rates);
                     assert_eq!(decoded.as_ref(), Some(&expected), "{} under {rates:?} on {}", path.display(), profile.summary());
                 }
@@ -135,6 +138,7 @@ fn stored_programs_do_not_depend_on_the_generator() {
         let mut bytes = vec![0u8; 160];
         rng.fill_bytes(&mut bytes);
         let host = &profiles[0];
+        let (before, after) = (OpWeights::for_profile(host), other_rates(host));
         let old = input::decode_with(&bytes, host, &before);
         if old.is_some() {
             raw += 1;

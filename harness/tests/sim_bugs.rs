@@ -19,7 +19,9 @@ fn next_program(rng: &mut StdRng) -> Program {
     let len = rng.random_range(8..=32);
     let mut bytes = vec![0u8; 64 * len];
     rng.fill_bytes(&mut bytes);
-    Program::generate(&mut Unstructured::new(&bytes), len).expect("generation never fails on enough bytes")
+    // Every run below is on the 6.12 software-protected profile: generate for it.
+    Program::generate_for(&mut Unstructured::new(&bytes), len, &Profile::sw_protected_6_12())
+        .expect("generation never fails on enough bytes")
 }
 
 /// Executions until the bug shows (divergence or invariant), or None within the bound.

@@ -16,7 +16,7 @@ fn time<B: Backend>(runner: &mut Runner<B>, set: &[Program]) -> (f64, usize) {
 }
 
 pub fn bench(ops: usize, count: u64, seed: u64) -> Result<()> {
-    let set: Vec<Program> = Program::seeded(seed, ops, crate::program::HOST_GMEM_FLAGS).take(count as usize).collect();
+    let set: Vec<Program> = Program::seeded(seed, ops, &Profile::host_6_18()).take(count as usize).collect();
     let total_ops = (count as usize * ops) as f64;
     // The model on both sides of the loop: twice the model's share of a differential run,
     // state answers included.

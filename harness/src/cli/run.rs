@@ -46,12 +46,12 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
     eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
     let start = Instant::now();
     let mut last_stats = Instant::now();
-    let gmem_flags = runner.backend.profile().gmem_flags;
+    let profile = runner.backend.profile().clone();
     let finish = |runner: &Runner<_>| -> Result<()> {
         println!("{}", runner.stats);
         sink.put(&Record::stats(&runner.stats))
     };
-    for (i, program) in Program::seeded(opts.seed, opts.ops, gmem_flags).take(opts.programs as usize).enumerate() {
+    for (i, program) in Program::seeded(opts.seed, opts.ops, &profile).take(opts.programs as usize).enumerate() {
         if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
             break;
         }

@@ -64,8 +64,9 @@ static SIM_SESSION: Mutex<Vec<Runner<SimBackend>>> = Mutex::new(Vec::new());
 /// The `diff_sim` target: saves the program and panics on a divergence or a broken
 /// platform invariant (the saved profile is that of the run that found it).
 pub fn diff_sim(data: &[u8]) -> Corpus {
-    // Inputs decode under the host profile and run under every profile.
-    let Some(program) = input::decode(data, &Profile::host_6_18()) else {
+    // Generated for the profile with attributes, so that conversions run at full rate; the
+    // program runs under every profile.
+    let Some(program) = input::decode(data, &Profile::sw_protected_6_12()) else {
         return Corpus::Reject;
     };
     let mut runners = SIM_SESSION.lock().unwrap_or_else(|e| e.into_inner());

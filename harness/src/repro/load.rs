@@ -16,7 +16,8 @@ use gmemfuzz_backends::{Backend, Profile};
 
 use super::text::{self, looks_like_text, Document, HEADER};
 use crate::fuzz::input;
-use crate::program::{OpRates, Program};
+use crate::gen::OpWeights;
+use crate::program::Program;
 
 /// The profile assumed for a VM type when no kernel can be probed: the host kernel (6.18)
 /// for type 0, the lane's 6.12 software-protected VM for type 1.
@@ -99,7 +100,7 @@ pub fn decode(bytes: &[u8], profile: &Profile) -> Result<Document> {
         }
         return Ok(doc);
     }
-    match input::generated(bytes, profile, &OpRates::default()) {
+    match input::generated(bytes, profile, &OpWeights::for_profile(profile)) {
         Some(program) => Ok(Document::new(program)),
         None => bail!(
             "{} bytes that are neither a text program (no `{HEADER}` header) nor a fuzzer artifact that decodes to a program \

@@ -124,6 +124,7 @@ impl<B: Backend> Runner<B> {
         let mut compared_last = false;
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
+            let reach = self.stats.reach.before(op, &self.model);
             let expected = self.model.apply(op)?;
             if self.check_model_invariants {
                 self.model.check_invariants().map_err(|e| HarnessError::Bug(format!("model invariant broken after op #{index}: {e}")))?;
@@ -134,6 +135,7 @@ impl<B: Backend> Runner<B> {
                 _ => self.backend.apply(op)?,
             };
             self.stats.count(op, &actual);
+            self.stats.reach.after(reach, &actual);
             // Parts the model cannot predict match anything; they are counted.
             self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
             observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });

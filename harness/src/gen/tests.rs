@@ -1,0 +1,124 @@
+//! Properties of generation (cloud-hypervisor style): over many seeded programs, the
+//! generator reaches each corner the kernel checks, at rates the profile sets.
+
+use super::*;
+use crate::program::Program;
+use crate::runner::Runner;
+use crate::stats::Reach;
+use gmemfuzz_backends::model::Model;
+use rand::{RngCore, SeedableRng};
+
+fn programs(profile: &Profile, n: usize) -> Vec<Program> {
+    Program::seeded(3, 24, profile).take(n).collect()
+}
+
+/// What 1000 seeded programs reach, run on the model against itself (once per test binary).
+fn reach() -> &'static Reach {
+    static REACH: std::sync::OnceLock<Reach> = std::sync::OnceLock::new();
+    REACH.get_or_init(|| {
+        let mut runner = Runner::new(Model::new(Profile::host_6_18()));
+        for p in programs(&Profile::host_6_18(), 1000) {
+            runner.run(&p).expect("the model agrees with itself");
+        }
+        eprintln!("{}", runner.stats);
+        runner.stats.reach.clone()
+    })
+}
+
+#[test]
+fn generation_reaches_every_op_kind() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..2000 {
+        let mut bytes = vec![0u8; 512];
+        rng.fill_bytes(&mut bytes);
+        if let Some(p) = Program::from_bytes(&bytes) {
+            seen.extend(p.ops.iter().map(Op::kind));
+        }
+    }
+    let missing: Vec<_> = OpKind::ALL.iter().filter(|k| !seen.contains(k)).collect();
+    assert!(missing.is_empty(), "op kinds never generated: {missing:?}");
+}
+
+#[test]
+fn modify_slot_moves_and_reflags_plain_and_guest_memfd_slots() {
+    let reach = reach();
+    assert!(reach.moves.ok >= 20, "plain slots moved: {reach}");
+    assert!(reach.flags_only.ok >= 10, "flags-only changes: {reach}");
+    let [dirty, readonly, gmem] = [0, 1, 2];
+    assert!(reach.flag_add[dirty].ok > 0 && reach.flag_drop[dirty].ok > 0, "{reach}");
+    // READONLY and GUEST_MEMFD changes are tried and always refused (kvm_main.c:
+    // `(mem->flags ^ old->flags) & (KVM_MEM_READONLY | KVM_MEM_GUEST_MEMFD)`).
+    for flag in [readonly, gmem] {
+        assert!(reach.flag_add[flag].tried > 0 && reach.flag_drop[flag].tried > 0, "{reach}");
+        assert_eq!(reach.flag_add[flag].ok + reach.flag_drop[flag].ok, 0, "{reach}");
+    }
+}
+
+#[test]
+fn binds_reach_hugepage_alignment_and_second_bindings() {
+    let reach = reach();
+    assert!(reach.binds_2m.ok >= 20, "{reach}");
+    assert!(reach.binds_1g.ok > 0, "{reach}");
+    assert!(reach.second_bindings.ok > 0 && reach.second_bindings.ok < reach.second_bindings.tried, "disjoint and overlapping: {reach}");
+}
+
+#[test]
+fn values_sit_on_both_sides_of_the_wraps() {
+    let (mut gpa_wraps, mut offset_wraps, mut sign, mut below_sign) = (0, 0, 0, 0);
+    for p in programs(&Profile::host_6_18(), 1000) {
+        for op in &p.ops {
+            match *op {
+                Op::Bind { gpa, size, offset, .. } => {
+                    gpa_wraps += gpa.checked_add(size).is_none() as u32;
+                    offset_wraps += offset.checked_add(size).is_none() as u32;
+                }
+                Op::Punch { offset, len, .. } | Op::Allocate { offset, len, .. } => {
+                    let sum = offset.wrapping_add(len);
+                    sign += (sum == 1 << 63) as u32;
+                    below_sign += (sum == i64::MAX as u64 & !(PAGE_SIZE - 1)) as u32;
+                }
+                _ => {}
+            }
+        }
+    }
+    for (what, n) in [("gpa + size wraps", gpa_wraps), ("offset + size wraps", offset_wraps), ("2^63", sign), ("below 2^63", below_sign)] {
+        assert!(n > 0, "{what}: never generated");
+    }
+}
+
+#[test]
+fn op_rates_follow_the_profile() {
+    let share = |profile: &Profile| {
+        let ps = programs(profile, 500);
+        let all: usize = ps.iter().map(|p| p.ops.len()).sum();
+        let attrs = ps.iter().flat_map(|p| &p.ops).filter(|op| op.kind() == OpKind::SetAttributes).count();
+        attrs as f64 / all as f64
+    };
+    let (host, lane) = (share(&Profile::host_6_18()), share(&Profile::sw_protected_6_12()));
+    assert!(host > 0.0, "an op the kernel lacks is still drawn now and then");
+    assert!(host * 3.0 < lane, "set_attributes: {host:.4} of ops on 6.18 (ENOTTY) vs {lane:.4} on 6.12");
+}
+
+#[test]
+fn the_weights_table_sets_the_rates() {
+    let mut weights = OpWeights::for_profile(&Profile::host_6_18());
+    weights.set(OpKind::ModifySlot, 0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut bytes = vec![0u8; 4096];
+    for _ in 0..200 {
+        rng.fill_bytes(&mut bytes);
+        let mut g = Generator::new(&Profile::host_6_18()).with_weights(weights.clone());
+        let ops = g.ops(&mut Unstructured::new(&bytes), 32).unwrap();
+        assert!(!ops.iter().any(|op| op.kind() == OpKind::ModifySlot), "{ops:?}");
+    }
+}
+
+#[test]
+fn swarm_specialises_programs() {
+    let ps = programs(&Profile::host_6_18(), 500);
+    let kinds = |p: &Program| p.ops.iter().map(Op::kind).collect::<std::collections::BTreeSet<_>>();
+    let without_guest = ps.iter().filter(|p| !kinds(p).contains(&OpKind::Guest)).count();
+    // With every kind on, 24 ops miss guest (20% of draws) in about 0.5% of programs.
+    assert!(without_guest > 50, "{without_guest} of 500 programs without guest accesses");
+}
