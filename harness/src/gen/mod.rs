@@ -23,10 +23,12 @@ use gmemfuzz_backends::{OpKind, Profile};
 use values::{Bytes, Gpa, PAGES_2M};
 pub use weights::{OpWeights, Swarm};
 
-/// A file the picture believes exists.
+/// A create of the program, by `GmemId` (index): what it asked for, and whether the
+/// picture believes it made a file.
 struct File {
     pages: u64,
     flags: u64,
+    made: bool,
 }
 
 /// A slot the picture believes is bound.
@@ -110,7 +112,7 @@ impl Generator {
         if let Some(op) = self.pending.take() {
             return Ok(op);
         }
-        if self.files.is_empty() && u.ratio(7u8, 8)? {
+        if !self.files.iter().any(|f| f.made) && u.ratio(7u8, 8)? {
             return self.create(u);
         }
         let Some(kind) = self.weights.draw(u, &self.swarm)? else {
@@ -120,7 +122,8 @@ impl Generator {
             OpKind::CreateGmem => self.create(u)?,
             OpKind::Map => {
                 // Mostly a file that can be mapped; the others fail with ENODEV.
-                let mappable: Vec<usize> = (0..self.files.len()).filter(|&i| self.files[i].flags & GUEST_MEMFD_FLAG_MMAP != 0).collect();
+                let mappable: Vec<usize> =
+                    (0..self.files.len()).filter(|&i| self.files[i].made && self.files[i].flags & GUEST_MEMFD_FLAG_MMAP != 0).collect();
                 let gmem = match mappable.is_empty() || u.ratio(1u8, 6)? {
                     true => self.gmem(u)?,
                     false => GmemId(*u.choose(&mappable)? as u8),
@@ -166,8 +169,10 @@ impl Generator {
         }
         let pages = values::file_pages(u)?;
         let size = Bytes::pick(u, pages * PAGE_SIZE, 0)?;
-        if flags & !valid == 0 && size == pages * PAGE_SIZE {
-            self.files.push(File { pages, flags });
+        // Every create takes the next id, made or not (see `GmemId`).
+        let made = flags & !valid == 0 && size == pages * PAGE_SIZE;
+        self.files.push(File { pages, flags, made });
+        if made {
             // Most mappable files get mapped at once, so host accesses have somewhere to go.
             if flags & GUEST_MEMFD_FLAG_MMAP != 0 && u.ratio(3u8, 4)? {
                 let gmem = GmemId((self.files.len() - 1) as u8);
@@ -178,9 +183,15 @@ impl Generator {
         Ok(Op::CreateGmem { size, flags })
     }
 
+    /// Mostly a file the picture believes was made; now and then any id, a failed
+    /// create's or one past every create (the op is skipped: no such file).
     fn gmem(&self, u: &mut Unstructured) -> Result<GmemId> {
-        let n = self.files.len().max(1);
-        Ok(GmemId(u.int_in_range(0..=n - 1)? as u8))
+        let made: Vec<usize> = (0..self.files.len()).filter(|&i| self.files[i].made).collect();
+        if made.is_empty() || u.ratio(1u8, 16)? {
+            let n = self.files.len().max(1);
+            return Ok(GmemId(u.int_in_range(0..=n - 1)? as u8));
+        }
+        Ok(GmemId(*u.choose(&made)? as u8))
     }
 
     fn file_pages(&self, gmem: GmemId) -> u64 {
@@ -249,7 +260,7 @@ impl Generator {
     /// Whether a slot in the picture binds file pages [first, first + pages), or the range
     /// ends past the file: kvm_gmem_bind() refuses either.
     fn binds_over(&self, file: usize, first: u64, pages: u64) -> bool {
-        let past_end = self.files.get(file).is_none_or(|f| first + pages > f.pages);
+        let past_end = self.files.get(file).is_none_or(|f| !f.made || first + pages > f.pages);
         past_end
             || self.slots.iter().any(|s| s.binding.is_some_and(|(f, start)| f == file && start < first + pages && first < start + s.pages))
     }
@@ -262,7 +273,7 @@ impl Generator {
         match shape {
             Shape::Huge(pages) => {
                 // A guest_memfd slot needs a file that large; a plain one any file id.
-                let big: Vec<usize> = (0..self.files.len()).filter(|&i| self.files[i].pages >= pages).collect();
+                let big: Vec<usize> = (0..self.files.len()).filter(|&i| self.files[i].made && self.files[i].pages >= pages).collect();
                 if !gmem_slot || !big.is_empty() {
                     let file = if gmem_slot { *u.choose(&big)? } else { self.gmem(u)?.0 as usize };
                     let file_pages = self.files.get(file).map_or(pages, |f| f.pages);
