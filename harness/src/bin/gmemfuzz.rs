@@ -95,6 +95,10 @@ enum Command {
         programs: u64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Run the text programs of DIR (sorted by name) instead of seeded ones: the same
+        /// programs on two builds compare the harness, not the generator.
+        #[arg(long, value_name = "DIR")]
+        programs_dir: Option<PathBuf>,
     },
     /// Print a program (text file or libFuzzer artifact) in the text format.
     Show {
@@ -189,7 +193,7 @@ fn main() -> Result<()> {
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,
-        Command::Bench { ops, programs, seed } => cli::bench(ops, programs, seed)?,
+        Command::Bench { ops, programs, seed, programs_dir } => cli::bench(ops, programs, seed, programs_dir.as_deref())?,
     }
     Ok(())
 }
