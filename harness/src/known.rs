@@ -52,7 +52,7 @@ pub const KNOWN: &[KnownBug] = &[
     },
     KnownBug {
         name: "gmem-bind-offset-signed-overflow",
-        reference: "corpus/regressions/gmem_bind_offset_signed_overflow.txt",
+        reference: "docs/findings/gmem-bind-offset-signed-overflow.md",
         matches: gmem_bind_offset_signed_overflow,
     },
 ];

@@ -141,3 +141,31 @@ fn an_unknown_page_does_not_hide_a_wrong_answer_on_another_page() {
     assert_eq!(gmemfuzz_backends::admits_observation(&unknown.1, &unknown.2).unknown(), 1);
     assert!(ctx.compare_probe(&wrong.0, CompareAt::AfterOp, &wrong.1, &wrong.2).is_some(), "the wrong page 1 is caught");
 }
+
+/// The 6.18 kvm_gmem_bind() overflow (docs/findings/gmem-bind-offset-signed-overflow.md) is
+/// filtered by value while fuzzing and shown otherwise; a bind one page lower, which the
+/// kernel refuses as the model says, is no divergence at all.
+#[test]
+fn the_gmem_bind_overflow_is_a_known_bug_matched_by_value() {
+    let Some(backend) = common::kvm_or_skip("the_gmem_bind_overflow_is_a_known_bug_matched_by_value") else { return };
+    let bind = |offset: u64| {
+        gmemfuzz::repro::parse(&format!(
+            "gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=0x0\nbind slot=7 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x1000 offset={offset:#x}\n"
+        ))
+        .unwrap()
+    };
+    let mut runner = Runner::new(backend);
+    match runner.run(&bind(0x7fff_ffff_ffff_f000)) {
+        Err(RunError::Divergence(d)) => assert_eq!((d.kind, d.op_index), (DivergenceKind::ResultMismatch, 1), "{d}"),
+        Ok(_) => {
+            eprintln!("this kernel refuses the overflowing bind: the known bug is fixed here (drop its entry in known.rs)");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    }
+    runner.filter_known = true;
+    let trace = runner.run(&bind(0x7fff_ffff_ffff_f000)).expect("filtered while fuzzing");
+    assert_eq!(trace.known_bug, Some((1, "gmem-bind-offset-signed-overflow")));
+    runner.run(&bind(0x7fff_ffff_ffff_e000)).expect("an offset whose end stays below 2^63 is refused as predicted");
+    assert_eq!(runner.stats.known, 1);
+}
