@@ -125,5 +125,6 @@ mod tests {
         let e = format!("{:#}", read(&path).unwrap_err());
         assert!(e.contains("line 1: not a gmemfuzz record"), "{e}");
         assert_eq!(read(&dir.join("absent.jsonl")).unwrap(), vec![]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
