@@ -6,7 +6,7 @@ use gmemfuzz_backends::{Backend, Profile};
 
 fn check(name: &str) {
     let scenario = scenarios::all().into_iter().find(|s| s.name == name).expect("scenario exists");
-    let profile = if scenario.vm_type == 1 { Profile::sw_protected_6_12() } else { Profile::host_6_18() };
+    let profile = gmemfuzz::repro::load::assumed_profile(scenario.vm_type);
     let mut runner = gmemfuzz::Runner::new(Model::new(profile));
     runner.check_model_invariants = true;
     scenario.check(&mut runner).unwrap_or_else(|e| panic!("{e}"));

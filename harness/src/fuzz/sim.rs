@@ -11,6 +11,7 @@ use libfuzzer_sys::Corpus;
 
 use super::{input, Crash};
 use crate::program::Program;
+use crate::oracle::Divergence;
 use crate::runner::{RunError, Runner};
 
 /// The profiles the simulation runs under.
@@ -30,8 +31,8 @@ pub fn sim_backend(platform: &str, profile: Profile, bug: Option<InjectedBug>) -
 /// A finding of one simulated run.
 #[derive(Debug)]
 pub enum SimFinding {
-    /// The model and the simulation disagreed (the runner's report).
-    Divergence(String),
+    /// The model and the simulation disagreed.
+    Divergence(Box<Divergence>),
     /// A platform invariant broke.
     Invariant(String),
 }
@@ -39,7 +40,7 @@ pub enum SimFinding {
 impl std::fmt::Display for SimFinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SimFinding::Divergence(d) => f.write_str(d),
+            SimFinding::Divergence(d) => write!(f, "{d}"),
             SimFinding::Invariant(v) => write!(f, "gmemfuzz PLATFORM INVARIANT broken: {v}"),
         }
     }
@@ -54,7 +55,7 @@ pub fn run_sim(runner: &mut Runner<SimBackend>, program: &Program) -> Result<(),
     }
     match result {
         Ok(_) => Ok(()),
-        Err(RunError::Divergence(d)) => Err(SimFinding::Divergence(d.to_string())),
+        Err(RunError::Divergence(d)) => Err(SimFinding::Divergence(d)),
         Err(RunError::Harness(e)) => panic!("gmemfuzz HARNESS BUG (not a finding): the simulation failed: {e}"),
     }
 }
