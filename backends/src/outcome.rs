@@ -26,10 +26,6 @@ impl Errno {
     pub fn name(self) -> Option<&'static str> {
         crate::abi::errno::name(self.0)
     }
-
-    pub fn from_name(name: &str) -> Option<Errno> {
-        crate::abi::errno::table().find(|&(_, n)| n == name).map(|(e, _)| Errno(e))
-    }
 }
 
 impl fmt::Display for Errno {
@@ -249,11 +245,6 @@ pub fn sample_digest(page: &[u8; PAGE_SIZE as usize], sample: Sample) -> u32 {
         }
     }
     h
-}
-
-/// The digest of a page of zeros.
-pub fn zero_page_digest() -> u32 {
-    page_digest(&[0u8; PAGE_SIZE as usize])
 }
 
 /// A question about state that the runner asks both sides after invalidating ops.

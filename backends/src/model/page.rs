@@ -102,9 +102,4 @@ impl History {
     pub fn before_drop(&self, key: &PageKey) -> Option<(usize, &PageBytes)> {
         self.dropped.get(key).map(|(i, b)| (*i, &**b))
     }
-
-    pub fn clear(&mut self) {
-        self.events.clear();
-        self.dropped.clear();
-    }
 }

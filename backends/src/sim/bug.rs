@@ -50,10 +50,4 @@ impl InjectedBug {
             InjectedBug::StaleMappingCache => "stale-mapping-cache",
         }
     }
-
-    /// Whether the bug can show on this platform ("tdx" or "snp"). Every bug here sits on
-    /// a path both designs use, so all apply to both.
-    pub fn applies_to(self, _platform: &str) -> bool {
-        true
-    }
 }

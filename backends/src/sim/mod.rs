@@ -109,10 +109,6 @@ impl SimBackend {
         SimBackend::new(profile, Box::new(SnpLike::default()), bug)
     }
 
-    pub fn platform_name(&self) -> &'static str {
-        self.platform.name()
-    }
-
     /// The first platform invariant broken since the last reset, if any.
     pub fn invariant_violation(&self) -> Option<String> {
         self.violation.clone()

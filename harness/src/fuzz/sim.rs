@@ -10,8 +10,8 @@ use gmemfuzz_backends::{Backend, Profile};
 use libfuzzer_sys::Corpus;
 
 use super::{input, Crash};
-use crate::program::Program;
 use crate::oracle::Divergence;
+use crate::program::Program;
 use crate::runner::{RunError, Runner};
 
 /// The profiles the simulation runs under.
