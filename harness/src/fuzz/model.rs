@@ -1,5 +1,6 @@
 //! The `model` target: the model against a second copy of itself, which checks that the
-//! model is deterministic, never panics, and keeps its own invariants (`Model::check`).
+//! model is deterministic, never panics, and keeps its own invariants after every op
+//! (`Model::check_invariants`, through `Runner::check_model_invariants`).
 
 use std::sync::Mutex;
 
@@ -24,12 +25,13 @@ pub fn model_only(data: &[u8]) -> Corpus {
         return Corpus::Reject;
     };
     let mut guard = MODEL_SESSION.lock().unwrap_or_else(|e| e.into_inner());
-    let session = guard.get_or_insert_with(|| Session::new(Runner::new(Model::new(profile.clone()))));
+    let session = guard.get_or_insert_with(|| {
+        let mut runner = Runner::new(Model::new(profile.clone()));
+        runner.check_model_invariants = true;
+        Session::new(runner)
+    });
     let crash = Crash { data, program: &program, profile: &profile };
     let corpus = settle(session.runner.run(&program), crash);
-    if let Err(broken) = session.runner.model.check_invariants() {
-        Crash { data, program: &program, profile: &profile }.report(&format!("gmemfuzz MODEL BUG: invariant broken: {broken}"));
-    }
     session.print_stats_now_and_then("model");
     corpus
 }
