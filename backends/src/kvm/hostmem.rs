@@ -235,18 +235,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sigbus_beyond_end_of_file_is_an_outcome() {
-        // A shared mapping of a memfd past its end raises SIGBUS, like a refused
-        // guest_memfd page does.
+    /// A shared mapping of two pages over a one-page memfd: the second page raises SIGBUS.
+    fn one_page_file_mapped_over_two() -> Mapping {
         // SAFETY: a NUL-terminated name; the fd is checked below.
-        let fd = unsafe { libc::memfd_create(c"gmemfuzz-sigbus".as_ptr(), 0) };
+        let fd = unsafe { libc::memfd_create(c"gmemfuzz-test".as_ptr(), 0) };
         assert!(fd >= 0);
         // SAFETY: `fd` is the memfd made above.
         assert_eq!(unsafe { libc::ftruncate(fd, PAGE_SIZE as i64) }, 0);
         let m = Mapping::shared(fd, 2 * PAGE_SIZE as usize).unwrap();
         // SAFETY: the mapping keeps the file; the fd is ours and used no more.
         unsafe { libc::close(fd) };
+        m
+    }
+
+    #[test]
+    fn sigbus_beyond_end_of_file_is_an_outcome() {
+        // A shared mapping of a memfd past its end raises SIGBUS, like a refused
+        // guest_memfd page does.
+        let m = one_page_file_mapped_over_two();
         // SAFETY: the first page of `m` is inside the file.
         assert_eq!(unsafe { store(m.addr(), Width::W4, 7) }, HostAccess::Done(0));
         // SAFETY: the second page is still inside the two-page mapping.
@@ -267,14 +273,7 @@ mod tests {
         // Probe of what a host access across a page boundary leaves when only the second
         // page raises SIGBUS: the first page is faulted in (the CPU takes the fault for it
         // first) but the store, one instruction, is not performed at all.
-        // SAFETY: a NUL-terminated name; the fd is checked below.
-        let fd = unsafe { libc::memfd_create(c"gmemfuzz-split".as_ptr(), 0) };
-        assert!(fd >= 0);
-        // SAFETY: `fd` is the memfd made above.
-        assert_eq!(unsafe { libc::ftruncate(fd, PAGE_SIZE as i64) }, 0);
-        let m = Mapping::shared(fd, 2 * PAGE_SIZE as usize).unwrap();
-        // SAFETY: the mapping keeps the file; the fd is ours and used no more.
-        unsafe { libc::close(fd) };
+        let m = one_page_file_mapped_over_two();
         // SAFETY: 4 bytes before the end of the first page of the two-page mapping.
         let split = unsafe { m.addr().add(PAGE_SIZE as usize - 4) };
         assert_eq!(m.residency(1).unwrap(), vec![false]);
