@@ -1,6 +1,7 @@
 //! The simulated memory: a page allocator (PFN -> content, allocated or freed) and the
 //! stage-2 mapping cache (GFN -> PFN).
 
+use super::Violation;
 use std::collections::BTreeMap;
 
 use crate::model::Page;
@@ -25,10 +26,10 @@ impl Pfns {
         self.frames.len() as u64 - 1
     }
 
-    pub fn free(&mut self, pfn: u64) -> Result<(), String> {
+    pub fn free(&mut self, pfn: u64) -> Result<(), Violation> {
         let frame = &mut self.frames[pfn as usize];
         if !frame.allocated {
-            return Err(format!("PFN {pfn:#x} freed twice"));
+            return Err(Violation::DoubleFree { pfn });
         }
         frame.allocated = false;
         Ok(())

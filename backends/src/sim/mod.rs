@@ -42,12 +42,14 @@ mod mem;
 mod platform;
 #[cfg(test)]
 mod tests;
+mod violation;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use bug::{InjectedBug, HUGE_PAGES};
 pub use mem::{S2Entry, Stage2};
 pub use platform::{Platform, Reason, SnpLike, TdxLike};
+pub use violation::{Broken, Violation};
 
 use crate::backend::{Backend, HarnessError};
 use crate::model::Model;
@@ -77,7 +79,7 @@ pub struct SimBackend {
     attributes: BTreeMap<u64, u64>,
     s2: Stage2,
     op_index: usize,
-    violation: Option<String>,
+    violation: Option<Broken>,
 }
 
 impl SimBackend {
@@ -110,7 +112,7 @@ impl SimBackend {
     }
 
     /// The first platform invariant broken since the last reset, if any.
-    pub fn invariant_violation(&self) -> Option<String> {
+    pub fn invariant_violation(&self) -> Option<Broken> {
         self.violation.clone()
     }
 
@@ -119,9 +121,9 @@ impl SimBackend {
         &self.s2
     }
 
-    fn violate(&mut self, what: String) {
+    fn violate(&mut self, violation: Violation) {
         if self.violation.is_none() {
-            self.violation = Some(format!("after backend op #{} (skipped ops not counted) on {}: {what}", self.op_index, self.name));
+            self.violation = Some(Broken { op_index: self.op_index, platform: self.name.clone(), violation });
         }
     }
 
@@ -131,14 +133,11 @@ impl SimBackend {
         let mut broken = None;
         for (gfn, e) in &self.s2 {
             if self.pfns.is_free(e.pfn) {
-                broken = Some(format!("stage-2 maps GFN {gfn:#x} to freed PFN {:#x}", e.pfn));
+                broken = Some(Violation::MapsFreedPfn { gfn: *gfn, pfn: e.pfn });
             } else if e.private != self.is_private(*gfn) {
-                broken = Some(format!(
-                    "stage-2 entry for GFN {gfn:#x} is {} but the attribute says otherwise",
-                    if e.private { "private" } else { "shared" }
-                ));
+                broken = Some(Violation::WrongPrivacy { gfn: *gfn, private: e.private });
             } else if !alive || !self.model.slots().values().any(|s| s.contains(*gfn)) {
-                broken = Some(format!("stage-2 entry for GFN {gfn:#x} outside every memslot"));
+                broken = Some(Violation::OutsideMemslots { gfn: *gfn });
             }
             if broken.is_some() {
                 break;

@@ -1,6 +1,7 @@
 //! Platform layers: what a confidential-computing design does on the fault and
 //! invalidation paths, and the invariants it needs KVM to keep.
 
+use super::Violation;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::mem::Stage2;
@@ -36,15 +37,15 @@ pub trait Platform: Send {
     fn reset(&mut self);
     /// A private fault maps `pfn` at `gfn`. Returns whether the page's content is lost
     /// (a TDX page that must be accepted again, see `TdxLike::zero_on_reaccept`).
-    fn map_private(&mut self, gfn: u64, pfn: u64) -> Result<bool, String>;
+    fn map_private(&mut self, gfn: u64, pfn: u64) -> Result<bool, Violation>;
     /// KVM zapped the private mapping `gfn -> pfn` (page-table entry removal).
-    fn unmap_private(&mut self, gfn: u64, pfn: u64, reason: Reason) -> Result<(), String>;
+    fn unmap_private(&mut self, gfn: u64, pfn: u64, reason: Reason) -> Result<(), Violation>;
     /// guest_memfd is about to free these PFNs (kvm_arch_gmem_invalidate).
-    fn gmem_invalidate(&mut self, pfns: &[u64]) -> Result<(), String>;
+    fn gmem_invalidate(&mut self, pfns: &[u64]) -> Result<(), Violation>;
     /// The allocator is about to free `pfn`.
-    fn before_free(&mut self, pfn: u64) -> Result<(), String>;
+    fn before_free(&mut self, pfn: u64) -> Result<(), Violation>;
     /// End-of-op consistency with KVM's stage-2 mappings.
-    fn check(&self, s2: &Stage2) -> Result<(), String>;
+    fn check(&self, s2: &Stage2) -> Result<(), Violation>;
 }
 
 /// TDX-like: private translations live in a Secure-EPT that only the TDX module edits.
@@ -79,17 +80,17 @@ impl Platform for TdxLike {
         *self = TdxLike { zero_on_reaccept: self.zero_on_reaccept, ..TdxLike::default() };
     }
 
-    fn map_private(&mut self, gfn: u64, pfn: u64) -> Result<bool, String> {
+    fn map_private(&mut self, gfn: u64, pfn: u64) -> Result<bool, Violation> {
         if let Some(old) = self.sept.insert(gfn, pfn) {
-            return Err(format!("TDX: GFN {gfn:#x} added to the S-EPT while it maps PFN {old:#x}"));
+            return Err(Violation::SeptRemapped { gfn, old });
         }
         Ok(self.pending_accept.remove(&pfn) && self.zero_on_reaccept)
     }
 
-    fn unmap_private(&mut self, gfn: u64, pfn: u64, reason: Reason) -> Result<(), String> {
+    fn unmap_private(&mut self, gfn: u64, pfn: u64, reason: Reason) -> Result<(), Violation> {
         match self.sept.remove(&gfn) {
-            None => return Err(format!("TDX: S-EPT removal of GFN {gfn:#x} ({reason:?}) that is not in the S-EPT: cleanup ran twice")),
-            Some(p) if p != pfn => return Err(format!("TDX: S-EPT maps GFN {gfn:#x} to PFN {p:#x}, KVM removed PFN {pfn:#x}")),
+            None => return Err(Violation::SeptRemovedTwice { gfn, reason }),
+            Some(p) if p != pfn => return Err(Violation::SeptWrongPfn { gfn, mapped: p, removed: pfn }),
             Some(_) => {}
         }
         if reason.frees() {
@@ -100,27 +101,27 @@ impl Platform for TdxLike {
         Ok(())
     }
 
-    fn gmem_invalidate(&mut self, _pfns: &[u64]) -> Result<(), String> {
+    fn gmem_invalidate(&mut self, _pfns: &[u64]) -> Result<(), Violation> {
         // TDX does not use the guest_memfd invalidate hook: it cleans up when KVM zaps.
         Ok(())
     }
 
-    fn before_free(&mut self, pfn: u64) -> Result<(), String> {
+    fn before_free(&mut self, pfn: u64) -> Result<(), Violation> {
         if let Some((gfn, _)) = self.sept.iter().find(|(_, p)| **p == pfn) {
-            return Err(format!("TDX: PFN {pfn:#x} freed while the S-EPT still maps it at GFN {gfn:#x}"));
+            return Err(Violation::SeptFreedWhileMapped { pfn, gfn: *gfn });
         }
         self.reclaimed.remove(&pfn);
         self.pending_accept.remove(&pfn);
         Ok(())
     }
 
-    fn check(&self, s2: &Stage2) -> Result<(), String> {
+    fn check(&self, s2: &Stage2) -> Result<(), Violation> {
         let private: BTreeMap<u64, u64> = s2.iter().filter(|(_, e)| e.private).map(|(g, e)| (*g, e.pfn)).collect();
         if private != self.sept {
-            return Err(format!("TDX: S-EPT {:?} and KVM's private mappings {:?} disagree", self.sept, private));
+            return Err(Violation::SeptDisagrees { sept: self.sept.clone().into_iter().collect(), kvm: private.into_iter().collect() });
         }
         if let Some(pfn) = self.reclaimed.first() {
-            return Err(format!("TDX: PFN {pfn:#x} was removed from the S-EPT to be freed but was not freed"));
+            return Err(Violation::SeptRemovedNotFreed { pfn: *pfn });
         }
         Ok(())
     }
@@ -147,20 +148,20 @@ impl Platform for SnpLike {
         *self = SnpLike::default();
     }
 
-    fn map_private(&mut self, _gfn: u64, pfn: u64) -> Result<bool, String> {
+    fn map_private(&mut self, _gfn: u64, pfn: u64) -> Result<bool, Violation> {
         // kvm_gmem_prepare_folio -> sev_gmem_prepare: rmp_make_private (once per page).
         self.rmp_private.insert(pfn);
         Ok(false)
     }
 
-    fn unmap_private(&mut self, _gfn: u64, _pfn: u64, _reason: Reason) -> Result<(), String> {
+    fn unmap_private(&mut self, _gfn: u64, _pfn: u64, _reason: Reason) -> Result<(), Violation> {
         Ok(())
     }
 
-    fn gmem_invalidate(&mut self, pfns: &[u64]) -> Result<(), String> {
+    fn gmem_invalidate(&mut self, pfns: &[u64]) -> Result<(), Violation> {
         for &pfn in pfns {
             if !self.invalidated.insert(pfn) {
-                return Err(format!("SNP: gmem invalidate of PFN {pfn:#x} ran twice"));
+                return Err(Violation::RmpInvalidatedTwice { pfn });
             }
             // sev_gmem_invalidate: rmp_make_shared for private pages, skip shared ones.
             self.rmp_private.remove(&pfn);
@@ -168,17 +169,17 @@ impl Platform for SnpLike {
         Ok(())
     }
 
-    fn before_free(&mut self, pfn: u64) -> Result<(), String> {
+    fn before_free(&mut self, pfn: u64) -> Result<(), Violation> {
         if self.rmp_private.contains(&pfn) {
-            return Err(format!("SNP: PFN {pfn:#x} freed while its RMP entry is private"));
+            return Err(Violation::RmpFreedPrivate { pfn });
         }
         self.invalidated.remove(&pfn);
         Ok(())
     }
 
-    fn check(&self, s2: &Stage2) -> Result<(), String> {
+    fn check(&self, s2: &Stage2) -> Result<(), Violation> {
         match s2.iter().find(|(_, e)| e.private && !self.rmp_private.contains(&e.pfn)) {
-            Some((gfn, e)) => Err(format!("SNP: private mapping GFN {gfn:#x} -> PFN {:#x} whose RMP entry is shared", e.pfn)),
+            Some((gfn, e)) => Err(Violation::RmpSharedMapping { gfn: *gfn, pfn: e.pfn }),
             None => Ok(()),
         }
     }

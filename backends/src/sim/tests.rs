@@ -54,7 +54,7 @@ fn sim_huge_skip_breaks_snp_at_release() {
     ops.push(Op::CloseGmem { gmem: GmemId(0) });
     run(&mut sim, &ops);
     let v = sim.invariant_violation().expect("RMP-private page freed");
-    assert!(v.contains("RMP entry is private"), "{v}");
+    assert!(matches!(v.violation, crate::sim::Violation::RmpFreedPrivate { .. }), "{v}");
 }
 
 #[test]

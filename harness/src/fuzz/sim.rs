@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use gmemfuzz_backends::sim::{InjectedBug, SimBackend};
+use gmemfuzz_backends::sim::{Broken, InjectedBug, SimBackend};
 use gmemfuzz_backends::{Backend, Profile};
 
 use libfuzzer_sys::Corpus;
@@ -34,7 +34,7 @@ pub enum SimFinding {
     /// The model and the simulation disagreed.
     Divergence(Box<Divergence>),
     /// A platform invariant broke.
-    Invariant(String),
+    Invariant(Broken),
 }
 
 impl std::fmt::Display for SimFinding {
@@ -51,7 +51,7 @@ impl std::fmt::Display for SimFinding {
 pub fn run_sim(runner: &mut Runner<SimBackend>, program: &Program) -> Result<(), SimFinding> {
     let result = runner.run(program);
     if let Some(v) = runner.backend.invariant_violation() {
-        return Err(SimFinding::Invariant(format!("{v}\n  program: {:?}", program.ops)));
+        return Err(SimFinding::Invariant(v));
     }
     match result {
         Ok(_) => Ok(()),
