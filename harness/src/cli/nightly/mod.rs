@@ -58,7 +58,7 @@ fn plan(wanted: &[String]) -> Plan {
         }
         Err(e) => {
             skipped.push(("diff_kvm".to_string(), format!("no real KVM with guest_memfd here: {e}")));
-            "none (no usable /dev/kvm)".to_string()
+            "no usable /dev/kvm".to_string()
         }
     };
     run.extend([("diff_sim", 1), ("model", 1)]);

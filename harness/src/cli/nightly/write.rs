@@ -53,7 +53,7 @@ impl Report {
         let n = self.new_findings();
         let verdict = if n == 0 { "no new finding".to_string() } else { format!("**{n} new finding{}**", if n == 1 { "" } else { "s" }) };
         let _ = writeln!(md, "# gmemfuzz nightly: {verdict}\n");
-        let _ = writeln!(md, "Budget {} s, {} jobs, kernel {}.\n", self.budget_s, self.jobs, self.kernel);
+        let _ = writeln!(md, "Budget {} s, {} jobs; host: {}.\n", self.budget_s, self.jobs, self.kernel);
         let _ = writeln!(md, "| target | seconds | execs | execs/s | corpus before | corpus after | crashes | new findings |");
         let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for t in &self.targets {
