@@ -110,9 +110,10 @@ impl Report {
 
     pub fn junit(&self) -> String {
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let failures = self.new_findings() + self.errors();
-        let _ = writeln!(xml, "<testsuites name=\"gmemfuzz nightly\" tests=\"{}\" failures=\"{failures}\">", self.targets.len());
-        let _ = writeln!(xml, "  <testsuite name=\"gmemfuzz nightly\" tests=\"{}\" failures=\"{failures}\">", self.targets.len());
+        // A new finding is a failure; a target that did not run (harness error) is an error.
+        let counts = format!("tests=\"{}\" failures=\"{}\" errors=\"{}\"", self.targets.len(), self.new_findings(), self.errors());
+        let _ = writeln!(xml, "<testsuites name=\"gmemfuzz nightly\" {counts}>");
+        let _ = writeln!(xml, "  <testsuite name=\"gmemfuzz nightly\" {counts}>");
         for t in &self.targets {
             let _ = writeln!(xml, "    <testcase classname=\"nightly\" name=\"{}\" time=\"{:.1}\">", esc(&t.target), t.seconds);
             for f in &t.findings {
@@ -149,6 +150,35 @@ fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_that_did_not_run_is_a_junit_error_not_a_failure() {
+        let run = |target: &str, error: Option<&str>| TargetRun {
+            target: target.into(),
+            seconds: 1.0,
+            jobs: 1,
+            execs: 10,
+            execs_per_s: 10.0,
+            corpus_before: 1,
+            corpus_after: 2,
+            seeds_added: 1,
+            crashes: 0,
+            findings: Vec::new(),
+            known_bugs: Vec::new(),
+            error: error.map(str::to_string),
+        };
+        let report = Report {
+            budget_s: 10,
+            jobs: 1,
+            kernel: "k".into(),
+            targets: vec![run("model", None), run("diff_sim", Some("exit <2>"))],
+            skipped: Vec::new(),
+        };
+        let xml = report.junit();
+        assert!(xml.contains("<testsuites name=\"gmemfuzz nightly\" tests=\"2\" failures=\"0\" errors=\"1\">"), "{xml}");
+        assert!(xml.contains("<error message=\"exit &lt;2&gt;\" type=\"harness\"/>"), "{xml}");
+        assert!(report.markdown().contains("HARNESS ERROR in `diff_sim`"));
+    }
 
     #[test]
     fn xml_text_is_escaped_and_control_characters_dropped() {
