@@ -99,7 +99,7 @@ fn replay(target: &str, doc: &Document) -> Result<Replayed> {
                 match run_sim(&mut runner, program) {
                     Ok(()) => {}
                     Err(SimFinding::Divergence(d)) => return Ok(Replayed::Divergence(d)),
-                    Err(SimFinding::Invariant(v)) => return Ok(Replayed::Other("platform-invariant", v)),
+                    Err(SimFinding::Invariant(v)) => return Ok(Replayed::Other("platform-invariant", v.to_string())),
                 }
             }
             Replayed::Clean
