@@ -2,6 +2,7 @@
 //! reproduction commands live in `repro::cli`.
 
 mod bench;
+pub mod nightly;
 mod run;
 
 pub use bench::bench;

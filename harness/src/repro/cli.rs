@@ -107,7 +107,7 @@ pub fn replay(path: &Path, vm_type: Option<u64>, sink: &Sink) -> i32 {
 
 /// Minimizes on a reused backend, then confirms on a brand-new one; gives the program as
 /// text recording its expectation, VM type and profile.
-fn minimized(program: &Program, vm_type: u64) -> Result<(String, usize, Expectation), i32> {
+pub fn minimized(program: &Program, vm_type: u64) -> Result<(String, usize, Expectation), i32> {
     let mut runner = Runner::new(kvm(vm_type)?);
     let m = shrink(&mut runner, program).map_err(fail)?;
     let mut fresh = Runner::new(kvm(vm_type)?);

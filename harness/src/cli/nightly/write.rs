@@ -1,0 +1,187 @@
+//! The night's report in three forms: `report.md` for a person, `report.json` for tools,
+//! `junit.xml` for CI dashboards (one testcase per target, a failure per new finding).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::findings::Finding;
+
+/// One target's part of the night.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetRun {
+    pub target: String,
+    /// Fuzzing seconds, as measured (fork mode, merge not included).
+    pub seconds: f64,
+    pub jobs: usize,
+    pub execs: u64,
+    pub execs_per_s: f64,
+    /// Corpus files before the run (after the repository's seeds were added) and after the merge.
+    pub corpus_before: usize,
+    pub corpus_after: usize,
+    pub seeds_added: usize,
+    /// Crash programs the target saved (`crash-*.txt`).
+    pub crashes: usize,
+    pub findings: Vec<Finding>,
+    /// Known kernel bugs the crash replays matched (the targets filter them, so these are rare).
+    pub known_bugs: Vec<(String, usize)>,
+    /// Set when the run or the merge failed: a harness problem, not a finding.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub budget_s: u64,
+    pub jobs: usize,
+    pub kernel: String,
+    pub targets: Vec<TargetRun>,
+    /// Targets not run here, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn new_findings(&self) -> usize {
+        self.targets.iter().map(|t| t.findings.len()).sum()
+    }
+
+    pub fn errors(&self) -> usize {
+        self.targets.iter().filter(|t| t.error.is_some()).count()
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let n = self.new_findings();
+        let verdict = if n == 0 { "no new finding".to_string() } else { format!("**{n} new finding{}**", if n == 1 { "" } else { "s" }) };
+        let _ = writeln!(md, "# gmemfuzz nightly: {verdict}\n");
+        let _ = writeln!(md, "Budget {} s, {} jobs; host: {}.\n", self.budget_s, self.jobs, self.kernel);
+        let _ = writeln!(md, "| target | seconds | execs | execs/s | corpus before | corpus after | crashes | new findings |");
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for t in &self.targets {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {} |",
+                t.target,
+                t.seconds,
+                t.execs,
+                t.execs_per_s,
+                t.corpus_before,
+                t.corpus_after,
+                t.crashes,
+                t.findings.len()
+            );
+        }
+        for (target, why) in &self.skipped {
+            let _ = writeln!(md, "\nNot run: `{target}`: {why}");
+        }
+        for t in &self.targets {
+            if let Some(e) = &t.error {
+                let _ = writeln!(md, "\nHARNESS ERROR in `{}` (not a finding): {e}", t.target);
+            }
+            for (bug, count) in &t.known_bugs {
+                let _ = writeln!(md, "\nKnown bug `{bug}` ({}): {count} crash program(s), counted, not a finding.", t.target);
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nKnown kernel bugs (`harness/src/known.rs`) are filtered inside the targets and do not crash them; \
+             fork mode keeps no per-input count of them."
+        );
+        for t in &self.targets {
+            for f in &t.findings {
+                let _ = writeln!(md, "\n## {}\n", f.slug);
+                let _ = writeln!(md, "{}\n", f.headline);
+                let _ = writeln!(
+                    md,
+                    "{} crash program(s) with this signature; {} program ({} ops), `findings/{}/program.txt`{}:\n",
+                    f.crashes.len(),
+                    if f.minimized { "minimized" } else { "NOT minimized" },
+                    f.program_ops,
+                    f.slug,
+                    if f.c_repro.is_some() { format!(", C reproducer `findings/{}/repro.c`", f.slug) } else { String::new() }
+                );
+                let _ = writeln!(md, "```\n{}```", f.program);
+                for note in &f.notes {
+                    let _ = writeln!(md, "\n{note}");
+                }
+            }
+        }
+        md
+    }
+
+    pub fn junit(&self) -> String {
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        // A new finding is a failure; a target that did not run (harness error) is an error.
+        let counts = format!("tests=\"{}\" failures=\"{}\" errors=\"{}\"", self.targets.len(), self.new_findings(), self.errors());
+        let _ = writeln!(xml, "<testsuites name=\"gmemfuzz nightly\" {counts}>");
+        let _ = writeln!(xml, "  <testsuite name=\"gmemfuzz nightly\" {counts}>");
+        for t in &self.targets {
+            let _ = writeln!(xml, "    <testcase classname=\"nightly\" name=\"{}\" time=\"{:.1}\">", esc(&t.target), t.seconds);
+            for f in &t.findings {
+                let _ = writeln!(
+                    xml,
+                    "      <failure message=\"{}\" type=\"{}\">{}</failure>",
+                    esc(&f.headline),
+                    esc(&f.slug),
+                    esc(&f.program)
+                );
+            }
+            if let Some(e) = &t.error {
+                let _ = writeln!(xml, "      <error message=\"{}\" type=\"harness\"/>", esc(e));
+            }
+            let _ = writeln!(
+                xml,
+                "      <system-out>{}</system-out>",
+                esc(&format!("{} execs, {:.0} execs/s, corpus {} -> {}", t.execs, t.execs_per_s, t.corpus_before, t.corpus_after))
+            );
+            let _ = writeln!(xml, "    </testcase>");
+        }
+        xml.push_str("  </testsuite>\n</testsuites>\n");
+        xml
+    }
+}
+
+/// Text as XML character data or an attribute value: markup escaped by quick-xml, and the
+/// control characters XML 1.0 cannot carry at all replaced.
+fn esc(text: &str) -> String {
+    let clean: String = text.chars().map(|c| if c.is_control() && !matches!(c, '\t' | '\n' | '\r') { '?' } else { c }).collect();
+    quick_xml::escape::escape(clean.as_str()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_that_did_not_run_is_a_junit_error_not_a_failure() {
+        let run = |target: &str, error: Option<&str>| TargetRun {
+            target: target.into(),
+            seconds: 1.0,
+            jobs: 1,
+            execs: 10,
+            execs_per_s: 10.0,
+            corpus_before: 1,
+            corpus_after: 2,
+            seeds_added: 1,
+            crashes: 0,
+            findings: Vec::new(),
+            known_bugs: Vec::new(),
+            error: error.map(str::to_string),
+        };
+        let report = Report {
+            budget_s: 10,
+            jobs: 1,
+            kernel: "k".into(),
+            targets: vec![run("model", None), run("diff_sim", Some("exit <2>"))],
+            skipped: Vec::new(),
+        };
+        let xml = report.junit();
+        assert!(xml.contains("<testsuites name=\"gmemfuzz nightly\" tests=\"2\" failures=\"0\" errors=\"1\">"), "{xml}");
+        assert!(xml.contains("<error message=\"exit &lt;2&gt;\" type=\"harness\"/>"), "{xml}");
+        assert!(report.markdown().contains("HARNESS ERROR in `diff_sim`"));
+    }
+
+    #[test]
+    fn xml_text_is_escaped_and_control_characters_dropped() {
+        assert_eq!(esc("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;?");
+    }
+}

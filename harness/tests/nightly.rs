@@ -1,0 +1,116 @@
+//! `gmemfuzz nightly` end to end on real KVM: a healthy night exits 0 and reports no new
+//! finding; a night with an injected fault (`GMEMFUZZ_SKIP_OP=punch`) exits 1 with
+//! deduplicated punch findings, each with a minimized program and a C reproducer that
+//! compiles. Needs /dev/kvm and the cargo-fuzz target binaries (`.ci/run` builds them);
+//! skips loudly without either. A second night on the same corpus starts from the merged one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/target/x86_64-unknown-linux-gnu/release")
+}
+
+/// The fuzz binaries, or `None` after saying why this test does not run.
+fn ready(test: &str) -> Option<PathBuf> {
+    let dir = bin_dir();
+    if let Some(missing) = ["diff_kvm", "diff_sim", "model"].iter().find(|t| !dir.join(t).is_file()) {
+        eprintln!("SKIPPED {test}: fuzz target {missing} is not built in {} (cd fuzz && cargo fuzz build -O)", dir.display());
+        return None;
+    }
+    common::kvm_or_skip(test)?;
+    Some(dir)
+}
+
+fn nightly(bins: &Path, work: &Path, budget: u64, targets: &[&str], skip_op: Option<&str>) -> (i32, serde_json::Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gmemfuzz"));
+    cmd.args(["nightly", "--budget", &budget.to_string(), "--jobs", "1", "--fuzz-bin-dir"])
+        .arg(bins)
+        .arg("--corpus")
+        .arg(work.join("corpus"))
+        .arg("--out")
+        .arg(work.join("out"));
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    cmd.env_remove("GMEMFUZZ_SKIP_OP");
+    if let Some(op) = skip_op {
+        cmd.env("GMEMFUZZ_SKIP_OP", op);
+    }
+    let output = cmd.output().expect("running gmemfuzz nightly");
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let json = std::fs::read_to_string(work.join("out/report.json")).expect("report.json");
+    let md = std::fs::read_to_string(work.join("out/report.md")).expect("report.md");
+    (output.status.code().unwrap_or(-1), serde_json::from_str(&json).unwrap(), md)
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nightly-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_healthy_night_finds_nothing_and_the_next_night_starts_from_the_merged_corpus() {
+    let Some(bins) = ready("nightly_healthy") else { return };
+    let work = workdir("healthy");
+    let (code, report, md) = nightly(&bins, &work, 40, &[], None);
+    assert_eq!(code, 0, "{md}");
+    assert!(md.starts_with("# gmemfuzz nightly: no new finding"), "{md}");
+    let targets = report["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets.iter().map(|t| t["target"].as_str().unwrap()).collect();
+    assert_eq!(names, ["diff_kvm", "diff_sim", "model"]);
+    for t in targets {
+        assert!(t["execs"].as_u64().unwrap() > 0, "{t}");
+        assert!(t["corpus_after"].as_u64() >= t["corpus_before"].as_u64(), "{t}");
+    }
+    let junit = std::fs::read_to_string(work.join("out/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 3);
+    assert!(!junit.contains("<failure"), "{junit}");
+
+    // The second night on the same corpus directory starts where the first one's merge ended.
+    let after_first = targets[0]["corpus_after"].as_u64().unwrap();
+    let (code, report, md) = nightly(&bins, &work, 10, &["diff_kvm"], None);
+    assert_eq!(code, 0, "{md}");
+    assert_eq!(report["targets"][0]["corpus_before"].as_u64().unwrap(), after_first);
+    assert_eq!(report["targets"][0]["seeds_added"].as_u64().unwrap(), 0);
+}
+
+#[test]
+fn an_injected_fault_gives_deduplicated_minimized_findings_with_c_reproducers() {
+    let Some(bins) = ready("nightly_skip_punch") else { return };
+    let work = workdir("skip-punch");
+    let (code, report, md) = nightly(&bins, &work, 20, &["diff_kvm"], Some("punch"));
+    assert_eq!(code, 1, "{md}");
+    let run = &report["targets"][0];
+    let findings = run["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{md}");
+    // Deduplicated: one finding per signature, however many crashes showed it.
+    let crashes: usize = findings.iter().map(|f| f["crashes"].as_array().unwrap().len()).sum();
+    assert_eq!(crashes as u64, run["crashes"].as_u64().unwrap());
+    let mut slugs: Vec<&str> = findings.iter().map(|f| f["slug"].as_str().unwrap()).collect();
+    slugs.dedup();
+    assert_eq!(slugs.len(), findings.len());
+    for f in findings {
+        // Every one is the injected fault: a punch that did not happen.
+        assert_eq!(f["signature"]["op"], "punch", "{f}");
+        assert_eq!(f["minimized"], true, "{f}");
+        let slug = f["slug"].as_str().unwrap();
+        let dir = work.join("out/findings").join(slug);
+        let program = std::fs::read_to_string(dir.join("program.txt")).unwrap();
+        assert!(program.contains("punch"), "{program}");
+        let c = dir.join("repro.c");
+        assert!(c.is_file(), "{f}");
+        let status = Command::new("gcc").args(["-static", "-O2", "-Wall", "-Werror", "-o"]).arg(dir.join("repro")).arg(&c).status();
+        match status {
+            Ok(s) => assert!(s.success(), "{} does not compile", c.display()),
+            Err(e) => eprintln!("SKIPPED compiling {}: no gcc here ({e})", c.display()),
+        }
+    }
+    let junit = std::fs::read_to_string(work.join("out/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<failure ").count(), findings.len());
+}
