@@ -49,6 +49,19 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// What was compared, as one word (for grouping findings): `result`, `guest-access`,
+    /// or `probe-<kind>`.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Subject::Result => "result",
+            Subject::GuestAccess { .. } => "guest-access",
+            Subject::Probe { probe: Probe::Residency { .. }, .. } => "probe-residency",
+            Subject::Probe { probe: Probe::HostPage { .. }, .. } => "probe-host-page",
+            Subject::Probe { probe: Probe::GuestPage { .. }, .. } => "probe-guest-page",
+            Subject::Probe { probe: Probe::AnonPage { .. }, .. } => "probe-anon-page",
+        }
+    }
+
     /// The guest-physical address involved, for guest accesses and guest probes.
     pub fn gpa(&self) -> Option<u64> {
         match self {

@@ -12,7 +12,7 @@ use gmemfuzz_backends::{Backend, Profile};
 use serde::Serialize;
 
 use crate::fuzz::sim::{profiles as sim_profiles, run_sim, sim_backend, SimFinding};
-use crate::oracle::{Divergence, Subject};
+use crate::oracle::Divergence;
 use crate::program::Program;
 use crate::repro::shrink::{minimize_with, Signature as ShrinkSignature};
 use crate::repro::text::{print_document, Document, Expectation};
@@ -32,16 +32,7 @@ pub struct Signature {
 
 impl Signature {
     fn of(target: &str, d: &Divergence) -> Signature {
-        let subject = match &d.subject {
-            Subject::Result => "result".to_string(),
-            Subject::GuestAccess { .. } => "guest-access".to_string(),
-            Subject::Probe { probe, .. } => {
-                let debug = format!("{probe:?}");
-                let variant = debug.split([' ', '{', '(']).next().unwrap_or("probe");
-                format!("probe-{}", kebab(variant))
-            }
-        };
-        Signature { target: target.into(), kind: d.kind.slug().into(), op: d.op.kind().name().into(), subject }
+        Signature { target: target.into(), kind: d.kind.slug().into(), op: d.op.kind().name().into(), subject: d.subject.slug().into() }
     }
 
     fn other(target: &str, kind: &str) -> Signature {
@@ -59,17 +50,6 @@ impl Signature {
     }
 }
 
-fn kebab(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, ch) in camel.chars().enumerate() {
-        if ch.is_ascii_uppercase() && i > 0 {
-            out.push('-');
-        }
-        out.push(ch.to_ascii_lowercase());
-    }
-    out
-}
-
 /// What replaying a saved crash program showed.
 enum Replayed {
     Divergence(Box<Divergence>),
@@ -85,7 +65,7 @@ fn replay(target: &str, doc: &Document) -> Result<Replayed> {
     let program = &doc.program;
     Ok(match target {
         "diff_kvm" => {
-            let mut runner = Runner::new(repro_cli_kvm(doc.vm_type.unwrap_or(0))?);
+            let mut runner = Runner::new(crate::cli::kvm(doc.vm_type.unwrap_or(0))?);
             runner.filter_known = true;
             settle(runner.run(program).map(|t| t.known_bug))
         }
@@ -115,10 +95,6 @@ fn settle(result: Result<Option<(usize, &'static str)>, RunError>) -> Replayed {
         Err(RunError::Divergence(d)) => Replayed::Divergence(d),
         Err(RunError::Harness(e)) => Replayed::Other("harness-error", e.to_string()),
     }
-}
-
-fn repro_cli_kvm(vm_type: u64) -> Result<gmemfuzz_backends::kvm::KvmBackend> {
-    super::super::kvm(vm_type)
 }
 
 /// The simulated backends a diff_sim program ran on: those of the profile it records (all
@@ -227,7 +203,7 @@ fn write_finding(
     };
     std::fs::write(dir.join("program.txt"), &text)?;
     let c_repro = if target == "diff_kvm" {
-        let profile = repro_cli_kvm(doc.vm_type.unwrap_or(0))?.profile().clone();
+        let profile = crate::cli::kvm(doc.vm_type.unwrap_or(0))?.profile().clone();
         match c::emit(&program, &profile, "") {
             Ok(source) => {
                 let path = dir.join("repro.c");
@@ -305,6 +281,10 @@ mod tests {
         let s = Signature { target: "diff_kvm".into(), kind: "stale-read".into(), op: "punch".into(), subject: "probe-host-page".into() };
         assert_eq!(s.slug(), "diff_kvm-stale-read-punch-probe-host-page");
         assert_eq!(Signature::other("model", "harness-error").slug(), "model-harness-error");
-        assert_eq!(kebab("GuestPage"), "guest-page");
+        let guest = crate::oracle::Subject::Probe {
+            probe: gmemfuzz_backends::Probe::GuestPage { gpa: 0x100000, sample: [0; 4] },
+            at: crate::runner::CompareAt::End,
+        };
+        assert_eq!(guest.slug(), "probe-guest-page");
     }
 }
