@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# build-kernel.sh — build the gmemfuzz test kernel (Linux 6.12 from Debian's
-# linux-source-6.12) as a bzImage, for booting under QEMU/TCG with KVM inside.
+# build-kernel.sh — build the gmemfuzz test kernel as a bzImage, for booting
+# under QEMU/TCG with KVM inside.
 #
 # Why: the host kernel lacks KVM_X86_SW_PROTECTED_VM / private memory
-# attributes; 6.12 has them. This script is idempotent and cached:
-#   - installs missing Debian packages with apt-get (needs root or sudo),
-#   - untars the source once into the cache dir,
-#   - configures x86_64_defconfig + kvm_guest.config + kernel.config
-#     (+ kernel-kasan.config if GMEMFUZZ_KASAN=1,
-#      + kernel-lockdep.config if GMEMFUZZ_LOCKDEP=1),
-#   - checks every option of the fragment survived olddefconfig,
-#   - builds bzImage in a build dir keyed on sha256(fragment + source version).
-# A second run with the same key prints the cached path at once.
+# attributes; the lane kernel has them. Three recipes:
+#   - GMEMFUZZ_KERNEL_VERSION=7.2 (default): Debian's linux-source-7.2 from the
+#     unstable suite, fetched with a private apt configuration (the system's
+#     package sources are not touched) and unpacked into the cache;
+#   - GMEMFUZZ_KERNEL_VERSION=6.12: Debian's linux-source-6.12 (bookworm),
+#     installed with apt-get;
+#   - GMEMFUZZ_KERNEL_SRC=DIR: the user's own kernel tree, left untouched: the
+#     build happens in a directory of its own (O=), kept between runs so that a
+#     rebuild after an edit is incremental; the result is cached by the tree's
+#     state (git HEAD + diff, or the sizes and times of its files).
+# Each recipe configures x86_64_defconfig + kvm_guest.config + kernel.config
+# (+ kernel-kasan.config if GMEMFUZZ_KASAN=1, + kernel-lockdep.config if
+# GMEMFUZZ_LOCKDEP=1), checks every option of the fragment survived
+# olddefconfig, and builds. A second run with the same key prints the cached
+# path at once.
 #
 # Env: GMEMFUZZ_LANE_CACHE (default $HOME/.cache/gmemfuzz-lane),
 #      GMEMFUZZ_LANE_CACHED_ONLY=1 (print the cached bzImage or exit 3; build nothing),
-#      GMEMFUZZ_KASAN=1, GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc).
+#      GMEMFUZZ_KERNEL_VERSION, GMEMFUZZ_KERNEL_SRC, GMEMFUZZ_KASAN=1,
+#      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc).
 # Output: progress on stderr; the bzImage path is the last line of stdout.
 set -euo pipefail
 
 LANE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${GMEMFUZZ_LANE_CACHE:-$HOME/.cache/gmemfuzz-lane}"
-SRC_PKG=linux-source-6.12
+VERSION="${GMEMFUZZ_KERNEL_VERSION:-7.2}"
+TREE="${GMEMFUZZ_KERNEL_SRC:-}"
 JOBS="${GMEMFUZZ_JOBS:-$(nproc)}"
+CACHED_ONLY="${GMEMFUZZ_LANE_CACHED_ONLY:-0}"
 # Bump when the recipe below changes in a way that changes the kernel.
 RECIPE=1
 
@@ -35,28 +44,85 @@ as_root() {
     else die "need root (or sudo) to run: $*"; fi
 }
 
-# --- packages ---------------------------------------------------------------
-need_pkgs=(linux-source-6.12 flex bison bc libelf-dev libssl-dev cpio make gcc)
-missing=()
-for p in "${need_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$p")
-done
-# GMEMFUZZ_LANE_CACHED_ONLY=1: print the cached bzImage or exit 3, installing and building nothing.
-CACHED_ONLY="${GMEMFUZZ_LANE_CACHED_ONLY:-0}"
-if [ "${#missing[@]}" -gt 0 ] && [ "$CACHED_ONLY" = 1 ]; then
-    log "not built: packages missing (${missing[*]})"
-    exit 3
-fi
-if [ "${#missing[@]}" -gt 0 ]; then
+# Installs what is missing of the packages named (or exits 3 with CACHED_ONLY).
+need_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$CACHED_ONLY" = 1 ]; then
+        log "not built: packages missing (${missing[*]})"
+        exit 3
+    fi
     log "installing: ${missing[*]}"
     as_root apt-get update -qq >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 \
         || die "apt-get install ${missing[*]} failed"
+}
+
+# Fetches one package from Debian unstable into $CACHE/sid without touching the
+# system's package sources (platform-facts.md, "Newer kernels and QEMU").
+# Prints the path of the unpacked root.
+fetch_from_sid() {
+    local pkg="$1" sid="$CACHE/sid" mirror
+    local root="$sid/root-$pkg"
+    if [ -f "$root/.gmemfuzz-unpacked" ]; then echo "$root"; return 0; fi
+    if [ "$CACHED_ONLY" = 1 ]; then log "not built: $pkg not fetched yet"; exit 3; fi
+    mirror="$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)"
+    [ -n "$mirror" ] || mirror="$(sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\(http[^ ]*debian\) .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -1)"
+    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+    mkdir -p "$sid/lists/partial" "$sid/archives/partial" "$sid/debs"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" > "$sid/sid.list"
+    local opts=(-o "Dir::Etc::sourcelist=$sid/sid.list" -o Dir::Etc::sourceparts=-
+                -o "Dir::State::Lists=$sid/lists" -o "Dir::Cache::archives=$sid/archives"
+                -o APT::Sandbox::User=root)
+    log "fetching $pkg from Debian unstable ($mirror)"
+    apt-get "${opts[@]}" update -qq >&2 || die "apt-get update of the unstable suite failed"
+    (cd "$sid/debs" && apt-get "${opts[@]}" download "$pkg" >&2) || die "apt-get download $pkg failed"
+    local deb
+    deb="$(ls -t "$sid/debs/${pkg}"_*.deb | head -1)"
+    rm -rf "$root"; mkdir -p "$root"
+    dpkg -x "$deb" "$root"
+    dpkg-deb -f "$deb" Version > "$root/.gmemfuzz-version"
+    touch "$root/.gmemfuzz-unpacked"
+    echo "$root"
+}
+
+# --- packages ---------------------------------------------------------------
+need_packages flex bison bc libelf-dev libssl-dev cpio make gcc
+
+# --- source: sets SRC (the tree make runs in), SRC_ID (what it is) ----------
+if [ -n "$TREE" ]; then
+    [ -f "$TREE/Makefile" ] && [ -d "$TREE/virt/kvm" ] \
+        || die "GMEMFUZZ_KERNEL_SRC=$TREE is not a kernel tree (no Makefile or virt/kvm/)"
+    SRC="$(cd "$TREE" && pwd -P)"
+    # The tree's state: what a rebuild depends on.
+    if git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+        state="$( { git -C "$SRC" rev-parse HEAD; git -C "$SRC" diff HEAD; \
+                    git -C "$SRC" ls-files --others --exclude-standard -s; } | sha256sum | cut -c1-16)"
+    else
+        state="$(find "$SRC" -type f ! -path '*/.git/*' -printf '%P %s %T@\n' | sort | sha256sum | cut -c1-16)"
+    fi
+    SRC_ID="tree=$SRC state=$state"
+else
+    case "$VERSION" in
+        6.12)
+            need_packages linux-source-6.12
+            SRC_PKG=linux-source-6.12
+            SRC_VER="$(dpkg-query -W -f='${Version}' "$SRC_PKG")"
+            SRC_TAR="/usr/src/${SRC_PKG}.tar.xz" ;;
+        7.2)
+            SRC_PKG=linux-source-7.2
+            root="$(fetch_from_sid "$SRC_PKG")"
+            SRC_VER="$(cat "$root/.gmemfuzz-version")"
+            SRC_TAR="$root/usr/src/${SRC_PKG}.tar.xz" ;;
+        *) die "GMEMFUZZ_KERNEL_VERSION=$VERSION names no recipe (known: 7.2, 6.12; or give GMEMFUZZ_KERNEL_SRC=DIR)" ;;
+    esac
+    [ -f "$SRC_TAR" ] || die "$SRC_TAR missing although $SRC_PKG is installed"
+    SRC_ID="src=$SRC_PKG=$SRC_VER"
 fi
-SRC_VER="$(dpkg-query -W -f='${Version}' "$SRC_PKG")"
-SRC_TAR="/usr/src/${SRC_PKG}.tar.xz"
-[ -f "$SRC_TAR" ] || die "$SRC_TAR missing although $SRC_PKG is installed"
 
 # --- effective fragment and cache key ---------------------------------------
 frags=("$LANE_DIR/kernel.config")
@@ -64,13 +130,13 @@ frags=("$LANE_DIR/kernel.config")
 [ "${GMEMFUZZ_LOCKDEP:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-lockdep.config")
 for f in "${frags[@]}"; do [ -f "$f" ] || die "fragment $f missing"; done
 
-KEY="$( { echo "recipe=$RECIPE src=$SRC_PKG=$SRC_VER"; \
+KEY="$( { echo "recipe=$RECIPE $SRC_ID"; \
           cat "${frags[@]}" | grep -E '^(CONFIG_|# CONFIG_)' | sort; } \
         | sha256sum | cut -c1-16)"
 OUT="$CACHE/out/$KEY"
 cached() {
     if [ -f "$OUT/bzImage" ] && [ -f "$OUT/stamp" ]; then
-        log "cached: key $KEY ($SRC_PKG $SRC_VER): $(cat "$OUT/stamp")"
+        log "cached: key $KEY ($SRC_ID): $(cat "$OUT/stamp")"
         echo "$OUT/bzImage"
         exit 0
     fi
@@ -86,17 +152,25 @@ exec 9>"$CACHE/.lock"
 flock 9 || die "cannot lock $CACHE/.lock"
 cached
 
-# --- source -----------------------------------------------------------------
-SRC="$CACHE/src/$SRC_VER"
-if [ ! -f "$SRC/.gmemfuzz-untarred" ]; then
+# --- unpack a packaged source once -------------------------------------------
+if [ -z "$TREE" ]; then
+  SRC="$CACHE/src/$SRC_VER"
+  if [ ! -f "$SRC/.gmemfuzz-untarred" ]; then
     log "untarring $SRC_TAR -> $SRC"
     rm -rf "$SRC"; mkdir -p "$SRC"
     tar -xf "$SRC_TAR" -C "$SRC" --strip-components=1
     touch "$SRC/.gmemfuzz-untarred"
+  fi
 fi
 
 # --- configure --------------------------------------------------------------
-BUILD="$CACHE/build/$KEY"
+# A user's tree builds in one directory per (tree, fragment), kept across edits so
+# that make rebuilds only what changed; a packaged source in one per key.
+if [ -n "$TREE" ]; then
+    BUILD="$CACHE/build/tree-$( { echo "$SRC"; cat "${frags[@]}"; } | sha256sum | cut -c1-16)"
+else
+    BUILD="$CACHE/build/$KEY"
+fi
 mkdir -p "$BUILD"
 cat "${frags[@]}" > "$BUILD/gmemfuzz-fragment.config"
 log "configuring in $BUILD (key $KEY)"
@@ -139,5 +213,5 @@ cp "$BUILD/.config" "$OUT/config"
 cp "$BUILD/System.map" "$OUT/System.map"
 cp "$BUILD/vmlinux" "$OUT/vmlinux"
 mv "$OUT/bzImage.tmp" "$OUT/bzImage"
-echo "key=$KEY src=$SRC_PKG=$SRC_VER built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" > "$OUT/stamp"
+echo "key=$KEY $SRC_ID built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" > "$OUT/stamp"
 echo "$OUT/bzImage"
