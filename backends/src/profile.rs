@@ -1,6 +1,8 @@
 //! What the kernel under test offers, probed once per backend, so that the model predicts
 //! what *this* kernel must do (a capability it lacks is an error to predict, not a skip).
 
+use crate::outcome::Errno;
+
 /// KVM's answers to KVM_CHECK_EXTENSION and the VM type in use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
@@ -18,12 +20,19 @@ pub struct Profile {
     pub attributes_ioctl: bool,
     /// KVM_CAP_MEMORY_ATTRIBUTES on the VM fd: the attributes this VM supports.
     pub attributes: u64,
-    /// Whether a guest_memfd slot with the MMAP flag is "guest_memfd only" (6.18:
-    /// KVM_MEMSLOT_GMEM_ONLY): guest faults go to the file, not to userspace_addr.
+    /// Whether binding a file made with GUEST_MEMFD_FLAG_MMAP makes a "guest_memfd only"
+    /// slot (KVM_MEMSLOT_GMEM_ONLY): shared guest faults go to the file too, not to
+    /// userspace_addr. Probed (`KvmBackend::probe_gmem_only`): a guest write through such a
+    /// slot either lands in the slot's anonymous memory or not.
     pub gmem_only_slots: bool,
+    /// The errno of kvm_gmem_bind() for a file range another slot already binds: EINVAL on
+    /// 6.12 (`goto err` with `r = -EINVAL`), EEXIST on 7.2 (`r = -EEXIST;`). Probed
+    /// (`KvmBackend::probe_bound_range_errno`).
+    pub bound_range_errno: Errno,
     /// KVM_CAP_MULTI_ADDRESS_SPACE on the VM fd: memslot address spaces (0 reads as 1).
     pub address_spaces: u32,
     /// FALLOC_FL_WRITE_ZEROES (0x80) is in vfs_fallocate's FALLOC_FL_MODE_MASK (6.17+).
+    /// Probed (kvm::profile::probe_falloc_write_zeroes).
     pub falloc_write_zeroes: bool,
     /// kvm_mmu_max_gfn() (arch/x86/kvm/mmu.h): the highest GFN a memslot may cover,
     /// `(1ULL << (max_gpa_bits - PAGE_SHIFT)) - 1` with `max_gpa_bits = tdp_enabled ?
@@ -48,6 +57,9 @@ impl Profile {
             attributes_ioctl: false,
             attributes: 0,
             gmem_only_slots: false,
+            // Probed on this project's 6.18 host (platform-facts: "a second binding of an
+            // overlapping file range -> EINVAL").
+            bound_range_errno: Errno::EINVAL,
             address_spaces: 1,
             falloc_write_zeroes: true,
             // Probed on this project's 6.18 host (kvm_pvm, no TDP: 52 bits).
@@ -65,6 +77,9 @@ impl Profile {
             attributes_ioctl: true,
             attributes: crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE,
             gmem_only_slots: false,
+            // 6.12 kvm_gmem_bind(): `int r = -EINVAL;` ... `xa_find(...)) {
+            // filemap_invalidate_unlock(inode->i_mapping); goto err; }`
+            bound_range_errno: Errno::EINVAL,
             address_spaces: 1,
             falloc_write_zeroes: false,
             // QEMU/TCG `-cpu max` without phys-bits: TCG_PHYS_ADDR_BITS, 40; NPT is enabled.
@@ -72,9 +87,30 @@ impl Profile {
         }
     }
 
+    /// Linux 7.2 with KVM_SW_PROTECTED_VM, VM type 1 (the QEMU lane's default kernel), as its
+    /// code reads; the lane probes the real values.
+    pub fn sw_protected_7_2() -> Profile {
+        Profile {
+            kernel: "7.2 (assumed)".into(),
+            // include/linux/kvm_host.h kvm_gmem_get_supported_flags(): `u64 flags =
+            // GUEST_MEMFD_FLAG_MMAP; if (!kvm || kvm_arch_supports_gmem_init_shared(kvm))
+            // flags |= GUEST_MEMFD_FLAG_INIT_SHARED;` and arch/x86/kvm/x86.c
+            // kvm_arch_supports_gmem_init_shared(): `return !kvm_arch_has_private_mem(kvm);`
+            gmem_flags: crate::op::GUEST_MEMFD_FLAG_MMAP,
+            // virt/kvm/guest_memfd.c kvm_gmem_bind(): `if (kvm_gmem_supports_mmap(inode))
+            // slot->flags |= KVM_MEMSLOT_GMEM_ONLY;`
+            gmem_only_slots: true,
+            // kvm_gmem_bind(): `xa_find(&f->bindings, &start, end - 1, XA_PRESENT)) { r = -EEXIST;`
+            bound_range_errno: Errno::EEXIST,
+            // vfs_fallocate(): FALLOC_FL_MODE_MASK includes FALLOC_FL_WRITE_ZEROES.
+            falloc_write_zeroes: true,
+            ..Profile::sw_protected_6_12()
+        }
+    }
+
     pub fn summary(&self) -> String {
         format!(
-            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} address_spaces {} max_gfn {:#x}",
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x}",
             self.kernel,
             self.vm_type,
             self.guest_memfd,
@@ -82,7 +118,9 @@ impl Profile {
             self.attributes_ioctl,
             self.attributes,
             self.gmem_only_slots,
+            self.bound_range_errno,
             self.address_spaces,
+            self.falloc_write_zeroes,
             self.max_gfn
         )
     }

@@ -1,17 +1,21 @@
 //! Scenarios taken from the kernel's own tests (tools/testing/selftests/kvm/guest_memfd_test.c,
 //! set_memory_region_test.c) and from the probes in shared/design/platform-facts.md, each
-//! with the outcome every op must have on the host kernel's profile (VM type 0, guest_memfd
-//! with MMAP and INIT_SHARED, no memory attributes).
+//! with the outcome every op must have on a kernel of a given `Profile`: where kernels
+//! differ (the guest_memfd flags a VM type accepts, guest_memfd-only slots, an errno), the
+//! expected outcome follows from a probed profile field and the kernel code it cites, never
+//! from a version string; a scenario that needs what a kernel lacks is not made for it.
 //!
 //! `Scenario::check` runs one in lockstep and asserts every outcome on both sides: the
-//! harness tests run it with the model as the backend and with real KVM, `gmemfuzz
-//! scenarios` in the lane. Tests that build the seed corpus use them as well.
+//! harness tests run it with the model as the backend (for each assumed profile) and with
+//! real KVM (for the probed one), `gmemfuzz scenarios` in the lane. Tests that build the
+//! seed corpus use them as well.
 
 use gmemfuzz_backends::op::{
     layout, Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED as INIT_SHARED, GUEST_MEMFD_FLAG_MMAP as MMAP,
     KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, PAGE_SIZE,
 };
 use gmemfuzz_backends::outcome::{AccessResult, Errno, Outcome};
+use gmemfuzz_backends::Profile;
 
 use crate::program::Program;
 use crate::runner::{Event, Runner};
@@ -19,9 +23,9 @@ use gmemfuzz_backends::Backend;
 
 pub struct Scenario {
     pub name: &'static str,
-    /// The VM type the expectations are for: 0 on the host kernel, 1
-    /// (KVM_X86_SW_PROTECTED_VM, Linux 6.12) in the test-kernel lane.
-    pub vm_type: u64,
+    /// The profile the expectations are for (its VM type included: 0 on the host kernel,
+    /// 1 = KVM_X86_SW_PROTECTED_VM in the test-kernel lane).
+    pub profile: Profile,
     /// Where the expectation comes from.
     pub source: &'static str,
     pub steps: Vec<(Op, Outcome)>,
@@ -108,29 +112,48 @@ fn results(r: Vec<AccessResult>) -> Outcome {
 use AccessResult::{Mmio, Read, Wrote};
 use Outcome::Ok as OK;
 
-/// Every scenario, whatever its VM type.
+/// The profiles scenarios are written out for where no kernel is probed: the host's 6.18
+/// (VM type 0), and the lane's 6.12 and 7.2 (VM type 1).
+pub fn assumed_profiles() -> Vec<Profile> {
+    vec![Profile::host_6_18(), Profile::sw_protected_6_12(), Profile::sw_protected_7_2()]
+}
+
+/// Every scenario for every assumed profile (a name recurs once per profile it is made for).
 pub fn all() -> Vec<Scenario> {
-    let mut all = host();
-    all.extend(private_conversions());
-    all
+    assumed_profiles().iter().flat_map(for_profile).collect()
 }
 
-/// The scenarios for one VM type.
-pub fn for_vm_type(vm_type: u64) -> Vec<Scenario> {
-    all().into_iter().filter(|s| s.vm_type == vm_type).collect()
+/// The scenarios for a kernel of `profile` (its VM type), with the outcomes it must give.
+pub fn for_profile(profile: &Profile) -> Vec<Scenario> {
+    match profile.vm_type {
+        0 => host(profile),
+        _ => private_conversions(profile),
+    }
 }
 
-/// Private/shared conversions on a software-protected VM (Linux 6.12, VM type 1), after
-/// tools/testing/selftests/kvm/x86/private_mem_conversions_test.c and the 6.12 fault path
-/// (kvm_mmu_page_fault: the GFN's PRIVATE attribute makes the fault private).
-pub fn private_conversions() -> Vec<Scenario> {
+/// KVM_CREATE_GUEST_MEMFD's outcome for `flags`: kvm_gmem_create(), `if (flags &
+/// ~kvm_gmem_get_supported_flags(kvm)) return -EINVAL;` (6.12: `valid_flags = 0`); the
+/// profile carries KVM_CAP_GUEST_MEMFD_FLAGS.
+fn created(p: &Profile, flags: u64) -> Outcome {
+    if flags & !p.gmem_flags != 0 {
+        err(Errno::EINVAL)
+    } else {
+        OK
+    }
+}
+
+/// Private/shared conversions on a software-protected VM (VM type 1: Linux 6.12 and 7.2),
+/// after tools/testing/selftests/kvm/x86/private_mem_conversions_test.c and the fault path
+/// (kvm_mmu_page_fault: the GFN's PRIVATE attribute makes the fault private); on a kernel
+/// that maps such files and makes guest_memfd-only slots (7.2), those too.
+pub fn private_conversions(p: &Profile) -> Vec<Scenario> {
     const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE;
     let private = |gpa, pages: u64| Op::SetAttributes { gpa, size: pages * P, attributes: PRIVATE };
     let shared = |gpa, pages: u64| Op::SetAttributes { gpa, size: pages * P, attributes: 0 };
     let fault = |gpa: u64| AccessResult::MemoryFault { gpa, size: P, flags: gmemfuzz_backends::op::KVM_MEMORY_EXIT_FLAG_PRIVATE };
-    vec![
+    let mut all = vec![
         Scenario {
-            vm_type: 1,
+            profile: p.clone(),
             name: "conversion_round_trip",
             source: "private_mem_conversions_test.c guest_test_explicit_conversion; platform-facts lane 2",
             steps: vec![
@@ -150,7 +173,7 @@ pub fn private_conversions() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 1,
+            profile: p.clone(),
             name: "punch_hole_zeroes_private_pages",
             source: "private_mem_conversions_test.c (PUNCH_HOLE between conversions); kvm_gmem_punch_hole()",
             steps: vec![
@@ -164,7 +187,7 @@ pub fn private_conversions() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 1,
+            profile: p.clone(),
             name: "private_faults_exit_to_userspace",
             source: "kvm_faultin_pfn_private() / kvm_handle_noslot_fault(): KVM_EXIT_MEMORY_FAULT with KVM_MEMORY_EXIT_FLAG_PRIVATE",
             steps: vec![
@@ -190,11 +213,11 @@ pub fn private_conversions() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 1,
+            profile: p.clone(),
             name: "attribute_argument_checks",
-            source: "kvm_vm_ioctl_set_mem_attributes() (6.12); guest_memfd flags must be 0 on 6.12",
+            source: "kvm_vm_ioctl_set_mem_attributes() (6.12, 7.2); kvm_gmem_create(): flags beyond KVM_CAP_GUEST_MEMFD_FLAGS (none on 6.12, MMAP on 7.2)",
             steps: vec![
-                (create(1, MMAP), err(Errno::EINVAL)),
+                (create(1, MMAP), created(p, MMAP)),
                 (create(1, 0), OK),
                 (Op::Map { gmem: G1 }, err(Errno::ENODEV)),
                 (Op::SetAttributes { gpa: GPA, size: P, attributes: 1 }, err(Errno::EINVAL)),
@@ -204,14 +227,71 @@ pub fn private_conversions() -> Vec<Scenario> {
                 (Op::SetAttributes { gpa: GPA, size: P, attributes: PRIVATE }, OK),
             ],
         },
-    ]
+    ];
+    if p.gmem_flags & MMAP != 0 && p.gmem_only_slots {
+        all.push(gmem_only_slot_on_private_vm(p));
+    }
+    all
 }
 
-/// The host kernel's scenarios (VM type 0).
-pub fn host() -> Vec<Scenario> {
-    vec![
+/// A file made with GUEST_MEMFD_FLAG_MMAP on a VM with private memory (7.2): mapped, but
+/// the host cannot touch it, and bound, it makes a guest_memfd-only slot where shared and
+/// private GFNs alike are the file's pages. Made for profiles that offer MMAP on this VM
+/// type and make such slots.
+fn gmem_only_slot_on_private_vm(p: &Profile) -> Scenario {
+    const PRIVATE: u64 = KVM_MEMORY_ATTRIBUTE_PRIVATE;
+    Scenario {
+        profile: p.clone(),
+        name: "gmem_only_slot_on_private_vm",
+        source: "7.2: kvm_gmem_get_supported_flags(), kvm_gmem_fault_user_mapping(), kvm_gmem_bind() KVM_MEMSLOT_GMEM_ONLY, \
+                 __kvm_mmu_faultin_pfn() `if (fault->is_private || kvm_memslot_is_gmem_only(fault->slot))`",
+        steps: vec![
+            // x86 kvm_arch_supports_gmem_init_shared(): `return !kvm_arch_has_private_mem(kvm);`
+            (create(2, MMAP | INIT_SHARED), created(p, MMAP | INIT_SHARED)),
+            (create(2, MMAP), OK),
+            (Op::Map { gmem: G1 }, OK),
+            // kvm_gmem_fault_user_mapping(): `if (!(GMEM_I(inode)->flags &
+            // GUEST_MEMFD_FLAG_INIT_SHARED)) return VM_FAULT_SIGBUS;`
+            (Op::HostRead { gmem: G1, offset: 0, width: Width::W8 }, Outcome::Sigbus),
+            (bind(SLOT, G1, GPA, 2, 0), OK),
+            // Shared GFNs fault to the file: kvm_gmem_get_pfn() clears a new page.
+            (
+                guest(vec![read(GPA + 8, Width::W8), write(GPA + 8, Width::W8, 0x5eed), write(GPA + P, Width::W4, 0x2)]),
+                results(vec![Read(0), Wrote, Wrote]),
+            ),
+            // Private is the same page of the same file: the content stays.
+            (Op::SetAttributes { gpa: GPA, size: P, attributes: PRIVATE }, OK),
+            (guest(vec![read(GPA + 8, Width::W8)]), results(vec![Read(0x5eed)])),
+            (Op::SetAttributes { gpa: GPA, size: P, attributes: 0 }, OK),
+            (guest(vec![read(GPA + 8, Width::W8)]), results(vec![Read(0x5eed)])),
+            // A punch-hole frees the shared page the guest sees (the slot has no other memory).
+            (Op::Punch { gmem: G1, offset: P, len: P }, OK),
+            (guest(vec![read(GPA + P, Width::W4), read(GPA + 8, Width::W8)]), results(vec![Read(0), Read(0x5eed)])),
+            // The same file range again: kvm_gmem_bind()'s errno for a bound range.
+            (bind(SLOT + 1, G1, GPA + 16 * P, 1, 1), err(p.bound_range_errno)),
+            (Op::Check, OK),
+            // The mapping keeps the file alive after close; then it is released and
+            // kvm_gmem_get_pfn() fails (`if (!file) return -EFAULT;`): a shared memory fault.
+            (Op::CloseGmem { gmem: G1 }, OK),
+            (guest(vec![read(GPA + 8, Width::W8)]), results(vec![Read(0x5eed)])),
+            (Op::Unmap { gmem: G1 }, OK),
+            (guest(vec![read(GPA + 8, Width::W8)]), results(vec![AccessResult::MemoryFault { gpa: GPA, size: P, flags: 0 }])),
+        ],
+    }
+}
+
+/// The host kernel's scenarios (VM type 0), for a kernel whose default VM offers
+/// guest_memfd with MMAP and INIT_SHARED (6.18, 7.2); none for one that does not.
+pub fn host(p: &Profile) -> Vec<Scenario> {
+    if p.gmem_flags & (MMAP | INIT_SHARED) != MMAP | INIT_SHARED {
+        return Vec::new();
+    }
+    // The memory attributes scenario is for a kernel without the ioctl.
+    let attributes_ioctl = p.attributes_ioctl;
+    let released_read = if p.gmem_only_slots { AccessResult::MemoryFault { gpa: GPA, size: P, flags: 0 } } else { Mmio };
+    let mut all = vec![
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "invalid_sizes",
             source: "guest_memfd_test.c test_create_guest_memfd_invalid_sizes",
             steps: vec![
@@ -223,18 +303,18 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "invalid_flags",
             source: "guest_memfd_test.c test_create_guest_memfd_invalid (flags beyond KVM_CAP_GUEST_MEMFD_FLAGS)",
             steps: vec![
-                (create(1, 1 << 2), err(Errno::EINVAL)),
-                (create(1, 1 << 63), err(Errno::EINVAL)),
-                (create(1, INIT_SHARED), OK),
-                (create(1, MMAP | INIT_SHARED), OK),
+                (create(1, 1 << 2), created(p, 1 << 2)),
+                (create(1, 1 << 63), created(p, 1 << 63)),
+                (create(1, INIT_SHARED), created(p, INIT_SHARED)),
+                (create(1, MMAP | INIT_SHARED), created(p, MMAP | INIT_SHARED)),
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "mmap_needs_mmap_flag",
             source: "guest_memfd_test.c test_mmap_not_supported; kvm_gmem_mmap(): -ENODEV",
             steps: vec![
@@ -248,7 +328,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "host_fault_without_init_shared_is_sigbus",
             source: "guest_memfd_test.c test_fault_private; kvm_gmem_fault_user_mapping()",
             steps: vec![
@@ -260,7 +340,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "fallocate_rules",
             source: "guest_memfd_test.c test_fallocate and test_invalid_punch_hole; kvm_gmem_fallocate()",
             steps: vec![
@@ -279,7 +359,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "punch_hole_then_read_zero",
             source: "guest_memfd_test.c test_fallocate; platform-facts: after PUNCH_HOLE both the mmap and the guest read zeros",
             steps: vec![
@@ -296,14 +376,15 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "binding_rules",
             source: "guest_memfd_test.c test_create_guest_memfd_multiple / set_memory_region_test.c test_add_private_memory_region",
             steps: vec![
                 (create(4, MMAP | INIT_SHARED), OK),
                 (bind(SLOT, G0, GPA, 2, 0), OK),
-                // The same file range again, elsewhere in guest memory.
-                (bind(SLOT + 1, G0, GPA + 8 * P, 2, 1), err(Errno::EINVAL)),
+                // The same file range again, elsewhere in guest memory: the probed errno
+                // (6.12 and this host: EINVAL; 7.2: EEXIST).
+                (bind(SLOT + 1, G0, GPA + 8 * P, 2, 1), err(p.bound_range_errno)),
                 // Beyond the end of the file.
                 (bind(SLOT + 1, G0, GPA + 8 * P, 2, 3), err(Errno::EINVAL)),
                 // Overlapping guest memory.
@@ -317,7 +398,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "guest_memfd_slots_are_immutable",
             source: "kvm_set_memory_region(): \"Private memslots are immutable, they can only be deleted\" (+ commit 9935df5333aa)",
             steps: vec![
@@ -331,7 +412,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "release_needs_every_reference_gone",
             source: "kvm_gmem_bind(): the slot holds no file reference; platform-facts: closing the fd while the slot is bound keeps the memory alive",
             steps: vec![
@@ -345,13 +426,15 @@ pub fn host() -> Vec<Scenario> {
                 (guest(vec![read(GPA + 8, Width::W8)]), results(vec![Read(0xabcd)])),
                 (Op::Punch { gmem: G0, offset: 0, len: P }, Outcome::Skipped(gmemfuzz_backends::SkipReason::FdClosed)),
                 (Op::Unmap { gmem: G0 }, OK),
-                // Released; the slot's userspace_addr is gone too: an MMIO exit (probe).
-                (guest(vec![read(GPA + 8, Width::W8)]), results(vec![Mmio])),
+                // Released. Where the slot faults through userspace_addr, that is gone
+                // too: an MMIO exit (probe on 6.18). A guest_memfd-only slot faults to the
+                // file: kvm_gmem_get_pfn(), `if (!file) return -EFAULT;`, a memory fault.
+                (guest(vec![read(GPA + 8, Width::W8)]), results(vec![released_read])),
                 (Op::Unbind { slot: SLOT }, OK),
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "no_mmap_flag_slot_uses_userspace_memory",
             source: "6.18 kvm_gmem_bind(): KVM_MEMSLOT_GMEM_ONLY only with GUEST_MEMFD_FLAG_MMAP; probe: this kernel faults through userspace_addr",
             steps: vec![
@@ -367,7 +450,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "destroy_vm_while_files_live",
             source: "__kvm_gmem_create(): kvm_get_kvm; platform-facts: the host mmap keeps working after the fd is closed and the slot deleted",
             steps: vec![
@@ -385,18 +468,7 @@ pub fn host() -> Vec<Scenario> {
             ],
         },
         Scenario {
-            vm_type: 0,
-            name: "memory_attributes_unsupported",
-            source: "6.18 without CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: kvm_arch_vm_ioctl() -ENOTTY (probe)",
-            steps: vec![
-                (create(1, MMAP | INIT_SHARED), OK),
-                (bind(SLOT, G0, GPA, 1, 0), OK),
-                (Op::SetAttributes { gpa: GPA, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }, err(Errno::ENOTTY)),
-                (Op::SetAttributes { gpa: GPA, size: P, attributes: 0 }, err(Errno::ENOTTY)),
-            ],
-        },
-        Scenario {
-            vm_type: 0,
+            profile: p.clone(),
             name: "residency_counts_prepared_pages",
             source: "mincore_page(): folio_test_uptodate; kvm_gmem_allocate() leaves folios not uptodate (probe)",
             steps: vec![
@@ -410,5 +482,19 @@ pub fn host() -> Vec<Scenario> {
                 (Op::Check, OK),
             ],
         },
-    ]
+    ];
+    if !attributes_ioctl {
+        all.push(Scenario {
+            profile: p.clone(),
+            name: "memory_attributes_unsupported",
+            source: "6.18 without CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: kvm_arch_vm_ioctl() -ENOTTY (probe)",
+            steps: vec![
+                (create(1, MMAP | INIT_SHARED), OK),
+                (bind(SLOT, G0, GPA, 1, 0), OK),
+                (Op::SetAttributes { gpa: GPA, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }, err(Errno::ENOTTY)),
+                (Op::SetAttributes { gpa: GPA, size: P, attributes: 0 }, err(Errno::ENOTTY)),
+            ],
+        });
+    }
+    all
 }

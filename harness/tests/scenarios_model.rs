@@ -4,12 +4,15 @@ use gmemfuzz::scenarios;
 use gmemfuzz_backends::model::Model;
 use gmemfuzz_backends::{Backend, Profile};
 
+/// Runs the scenario `name` on the model for every assumed profile it is made for.
 fn check(name: &str) {
-    let scenario = scenarios::all().into_iter().find(|s| s.name == name).expect("scenario exists");
-    let profile = gmemfuzz::repro::load::assumed_profile(scenario.vm_type);
-    let mut runner = gmemfuzz::Runner::new(Model::new(profile));
-    runner.check_model_invariants = true;
-    scenario.check(&mut runner).unwrap_or_else(|e| panic!("{e}"));
+    let made: Vec<_> = scenarios::all().into_iter().filter(|s| s.name == name).collect();
+    assert!(!made.is_empty(), "scenario {name} is made for no assumed profile");
+    for scenario in made {
+        let mut runner = gmemfuzz::Runner::new(Model::new(scenario.profile.clone()));
+        runner.check_model_invariants = true;
+        scenario.check(&mut runner).unwrap_or_else(|e| panic!("{} on {}", e, scenario.profile.summary()));
+    }
 }
 
 macro_rules! scenario_tests {
@@ -34,6 +37,7 @@ scenario_tests!(
     punch_hole_zeroes_private_pages,
     private_faults_exit_to_userspace,
     attribute_argument_checks,
+    gmem_only_slot_on_private_vm,
 );
 
 #[test]

@@ -128,6 +128,9 @@ impl KvmBackend {
             skipped: None,
         };
         backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
+        backend.reset_state()?;
+        backend.profile.bound_range_errno = backend.probe_bound_range_errno()?;
+        backend.reset_state()?;
         let page = Mapping::anonymous(PAGE_SIZE as usize).map_err(|e| resource("max-gfn probe memory", e))?;
         let vm = &backend.vm.as_ref().expect("made above").fd;
         backend.profile.max_gfn = profile::probe_max_gfn(vm, layout::FIRST_PROGRAM_SLOT + 1, page.addr() as u64)?;
@@ -135,40 +138,64 @@ impl KvmBackend {
         Ok(backend)
     }
 
-    /// Whether guest faults on a guest_memfd slot go to the file even when userspace_addr
-    /// is other memory (6.18 KVM_MEMSLOT_GMEM_ONLY). Probed, not inferred from the
-    /// MMAP flag: the host kernel here has the flag but faults through userspace_addr.
-    fn probe_gmem_only(&mut self) -> Result<bool, HarnessError> {
-        let flags = crate::op::GUEST_MEMFD_FLAG_MMAP | crate::op::GUEST_MEMFD_FLAG_INIT_SHARED;
-        if self.profile.gmem_flags & flags != flags {
-            return Ok(false);
-        }
-        let gmem = GmemId(0);
-        let marker = 0x6d65_6d66_7a7a_7566u64;
-        let gpa = layout::WINDOW_GPA;
-        let ops = [
-            Op::CreateGmem { size: PAGE_SIZE, flags },
-            // Bound before it is mapped: userspace_addr is anonymous memory.
-            Op::Bind {
-                slot: layout::FIRST_PROGRAM_SLOT,
-                flags: KVM_MEM_GUEST_MEMFD,
-                fd: FdArg::Gmem(gmem),
-                gpa,
-                size: PAGE_SIZE,
-                offset: 0,
-            },
-            Op::Map { gmem },
-            Op::HostWrite { gmem, offset: 0, width: Width::W8, value: marker },
-        ];
-        for op in &ops {
+    /// Applies `ops` in order; each must succeed (a probe's setup).
+    fn probe_setup(&mut self, what: &str, ops: &[Op]) -> Result<(), HarnessError> {
+        for op in ops {
             let outcome = self.apply(op)?;
             if outcome != Outcome::Ok {
-                return Err(HarnessError::Bug(format!("gmem-only probe: {op:?} gave {outcome}")));
+                return Err(HarnessError::Bug(format!("{what} probe: {op:?} gave {outcome}")));
             }
         }
-        let read = Op::Guest { accesses: vec![Access { gpa, width: Width::W8, kind: AccessKind::Read }] };
-        let outcome = self.apply(&read)?;
-        Ok(outcome == Outcome::Guest(vec![AccessResult::Read(marker)]))
+        Ok(())
+    }
+
+    /// A one-page guest_memfd binding of `gmem` at `gpa`, file page `pgoff`.
+    fn probe_bind(slot: u32, gmem: GmemId, gpa: u64, pgoff: u64) -> Op {
+        Op::Bind { slot, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(gmem), gpa, size: PAGE_SIZE, offset: pgoff * PAGE_SIZE }
+    }
+
+    /// Whether a slot bound to a file made with GUEST_MEMFD_FLAG_MMAP is "guest_memfd
+    /// only" (KVM_MEMSLOT_GMEM_ONLY: 7.2 kvm_gmem_bind(), `if (kvm_gmem_supports_mmap(inode))
+    /// slot->flags |= KVM_MEMSLOT_GMEM_ONLY;`, and the MMU's `if (fault->is_private ||
+    /// kvm_memslot_is_gmem_only(fault->slot)) return kvm_mmu_faultin_pfn_gmem(vcpu, fault);`).
+    /// Probed, not inferred from the flag: this project's 6.18 host has the flag but faults
+    /// through userspace_addr. The file is never mapped, so the probe needs neither
+    /// INIT_SHARED (which 7.2 refuses on VMs with private memory) nor a host fault: the
+    /// guest writes a shared GFN of the slot and the slot's anonymous memory either holds
+    /// the write (faults go through userspace_addr) or not (they go to the file).
+    fn probe_gmem_only(&mut self) -> Result<bool, HarnessError> {
+        if self.profile.gmem_flags & crate::op::GUEST_MEMFD_FLAG_MMAP == 0 {
+            return Ok(false);
+        }
+        let (slot, gpa, marker) = (layout::FIRST_PROGRAM_SLOT, layout::WINDOW_GPA, 0x6d65_6d66_7a7a_7566u64);
+        let ops = [Op::CreateGmem { size: PAGE_SIZE, flags: crate::op::GUEST_MEMFD_FLAG_MMAP }, Self::probe_bind(slot, GmemId(0), gpa, 0)];
+        self.probe_setup("gmem-only", &ops)?;
+        let write = Op::Guest { accesses: vec![Access { gpa, width: Width::W8, kind: AccessKind::Write(marker) }] };
+        let outcome = self.apply(&write)?;
+        if outcome != Outcome::Guest(vec![AccessResult::Wrote]) {
+            return Err(HarnessError::Bug(format!("gmem-only probe: the guest's write gave {outcome}")));
+        }
+        match self.observe_host(&Probe::AnonPage { slot, page: 0 }) {
+            Observation::Content(PageContent::Bytes(page)) => match u64::from_le_bytes(page[..8].try_into().expect("8 bytes")) {
+                m if m == marker => Ok(false),
+                0 => Ok(true),
+                other => Err(HarnessError::Bug(format!("gmem-only probe: the slot's memory holds {other:#x}"))),
+            },
+            other => Err(HarnessError::Bug(format!("gmem-only probe: the slot's memory reads {other:?}"))),
+        }
+    }
+
+    /// kvm_gmem_bind()'s errno for a file range that another slot binds already: EINVAL
+    /// on 6.12 (`int r = -EINVAL;` and `goto err`), EEXIST on 7.2 (`r = -EEXIST;`).
+    fn probe_bound_range_errno(&mut self) -> Result<Errno, HarnessError> {
+        let (slot, gpa) = (layout::FIRST_PROGRAM_SLOT, layout::WINDOW_GPA);
+        let ops = [Op::CreateGmem { size: 2 * PAGE_SIZE, flags: 0 }, Self::probe_bind(slot, GmemId(0), gpa, 0)];
+        self.probe_setup("bound-range", &ops)?;
+        // Page 0 again, elsewhere in guest memory, in another slot.
+        match self.apply(&Self::probe_bind(slot + 1, GmemId(0), gpa + 16 * PAGE_SIZE, 0))? {
+            Outcome::Err(errno) => Ok(errno),
+            other => Err(HarnessError::Bug(format!("bound-range probe: a second binding of a bound page gave {other}"))),
+        }
     }
 
     fn create_vm(kvm: &Kvm, vm_type: u64, code: &Mapping, mailbox: &Mapping) -> Result<Vm, HarnessError> {

@@ -1,11 +1,14 @@
 //! Probing what the running kernel offers (KVM_CHECK_EXTENSION and one harmless call).
 
-use kvm_bindings::{kvm_memory_attributes, kvm_userspace_memory_region};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, VmFd};
 
 use crate::abi::KVM_CAP_GUEST_MEMFD_FLAGS;
 use crate::backend::HarnessError;
-use crate::op::GUEST_MEMFD_FLAG_MMAP;
+use crate::op::{GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE};
+use crate::outcome::Errno;
 use crate::profile::Profile;
 
 /// The kernel release, as `uname -r` prints it.
@@ -14,14 +17,6 @@ pub fn kernel_release() -> String {
         Ok(uts) => uts.release().to_string_lossy().into_owned(),
         Err(_) => "unknown".into(),
     }
-}
-
-/// Whether the running kernel's release is at least major.minor.
-pub fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = kernel_release();
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
-    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (ma, mi) >= (major, minor)
 }
 
 pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
@@ -46,10 +41,11 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         gmem_flags,
         attributes_ioctl,
         attributes: cap(Cap::MemoryAttributes),
-        // Replaced by a behavioural probe in KvmBackend::new.
+        // Replaced by behavioural probes in KvmBackend::new.
         gmem_only_slots: gmem_flags & GUEST_MEMFD_FLAG_MMAP != 0,
+        bound_range_errno: Errno::EINVAL,
         address_spaces: raw_cap(kvm_bindings::KVM_CAP_MULTI_ADDRESS_SPACE) as u32,
-        falloc_write_zeroes: kernel_at_least(6, 17),
+        falloc_write_zeroes: probe_falloc_write_zeroes(vm)?,
         // Replaced by probe_max_gfn in KvmBackend::new.
         max_gfn: crate::profile::max_gfn_for_bits(52),
     })
@@ -97,4 +93,26 @@ pub fn probe_max_gfn(vm: &VmFd, slot: u32, uaddr: u64) -> Result<u64, HarnessErr
         }
     }
     Ok(good)
+}
+
+/// Whether vfs_fallocate() knows FALLOC_FL_WRITE_ZEROES (fs/open.c, 6.17+): its mode check
+/// `if (mode & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) return -EOPNOTSUPP;` refuses
+/// the bit where FALLOC_FL_MODE_MASK lacks it; where it has it, `case
+/// FALLOC_FL_WRITE_ZEROES:` passes without KEEP_SIZE and the range that wraps fails later,
+/// `if (check_add_overflow(offset, len, &sum)) return -EFBIG;`, before the file's own
+/// ->fallocate. Asked of a fresh one-page guest_memfd (flags 0), closed again.
+fn probe_falloc_write_zeroes(vm: &VmFd) -> Result<bool, HarnessError> {
+    let args = kvm_create_guest_memfd { size: PAGE_SIZE, flags: 0, ..Default::default() };
+    let raw = vm.create_guest_memfd(args).map_err(|e| HarnessError::Bug(format!("write-zeroes probe: KVM_CREATE_GUEST_MEMFD: {e}")))?;
+    // SAFETY: KVM_CREATE_GUEST_MEMFD returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let offset = i64::MAX & !(PAGE_SIZE as i64 - 1);
+    // SAFETY: fd is the guest_memfd made above; fallocate takes no pointers.
+    let rc = unsafe { libc::fallocate(fd.as_raw_fd(), crate::abi::falloc::WRITE_ZEROES, offset, 2 * PAGE_SIZE as i64) };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    match (rc, errno) {
+        (-1, libc::EFBIG) => Ok(true),
+        (-1, libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(HarnessError::Bug(format!("write-zeroes probe: fallocate gave {rc} (errno {errno})"))),
+    }
 }

@@ -117,8 +117,9 @@ impl Model {
             match self.gmem_bind_check(fd, offset, size) {
                 Ok(binding) => {
                     let file = &self.gmems[binding.gmem];
-                    // 6.18 kvm_gmem_bind(): `if (kvm_gmem_supports_mmap(inode))
-                    // slot->flags |= KVM_MEMSLOT_GMEM_ONLY;`
+                    // 6.18 and 7.2 kvm_gmem_bind(): `if (kvm_gmem_supports_mmap(inode))
+                    // slot->flags |= KVM_MEMSLOT_GMEM_ONLY;` on every VM type (probed:
+                    // `Profile::gmem_only_slots`; this project's 6.18 host does not).
                     new.gmem_only = self.profile.gmem_only_slots && file.flags & crate::op::GUEST_MEMFD_FLAG_MMAP != 0;
                     // The shared side is the file's mapping where the slot fits in it.
                     if file.mapped && offset.checked_add(size).is_some_and(|end| end <= file.size) {
@@ -151,13 +152,14 @@ impl Model {
         if (offset as i64) < 0 || offset.checked_add(size).is_none_or(|end| end > file.size) {
             return Err(Errno::EINVAL);
         }
-        // `if (!xa_empty(&gmem->bindings) && xa_find(&gmem->bindings, &start, end - 1, XA_PRESENT))`
-        // goto err (-EINVAL); probe: "a second binding of an overlapping file range -> EINVAL".
+        // `if (!xa_empty(&gmem->bindings) && xa_find(&gmem->bindings, &start, end - 1, XA_PRESENT))`:
+        // 6.12 `goto err` (r = -EINVAL; probe on 6.18: "a second binding of an overlapping
+        // file range -> EINVAL"), 7.2 `r = -EEXIST;`. The profile carries the probed errno.
         let (start, end) = (offset / PAGE_SIZE, (offset + size) / PAGE_SIZE);
         let taken = self.slots.values().filter_map(|s| s.binding.map(|b| (b, s.npages)));
         for (b, npages) in taken {
             if b.gmem == gmem && !b.file_gone && b.pgoff < end && start < b.pgoff + npages {
-                return Err(Errno::EINVAL);
+                return Err(self.profile.bound_range_errno);
             }
         }
         Ok(Binding { gmem, pgoff: start, file_gone: false })

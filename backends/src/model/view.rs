@@ -46,8 +46,11 @@ impl Model {
             return Target::Mmio;
         };
         let index = gfn - slot.base_gfn;
-        // kvm_faultin_pfn(): private GFNs and (6.18) guest_memfd-only slots fault through
-        // kvm_mmu_faultin_pfn_gmem(); kvm_gmem_get_pfn() fails with -EFAULT when the file was
+        // kvm_faultin_pfn(): private GFNs and (6.18, 7.2) guest_memfd-only slots fault through
+        // kvm_mmu_faultin_pfn_gmem() (7.2 __kvm_mmu_faultin_pfn(): `if (fault->is_private ||
+        // kvm_memslot_is_gmem_only(fault->slot)) return kvm_mmu_faultin_pfn_gmem(vcpu,
+        // fault);`), shared GFNs alike: kvm_gmem_get_pfn() checks neither the attributes nor
+        // INIT_SHARED. kvm_gmem_get_pfn() fails with -EFAULT when the file was
         // released (slot->gmem.file == NULL) and KVM reports KVM_EXIT_MEMORY_FAULT for the
         // page (kvm_mmu_prepare_memory_fault_exit: gpa = gfn << PAGE_SHIFT, size PAGE_SIZE).
         if private || slot.gmem_only {

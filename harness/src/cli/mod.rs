@@ -10,6 +10,7 @@ pub use run::{run, RunOptions};
 
 use anyhow::{bail, Context as _, Result};
 use gmemfuzz_backends::kvm::KvmBackend;
+use gmemfuzz_backends::Backend as _;
 
 use crate::report::{Record, Sink};
 use crate::Runner;
@@ -19,9 +20,12 @@ pub fn kvm(vm_type: u64) -> Result<KvmBackend> {
     crate::config::open_kvm(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
 }
 
-/// Runs the built-in scenarios of `vm_type` on real KVM, each on a fresh VM.
+/// Runs the built-in scenarios of `vm_type` on real KVM, each on a fresh VM, with the
+/// outcomes this kernel's probed profile calls for.
 pub fn scenarios(vm_type: u64, sink: &Sink) -> Result<()> {
-    let list = crate::scenarios::for_vm_type(vm_type);
+    let profile = kvm(vm_type)?.profile().clone();
+    println!("scenarios for {}", profile.summary());
+    let list = crate::scenarios::for_profile(&profile);
     let mut failed = 0;
     for scenario in &list {
         let mut runner = Runner::new(kvm(vm_type)?);
