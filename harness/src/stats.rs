@@ -5,6 +5,7 @@ use std::fmt;
 
 use gmemfuzz_backends::model::Model;
 use gmemfuzz_backends::op::{FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
+use gmemfuzz_backends::outcome::AccessResult;
 use gmemfuzz_backends::{Op, OpKind, Outcome};
 
 #[derive(Default, Clone, Debug)]
@@ -104,6 +105,9 @@ pub struct Reach {
     pub binds_1g: Tried,
     /// guest_memfd binds of a file another live slot binds already.
     pub second_bindings: Tried,
+    /// Guest accesses to shared GFNs of guest_memfd-only slots (KVM_MEMSLOT_GMEM_ONLY: the
+    /// file serves them); ok where the access read or wrote.
+    pub gmem_only_accesses: Tried,
 }
 
 /// What `Reach` needs of an op, taken before the model applies it.
@@ -112,6 +116,8 @@ pub struct ReachNote {
     modify: Option<(bool, u32, u32)>,
     bind_align: u64,
     second_binding: bool,
+    /// Indices of the guest accesses that go to a guest_memfd-only slot as shared.
+    gmem_only_accesses: Vec<usize>,
 }
 
 impl Reach {
@@ -131,6 +137,15 @@ impl Reach {
                 if let (true, FdArg::Gmem(id)) = (gmem, fd) {
                     note.second_binding = model.slots().values().any(|s| s.binding.is_some_and(|b| b.gmem == id && !b.file_gone));
                 }
+            }
+            Op::Guest { ref accesses } => {
+                let gmem_only = |gfn: u64| model.slots().values().any(|s| s.gmem_only && s.contains(gfn));
+                note.gmem_only_accesses = accesses
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| gmem_only(a.gpa / PAGE_SIZE) && !model.is_private_gfn(a.gpa / PAGE_SIZE))
+                    .map(|(i, _)| i)
+                    .collect();
             }
             _ => {}
         }
@@ -166,6 +181,12 @@ impl Reach {
         if note.second_binding {
             self.second_bindings.note(ok);
         }
+        if let Outcome::Guest(results) = actual {
+            for &i in &note.gmem_only_accesses {
+                let done = matches!(results.get(i), Some(AccessResult::Read(_) | AccessResult::Wrote));
+                self.gmem_only_accesses.note(done);
+            }
+        }
     }
 
     /// Successful modify_slots.
@@ -180,6 +201,7 @@ impl fmt::Display for Reach {
         for (i, (_, name)) in SLOT_FLAGS.iter().enumerate() {
             write!(f, " {name} +{} -{}", self.flag_add[i], self.flag_drop[i])?;
         }
-        write!(f, "; binds 2MiB-aligned {} 1GiB-aligned {} second-binding {}", self.binds_2m, self.binds_1g, self.second_bindings)
+        write!(f, "; binds 2MiB-aligned {} 1GiB-aligned {} second-binding {}", self.binds_2m, self.binds_1g, self.second_bindings)?;
+        write!(f, "; guest accesses via gmem-only slots {}", self.gmem_only_accesses)
     }
 }

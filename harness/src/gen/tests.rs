@@ -122,3 +122,23 @@ fn swarm_specialises_programs() {
     // With every kind on, 24 ops miss guest (20% of draws) in about 0.5% of programs.
     assert!(without_guest > 50, "{without_guest} of 500 programs without guest accesses");
 }
+
+/// On 7.2's VM type 1 (as its code reads: `Profile::sw_protected_7_2`), programs map files,
+/// make memory private and reach guest_memfd-only slots through shared GFNs.
+#[test]
+fn private_vm_on_7_2_reaches_mappings_attributes_and_gmem_only_slots() {
+    let profile = Profile::sw_protected_7_2();
+    let mut runner = Runner::new(Model::new(profile.clone()));
+    for p in programs(&profile, 500) {
+        runner.run(&p).expect("the model agrees with itself");
+    }
+    let stats = &runner.stats;
+    eprintln!("{stats}");
+    let ok = |kind: OpKind| {
+        let (ran, _) = stats.ops.get(&kind).copied().unwrap_or_default();
+        ran - stats.errors.get(&kind).copied().unwrap_or_default()
+    };
+    assert!(ok(OpKind::Map) >= 50, "maps of VM type 1 files: {stats}");
+    assert!(ok(OpKind::SetAttributes) >= 50, "successful set_attributes: {stats}");
+    assert!(stats.reach.gmem_only_accesses.ok >= 50, "guest accesses through guest_memfd-only slots: {stats}");
+}

@@ -2,7 +2,7 @@
 //! test offers (its `Profile`), and the swarm of kinds one program may use.
 
 use arbitrary::{Result, Unstructured};
-use gmemfuzz_backends::op::GUEST_MEMFD_FLAG_MMAP;
+use gmemfuzz_backends::op::{GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP};
 use gmemfuzz_backends::{OpKind, Profile};
 
 /// Relative rates of the op kinds: the only table generation draws kinds from.
@@ -12,6 +12,9 @@ pub struct OpWeights([u32; OpKind::ALL.len()]);
 /// The rate of an op the kernel lacks: drawn now and then, so that the refusal itself
 /// stays checked, but not at full rate.
 pub const RARE: u32 = 1;
+
+/// The rate of a host access where every one must be SIGBUS.
+pub const SIGBUS_ONLY: u32 = 2;
 
 impl OpWeights {
     /// Rates for a kernel that offers everything the ops use.
@@ -54,6 +57,13 @@ impl OpWeights {
         if profile.gmem_flags & GUEST_MEMFD_FLAG_MMAP == 0 {
             for kind in [OpKind::Map, OpKind::Unmap, OpKind::HostRead, OpKind::HostWrite] {
                 w.set(kind, RARE);
+            }
+        } else if profile.gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
+            // Files can be mapped, but no file can start shared (7.2 on a VM with private
+            // memory): every host access is SIGBUS (kvm_gmem_fault_user_mapping()), a
+            // rule worth checking now and then, not at full rate.
+            for kind in [OpKind::HostRead, OpKind::HostWrite] {
+                w.set(kind, SIGBUS_ONLY);
             }
         }
         if !profile.guest_memfd {
@@ -138,5 +148,8 @@ mod tests {
         let lane = OpWeights::for_profile(&Profile::sw_protected_6_12());
         assert_eq!(lane.get(OpKind::SetAttributes), OpWeights::base().get(OpKind::SetAttributes));
         assert_eq!(lane.get(OpKind::HostWrite), RARE, "6.12: guest_memfd has no mmap");
+        let lane_7_2 = OpWeights::for_profile(&Profile::sw_protected_7_2());
+        assert_eq!(lane_7_2.get(OpKind::Map), OpWeights::base().get(OpKind::Map), "7.2: VM type 1 files can be mapped");
+        assert_eq!(lane_7_2.get(OpKind::HostRead), SIGBUS_ONLY, "7.2: no INIT_SHARED on VM type 1, every host access is SIGBUS");
     }
 }
