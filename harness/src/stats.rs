@@ -139,7 +139,7 @@ impl Reach {
                 }
             }
             Op::Guest { ref accesses } => {
-                let gmem_only = |gfn: u64| model.slots().values().any(|s| s.gmem_only && s.contains(gfn));
+                let gmem_only = |gfn: u64| model.guest_slot(gfn).is_some_and(|(_, s)| s.gmem_only);
                 note.gmem_only_accesses = accesses
                     .iter()
                     .enumerate()

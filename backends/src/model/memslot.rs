@@ -165,13 +165,18 @@ impl Model {
         Ok(Binding { gmem, pgoff: start, file_gone: false })
     }
 
-    fn overlaps(&self, except: u32, base_gfn: u64, npages: u64) -> bool {
+    /// kvm_check_memslot_overlap(slots, id, ...) over the memslots of `slot`'s address space
+    /// (`slots = __kvm_memslots(kvm, as_id);`), the harness's own (address space 0) included.
+    fn overlaps(&self, slot: u32, base_gfn: u64, npages: u64) -> bool {
+        let as_id = super::address_space(slot);
         let harness = [
             (layout::CODE_GPA / PAGE_SIZE, layout::CODE_SIZE / PAGE_SIZE),
             (layout::MAILBOX_GPA / PAGE_SIZE, layout::MAILBOX_SIZE / PAGE_SIZE),
         ];
-        let program = self.slots.iter().filter(|(id, _)| **id != except).map(|(_, s)| (s.base_gfn, s.npages));
-        harness.into_iter().chain(program).any(|(b, n)| b < base_gfn + npages && base_gfn < b + n)
+        let harness = harness.into_iter().filter(|_| as_id == 0);
+        let program =
+            self.slots.iter().filter(|(id, _)| **id != slot && super::address_space(**id) == as_id).map(|(_, s)| (s.base_gfn, s.npages));
+        harness.chain(program).any(|(b, n)| b < base_gfn + npages && base_gfn < b + n)
     }
 
     pub(super) fn unbind(&mut self, slot: u32) -> Outcome {

@@ -97,6 +97,14 @@ impl Slot {
     }
 }
 
+/// The address space of a memslot id: `as_id = mem->slot >> 16;` (kvm_set_memory_region()).
+/// x86 has a second one only for SMM (kvm_arch_nr_memslot_as_ids(): `kvm_arch_has_private_mem(kvm)
+/// ? 1 : 2` with CONFIG_KVM_SMM), which the harness's vCPU never enters: the guest sees
+/// address space 0 alone (kvm_arch_vcpu_memslots_id(): `HF_SMM_MASK ? 1 : 0`).
+pub fn address_space(slot: u32) -> u32 {
+    slot >> 16
+}
+
 pub struct Model {
     profile: Profile,
     /// Index of the op being applied, for history.
@@ -160,6 +168,11 @@ impl Model {
         self.mmio_gfns.contains(&gfn)
     }
 
+    /// The slot of address space 0 (the one the vCPU sees) that holds `gfn`.
+    pub fn guest_slot(&self, gfn: u64) -> Option<(u32, &Slot)> {
+        self.slots.iter().find(|(id, s)| address_space(**id) == 0 && s.contains(gfn)).map(|(id, s)| (*id, s))
+    }
+
     /// Whether `gfn` has KVM_MEMORY_ATTRIBUTE_PRIVATE.
     pub fn is_private_gfn(&self, gfn: u64) -> bool {
         self.attributes.get(gfn) & crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE != 0
@@ -198,7 +211,8 @@ impl Model {
         let slots: Vec<(&u32, &Slot)> = self.slots.iter().collect();
         for (k, (id, s)) in slots.iter().enumerate() {
             for (other, o) in &slots[k + 1..] {
-                if s.base_gfn < o.base_gfn + o.npages && o.base_gfn < s.base_gfn + s.npages {
+                let same_space = address_space(**id) == address_space(**other);
+                if same_space && s.base_gfn < o.base_gfn + o.npages && o.base_gfn < s.base_gfn + s.npages {
                     return Err(format!("slots {id} and {other} overlap"));
                 }
                 if let (Some(a), Some(b)) = (s.binding, o.binding) {

@@ -163,3 +163,44 @@ fn files_past_the_256th_are_made_but_never_named() {
     // One residency probe, for g255; the unnameable files add none (and none wraps to g0..).
     assert_eq!(model.probes(), vec![Probe::Residency { gmem: GmemId(255) }]);
 }
+
+/// With SMM's second address space (a VM without private memory on a kernel with
+/// CONFIG_KVM_SMM), slots overlap only within one space and the guest sees space 0 alone.
+#[test]
+fn a_second_address_space_has_its_own_overlaps_and_is_not_the_guests() {
+    let mut model = Model::new(Profile { address_spaces: 2, ..Profile::host_6_18() });
+    let smm = (1 << 16) | SLOT;
+    let gpa = layout::WINDOW_GPA;
+    assert_eq!(run(&mut model, plain_slot(SLOT, gpa, 2 * P)), Outcome::Ok);
+    // The same GPAs in address space 1: no overlap; the harness's code GPA too.
+    assert_eq!(run(&mut model, plain_slot(smm, gpa, P)), Outcome::Ok);
+    assert_eq!(run(&mut model, plain_slot(smm + 1, layout::CODE_GPA, P)), Outcome::Ok);
+    assert_eq!(run(&mut model, plain_slot(smm + 2, gpa + P, P)), Outcome::Ok);
+    assert_eq!(run(&mut model, plain_slot(smm + 3, gpa, P)), Outcome::Err(Errno::EEXIST));
+    // The guest writes its own slot (space 0), not the SMM one.
+    let write = Op::Guest { accesses: vec![Access { gpa, width: Width::W8, kind: AccessKind::Write(7) }] };
+    assert_eq!(run(&mut model, write), Outcome::Guest(vec![AccessResult::Wrote]));
+    assert!(model.slots()[&SLOT].anon.contains_key(&0) && model.slots()[&smm].anon.is_empty());
+    // Address space 2 never exists on x86.
+    assert_eq!(run(&mut model, plain_slot((2 << 16) | SLOT, gpa, P)), Outcome::Err(Errno::EINVAL));
+}
+
+/// 7.2 on VM type 1 (its code, `Profile::sw_protected_7_2`): a file with MMAP makes a
+/// guest_memfd-only slot; a second binding of its range is EEXIST.
+#[test]
+fn on_7_2_an_mmap_file_makes_a_gmem_only_slot() {
+    let mut model = Model::new(Profile::sw_protected_7_2());
+    let gpa = layout::WINDOW_GPA;
+    assert_eq!(
+        run(&mut model, Op::CreateGmem { size: 2 * P, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED }),
+        Outcome::Err(Errno::EINVAL)
+    );
+    assert_eq!(run(&mut model, Op::CreateGmem { size: 2 * P, flags: GUEST_MEMFD_FLAG_MMAP }), Outcome::Ok);
+    let bind = |slot, gpa| Op::Bind { slot, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(GmemId(1)), gpa, size: P, offset: 0 };
+    assert_eq!(run(&mut model, bind(SLOT, gpa)), Outcome::Ok);
+    assert!(model.slots()[&SLOT].gmem_only);
+    assert_eq!(run(&mut model, bind(SLOT + 1, gpa + 16 * P)), Outcome::Err(Errno::EEXIST));
+    let write = Op::Guest { accesses: vec![Access { gpa, width: Width::W8, kind: AccessKind::Write(9) }] };
+    assert_eq!(run(&mut model, write), Outcome::Guest(vec![AccessResult::Wrote]));
+    assert!(model.gmem(GmemId(1)).unwrap().pages.contains_key(&0), "a shared write lands in the file");
+}

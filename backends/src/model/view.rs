@@ -35,7 +35,7 @@ impl Model {
     fn resolve(&mut self, gfn: u64, write: bool) -> Target {
         let private = self.is_private(gfn);
         let fault = |private: bool| Target::Fault { gpa: gfn * PAGE_SIZE, flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 } };
-        let Some((&id, slot)) = self.slots.iter().find(|(_, s)| s.contains(gfn)) else {
+        let Some((id, slot)) = self.guest_slot(gfn) else {
             // kvm_handle_noslot_fault() (6.12): `if (fault->is_private) {
             // kvm_mmu_prepare_memory_fault_exit(vcpu, fault); return -EFAULT; }`
             if private {
@@ -188,7 +188,7 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
 /// large slots do not crowd out the rest and coverage still grows round by round.
 fn guest_probes(model: &Model) -> Vec<Probe> {
     let (mut known, mut fresh) = (Vec::new(), Vec::new());
-    for s in model.slots.values() {
+    for (_, s) in model.slots.iter().filter(|(id, _)| super::address_space(**id) == 0) {
         // The guest runs in 32-bit mode: pages of a slot beyond 4 GiB are seen through
         // the host side only.
         let reachable_end = (s.base_gfn + s.npages).min(layout::GUEST_ADDRESS_LIMIT / PAGE_SIZE);
@@ -244,7 +244,7 @@ pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
         Probe::AnonPage { slot, page } => Some(PageKey::Anon { slot, index: page }),
         Probe::GuestPage { gpa, .. } => {
             let gfn = gpa / PAGE_SIZE;
-            let (&id, slot) = model.slots.iter().find(|(_, s)| s.contains(gfn))?;
+            let (id, slot) = model.guest_slot(gfn)?;
             let index = gfn - slot.base_gfn;
             match (slot.binding, slot.shared) {
                 (Some(b), _) if slot.gmem_only || model.is_private(gfn) => Some(PageKey::Gmem { gmem: b.gmem.0, index: b.pgoff + index }),
