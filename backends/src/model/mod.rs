@@ -1,7 +1,8 @@
 //! The reference model: what the kernel must do, op by op, in plain safe Rust.
 //!
-//! Every rule names the kernel code it follows (Linux 6.18 for the host lane, 6.12 for the
-//! software-protected lane; `Profile` says which applies) or the probe that established it
+//! Every rule names the kernel code it follows (Linux 6.18 for the host lane, 6.12 and 7.2
+//! for the software-protected lane; where they differ, a probed `Profile` field says which
+//! applies, never a version string) or the probe that established it
 //! (shared/design/platform-facts.md). Where the kernel may legitimately do either, the
 //! model says so in its prediction, as narrowly as it can: `Outcome::Unknown` for an op,
 //! `AccessResult::Unknown` for one guest access, `None` for one probe. It never gives up on
@@ -84,7 +85,8 @@ pub struct Slot {
     pub npages: u64,
     pub flags: u32,
     pub binding: Option<Binding>,
-    /// The slot faults to guest_memfd even for shared GFNs (6.18 KVM_MEMSLOT_GMEM_ONLY).
+    /// The slot faults to guest_memfd even for shared GFNs (KVM_MEMSLOT_GMEM_ONLY, where
+    /// `Profile::gmem_only_slots`: 7.2).
     pub gmem_only: bool,
     pub shared: Shared,
     /// The anonymous memory behind userspace_addr (`Shared::Anon`), by slot page index.
