@@ -21,6 +21,7 @@
 #
 # Env: GMEMFUZZ_LANE_CACHE (default $HOME/.cache/gmemfuzz-lane),
 #      GMEMFUZZ_LANE_CACHED_ONLY=1 (print the cached bzImage or exit 3; build nothing),
+#      GMEMFUZZ_LANE_LIST=1 (print every cached bzImage, one a line, and exit),
 #      GMEMFUZZ_KERNEL_VERSION, GMEMFUZZ_KERNEL_SRC, GMEMFUZZ_KASAN=1,
 #      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc).
 # Output: progress on stderr; the bzImage path is the last line of stdout.
@@ -34,6 +35,13 @@ JOBS="${GMEMFUZZ_JOBS:-$(nproc)}"
 CACHED_ONLY="${GMEMFUZZ_LANE_CACHED_ONLY:-0}"
 # Bump when the recipe below changes in a way that changes the kernel.
 RECIPE=1
+
+if [ "${GMEMFUZZ_LANE_LIST:-0}" = 1 ]; then
+    for stamp in "$CACHE"/out/*/stamp; do
+        [ -f "$stamp" ] && [ -f "$(dirname "$stamp")/bzImage" ] && echo "$(dirname "$stamp")/bzImage"
+    done
+    exit 0
+fi
 
 log() { printf '[build-kernel] %s\n' "$*" >&2; }
 die() { printf '[build-kernel] ERROR: %s\n' "$*" >&2; exit 1; }

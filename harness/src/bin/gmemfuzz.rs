@@ -47,12 +47,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
-    /// Boot the Linux 6.12 test kernel under QEMU (building it on first use) and run the
-    /// conversion scenarios and differential fuzzing of VM type 1 inside.
+    /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
+    /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
+    /// type 1 inside.
     Lane {
-        /// Boot this kernel instead of the lane's own build (e.g. a kvm/next bzImage).
-        #[arg(long)]
+        /// Boot this bzImage instead of a lane build (e.g. a kvm/next build); its .config,
+        /// when beside it, is checked for what the lane needs.
+        #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
         kernel: Option<std::path::PathBuf>,
+        /// Build and boot Debian's source of this series (7.2 or 6.12).
+        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
+        kernel_version: String,
+        /// Build and boot this kernel tree: configured with the lane's fragment and built in a
+        /// directory of the lane's own (the tree stays untouched), incrementally.
+        #[arg(long, value_name = "DIR")]
+        kernel_src: Option<std::path::PathBuf>,
         /// Total fuzzing time in seconds.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
@@ -196,8 +205,13 @@ fn main() -> Result<()> {
             let backend = cli::kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
+        Command::Lane { kernel, kernel_version, kernel_src, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
             let skip_op = skip_op.map(|k| k.name().to_string());
+            let kernel = match (kernel, kernel_src) {
+                (Some(image), _) => gmemfuzz::lane::KernelChoice::Image(image),
+                (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
+                (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
+            };
             let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(

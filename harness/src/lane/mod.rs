@@ -1,5 +1,6 @@
-//! The test-kernel lane: Linux 6.12 with software-protected VMs, booted under QEMU/TCG with
-//! the `gmemfuzz` binary inside, so that private/shared conversion runs on real KVM.
+//! The test-kernel lane: a kernel with software-protected VMs (Debian's Linux 7.2 by default,
+//! 6.12, or the user's own tree), booted under QEMU/TCG with the `gmemfuzz` binary inside, so
+//! that private/shared conversion runs on real KVM.
 //!
 //! The scripts in `harness/lane/` do the machine work (build and cache the kernel, pack an
 //! initramfs, boot and collect `/out` over 9p); this module drives them, reads what comes
@@ -13,45 +14,17 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::report::{self, Record};
+use crate::repro::text;
 
-/// Console lines that mean the kernel itself found something wrong.
-const SPLATS: [(&str, &str); 9] = [
-    ("WARNING: ", "WARN"),
-    ("KASAN: ", "KASAN"),
-    ("BUG: ", "BUG"),
-    ("UBSAN: ", "UBSAN"),
-    ("possible circular locking dependency", "lockdep"),
-    ("possible recursive locking", "lockdep"),
-    ("rcu: INFO: rcu_sched self-detected stall", "RCU stall"),
-    ("Oops: ", "Oops"),
-    ("Kernel panic", "panic"),
-];
+mod console;
+mod kernel;
 
-/// A kernel splat found on the console.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Splat {
-    pub kind: &'static str,
-    /// The console line and the ones after it, up to the end of the report.
-    pub excerpt: String,
-}
-
-/// Finds kernel splats in a console log.
-pub fn scan_console(console: &str) -> Vec<Splat> {
-    let lines: Vec<&str> = console.lines().collect();
-    let mut found = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if let Some((_, kind)) = SPLATS.iter().find(|(pat, _)| line.contains(pat)) {
-            let end = (i + 40).min(lines.len());
-            let excerpt = lines[i..end].iter().take_while(|l| !l.contains("---[ end trace")).copied().collect::<Vec<_>>().join("\n");
-            found.push(Splat { kind, excerpt });
-        }
-    }
-    found
-}
+pub use console::{scan_console, Splat};
+pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
 
 pub struct LaneOptions {
-    /// A kernel to boot instead of the one `build-kernel.sh` builds.
-    pub kernel: Option<PathBuf>,
+    /// The kernel to boot.
+    pub kernel: KernelChoice,
     /// Total fuzzing time, over all boots.
     pub seconds: u64,
     /// Where findings, console logs and the summary go.
@@ -84,7 +57,7 @@ pub struct LaneReport {
     pub regressions_differed: Vec<String>,
 }
 
-/// The lane's regression programs, replayed inside the test kernel.
+/// The lane's regression programs.
 fn lane_corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/lane");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -92,6 +65,19 @@ fn lane_corpus() -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// The lane regressions whose expectation holds on a kernel of this version (`# kernels:`).
+pub fn regressions_for(version: &str) -> Result<Vec<PathBuf>> {
+    let mut pinned = Vec::new();
+    for file in lane_corpus() {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let doc = text::parse_document(&text).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
+        if doc.pins_kernel(version) {
+            pinned.push(file);
+        }
+    }
+    Ok(pinned)
 }
 
 fn lane_dir() -> PathBuf {
@@ -102,30 +88,6 @@ fn script(name: &str) -> Command {
     let mut c = Command::new("bash");
     c.arg(lane_dir().join(name));
     c
-}
-
-/// Whether the lane kernel for the current fragment is built already (nothing is
-/// installed or built to find out).
-pub fn kernel_is_cached() -> bool {
-    script("build-kernel.sh").env("GMEMFUZZ_LANE_CACHED_ONLY", "1").output().is_ok_and(|o| o.status.success())
-}
-
-/// Builds (or finds cached) the lane kernel; returns its bzImage.
-pub fn kernel(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(k) = explicit {
-        if !k.is_file() {
-            bail!("--kernel {}: no such file", k.display());
-        }
-        return Ok(k.to_path_buf());
-    }
-    eprintln!("gmemfuzz lane: building or finding the cached 6.12 kernel (a first build takes 10 to 50 minutes on 2 cores)");
-    let out = script("build-kernel.sh").output().context("running harness/lane/build-kernel.sh")?;
-    if !out.status.success() {
-        bail!("build-kernel.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = stdout.lines().last().map(PathBuf::from).context("build-kernel.sh printed no path")?;
-    Ok(path)
 }
 
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
@@ -178,6 +140,9 @@ fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: 
     Ok((status.code().unwrap_or(-1), console))
 }
 
+/// What the check boot prints when the kernel has no /dev/kvm.
+const NO_KVM: &str = "gmemfuzz-lane: no /dev/kvm";
+
 /// Boot time under TCG is ~10-70 s; generous slack on top of the work itself.
 const BOOT_SLACK: u64 = 300;
 
@@ -217,18 +182,40 @@ pub fn read_check(records: &[Record], report: &mut LaneReport) {
     }
 }
 
-/// One boot that runs the conversion scenarios and replays the lane corpus.
-pub fn check(kernel: &Path, initrd: &Path, out: &Path, smp: u32, report: &mut LaneReport) -> Result<()> {
+/// One boot that runs the conversion scenarios and replays the lane regressions that name
+/// this kernel's series.
+pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &mut LaneReport) -> Result<()> {
     let _ = std::fs::remove_file(out.join(RESULTS));
     let json = format!("--json /out/{RESULTS}");
-    let cmd = format!(
-        "/bin/gmemfuzz scenarios --vm-type 1 {json}; for f in /lane/*.txt; do /bin/gmemfuzz replay $f --vm-type 1 {json}; done; true"
-    );
-    let (status, console) = boot(kernel, initrd, out, &cmd, BOOT_SLACK, smp)?;
+    let regressions = regressions_for(&kernel.version)?;
+    let files: Vec<String> = regressions.iter().map(|p| format!("/lane/{}", p.file_name().expect("a file").to_string_lossy())).collect();
+    let replays: String = files.iter().map(|f| format!("/bin/gmemfuzz replay {f} --vm-type 1 {json}; ")).collect();
+    // The marker is printed in two pieces: init echoes the command line itself.
+    let (half, rest) = NO_KVM.split_at(8);
+    let cmd = format!("[ -c /dev/kvm ] || echo '{half}''{rest}'; /bin/gmemfuzz scenarios --vm-type 1 {json}; {replays}true");
+    let (status, console) = boot(&kernel.image, initrd, out, &cmd, BOOT_SLACK, smp)?;
     report.boots += 1;
-    eprintln!("gmemfuzz lane: scenarios and lane regressions (boot exit {status}):");
+    eprintln!(
+        "gmemfuzz lane: Linux {}: scenarios and the {} lane regressions naming it (boot exit {status}):",
+        kernel.version,
+        regressions.len()
+    );
+    if console.lines().any(|l| l.starts_with(NO_KVM)) {
+        bail!(
+            "Linux {} booted without /dev/kvm: it lacks CONFIG_KVM or CONFIG_KVM_AMD (console: {})",
+            kernel.version,
+            out.join("console.log").display()
+        );
+    }
+    if !out.join(RESULTS).exists() {
+        bail!(
+            "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD, CONFIG_RD_GZIP); console: {}",
+            kernel.version,
+            out.join("console.log").display()
+        );
+    }
     read_check(&report::read(&out.join(RESULTS))?, report);
-    let expected = lane_corpus().len();
+    let expected = regressions.len();
     let replayed = report.regressions_matched as usize + report.regressions_differed.len();
     if replayed < expected {
         eprintln!("gmemfuzz lane: {expected} lane regressions, but the boot reported {replayed}");
@@ -266,7 +253,8 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
 
 /// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
 pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
-    let kernel = kernel(opts.kernel.as_deref())?;
+    let kernel = kernel(&opts.kernel)?;
+    eprintln!("gmemfuzz lane: booting Linux {} ({})", kernel.version, kernel.image.display());
     std::fs::create_dir_all(&opts.out)?;
     let work = opts.out.join("work");
     std::fs::create_dir_all(&work)?;
@@ -306,7 +294,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
                 )
             }
         };
-        let (status, console) = boot(&kernel, &initrd, &dir, &cmd, left + BOOT_SLACK, opts.smp)?;
+        let (status, console) = boot(&kernel.image, &initrd, &dir, &cmd, left + BOOT_SLACK, opts.smp)?;
         report.boots += 1;
         if opts.libfuzzer.is_some() {
             copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
@@ -346,30 +334,4 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         }
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn warn_and_kasan_reports_are_splats() {
-        let console = "\
-[   10.1] ok
-[   12.0] ------------[ cut here ]------------
-[   12.0] WARNING: CPU: 0 PID: 61 at arch/x86/kvm/mmu/mmu.c:7000 kvm_mmu_zap+0x10/0x20
-[   12.0] Modules linked in:
-[   12.1] ---[ end trace 0000000000000000 ]---
-[   13.0] BUG: KASAN: use-after-free in kvm_gmem_release+0x1/0x2
-";
-        let splats = scan_console(console);
-        assert_eq!(splats.iter().map(|s| s.kind).collect::<Vec<_>>(), vec!["WARN", "KASAN"]);
-        assert!(splats[0].excerpt.contains("Modules linked in"), "the excerpt runs to the end of the report");
-        assert!(!splats[0].excerpt.contains("end trace"));
-    }
-
-    #[test]
-    fn a_clean_console_has_no_splat() {
-        assert!(scan_console("[ 1.0] Linux version 6.12\nPASS conversion_round_trip (9 steps)\n").is_empty());
-    }
 }
