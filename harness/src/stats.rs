@@ -23,6 +23,8 @@ pub struct Stats {
     pub errors: BTreeMap<OpKind, u64>,
     /// How far the programs reached into the kernel's memslot checks.
     pub reach: Reach,
+    /// Where the loop's time went.
+    pub time: crate::timing::Breakdown,
 }
 
 impl Stats {

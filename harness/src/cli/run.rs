@@ -99,5 +99,6 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         opts.ops,
         runner.stats.programs as f64 / secs
     );
-    sink.put(&Record::Throughput { programs: runner.stats.programs, ops: opts.ops, seconds: secs })
+    println!("{}", runner.stats.time.show(secs, runner.stats.programs));
+    sink.put(&Record::Throughput { programs: runner.stats.programs, ops: opts.ops, seconds: secs, breakdown: runner.stats.time.clone() })
 }

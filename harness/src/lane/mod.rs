@@ -241,10 +241,13 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                 report.stats.push(line.clone());
                 stats = Some(line.clone());
             }
-            Record::Throughput { programs, ops, seconds } => report.stats.push(format!(
-                "throughput: {programs} programs of {ops} ops in {seconds:.1} s: {:.1} programs/s",
-                *programs as f64 / seconds
-            )),
+            Record::Throughput { programs, ops, seconds, breakdown } => {
+                report.stats.push(format!(
+                    "throughput: {programs} programs of {ops} ops in {seconds:.1} s: {:.1} programs/s",
+                    *programs as f64 / seconds
+                ));
+                report.stats.push(format!("inside the guest: {}", breakdown.show(*seconds, *programs)));
+            }
             Record::Scenario { .. } | Record::Replay { .. } => {}
         }
     }
