@@ -35,9 +35,23 @@ pub fn scan_console(console: &str) -> Vec<Splat> {
     found
 }
 
+/// Seconds from the kernel's start to its running /init (the console's timestamp of "Run
+/// /init as init process"): the boot's share of a lane boot.
+pub fn boot_seconds(console: &str) -> Option<f64> {
+    let line = console.lines().find(|l| l.contains("Run /init as init process"))?;
+    let stamp = line.trim_start().strip_prefix('[')?.split(']').next()?;
+    stamp.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_time_is_read_from_the_init_line() {
+        assert_eq!(boot_seconds("[    0.0] Linux version 7.2.13\n[   27.512] Run /init as init process\n"), Some(27.512));
+        assert_eq!(boot_seconds("no timestamps here"), None);
+    }
 
     #[test]
     fn warn_and_kasan_reports_are_splats() {

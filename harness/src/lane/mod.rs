@@ -18,8 +18,9 @@ use crate::repro::text;
 
 mod console;
 mod kernel;
+mod watch;
 
-pub use console::{scan_console, Splat};
+pub use console::{boot_seconds, scan_console, Splat};
 pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
 
 pub struct LaneOptions {
@@ -127,24 +128,61 @@ fn saved_programs(findings: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// One boot running `cmd` inside; returns (guest exit status, console text).
-fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<(i32, String)> {
+/// How one boot ended.
+pub struct BootEnd {
+    /// The guest command's exit status (boot.sh's; -1 when the boot was stopped).
+    pub status: i32,
+    pub console: String,
+    /// Why the lane stopped the boot before its command finished, if it did.
+    pub stopped: Option<watch::Stopped>,
+    pub seconds: f64,
+}
+
+/// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat,
+/// a silent console, or `timeout` seconds.
+fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<BootEnd> {
+    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(out)?;
-    let status = script("boot.sh")
+    let started = Instant::now();
+    let mut child = script("boot.sh")
         .args(["--kernel", &kernel.display().to_string(), "--initrd", &initrd.display().to_string()])
-        .args(["--out", &out.display().to_string(), "--timeout", &timeout.to_string(), "--smp", &smp.to_string()])
+        .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
         .args(["--cmd", cmd, "--quiet"])
-        .status()
+        .process_group(0)
+        .spawn()
         .context("running boot.sh")?;
-    let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
-    Ok((status.code().unwrap_or(-1), console))
+    let console_log = out.join("console.log");
+    let stopped = watch::watch(&mut child, &console_log, started + std::time::Duration::from_secs(timeout)).context("watching the boot")?;
+    let status = match stopped {
+        Some(_) => -1,
+        None => child.wait()?.code().unwrap_or(-1),
+    };
+    let console = std::fs::read_to_string(&console_log).unwrap_or_default();
+    Ok(BootEnd { status, console, stopped, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The splat a stopped boot is reported as: a silent console is a hang, a finding of its own
+/// kind; the other stops were caused by a splat already on the console.
+fn stop_finding(end: &BootEnd) -> Option<Splat> {
+    match end.stopped {
+        Some(watch::Stopped::Silent(quiet)) => {
+            let tail: Vec<&str> = end.console.lines().rev().take(30).collect();
+            let excerpt = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+            Some(Splat { kind: "hang", excerpt: format!("no console output for {} s; the console ended:\n{excerpt}", quiet.as_secs()) })
+        }
+        _ => None,
+    }
 }
 
 /// What the check boot prints when the kernel has no /dev/kvm.
 const NO_KVM: &str = "gmemfuzz-lane: no /dev/kvm";
 
-/// Boot time under TCG is ~10-70 s; generous slack on top of the work itself.
+/// The check boot's limit: boot time under TCG is ~10-70 s, its work about as much.
 const BOOT_SLACK: u64 = 300;
+
+/// What a fuzzing boot may take beyond its fuzzing time (booting, collecting, shutting down):
+/// a run ends within `--seconds` plus about one boot.
+const BOOT_ALLOWANCE: u64 = 90;
 
 /// The results file each boot's gmemfuzz writes into its shared directory (`/out`).
 const RESULTS: &str = "results.jsonl";
@@ -193,8 +231,10 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
     // The marker is printed in two pieces: init echoes the command line itself.
     let (half, rest) = NO_KVM.split_at(8);
     let cmd = format!("[ -c /dev/kvm ] || echo '{half}''{rest}'; /bin/gmemfuzz scenarios --vm-type 1 {json}; {replays}true");
-    let (status, console) = boot(&kernel.image, initrd, out, &cmd, BOOT_SLACK, smp)?;
+    let end = boot(&kernel.image, initrd, out, &cmd, BOOT_SLACK, smp)?;
+    let (status, console) = (end.status, &end.console);
     report.boots += 1;
+    report.splats.extend(stop_finding(&end));
     eprintln!(
         "gmemfuzz lane: Linux {}: scenarios and the {} lane regressions naming it (boot exit {status}):",
         kernel.version,
@@ -221,7 +261,7 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
         eprintln!("gmemfuzz lane: {expected} lane regressions, but the boot reported {replayed}");
         report.regressions_differed.push(format!("{} of {expected} lane regressions did not report", expected - replayed));
     }
-    report.splats.extend(scan_console(&console));
+    report.splats.extend(scan_console(console));
     Ok(())
 }
 
@@ -297,8 +337,13 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
                 )
             }
         };
-        let (status, console) = boot(&kernel.image, &initrd, &dir, &cmd, left + BOOT_SLACK, opts.smp)?;
+        let end = boot(&kernel.image, &initrd, &dir, &cmd, left + BOOT_ALLOWANCE, opts.smp)?;
+        let (status, console) = (end.status, &end.console);
         report.boots += 1;
+        if let Some(stop) = &end.stopped {
+            eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
+        }
+        report.splats.extend(stop_finding(&end));
         if opts.libfuzzer.is_some() {
             copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
             for program in saved_programs(&dir.join("findings")) {
@@ -326,7 +371,11 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
             Some(stats) => eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}"),
             None => eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status} (console in {})", dir.display()),
         }
-        let splats = scan_console(&console);
+        let booting = boot_seconds(console).map_or("?".to_string(), |s| format!("{s:.1}"));
+        let line = format!("boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
+        eprintln!("gmemfuzz lane: {line}");
+        report.stats.push(line);
+        let splats = scan_console(console);
         for s in &splats {
             eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
         }
