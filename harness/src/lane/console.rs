@@ -35,12 +35,18 @@ pub fn scan_console(console: &str) -> Vec<Splat> {
     found
 }
 
-/// Seconds from the kernel's start to its running /init (the console's timestamp of "Run
-/// /init as init process"): the boot's share of a lane boot.
+/// Seconds from the kernel's start to the initramfs' init (the last console timestamp
+/// before init's first `gmemfuzz-init:` line): the boot's share of a lane boot.
 pub fn boot_seconds(console: &str) -> Option<f64> {
-    let line = console.lines().find(|l| l.contains("Run /init as init process"))?;
-    let stamp = line.trim_start().strip_prefix('[')?.split(']').next()?;
-    stamp.trim().parse().ok()
+    let mut last = None;
+    for line in console.lines() {
+        if line.starts_with("gmemfuzz-init:") {
+            return last;
+        }
+        let stamp = line.find('[').and_then(|at| line[at + 1..].split(']').next()).and_then(|t| t.trim().parse::<f64>().ok());
+        last = stamp.or(last);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -49,8 +55,9 @@ mod tests {
 
     #[test]
     fn boot_time_is_read_from_the_init_line() {
-        assert_eq!(boot_seconds("[    0.0] Linux version 7.2.13\n[   27.512] Run /init as init process\n"), Some(27.512));
-        assert_eq!(boot_seconds("no timestamps here"), None);
+        let console = "c[2J[    0.0] Linux version 7.2.13\n[   27.512] regulatory.0: failed\ngmemfuzz-init: kernel 7.2.13\n[  40.0] x\n";
+        assert_eq!(boot_seconds(console), Some(27.512));
+        assert_eq!(boot_seconds("[ 1.0] no init line"), None);
     }
 
     #[test]

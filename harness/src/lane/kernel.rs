@@ -92,7 +92,8 @@ pub fn kernel_is_cached() -> bool {
         .unwrap_or(false)
 }
 
-/// Every lane kernel the cache holds, whatever recipe built it.
+/// Every lane kernel the cache holds that a Debian recipe built (the kernels lane regressions
+/// can name; builds of a user's tree are the user's own).
 pub fn cached_kernels() -> Vec<LaneKernel> {
     let Ok(out) = script("build-kernel.sh").env("GMEMFUZZ_LANE_LIST", "1").output() else { return Vec::new() };
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| LaneKernel::at(Path::new(l)).ok()).collect()
