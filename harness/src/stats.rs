@@ -25,6 +25,8 @@ pub struct Stats {
     pub reach: Reach,
     /// Where the loop's time went.
     pub time: crate::timing::Breakdown,
+    /// Programs also run on a fresh VM with the same result (`run --verify-reset`).
+    pub verified_resets: u64,
 }
 
 impl Stats {
@@ -59,6 +61,9 @@ impl fmt::Display for Stats {
             write!(f, " {}={}/{}e/{}s", kind.name(), ran, errors, skipped)?;
         }
         write!(f, " | {}", self.reach)?;
+        if self.verified_resets > 0 {
+            write!(f, " | same on a fresh VM: {}", self.verified_resets)?;
+        }
         let unreached = self.unreached();
         if !unreached.is_empty() {
             write!(f, " | unreached: {}", unreached.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))?;

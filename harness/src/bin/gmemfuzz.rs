@@ -46,6 +46,10 @@ enum Command {
         /// Append results (divergences, taint, stats, throughput) to FILE as JSON lines.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Also run each program on a VM made for it and require the same result (checks
+        /// that reusing the VM between programs leaves nothing behind).
+        #[arg(long)]
+        verify_reset: bool,
     },
     /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
     /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
@@ -230,8 +234,8 @@ fn main() -> Result<()> {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
         }
-        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json } => {
-            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type };
+        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json, verify_reset } => {
+            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type, verify_reset };
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,
