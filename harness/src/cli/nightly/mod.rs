@@ -7,6 +7,8 @@
 
 mod findings;
 mod libfuzzer;
+mod opmix;
+mod progress;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use gmemfuzz_backends::Backend;
+
+use progress::Progress;
 
 pub use write::{Report, TargetRun};
 
@@ -33,7 +37,10 @@ pub struct NightlyOptions {
 }
 
 /// The share of the budget spent fuzzing; the rest is for merging and minimizing.
-const FUZZ_SHARE: f64 = 0.75;
+const FUZZ_SHARE: f64 = 2.0 / 3.0;
+
+/// Minimization gets at least this long after fuzzing, even when a target ran late.
+const MIN_MINIMIZE_S: u64 = 5;
 
 /// The repository root (the workspace this binary was built from).
 fn repo_root() -> PathBuf {
@@ -96,23 +103,30 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
     }
     std::fs::create_dir_all(opts.out.join("findings")).with_context(|| format!("creating {}", opts.out.display()))?;
     let weights: u64 = targets.iter().map(|(_, w)| w).sum();
-    let fuzz_total = opts.budget as f64 * FUZZ_SHARE;
-    println!(
+    let mut progress = Progress::new(opts.budget, start);
+    progress.println(format!(
         "nightly: budget {} s over {} ({} jobs each); corpus {}, out {}",
         opts.budget,
         targets.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "),
         opts.jobs,
         opts.corpus.display(),
         opts.out.display()
-    );
+    ));
     let mut runs = Vec::new();
-    let mut findings_so_far = 0;
+    let mut night = Night { findings: 0, progress: &mut progress };
+    let mut window_end = start;
     for (target, weight) in &targets {
-        let seconds = ((fuzz_total * *weight as f64 / weights as f64) as u64).max(5);
-        let t = run_target(target, seconds, opts, &bin_dir, &root, start, &mut findings_so_far);
-        runs.push(t);
+        let share = *weight as f64 / weights as f64;
+        // This target's window of the budget: fuzzing, then merging and minimizing. Its
+        // fuzzing time comes out of what is left of the window, so that a target that ran
+        // over (fork mode waits for its last job) shortens the next one.
+        window_end += Duration::from_secs_f64(opts.budget as f64 * share);
+        let left = window_end.saturating_duration_since(Instant::now()).as_secs_f64();
+        let seconds = ((left * FUZZ_SHARE) as u64).max(5);
+        runs.push(run_target(target, seconds, window_end, opts, &bin_dir, &root, &mut night));
     }
-    let report = Report { budget_s: opts.budget, jobs: opts.jobs, kernel, targets: runs, skipped };
+    progress.finish();
+    let report = Report { budget_s: opts.budget, took_s: start.elapsed().as_secs_f64(), jobs: opts.jobs, kernel, targets: runs, skipped };
     std::fs::write(opts.out.join("report.md"), report.markdown())?;
     std::fs::write(opts.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(opts.out.join("junit.xml"), report.junit())?;
@@ -125,14 +139,20 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
     Ok(report)
 }
 
+/// What the targets of one night share: findings so far and the progress display.
+struct Night<'a> {
+    findings: usize,
+    progress: &'a mut Progress,
+}
+
 fn run_target(
     target: &str,
     seconds: u64,
+    deadline: Instant,
     opts: &NightlyOptions,
     bin_dir: &Path,
     root: &Path,
-    start: Instant,
-    findings_so_far: &mut usize,
+    night: &mut Night,
 ) -> TargetRun {
     let mut t = TargetRun {
         target: target.to_string(),
@@ -144,26 +164,28 @@ fn run_target(
         corpus_after: 0,
         seeds_added: 0,
         crashes: 0,
+        op_mix: Default::default(),
         findings: Vec::new(),
         known_bugs: Vec::new(),
         error: None,
     };
-    if let Err(e) = fuzz_target(&mut t, seconds, opts, bin_dir, root, start, findings_so_far) {
-        eprintln!("nightly: {target}: HARNESS ERROR: {e:#}");
+    if let Err(e) = fuzz_target(&mut t, seconds, deadline, opts, bin_dir, root, night) {
+        night.progress.println(format!("nightly: {target}: HARNESS ERROR: {e:#}"));
         t.error = Some(format!("{e:#}"));
     }
     t
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Fuzzes one target for `seconds`, merges its corpus, and turns its crashes into findings,
+/// minimizing them until `deadline` (at least `MIN_MINIMIZE_S` after the merge).
 fn fuzz_target(
     t: &mut TargetRun,
     seconds: u64,
+    deadline: Instant,
     opts: &NightlyOptions,
     bin_dir: &Path,
     root: &Path,
-    start: Instant,
-    findings_so_far: &mut usize,
+    night: &mut Night,
 ) -> Result<()> {
     let target = t.target.clone();
     let corpus = opts.corpus.join(&target);
@@ -176,37 +198,51 @@ fn fuzz_target(
     t.seeds_added = libfuzzer::seed(&corpus, &root.join("corpus").join(&target))?;
     t.corpus_before = libfuzzer::corpus_size(&corpus);
     let bin = bin_dir.join(&target);
-    let job = libfuzzer::Job { target: &target, bin: &bin, corpus: &corpus, out: &out, jobs: opts.jobs };
-    println!("nightly: {target}: fuzzing {seconds} s from {} corpus inputs ({} seeds added)", t.corpus_before, t.seeds_added);
+    let stats = out.join("stats");
+    let job = libfuzzer::Job { target: &target, bin: &bin, corpus: &corpus, out: &out, jobs: opts.jobs, stats: &stats };
+    night
+        .progress
+        .println(format!("nightly: {target}: fuzzing {seconds} s from {} corpus inputs ({} seeds added)", t.corpus_before, t.seeds_added));
     let fuzz_start = Instant::now();
-    let budget = Duration::from_secs(opts.budget);
-    let progress = job.fuzz(seconds, Duration::from_secs(10), |left, p| {
+    let findings_so_far = night.findings;
+    let progress = job.fuzz(seconds, Duration::from_secs(1), |left, p| {
         let elapsed = fuzz_start.elapsed().as_secs_f64().max(1.0);
-        println!(
-            "nightly: {target}: {left} s left in this target ({} s overall), {} execs, {:.0} execs/s, crashes so far {}, findings so far {}",
-            budget.saturating_sub(start.elapsed()).as_secs(),
+        night.progress.update(format!(
+            "{target}: {left} s left in this target, {} execs, {:.0} execs/s, crashes {}, findings so far {}",
             p.execs,
             p.execs as f64 / elapsed,
             findings::crash_programs(&out).len(),
             findings_so_far
-        );
+        ));
     })?;
     t.seconds = fuzz_start.elapsed().as_secs_f64();
     t.execs = progress.execs;
     t.execs_per_s = progress.execs as f64 / t.seconds.max(1.0);
+    t.op_mix = opmix::OpMix::read(&stats);
+    night.progress.update(format!("{target}: merging the corpus"));
     job.merge()?;
     t.corpus_after = libfuzzer::corpus_size(&corpus);
     let crashes = findings::crash_programs(&out);
     t.crashes = crashes.len();
-    println!(
+    night.progress.println(format!(
         "nightly: {target}: {} execs ({:.0}/s), corpus {} -> {}, {} crash program(s)",
         t.execs, t.execs_per_s, t.corpus_before, t.corpus_after, t.crashes
-    );
-    let collected = findings::collect(&target, &crashes, &opts.out.join("findings"))?;
-    for f in &collected.findings {
-        println!("nightly: {target}: NEW FINDING {} ({} crash program(s)): {}", f.slug, f.crashes.len(), f.headline);
+    ));
+    if !crashes.is_empty() {
+        night.progress.update(format!("{target}: replaying and minimizing {} crash program(s)", crashes.len()));
     }
-    *findings_so_far += collected.findings.len();
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(MIN_MINIMIZE_S));
+    let collected = findings::collect(&target, &crashes, &opts.out.join("findings"), deadline)?;
+    for f in &collected.findings {
+        night.progress.println(format!(
+            "nightly: {target}: NEW FINDING {} ({} crash program(s), {} variant(s)): {}",
+            f.slug,
+            f.crashes.len(),
+            f.variants.len(),
+            f.headline
+        ));
+    }
+    night.findings += collected.findings.len();
     t.findings = collected.findings;
     t.known_bugs = collected.known.into_iter().collect();
     Ok(())

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::findings::Finding;
+use super::findings::{Finding, Variant};
+use super::opmix::OpMix;
 
 /// One target's part of the night.
 #[derive(Clone, Debug, Serialize)]
@@ -22,6 +23,8 @@ pub struct TargetRun {
     pub seeds_added: usize,
     /// Crash programs the target saved (`crash-*.txt`).
     pub crashes: usize,
+    /// What the fuzzing processes executed, op kind by op kind, and known bugs they hit.
+    pub op_mix: OpMix,
     pub findings: Vec<Finding>,
     /// Known kernel bugs the crash replays matched (the targets filter them, so these are rare).
     pub known_bugs: Vec<(String, usize)>,
@@ -32,6 +35,8 @@ pub struct TargetRun {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub budget_s: u64,
+    /// Wall-clock seconds the night took, all of it.
+    pub took_s: f64,
     pub jobs: usize,
     pub kernel: String,
     pub targets: Vec<TargetRun>,
@@ -53,7 +58,7 @@ impl Report {
         let n = self.new_findings();
         let verdict = if n == 0 { "no new finding".to_string() } else { format!("**{n} new finding{}**", if n == 1 { "" } else { "s" }) };
         let _ = writeln!(md, "# gmemfuzz nightly: {verdict}\n");
-        let _ = writeln!(md, "Budget {} s, {} jobs; host: {}.\n", self.budget_s, self.jobs, self.kernel);
+        let _ = writeln!(md, "Budget {} s (took {:.0} s), {} jobs; host: {}.\n", self.budget_s, self.took_s, self.jobs, self.kernel);
         let _ = writeln!(md, "| target | seconds | execs | execs/s | corpus before | corpus after | crashes | new findings |");
         let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for t in &self.targets {
@@ -81,19 +86,17 @@ impl Report {
                 let _ = writeln!(md, "\nKnown bug `{bug}` ({}): {count} crash program(s), counted, not a finding.", t.target);
             }
         }
-        let _ = writeln!(
-            md,
-            "\nKnown kernel bugs (`harness/src/known.rs`) are filtered inside the targets and do not crash them; \
-             fork mode keeps no per-input count of them."
-        );
+        self.known_bugs(&mut md);
+        self.op_mix(&mut md);
         for t in &self.targets {
             for f in &t.findings {
                 let _ = writeln!(md, "\n## {}\n", f.slug);
                 let _ = writeln!(md, "{}\n", f.headline);
                 let _ = writeln!(
                     md,
-                    "{} crash program(s) with this signature; {} program ({} ops), `findings/{}/program.txt`{}:\n",
+                    "{} crash program(s) in {} variant(s); the smallest {} program ({} ops), `findings/{}/program.txt`{}:\n",
                     f.crashes.len(),
+                    f.variants.len(),
                     if f.minimized { "minimized" } else { "NOT minimized" },
                     f.program_ops,
                     f.slug,
@@ -103,9 +106,59 @@ impl Report {
                 for note in &f.notes {
                     let _ = writeln!(md, "\n{note}");
                 }
+                for v in &f.variants {
+                    variant(&mut md, &f.slug, v, f.variants.len() > 1);
+                }
             }
         }
         md
+    }
+
+    /// Known kernel bugs hit: counted inside the targets (filtered, they do not crash them)
+    /// and among crash replays.
+    fn known_bugs(&self, md: &mut String) {
+        let _ = writeln!(md, "\n## Known kernel bugs (counted, not findings)\n");
+        for t in &self.targets {
+            let replayed: usize = t.known_bugs.iter().map(|(_, n)| n).sum();
+            let names = t.known_bugs.iter().map(|(bug, n)| format!("`{bug}` {n}")).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                md,
+                "- {}: {} program(s) hit a known bug (`harness/src/known.rs`) while fuzzing; {} crash program(s) replayed as one{}",
+                t.target,
+                t.op_mix.known_bug_programs,
+                replayed,
+                if names.is_empty() { String::new() } else { format!(" ({names})") }
+            );
+        }
+    }
+
+    /// The op-kind mix: how often each op kind ran in each target, and its share there.
+    fn op_mix(&self, md: &mut String) {
+        let _ = writeln!(md, "\n## Op-kind mix (ops executed while fuzzing; errno failures in brackets)\n");
+        let _ = writeln!(md, "| op kind | {} |", self.targets.iter().map(|t| t.target.as_str()).collect::<Vec<_>>().join(" | "));
+        let _ = writeln!(md, "| --- |{}", " ---: |".repeat(self.targets.len()));
+        let mut kinds: Vec<&String> = self.targets.iter().flat_map(|t| t.op_mix.ops.keys()).collect();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            let cells: Vec<String> = self
+                .targets
+                .iter()
+                .map(|t| {
+                    let c = t.op_mix.ops.get(kind).copied().unwrap_or_default();
+                    let share = 100.0 * c.ran as f64 / t.op_mix.ops_ran().max(1) as f64;
+                    format!("{} ({}) {share:.1}%", c.ran, c.errors)
+                })
+                .collect();
+            let _ = writeln!(md, "| {kind} | {} |", cells.join(" | "));
+        }
+        let programs: Vec<String> =
+            self.targets.iter().map(|t| format!("{} ({} processes)", t.op_mix.programs, t.op_mix.processes)).collect();
+        let _ = writeln!(md, "| programs | {} |", programs.join(" | "));
+        let _ = writeln!(
+            md,
+            "\nCounted by each fuzzing process (`GMEMFUZZ_STATS_DIR`); a process killed by a timeout or a signal loses its last second."
+        );
     }
 
     pub fn junit(&self) -> String {
@@ -140,6 +193,28 @@ impl Report {
     }
 }
 
+/// One variant of a finding: its signature and files; its program too when the finding has
+/// several (the first is shown above it already).
+fn variant(md: &mut String, finding: &str, v: &Variant, show_program: bool) {
+    let state = match (v.minimized, v.minimization_cut_short) {
+        (true, false) => "minimized",
+        (true, true) => "minimization CUT SHORT at its time limit",
+        (false, _) => "NOT minimized",
+    };
+    let _ = writeln!(
+        md,
+        "\n- variant `{}`: {} crash program(s), {state}, {} ops, `findings/{finding}/{}/`: {}",
+        v.slug,
+        v.crashes.len(),
+        v.program_ops,
+        v.slug,
+        v.headline
+    );
+    if show_program {
+        let _ = writeln!(md, "\n  ```\n{}  ```", v.program.lines().map(|l| format!("  {l}\n")).collect::<String>());
+    }
+}
+
 /// Text as XML character data or an attribute value: markup escaped by quick-xml, and the
 /// control characters XML 1.0 cannot carry at all replaced.
 fn esc(text: &str) -> String {
@@ -163,12 +238,14 @@ mod tests {
             corpus_after: 2,
             seeds_added: 1,
             crashes: 0,
+            op_mix: OpMix::default(),
             findings: Vec::new(),
             known_bugs: Vec::new(),
             error: error.map(str::to_string),
         };
         let report = Report {
             budget_s: 10,
+            took_s: 11.0,
             jobs: 1,
             kernel: "k".into(),
             targets: vec![run("model", None), run("diff_sim", Some("exit <2>"))],
