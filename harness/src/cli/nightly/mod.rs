@@ -6,6 +6,7 @@
 //! Exit status: 0 no new finding, 1 new findings, 2 a harness or usage error.
 
 mod findings;
+mod lane;
 mod libfuzzer;
 mod opmix;
 mod progress;
@@ -48,14 +49,22 @@ fn repo_root() -> PathBuf {
 }
 
 /// What runs tonight: the targets this machine can run with their weight in the budget,
-/// those it cannot and why, and the kernel's profile.
+/// the lane's weight where it runs, those it cannot and why, and the kernel's profile.
 struct Plan {
     run: Vec<(&'static str, u64)>,
+    lane: Option<u64>,
     skipped: Vec<(String, String)>,
     kernel: String,
 }
 
-fn plan(wanted: &[String]) -> Plan {
+/// The lane's weight in the budget (diff_kvm's).
+const LANE_WEIGHT: u64 = 2;
+
+/// Below this share of the budget the lane is not run: its boots alone take about a minute.
+const LANE_MIN_S: u64 = 180;
+
+fn plan(wanted: &[String], budget: u64) -> Plan {
+    let wants = |t: &str| wanted.is_empty() || wanted.iter().any(|w| w == t);
     let mut run = Vec::new();
     let mut skipped = Vec::new();
     let kernel = match crate::config::open_kvm(0) {
@@ -69,11 +78,21 @@ fn plan(wanted: &[String]) -> Plan {
         }
     };
     run.extend([("diff_sim", 1), ("model", 1)]);
-    skipped.push(("lane".to_string(), "the Linux 6.12 QEMU lane is not part of nightly yet (run `gmemfuzz lane`)".to_string()));
-    if !wanted.is_empty() {
-        run.retain(|(t, _)| wanted.iter().any(|w| w == t));
+    run.retain(|(t, _)| wants(t));
+    let mut lane = None;
+    if wants("lane") {
+        let weights: u64 = run.iter().map(|(_, w)| w).sum::<u64>() + LANE_WEIGHT;
+        let share = budget * LANE_WEIGHT / weights;
+        if !crate::lane::kernel_is_cached() {
+            skipped
+                .push(("lane".into(), "no lane kernel is cached here (`gmemfuzz lane` builds one; that takes longer than a night)".into()));
+        } else if share < LANE_MIN_S {
+            skipped.push(("lane".into(), format!("its share of this budget, {share} s, is under the {LANE_MIN_S} s a lane session needs")));
+        } else {
+            lane = Some(LANE_WEIGHT);
+        }
     }
-    Plan { run, skipped, kernel }
+    Plan { run, lane, skipped, kernel }
 }
 
 pub fn nightly(opts: &NightlyOptions) -> i32 {
@@ -95,19 +114,22 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
     let start = Instant::now();
     let root = repo_root();
     let bin_dir = opts.fuzz_bin_dir.clone().unwrap_or_else(|| libfuzzer::default_bin_dir(&root));
-    let Plan { run: targets, skipped, kernel } = plan(&opts.targets);
-    anyhow::ensure!(!targets.is_empty(), "no target to run (--target names none of diff_kvm, diff_sim, model?)");
+    let Plan { run: targets, lane: lane_weight, skipped, kernel } = plan(&opts.targets, opts.budget);
+    anyhow::ensure!(
+        !targets.is_empty() || lane_weight.is_some(),
+        "no target to run (--target names none of diff_kvm, diff_sim, model, lane; or the lane cannot run here)"
+    );
     if targets.iter().any(|(t, _)| !bin_dir.join(t).is_file()) {
         anyhow::ensure!(opts.fuzz_bin_dir.is_none(), "{} lacks fuzz target binaries", bin_dir.display());
         libfuzzer::build(&root)?;
     }
     std::fs::create_dir_all(opts.out.join("findings")).with_context(|| format!("creating {}", opts.out.display()))?;
-    let weights: u64 = targets.iter().map(|(_, w)| w).sum();
+    let weights: u64 = targets.iter().map(|(_, w)| w).sum::<u64>() + lane_weight.unwrap_or(0);
     let mut progress = Progress::new(opts.budget, start);
     progress.println(format!(
         "nightly: budget {} s over {} ({} jobs each); corpus {}, out {}",
         opts.budget,
-        targets.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", "),
+        targets.iter().map(|(t, _)| *t).chain(lane_weight.map(|_| "lane")).collect::<Vec<_>>().join(", "),
         opts.jobs,
         opts.corpus.display(),
         opts.out.display()
@@ -125,8 +147,23 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
         let seconds = ((left * FUZZ_SHARE) as u64).max(5);
         runs.push(run_target(target, seconds, window_end, opts, &bin_dir, &root, &mut night));
     }
+    let lane = lane_weight.map(|w| {
+        let left = (start + Duration::from_secs(opts.budget)).saturating_duration_since(Instant::now()).as_secs_f64();
+        let seconds = ((left.min(opts.budget as f64 * w as f64 / weights as f64)) * FUZZ_SHARE) as u64;
+        night
+            .progress
+            .println(format!("nightly: lane: fuzzing {seconds} s (gmemfuzz lane, its log in {})", opts.out.join("lane.log").display()));
+        night.progress.update(format!("lane: {seconds} s of fuzzing in QEMU"));
+        let lane = lane::run(seconds.max(1), &opts.out);
+        night.progress.println(match &lane.error {
+            Some(e) => format!("nightly: lane: HARNESS ERROR: {e}"),
+            None => format!("nightly: lane: {} boots, {} divergences, {} kernel splats", lane.boots, lane.divergences, lane.splats),
+        });
+        lane
+    });
     progress.finish();
-    let report = Report { budget_s: opts.budget, took_s: start.elapsed().as_secs_f64(), jobs: opts.jobs, kernel, targets: runs, skipped };
+    let report =
+        Report { lane, budget_s: opts.budget, took_s: start.elapsed().as_secs_f64(), jobs: opts.jobs, kernel, targets: runs, skipped };
     std::fs::write(opts.out.join("report.md"), report.markdown())?;
     std::fs::write(opts.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(opts.out.join("junit.xml"), report.junit())?;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::findings::{Finding, Variant};
+use super::lane::LaneRun;
 use super::opmix::OpMix;
 
 /// One target's part of the night.
@@ -40,17 +41,21 @@ pub struct Report {
     pub jobs: usize,
     pub kernel: String,
     pub targets: Vec<TargetRun>,
+    /// The lane's share, where it ran.
+    pub lane: Option<LaneRun>,
     /// Targets not run here, and why.
     pub skipped: Vec<(String, String)>,
 }
 
 impl Report {
+    /// New findings: the targets' deduplicated ones, and the lane's when it found anything
+    /// (its divergences and splats are in its own directory, counted as one).
     pub fn new_findings(&self) -> usize {
-        self.targets.iter().map(|t| t.findings.len()).sum()
+        self.targets.iter().map(|t| t.findings.len()).sum::<usize>() + self.lane.as_ref().is_some_and(LaneRun::found) as usize
     }
 
     pub fn errors(&self) -> usize {
-        self.targets.iter().filter(|t| t.error.is_some()).count()
+        self.targets.iter().filter(|t| t.error.is_some()).count() + self.lane.as_ref().is_some_and(|l| l.error.is_some()) as usize
     }
 
     pub fn markdown(&self) -> String {
@@ -74,6 +79,9 @@ impl Report {
                 t.crashes,
                 t.findings.len()
             );
+        }
+        if let Some(l) = &self.lane {
+            self.lane_section(&mut md, l);
         }
         for (target, why) in &self.skipped {
             let _ = writeln!(md, "\nNot run: `{target}`: {why}");
@@ -112,6 +120,30 @@ impl Report {
             }
         }
         md
+    }
+
+    fn lane_section(&self, md: &mut String, l: &LaneRun) {
+        let _ = writeln!(md, "\n## Lane (a lane kernel under QEMU, VM type 1)\n");
+        match &l.error {
+            Some(e) => {
+                let _ = writeln!(md, "HARNESS ERROR in the lane (not a finding): {e}");
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "{} s, {} boots; scenarios {}; lane regressions {} matched, {} differed; **{} divergences, {} kernel splats**{}. Findings and console logs: `{}`.",
+                    l.seconds,
+                    l.boots,
+                    if l.scenarios_passed { "passed" } else { "FAILED" },
+                    l.regressions_matched,
+                    l.regressions_differed,
+                    l.divergences,
+                    l.splats,
+                    if l.found() { " (a new finding)" } else { "" },
+                    l.out
+                );
+            }
+        }
     }
 
     /// Known kernel bugs hit: counted inside the targets (filtered, they do not crash them)
@@ -164,7 +196,8 @@ impl Report {
     pub fn junit(&self) -> String {
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         // A new finding is a failure; a target that did not run (harness error) is an error.
-        let counts = format!("tests=\"{}\" failures=\"{}\" errors=\"{}\"", self.targets.len(), self.new_findings(), self.errors());
+        let tests = self.targets.len() + self.lane.is_some() as usize;
+        let counts = format!("tests=\"{tests}\" failures=\"{}\" errors=\"{}\"", self.new_findings(), self.errors());
         let _ = writeln!(xml, "<testsuites name=\"gmemfuzz nightly\" {counts}>");
         let _ = writeln!(xml, "  <testsuite name=\"gmemfuzz nightly\" {counts}>");
         for t in &self.targets {
@@ -186,6 +219,17 @@ impl Report {
                 "      <system-out>{}</system-out>",
                 esc(&format!("{} execs, {:.0} execs/s, corpus {} -> {}", t.execs, t.execs_per_s, t.corpus_before, t.corpus_after))
             );
+            let _ = writeln!(xml, "    </testcase>");
+        }
+        if let Some(l) = &self.lane {
+            let _ = writeln!(xml, "    <testcase classname=\"nightly\" name=\"lane\" time=\"{}\">", l.seconds);
+            if l.found() {
+                let what = format!("{} divergences, {} kernel splats, scenarios passed: {}", l.divergences, l.splats, l.scenarios_passed);
+                let _ = writeln!(xml, "      <failure message=\"{}\" type=\"lane\">{}</failure>", esc(&what), esc(&l.out));
+            }
+            if let Some(e) = &l.error {
+                let _ = writeln!(xml, "      <error message=\"{}\" type=\"harness\"/>", esc(e));
+            }
             let _ = writeln!(xml, "    </testcase>");
         }
         xml.push_str("  </testsuite>\n</testsuites>\n");
@@ -249,6 +293,7 @@ mod tests {
             jobs: 1,
             kernel: "k".into(),
             targets: vec![run("model", None), run("diff_sim", Some("exit <2>"))],
+            lane: None,
             skipped: Vec::new(),
         };
         let xml = report.junit();
