@@ -128,3 +128,22 @@ fn an_injected_fault_gives_exactly_one_minimized_finding_with_a_c_reproducer() {
     let junit = std::fs::read_to_string(work.join("out/junit.xml")).unwrap();
     assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
 }
+
+#[test]
+fn relative_corpus_and_out_directories_work() {
+    let Some(bins) = ready("nightly_relative_paths") else { return };
+    let work = workdir("relative");
+    // As the workflow runs it: paths relative to the working directory.
+    let output = Command::new(env!("CARGO_BIN_EXE_gmemfuzz"))
+        .args(["nightly", "--budget", "6", "--jobs", "1", "--target", "model", "--corpus", "corpus", "--out", "out", "--fuzz-bin-dir"])
+        .arg(&bins)
+        .current_dir(&work)
+        .env("CI", "true")
+        .output()
+        .expect("running gmemfuzz nightly");
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(work.join("out/report.json")).unwrap()).unwrap();
+    assert!(report["targets"][0]["execs"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["targets"][0]["corpus_after"].as_u64().unwrap() > 0, "{report}");
+}

@@ -113,6 +113,15 @@ pub fn nightly(opts: &NightlyOptions) -> i32 {
 fn run(opts: &NightlyOptions) -> Result<Report> {
     let start = Instant::now();
     let root = repo_root();
+    // Paths made absolute: the targets start in their own output directory.
+    let absolute = |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
+    let opts = &NightlyOptions {
+        corpus: absolute(&opts.corpus)?,
+        out: absolute(&opts.out)?,
+        fuzz_bin_dir: opts.fuzz_bin_dir.as_deref().map(absolute).transpose()?,
+        targets: opts.targets.clone(),
+        ..*opts
+    };
     let bin_dir = opts.fuzz_bin_dir.clone().unwrap_or_else(|| libfuzzer::default_bin_dir(&root));
     let Plan { run: targets, lane: lane_weight, skipped, kernel } = plan(&opts.targets, opts.budget);
     anyhow::ensure!(
