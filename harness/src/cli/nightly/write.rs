@@ -114,8 +114,9 @@ impl Report {
                 for note in &f.notes {
                     let _ = writeln!(md, "\n{note}");
                 }
-                for v in &f.variants {
-                    variant(&mut md, &f.slug, v, f.variants.len() > 1);
+                // The first variant is the one shown above.
+                for (i, v) in f.variants.iter().enumerate() {
+                    variant(&mut md, &f.slug, v, i > 0);
                 }
             }
         }
@@ -155,7 +156,7 @@ impl Report {
             let names = t.known_bugs.iter().map(|(bug, n)| format!("`{bug}` {n}")).collect::<Vec<_>>().join(", ");
             let _ = writeln!(
                 md,
-                "- {}: {} program(s) hit a known bug (`harness/src/known.rs`) while fuzzing; {} crash program(s) replayed as one{}",
+                "- {}: {} program(s) hit a known bug (`harness/src/known.rs`) while fuzzing; {} crash program(s) replayed as a known bug{}",
                 t.target,
                 t.op_mix.known_bug_programs,
                 replayed,
@@ -237,8 +238,7 @@ impl Report {
     }
 }
 
-/// One variant of a finding: its signature and files; its program too when the finding has
-/// several (the first is shown above it already).
+/// One variant of a finding: its signature and files, and its program when asked.
 fn variant(md: &mut String, finding: &str, v: &Variant, show_program: bool) {
     let state = match (v.minimized, v.minimization_cut_short) {
         (true, false) => "minimized",
