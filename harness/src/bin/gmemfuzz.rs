@@ -117,7 +117,7 @@ enum Command {
     /// a time budget, merge the corpus, minimize and deduplicate findings, write OUT/report.md,
     /// OUT/report.json and OUT/junit.xml. Exit 1 on a new finding, 2 on a harness error.
     Nightly {
-        /// Total seconds, fuzzing (3/4) plus merging and minimizing.
+        /// Total seconds: each target fuzzes 2/3 of its share, then merges and minimizes.
         #[arg(long)]
         budget: u64,
         /// The corpus that persists between nights (one directory per target).
