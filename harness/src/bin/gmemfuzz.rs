@@ -90,6 +90,9 @@ enum Command {
         /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
         #[arg(long, default_value_t = 1)]
         smp: u32,
+        /// QEMUs fuzzing at once, each with its own seeds (default: one per host core).
+        #[arg(long)]
+        jobs: Option<u32>,
     },
     /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
     /// outcome (the lane's conversion tests run this inside the test kernel).
@@ -209,14 +212,15 @@ fn main() -> Result<()> {
             let backend = cli::kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane { kernel, kernel_version, kernel_src, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
+        Command::Lane { kernel, kernel_version, kernel_src, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp, jobs } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             let skip_op = skip_op.map(|k| k.name().to_string());
             let kernel = match (kernel, kernel_src) {
                 (Some(image), _) => gmemfuzz::lane::KernelChoice::Image(image),
                 (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
                 (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
             };
-            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp };
+            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp, jobs };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
@@ -229,6 +233,16 @@ fn main() -> Result<()> {
             );
             for line in &report.stats {
                 println!("  {line}");
+            }
+            let rates: Vec<f64> = report.per_qemu.iter().filter(|(_, s)| *s > 0.0).map(|(p, s)| *p as f64 / s).collect();
+            if !rates.is_empty() {
+                let each: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
+                println!(
+                    "  lane throughput: {} programs; {:.1} programs/s in all ({} per QEMU)",
+                    report.programs,
+                    rates.iter().sum::<f64>(),
+                    each.join(" + ")
+                );
             }
             if !report.scenarios_passed || !report.regressions_differed.is_empty() || report.divergences > 0 || !report.splats.is_empty() {
                 bail!("the lane found something (see above and {})", opts.out.display());

@@ -41,6 +41,8 @@ pub struct LaneOptions {
     /// artifact in the boot's findings/.
     pub libfuzzer: Option<PathBuf>,
     pub smp: u32,
+    /// QEMUs fuzzing at once, each on its own seeds (one per host core is the default).
+    pub jobs: u32,
 }
 
 /// What a lane session saw.
@@ -56,6 +58,33 @@ pub struct LaneReport {
     /// expectation they record.
     pub regressions_matched: u32,
     pub regressions_differed: Vec<String>,
+    /// Programs run and seconds spent fuzzing, over all boots.
+    pub programs: u64,
+    pub fuzz_seconds: f64,
+    /// (programs, fuzzing seconds) of each QEMU.
+    pub per_qemu: Vec<(u64, f64)>,
+}
+
+impl LaneReport {
+    /// Adds what another boot saw.
+    pub fn absorb(&mut self, other: LaneReport) {
+        self.boots += other.boots;
+        self.divergences += other.divergences;
+        self.splats.extend(other.splats);
+        self.stats.extend(other.stats);
+        self.scenarios_passed |= other.scenarios_passed;
+        self.regressions_matched += other.regressions_matched;
+        self.regressions_differed.extend(other.regressions_differed);
+        self.programs += other.programs;
+        self.fuzz_seconds += other.fuzz_seconds;
+        if self.per_qemu.len() < other.per_qemu.len() {
+            self.per_qemu.resize(other.per_qemu.len(), (0, 0.0));
+        }
+        for (mine, theirs) in self.per_qemu.iter_mut().zip(other.per_qemu) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+    }
 }
 
 /// The lane's regression programs.
@@ -282,6 +311,8 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                 stats = Some(line.clone());
             }
             Record::Throughput { programs, ops, seconds, breakdown } => {
+                report.programs += programs;
+                report.fuzz_seconds += seconds;
                 report.stats.push(format!(
                     "throughput: {programs} programs of {ops} ops in {seconds:.1} s: {:.1} programs/s",
                     *programs as f64 / seconds
@@ -310,80 +341,116 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     }
 
     let start = Instant::now();
-    let mut seed = opts.seed;
-    while start.elapsed().as_secs() < opts.seconds {
-        let left = opts.seconds - start.elapsed().as_secs();
-        let dir = opts.out.join(format!("boot-{seed}"));
-        let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
-        let cmd = match opts.libfuzzer {
-            None => format!(
-                "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check --json /out/{RESULTS}"
-            ),
-            Some(_) => {
-                // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
-                // regressions, which the target reads as programs) goes into the boot's
-                // shared directory and comes back out of it after the boot.
-                let corpus = opts.out.join("corpus");
-                if !corpus.exists() {
-                    std::fs::create_dir_all(&corpus)?;
-                    let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-                    copy_files(&stored.join("diff_kvm"), &corpus)?;
-                    copy_files(&stored.join("lane"), &corpus)?;
-                }
-                copy_files(&corpus, &dir.join("corpus"))?;
-                std::fs::create_dir_all(dir.join("findings"))?;
-                format!(
-                    "{inject}GMEMFUZZ_VM_TYPE=1 /bin/diff_kvm /out/corpus -max_total_time={left} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1"
-                )
-            }
-        };
-        let end = boot(&kernel.image, &initrd, &dir, &cmd, left + BOOT_ALLOWANCE, opts.smp)?;
-        let (status, console) = (end.status, &end.console);
-        report.boots += 1;
-        if let Some(stop) = &end.stopped {
-            eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
+    let jobs = opts.jobs.max(1);
+    let shared = std::sync::Mutex::new(report);
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..jobs)
+            .map(|job| {
+                let (kernel, initrd, shared) = (&kernel, &initrd, &shared);
+                scope.spawn(move || -> Result<()> {
+                    let mut seed = opts.seed + u64::from(job);
+                    while start.elapsed().as_secs() < opts.seconds {
+                        let left = opts.seconds - start.elapsed().as_secs();
+                        let (boot, clean) = fuzz_boot(opts, kernel, initrd, job, seed, left)?;
+                        shared.lock().expect("a worker panicked").absorb(boot);
+                        seed += u64::from(jobs);
+                        if clean {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a lane worker panicked")?;
         }
-        report.splats.extend(stop_finding(&end));
-        if opts.libfuzzer.is_some() {
-            copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
-            for program in saved_programs(&dir.join("findings")) {
-                eprintln!("gmemfuzz lane: finding saved as text (VM type 1 recorded): {}", program.display());
-            }
-        }
-        let stats = match opts.libfuzzer {
-            None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),
-            Some(_) => {
-                // libFuzzer saves each crashing input (with its text program beside it).
-                let crashes = std::fs::read_dir(dir.join("findings"))
-                    .map(|d| {
-                        d.flatten()
-                            .filter(|e| {
-                                e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt")
-                            })
-                            .count()
-                    })
-                    .unwrap_or(0);
-                report.divergences += crashes as u32;
-                None
-            }
-        };
-        match stats {
-            Some(stats) => eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status}: {stats}"),
-            None => eprintln!("gmemfuzz lane: boot with seed {seed}: exit {status} (console in {})", dir.display()),
-        }
-        let booting = boot_seconds(console).map_or("?".to_string(), |s| format!("{s:.1}"));
-        let line = format!("boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
-        eprintln!("gmemfuzz lane: {line}");
-        report.stats.push(line);
-        let splats = scan_console(console);
-        for s in &splats {
-            eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
-        }
-        report.splats.extend(splats);
-        seed += 1;
-        if status == 0 {
-            break;
+        Ok(())
+    })?;
+    let report = shared.into_inner().expect("a worker panicked");
+    for (job, (programs, seconds)) in report.per_qemu.iter().enumerate() {
+        if *seconds > 0.0 {
+            eprintln!(
+                "gmemfuzz lane: QEMU {job}: {programs} programs in {seconds:.0} s of fuzzing: {:.1} programs/s",
+                *programs as f64 / seconds
+            );
         }
     }
     Ok(report)
+}
+
+/// One fuzzing boot of QEMU `job`; returns what it saw and whether its command ran to its end.
+fn fuzz_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, job: u32, seed: u64, left: u64) -> Result<(LaneReport, bool)> {
+    let mut report = LaneReport::default();
+    let dir = opts.out.join(format!("boot-{seed}"));
+    let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
+    let cmd = match opts.libfuzzer {
+        None => format!(
+            "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check --json /out/{RESULTS}"
+        ),
+        Some(_) => {
+            // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
+            // regressions, which the target reads as programs) goes into the boot's
+            // shared directory and comes back out of it after the boot.
+            let corpus = opts.out.join("corpus");
+            if !corpus.exists() {
+                std::fs::create_dir_all(&corpus)?;
+                let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+                copy_files(&stored.join("diff_kvm"), &corpus)?;
+                copy_files(&stored.join("lane"), &corpus)?;
+            }
+            copy_files(&corpus, &dir.join("corpus"))?;
+            std::fs::create_dir_all(dir.join("findings"))?;
+            format!(
+                "{inject}GMEMFUZZ_VM_TYPE=1 /bin/diff_kvm /out/corpus -max_total_time={left} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1"
+            )
+        }
+    };
+    let end = boot(&kernel.image, initrd, &dir, &cmd, left + BOOT_ALLOWANCE, opts.smp)?;
+    let (status, console) = (end.status, &end.console);
+    report.boots += 1;
+    if let Some(stop) = &end.stopped {
+        eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
+    }
+    report.splats.extend(stop_finding(&end));
+    if opts.libfuzzer.is_some() {
+        copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
+        for program in saved_programs(&dir.join("findings")) {
+            eprintln!("gmemfuzz lane: finding saved as text (VM type 1 recorded): {}", program.display());
+        }
+    }
+    let stats = match opts.libfuzzer {
+        None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),
+        Some(_) => {
+            // libFuzzer saves each crashing input (with its text program beside it).
+            let crashes = std::fs::read_dir(dir.join("findings"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt")
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            report.divergences += crashes as u32;
+            None
+        }
+    };
+    match stats {
+        Some(stats) => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status}: {stats}"),
+        None => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status} (console in {})", dir.display()),
+    }
+    let booting = boot_seconds(console).map_or("?".to_string(), |s| format!("{s:.1}"));
+    let line = format!("QEMU {job}, boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
+    eprintln!("gmemfuzz lane: {line}");
+    report.stats.push(line);
+    let splats = scan_console(console);
+    for s in &splats {
+        eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
+    }
+    report.splats.extend(splats);
+    // Programs and fuzzing seconds, by QEMU.
+    report.per_qemu = vec![(0, 0.0); job as usize + 1];
+    report.per_qemu[job as usize] = (report.programs, report.fuzz_seconds);
+    Ok((report, status == 0))
 }
