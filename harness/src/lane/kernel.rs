@@ -109,13 +109,14 @@ pub fn kernel(choice: &KernelChoice) -> Result<LaneKernel> {
         check_config(image)?;
         return Ok(kernel);
     }
+    let mut build = recipe(choice)?;
     let what = match choice {
         KernelChoice::Series(s) => format!("Debian's Linux {s}"),
         KernelChoice::Tree(d) => format!("the kernel tree {} (out of tree, incrementally)", d.display()),
         KernelChoice::Image(_) => unreachable!(),
     };
     eprintln!("gmemfuzz lane: building or finding the cached build of {what} (a first build takes 30 to 60 minutes on 2 cores)");
-    let out = recipe(choice)?.output().context("running harness/lane/build-kernel.sh")?;
+    let out = build.output().context("running harness/lane/build-kernel.sh")?;
     if !out.status.success() {
         bail!("build-kernel.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
