@@ -79,6 +79,11 @@ pub mod layout {
     /// The first program slot id, and how many a generator uses.
     pub const FIRST_PROGRAM_SLOT: u32 = HARNESS_SLOTS;
     pub const PROGRAM_SLOTS: u32 = 8;
+    /// Memslot ids the KVM backend borrows while resetting a software-protected VM (one per
+    /// run of nearby GFNs whose MMIO SPTEs it scrubs), and how many GFNs it scrubs before it
+    /// makes a new VM instead. Programs never hold a slot then (reset deleted theirs first).
+    pub const SCRUB_FIRST_SLOT: u32 = 0x100;
+    pub const SCRUB_MAX_GFNS: usize = 32;
     /// The guest runs in 32-bit protected mode: it can address the first 4 GiB only.
     pub const GUEST_ADDRESS_LIMIT: u64 = 1 << 32;
     /// Most guest accesses a single `Op::Guest` may carry.

@@ -21,6 +21,8 @@
 #
 # Env: GMEMFUZZ_LANE_CACHE (default $HOME/.cache/gmemfuzz-lane),
 #      GMEMFUZZ_LANE_CACHED_ONLY=1 (print the cached bzImage or exit 3; build nothing),
+#      GMEMFUZZ_LANE_LIST=1 (print every cached bzImage built from a Debian recipe, one a
+#        line, and exit; builds of a user's tree are left out: no regression pins them),
 #      GMEMFUZZ_KERNEL_VERSION, GMEMFUZZ_KERNEL_SRC, GMEMFUZZ_KASAN=1,
 #      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc).
 # Output: progress on stderr; the bzImage path is the last line of stdout.
@@ -34,6 +36,14 @@ JOBS="${GMEMFUZZ_JOBS:-$(nproc)}"
 CACHED_ONLY="${GMEMFUZZ_LANE_CACHED_ONLY:-0}"
 # Bump when the recipe below changes in a way that changes the kernel.
 RECIPE=1
+
+if [ "${GMEMFUZZ_LANE_LIST:-0}" = 1 ]; then
+    for stamp in "$CACHE"/out/*/stamp; do
+        [ -f "$stamp" ] && [ -f "$(dirname "$stamp")/bzImage" ] && grep -q ' src=' "$stamp" \
+            && echo "$(dirname "$stamp")/bzImage"
+    done
+    exit 0
+fi
 
 log() { printf '[build-kernel] %s\n' "$*" >&2; }
 die() { printf '[build-kernel] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -146,24 +156,6 @@ if [ "$CACHED_ONLY" = 1 ]; then
     log "not built yet (key $KEY)"
     exit 3
 fi
-# Serialize builds sharing this cache; re-check once we hold the lock.
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.lock"
-flock 9 || die "cannot lock $CACHE/.lock"
-cached
-
-# --- unpack a packaged source once -------------------------------------------
-if [ -z "$TREE" ]; then
-  SRC="$CACHE/src/$SRC_VER"
-  if [ ! -f "$SRC/.gmemfuzz-untarred" ]; then
-    log "untarring $SRC_TAR -> $SRC"
-    rm -rf "$SRC"; mkdir -p "$SRC"
-    tar -xf "$SRC_TAR" -C "$SRC" --strip-components=1
-    touch "$SRC/.gmemfuzz-untarred"
-  fi
-fi
-
-# --- configure --------------------------------------------------------------
 # A user's tree builds in one directory per (tree, fragment), kept across edits so
 # that make rebuilds only what changed; a packaged source in one per key.
 if [ -n "$TREE" ]; then
@@ -171,6 +163,27 @@ if [ -n "$TREE" ]; then
 else
     BUILD="$CACHE/build/$KEY"
 fi
+# Serialize builds in one build directory (other builds go on); re-check once locked.
+mkdir -p "$CACHE/build"
+exec 9>"$BUILD.lock"
+flock 9 || die "cannot lock $BUILD.lock"
+cached
+
+# --- unpack a packaged source once (under a lock of its own) ------------------
+if [ -z "$TREE" ]; then
+  SRC="$CACHE/src/$SRC_VER"
+  exec 8>"$CACHE/src-$SRC_VER.lock"
+  flock 8 || die "cannot lock $CACHE/src-$SRC_VER.lock"
+  if [ ! -f "$SRC/.gmemfuzz-untarred" ]; then
+    log "untarring $SRC_TAR -> $SRC"
+    rm -rf "$SRC"; mkdir -p "$SRC"
+    tar -xf "$SRC_TAR" -C "$SRC" --strip-components=1
+    touch "$SRC/.gmemfuzz-untarred"
+  fi
+  exec 8>&-
+fi
+
+# --- configure --------------------------------------------------------------
 mkdir -p "$BUILD"
 cat "${frags[@]}" > "$BUILD/gmemfuzz-fragment.config"
 log "configuring in $BUILD (key $KEY)"

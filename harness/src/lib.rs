@@ -16,6 +16,7 @@ pub mod repro;
 pub mod runner;
 pub mod scenarios;
 pub mod stats;
+pub mod timing;
 
 pub use program::Program;
 pub use runner::{RunError, Runner, Trace};

@@ -35,8 +35,14 @@ pub enum Record {
     Taint { before: u64, after: u64, program: String },
     /// A session's counters at its end.
     Stats { programs: u64, divergences: u64, known: u64, skipped_unknown: u64, line: String },
-    /// Programs per second over a whole session.
-    Throughput { programs: u64, ops: usize, seconds: f64 },
+    /// Programs per second over a whole session, and where the time went.
+    Throughput {
+        programs: u64,
+        ops: usize,
+        seconds: f64,
+        #[serde(default)]
+        breakdown: crate::timing::Breakdown,
+    },
 }
 
 impl Record {
@@ -115,7 +121,7 @@ mod tests {
         let records = vec![
             Record::Scenario { name: "a".into(), passed: false, why: Some("step 1".into()) },
             Record::Replay { file: "x.txt".into(), recorded: Some("clean".into()), seen: None },
-            Record::Throughput { programs: 3, ops: 16, seconds: 1.5 },
+            Record::Throughput { programs: 3, ops: 16, seconds: 1.5, breakdown: Default::default() },
         ];
         for r in &records {
             sink.put(r).unwrap();

@@ -24,6 +24,10 @@ pub struct Stats {
     pub errors: BTreeMap<OpKind, u64>,
     /// How far the programs reached into the kernel's memslot checks.
     pub reach: Reach,
+    /// Where the loop's time went.
+    pub time: crate::timing::Breakdown,
+    /// Programs also run on a fresh VM with the same result (`run --verify-reset`).
+    pub verified_resets: u64,
 }
 
 impl Stats {
@@ -58,6 +62,9 @@ impl fmt::Display for Stats {
             write!(f, " {}={}/{}e/{}s", kind.name(), ran, errors, skipped)?;
         }
         write!(f, " | {}", self.reach)?;
+        if self.verified_resets > 0 {
+            write!(f, " | same on a fresh VM: {}", self.verified_resets)?;
+        }
         let unreached = self.unreached();
         if !unreached.is_empty() {
             write!(f, " | unreached: {}", unreached.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))?;

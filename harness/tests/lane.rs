@@ -1,10 +1,11 @@
-//! The test-kernel lane: boots Linux 6.12 under QEMU/TCG and, inside it, runs the
-//! private/shared conversion scenarios and replays corpus/lane/*.txt on a
-//! software-protected VM, in lockstep with the model.
+//! The test-kernel lane: boots every cached lane kernel (Linux 7.2, 6.12, a user's tree)
+//! under QEMU/TCG and, inside each, runs the private/shared conversion scenarios and replays
+//! the corpus/lane/*.txt files that name its series (`# kernels:`) on a software-protected
+//! VM, in lockstep with the model.
 //!
-//! It runs when the lane kernel is already built (harness/lane/build-kernel.sh caches it)
-//! or when GMEMFUZZ_LANE=1 asks to build it (about ten minutes on two cores); otherwise it
-//! skips loudly. GMEMFUZZ_LANE=0 skips it always.
+//! It runs on the kernels harness/lane/build-kernel.sh has cached, or builds the default one
+//! when GMEMFUZZ_LANE=1 asks (30 to 60 minutes on two cores); with none cached it skips
+//! loudly. GMEMFUZZ_LANE=0 skips it always.
 
 use std::path::PathBuf;
 
@@ -12,51 +13,58 @@ use gmemfuzz::lane;
 
 mod common;
 
-fn cached_kernel() -> Option<PathBuf> {
+fn cached_kernels() -> Vec<lane::LaneKernel> {
     let want = std::env::var("GMEMFUZZ_LANE").ok();
     if want.as_deref() == Some("0") {
         eprintln!("SKIPPED lane: GMEMFUZZ_LANE=0");
-        return None;
+        return Vec::new();
     }
-    if want.as_deref() != Some("1") && !lane::kernel_is_cached() {
-        eprintln!("SKIPPED lane: the 6.12 lane kernel is not built here; run harness/lane/build-kernel.sh or set GMEMFUZZ_LANE=1");
-        return None;
+    let mut kernels = lane::cached_kernels();
+    if kernels.is_empty() && want.as_deref() != Some("1") {
+        eprintln!("SKIPPED lane: no lane kernel is built here; run harness/lane/build-kernel.sh or set GMEMFUZZ_LANE=1");
+        return Vec::new();
     }
     if std::process::Command::new("qemu-system-x86_64").arg("--version").output().is_err() && want.as_deref() != Some("1") {
         eprintln!("SKIPPED lane: qemu-system-x86_64 is not installed (GMEMFUZZ_LANE=1 installs it)");
-        return None;
+        return Vec::new();
     }
-    match lane::kernel(None) {
-        Ok(k) => Some(k),
-        Err(e) => panic!("the lane kernel could not be built: {e:#}"),
+    if kernels.is_empty() {
+        match lane::kernel(&lane::KernelChoice::default()) {
+            Ok(k) => kernels.push(k),
+            Err(e) => panic!("the lane kernel could not be built: {e:#}"),
+        }
     }
+    kernels
 }
 
 #[test]
-fn conversion_scenarios_and_lane_regressions_pass_inside_linux_6_12() {
-    let Some(kernel) = cached_kernel() else { return };
+fn conversion_scenarios_and_lane_regressions_pass_on_every_cached_lane_kernel() {
+    let kernels = cached_kernels();
+    if kernels.is_empty() {
+        return;
+    }
     let gmemfuzz = PathBuf::from(env!("CARGO_BIN_EXE_gmemfuzz"));
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lane-test");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let initrd = lane::initramfs(&gmemfuzz, &out, None).unwrap();
-    let mut report = lane::LaneReport::default();
-    lane::check(&kernel, &initrd, &out.join("boot"), 1, &mut report).unwrap();
-    let console = out.join("boot/console.log");
-    assert!(report.scenarios_passed, "the conversion scenarios failed inside the lane; console: {}", console.display());
-    assert!(
-        report.regressions_differed.is_empty(),
-        "lane regressions differ: {:?}; console: {}",
-        report.regressions_differed,
-        console.display()
-    );
-    let expected = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/lane")).unwrap().count() as u32;
-    assert_eq!(report.regressions_matched, expected, "every lane regression replayed; console: {}", console.display());
-    assert!(report.splats.is_empty(), "kernel splats: {:?}", report.splats);
-    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvm-tests-ran.log");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-        use std::io::Write;
-        let _ = writeln!(f, "lane: conversion_scenarios_and_lane_regressions_pass_inside_linux_6_12");
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lane-test");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let initrd = lane::initramfs(&gmemfuzz, &base, None).unwrap();
+    for (i, kernel) in kernels.iter().enumerate() {
+        eprintln!("lane test: Linux {} ({})", kernel.version, kernel.image.display());
+        let out = base.join(format!("boot-{i}-{}", kernel.version));
+        let mut report = lane::LaneReport::default();
+        lane::check(kernel, &initrd, &out, 1, &mut report).unwrap();
+        let console = out.join("console.log");
+        let on = format!("Linux {}; console: {}", kernel.version, console.display());
+        assert!(report.scenarios_passed, "the conversion scenarios failed inside the lane on {on}");
+        assert!(report.regressions_differed.is_empty(), "lane regressions differ on {on}: {:?}", report.regressions_differed);
+        let pinned = lane::regressions_for(&kernel.version).unwrap().len() as u32;
+        assert_eq!(report.regressions_matched, pinned, "every lane regression naming {on} replayed");
+        assert!(report.splats.is_empty(), "kernel splats on Linux {}: {:?}", kernel.version, report.splats);
+        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvm-tests-ran.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            use std::io::Write;
+            let _ = writeln!(f, "lane: Linux {}", kernel.version);
+        }
     }
 }
 

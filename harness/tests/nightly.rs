@@ -1,7 +1,7 @@
 //! `gmemfuzz nightly` end to end on real KVM: a healthy night exits 0 and reports no new
-//! finding; a night with an injected fault (`GMEMFUZZ_SKIP_OP=punch`) exits 1 with
-//! deduplicated punch findings, each with a minimized program and a C reproducer that
-//! compiles. Needs /dev/kvm and the cargo-fuzz target binaries (`.ci/run` builds them);
+//! finding; a night with an injected fault (`GMEMFUZZ_SKIP_OP=punch`) exits 1 with exactly
+//! one finding (the punch divergences deduplicated), a minimized program and a C reproducer
+//! that compiles. Needs /dev/kvm and the cargo-fuzz target binaries (`.ci/run` builds them);
 //! skips loudly without either. A second night on the same corpus starts from the merged one.
 
 mod common;
@@ -58,7 +58,7 @@ fn workdir(name: &str) -> PathBuf {
 fn a_healthy_night_finds_nothing_and_the_next_night_starts_from_the_merged_corpus() {
     let Some(bins) = ready("nightly_healthy") else { return };
     let work = workdir("healthy");
-    let (code, report, md) = nightly(&bins, &work, 40, &[], None);
+    let (code, report, md) = nightly(&bins, &work, 60, &[], None);
     assert_eq!(code, 0, "{md}");
     assert!(md.starts_with("# gmemfuzz nightly: no new finding"), "{md}");
     let targets = report["targets"].as_array().unwrap();
@@ -67,7 +67,12 @@ fn a_healthy_night_finds_nothing_and_the_next_night_starts_from_the_merged_corpu
     for t in targets {
         assert!(t["execs"].as_u64().unwrap() > 0, "{t}");
         assert!(t["corpus_after"].as_u64() >= t["corpus_before"].as_u64(), "{t}");
+        // The op-kind mix comes from the fuzzing processes themselves.
+        let mix = &t["op_mix"];
+        assert!(mix["processes"].as_u64().unwrap() > 0 && mix["programs"].as_u64().unwrap() > 0, "{t}");
+        assert!(mix["ops"]["punch"]["ran"].as_u64().unwrap() > 0, "{t}");
     }
+    assert!(md.contains("## Op-kind mix") && md.contains("## Known kernel bugs"), "{md}");
     let junit = std::fs::read_to_string(work.join("out/junit.xml")).unwrap();
     assert_eq!(junit.matches("<testcase ").count(), 3);
     assert!(!junit.contains("<failure"), "{junit}");
@@ -78,39 +83,67 @@ fn a_healthy_night_finds_nothing_and_the_next_night_starts_from_the_merged_corpu
     assert_eq!(code, 0, "{md}");
     assert_eq!(report["targets"][0]["corpus_before"].as_u64().unwrap(), after_first);
     assert_eq!(report["targets"][0]["seeds_added"].as_u64().unwrap(), 0);
+    // And its report says so: the summary row's "corpus before" column.
+    let row = md.lines().find(|l| l.starts_with("| diff_kvm |")).expect("a diff_kvm row");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[5], after_first.to_string(), "{row}");
+}
+
+/// Compiles a C reproducer with the system's C compiler (skips loudly without one).
+fn compiles(c: &Path) {
+    match Command::new("cc").args(["-O2", "-Wall", "-Werror", "-o"]).arg(c.with_extension("bin")).arg(c).status() {
+        Ok(s) => assert!(s.success(), "{} does not compile", c.display()),
+        Err(e) => eprintln!("SKIPPED compiling {}: no cc here ({e})", c.display()),
+    }
 }
 
 #[test]
-fn an_injected_fault_gives_deduplicated_minimized_findings_with_c_reproducers() {
+fn an_injected_fault_gives_exactly_one_minimized_finding_with_a_c_reproducer() {
     let Some(bins) = ready("nightly_skip_punch") else { return };
     let work = workdir("skip-punch");
-    let (code, report, md) = nightly(&bins, &work, 20, &["diff_kvm"], Some("punch"));
+    let (code, report, md) = nightly(&bins, &work, 60, &[], Some("punch"));
     assert_eq!(code, 1, "{md}");
-    let run = &report["targets"][0];
-    let findings = run["findings"].as_array().unwrap();
-    assert!(!findings.is_empty(), "{md}");
-    // Deduplicated: one finding per signature, however many crashes showed it.
-    let crashes: usize = findings.iter().map(|f| f["crashes"].as_array().unwrap().len()).sum();
-    assert_eq!(crashes as u64, run["crashes"].as_u64().unwrap());
-    let mut slugs: Vec<&str> = findings.iter().map(|f| f["slug"].as_str().unwrap()).collect();
-    slugs.dedup();
-    assert_eq!(slugs.len(), findings.len());
-    for f in findings {
-        // Every one is the injected fault: a punch that did not happen.
-        assert_eq!(f["signature"]["op"], "punch", "{f}");
-        assert_eq!(f["minimized"], true, "{f}");
-        let slug = f["slug"].as_str().unwrap();
-        let dir = work.join("out/findings").join(slug);
-        let program = std::fs::read_to_string(dir.join("program.txt")).unwrap();
-        assert!(program.contains("punch"), "{program}");
-        let c = dir.join("repro.c");
-        assert!(c.is_file(), "{f}");
-        let status = Command::new("gcc").args(["-static", "-O2", "-Wall", "-Werror", "-o"]).arg(dir.join("repro")).arg(&c).status();
-        match status {
-            Ok(s) => assert!(s.success(), "{} does not compile", c.display()),
-            Err(e) => eprintln!("SKIPPED compiling {}: no gcc here ({e})", c.display()),
-        }
+    assert!(md.starts_with("# gmemfuzz nightly: **1 new finding**"), "{md}");
+    let targets = report["targets"].as_array().unwrap();
+    let findings: Vec<&serde_json::Value> = targets.iter().flat_map(|t| t["findings"].as_array().unwrap()).collect();
+    // One fault, one finding, however many crashes and signatures showed it.
+    assert_eq!(findings.len(), 1, "{md}");
+    let f = findings[0];
+    assert_eq!(f["signature"]["target"], "diff_kvm", "{f}");
+    assert_eq!(f["signature"]["op"], "punch", "{f}");
+    assert_eq!(targets[0]["crashes"].as_u64().unwrap() as usize, f["crashes"].as_array().unwrap().len());
+    assert_eq!(f["minimized"], true, "{f}");
+    if f["minimization_cut_short"] == false {
+        // A punch that does nothing shows in at most: create, map, touch, punch (and a probe).
+        assert!(f["program_ops"].as_u64().unwrap() <= 6, "{f}");
+    }
+    let dir = work.join("out/findings").join(f["slug"].as_str().unwrap());
+    let program = std::fs::read_to_string(dir.join("program.txt")).unwrap();
+    assert!(program.contains("punch") && program.contains("# expect: divergence"), "{program}");
+    compiles(&dir.join("repro.c"));
+    for v in f["variants"].as_array().unwrap() {
+        assert_eq!(v["signature"]["op"], "punch", "{v}");
+        compiles(Path::new(v["c_repro"].as_str().unwrap()));
     }
     let junit = std::fs::read_to_string(work.join("out/junit.xml")).unwrap();
-    assert_eq!(junit.matches("<failure ").count(), findings.len());
+    assert_eq!(junit.matches("<failure ").count(), 1, "{junit}");
+}
+
+#[test]
+fn relative_corpus_and_out_directories_work() {
+    let Some(bins) = ready("nightly_relative_paths") else { return };
+    let work = workdir("relative");
+    // As the workflow runs it: paths relative to the working directory.
+    let output = Command::new(env!("CARGO_BIN_EXE_gmemfuzz"))
+        .args(["nightly", "--budget", "6", "--jobs", "1", "--target", "model", "--corpus", "corpus", "--out", "out", "--fuzz-bin-dir"])
+        .arg(&bins)
+        .current_dir(&work)
+        .env("CI", "true")
+        .output()
+        .expect("running gmemfuzz nightly");
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(work.join("out/report.json")).unwrap()).unwrap();
+    assert!(report["targets"][0]["execs"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["targets"][0]["corpus_after"].as_u64().unwrap() > 0, "{report}");
 }

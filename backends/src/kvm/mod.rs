@@ -4,7 +4,7 @@ pub mod guest;
 pub mod hostmem;
 mod profile;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_regs, kvm_segment, kvm_userspace_memory_region2};
@@ -70,7 +70,14 @@ pub struct KvmBackend {
     /// Ops of this kind are not performed but reported as successful: a stand-in for a
     /// kernel that silently skips an operation, to show the harness catches one.
     skipped: Option<OpKind>,
+    /// GFNs whose guest access exited as MMIO since the VM was made or scrubbed: KVM may
+    /// hold an MMIO SPTE for each, per-VM state that outlives the program (`reset_state`).
+    mmio_gfns: BTreeSet<u64>,
 }
+
+/// The most pages one scrub slot spans (its scratch memory is reserved, not touched, beyond
+/// the GFNs read).
+const SCRUB_SPAN: u64 = 1024;
 
 fn errno(e: kvm_ioctls::Error) -> Outcome {
     Outcome::Err(Errno(e.errno()))
@@ -126,6 +133,7 @@ impl KvmBackend {
             retired: Vec::new(),
             attributed: Vec::new(),
             skipped: None,
+            mmio_gfns: BTreeSet::new(),
         };
         backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
         backend.reset_state()?;
@@ -285,14 +293,18 @@ impl KvmBackend {
                 let current = mailbox_read(mb, mailbox::CURRENT, 4) as usize;
                 match exit {
                     Ok(VcpuExit::Hlt) => break 'runs,
-                    Ok(VcpuExit::MmioRead(_, data)) => {
+                    Ok(VcpuExit::MmioRead(gpa, data)) => {
                         data.fill(0);
+                        self.mmio_gfns.insert(gpa / PAGE_SIZE);
                         exits[current] = Some(AccessResult::Mmio);
                         if commands[current].0 == command::DIGEST {
                             mailbox_write(mb, mailbox::ABORT_FLAG, 1, 4);
                         }
                     }
-                    Ok(VcpuExit::MmioWrite(..)) => exits[current] = Some(AccessResult::Mmio),
+                    Ok(VcpuExit::MmioWrite(gpa, _)) => {
+                        self.mmio_gfns.insert(gpa / PAGE_SIZE);
+                        exits[current] = Some(AccessResult::Mmio);
+                    }
                     Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
                         exits[current] = Some(AccessResult::MemoryFault { gpa, size, flags });
                         if stop_on_fault {
@@ -527,18 +539,59 @@ impl KvmBackend {
         }
     }
 
+    /// Replaces the MMIO SPTE of every GFN in `mmio_gfns` with an ordinary one and zaps that:
+    /// a one-page slot over each GFN (all shared, no program slot left) makes the SPTEs stale,
+    /// a guest read through each takes an ordinary shared fault that installs a real mapping
+    /// over the MMIO SPTE (mmu.c: handle_mmio_page_fault() returns RET_PF_INVALID for a stale
+    /// one, and the fault goes on), and deleting the slots zaps those mappings. False when it
+    /// could not (too many GFNs, a slot refused, a read that still exited): make a new VM.
+    fn scrub_mmio_sptes(&mut self) -> Result<bool, HarnessError> {
+        let gfns: Vec<u64> = self.mmio_gfns.iter().copied().collect();
+        // One slot per run of GFNs less than SCRUB_SPAN pages apart: memslot changes are
+        // what a scrub costs (37 ms for one slot per GFN, measured in the lane).
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &gfn in &gfns {
+            match runs.last_mut() {
+                Some((first, last)) if gfn - *first < SCRUB_SPAN => *last = gfn,
+                _ => runs.push((gfn, gfn)),
+            }
+        }
+        if gfns.len() > layout::SCRUB_MAX_GFNS || runs.len() > layout::SCRUB_MAX_GFNS {
+            return Ok(false);
+        }
+        let scratch =
+            Mapping::anonymous((SCRUB_SPAN * PAGE_SIZE) as usize).map_err(|e| HarnessError::Resource(format!("scrub memory: {e}")))?;
+        let mut made = 0;
+        for (i, (first, last)) in runs.iter().enumerate() {
+            let region = kvm_userspace_memory_region2 {
+                slot: layout::SCRUB_FIRST_SLOT + i as u32,
+                guest_phys_addr: first * PAGE_SIZE,
+                memory_size: (last - first + 1) * PAGE_SIZE,
+                userspace_addr: scratch.addr() as u64,
+                ..Default::default()
+            };
+            if self.set_region(region).is_err() {
+                break;
+            }
+            made += 1;
+        }
+        let mut clean = made == runs.len();
+        if clean {
+            let reads: Vec<_> = gfns.iter().map(|gfn| (guest::access_code(Width::W1, false), gfn * PAGE_SIZE, 0)).collect();
+            self.mmio_gfns.clear();
+            let exits = self.run_commands(&reads, false)?;
+            clean = exits.iter().all(Option::is_none) && self.mmio_gfns.is_empty();
+        }
+        for i in 0..made {
+            self.delete_region(layout::SCRUB_FIRST_SLOT + i as u32)
+                .map_err(|e| HarnessError::Bug(format!("reset: deleting scrub slot {i}: {e}")))?;
+        }
+        Ok(clean)
+    }
+
     /// Deletes program slots, closes files and mappings, and makes a new VM if the old one
     /// was destroyed. Attributes go back to shared where the kernel has them.
     fn reset_state(&mut self) -> Result<(), HarnessError> {
-        // Software-protected VMs keep per-VM state the model cannot see and that changes
-        // outcomes (MMIO SPTEs: see harness::known): each program gets a fresh VM, so that
-        // what a program shows depends on the program alone. KVM_CREATE_VM costs ~8 ms in
-        // the QEMU lane, which is why the default VM type reuses its VM.
-        if self.profile.vm_type != 0 {
-            self.vm = None;
-            self.slots.clear();
-            self.attributed.clear();
-        }
         if self.vm.is_some() {
             let slots: Vec<u32> = self.slots.keys().copied().collect();
             for slot in slots {
@@ -557,8 +610,18 @@ impl KvmBackend {
         self.slots.clear();
         self.gmems.clear();
         self.retired.clear();
+        // Software-protected VMs keep one piece of per-VM state the model cannot see and
+        // that changes outcomes: the MMIO SPTE of a GFN that exited as MMIO outlives the
+        // program, and once stale (any memslot change) it turns a later private fault on that
+        // GFN into a shared one (harness::known). Scrub those SPTEs, or make a new VM, so that
+        // what a program shows depends on the program alone. Measured in the lane, a new VM
+        // cost 170 ms of a 220 ms program. GMEMFUZZ_VERIFY_RESET / `run --verify-reset` check it.
+        if self.profile.vm_type != 0 && !self.mmio_gfns.is_empty() && self.vm.is_some() && !self.scrub_mmio_sptes()? {
+            self.vm = None;
+        }
         if self.vm.is_none() {
             self.vm = Some(Self::create_vm(&self.kvm, self.profile.vm_type, &self.code, &self.mailbox)?);
+            self.mmio_gfns.clear();
         }
         Ok(())
     }

@@ -46,13 +46,26 @@ enum Command {
         /// Append results (divergences, taint, stats, throughput) to FILE as JSON lines.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-    },
-    /// Boot the Linux 6.12 test kernel under QEMU (building it on first use) and run the
-    /// conversion scenarios and differential fuzzing of VM type 1 inside.
-    Lane {
-        /// Boot this kernel instead of the lane's own build (e.g. a kvm/next bzImage).
+        /// Also run each program on a VM made for it and require the same result (checks
+        /// that reusing the VM between programs leaves nothing behind).
         #[arg(long)]
+        verify_reset: bool,
+    },
+    /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
+    /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
+    /// type 1 inside.
+    Lane {
+        /// Boot this bzImage instead of a lane build (e.g. a kvm/next build); its .config,
+        /// when beside it, is checked for what the lane needs.
+        #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
         kernel: Option<std::path::PathBuf>,
+        /// Build and boot Debian's source of this series (7.2 or 6.12).
+        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
+        kernel_version: String,
+        /// Build and boot this kernel tree: configured with the lane's fragment and built in a
+        /// directory of the lane's own (the tree stays untouched), incrementally.
+        #[arg(long, value_name = "DIR")]
+        kernel_src: Option<std::path::PathBuf>,
         /// Total fuzzing time in seconds.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
@@ -77,6 +90,9 @@ enum Command {
         /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
         #[arg(long, default_value_t = 1)]
         smp: u32,
+        /// QEMUs fuzzing at once, each with its own seeds (default: one per host core).
+        #[arg(long)]
+        jobs: Option<u32>,
     },
     /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
     /// outcome (the lane's conversion tests run this inside the test kernel).
@@ -104,7 +120,7 @@ enum Command {
     /// a time budget, merge the corpus, minimize and deduplicate findings, write OUT/report.md,
     /// OUT/report.json and OUT/junit.xml. Exit 1 on a new finding, 2 on a harness error.
     Nightly {
-        /// Total seconds, fuzzing (3/4) plus merging and minimizing.
+        /// Total seconds: each target fuzzes 2/3 of its share, then merges and minimizes.
         #[arg(long)]
         budget: u64,
         /// The corpus that persists between nights (one directory per target).
@@ -196,9 +212,15 @@ fn main() -> Result<()> {
             let backend = cli::kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp } => {
+        Command::Lane { kernel, kernel_version, kernel_src, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp, jobs } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             let skip_op = skip_op.map(|k| k.name().to_string());
-            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp };
+            let kernel = match (kernel, kernel_src) {
+                (Some(image), _) => gmemfuzz::lane::KernelChoice::Image(image),
+                (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
+                (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
+            };
+            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp, jobs };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
@@ -212,12 +234,22 @@ fn main() -> Result<()> {
             for line in &report.stats {
                 println!("  {line}");
             }
+            let rates: Vec<f64> = report.per_qemu.iter().filter(|(_, s)| *s > 0.0).map(|(p, s)| *p as f64 / s).collect();
+            if !rates.is_empty() {
+                let each: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
+                println!(
+                    "  lane throughput: {} programs; {:.1} programs/s in all ({} per QEMU)",
+                    report.programs,
+                    rates.iter().sum::<f64>(),
+                    each.join(" + ")
+                );
+            }
             if !report.scenarios_passed || !report.regressions_differed.is_empty() || report.divergences > 0 || !report.splats.is_empty() {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
         }
-        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json } => {
-            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type };
+        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json, verify_reset } => {
+            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type, verify_reset };
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,

@@ -21,6 +21,18 @@ pub struct RunOptions {
     pub taint_check: bool,
     pub ops: usize,
     pub vm_type: u64,
+    /// Also run every program on a VM made for it and require the same trace: shows that
+    /// reusing a VM across programs leaves nothing behind that changes what a program does.
+    pub verify_reset: bool,
+}
+
+/// What a program did, for comparing a reused VM with a fresh one.
+fn summary(result: &Result<crate::Trace, RunError>) -> String {
+    match result {
+        Ok(t) => format!("{t:?}"),
+        Err(RunError::Divergence(d)) => format!("divergence {} at op #{}: {}", d.kind.slug(), d.op_index, d.actual),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// /proc/sys/kernel/tainted (0 where it cannot be read).
@@ -57,6 +69,20 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         }
         let taint_before = if opts.taint_check { kernel_taint() } else { 0 };
         let result = runner.run(&program);
+        if opts.verify_reset {
+            let mut fresh = Runner::new(super::kvm(opts.vm_type)?);
+            fresh.filter_known = true;
+            let again = fresh.run(&program);
+            if summary(&again) != summary(&result) {
+                let text = text::print(&program);
+                bail!(
+                    "gmemfuzz HARNESS ERROR: program #{i} ran differently on the reused VM and on a fresh one:\nreused: {}\nfresh:  {}\n{text}",
+                    summary(&result),
+                    summary(&again)
+                );
+            }
+            runner.stats.verified_resets += 1;
+        }
         let taint_after = if opts.taint_check { kernel_taint() } else { 0 };
         if taint_after != taint_before {
             let text = text::print(&program);
@@ -99,5 +125,6 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         opts.ops,
         runner.stats.programs as f64 / secs
     );
-    sink.put(&Record::Throughput { programs: runner.stats.programs, ops: opts.ops, seconds: secs })
+    println!("{}", runner.stats.time.show(secs, runner.stats.programs));
+    sink.put(&Record::Throughput { programs: runner.stats.programs, ops: opts.ops, seconds: secs, breakdown: runner.stats.time.clone() })
 }

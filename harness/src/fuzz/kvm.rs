@@ -34,7 +34,11 @@ fn kvm_session() -> std::sync::MutexGuard<'static, Option<KvmSession>> {
                 eprintln!("gmemfuzz: diff_kvm on {}", backend.profile().summary());
                 let mut runner = Runner::new(backend);
                 runner.filter_known = true;
-                *guard = Some(KvmSession { session: Session::new(runner), verify_reset: env.verify_reset, options });
+                *guard = Some(KvmSession {
+                    session: Session::new(runner, "diff_kvm", save_stats_at_exit),
+                    verify_reset: env.verify_reset,
+                    options,
+                });
             }
             Err(e) => {
                 eprintln!("gmemfuzz: cannot fuzz real KVM here: {e}");
@@ -44,6 +48,16 @@ fn kvm_session() -> std::sync::MutexGuard<'static, Option<KvmSession>> {
         }
     }
     guard
+}
+
+/// Saves the stats at exit (`GMEMFUZZ_STATS_DIR`); skipped when the session is locked
+/// (the process is exiting from inside the target).
+extern "C" fn save_stats_at_exit() {
+    if let Ok(mut guard) = KVM_SESSION.try_lock() {
+        if let Some(s) = guard.as_mut() {
+            s.session.stats_file.save(&s.session.runner.stats);
+        }
+    }
 }
 
 /// The `diff_kvm` target: the model against real KVM.
@@ -62,7 +76,12 @@ pub fn diff_kvm(data: &[u8]) -> Corpus {
         }
         Corpus::Keep
     } else {
-        settle(session.runner.run(&program), crash)
+        let result = session.runner.run(&program);
+        if result.is_err() {
+            // A finding aborts the process: keep its counts first.
+            session.stats_file.save(&session.runner.stats);
+        }
+        settle(result, crash)
     };
     session.print_stats_now_and_then("diff_kvm");
     corpus

@@ -25,13 +25,15 @@
 //! VM type (`repro::load`).
 //!
 //! Environment: `GMEMFUZZ_VM_TYPE` (0 default, 1 = KVM_X86_SW_PROTECTED_VM),
-//! `GMEMFUZZ_VERIFY_RESET`, `GMEMFUZZ_SKIP_OP` (read by the KVM backend).
+//! `GMEMFUZZ_VERIFY_RESET`, `GMEMFUZZ_SKIP_OP` (read by the KVM backend),
+//! `GMEMFUZZ_STATS_DIR` (each process keeps its counters there as JSON, [`stats_file`]).
 
 pub mod artifact;
 pub mod input;
 pub mod kvm;
 pub mod model;
 pub mod sim;
+pub mod stats_file;
 
 pub use kvm::diff_kvm;
 pub use model::model_only;
@@ -49,15 +51,17 @@ use crate::Trace;
 /// How often the targets print their stats line (stderr).
 const STATS_EVERY: Duration = Duration::from_secs(10);
 
-/// One target's runner, kept across inputs, and when it last printed its stats.
+/// One target's runner, kept across inputs, and when it last printed its stats and
+/// saved them to `GMEMFUZZ_STATS_DIR`.
 struct Session<B: Backend> {
     runner: Runner<B>,
     last_stats: Instant,
+    stats_file: stats_file::Saver,
 }
 
 impl<B: Backend> Session<B> {
-    fn new(runner: Runner<B>) -> Session<B> {
-        Session { runner, last_stats: Instant::now() }
+    fn new(runner: Runner<B>, target: &'static str, at_exit: extern "C" fn()) -> Session<B> {
+        Session { runner, last_stats: Instant::now(), stats_file: stats_file::Saver::new(target, at_exit) }
     }
 
     fn print_stats_now_and_then(&mut self, target: &str) {
@@ -65,6 +69,7 @@ impl<B: Backend> Session<B> {
             eprintln!("gmemfuzz {target} stats: {}", self.runner.stats);
             self.last_stats = Instant::now();
         }
+        self.stats_file.now_and_then(&self.runner.stats);
     }
 }
 

@@ -18,6 +18,16 @@ fn profile() -> Profile {
     Profile::host_6_18()
 }
 
+/// Saves the stats at exit (`GMEMFUZZ_STATS_DIR`); skipped when the session is locked
+/// (the process is exiting from inside the target).
+extern "C" fn save_stats_at_exit() {
+    if let Ok(mut guard) = MODEL_SESSION.try_lock() {
+        if let Some(s) = guard.as_mut() {
+            s.stats_file.save(&s.runner.stats);
+        }
+    }
+}
+
 /// The `model` target.
 pub fn model_only(data: &[u8]) -> Corpus {
     let profile = profile();
@@ -28,10 +38,15 @@ pub fn model_only(data: &[u8]) -> Corpus {
     let session = guard.get_or_insert_with(|| {
         let mut runner = Runner::new(Model::new(profile.clone()));
         runner.check_model_invariants = true;
-        Session::new(runner)
+        Session::new(runner, "model", save_stats_at_exit)
     });
     let crash = Crash { data, program: &program, profile: &profile };
-    let corpus = settle(session.runner.run(&program), crash);
+    let result = session.runner.run(&program);
+    if result.is_err() {
+        // A finding aborts the process: keep its counts first.
+        session.stats_file.save(&session.runner.stats);
+    }
+    let corpus = settle(result, crash);
     session.print_stats_now_and_then("model");
     corpus
 }

@@ -9,6 +9,7 @@ use gmemfuzz_backends::{Backend, Profile};
 
 use libfuzzer_sys::Corpus;
 
+use super::stats_file::Saver;
 use super::{input, Crash};
 use crate::oracle::Divergence;
 use crate::program::Program;
@@ -60,7 +61,24 @@ pub fn run_sim(runner: &mut Runner<SimBackend>, program: &Program) -> Result<(),
     }
 }
 
-static SIM_SESSION: Mutex<Vec<Runner<SimBackend>>> = Mutex::new(Vec::new());
+/// The runners, one per profile and platform, and where the first one's stats are saved
+/// (every program runs on it).
+struct SimSession {
+    runners: Vec<Runner<SimBackend>>,
+    stats_file: Option<Saver>,
+}
+
+static SIM_SESSION: Mutex<SimSession> = Mutex::new(SimSession { runners: Vec::new(), stats_file: None });
+
+/// Saves the stats at exit (`GMEMFUZZ_STATS_DIR`); skipped when the session is locked.
+extern "C" fn save_stats_at_exit() {
+    if let Ok(mut guard) = SIM_SESSION.try_lock() {
+        let SimSession { runners, stats_file } = &mut *guard;
+        if let (Some(saver), Some(first)) = (stats_file, runners.first()) {
+            saver.save(&first.stats);
+        }
+    }
+}
 
 /// The `diff_sim` target: saves the program and panics on a divergence or a broken
 /// platform invariant (the saved profile is that of the run that found it).
@@ -70,7 +88,8 @@ pub fn diff_sim(data: &[u8]) -> Corpus {
     let Some(program) = input::decode(data, &Profile::sw_protected_6_12()) else {
         return Corpus::Reject;
     };
-    let mut runners = SIM_SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = SIM_SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    let SimSession { runners, stats_file } = &mut *guard;
     if runners.is_empty() {
         for profile in profiles() {
             for platform in ["tdx", "snp"] {
@@ -78,11 +97,15 @@ pub fn diff_sim(data: &[u8]) -> Corpus {
             }
         }
     }
-    for runner in runners.iter_mut() {
-        if let Err(finding) = run_sim(runner, &program) {
-            let profile = runner.backend.profile().clone();
+    let saver = stats_file.get_or_insert_with(|| Saver::new("diff_sim", save_stats_at_exit));
+    for i in 0..runners.len() {
+        if let Err(finding) = run_sim(&mut runners[i], &program) {
+            // A finding aborts the process: keep its counts first.
+            saver.save(&runners[0].stats);
+            let profile = runners[i].backend.profile().clone();
             Crash { data, program: &program, profile: &profile }.report(&finding.to_string());
         }
     }
+    saver.now_and_then(&runners[0].stats);
     Corpus::Keep
 }

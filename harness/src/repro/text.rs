@@ -45,6 +45,10 @@
 //! `--vm-type` is given, and refuse a `--vm-type` that contradicts it) and
 //! `# profile: kernel … gmem_flags 0x0 …` (`Profile::summary` of the kernel it ran on, for
 //! the reader). Files without them (all v1 files before these lines) load as before.
+//!
+//! A lane regression may also name the kernels its expectation pins, by major.minor:
+//! `# kernels: 6.12 7.2`. The lane replays it only on kernels it names (a file without the
+//! line pins none: it is replayed on every kernel).
 
 use std::fmt::{self, Write as _};
 
@@ -204,6 +208,9 @@ pub fn print_document(doc: &Document, notes: &[&str]) -> String {
     if let Some(p) = &doc.profile {
         writeln!(s, "# {PROFILE_KEY} {}", one_line(p)).expect("writing to a String");
     }
+    if !doc.kernels.is_empty() {
+        writeln!(s, "# {KERNELS_KEY} {}", doc.kernels.join(" ")).expect("writing to a String");
+    }
     if let Some(e) = doc.expect {
         writeln!(s, "# expect: {e}").expect("writing to a String");
     }
@@ -242,17 +249,30 @@ pub struct Document {
     pub vm_type: Option<u64>,
     /// The summary of the profile it ran on (`# profile:`), if recorded.
     pub profile: Option<String>,
+    /// The kernels (major.minor, `# kernels:`) whose behaviour `expect` pins; empty: any.
+    pub kernels: Vec<String>,
 }
 
 impl Document {
     /// A document that records nothing but the program.
     pub fn new(program: Program) -> Document {
-        Document { program, expect: None, vm_type: None, profile: None }
+        Document { program, expect: None, vm_type: None, profile: None, kernels: Vec::new() }
     }
+
+    /// Whether this file's expectation holds for a kernel of this version (`7.2.13 …`).
+    pub fn pins_kernel(&self, version: &str) -> bool {
+        self.kernels.is_empty() || self.kernels.iter().any(|k| same_series(k, version))
+    }
+}
+
+/// Whether `version` (`7.2.13`, `7.2.0-rc1+`) is of the series `series` (`7.2`).
+pub fn same_series(series: &str, version: &str) -> bool {
+    version.strip_prefix(series).is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 const VM_TYPE_KEY: &str = "vm-type:";
 const PROFILE_KEY: &str = "profile:";
+const KERNELS_KEY: &str = "kernels:";
 
 pub fn parse(text: &str) -> Result<Program, ParseError> {
     parse_document(text).map(|d| d.program)
@@ -283,6 +303,13 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
                 doc.vm_type = Some(v);
             } else if let Some(rest) = c.strip_prefix(PROFILE_KEY) {
                 doc.profile = Some(rest.trim().to_string());
+            } else if let Some(rest) = c.strip_prefix(KERNELS_KEY) {
+                for k in rest.split_whitespace() {
+                    if !k.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())) {
+                        return Err(err(n, at + 1, format!("`# {KERNELS_KEY}` takes kernel series like `6.12 7.2`, found `{k}`")));
+                    }
+                    doc.kernels.push(k.to_string());
+                }
             }
         }
         if code.trim().is_empty() {
@@ -608,6 +635,7 @@ mod tests {
             vm_type: Some(1),
             profile: Some("kernel 6.12 vm_type 1 gmem_flags 0x0".into()),
             expect: Some(Expectation::Clean),
+            kernels: vec!["6.12".into(), "7.2".into()],
             ..Document::new(p.clone())
         };
         let text = print_document(&doc, &["found: gmemfuzz DIVERGENCE at op 1\nsecond line"]);
@@ -619,5 +647,15 @@ mod tests {
         let e = parse_document("gmemfuzz-program v1\n# vm-type: one\ncheck\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(parse_document("gmemfuzz-program v1\n# vm-type: 1\n# vm-type: 0\ncheck\n").is_err());
+    }
+
+    #[test]
+    fn kernels_line_pins_series_not_prefixes() {
+        let doc = parse_document("gmemfuzz-program v2\n# kernels: 6.12 7.2\ncheck\n").unwrap();
+        assert!(doc.pins_kernel("6.12.117") && doc.pins_kernel("7.2.13") && doc.pins_kernel("7.2.0-rc1+"));
+        assert!(!doc.pins_kernel("6.1.100") && !doc.pins_kernel("7.20.1") && !doc.pins_kernel("6.18.44"));
+        assert!(Document::new(doc.program.clone()).pins_kernel("6.18.44"), "no line: every kernel");
+        let e = parse_document("gmemfuzz-program v2\n# kernels: 6.12 latest\ncheck\n").unwrap_err();
+        assert!(e.message.contains("latest"), "{e}");
     }
 }

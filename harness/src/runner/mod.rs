@@ -13,6 +13,7 @@ use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, Outcome, Probe, 
 use crate::oracle::{Context, Divergence};
 use crate::program::Program;
 use crate::stats::Stats;
+use crate::timing::Stopwatch;
 pub use policy::CompareAt;
 
 /// What the loop saw, in program order.
@@ -119,20 +120,31 @@ impl<B: Backend> Runner<B> {
     }
 
     fn steps(&mut self, program: &Program, trace: &mut Trace, observer: &mut impl Observer) -> Result<(), RunError> {
+        let t = Stopwatch::start();
         self.model.reset()?;
+        self.stats.time.model += t.secs();
+        let t = Stopwatch::start();
         self.backend.reset()?;
+        self.stats.time.reset += t.secs();
         let mut compared_last = false;
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
             let reach = self.stats.reach.before(op, &self.model);
+            let t = Stopwatch::start();
             let expected = self.model.apply(op)?;
             if self.check_model_invariants {
                 self.model.check_invariants().map_err(|e| HarnessError::Bug(format!("model invariant broken after op #{index}: {e}")))?;
             }
+            self.stats.time.model += t.secs();
             // A skip is decided by the program alone; the backend is not asked.
             let actual = match &expected {
                 Outcome::Skipped(reason) => Outcome::Skipped(*reason),
-                _ => self.backend.apply(op)?,
+                _ => {
+                    let t = Stopwatch::start();
+                    let actual = self.backend.apply(op)?;
+                    self.stats.time.add_op(op.kind(), t.elapsed());
+                    actual
+                }
             };
             self.stats.count(op, &actual);
             self.stats.reach.after(reach, &actual);
@@ -159,12 +171,17 @@ impl<B: Backend> Runner<B> {
 
     /// Asks both sides every probe the model proposes and compares the answers.
     fn compare_state(&mut self, index: usize, op: &Op, at: CompareAt, observer: &mut impl Observer) -> Result<(), RunError> {
+        let t = Stopwatch::start();
         let probes = self.model.probes();
         if probes.is_empty() {
+            self.stats.time.model += t.secs();
             return Ok(());
         }
         let expected = self.model.observe(&probes)?;
+        self.stats.time.model += t.secs();
+        let t = Stopwatch::start();
         let actual = self.backend.observe(&probes)?;
+        self.stats.time.compare += t.secs();
         self.stats.probes += probes.len() as u64;
         observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
         let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };

@@ -1,10 +1,26 @@
 //! From crash files to findings: every `crash-<sha1>.txt` a target saved is replayed on the
 //! backend that target runs (the repo's `Runner`), grouped by the signature of the typed
-//! `Divergence` it shows, and each group's first program is minimized
-//! (`repro::shrink`, `repro::cli::minimized`) and written with its C reproducer.
+//! `Divergence` it shows, and each group's first program is minimized under a time limit
+//! (`repro::shrink::minimize_with`) and written with its C reproducer.
+//!
+//! # What counts as one bug
+//!
+//! A divergence's signature is its kind, the kind of op it happened at and what was
+//! compared there (`stale-read` at `punch` on `probe-residency`). One kernel fault shows
+//! under several such signatures: a punch that silently does nothing gives a result
+//! mismatch when the model expected EINVAL (`punch offset=0x8`) and a stale residency probe
+//! when it expected the pages gone. Which one a crash shows depends on the program, not on
+//! the fault. So a finding is the op kind where the kernel first departs from the model,
+//! after minimization (the minimizer keeps kind and op, and may change the subject); each
+//! signature under it is a variant with its own minimized program and C reproducer. Two
+//! distinct bugs in the same op kind come out as one finding with two variants: both are
+//! shown, none is hidden, and a maintainer reads them together in the same kernel function.
+//! Findings that are not divergences (a broken platform or model invariant, a harness bug,
+//! a crash that did not replay) are grouped by their kind.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use gmemfuzz_backends::model::Model;
@@ -16,12 +32,11 @@ use crate::oracle::Divergence;
 use crate::program::Program;
 use crate::repro::shrink::{minimize_with, Signature as ShrinkSignature};
 use crate::repro::text::{print_document, Document, Expectation};
-use crate::repro::{c, cli as repro_cli, load_document};
+use crate::repro::{c, load_document};
 use crate::runner::{RunError, Runner};
 
-/// What a finding is, for deduplication: the divergence kind, the kind of op it happened
-/// at and what was compared there. Findings that are not divergences (a broken platform or
-/// model invariant, a harness bug, a crash that did not replay) are grouped by their kind.
+/// A crash's signature: the divergence kind, the kind of op it happened at and what was
+/// compared there; for what is not a divergence, its kind alone.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Signature {
     pub target: String,
@@ -39,7 +54,18 @@ impl Signature {
         Signature { target: target.into(), kind: kind.into(), op: "-".into(), subject: "-".into() }
     }
 
-    /// The directory name of its finding: `diff_kvm-stale-read-punch-probe-residency`.
+    /// The bug this signature is a variant of (see the module comment): a divergence at an
+    /// op kind, or a non-divergence kind.
+    pub fn bug(&self) -> Signature {
+        if self.op == "-" {
+            self.clone()
+        } else {
+            Signature { target: self.target.clone(), kind: "divergence".into(), op: self.op.clone(), subject: "-".into() }
+        }
+    }
+
+    /// The directory name of its finding: `diff_kvm-divergence-punch`, or of a variant:
+    /// `diff_kvm-stale-read-punch-probe-residency`.
     pub fn slug(&self) -> String {
         [&self.target, &self.kind, &self.op, &self.subject]
             .iter()
@@ -69,11 +95,7 @@ fn replay(target: &str, doc: &Document) -> Result<Replayed> {
             runner.filter_known = true;
             settle(runner.run(program).map(|t| t.known_bug))
         }
-        "model" => {
-            let mut runner = Runner::new(Model::new(Profile::host_6_18()));
-            runner.check_model_invariants = true;
-            settle(runner.run(program).map(|_| None))
-        }
+        "model" => settle(model_runner().run(program).map(|_| None)),
         "diff_sim" => {
             for mut runner in sim_runners(doc) {
                 match run_sim(&mut runner, program) {
@@ -97,6 +119,13 @@ fn settle(result: Result<Option<(usize, &'static str)>, RunError>) -> Replayed {
     }
 }
 
+/// The `model` target's runner: the model against itself, invariants checked.
+fn model_runner() -> Runner<Model> {
+    let mut runner = Runner::new(Model::new(Profile::host_6_18()));
+    runner.check_model_invariants = true;
+    runner
+}
+
 /// The simulated backends a diff_sim program ran on: those of the profile it records (all
 /// four when it records none that matches).
 fn sim_runners(doc: &Document) -> Vec<Runner<gmemfuzz_backends::sim::SimBackend>> {
@@ -106,9 +135,10 @@ fn sim_runners(doc: &Document) -> Vec<Runner<gmemfuzz_backends::sim::SimBackend>
     chosen.into_iter().flat_map(|p| ["tdx", "snp"].map(|platform| Runner::new(sim_backend(platform, p.clone(), None)))).collect()
 }
 
-/// One deduplicated finding, as the report shows it.
+/// One signature of a finding, with its own minimized program.
 #[derive(Clone, Debug, Serialize)]
-pub struct Finding {
+pub struct Variant {
+    /// After minimization (the subject may differ from the crashes' own).
     pub signature: Signature,
     pub slug: String,
     /// The crash programs that showed it.
@@ -119,10 +149,35 @@ pub struct Finding {
     pub program: String,
     pub program_ops: usize,
     pub minimized: bool,
+    /// Minimization stopped at its time limit: the program diverges, but may not be minimal.
+    pub minimization_cut_short: bool,
     /// The C reproducer's path (diff_kvm findings only: it runs on real KVM).
     pub c_repro: Option<PathBuf>,
     /// Why something is missing (no minimization, no C reproducer).
     pub notes: Vec<String>,
+    /// The C reproducer's source, until `write_finding` writes it.
+    #[serde(skip)]
+    c_source: Option<String>,
+}
+
+/// One deduplicated finding, as the report shows it: its smallest variant's program and
+/// reproducer at the top, every variant below.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// `Signature::bug` of its variants.
+    pub signature: Signature,
+    pub slug: String,
+    /// The crash programs of all its variants.
+    pub crashes: Vec<PathBuf>,
+    pub headline: String,
+    pub program: String,
+    pub program_ops: usize,
+    pub minimized: bool,
+    pub minimization_cut_short: bool,
+    /// `findings/<slug>/repro.c`, the smallest variant's.
+    pub c_repro: Option<PathBuf>,
+    pub notes: Vec<String>,
+    pub variants: Vec<Variant>,
 }
 
 /// What the crash files of one target came to.
@@ -145,9 +200,9 @@ pub fn crash_programs(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Replays, groups and minimizes the crash programs of `target`; writes each new finding
-/// under `findings_dir/<slug>/`.
-pub fn collect(target: &str, crashes: &[PathBuf], findings_dir: &Path) -> Result<Collected> {
+/// Replays, groups and minimizes the crash programs of `target` (minimization shares the
+/// time until `deadline`); writes each new finding under `findings_dir/<slug>/`.
+pub fn collect(target: &str, crashes: &[PathBuf], findings_dir: &Path, deadline: Instant) -> Result<Collected> {
     let mut collected = Collected::default();
     let mut groups: BTreeMap<Signature, (Vec<PathBuf>, Document, Replayed)> = BTreeMap::new();
     for path in crashes {
@@ -164,25 +219,47 @@ pub fn collect(target: &str, crashes: &[PathBuf], findings_dir: &Path) -> Result
         };
         groups.entry(signature).or_insert_with(|| (Vec::new(), doc, replayed)).0.push(path.clone());
     }
-    for (signature, (paths, doc, replayed)) in groups {
-        let finding = write_finding(target, signature, paths, &doc, &replayed, findings_dir)?;
-        collected.findings.push(finding);
+    // Minimized first, then grouped: minimization may turn two signatures into one.
+    let mut variants: BTreeMap<Signature, Variant> = BTreeMap::new();
+    let count = groups.len();
+    for (i, (signature, (paths, doc, replayed))) in groups.into_iter().enumerate() {
+        // An equal share of what is left to each group still to minimize.
+        let now = Instant::now();
+        let share = deadline.saturating_duration_since(now) / (count - i) as u32;
+        let v = variant(target, signature, paths, &doc, &replayed, now + share)?;
+        match variants.get_mut(&v.signature) {
+            Some(same) => {
+                same.crashes.extend(v.crashes);
+                if v.minimized && v.program_ops < same.program_ops {
+                    let crashes = std::mem::take(&mut same.crashes);
+                    *same = Variant { crashes, ..v };
+                }
+            }
+            None => {
+                variants.insert(v.signature.clone(), v);
+            }
+        }
+    }
+    let mut bugs: BTreeMap<Signature, Vec<Variant>> = BTreeMap::new();
+    for (signature, v) in variants {
+        bugs.entry(signature.bug()).or_default().push(v);
+    }
+    for (signature, variants) in bugs {
+        collected.findings.push(write_finding(signature, variants, findings_dir)?);
     }
     Ok(collected)
 }
 
-fn write_finding(
+/// Minimizes one signature's first crash program (until `deadline`) and makes its C
+/// reproducer; the files are written by `write_finding`.
+fn variant(
     target: &str,
     signature: Signature,
     crashes: Vec<PathBuf>,
     doc: &Document,
     replayed: &Replayed,
-    dir: &Path,
-) -> Result<Finding> {
-    let slug = signature.slug();
-    let dir = dir.join(&slug);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::copy(&crashes[0], dir.join("original.txt"))?;
+    deadline: Instant,
+) -> Result<Variant> {
     let mut notes = Vec::new();
     let headline = match replayed {
         Replayed::Divergence(d) => d.to_string().lines().next().unwrap_or_default().to_string(),
@@ -190,81 +267,158 @@ fn write_finding(
         Replayed::Clean => "the saved program ran clean on replay (flaky, or it needs state of the fuzzing process)".into(),
         Replayed::Known(_) => unreachable!("known bugs are not findings"),
     };
-    let minimized = match replayed {
-        Replayed::Divergence(d) => minimize(target, doc, d).map_err(|why| notes.push(format!("not minimized: {why}"))).ok(),
+    let shrunk = match replayed {
+        Replayed::Divergence(d) => minimize(target, doc, d, deadline).map_err(|why| notes.push(format!("not minimized: {why}"))).ok(),
         _ => {
             notes.push("not minimized: only divergences are minimized".into());
             None
         }
     };
-    let (program, text, was_minimized) = match minimized {
-        Some((program, text)) => (program, text, true),
-        None => (doc.program.clone(), print_document(doc, &[]), false),
+    let (signature, program, text, minimized, cut_short, headline) = match shrunk {
+        Some(s) => (s.signature, s.program, s.text, true, s.cut_short, s.headline),
+        None => (signature, doc.program.clone(), print_document(doc, &[]), false, false, headline),
     };
-    std::fs::write(dir.join("program.txt"), &text)?;
-    let c_repro = if target == "diff_kvm" {
+    if cut_short {
+        notes.push(
+            "minimization cut short at its time limit: the program diverges but may not be minimal (`gmemfuzz minimize` finishes it)"
+                .into(),
+        );
+    }
+    let c_source = if target == "diff_kvm" {
         let profile = crate::cli::kvm(doc.vm_type.unwrap_or(0))?.profile().clone();
-        match c::emit(&program, &profile, "") {
-            Ok(source) => {
-                let path = dir.join("repro.c");
-                std::fs::write(&path, source)?;
-                Some(path)
-            }
-            Err(why) => {
-                notes.push(format!("no C reproducer: {why}"));
-                None
-            }
-        }
+        c::emit(&program, &profile, "").map_err(|why| notes.push(format!("no C reproducer: {why}"))).ok()
     } else {
         notes.push("no C reproducer: the C reproducer runs real KVM; this finding is the model's or the simulation's".into());
         None
     };
-    Ok(Finding {
+    Ok(Variant {
+        slug: signature.slug(),
         signature,
-        slug,
         crashes,
         headline,
         program_ops: program.ops.len(),
         program: text,
-        minimized: was_minimized,
-        c_repro,
+        minimized,
+        minimization_cut_short: cut_short,
+        c_repro: None,
+        c_source,
         notes,
     })
 }
 
-/// The minimized program and its text (which records its expectation), or why not.
-fn minimize(target: &str, doc: &Document, first: &Divergence) -> Result<(Program, String), String> {
-    let text = match target {
-        // Minimizes on real KVM and confirms on a new VM (what `gmemfuzz minimize` does).
-        "diff_kvm" => repro_cli::minimized(&doc.program, doc.vm_type.unwrap_or(0))
-            .map(|(text, _, _)| text)
-            .map_err(|code| format!("exit {code}, see above"))?,
-        "model" => {
-            let mut runner = Runner::new(Model::new(Profile::host_6_18()));
-            runner.check_model_invariants = true;
-            let want = ShrinkSignature::of(first);
-            let m = minimize_with(&doc.program, Box::new(first.clone()), |p| match runner.run(p) {
+/// Writes `dir/<slug>/`: the smallest variant's `program.txt` and `repro.c`, and each
+/// variant's `original.txt`, `program.txt` and `repro.c` in `<slug>/<variant slug>/`.
+fn write_finding(signature: Signature, mut variants: Vec<Variant>, dir: &Path) -> Result<Finding> {
+    let slug = signature.slug();
+    let dir = dir.join(&slug);
+    std::fs::create_dir_all(&dir)?;
+    for v in &mut variants {
+        let vdir = dir.join(&v.slug);
+        std::fs::create_dir_all(&vdir)?;
+        std::fs::copy(&v.crashes[0], vdir.join("original.txt"))?;
+        std::fs::write(vdir.join("program.txt"), &v.program)?;
+        if let Some(source) = v.c_source.take() {
+            let path = vdir.join("repro.c");
+            std::fs::write(&path, source)?;
+            v.c_repro = Some(path);
+        }
+    }
+    // Minimized before not, then the smallest.
+    variants.sort_by_key(|v| (!v.minimized, v.program_ops));
+    let first = &variants[0];
+    std::fs::write(dir.join("program.txt"), &first.program)?;
+    let c_repro = match &first.c_repro {
+        Some(path) => {
+            std::fs::copy(path, dir.join("repro.c"))?;
+            Some(dir.join("repro.c"))
+        }
+        None => None,
+    };
+    Ok(Finding {
+        slug,
+        signature,
+        crashes: variants.iter().flat_map(|v| v.crashes.iter().cloned()).collect(),
+        headline: first.headline.clone(),
+        program: first.program.clone(),
+        program_ops: first.program_ops,
+        minimized: first.minimized,
+        minimization_cut_short: variants.iter().any(|v| v.minimization_cut_short),
+        c_repro,
+        notes: first.notes.clone(),
+        variants,
+    })
+}
+
+/// A minimized program, its text (which records its expectation) and its signature.
+struct Shrunk {
+    program: Program,
+    text: String,
+    signature: Signature,
+    cut_short: bool,
+    /// The first line of the minimized program's divergence.
+    headline: String,
+}
+
+/// Minimizes `doc`'s program, which diverged with `first`, keeping candidates that diverge
+/// with the same kind at the same op kind; past `deadline` it keeps what it has.
+fn minimize(target: &str, doc: &Document, first: &Divergence, deadline: Instant) -> Result<Shrunk, String> {
+    let want = ShrinkSignature::of(first);
+    let mut cut_short = false;
+    let mut in_time = || {
+        let ok = Instant::now() < deadline;
+        cut_short |= !ok;
+        ok
+    };
+    let (program, divergence, doc) = match target {
+        // On a reused VM, then confirmed on a new one (what `gmemfuzz minimize` does).
+        "diff_kvm" => {
+            let vm_type = doc.vm_type.unwrap_or(0);
+            let mut runner = Runner::new(crate::cli::kvm(vm_type).map_err(|e| format!("{e:#}"))?);
+            let m = minimize_with(&doc.program, Box::new(first.clone()), |p| match in_time().then(|| runner.run(p))? {
                 Err(RunError::Divergence(d)) if ShrinkSignature::of(&d) == want => Some(d),
                 _ => None,
             });
-            let expect = Expectation::Divergence { kind: m.divergence.kind, op: m.divergence.op_index };
-            print_document(&Document { expect: Some(expect), ..doc_like(doc, m.program) }, &[])
+            let mut fresh = Runner::new(crate::cli::kvm(vm_type).map_err(|e| format!("{e:#}"))?);
+            let d = match fresh.run(&m.program) {
+                Err(RunError::Divergence(d)) if ShrinkSignature::of(&d) == want => d,
+                other => {
+                    return Err(format!(
+                        "the minimized program did not diverge the same way on a new VM (flaky?): {}",
+                        other.map(|_| "clean".to_string()).unwrap_or_else(|e| e.to_string())
+                    ))
+                }
+            };
+            let profile = fresh.backend.profile();
+            let doc = Document { vm_type: Some(profile.vm_type), profile: Some(profile.summary()), ..Document::new(m.program.clone()) };
+            (m.program, d, doc)
+        }
+        "model" => {
+            let mut runner = model_runner();
+            let m = minimize_with(&doc.program, Box::new(first.clone()), |p| match in_time().then(|| runner.run(p))? {
+                Err(RunError::Divergence(d)) if ShrinkSignature::of(&d) == want => Some(d),
+                _ => None,
+            });
+            (m.program.clone(), m.divergence, doc_like(doc, m.program))
         }
         "diff_sim" => {
-            let want = ShrinkSignature::of(first);
             let mut runners = sim_runners(doc);
             let m = minimize_with(&doc.program, Box::new(first.clone()), |p| {
+                if !in_time() {
+                    return None;
+                }
                 runners.iter_mut().find_map(|r| match run_sim(r, p) {
                     Err(SimFinding::Divergence(d)) if ShrinkSignature::of(&d) == want => Some(d),
                     _ => None,
                 })
             });
-            print_document(&doc_like(doc, m.program), &[])
+            (m.program.clone(), m.divergence, doc_like(doc, m.program))
         }
         other => return Err(format!("no minimization for target {other}")),
     };
-    let program = crate::repro::parse_document(&text).map_err(|e| format!("the minimized program does not parse: {e}"))?.program;
-    Ok((program, text))
+    let expect = Expectation::Divergence { kind: divergence.kind, op: divergence.op_index };
+    let text = print_document(&Document { expect: Some(expect), ..doc }, &[]);
+    let headline = divergence.to_string().lines().next().unwrap_or_default().to_string();
+    Ok(Shrunk { program, text, signature: Signature::of(target, &divergence), cut_short, headline })
 }
 
 /// `program` recording what `doc` records of where it ran.
@@ -286,5 +440,24 @@ mod tests {
             at: crate::runner::CompareAt::End,
         };
         assert_eq!(guest.slug(), "probe-guest-page");
+    }
+
+    #[test]
+    fn divergences_at_one_op_kind_are_one_bug_other_kinds_stay_apart() {
+        let sig = |kind: &str, subject: &str| Signature {
+            target: "diff_kvm".into(),
+            kind: kind.into(),
+            op: "punch".into(),
+            subject: subject.into(),
+        };
+        let stale = sig("stale-read", "probe-residency");
+        let result = sig("result-mismatch", "result");
+        assert_eq!(stale.bug(), result.bug());
+        assert_eq!(stale.bug().slug(), "diff_kvm-divergence-punch");
+        let bind = Signature { op: "bind".into(), ..result.clone() };
+        assert_ne!(bind.bug(), result.bug());
+        let harness = Signature::other("diff_kvm", "harness-error");
+        assert_eq!(harness.bug(), harness);
+        assert_ne!(harness.bug(), Signature::other("diff_kvm", "not-reproduced").bug());
     }
 }

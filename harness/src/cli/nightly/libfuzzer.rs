@@ -68,6 +68,8 @@ pub struct Job<'a> {
     /// OUT/<target>/: artifacts (`crash-<sha1>` and the target's `.txt` beside), logs.
     pub out: &'a Path,
     pub jobs: usize,
+    /// Where the fuzzing processes keep their counters (`GMEMFUZZ_STATS_DIR`).
+    pub stats: &'a Path,
 }
 
 impl Job<'_> {
@@ -78,7 +80,9 @@ impl Job<'_> {
         std::fs::create_dir_all(&fresh)?;
         let log_path = self.out.join("fuzz.log");
         let log = std::fs::File::create(&log_path)?;
+        std::fs::create_dir_all(self.stats)?;
         let mut child = Command::new(self.bin)
+            .env(crate::fuzz::stats_file::ENV, self.stats)
             .arg(format!("-fork={}", self.jobs))
             .arg("-ignore_crashes=1")
             .arg(format!("-error_exitcode={CRASHED}"))
@@ -125,6 +129,8 @@ impl Job<'_> {
         let log_path = self.out.join("merge.log");
         let log = std::fs::File::create(&log_path)?;
         let status = Command::new(self.bin)
+            // The merge's executions are not fuzzing: not in the op-kind mix.
+            .env_remove(crate::fuzz::stats_file::ENV)
             .arg("-merge=1")
             .arg(format!("-artifact_prefix={}/", self.out.display()))
             .arg(self.corpus)

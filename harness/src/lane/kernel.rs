@@ -1,0 +1,207 @@
+//! Which kernel the lane boots: a recipe `build-kernel.sh` builds and caches (Debian's 7.2 or
+//! 6.12, or the user's own tree), or a bzImage the user gives, checked for what the lane needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::script;
+
+/// The kernel series the lane builds when nothing else is asked.
+pub const DEFAULT_SERIES: &str = "7.2";
+
+/// The kernel series `build-kernel.sh` has a recipe for (Debian's `linux-source-<series>`).
+pub const SERIES: [&str; 2] = ["7.2", "6.12"];
+
+/// What the user asked the lane to boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Debian's source of this series, built by the lane (`--kernel-version`).
+    Series(String),
+    /// The user's kernel tree, built out of tree by the lane (`--kernel-src`).
+    Tree(PathBuf),
+    /// A bzImage built elsewhere (`--kernel`).
+    Image(PathBuf),
+}
+
+impl Default for KernelChoice {
+    fn default() -> Self {
+        KernelChoice::Series(DEFAULT_SERIES.to_string())
+    }
+}
+
+/// A bootable lane kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneKernel {
+    pub image: PathBuf,
+    /// The version string of its setup header (`7.2.13`).
+    pub version: String,
+}
+
+impl LaneKernel {
+    pub fn at(image: &Path) -> Result<LaneKernel> {
+        Ok(LaneKernel { image: image.to_path_buf(), version: image_version(image)? })
+    }
+}
+
+/// The kernel release a bzImage carries: the x86 boot protocol's setup header holds at
+/// 0x20e the offset (less 0x200) of a NUL-terminated "6.12.117 (user@host) #1 …" string
+/// (Documentation/arch/x86/boot.rst, `kernel_version`).
+pub fn image_version(image: &Path) -> Result<String> {
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let not_bzimage = || anyhow::anyhow!("{} is not a bzImage (no x86 boot setup header)", image.display());
+    if bytes.get(0x202..0x206) != Some(b"HdrS".as_slice()) {
+        return Err(not_bzimage());
+    }
+    let at = u16::from_le_bytes([bytes[0x20e], bytes[0x20f]]) as usize + 0x200;
+    let text = bytes.get(at..).ok_or_else(not_bzimage)?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ').ok_or_else(not_bzimage)?;
+    let version = std::str::from_utf8(&text[..end]).map_err(|_| not_bzimage())?;
+    if version.is_empty() || !version.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(not_bzimage());
+    }
+    Ok(version.to_string())
+}
+
+fn recipe(choice: &KernelChoice) -> Result<Command> {
+    let mut c = script("build-kernel.sh");
+    match choice {
+        KernelChoice::Series(series) => {
+            if !SERIES.contains(&series.as_str()) {
+                bail!(
+                    "--kernel-version {series}: the lane has recipes for {} (or give --kernel-src DIR / --kernel bzImage)",
+                    SERIES.join(", ")
+                );
+            }
+            c.env("GMEMFUZZ_KERNEL_VERSION", series);
+        }
+        KernelChoice::Tree(dir) => {
+            c.env("GMEMFUZZ_KERNEL_SRC", dir);
+        }
+        KernelChoice::Image(_) => unreachable!("a bzImage is not built"),
+    }
+    Ok(c)
+}
+
+/// Whether the kernel of the default recipe is built already (nothing is installed or
+/// built to find out).
+pub fn kernel_is_cached() -> bool {
+    recipe(&KernelChoice::default())
+        .map(|mut c| c.env("GMEMFUZZ_LANE_CACHED_ONLY", "1").output().is_ok_and(|o| o.status.success()))
+        .unwrap_or(false)
+}
+
+/// Every lane kernel the cache holds that a Debian recipe built (the kernels lane regressions
+/// can name; builds of a user's tree are the user's own).
+pub fn cached_kernels() -> Vec<LaneKernel> {
+    let Ok(out) = script("build-kernel.sh").env("GMEMFUZZ_LANE_LIST", "1").output() else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| LaneKernel::at(Path::new(l)).ok()).collect()
+}
+
+/// Builds (or finds cached) the kernel asked for, or checks the one given.
+pub fn kernel(choice: &KernelChoice) -> Result<LaneKernel> {
+    if let KernelChoice::Image(image) = choice {
+        if !image.is_file() {
+            bail!("--kernel {}: no such file", image.display());
+        }
+        let kernel = LaneKernel::at(image).with_context(|| format!("--kernel {}", image.display()))?;
+        check_config(image)?;
+        return Ok(kernel);
+    }
+    let mut build = recipe(choice)?;
+    let what = match choice {
+        KernelChoice::Series(s) => format!("Debian's Linux {s}"),
+        KernelChoice::Tree(d) => format!("the kernel tree {} (out of tree, incrementally)", d.display()),
+        KernelChoice::Image(_) => unreachable!(),
+    };
+    eprintln!("gmemfuzz lane: building or finding the cached build of {what} (a first build takes 30 to 60 minutes on 2 cores)");
+    let out = build.output().context("running harness/lane/build-kernel.sh")?;
+    if !out.status.success() {
+        bail!("build-kernel.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let image = stdout.lines().last().map(PathBuf::from).context("build-kernel.sh printed no path")?;
+    LaneKernel::at(&image)
+}
+
+/// The options the lane cannot run without, and what each gives it.
+const NEEDED: [(&str, &str); 10] = [
+    ("CONFIG_KVM", "/dev/kvm"),
+    ("CONFIG_KVM_AMD", "KVM on QEMU's SVM (-cpu max under TCG)"),
+    ("CONFIG_KVM_SW_PROTECTED_VM", "VM type 1, private memory"),
+    ("CONFIG_BLK_DEV_INITRD", "booting the initramfs"),
+    ("CONFIG_RD_GZIP", "the gzip'd initramfs"),
+    ("CONFIG_DEVTMPFS", "/dev"),
+    ("CONFIG_SERIAL_8250_CONSOLE", "the console log"),
+    ("CONFIG_VIRTIO_PCI", "the /out share"),
+    ("CONFIG_NET_9P_VIRTIO", "the /out share"),
+    ("CONFIG_9P_FS", "the /out share"),
+];
+
+/// Checks a bzImage's .config (beside it, as the lane's cache keeps it, or at the top of
+/// the build directory it sits in) for what the lane needs. Without a .config to read it
+/// says so and lets the boot tell.
+fn check_config(image: &Path) -> Result<()> {
+    let candidates = [image.with_file_name("config"), image.with_file_name(".config")]
+        .into_iter()
+        .chain(image.ancestors().nth(4).map(|build| build.join(".config")));
+    let Some((path, config)) = candidates.filter_map(|p| std::fs::read_to_string(&p).ok().map(|c| (p, c))).next() else {
+        eprintln!(
+            "gmemfuzz lane: no .config beside {} to check; the boot will show whether it has what the lane needs (harness/lane/kernel.config)",
+            image.display()
+        );
+        return Ok(());
+    };
+    let missing = missing_options(&config);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(opt, why)| format!("{opt} ({why})")).collect();
+        bail!(
+            "{} lacks what the lane needs, by {}: {}; build it with harness/lane/kernel.config merged (or use --kernel-src)",
+            image.display(),
+            path.display(),
+            list.join(", ")
+        );
+    }
+    for opt in ["CONFIG_KCOV", "CONFIG_KVM_PROVE_MMU"] {
+        if !config.lines().any(|l| l == format!("{opt}=y")) {
+            eprintln!("gmemfuzz lane: note: {} has no {opt}", image.display());
+        }
+    }
+    Ok(())
+}
+
+/// The needed options a .config does not set.
+pub fn missing_options(config: &str) -> Vec<(&'static str, &'static str)> {
+    NEEDED.iter().copied().filter(|(opt, _)| !config.lines().any(|l| l == format!("{opt}=y"))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_without_sw_protected_vms_is_refused_by_name() {
+        let full: String = NEEDED.iter().map(|(o, _)| format!("{o}=y\n")).collect();
+        assert!(missing_options(&full).is_empty());
+        let without = full.replace("CONFIG_KVM_SW_PROTECTED_VM=y\n", "# CONFIG_KVM_SW_PROTECTED_VM is not set\n");
+        assert_eq!(missing_options(&without), vec![("CONFIG_KVM_SW_PROTECTED_VM", "VM type 1, private memory")]);
+    }
+
+    #[test]
+    fn setup_header_gives_the_release() {
+        let dir = std::env::temp_dir().join(format!("gmemfuzz-image-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("bzImage");
+        let mut bytes = vec![0u8; 0x400];
+        bytes[0x202..0x206].copy_from_slice(b"HdrS");
+        bytes[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        let release = b"7.2.13 (root@vm) #1 SMP";
+        bytes[0x300..0x300 + release.len()].copy_from_slice(release);
+        std::fs::write(&image, &bytes).unwrap();
+        assert_eq!(image_version(&image).unwrap(), "7.2.13");
+        std::fs::write(&image, b"not a kernel").unwrap();
+        assert!(image_version(&image).unwrap_err().to_string().contains("not a bzImage"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,456 @@
+//! The test-kernel lane: a kernel with software-protected VMs (Debian's Linux 7.2 by default,
+//! 6.12, or the user's own tree), booted under QEMU/TCG with the `gmemfuzz` binary inside, so
+//! that private/shared conversion runs on real KVM.
+//!
+//! The scripts in `harness/lane/` do the machine work (build and cache the kernel, pack an
+//! initramfs, boot and collect `/out` over 9p); this module drives them, reads what comes
+//! back, and turns kernel splats on the console into findings of their own kind. A splat or
+//! a dead guest ends that boot only: the lane reboots and goes on until its time is up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::report::{self, Record};
+use crate::repro::text;
+
+mod console;
+mod kernel;
+mod watch;
+
+pub use console::{boot_seconds, scan_console, Splat};
+pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
+
+pub struct LaneOptions {
+    /// The kernel to boot.
+    pub kernel: KernelChoice,
+    /// Total fuzzing time, over all boots.
+    pub seconds: u64,
+    /// Where findings, console logs and the summary go.
+    pub out: PathBuf,
+    /// Only run the conversion scenarios, no fuzzing.
+    pub scenarios_only: bool,
+    pub seed: u64,
+    /// GMEMFUZZ_SKIP_OP for the fuzzing boots (fault injection).
+    pub skip_op: Option<String>,
+    /// Fuzz with this cargo-fuzz `diff_kvm` binary (libFuzzer) instead of seeded
+    /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm and corpus/lane) comes back
+    /// in OUT/corpus, and each finding's program as text (VM type 1 recorded) beside its
+    /// artifact in the boot's findings/.
+    pub libfuzzer: Option<PathBuf>,
+    pub smp: u32,
+    /// QEMUs fuzzing at once, each on its own seeds (one per host core is the default).
+    pub jobs: u32,
+}
+
+/// What a lane session saw.
+#[derive(Debug, Default)]
+pub struct LaneReport {
+    pub boots: u32,
+    pub divergences: u32,
+    pub splats: Vec<Splat>,
+    /// The last stats line each boot printed.
+    pub stats: Vec<String>,
+    pub scenarios_passed: bool,
+    /// Lane regressions (corpus/lane/*.txt) whose replay matched / did not match the
+    /// expectation they record.
+    pub regressions_matched: u32,
+    pub regressions_differed: Vec<String>,
+    /// Programs run and seconds spent fuzzing, over all boots.
+    pub programs: u64,
+    pub fuzz_seconds: f64,
+    /// (programs, fuzzing seconds) of each QEMU.
+    pub per_qemu: Vec<(u64, f64)>,
+}
+
+impl LaneReport {
+    /// Adds what another boot saw.
+    pub fn absorb(&mut self, other: LaneReport) {
+        self.boots += other.boots;
+        self.divergences += other.divergences;
+        self.splats.extend(other.splats);
+        self.stats.extend(other.stats);
+        self.scenarios_passed |= other.scenarios_passed;
+        self.regressions_matched += other.regressions_matched;
+        self.regressions_differed.extend(other.regressions_differed);
+        self.programs += other.programs;
+        self.fuzz_seconds += other.fuzz_seconds;
+        if self.per_qemu.len() < other.per_qemu.len() {
+            self.per_qemu.resize(other.per_qemu.len(), (0, 0.0));
+        }
+        for (mine, theirs) in self.per_qemu.iter_mut().zip(other.per_qemu) {
+            mine.0 += theirs.0;
+            mine.1 += theirs.1;
+        }
+    }
+}
+
+/// The lane's regression programs.
+fn lane_corpus() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/lane");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The lane regressions whose expectation holds on a kernel of this version (`# kernels:`).
+pub fn regressions_for(version: &str) -> Result<Vec<PathBuf>> {
+    let mut pinned = Vec::new();
+    for file in lane_corpus() {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let doc = text::parse_document(&text).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
+        if doc.pins_kernel(version) {
+            pinned.push(file);
+        }
+    }
+    Ok(pinned)
+}
+
+fn lane_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lane")
+}
+
+fn script(name: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(lane_dir().join(name));
+    c
+}
+
+/// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
+pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>) -> Result<PathBuf> {
+    let cpio = work.join("initramfs.cpio.gz");
+    let mut extras: Vec<String> =
+        lane_corpus().iter().map(|p| format!("{}:/lane/{}", p.display(), p.file_name().expect("a file").to_string_lossy())).collect();
+    if let Some(target) = libfuzzer {
+        extras.push(format!("{}:/bin/diff_kvm", target.display()));
+    }
+    let status = script("make-initramfs.sh").arg(gmemfuzz).arg(&cpio).args(&extras).status().context("running make-initramfs.sh")?;
+    if !status.success() {
+        bail!("make-initramfs.sh failed");
+    }
+    Ok(cpio)
+}
+
+/// Copies the files of `from` into `to` (made if missing), keeping what `to` has.
+fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?.flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_file() && !target.exists() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The text programs the diff_kvm target saved beside its crash artifacts (`fuzz::artifact`):
+/// they record VM type 1, so `gmemfuzz replay` runs them as they ran.
+fn saved_programs(findings: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(findings)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// How one boot ended.
+pub struct BootEnd {
+    /// The guest command's exit status (boot.sh's; -1 when the boot was stopped).
+    pub status: i32,
+    pub console: String,
+    /// Why the lane stopped the boot before its command finished, if it did.
+    pub stopped: Option<watch::Stopped>,
+    pub seconds: f64,
+}
+
+/// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat,
+/// a silent console, or `timeout` seconds.
+fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<BootEnd> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(out)?;
+    let started = Instant::now();
+    let mut child = script("boot.sh")
+        .args(["--kernel", &kernel.display().to_string(), "--initrd", &initrd.display().to_string()])
+        .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
+        .args(["--cmd", cmd, "--quiet"])
+        .process_group(0)
+        .spawn()
+        .context("running boot.sh")?;
+    let console_log = out.join("console.log");
+    let stopped = watch::watch(&mut child, &console_log, started + std::time::Duration::from_secs(timeout)).context("watching the boot")?;
+    let status = match stopped {
+        Some(_) => -1,
+        None => child.wait()?.code().unwrap_or(-1),
+    };
+    let console = std::fs::read_to_string(&console_log).unwrap_or_default();
+    Ok(BootEnd { status, console, stopped, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The splat a stopped boot is reported as: a silent console is a hang, a finding of its own
+/// kind; the other stops were caused by a splat already on the console.
+fn stop_finding(end: &BootEnd) -> Option<Splat> {
+    match end.stopped {
+        Some(watch::Stopped::Silent(quiet)) => {
+            let tail: Vec<&str> = end.console.lines().rev().take(30).collect();
+            let excerpt = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+            Some(Splat { kind: "hang", excerpt: format!("no console output for {} s; the console ended:\n{excerpt}", quiet.as_secs()) })
+        }
+        _ => None,
+    }
+}
+
+/// What the check boot prints when the kernel has no /dev/kvm.
+const NO_KVM: &str = "gmemfuzz-lane: no /dev/kvm";
+
+/// The check boot's limit: boot time under TCG is ~10-70 s, its work about as much.
+const BOOT_SLACK: u64 = 300;
+
+/// What a fuzzing boot may take beyond its fuzzing time (booting, collecting, shutting down):
+/// a run ends within `--seconds` plus about one boot.
+const BOOT_ALLOWANCE: u64 = 90;
+
+/// The results file each boot's gmemfuzz writes into its shared directory (`/out`).
+const RESULTS: &str = "results.jsonl";
+
+/// What the check boot's results say: scenarios, then one replay per lane regression.
+pub fn read_check(records: &[Record], report: &mut LaneReport) {
+    let scenarios: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Scenario { name, passed, why } => Some((name, passed, why)),
+            _ => None,
+        })
+        .collect();
+    report.scenarios_passed = !scenarios.is_empty() && scenarios.iter().all(|(_, passed, _)| **passed);
+    for (name, passed, why) in scenarios {
+        match why {
+            Some(why) if !passed => eprintln!("  FAIL {why}"),
+            _ => eprintln!("  PASS {name}"),
+        }
+    }
+    for r in records {
+        if let Record::Replay { file, recorded, seen } = r {
+            let matched = recorded.is_some() && recorded == seen;
+            eprintln!(
+                "  regression {file}: recorded {}, this run {}",
+                recorded.as_deref().unwrap_or("(nothing)"),
+                seen.as_deref().unwrap_or("(harness error)")
+            );
+            if matched {
+                report.regressions_matched += 1;
+            } else {
+                report.regressions_differed.push(file.clone());
+            }
+        }
+    }
+}
+
+/// One boot that runs the conversion scenarios and replays the lane regressions that name
+/// this kernel's series.
+pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &mut LaneReport) -> Result<()> {
+    let _ = std::fs::remove_file(out.join(RESULTS));
+    let json = format!("--json /out/{RESULTS}");
+    let regressions = regressions_for(&kernel.version)?;
+    let files: Vec<String> = regressions.iter().map(|p| format!("/lane/{}", p.file_name().expect("a file").to_string_lossy())).collect();
+    let replays: String = files.iter().map(|f| format!("/bin/gmemfuzz replay {f} --vm-type 1 {json}; ")).collect();
+    // The marker is printed in two pieces: init echoes the command line itself.
+    let (half, rest) = NO_KVM.split_at(8);
+    let cmd = format!("[ -c /dev/kvm ] || echo '{half}''{rest}'; /bin/gmemfuzz scenarios --vm-type 1 {json}; {replays}true");
+    let end = boot(&kernel.image, initrd, out, &cmd, BOOT_SLACK, smp)?;
+    let (status, console) = (end.status, &end.console);
+    report.boots += 1;
+    report.splats.extend(stop_finding(&end));
+    eprintln!(
+        "gmemfuzz lane: Linux {}: scenarios and the {} lane regressions naming it (boot exit {status}):",
+        kernel.version,
+        regressions.len()
+    );
+    if console.lines().any(|l| l.starts_with(NO_KVM)) {
+        bail!(
+            "Linux {} booted without /dev/kvm: it lacks CONFIG_KVM or CONFIG_KVM_AMD (console: {})",
+            kernel.version,
+            out.join("console.log").display()
+        );
+    }
+    if !out.join(RESULTS).exists() {
+        bail!(
+            "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD, CONFIG_RD_GZIP); console: {}",
+            kernel.version,
+            out.join("console.log").display()
+        );
+    }
+    read_check(&report::read(&out.join(RESULTS))?, report);
+    let expected = regressions.len();
+    let replayed = report.regressions_matched as usize + report.regressions_differed.len();
+    if replayed < expected {
+        eprintln!("gmemfuzz lane: {expected} lane regressions, but the boot reported {replayed}");
+        report.regressions_differed.push(format!("{} of {expected} lane regressions did not report", expected - replayed));
+    }
+    report.splats.extend(scan_console(console));
+    Ok(())
+}
+
+/// What a fuzzing boot's results say.
+pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> {
+    let mut stats = None;
+    for r in records {
+        match r {
+            Record::Divergence { kind, op_index, op, program, .. } => {
+                report.divergences += 1;
+                eprintln!("gmemfuzz lane: DIVERGENCE {kind} at op #{op_index} ({op}):\n{program}");
+            }
+            Record::Taint { before, after, program } => {
+                eprintln!("gmemfuzz lane: kernel taint {before:#x} -> {after:#x} while this ran:\n{program}");
+            }
+            Record::Stats { line, .. } => {
+                report.stats.push(line.clone());
+                stats = Some(line.clone());
+            }
+            Record::Throughput { programs, ops, seconds, breakdown } => {
+                report.programs += programs;
+                report.fuzz_seconds += seconds;
+                report.stats.push(format!(
+                    "throughput: {programs} programs of {ops} ops in {seconds:.1} s: {:.1} programs/s",
+                    *programs as f64 / seconds
+                ));
+                report.stats.push(format!("inside the guest: {}", breakdown.show(*seconds, *programs)));
+            }
+            Record::Scenario { .. } | Record::Replay { .. } => {}
+        }
+    }
+    stats
+}
+
+/// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
+pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
+    let kernel = kernel(&opts.kernel)?;
+    eprintln!("gmemfuzz lane: booting Linux {} ({})", kernel.version, kernel.image.display());
+    std::fs::create_dir_all(&opts.out)?;
+    let work = opts.out.join("work");
+    std::fs::create_dir_all(&work)?;
+    let me = std::env::current_exe().context("finding the gmemfuzz binary")?;
+    let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref())?;
+    let mut report = LaneReport::default();
+    check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
+    if opts.scenarios_only {
+        return Ok(report);
+    }
+
+    let start = Instant::now();
+    let jobs = opts.jobs.max(1);
+    let shared = std::sync::Mutex::new(report);
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..jobs)
+            .map(|job| {
+                let (kernel, initrd, shared) = (&kernel, &initrd, &shared);
+                scope.spawn(move || -> Result<()> {
+                    let mut seed = opts.seed + u64::from(job);
+                    while start.elapsed().as_secs() < opts.seconds {
+                        let left = opts.seconds - start.elapsed().as_secs();
+                        let (boot, clean) = fuzz_boot(opts, kernel, initrd, job, seed, left)?;
+                        shared.lock().expect("a worker panicked").absorb(boot);
+                        seed += u64::from(jobs);
+                        if clean {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a lane worker panicked")?;
+        }
+        Ok(())
+    })?;
+    let report = shared.into_inner().expect("a worker panicked");
+    for (job, (programs, seconds)) in report.per_qemu.iter().enumerate() {
+        if *seconds > 0.0 {
+            eprintln!(
+                "gmemfuzz lane: QEMU {job}: {programs} programs in {seconds:.0} s of fuzzing: {:.1} programs/s",
+                *programs as f64 / seconds
+            );
+        }
+    }
+    Ok(report)
+}
+
+/// One fuzzing boot of QEMU `job`; returns what it saw and whether its command ran to its end.
+fn fuzz_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, job: u32, seed: u64, left: u64) -> Result<(LaneReport, bool)> {
+    let mut report = LaneReport::default();
+    let dir = opts.out.join(format!("boot-{seed}"));
+    let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
+    let cmd = match opts.libfuzzer {
+        None => format!(
+            "{inject}/bin/gmemfuzz run --vm-type 1 --seed {seed} --programs 1000000000 --seconds {left} --findings /out/findings --taint-check --json /out/{RESULTS}"
+        ),
+        Some(_) => {
+            // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
+            // regressions, which the target reads as programs) goes into the boot's
+            // shared directory and comes back out of it after the boot.
+            let corpus = opts.out.join("corpus");
+            if !corpus.exists() {
+                std::fs::create_dir_all(&corpus)?;
+                let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+                copy_files(&stored.join("diff_kvm"), &corpus)?;
+                copy_files(&stored.join("lane"), &corpus)?;
+            }
+            copy_files(&corpus, &dir.join("corpus"))?;
+            std::fs::create_dir_all(dir.join("findings"))?;
+            format!(
+                "{inject}GMEMFUZZ_VM_TYPE=1 /bin/diff_kvm /out/corpus -max_total_time={left} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1"
+            )
+        }
+    };
+    let end = boot(&kernel.image, initrd, &dir, &cmd, left + BOOT_ALLOWANCE, opts.smp)?;
+    let (status, console) = (end.status, &end.console);
+    report.boots += 1;
+    if let Some(stop) = &end.stopped {
+        eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
+    }
+    report.splats.extend(stop_finding(&end));
+    if opts.libfuzzer.is_some() {
+        copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
+        for program in saved_programs(&dir.join("findings")) {
+            eprintln!("gmemfuzz lane: finding saved as text (VM type 1 recorded): {}", program.display());
+        }
+    }
+    let stats = match opts.libfuzzer {
+        None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),
+        Some(_) => {
+            // libFuzzer saves each crashing input (with its text program beside it).
+            let crashes = std::fs::read_dir(dir.join("findings"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt")
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            report.divergences += crashes as u32;
+            None
+        }
+    };
+    match stats {
+        Some(stats) => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status}: {stats}"),
+        None => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status} (console in {})", dir.display()),
+    }
+    let booting = boot_seconds(console).map_or("?".to_string(), |s| format!("{s:.1}"));
+    let line = format!("QEMU {job}, boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
+    eprintln!("gmemfuzz lane: {line}");
+    report.stats.push(line);
+    let splats = scan_console(console);
+    for s in &splats {
+        eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
+    }
+    report.splats.extend(splats);
+    // Programs and fuzzing seconds, by QEMU.
+    report.per_qemu = vec![(0, 0.0); job as usize + 1];
+    report.per_qemu[job as usize] = (report.programs, report.fuzz_seconds);
+    Ok((report, status == 0))
+}
