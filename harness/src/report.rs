@@ -58,13 +58,14 @@ impl Record {
         }
     }
 
-    pub fn stats(stats: &Stats) -> Record {
+    /// A session's counters; `line` names the VM type they ran on.
+    pub fn stats(stats: &Stats, vm_type: u64) -> Record {
         Record::Stats {
             programs: stats.programs,
             divergences: stats.divergences,
             known: stats.known,
             skipped_unknown: stats.skipped_unknown,
-            line: stats.to_string(),
+            line: format!("vm type {vm_type}: {stats}"),
         }
     }
 }

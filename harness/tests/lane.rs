@@ -104,7 +104,7 @@ fn lane_reads_the_tools_json_results() {
     let records = gmemfuzz::report::read(&results).unwrap();
     let mut report = lane::LaneReport::default();
     let stats = lane::read_fuzz(&records, &mut report).expect("a stats record");
-    assert!(stats.starts_with("programs 20 divergences 0"), "{stats}");
+    assert!(stats.starts_with("vm type 0: programs 20 divergences 0"), "{stats}");
     assert_eq!(report.divergences, 0);
     assert!(report.stats.iter().any(|l| l.starts_with("throughput: 20 programs")), "{:?}", report.stats);
 }

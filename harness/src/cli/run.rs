@@ -61,7 +61,7 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
     let profile = runner.backend.profile().clone();
     let finish = |runner: &Runner<_>| -> Result<()> {
         println!("{}", runner.stats);
-        sink.put(&Record::stats(&runner.stats))
+        sink.put(&Record::stats(&runner.stats, opts.vm_type))
     };
     for (i, program) in Program::seeded(opts.seed, opts.ops, &profile).take(opts.programs as usize).enumerate() {
         if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
