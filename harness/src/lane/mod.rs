@@ -277,6 +277,9 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
         );
     }
     if !out.join(RESULTS).exists() {
+        if let Some(splat) = scan_console(console).first() {
+            bail!("Linux {} did not get to run the lane's tools: {} on the console:\n{}", kernel.version, splat.kind, splat.excerpt);
+        }
         bail!(
             "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD, CONFIG_RD_GZIP); console: {}",
             kernel.version,

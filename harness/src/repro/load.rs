@@ -20,10 +20,10 @@ use crate::gen::OpWeights;
 use crate::program::Program;
 
 /// The profile assumed for a VM type when no kernel can be probed: the host kernel (6.18)
-/// for type 0, the lane's 6.12 software-protected VM for type 1.
+/// for type 0, the software-protected VM of the lane's default kernel (7.2) for type 1.
 pub fn assumed_profile(vm_type: u64) -> Profile {
     if vm_type == 1 {
-        Profile::sw_protected_6_12()
+        Profile::sw_protected_7_2()
     } else {
         Profile::host_6_18()
     }
