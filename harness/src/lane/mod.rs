@@ -63,6 +63,8 @@ pub struct LaneReport {
     pub fuzz_seconds: f64,
     /// (programs, fuzzing seconds) of each QEMU.
     pub per_qemu: Vec<(u64, f64)>,
+    /// How long the check boot took to reach /init.
+    pub check_boot_seconds: Option<f64>,
 }
 
 impl LaneReport {
@@ -263,6 +265,7 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
     let end = boot(&kernel.image, initrd, out, &cmd, BOOT_SLACK, smp)?;
     let (status, console) = (end.status, &end.console);
     report.boots += 1;
+    report.check_boot_seconds = boot_seconds(console);
     report.splats.extend(stop_finding(&end));
     eprintln!(
         "gmemfuzz lane: Linux {}: scenarios and the {} lane regressions naming it (boot exit {status}):",
@@ -345,6 +348,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
 
     let start = Instant::now();
     let jobs = opts.jobs.max(1);
+    let booting = report.check_boot_seconds.unwrap_or(60.0);
     let shared = std::sync::Mutex::new(report);
     std::thread::scope(|scope| -> Result<()> {
         let workers: Vec<_> = (0..jobs)
@@ -354,7 +358,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
                     let mut seed = opts.seed + u64::from(job);
                     while start.elapsed().as_secs() < opts.seconds {
                         let left = opts.seconds - start.elapsed().as_secs();
-                        let (boot, clean) = fuzz_boot(opts, kernel, initrd, job, seed, left)?;
+                        let (boot, clean) = fuzz_boot(opts, kernel, initrd, job, seed, left, booting)?;
                         shared.lock().expect("a worker panicked").absorb(boot);
                         seed += u64::from(jobs);
                         if clean {
@@ -383,8 +387,20 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
 }
 
 /// One fuzzing boot of QEMU `job`; returns what it saw and whether its command ran to its end.
-fn fuzz_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, job: u32, seed: u64, left: u64) -> Result<(LaneReport, bool)> {
+fn fuzz_boot(
+    opts: &LaneOptions,
+    kernel: &LaneKernel,
+    initrd: &Path,
+    job: u32,
+    seed: u64,
+    left: u64,
+    booting: f64,
+) -> Result<(LaneReport, bool)> {
     let mut report = LaneReport::default();
+    // The guest fuzzes for what is left once it has booted (as long as the check boot took
+    // to reach /init), so that it finishes, and writes its stats, before the boot's deadline.
+    let boot_deadline = left + BOOT_ALLOWANCE;
+    let left = left.saturating_sub(booting.ceil() as u64).max(10);
     let dir = opts.out.join(format!("boot-{seed}"));
     let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
     let cmd = match opts.libfuzzer {
@@ -422,7 +438,7 @@ fn fuzz_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, job: u32, s
             )
         }
     };
-    let end = boot(&kernel.image, initrd, &dir, &cmd, left + BOOT_ALLOWANCE, opts.smp)?;
+    let end = boot(&kernel.image, initrd, &dir, &cmd, boot_deadline, opts.smp)?;
     let (status, console) = (end.status, &end.console);
     report.boots += 1;
     if let Some(stop) = &end.stopped {
