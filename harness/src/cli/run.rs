@@ -26,15 +26,6 @@ pub struct RunOptions {
     pub verify_reset: bool,
 }
 
-/// What a program did, for comparing a reused VM with a fresh one.
-fn summary(result: &Result<crate::Trace, RunError>) -> String {
-    match result {
-        Ok(t) => format!("{t:?}"),
-        Err(RunError::Divergence(d)) => format!("divergence {} at op #{}: {}", d.kind.slug(), d.op_index, d.actual),
-        Err(e) => e.to_string(),
-    }
-}
-
 /// /proc/sys/kernel/tainted (0 where it cannot be read).
 fn kernel_taint() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
@@ -72,13 +63,10 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         if opts.verify_reset {
             let mut fresh = Runner::new(super::kvm(opts.vm_type)?);
             fresh.filter_known = true;
-            let again = fresh.run(&program);
-            if summary(&again) != summary(&result) {
-                let text = text::print(&program);
+            if let Err(e) = crate::runner::same_on_fresh(&result, &mut fresh, &program) {
                 bail!(
-                    "gmemfuzz HARNESS ERROR: program #{i} ran differently on the reused VM and on a fresh one:\nreused: {}\nfresh:  {}\n{text}",
-                    summary(&result),
-                    summary(&again)
+                    "gmemfuzz HARNESS ERROR: program #{i} ran differently on the reused VM and on a fresh one: {e}\n{}",
+                    text::print(&program)
                 );
             }
             runner.stats.verified_resets += 1;

@@ -204,12 +204,20 @@ impl<B: Backend> Runner<B> {
 /// Runs `program` on a reused backend and on a freshly made one and compares what the
 /// backend did: a difference means reset left state behind (a harness bug).
 pub fn check_reset<B: Backend>(reused: &mut Runner<B>, fresh: B, program: &Program) -> Result<(), HarnessError> {
-    let mut fresh = Runner::new(fresh);
     let a = reused.run(program);
+    same_on_fresh(&a, &mut Runner::new(fresh), program)
+}
+
+/// Runs `program` on `fresh` and requires what `reused` (the same program on a reused
+/// backend) did: the same trace, or a divergence of the same kind at the same op with the
+/// same observation. A difference means reset left state behind (a harness bug).
+pub fn same_on_fresh<B: Backend>(reused: &Result<Trace, RunError>, fresh: &mut Runner<B>, program: &Program) -> Result<(), HarnessError> {
     let b = fresh.run(program);
-    let same = match (&a, &b) {
+    let same = match (reused, &b) {
         (Ok(a), Ok(b)) => a == b,
-        (Err(RunError::Divergence(a)), Err(RunError::Divergence(b))) => a.op_index == b.op_index && a.actual == b.actual,
+        (Err(RunError::Divergence(a)), Err(RunError::Divergence(b))) => {
+            a.kind == b.kind && a.op_index == b.op_index && a.actual == b.actual
+        }
         _ => false,
     };
     if same {
@@ -219,5 +227,5 @@ pub fn check_reset<B: Backend>(reused: &mut Runner<B>, fresh: B, program: &Progr
         Ok(t) => format!("{t:?}"),
         Err(e) => e.to_string(),
     };
-    Err(HarnessError::Bug(format!("reset left state behind: reused VM gave\n{}\nfresh VM gave\n{}", describe(&a), describe(&b))))
+    Err(HarnessError::Bug(format!("reset left state behind: reused VM gave\n{}\nfresh VM gave\n{}", describe(reused), describe(&b))))
 }
