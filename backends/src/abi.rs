@@ -239,3 +239,24 @@ mod tests {
         assert!(mailbox::command(mailbox::MAX_COMMANDS, 0) <= layout::MAILBOX_SIZE - 0x1000);
     }
 }
+
+/// KCOV, the kernel's per-task coverage (include/uapi/linux/kcov.h; Documentation/dev-tools/kcov.rst).
+pub mod kcov {
+    /// debugfs file; absent where the kernel lacks CONFIG_KCOV (or debugfs is not mounted).
+    pub const PATH: &str = "/sys/kernel/debug/kcov";
+    /// `_IOR('c', 1, unsigned long)`: size the trace buffer, in u64 words.
+    pub const INIT_TRACE: u64 = 0x8008_6301;
+    /// `_IO('c', 100)`: start tracing the calling thread.
+    pub const ENABLE: u64 = 0x6364;
+    /// `_IO('c', 101)`.
+    pub const DISABLE: u64 = 0x6365;
+    /// `enum { KCOV_TRACE_PC = 0, KCOV_TRACE_CMP = 1 }`.
+    pub const TRACE_PC: u64 = 0;
+    pub const TRACE_CMP: u64 = 1;
+    /// A comparison record is 4 words: type, arg1, arg2, ip (kcov.c `write_comp_data`).
+    pub const CMP_RECORD_WORDS: usize = 4;
+    /// Type bit: one operand is a compile-time constant (`KCOV_CMP_CONST`).
+    pub const CMP_CONST: u64 = 1;
+    /// Type bits 1-2: log2 of the operand size (`KCOV_CMP_SIZE(n)`).
+    pub const CMP_SIZE_SHIFT: u64 = 1;
+}

@@ -21,6 +21,10 @@ pub trait Backend {
     fn profile(&self) -> &Profile;
     /// Return to the state before any op: no program slots, files, mappings or attributes.
     fn reset(&mut self) -> Result<(), HarnessError>;
+    /// Seconds `reset` spent so far, by part, where the backend times them.
+    fn reset_phases(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
     /// Perform one op.
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError>;
     /// Answer questions about state, one answer per probe, in order (a backend may batch

@@ -49,8 +49,17 @@ done
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
 [[ "$SMP" =~ ^[0-9]+$ ]] || die "--smp must be a number"
 
-QEMU=qemu-system-x86_64
-if ! command -v "$QEMU" >/dev/null; then
+# GMEMFUZZ_QEMU: another qemu-system-x86_64 (e.g. one unpacked from a newer Debian suite:
+# it then reads its firmware from the usr/share beside it, not the system's).
+QEMU="${GMEMFUZZ_QEMU:-qemu-system-x86_64}"
+DATA=()
+if [ -n "${GMEMFUZZ_QEMU:-}" ]; then
+    [ -x "$QEMU" ] || die "GMEMFUZZ_QEMU=$QEMU is not an executable"
+    root="$(cd "$(dirname "$QEMU")/../.." && pwd)"
+    for d in "$root/usr/share/qemu" "$root/usr/share/seabios"; do
+        [ -d "$d" ] && DATA+=(-L "$d")
+    done
+elif ! command -v "$QEMU" >/dev/null; then
     log "installing qemu-system-x86"
     if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
     "${SUDO[@]}" apt-get update -qq >&2
@@ -73,8 +82,10 @@ if [ -n "$CMD" ]; then
     KARGS="$KARGS gmemfuzz.cmd_b64=$(printf '%s' "$CMD" | base64 -w0)"
 fi
 [ -z "$APPEND" ] || KARGS="$KARGS $APPEND"
+# GMEMFUZZ_KERNEL_ARGS: more kernel parameters for every boot (experiments, e.g. mitigations=off).
+[ -z "${GMEMFUZZ_KERNEL_ARGS:-}" ] || KARGS="$KARGS $GMEMFUZZ_KERNEL_ARGS"
 
-qemu_cmd=("$QEMU" -accel tcg -cpu max -m "$MEM" -smp "$SMP"
+qemu_cmd=("$QEMU" ${DATA[@]+"${DATA[@]}"} -accel tcg -cpu max -m "$MEM" -smp "$SMP"
     -kernel "$KERNEL" -initrd "$INITRD" -append "$KARGS"
     -nographic -no-reboot
     -nodefaults -serial stdio

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod fuzz;
 pub mod gen;
+pub mod kcov;
 pub mod known;
 pub mod lane;
 pub mod oracle;

@@ -59,13 +59,23 @@ impl Program {
     pub fn seeded(seed: u64, len: usize, profile: &Profile) -> impl Iterator<Item = Program> {
         use rand::{RngCore, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut bytes = vec![0u8; 16 + len * 96];
+        let mut bytes = vec![0u8; Self::seeded_input_len(len)];
         let profile = profile.clone();
         std::iter::repeat_with(move || {
             rng.fill_bytes(&mut bytes);
-            // Generation never fails: an exhausted input reads as zeros.
-            Self::generate_for(&mut Unstructured::new(&bytes), len, &profile).expect("generation never fails")
+            Self::from_seeded_input(&bytes, len, &profile)
         })
+    }
+
+    /// The generator bytes behind each of `seeded`'s programs of `len` ops.
+    pub fn seeded_input_len(len: usize) -> usize {
+        16 + len * 96
+    }
+
+    /// The program of exactly `len` ops that generator bytes make (as `seeded` does).
+    pub fn from_seeded_input(bytes: &[u8], len: usize, profile: &Profile) -> Program {
+        // Generation never fails: an exhausted input reads as zeros.
+        Self::generate_for(&mut Unstructured::new(bytes), len, profile).expect("generation never fails")
     }
 
     /// A program is worth running if it makes a file and does something more.

@@ -35,6 +35,19 @@ pub enum Record {
     Taint { before: u64, after: u64, program: String },
     /// A session's counters at its end.
     Stats { programs: u64, divergences: u64, known: u64, skipped_unknown: u64, line: String },
+    /// Kernel coverage over a session (`gmemfuzz run --kcov`): edges and PCs reached in the
+    /// code that counts, guided inputs kept, comparison operands kept, comparison reruns.
+    Coverage {
+        mode: String,
+        vm_type: u64,
+        edges: u64,
+        pcs: u64,
+        /// PCs read from traces, counted or not.
+        traced: u64,
+        corpus: u64,
+        dictionary: u64,
+        reruns: u64,
+    },
     /// Programs per second over a whole session, and where the time went.
     Throughput {
         programs: u64,
@@ -59,6 +72,16 @@ impl Record {
     }
 
     /// A session's counters; `line` names the VM type they ran on.
+    /// The line a coverage record is shown as.
+    pub fn coverage_line(&self) -> Option<String> {
+        match self {
+            Record::Coverage { mode, vm_type, edges, pcs, traced, corpus, dictionary, reruns } => Some(format!(
+                "kernel coverage (vm type {vm_type}, {mode}): {edges} edges, {pcs} PCs ({traced} traced); {corpus} inputs kept, {dictionary} comparison operands, {reruns} comparison reruns"
+            )),
+            _ => None,
+        }
+    }
+
     pub fn stats(stats: &Stats, vm_type: u64) -> Record {
         Record::Stats {
             programs: stats.programs,

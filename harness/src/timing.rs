@@ -20,11 +20,17 @@ pub struct Breakdown {
     pub ops: BTreeMap<String, f64>,
     /// The kernel's side of state comparison (probes, guest digests).
     pub compare: f64,
+    /// The backend's reset by part (`Backend::reset_phases`), where it times them.
+    #[serde(default)]
+    pub reset_parts: BTreeMap<String, f64>,
+    /// KCOV bookkeeping around the loop: reading traces, edges, comparison reruns.
+    #[serde(default)]
+    pub kcov: f64,
 }
 
 impl Breakdown {
     pub fn in_loop(&self) -> f64 {
-        self.reset + self.model + self.compare + self.ops.values().sum::<f64>()
+        self.reset + self.model + self.compare + self.kcov + self.ops.values().sum::<f64>()
     }
 
     pub fn add_op(&mut self, kind: OpKind, spent: Duration) {
@@ -40,8 +46,13 @@ impl Breakdown {
         ops.sort_by(|a, b| b.1.total_cmp(a.1));
         let op_total: f64 = self.ops.values().sum();
         let top: Vec<String> = ops.iter().take(5).map(|(k, s)| format!("{k} {:.0}%", share(**s))).collect();
+        let parts: Vec<String> =
+            self.reset_parts.iter().filter(|(_, s)| **s > 0.0).map(|(k, s)| format!("{k} {:.2}", per_program(*s))).collect();
+        let reset_parts = if parts.is_empty() { String::new() } else { format!("; {}", parts.join(", ")) };
+        let kcov =
+            if self.kcov > 0.0 { format!(", kcov {:.0}% ({:.2} ms)", share(self.kcov), per_program(self.kcov)) } else { String::new() };
         format!(
-            "time per program {:.2} ms: reset {:.0}% ({:.2} ms), kernel ops {:.0}% ({:.2} ms; {}), compare {:.0}% ({:.2} ms), model {:.0}%, other {:.0}%",
+            "time per program {:.2} ms: reset {:.0}% ({:.2} ms{reset_parts}), kernel ops {:.0}% ({:.2} ms; {}), compare {:.0}% ({:.2} ms), model {:.0}%{kcov}, other {:.0}%",
             per_program(wall),
             share(self.reset),
             per_program(self.reset),

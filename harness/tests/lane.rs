@@ -47,7 +47,7 @@ fn conversion_scenarios_and_lane_regressions_pass_on_every_cached_lane_kernel() 
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lane-test");
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
-    let initrd = lane::initramfs(&gmemfuzz, &base, None).unwrap();
+    let initrd = lane::initramfs(&gmemfuzz, &base, None, None).unwrap();
     for (i, kernel) in kernels.iter().enumerate() {
         eprintln!("lane test: Linux {} ({})", kernel.version, kernel.image.display());
         let out = base.join(format!("boot-{i}-{}", kernel.version));
@@ -60,12 +60,35 @@ fn conversion_scenarios_and_lane_regressions_pass_on_every_cached_lane_kernel() 
         let pinned = lane::regressions_for(&kernel.version).unwrap().len() as u32;
         assert_eq!(report.regressions_matched, pinned, "every lane regression naming {on} replayed");
         assert!(report.splats.is_empty(), "kernel splats on Linux {}: {:?}", kernel.version, report.splats);
+        guided_run_reaches_kvm_code(kernel, &initrd, &base.join(format!("kcov-{i}-{}", kernel.version)));
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvm-tests-ran.log");
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
             use std::io::Write;
             let _ = writeln!(f, "lane: Linux {}", kernel.version);
         }
     }
+}
+
+/// A short KCOV-guided run inside the lane kernel: it traces kernel PCs, keeps the inputs
+/// that reached new edges (written to its corpus) and leaves a PCs file.
+fn guided_run_reaches_kvm_code(kernel: &lane::LaneKernel, initrd: &std::path::Path, out: &std::path::Path) {
+    let cmd = "/bin/gmemfuzz run --vm-type 1 --seconds 15 --programs 1000000 --kcov guide --kcov-pcs /out/pcs.txt --corpus /out/corpus --json /out/results.jsonl";
+    let end = lane::boot(&kernel.image, initrd, out, cmd, 300, 1).unwrap();
+    let on = format!("Linux {}; console: {}", kernel.version, out.join("console.log").display());
+    assert_eq!(end.status, 0, "guided run failed on {on}");
+    let records = gmemfuzz::report::read(&out.join("results.jsonl")).unwrap();
+    let coverage = records.iter().find_map(|r| match r {
+        gmemfuzz::report::Record::Coverage { mode, edges, pcs, corpus, .. } => Some((mode.clone(), *edges, *pcs, *corpus)),
+        _ => None,
+    });
+    let (mode, edges, pcs, corpus) = coverage.unwrap_or_else(|| panic!("no coverage record on {on}"));
+    assert_eq!(mode, "guide");
+    assert!(edges > 1000 && pcs > 1000, "{edges} edges, {pcs} PCs on {on}");
+    let kept = std::fs::read_dir(out.join("corpus")).unwrap().count() as u64;
+    assert!(corpus > 0 && kept == corpus, "{corpus} inputs kept, {kept} in the corpus directory on {on}");
+    let file = std::fs::read_to_string(out.join("pcs.txt")).unwrap();
+    assert_eq!(file.lines().filter(|l| l.starts_with("0x")).count() as u64, pcs, "the PCs file lists every PC on {on}");
+    eprintln!("lane test: guided run on Linux {}: {edges} edges, {pcs} PCs, {corpus} inputs kept", kernel.version);
 }
 
 /// The lane reads what `gmemfuzz scenarios`, `replay` and `run` write with `--json`: the

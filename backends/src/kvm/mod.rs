@@ -6,6 +6,7 @@ mod profile;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Instant;
 
 use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_regs, kvm_segment, kvm_userspace_memory_region2};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
@@ -73,6 +74,19 @@ pub struct KvmBackend {
     /// GFNs whose guest access exited as MMIO since the VM was made or scrubbed: KVM may
     /// hold an MMIO SPTE for each, per-VM state that outlives the program (`reset_state`).
     mmio_gfns: BTreeSet<u64>,
+    /// Seconds reset spent per part, over the backend's life (`Backend::reset_phases`).
+    reset_time: ResetTime,
+}
+
+/// Where reset's time goes: deleting the program's slots, returning attributes to shared,
+/// closing files and mappings, scrubbing MMIO SPTEs, making a new VM.
+#[derive(Default, Clone, Copy, Debug)]
+struct ResetTime {
+    slots: f64,
+    attributes: f64,
+    files: f64,
+    scrub: f64,
+    new_vm: f64,
 }
 
 /// The most pages one scrub slot spans (its scratch memory is reserved, not touched, beyond
@@ -134,6 +148,7 @@ impl KvmBackend {
             attributed: Vec::new(),
             skipped: None,
             mmio_gfns: BTreeSet::new(),
+            reset_time: ResetTime::default(),
         };
         backend.profile.gmem_only_slots = backend.probe_gmem_only()?;
         backend.reset_state()?;
@@ -592,12 +607,18 @@ impl KvmBackend {
     /// Deletes program slots, closes files and mappings, and makes a new VM if the old one
     /// was destroyed. Attributes go back to shared where the kernel has them.
     fn reset_state(&mut self) -> Result<(), HarnessError> {
+        let mut t = Instant::now();
+        let mut lap = |part: &mut f64| {
+            *part += t.elapsed().as_secs_f64();
+            t = Instant::now();
+        };
         if self.vm.is_some() {
             let slots: Vec<u32> = self.slots.keys().copied().collect();
             for slot in slots {
                 self.delete_region(slot).map_err(|e| HarnessError::Bug(format!("reset: deleting slot {slot}: {e}")))?;
             }
         }
+        lap(&mut self.reset_time.slots);
         if let Some(vm) = self.vm.as_ref() {
             for (address, size) in self.attributed.drain(..) {
                 let shared = kvm_memory_attributes { address, size, attributes: 0, flags: 0 };
@@ -607,9 +628,11 @@ impl KvmBackend {
             }
         }
         self.attributed.clear();
+        lap(&mut self.reset_time.attributes);
         self.slots.clear();
         self.gmems.clear();
         self.retired.clear();
+        lap(&mut self.reset_time.files);
         // Software-protected VMs keep one piece of per-VM state the model cannot see and
         // that changes outcomes: the MMIO SPTE of a GFN that exited as MMIO outlives the
         // program, and once stale (any memslot change) it turns a later private fault on that
@@ -619,10 +642,12 @@ impl KvmBackend {
         if self.profile.vm_type != 0 && !self.mmio_gfns.is_empty() && self.vm.is_some() && !self.scrub_mmio_sptes()? {
             self.vm = None;
         }
+        lap(&mut self.reset_time.scrub);
         if self.vm.is_none() {
             self.vm = Some(Self::create_vm(&self.kvm, self.profile.vm_type, &self.code, &self.mailbox)?);
             self.mmio_gfns.clear();
         }
+        lap(&mut self.reset_time.new_vm);
         Ok(())
     }
 }
@@ -638,6 +663,11 @@ impl Backend for KvmBackend {
 
     fn reset(&mut self) -> Result<(), HarnessError> {
         self.reset_state()
+    }
+
+    fn reset_phases(&self) -> Vec<(&'static str, f64)> {
+        let r = self.reset_time;
+        vec![("slots", r.slots), ("attributes", r.attributes), ("files", r.files), ("scrub", r.scrub), ("new VM", r.new_vm)]
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {

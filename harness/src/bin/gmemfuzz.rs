@@ -50,6 +50,20 @@ enum Command {
         /// that reusing the VM between programs leaves nothing behind).
         #[arg(long)]
         verify_reset: bool,
+        /// Kernel coverage from KCOV (the lane's kernels have it; where the kernel has none,
+        /// one line says so and the run goes on without).
+        #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Off)]
+        kcov: gmemfuzz::cli::KcovMode,
+        /// Count only PCs in these ranges (a file of `0xSTART 0xEND` lines, as
+        /// `gmemfuzz coverage --ranges` writes); every kernel PC without.
+        #[arg(long, value_name = "FILE")]
+        kcov_ranges: Option<PathBuf>,
+        /// Write the kernel PCs reached to FILE (for `gmemfuzz coverage`), every 30 s and at the end.
+        #[arg(long, value_name = "FILE")]
+        kcov_pcs: Option<PathBuf>,
+        /// With --kcov guide: start from the inputs in DIR and write each input kept there.
+        #[arg(long, value_name = "DIR")]
+        corpus: Option<PathBuf>,
     },
     /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
     /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
@@ -93,6 +107,15 @@ enum Command {
         /// QEMUs fuzzing at once, each with its own seeds (default: one per host core).
         #[arg(long)]
         jobs: Option<u32>,
+        /// Kernel coverage in the fuzzing boots: guide (keep and mutate the programs that
+        /// reach new KVM code; the corpus comes back in OUT/kcov-corpus), collect (count
+        /// only), or off. Every mode but off leaves the PCs reached in OUT/kcov-pcs.txt.
+        #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Guide)]
+        kcov: gmemfuzz::cli::KcovMode,
+        /// The kernel code KCOV counts (`gmemfuzz coverage --ranges` writes such a file);
+        /// by default the KVM functions of the lane's build of the kernel.
+        #[arg(long, value_name = "FILE")]
+        kcov_ranges: Option<PathBuf>,
     },
     /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
     /// outcome (the lane's conversion tests run this inside the test kernel).
@@ -212,7 +235,21 @@ fn main() -> Result<()> {
             let backend = cli::kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane { kernel, kernel_version, kernel_src, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp, jobs } => {
+        Command::Lane {
+            kernel,
+            kernel_version,
+            kernel_src,
+            seconds,
+            out,
+            scenarios_only,
+            seed,
+            skip_op,
+            libfuzzer,
+            smp,
+            jobs,
+            kcov,
+            kcov_ranges,
+        } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             let skip_op = skip_op.map(|k| k.name().to_string());
             let kernel = match (kernel, kernel_src) {
@@ -220,7 +257,19 @@ fn main() -> Result<()> {
                 (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
                 (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
             };
-            let opts = gmemfuzz::lane::LaneOptions { kernel, seconds, out, scenarios_only, seed, skip_op, libfuzzer, smp, jobs };
+            let opts = gmemfuzz::lane::LaneOptions {
+                kernel,
+                seconds,
+                out,
+                scenarios_only,
+                seed,
+                skip_op,
+                libfuzzer,
+                smp,
+                jobs,
+                kcov,
+                kcov_ranges,
+            };
             let report = gmemfuzz::lane::run(&opts)?;
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
@@ -248,8 +297,35 @@ fn main() -> Result<()> {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
         }
-        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json, verify_reset } => {
-            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type, verify_reset };
+        Command::Run {
+            seed,
+            programs,
+            seconds,
+            findings,
+            taint_check,
+            ops,
+            vm_type,
+            json,
+            verify_reset,
+            kcov,
+            kcov_ranges,
+            kcov_pcs,
+            corpus,
+        } => {
+            let opts = cli::RunOptions {
+                seed,
+                programs,
+                seconds,
+                findings,
+                taint_check,
+                ops,
+                vm_type,
+                verify_reset,
+                kcov,
+                kcov_ranges,
+                kcov_pcs,
+                corpus,
+            };
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,

