@@ -98,3 +98,33 @@ fn relocations(file: &object::File, section: &object::Section) -> Vec<(u64, Stri
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles a small C file with these flags; none where there is no gcc.
+    fn compile(dir: &Path, name: &str, flags: &[&str]) -> Option<Vec<u8>> {
+        let src = dir.join("f.c");
+        std::fs::write(&src, "static int g(int x) { return x * 3; }\nint f(int x) { if (x > 2) return g(x) + 1; return x; }\n").unwrap();
+        let out = dir.join(name);
+        let status = Command::new("gcc").args(flags).arg("-c").arg("-o").arg(&out).arg(&src).status().ok()?;
+        status.success().then(|| std::fs::read(&out).unwrap())
+    }
+
+    #[test]
+    fn debug_info_leaves_the_code_alone_and_other_code_is_told() {
+        let dir = std::env::temp_dir().join(format!("gmemfuzz-samecode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let Some(plain) = compile(&dir, "plain.o", &["-O2"]) else {
+            eprintln!("SKIPPED debug_info_leaves_the_code_alone_and_other_code_is_told: no gcc");
+            return;
+        };
+        let debug = compile(&dir, "debug.o", &["-O2", "-g"]).unwrap();
+        assert_ne!(plain, debug, "-g adds DWARF sections");
+        assert_eq!(same_code(&plain, &debug), Ok(()));
+        let other = compile(&dir, "O0.o", &["-O0"]).unwrap();
+        assert!(same_code(&plain, &other).unwrap_err().contains(".text"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

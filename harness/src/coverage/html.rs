@@ -52,7 +52,7 @@ fn summary_row(out: &mut String, label: &str, link: Option<&str>, t: Totals, sub
     };
     let _ = write!(out, "<tr{}><td>{name}</td>", if sub { " class=\"sub\"" } else { "" });
     cells(out, t.functions);
-    if line_level && !sub {
+    if line_level {
         cells(out, t.lines);
     } else {
         out.push_str("<td class=\"n none\">—</td><td></td>");
@@ -75,7 +75,7 @@ pub fn write(dir: &Path, title: &str, facts: &[String], files: &[FileCoverage]) 
     for file in files {
         let page = page_name(&file.source);
         let line_level = file.function_level.is_none();
-        summary_row(&mut idx, &file.source.to_string_lossy(), Some(&page), file.totals(|_| true), false, line_level);
+        summary_row(&mut idx, &file.source.to_string_lossy(), Some(&page), file.file_totals(), false, line_level);
         if let Some(label) = file.focus_label {
             summary_row(&mut idx, label, None, file.totals(|f| f.focus), true, line_level);
         }
@@ -96,7 +96,7 @@ pub fn write(dir: &Path, title: &str, facts: &[String], files: &[FileCoverage]) 
 
 fn write_page(dir: &Path, page: &str, file: &FileCoverage) -> Result<()> {
     let source = file.source.to_string_lossy();
-    let t = file.totals(|_| true);
+    let t = file.file_totals();
     let mut out = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{s}</title><style>{STYLE}</style></head><body><p><a href=\"index.html\">summary</a></p><h1>{s}</h1>\n",
         s = esc(&source)

@@ -72,7 +72,7 @@ impl Build {
             }
             if !stale.is_empty() {
                 bail!(
-                    "{}: its build directory was rebuilt since ({} hold another vmlinux); rebuild the kernel to map its PCs",
+                    "{}: its build directory was rebuilt since (another vmlinux is in {}); rebuild the kernel to map its PCs",
                     image.display(),
                     stale.join(", ")
                 );

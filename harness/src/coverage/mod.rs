@@ -155,9 +155,9 @@ fn print_summary(s: &CoverageSummary, out: &Path) {
             let l = if lines { fraction(t.lines) } else { "-".into() };
             eprintln!("{label:<44} {:>16} {:>16} {:>18}", fraction(t.functions), l, fraction(t.points));
         };
-        row(&f.source.to_string_lossy(), f.totals(|_| true), f.function_level.is_none());
+        row(&f.source.to_string_lossy(), f.file_totals(), f.function_level.is_none());
         if let Some(label) = f.focus_label {
-            row(&format!("  {label}"), f.totals(|x| x.focus), false);
+            row(&format!("  {label}"), f.totals(|x| x.focus), f.function_level.is_none());
         }
         if let Some(why) = &f.function_level {
             eprintln!("  (per function only: {why})");

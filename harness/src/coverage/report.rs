@@ -96,6 +96,14 @@ pub struct Totals {
 }
 
 impl FileCoverage {
+    /// Totals of the whole file.
+    pub fn file_totals(&self) -> Totals {
+        let mut t = self.totals(|_| true);
+        // A line two functions share (a macro's) counts once.
+        t.lines = (self.lines.values().filter(|(_, r)| *r > 0).count() as u32, self.lines.len() as u32);
+        t
+    }
+
     /// Totals of the functions that pass `keep`; functions without points count in neither.
     pub fn totals(&self, keep: impl Fn(&FunctionCoverage) -> bool) -> Totals {
         let mut t = Totals::default();
@@ -104,8 +112,9 @@ impl FileCoverage {
             t.functions.0 += u32::from(f.reached > 0);
             t.points.0 += f.reached;
             t.points.1 += f.points;
+            t.lines.0 += f.lines_reached;
+            t.lines.1 += f.lines;
         }
-        t.lines = (self.lines.values().filter(|(_, r)| *r > 0).count() as u32, self.lines.len() as u32);
         t
     }
 }
