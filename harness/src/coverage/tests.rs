@@ -164,3 +164,26 @@ fn a_kernel_without_kcov_gives_no_report() {
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_kvm_function_is_placed_but_overridden_weak_defaults() {
+    let Some((kernel, build)) = cached_72("every_kvm_function_is_placed_but_overridden_weak_defaults") else { return };
+    let vm = Vmlinux::read(&build.vmlinux).unwrap();
+    let (mut placed_fns, mut weak) = (0, 0);
+    for obj in build.objects_under(&KVM_DIRS).unwrap() {
+        let placed = place(&std::fs::read(&obj.object).unwrap(), &vm).unwrap();
+        for f in &placed.functions {
+            match f.addr {
+                Some(_) => placed_fns += 1,
+                None => {
+                    assert!(f.weak, "{}: {} not placed: {:?}", obj.source.display(), f.name, placed.notes);
+                    weak += 1;
+                }
+            }
+        }
+        assert!(!placed.notes.iter().any(|n| n.contains("ambiguous") || n.contains("no call of")), "{:?}", placed.notes);
+    }
+    eprintln!("{placed_fns} KVM functions placed, {weak} overridden __weak defaults left out");
+    assert!(weak < 30);
+    assert_eq!(kvm_ranges(&kernel).unwrap().len(), placed_fns);
+}
