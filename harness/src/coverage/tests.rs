@@ -187,3 +187,38 @@ fn every_kvm_function_is_placed_but_overridden_weak_defaults() {
     assert!(weak < 30);
     assert_eq!(kvm_ranges(&kernel).unwrap().len(), placed_fns);
 }
+
+#[test]
+fn a_debug_object_with_other_code_falls_back_to_functions() {
+    let Some((_kernel, build)) = cached_72("a_debug_object_with_other_code_falls_back_to_functions") else { return };
+    let vm = Vmlinux::read(&build.vmlinux).unwrap();
+    let mut obj = guest_memfd(&build);
+    let placed = place(&std::fs::read(&obj.object).unwrap(), &vm).unwrap();
+    let chosen: BTreeSet<u64> =
+        placed.points.iter().filter(|p| p.function.is_some_and(|i| placed.functions[i].name == "kvm_gmem_bind")).map(|p| p.pc).collect();
+    // A "-g" compile with frame pointers is other code than the linked object's.
+    obj.command = obj.command.replace(" -c ", " -fno-omit-frame-pointer -c ");
+    let dir = temp_dir("fallback");
+    let cov = report::file_coverage(&build, &vm, &obj, &REPORT_FILES[0], &chosen, &dir).unwrap();
+    let why = cov.function_level.as_deref().expect("per function only");
+    assert!(why.contains("differs from the linked object"), "{why}");
+    assert!(cov.lines.is_empty());
+    let bind = cov.functions.iter().find(|f| f.name == "kvm_gmem_bind").unwrap();
+    assert_eq!((bind.reached as usize, bind.points as usize), (chosen.len(), chosen.len()));
+    assert_eq!(cov.file_totals().points.0 as usize, chosen.len());
+    // Nothing of the failed compile is kept.
+    let left: Vec<_> = walk(&dir);
+    assert!(left.iter().all(|p| p.is_dir()), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
