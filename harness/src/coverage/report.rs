@@ -24,7 +24,7 @@ pub const REPORT_FILES: [ReportFile; 4] = [
     ReportFile {
         source: "virt/kvm/kvm_main.c",
         focus: Some((
-            "memslot and attribute functions",
+            "memslot, attribute and invalidation functions (by name)",
             &[
                 "memslot",
                 "memory_region",
@@ -42,7 +42,7 @@ pub const REPORT_FILES: [ReportFile; 4] = [
     ReportFile {
         source: "arch/x86/kvm/mmu/mmu.c",
         focus: Some((
-            "private-fault and attribute functions",
+            "fault, zap and attribute functions (by name)",
             &["private", "gmem", "attr", "faultin", "page_fault", "mapping_level", "lpage", "zap"],
         )),
     },

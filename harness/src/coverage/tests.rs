@@ -123,7 +123,7 @@ fn report_marks_exactly_the_points_reached() {
     assert!(other.reached_pcs.is_empty() && other.file_totals().points.1 > 1000);
 
     let index = std::fs::read_to_string(out.join("index.html")).unwrap();
-    assert!(index.contains("virt/kvm/guest_memfd.c") && index.contains("memslot and attribute functions"));
+    assert!(index.contains("virt/kvm/guest_memfd.c") && index.contains("memslot, attribute and invalidation functions"));
     let page = std::fs::read_to_string(out.join("virt_kvm_guest_memfd.c.html")).unwrap();
     assert!(page.contains("class=\"hit\"") && page.contains("class=\"miss\""));
     assert!(page.contains("kvm_gmem_fault_user_mapping"));
