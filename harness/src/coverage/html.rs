@@ -81,7 +81,7 @@ pub fn write(dir: &Path, title: &str, facts: &[String], files: &[FileCoverage]) 
         }
         write_page(dir, &page, file)?;
     }
-    idx.push_str("</table>\n<p>A function counts when it has coverage points (calls of <code>__sanitizer_cov_trace_pc</code>) in this build; it is reached when one of them is. Lines are those with points; a line is reached when one of its points is.</p>\n");
+    idx.push_str("</table>\n<p>A function counts when it has coverage points (calls of <code>__sanitizer_cov_trace_pc</code>) in this build; it is reached when one of them is. Lines are those with points; a line is reached when one of its points is. A function's points are those on its own lines: code of a function of the file inlined into another counts for the inlined one (a point in code inlined from a header counts for the line of the file that called it).</p>\n");
     for file in files {
         if let Some(why) = &file.function_level {
             let _ = writeln!(idx, "<p class=\"note\">{}: per function only: {}</p>", esc(&file.source.to_string_lossy()), esc(why));

@@ -149,11 +149,11 @@ fn print_summary(s: &CoverageSummary, out: &Path) {
         s.foreign_pcs,
         if s.foreign_pcs > 0 { " (PCs of another build?)" } else { "" }
     );
-    eprintln!("{:<44} {:>16} {:>16} {:>18}", "file", "functions", "lines", "points");
+    eprintln!("{:<58} {:>14} {:>14} {:>16}", "file", "functions", "lines", "points");
     for f in &s.files {
         let row = |label: &str, t: Totals, lines: bool| {
             let l = if lines { fraction(t.lines) } else { "-".into() };
-            eprintln!("{label:<44} {:>16} {:>16} {:>18}", fraction(t.functions), l, fraction(t.points));
+            eprintln!("{label:<58} {:>14} {:>14} {:>16}", fraction(t.functions), l, fraction(t.points));
         };
         row(&f.source.to_string_lossy(), f.file_totals(), f.function_level.is_none());
         if let Some(label) = f.focus_label {

@@ -70,8 +70,7 @@ impl Vmlinux {
 
     /// The bytes at an address, if a section holds all of them.
     pub fn bytes(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        let &(base, size, off) = self.sections.iter().find(|(a, s, _)| addr >= *a && addr + len <= a + s)?;
-        let _ = size;
+        let &(base, _, off) = self.sections.iter().find(|(a, s, _)| addr >= *a && addr + len <= a + s)?;
         let start = (off + addr - base) as usize;
         self.data.get(start..start + len as usize)
     }
