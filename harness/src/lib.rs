@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod coverage;
 pub mod fuzz;
 pub mod gen;
 pub mod kcov;

@@ -117,6 +117,30 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         kcov_ranges: Option<PathBuf>,
     },
+    /// Report the kernel code the lane's programs reached: PCs files (one hex PC a line, as the
+    /// lane's KCOV collection writes them) mapped to guest_memfd.c, kvm_main.c and the x86 MMU,
+    /// as OUT/index.html with source lines coloured; or, with --ranges, write the address ranges
+    /// of KVM's functions (what the in-guest collection keeps).
+    Coverage {
+        /// The bzImage the PCs came from (a lane build: its build directory must be there).
+        #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
+        kernel: Option<std::path::PathBuf>,
+        /// The lane's build of Debian's source of this series (7.2 or 6.12).
+        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
+        kernel_version: String,
+        /// The lane's build of this kernel tree.
+        #[arg(long, value_name = "DIR")]
+        kernel_src: Option<std::path::PathBuf>,
+        /// PCs files to merge.
+        #[arg(long, num_args = 1.., required_unless_present = "ranges")]
+        pcs: Vec<PathBuf>,
+        /// Directory for index.html and a page per file.
+        #[arg(long, required_unless_present = "ranges")]
+        out: Option<PathBuf>,
+        /// Write the ranges of every function of arch/x86/kvm/ and virt/kvm/ to FILE instead.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["pcs", "out"])]
+        ranges: Option<PathBuf>,
+    },
     /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
     /// outcome (the lane's conversion tests run this inside the test kernel).
     Scenarios {
@@ -296,6 +320,14 @@ fn main() -> Result<()> {
             if !report.scenarios_passed || !report.regressions_differed.is_empty() || report.divergences > 0 || !report.splats.is_empty() {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
+        }
+        Command::Coverage { kernel, kernel_version, kernel_src, pcs, out, ranges } => {
+            let choice = match (kernel, kernel_src) {
+                (Some(image), _) => gmemfuzz::lane::KernelChoice::Image(image),
+                (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
+                (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
+            };
+            gmemfuzz::coverage::cli(&choice, &pcs, out.as_deref(), ranges.as_deref())?;
         }
         Command::Run {
             seed,

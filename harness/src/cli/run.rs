@@ -51,6 +51,10 @@ pub enum KcovMode {
     Guide,
 }
 
+/// The most of a session's time comparison reruns may take: early on nearly every program
+/// reaches something new, and a rerun costs a whole program.
+const RERUN_SHARE: f64 = 0.05;
+
 /// How often the PCs file is rewritten, so that a boot cut short still leaves one.
 const PCS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -79,8 +83,9 @@ struct Coverage {
     /// Inputs of an earlier session's corpus, still to run.
     pending: Vec<Vec<u8>>,
     last_pcs: Instant,
-    /// Programs run a second time to trace their comparisons.
+    /// Programs run a second time to trace their comparisons, and the seconds they took.
     reruns: u64,
+    rerun_seconds: f64,
 }
 
 impl Coverage {
@@ -122,7 +127,7 @@ impl Coverage {
             pending.reverse();
             eprintln!("gmemfuzz: {} inputs in {} to start from", pending.len(), dir.display());
         }
-        Ok(Some(Coverage { kcov, guide, mode: opts.kcov, pending, last_pcs: Instant::now(), reruns: 0 }))
+        Ok(Some(Coverage { kcov, guide, mode: opts.kcov, pending, last_pcs: Instant::now(), reruns: 0, rerun_seconds: 0.0 }))
     }
 
     /// The next guided input (`None` when coverage only watches the seeded programs).
@@ -193,16 +198,19 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
                 results.push(result);
                 let t = Stopwatch::start();
                 let new = match &input {
-                    Some(bytes) => c.guide.add(bytes, &trace),
-                    None => c.guide.signal.add(&trace),
+                    Some(bytes) => c.guide.add(bytes, trace),
+                    None => c.guide.signal.add(trace),
                 };
                 if new > 0 && c.mode == KcovMode::Guide {
                     if let (Some(dir), Some(bytes)) = (&opts.corpus, &input) {
                         std::fs::write(dir.join(sha1_smol::Sha1::from(bytes).digest().to_string()), bytes)?;
                     }
-                    if c.kcov.has_comparisons() {
-                        // Once per kept input: what the kernel compared on its way.
+                    // Once per kept input, what the kernel compared on its way: a second run,
+                    // so within a share of the session's time.
+                    if c.kcov.has_comparisons() && c.rerun_seconds < RERUN_SHARE * start.elapsed().as_secs_f64() {
+                        let rerun = Stopwatch::start();
                         let (again, comparisons) = c.kcov.comparisons(|| runner.run(&program))?;
+                        c.rerun_seconds += rerun.secs();
                         c.guide.add_comparisons(&comparisons);
                         // Counted as KCOV's time, not as another program.
                         runner.stats.programs -= 1;

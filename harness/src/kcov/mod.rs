@@ -141,11 +141,13 @@ impl Kcov {
         self.cmp.is_some()
     }
 
-    /// Runs `f` and returns what it returned with the kernel PCs it reached, in order.
-    pub fn pcs<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<u64>) {
+    /// Runs `f` and returns what it returned with the kernel PCs it reached, in order, read
+    /// in place (what the kernel appends later, e.g. for a page fault of the reader, lies
+    /// past them).
+    pub fn pcs<R>(&self, f: impl FnOnce() -> R) -> (R, impl Iterator<Item = u64> + '_) {
         self.pc.reset();
         let r = f();
-        (r, self.pc.written(1).collect())
+        (r, self.pc.written(1))
     }
 
     /// Runs `f` with comparison tracing instead of PC tracing and returns the comparisons

@@ -20,6 +20,7 @@ enum PcSet {
 }
 
 impl PcSet {
+    #[inline]
     fn insert(&mut self, pc: u64) {
         match self {
             PcSet::Window { base, bits, count } => {
@@ -79,30 +80,34 @@ impl Signal {
     }
 
     /// Adds a program's trace; returns how many edges it reached that nothing had before.
-    pub fn add(&mut self, trace: &[u64]) -> u64 {
-        self.traced += trace.len() as u64;
-        let (lo, hi) = self.ranges.bounds().unwrap_or((0, u64::MAX));
-        let mut new = 0;
-        let mut prev = 0u64;
-        for &pc in trace {
-            if pc < lo || pc >= hi || !self.ranges.contains(pc) {
+    pub fn add(&mut self, trace: impl IntoIterator<Item = u64>) -> u64 {
+        // Fields split into locals: the loop runs under TCG, where every reload of a field
+        // through `self` is an emulated memory access.
+        let Signal { ranges, edges, edge_count, pcs, traced } = self;
+        let (ranges, edges) = (&*ranges, &mut edges[..]);
+        let (mut new, mut seen, mut prev) = (0u64, 0u64, 0u64);
+        for pc in trace {
+            seen += 1;
+            if !ranges.contains(pc) {
                 continue;
             }
             let edge = Self::slot(prev >> 1 ^ pc);
             let (word, bit) = ((edge >> 6) as usize, 1u64 << (edge & 63));
-            if self.edges[word] & bit == 0 {
-                self.edges[word] |= bit;
+            if edges[word] & bit == 0 {
+                edges[word] |= bit;
                 new += 1;
             }
             if pc != prev {
-                self.pcs.insert(pc);
+                pcs.insert(pc);
             }
             prev = pc;
         }
-        self.edge_count += new;
+        *traced += seen;
+        *edge_count += new;
         new
     }
 
+    #[inline]
     fn slot(x: u64) -> u64 {
         // Fibonacci hashing: the top EDGE_BITS bits of x times 2^64/phi.
         x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - EDGE_BITS)
@@ -147,9 +152,9 @@ mod tests {
     #[test]
     fn counts_new_edges_once_and_filters_by_range() {
         let mut s = Signal::new(Ranges::from_spans(vec![(0x1000, 0x2000)]));
-        assert_eq!(s.add(&[0x1000, 0x1010, 0x5000, 0x1020]), 3);
-        assert_eq!(s.add(&[0x1000, 0x1010, 0x1020]), 0, "the PC outside the ranges is not part of the path");
-        assert_eq!(s.add(&[0x1010, 0x1000]), 2, "same PCs, new edges");
+        assert_eq!(s.add([0x1000, 0x1010, 0x5000, 0x1020]), 3);
+        assert_eq!(s.add([0x1000, 0x1010, 0x1020]), 0, "the PC outside the ranges is not part of the path");
+        assert_eq!(s.add([0x1010, 0x1000]), 2, "same PCs, new edges");
         assert_eq!(s.edges(), 5);
         assert_eq!(s.pcs(), vec![0x1000, 0x1010, 0x1020]);
         assert_eq!(s.pc_count(), 3);
@@ -160,7 +165,7 @@ mod tests {
     #[test]
     fn every_pc_counts_without_ranges() {
         let mut s = Signal::new(Ranges::all());
-        assert_eq!(s.add(&[u64::MAX - 1, 3, 3]), 3);
+        assert_eq!(s.add([u64::MAX - 1, 3, 3]), 3);
         assert_eq!(s.pcs(), vec![3, u64::MAX - 1]);
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{copy_files, LaneKernel};
 use crate::cli::KcovMode;
@@ -19,9 +19,20 @@ pub const MERGED_PCS: &str = "kcov-pcs.txt";
 /// The ranges file for `kernel`, written under `work`, or `None` (every PC counts) with a
 /// line that says why.
 pub fn ranges_for(kernel: &LaneKernel, work: &Path) -> Option<PathBuf> {
-    let _ = (kernel, work);
-    eprintln!("gmemfuzz lane: no function table for this kernel: KCOV counts every kernel PC");
-    None
+    let functions = match crate::coverage::kvm_ranges(kernel) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("gmemfuzz lane: KCOV counts every kernel PC: {e:#}");
+            return None;
+        }
+    };
+    let file = work.join("kcov-ranges.txt");
+    if let Err(e) = std::fs::write(&file, crate::coverage::format_ranges(&functions, &kernel.image)) {
+        eprintln!("gmemfuzz lane: KCOV counts every kernel PC: writing {}: {e}", file.display());
+        return None;
+    }
+    eprintln!("gmemfuzz lane: KCOV counts PCs in the {} functions of arch/x86/kvm and virt/kvm", functions.len());
+    Some(file)
 }
 
 fn corpus_dir(root: &Path, vm_type: u64) -> PathBuf {
@@ -64,16 +75,6 @@ pub fn collect(mode: KcovMode, out: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The PCs of a PCs file.
-pub fn read_pcs(path: &Path) -> Result<BTreeSet<u64>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(|l| u64::from_str_radix(l.trim_start_matches("0x"), 16).with_context(|| format!("{}: not a PC: {l}", path.display())))
-        .collect()
-}
-
 /// Merges every boot's PCs files into OUT/kcov-pcs.txt; returns the lines to show.
 pub fn merge_pcs(out: &Path) -> Result<Vec<String>> {
     let mut all = BTreeSet::new();
@@ -82,7 +83,7 @@ pub fn merge_pcs(out: &Path) -> Result<Vec<String>> {
         for (vm_type, set) in by_type.iter_mut().enumerate() {
             let file = boot.path().join(format!("kcov-pcs-{vm_type}.txt"));
             if file.exists() {
-                let pcs = read_pcs(&file)?;
+                let pcs = crate::coverage::read_pcs_files(&[&file])?;
                 all.extend(pcs.iter().copied());
                 set.extend(pcs);
             }
