@@ -85,7 +85,8 @@ fi
 # GMEMFUZZ_KERNEL_ARGS: more kernel parameters for every boot (experiments, e.g. mitigations=off).
 [ -z "${GMEMFUZZ_KERNEL_ARGS:-}" ] || KARGS="$KARGS $GMEMFUZZ_KERNEL_ARGS"
 
-qemu_cmd=("$QEMU" ${DATA[@]+"${DATA[@]}"} -accel tcg -cpu max -m "$MEM" -smp "$SMP"
+# GMEMFUZZ_QEMU_CPU: another CPU model for experiments (it must offer SVM with NPT).
+qemu_cmd=("$QEMU" ${DATA[@]+"${DATA[@]}"} -accel tcg -cpu "${GMEMFUZZ_QEMU_CPU:-max}" -m "$MEM" -smp "$SMP"
     -kernel "$KERNEL" -initrd "$INITRD" -append "$KARGS"
     -nographic -no-reboot
     -nodefaults -serial stdio

@@ -75,8 +75,10 @@ pub fn collect(mode: KcovMode, out: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Merges every boot's PCs files into OUT/kcov-pcs.txt; returns the lines to show.
-pub fn merge_pcs(out: &Path) -> Result<Vec<String>> {
+/// Merges every boot's PCs files into OUT/kcov-pcs.txt and, where the kernel's build is
+/// here, writes the coverage report of them into OUT/coverage/ (its summary goes to stderr);
+/// returns the lines to show.
+pub fn merge_pcs(out: &Path, kernel: &LaneKernel) -> Result<Vec<String>> {
     let mut all = BTreeSet::new();
     let mut by_type = [BTreeSet::new(), BTreeSet::new()];
     for boot in std::fs::read_dir(out)?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("boot-")) {
@@ -98,6 +100,11 @@ pub fn merge_pcs(out: &Path) -> Result<Vec<String>> {
         text.push_str(&format!("{pc:#x}\n"));
     }
     std::fs::write(&merged, text)?;
+    let opts = crate::coverage::CoverageOptions { pcs: vec![merged.clone()], out: out.join("coverage") };
+    eprintln!("gmemfuzz lane: kernel coverage of this run, by file:");
+    if let Err(e) = crate::coverage::report(kernel, &opts) {
+        eprintln!("gmemfuzz lane: no coverage report: {e:#}");
+    }
     Ok(vec![format!(
         "kernel coverage over all boots: {} PCs (vm type 0: {}, vm type 1: {}) in {}",
         all.len(),

@@ -404,7 +404,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     })?;
     let mut report = shared.into_inner().expect("a worker panicked");
     if opts.kcov != KcovMode::Off && opts.libfuzzer.is_none() {
-        report.stats.extend(coverage::merge_pcs(&opts.out)?);
+        report.stats.extend(coverage::merge_pcs(&opts.out, &kernel)?);
     }
     for (job, (programs, seconds)) in report.per_qemu.iter().enumerate() {
         if *seconds > 0.0 {
