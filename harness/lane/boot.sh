@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # boot.sh --kernel BZIMAGE --initrd CPIO [--out DIR] [--timeout SECS]
-#         [--mem 2G] [--smp N] [--cmd 'SHELL CMD'] [--append 'KERNEL ARGS']
+#         [--mem 2G] [--smp N] [--accel tcg|kvm] [--cmd 'SHELL CMD'] [--append 'KERNEL ARGS']
 #         [--quiet] [-- EXTRA QEMU ARGS...]
 #
 # Boots the gmemfuzz test kernel under QEMU/TCG (-cpu max exposes SVM+NPT, so
@@ -24,7 +24,7 @@ log() { printf '[boot] %s\n' "$*" >&2; }
 die() { printf '[boot] ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-KERNEL="" INITRD="" OUT="" TIMEOUT=600 MEM=2G SMP=1 CMD="" APPEND="" QUIET=0
+KERNEL="" INITRD="" OUT="" TIMEOUT=600 MEM=2G SMP=1 CMD="" APPEND="" QUIET=0 ACCEL=tcg
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -34,6 +34,7 @@ while [ $# -gt 0 ]; do
         --timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
         --mem) MEM="${2:?--mem needs a value}"; shift 2 ;;
         --smp) SMP="${2:?--smp needs a value}"; shift 2 ;;
+        --accel) ACCEL="${2:?--accel needs a value}"; shift 2 ;;
         --cmd) CMD="${2?--cmd needs a value}"; shift 2 ;;
         --append) APPEND="${2?--append needs a value}"; shift 2 ;;
         --quiet) QUIET=1; shift ;;
@@ -48,6 +49,13 @@ done
 [ -f "$INITRD" ] || die "initrd '$INITRD' not found"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
 [[ "$SMP" =~ ^[0-9]+$ ]] || die "--smp must be a number"
+case "$ACCEL" in
+    # KVM: the host's CPU, SVM included, for a nested guest (gmemfuzz lane picks it only on
+    # an AMD host with kvm_amd nested=1). TCG: -cpu max offers SVM with NPT under emulation.
+    kvm) ACCEL_ARGS=(-accel kvm -cpu host) ;;
+    tcg) ACCEL_ARGS=(-accel tcg -cpu "${GMEMFUZZ_QEMU_CPU:-max}") ;;
+    *) die "--accel must be tcg or kvm" ;;
+esac
 
 # GMEMFUZZ_QEMU: another qemu-system-x86_64 (e.g. one unpacked from a newer Debian suite:
 # it then reads its firmware from the usr/share beside it, not the system's).
@@ -85,8 +93,8 @@ fi
 # GMEMFUZZ_KERNEL_ARGS: more kernel parameters for every boot (experiments, e.g. mitigations=off).
 [ -z "${GMEMFUZZ_KERNEL_ARGS:-}" ] || KARGS="$KARGS $GMEMFUZZ_KERNEL_ARGS"
 
-# GMEMFUZZ_QEMU_CPU: another CPU model for experiments (it must offer SVM with NPT).
-qemu_cmd=("$QEMU" ${DATA[@]+"${DATA[@]}"} -accel tcg -cpu "${GMEMFUZZ_QEMU_CPU:-max}" -m "$MEM" -smp "$SMP"
+# GMEMFUZZ_QEMU_CPU: another CPU model under TCG, for experiments (it must offer SVM with NPT).
+qemu_cmd=("$QEMU" ${DATA[@]+"${DATA[@]}"} "${ACCEL_ARGS[@]}" -m "$MEM" -smp "$SMP"
     -kernel "$KERNEL" -initrd "$INITRD" -append "$KARGS"
     -nographic -no-reboot
     -nodefaults -serial stdio

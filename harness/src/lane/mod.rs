@@ -17,11 +17,13 @@ use crate::cli::KcovMode;
 use crate::report::{self, Record};
 use crate::repro::text;
 
+mod accel;
 mod console;
 mod coverage;
 mod kernel;
 mod watch;
 
+pub use accel::Accel;
 pub use console::{boot_seconds, scan_console, Splat};
 pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
 
@@ -178,6 +180,16 @@ pub struct BootEnd {
     pub seconds: f64,
 }
 
+/// The accelerator every boot of this process uses (`accel::choose`, once).
+fn accelerator() -> Accel {
+    static CHOSEN: std::sync::OnceLock<Accel> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        let (accel, why) = accel::choose();
+        eprintln!("gmemfuzz lane: QEMU accelerator {why}");
+        accel
+    })
+}
+
 /// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat,
 /// a silent console, or `timeout` seconds.
 pub fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<BootEnd> {
@@ -187,6 +199,7 @@ pub fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, s
     let mut child = script("boot.sh")
         .args(["--kernel", &kernel.display().to_string(), "--initrd", &initrd.display().to_string()])
         .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
+        .args(["--accel", accelerator().name()])
         .args(["--cmd", cmd, "--quiet"])
         .process_group(0)
         .spawn()
