@@ -189,7 +189,7 @@ fn cli_gives_clear_errors_on_bad_input() {
         ("empty", b"", "empty"),
         ("corrupt", &[0xff], "neither a text program"),
         ("truncated.txt", b"gmemfuzz-program v1\nbind slot=2 flags=GUEST_MEM", "line 2"),
-        ("newer.txt", b"gmemfuzz-program v3\ncheck\n", "program format v3 is newer than this gmemfuzz (v2)"),
+        ("newer.txt", b"gmemfuzz-program v4\ncheck\n", "program format v4 is newer than this gmemfuzz (v3)"),
     ];
     for (name, bytes, message) in cases {
         let path = dir.join(name);
@@ -215,6 +215,16 @@ fn cli_gives_clear_errors_on_bad_input() {
 }
 
 #[test]
+fn c_reproducer_refuses_a_group_clearly() {
+    let program = parse(
+        "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=MMAP|INIT_SHARED\ngroup\n  x4 guest r8@0x100000\n  punch g0 offset=0 len=0x1000\nend\n",
+    )
+    .unwrap();
+    let e = c::emit(&program, &Profile::host_6_18(), "").unwrap_err();
+    assert!(e.contains("op #1 is a concurrent group") && e.contains("replay --repeat"), "{e}");
+}
+
+#[test]
 fn c_reproducer_agrees_with_the_kvm_backend_on_random_programs() {
     if !tool("gcc") {
         eprintln!("SKIPPED c_reproducer_agrees_with_the_kvm_backend_on_random_programs: gcc is not installed");
@@ -233,7 +243,12 @@ fn c_reproducer_agrees_with_the_kvm_backend_on_random_programs() {
     let mut compared = 0;
     for n in 0..12 {
         rng.fill_bytes(&mut bytes);
-        let program = Program::generate(&mut arbitrary::Unstructured::new(&bytes), 24).unwrap();
+        // The C reproducer refuses concurrent groups (`c_reproducer_refuses_a_group_clearly`):
+        // programs without them (the swarm does not draw groups, so these are the programs
+        // this test always ran).
+        let mut weights = gmemfuzz::gen::OpWeights::for_profile(&Profile::host_6_18());
+        weights.set(OpKind::Group, 0);
+        let program = Program::generate_with(&mut arbitrary::Unstructured::new(&bytes), 24, &Profile::host_6_18(), weights).unwrap();
         if runner.run(&program).is_err() {
             continue;
         }

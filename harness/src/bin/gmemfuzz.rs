@@ -50,6 +50,9 @@ enum Command {
         /// that reusing the VM between programs leaves nothing behind).
         #[arg(long)]
         verify_reset: bool,
+        /// Generate no concurrent groups (the sequential programs of before issue 12).
+        #[arg(long)]
+        no_groups: bool,
     },
     /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
     /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
@@ -155,6 +158,13 @@ enum Command {
         /// Append the verdict to FILE as a JSON line.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Run it up to N times, until it diverges (a race depends on timing); default 1, or
+        /// 100 for a program with a concurrent group. Says how often it reproduced.
+        #[arg(long, value_name = "N")]
+        repeat: Option<u32>,
+        /// With --repeat: run all N tries instead of stopping at the first divergence.
+        #[arg(long)]
+        keep_going: bool,
     },
     /// Shrink a diverging program to the smallest one with the same divergence.
     Minimize {
@@ -202,7 +212,9 @@ fn main() -> Result<()> {
             std::process::exit(cli::nightly::nightly(&opts))
         }
         Command::Show { file, vm_type } => std::process::exit(repro::show(&file, vm_type)),
-        Command::Replay { file, vm_type, json } => std::process::exit(repro::replay(&file, vm_type, &Sink::new(json.as_deref()))),
+        Command::Replay { file, vm_type, json, repeat, keep_going } => {
+            std::process::exit(repro::replay(&file, vm_type, repeat, keep_going, &Sink::new(json.as_deref())))
+        }
         Command::Minimize { file, out, vm_type } => std::process::exit(repro::minimize(&file, out.as_deref(), vm_type)),
         Command::CRepro { file, out, vm_type } => std::process::exit(repro::c_repro(&file, out.as_deref(), vm_type)),
         Command::AddRegression { file, name, minimize, vm_type, dir } => {
@@ -248,8 +260,8 @@ fn main() -> Result<()> {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
         }
-        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json, verify_reset } => {
-            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type, verify_reset };
+        Command::Run { seed, programs, seconds, findings, taint_check, ops, vm_type, json, verify_reset, no_groups } => {
+            let opts = cli::RunOptions { seed, programs, seconds, findings, taint_check, ops, vm_type, verify_reset, no_groups };
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,

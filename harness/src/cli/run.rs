@@ -24,6 +24,8 @@ pub struct RunOptions {
     /// Also run every program on a VM made for it and require the same trace: shows that
     /// reusing a VM across programs leaves nothing behind that changes what a program does.
     pub verify_reset: bool,
+    /// Generate no concurrent groups (for the sequential figure beside the racing one).
+    pub no_groups: bool,
 }
 
 /// /proc/sys/kernel/tainted (0 where it cannot be read).
@@ -50,11 +52,15 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
     let start = Instant::now();
     let mut last_stats = Instant::now();
     let profile = runner.backend.profile().clone();
+    let mut weights = crate::gen::OpWeights::for_profile(&profile);
+    if opts.no_groups {
+        weights.set(gmemfuzz_backends::OpKind::Group, 0);
+    }
     let finish = |runner: &Runner<_>| -> Result<()> {
         println!("{}", runner.stats);
         sink.put(&Record::stats(&runner.stats, opts.vm_type))
     };
-    for (i, program) in Program::seeded(opts.seed, opts.ops, &profile).take(opts.programs as usize).enumerate() {
+    for (i, program) in Program::seeded_with(opts.seed, opts.ops, &profile, weights).take(opts.programs as usize).enumerate() {
         if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
             break;
         }

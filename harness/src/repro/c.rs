@@ -127,6 +127,11 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
     if let Some(op) = program.ops.iter().find(|op| matches!(op, Op::Guest { accesses } if accesses.len() > MAX_COMMANDS)) {
         return Err(format!("a guest op with more accesses than one run can carry ({}): {}", MAX_COMMANDS, op_line(op)));
     }
+    // Groups need threads, a barrier and one vCPU per guest member, and their expectation
+    // is a set of outcomes (the model's search), not one: not emitted yet.
+    if let Some(i) = program.ops.iter().position(|op| matches!(op, Op::Group(_))) {
+        return Err(format!("op #{i} is a concurrent group: the C reproducer does not run groups yet (use `gmemfuzz replay --repeat N`)"));
+    }
     // The prelude keeps one entry per create (`gmems[MAX_GMEMS]`, as many as a `GmemId`
     // can name).
     let creates = program.ops.iter().filter(|op| matches!(op, Op::CreateGmem { .. })).count();
@@ -251,6 +256,7 @@ fn op_call(op: &Op) -> String {
             width.bytes()
         ),
         Op::Check => "set_obs(\"ok\"); /* check: the state probes follow */".into(),
+        Op::Group(_) => unreachable!("`emit` refuses groups"),
     }
 }
 

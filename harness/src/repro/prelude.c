@@ -260,6 +260,7 @@ static void run_commands(int n, int stop_on_fault)
         regs.rip = CODE_GPA;
         regs.rflags = CPU_RFLAGS;
         regs.rsp = STACK_TOP;
+        regs.rbp = MAILBOX_GPA; /* the interpreter finds its mailbox through EBP */
         if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
             die("KVM_SET_REGS");
         for (;;) {
