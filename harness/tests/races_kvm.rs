@@ -165,3 +165,33 @@ fn groups_of_every_member_kind_run_clean_on_kvm() {
     assert_eq!(runner.stats.races.groups, 120, "{}", runner.stats);
     assert!(runner.stats.races.multi_vcpu >= 60, "{}", runner.stats);
 }
+
+/// `replay` of a program with a group runs it until it diverges, or all `--repeat` tries
+/// with `--keep-going`, and says how often it reproduced: here a kernel that skips punches
+/// (GMEMFUZZ_SKIP_OP=punch) diverges every time; the honest one never does.
+#[test]
+fn replay_repeats_a_group_and_counts_reproductions() {
+    let Some(_) = common::kvm_or_skip("replay_repeats_a_group_and_counts_reproductions") else { return };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("races");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("read-racing-punch.txt");
+    std::fs::write(&path, gmemfuzz::repro::print(&read_racing_punch())).unwrap();
+    let replay = |skip: Option<&str>, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gmemfuzz"));
+        cmd.arg("replay").arg(&path).args(extra).env_remove("GMEMFUZZ_SKIP_OP");
+        if let Some(op) = skip {
+            cmd.env("GMEMFUZZ_SKIP_OP", op);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, out) = replay(Some("punch"), &["--repeat", "5", "--keep-going"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("reproduced a divergence 5 of 5 tries"), "{out}");
+    let (code, out) = replay(Some("punch"), &["--repeat", "5"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("reproduced a divergence 1 of 1 tries (stopped at the first)"), "{out}");
+    let (code, out) = replay(None, &["--repeat", "10"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("reproduced a divergence 0 of 10 tries"), "{out}");
+}
