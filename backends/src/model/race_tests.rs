@@ -159,3 +159,31 @@ fn a_page_hash_follows_its_content_not_the_order_of_stores() {
     b.store(4090, 2, 0);
     assert_eq!(a.content_hash(), b.content_hash(), "back to the same content");
 }
+
+/// VM type 1 (6.12 software-protected): a guest read of a GFN racing its conversion to
+/// private sees the shared (anonymous) page or the private guest_memfd page, nothing else,
+/// and never the shared value again once it saw the private one.
+#[test]
+fn a_read_racing_a_conversion_to_private_sees_either_side() {
+    let mut m = Model::new(Profile::sw_protected_6_12());
+    let ops = [
+        Op::CreateGmem { size: PAGE_SIZE, flags: 0 },
+        Op::Bind { slot: 2, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(G0), gpa: GPA, size: PAGE_SIZE, offset: 0 },
+        Op::Guest { accesses: vec![Access { gpa: GPA, width: Width::W4, kind: AccessKind::Write(0x5a) }] },
+    ];
+    for op in ops {
+        let out = m.apply(&op).unwrap();
+        assert!(matches!(out, Outcome::Ok | Outcome::Guest(_)), "{op:?}: {out}");
+    }
+    let read = Op::Guest { accesses: vec![Access { gpa: GPA, width: Width::W4, kind: AccessKind::Read }] };
+    let convert = Op::SetAttributes { gpa: GPA, size: PAGE_SIZE, attributes: crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE };
+    let g = group(vec![(read, 2), (convert, 1)]);
+    let r4 = |v| Outcome::Guest(vec![AccessResult::Read(v)]);
+    for seen in [[0x5a, 0x5a], [0x5a, 0], [0, 0]] {
+        let actual = Outcome::Group(vec![seen.iter().map(|v| r4(*v)).collect(), vec![Outcome::Ok]]);
+        let ends = m.race(&g, &actual).unwrap_or_else(|e| panic!("{seen:x?}: {e:?}"));
+        assert!(ends.iter().all(|e| e.is_private_gfn(GPA / PAGE_SIZE)));
+    }
+    let back = Outcome::Group(vec![vec![r4(0), r4(0x5a)], vec![Outcome::Ok]]);
+    assert!(matches!(m.race(&g, &back), Err(RaceError::Mismatch(_))), "shared again after private: refused");
+}
