@@ -119,9 +119,17 @@ impl KvmBackend {
     /// The job of a member that needs nothing taken from the backend, or `Err(())` for one
     /// that does (`take`, once every skip is decided).
     fn job(&self, op: &Op, next_vcpu: &mut usize) -> Result<Job, ()> {
-        if self.skipped == Some(op.kind()) {
-            return Ok(Job::Pretend);
+        let job = self.job_unless_pretended(op, next_vcpu);
+        // Fault injection pretends to do what would have been sent (the runner never sends
+        // a skipped op, so the sequential path pretends only where the model does not skip).
+        match job {
+            Ok(Job::Skip(why)) => Ok(Job::Skip(why)),
+            _ if self.skipped == Some(op.kind()) => Ok(Job::Pretend),
+            other => other,
         }
+    }
+
+    fn job_unless_pretended(&self, op: &Op, next_vcpu: &mut usize) -> Result<Job, ()> {
         Ok(match *op {
             Op::Guest { ref accesses } => {
                 if self.vm.is_none() {

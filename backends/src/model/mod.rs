@@ -19,6 +19,7 @@ mod view;
 use std::collections::BTreeMap;
 
 pub use attributes::AttributeRanges;
+pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{History, Page, PageBytes, PageEvent, PageKey};
 pub use race::{RaceError, RaceMismatch};
