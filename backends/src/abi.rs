@@ -132,6 +132,18 @@ pub mod mailbox {
     /// The guest stack: the top of the mailbox slot.
     pub const STACK_TOP: u64 = layout::MAILBOX_GPA + layout::MAILBOX_SIZE;
 
+    /// The extra vCPUs of concurrent groups (1, 2, 3) each have this many bytes of the
+    /// mailbox slot, at `vcpu_offset`; vCPU 0 has the whole slot and uses its first window
+    /// only while a group runs. The interpreter finds its window through EBP.
+    pub const VCPU_STRIDE: u64 = 0x3000;
+    /// Most commands an extra vCPU's window carries.
+    pub const MAX_GROUP_COMMANDS: usize = ((VCPU_STRIDE - CMD_HEADER) / CMD_SIZE) as usize;
+
+    /// Where vCPU `index`'s window starts in the mailbox slot.
+    pub const fn vcpu_offset(index: usize) -> u64 {
+        index as u64 * VCPU_STRIDE
+    }
+
     /// The byte offset of command `i`'s field at `field`.
     pub const fn command(i: usize, field: u64) -> u64 {
         CMD_HEADER + i as u64 * CMD_SIZE + field

@@ -2,6 +2,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod group;
 #[cfg(target_os = "linux")]
 pub mod kvm;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod profile;
 pub mod sim;
 
 pub use backend::{Backend, HarnessError};
+pub use group::{Group, Member};
 pub use op::{Access, AccessKind, FdArg, GmemId, Op, OpKind, Width};
 pub use outcome::{admits_observation, AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason, Verdict};
 pub use profile::Profile;

@@ -125,6 +125,8 @@ pub enum Op {
     HostWrite { gmem: GmemId, offset: u64, width: Width, value: u64 },
     /// Compare the whole observable state of both sides.
     Check,
+    /// Members that run at the same time, each on its own thread (see `group`).
+    Group(crate::group::Group),
 }
 
 /// The kinds of op, for statistics and for "same divergence" during minimization. The
@@ -162,6 +164,7 @@ pub enum OpKind {
     HostRead,
     HostWrite,
     Check,
+    Group,
 }
 
 impl OpKind {
@@ -206,6 +209,7 @@ impl Op {
             Op::HostRead { .. } => OpKind::HostRead,
             Op::HostWrite { .. } => OpKind::HostWrite,
             Op::Check => OpKind::Check,
+            Op::Group(_) => OpKind::Group,
         }
     }
 
@@ -222,6 +226,7 @@ impl Op {
                 | Op::CloseGmem { .. }
                 | Op::Unmap { .. }
                 | Op::DestroyVm
+                | Op::Group(_)
         )
     }
 
@@ -278,7 +283,8 @@ mod tests {
                 "guest",
                 "host_read",
                 "host_write",
-                "check"
+                "check",
+                "group"
             ]
         );
         for kind in OpKind::ALL {

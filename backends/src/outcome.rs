@@ -62,6 +62,8 @@ pub enum SkipReason {
     OutOfRange,
     /// The op would make the host allocate or map more than the harness allows.
     TooLarge,
+    /// A group that `Group::check` refuses.
+    InvalidGroup,
 }
 
 /// The result of one guest access.
@@ -99,6 +101,8 @@ pub enum Outcome {
     /// Only in predictions: the model cannot tell what the op does. Matches any outcome.
     /// Backends never answer it.
     Unknown,
+    /// What each member of a group did, one outcome per repetition, by member.
+    Group(Vec<Vec<Outcome>>),
 }
 
 /// How a prediction compares with what a backend did.
@@ -138,6 +142,7 @@ impl Outcome {
         match self {
             Outcome::Unknown => true,
             Outcome::Guest(results) => results.contains(&AccessResult::Unknown),
+            Outcome::Group(members) => members.iter().flatten().any(Outcome::has_unknown),
             _ => false,
         }
     }
@@ -154,6 +159,18 @@ impl Outcome {
                 } else {
                     Verdict::Differs
                 }
+            }
+            (Outcome::Group(expected), Outcome::Group(got))
+                if expected.len() == got.len() && expected.iter().zip(got).all(|(e, a)| e.len() == a.len()) =>
+            {
+                let mut unknown = 0;
+                for (e, a) in expected.iter().flatten().zip(got.iter().flatten()) {
+                    match e.admits(a) {
+                        Verdict::Agrees { unknown: u } => unknown += u,
+                        Verdict::Differs => return Verdict::Differs,
+                    }
+                }
+                Verdict::Agrees { unknown }
             }
             _ if self == actual => Verdict::Agrees { unknown: 0 },
             _ => Verdict::Differs,
@@ -195,8 +212,34 @@ impl fmt::Display for Outcome {
             Outcome::Value(v) => write!(f, "value {v:#x}"),
             Outcome::Sigbus => f.write_str("SIGBUS"),
             Outcome::Unknown => f.write_str("unknown"),
+            Outcome::Group(members) => {
+                f.write_str("group {")?;
+                for (i, outcomes) in members.iter().enumerate() {
+                    write!(f, " member {i}: ")?;
+                    write_runs(f, outcomes)?;
+                    f.write_str(";")?;
+                }
+                f.write_str(" }")
+            }
         }
     }
+}
+
+/// Outcomes of repetitions, runs of equal ones counted: `ok x3, error EBADF`.
+pub fn write_runs(f: &mut impl fmt::Write, outcomes: &[Outcome]) -> fmt::Result {
+    let mut i = 0;
+    while i < outcomes.len() {
+        let n = outcomes[i..].iter().take_while(|o| **o == outcomes[i]).count();
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{}", outcomes[i])?;
+        if n > 1 {
+            write!(f, " x{n}")?;
+        }
+        i += n;
+    }
+    Ok(())
 }
 
 /// A page's content as a backend can show it: whole bytes where the host can read them,

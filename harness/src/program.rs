@@ -13,7 +13,8 @@ pub struct Program {
 
 impl Program {
     /// 2: `g<N>` names the N-th `create_gmem` op, failed or not (v1: the N-th successful one).
-    pub const VERSION: u32 = 2;
+    /// 3: concurrent groups (`group` … `end`); v2 files read the same.
+    pub const VERSION: u32 = 3;
     /// Most ops a generated program has.
     pub const MAX_OPS: usize = 48;
 
@@ -49,7 +50,12 @@ impl Program {
 
     /// As `generate`, for a kernel with `profile`.
     pub fn generate_for(u: &mut Unstructured, len: usize, profile: &Profile) -> Result<Program> {
-        let mut g = Generator::new(profile);
+        Self::generate_with(u, len, profile, OpWeights::for_profile(profile))
+    }
+
+    /// As `generate_for`, drawing op kinds at `weights`.
+    pub fn generate_with(u: &mut Unstructured, len: usize, profile: &Profile, weights: OpWeights) -> Result<Program> {
+        let mut g = Generator::new(profile).with_weights(weights);
         g.draw_swarm(u)?;
         Ok(Program { ops: g.ops(u, len)? })
     }
@@ -57,13 +63,18 @@ impl Program {
     /// Programs of `len` ops each, generated one after another from a seeded RNG: the
     /// same seed gives the same programs (for `gmemfuzz run`, `bench` and tests).
     pub fn seeded(seed: u64, len: usize, profile: &Profile) -> impl Iterator<Item = Program> {
+        Self::seeded_with(seed, len, profile, OpWeights::for_profile(profile))
+    }
+
+    /// As `seeded`, drawing op kinds at `weights` (`gmemfuzz run --no-groups`: no groups).
+    pub fn seeded_with(seed: u64, len: usize, profile: &Profile, weights: OpWeights) -> impl Iterator<Item = Program> {
         use rand::{RngCore, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut bytes = vec![0u8; Self::seeded_input_len(len)];
         let profile = profile.clone();
         std::iter::repeat_with(move || {
             rng.fill_bytes(&mut bytes);
-            Self::from_seeded_input(&bytes, len, &profile)
+            Self::from_seeded_input(&bytes, len, &profile, &weights)
         })
     }
 
@@ -72,10 +83,11 @@ impl Program {
         16 + len * 96
     }
 
-    /// The program of exactly `len` ops that generator bytes make (as `seeded` does).
-    pub fn from_seeded_input(bytes: &[u8], len: usize, profile: &Profile) -> Program {
+    /// The program of exactly `len` ops that generator bytes make, drawing op kinds at
+    /// `weights` (as `seeded_with` does).
+    pub fn from_seeded_input(bytes: &[u8], len: usize, profile: &Profile, weights: &OpWeights) -> Program {
         // Generation never fails: an exhausted input reads as zeros.
-        Self::generate_for(&mut Unstructured::new(bytes), len, profile).expect("generation never fails")
+        Self::generate_with(&mut Unstructured::new(bytes), len, profile, weights.clone()).expect("generation never fails")
     }
 
     /// A program is worth running if it makes a file and does something more.

@@ -28,6 +28,51 @@ pub struct Stats {
     pub time: crate::timing::Breakdown,
     /// Programs also run on a fresh VM with the same result (`run --verify-reset`).
     pub verified_resets: u64,
+    /// Concurrent groups: how many ran and what they reached.
+    pub races: Races,
+}
+
+/// How far concurrent groups reach (issue 12): counted from each group, the backend's
+/// outcome and the end states the model's search left.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct Races {
+    /// Groups the backend ran (not refused as invalid).
+    pub groups: u64,
+    /// ... with two or more guest members (vCPUs) running.
+    pub multi_vcpu: u64,
+    /// ... with a guest or host access and an invalidating op that both ran.
+    pub access_vs_invalidation: u64,
+    /// ... after which the model kept more than one possible state (the order mattered).
+    pub order_dependent: u64,
+    /// Groups whose orders the model could not search within its budget (the program
+    /// ended there, with no verdict).
+    pub inconclusive: u64,
+}
+
+impl Races {
+    /// Counts a group the backend answered `actual`, that left `ends` possible states.
+    pub fn record(&mut self, group: &gmemfuzz_backends::Group, actual: &Outcome, ends: usize) {
+        let Outcome::Group(members) = actual else { return };
+        self.groups += 1;
+        let ran = |i: usize| members[i].iter().any(|o| !matches!(o, Outcome::Skipped(_)));
+        let running: Vec<&Op> = group.members.iter().enumerate().filter(|(i, _)| ran(*i)).map(|(_, m)| &m.op).collect();
+        let vcpus = running.iter().filter(|op| matches!(op, Op::Guest { .. })).count();
+        self.multi_vcpu += u64::from(vcpus >= 2);
+        let access = running.iter().any(|op| matches!(op, Op::Guest { .. } | Op::HostRead { .. } | Op::HostWrite { .. }));
+        let invalidation = running.iter().any(|op| op.invalidates());
+        self.access_vs_invalidation += u64::from(access && invalidation);
+        self.order_dependent += u64::from(ends > 1);
+    }
+}
+
+impl fmt::Display for Races {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "races groups={} multi-vcpu={} access-vs-invalidation={} order-dependent={} inconclusive={}",
+            self.groups, self.multi_vcpu, self.access_vs_invalidation, self.order_dependent, self.inconclusive
+        )
+    }
 }
 
 impl Stats {
@@ -62,6 +107,9 @@ impl fmt::Display for Stats {
             write!(f, " {}={}/{}e/{}s", kind.name(), ran, errors, skipped)?;
         }
         write!(f, " | {}", self.reach)?;
+        if self.races != Races::default() {
+            write!(f, " | {}", self.races)?;
+        }
         if self.verified_resets > 0 {
             write!(f, " | same on a fresh VM: {}", self.verified_resets)?;
         }

@@ -36,14 +36,15 @@ pub fn access_code(width: Width, write: bool) -> u32 {
 
 /// Assembles the interpreter to run at `layout::CODE_GPA`.
 pub fn assemble() -> Result<Vec<u8>, IcedError> {
-    let mb = layout::MAILBOX_GPA as u32;
+    // EBP holds this vCPU's mailbox (see `kvm::vcpu`); EBX its first command.
+    let mb = ebp;
     let mut a = CodeAssembler::new(32)?;
     let mut top = a.create_label();
     let mut done = a.create_label();
     let mut next = a.create_label();
     let mut labels = Vec::new();
 
-    a.mov(ebx, mb + CMD_HEADER as u32)?;
+    a.lea(ebx, dword_ptr(mb + CMD_HEADER as u32))?;
     a.mov(ecx, dword_ptr(mb + START as u32))?;
     a.set_label(&mut top)?;
     a.cmp(ecx, dword_ptr(mb + COUNT as u32))?;

@@ -3,13 +3,15 @@
 pub mod guest;
 pub mod hostmem;
 mod profile;
+mod race;
+mod vcpu;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
-use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_regs, kvm_segment, kvm_userspace_memory_region2};
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_userspace_memory_region2};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::abi::{self, command, mailbox};
 use crate::backend::{Backend, HarnessError};
@@ -18,6 +20,7 @@ use crate::op::{layout, Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, KV
 use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
 use crate::profile::Profile;
 use hostmem::{HostAccess, Mapping};
+use vcpu::MailboxView;
 
 pub use profile::{probe_max_gfn, probe_profile};
 
@@ -31,10 +34,12 @@ pub struct KvmOptions {
     pub skip_op: Option<OpKind>,
 }
 
-/// The VM and its one vCPU.
+/// The VM, its vCPU 0, and the extra vCPUs concurrent groups asked for (made on demand,
+/// `vcpu::MAX_VCPUS` at most).
 struct Vm {
-    // Field order is drop order: the vCPU fd goes before the VM fd.
+    // Field order is drop order: the vCPU fds go before the VM fd.
     vcpu: VcpuFd,
+    extra: Vec<VcpuFd>,
     fd: VmFd,
 }
 
@@ -99,23 +104,6 @@ fn errno(e: kvm_ioctls::Error) -> Outcome {
 
 fn io_errno(e: std::io::Error) -> Outcome {
     Outcome::Err(Errno(e.raw_os_error().unwrap_or(0)))
-}
-
-/// Writes the low `bytes` bytes of `value` at `offset` of the mailbox.
-fn mailbox_write(mailbox: &Mapping, offset: u64, value: u64, bytes: usize) {
-    assert!(bytes <= 8 && offset + bytes as u64 <= mailbox.len() as u64);
-    // SAFETY: in bounds (asserted) of the backend's private mapping; the vCPU that shares
-    // it is not running (only the thread that runs it calls this).
-    unsafe { std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), mailbox.addr().add(offset as usize), bytes) };
-}
-
-/// Reads `bytes` bytes at `offset` of the mailbox, little-endian.
-fn mailbox_read(mailbox: &Mapping, offset: u64, bytes: usize) -> u64 {
-    assert!(bytes <= 8 && offset + bytes as u64 <= mailbox.len() as u64);
-    let mut b = [0u8; 8];
-    // SAFETY: as for mailbox_write.
-    unsafe { std::ptr::copy_nonoverlapping(mailbox.addr().add(offset as usize), b.as_mut_ptr(), bytes) };
-    u64::from_le_bytes(b)
 }
 
 fn resource(what: &str, e: impl std::fmt::Display) -> HarnessError {
@@ -234,32 +222,8 @@ impl KvmBackend {
             // SAFETY: the memory is owned by the backend and outlives every VM it makes.
             unsafe { fd.set_user_memory_region2(region) }.map_err(|e| resource("harness memslot", e))?;
         }
-        let vcpu = fd.create_vcpu(0).map_err(|e| resource("KVM_CREATE_VCPU", e))?;
-        let mut sregs = vcpu.get_sregs().map_err(|e| resource("KVM_GET_SREGS", e))?;
-        // 32-bit flat protected mode with no descriptor tables in memory: the hidden
-        // segment state is all the CPU uses (platform-facts: "set up purely through SREGS").
-        let flat = |selector: u16, type_: u8| kvm_segment {
-            base: 0,
-            limit: 0xffff_ffff,
-            selector,
-            type_,
-            present: 1,
-            dpl: 0,
-            db: 1,
-            s: 1,
-            l: 0,
-            g: 1,
-            avl: 0,
-            unusable: 0,
-            padding: 0,
-        };
-        sregs.cs = flat(abi::cpu::CODE_SELECTOR, abi::cpu::CODE_TYPE);
-        for seg in [&mut sregs.ds, &mut sregs.es, &mut sregs.fs, &mut sregs.gs, &mut sregs.ss] {
-            *seg = flat(abi::cpu::DATA_SELECTOR, abi::cpu::DATA_TYPE);
-        }
-        sregs.cr0 |= 1;
-        vcpu.set_sregs(&sregs).map_err(|e| resource("KVM_SET_SREGS", e))?;
-        Ok(Vm { vcpu, fd })
+        let vcpu = vcpu::create(&fd, 0)?;
+        Ok(Vm { vcpu, extra: Vec::new(), fd })
     }
 
     /// `new`, then the options: what the harness's configuration (`gmemfuzz::config`,
@@ -279,65 +243,18 @@ impl KvmBackend {
         self.skipped = Some(kind);
     }
 
-    /// Posts commands and runs the vCPU until HLT. An MMIO exit is answered (reads get 0)
-    /// and the run goes on; a memory-fault exit ends the command, and the run either stops
-    /// there (`stop_on_fault`) or resumes at the next command.
+    /// Posts commands to vCPU 0 and runs it until HLT (see `vcpu::run_commands`).
     fn run_commands(&mut self, commands: &[(u32, u64, u64)], stop_on_fault: bool) -> Result<Vec<Option<AccessResult>>, HarnessError> {
-        if commands.len() > mailbox::MAX_COMMANDS {
-            return Err(HarnessError::Bug(format!("{} guest commands in one run", commands.len())));
-        }
-        let mb = &self.mailbox;
-        for (i, &(code, gpa, value)) in commands.iter().enumerate() {
-            mailbox_write(mb, mailbox::command(i, mailbox::CMD_CODE), code as u64, 4);
-            mailbox_write(mb, mailbox::command(i, mailbox::CMD_GPA), gpa, 4);
-            mailbox_write(mb, mailbox::command(i, mailbox::CMD_VALUE), value, 8);
-        }
-        mailbox_write(mb, mailbox::COUNT, commands.len() as u64, 4);
-        let mut exits: Vec<Option<AccessResult>> = vec![None; commands.len()];
-        let mut start = 0u64;
+        let mb = self.mailbox_of(0);
         let Some(vm) = self.vm.as_mut() else {
             return Err(HarnessError::Bug("guest run without a VM".into()));
         };
-        'runs: loop {
-            // Write the start index, then enter at the interpreter's entry point.
-            mailbox_write(mb, mailbox::START, start, 4);
-            let regs = kvm_regs { rip: layout::CODE_GPA, rflags: abi::cpu::RFLAGS, rsp: mailbox::STACK_TOP, ..Default::default() };
-            vm.vcpu.set_regs(&regs).map_err(|e| resource("KVM_SET_REGS", e))?;
-            loop {
-                let exit = vm.vcpu.run();
-                let current = mailbox_read(mb, mailbox::CURRENT, 4) as usize;
-                match exit {
-                    Ok(VcpuExit::Hlt) => break 'runs,
-                    Ok(VcpuExit::MmioRead(gpa, data)) => {
-                        data.fill(0);
-                        self.mmio_gfns.insert(gpa / PAGE_SIZE);
-                        exits[current] = Some(AccessResult::Mmio);
-                        if commands[current].0 == command::DIGEST {
-                            mailbox_write(mb, mailbox::ABORT_FLAG, 1, 4);
-                        }
-                    }
-                    Ok(VcpuExit::MmioWrite(gpa, _)) => {
-                        self.mmio_gfns.insert(gpa / PAGE_SIZE);
-                        exits[current] = Some(AccessResult::Mmio);
-                    }
-                    Ok(VcpuExit::MemoryFault { flags, gpa, size }) => {
-                        exits[current] = Some(AccessResult::MemoryFault { gpa, size, flags });
-                        if stop_on_fault {
-                            for e in &mut exits[current + 1..] {
-                                *e = Some(AccessResult::NotRun);
-                            }
-                            break 'runs;
-                        }
-                        start = current as u64 + 1;
-                        continue 'runs;
-                    }
-                    Ok(other) => return Err(HarnessError::Bug(format!("unexpected vCPU exit {other:?} at command {current}"))),
-                    Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
-                    Err(e) => return Err(HarnessError::Bug(format!("KVM_RUN failed at command {current}: {e}"))),
-                }
-            }
-        }
-        Ok(exits)
+        vcpu::run_commands(&mut vm.vcpu, mb, commands, stop_on_fault, &mut self.mmio_gfns)
+    }
+
+    /// vCPU `index`'s part of the mailbox memory.
+    fn mailbox_of(&self, index: usize) -> MailboxView {
+        MailboxView::of(&self.mailbox, index)
     }
 
     fn guest(&mut self, accesses: &[Access]) -> Result<Outcome, HarnessError> {
@@ -359,7 +276,7 @@ impl KvmBackend {
                 Some(exit) => exit,
                 None => match a.kind {
                     AccessKind::Read => {
-                        AccessResult::Read(a.width.truncate(mailbox_read(&self.mailbox, mailbox::command(i, mailbox::CMD_VALUE), 8)))
+                        AccessResult::Read(a.width.truncate(self.mailbox_of(0).read(mailbox::command(i, mailbox::CMD_VALUE), 8)))
                     }
                     AccessKind::Write(_) => AccessResult::Wrote,
                 },
@@ -671,7 +588,8 @@ impl Backend for KvmBackend {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        if self.skipped == Some(op.kind()) {
+        // A group is not pretended as a whole: its members are (see `race`).
+        if self.skipped == Some(op.kind()) && !matches!(op, Op::Group(_)) {
             return Ok(Outcome::Ok);
         }
         Ok(match op {
@@ -767,6 +685,7 @@ impl Backend for KvmBackend {
             Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),
             Op::HostWrite { gmem, offset, width, value } => self.host_access(*gmem, *offset, *width, Some(*value)),
             Op::Check => Outcome::Ok,
+            Op::Group(group) => return self.group(group),
         })
     }
 
@@ -801,7 +720,7 @@ impl Backend for KvmBackend {
             answers[i] = Some(match exits[k] {
                 Some(exit) => Observation::GuestExit(exit),
                 None => {
-                    let digest = mailbox_read(&self.mailbox, mailbox::command(k, mailbox::CMD_VALUE), 4) as u32;
+                    let digest = self.mailbox_of(0).read(mailbox::command(k, mailbox::CMD_VALUE), 4) as u32;
                     Observation::Content(PageContent::Digest(digest))
                 }
             });

@@ -13,14 +13,17 @@ mod files;
 mod gmem;
 mod memslot;
 mod page;
+mod race;
 mod view;
 
 use std::collections::BTreeMap;
 
 pub use attributes::AttributeRanges;
+pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{History, Page, PageBytes, PageEvent, PageKey};
-pub use view::MAX_RESIDENCY_PAGES;
+pub use race::{RaceError, RaceMismatch};
+pub use view::{reachable, MAX_RESIDENCY_PAGES};
 
 use crate::backend::{Backend, HarnessError};
 use crate::op::{GmemId, Op, PAGE_SIZE};
@@ -107,6 +110,7 @@ pub fn address_space(slot: u32) -> u32 {
     slot >> 16
 }
 
+#[derive(Clone)]
 pub struct Model {
     profile: Profile,
     /// Index of the op being applied, for history.
@@ -284,7 +288,18 @@ impl Backend for Model {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        Ok(match op {
+        Ok(self.apply_one(op))
+    }
+
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        Ok(probes.iter().map(|p| view::observe(self, p)).collect())
+    }
+}
+
+impl Model {
+    /// One op (the model never fails as a harness does).
+    fn apply_one(&mut self, op: &Op) -> Outcome {
+        match op {
             Op::CreateGmem { size, flags } => self.create_gmem(*size, *flags),
             Op::Map { gmem } => self.map(*gmem),
             Op::Bind { slot, flags, fd, gpa, size, offset } => self.bind(*slot, *flags, *fd, *gpa, *size, *offset),
@@ -300,11 +315,8 @@ impl Backend for Model {
             Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),
             Op::HostWrite { gmem, offset, width, value } => self.host_access(*gmem, *offset, *width, Some(*value)),
             Op::Check => Outcome::Ok,
-        })
-    }
-
-    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
-        Ok(probes.iter().map(|p| view::observe(self, p)).collect())
+            Op::Group(group) => self.group_in_order(group),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ enum Target {
 
 /// Whether the vCPU can make this access at all: inside 4 GiB, inside one page, and away
 /// from the harness's code and mailbox.
-pub(super) fn reachable(access: &Access) -> bool {
+pub fn reachable(access: &Access) -> bool {
     let w = access.width.bytes();
     let end = access.gpa.saturating_add(w);
     let harness = layout::CODE_GPA..layout::MAILBOX_GPA + layout::MAILBOX_SIZE;
@@ -275,7 +275,13 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
             if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
                 return Some(Observation::Sigbus);
             }
-            // Probes only read resident pages; a hole would read as zero after allocation.
+            // The primary state's probes read resident pages only; after a concurrent group
+            // another possible state may have a hole there, which the read allocates and
+            // prepares, as the host fault does (kvm_gmem_fault_user_mapping():
+            // kvm_gmem_get_folio(), then `clear_highpage(...); folio_mark_uptodate(folio);`).
+            if !file.pages.contains_key(&page) || !file.prepared.contains(&page) {
+                return Some(content(model.populate(gmem, page, "host probe", true)));
+            }
             Some(file.pages.get(&page).map_or_else(zero, content))
         }
         Probe::AnonPage { slot, page } => {

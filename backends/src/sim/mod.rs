@@ -216,6 +216,17 @@ impl Backend for SimBackend {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        if let Op::Group(group) = op {
+            // One order of the members (what the model's `apply` does with a group).
+            if group.check().is_err() {
+                return Ok(Outcome::Skipped(crate::outcome::SkipReason::InvalidGroup));
+            }
+            let mut out = Vec::with_capacity(group.members.len());
+            for m in &group.members {
+                out.push((0..m.repeat).map(|_| self.apply(&m.op)).collect::<Result<Vec<_>, _>>()?);
+            }
+            return Ok(Outcome::Group(out));
+        }
         let slot_id = match op {
             Op::Bind { slot, .. } | Op::Unbind { slot } | Op::ModifySlot { slot, .. } => Some(*slot),
             _ => None,

@@ -64,6 +64,9 @@ enum Command {
         /// With --kcov guide: start from the inputs in DIR and write each input kept there.
         #[arg(long, value_name = "DIR")]
         corpus: Option<PathBuf>,
+        /// Generate no concurrent groups (the sequential programs of before issue 12).
+        #[arg(long)]
+        no_groups: bool,
     },
     /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
     /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
@@ -202,6 +205,13 @@ enum Command {
         /// Append the verdict to FILE as a JSON line.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Run it up to N times, until it diverges (a race depends on timing); default 1, or
+        /// 100 for a program with a concurrent group. Says how often it reproduced.
+        #[arg(long, value_name = "N")]
+        repeat: Option<u32>,
+        /// With --repeat: run all N tries instead of stopping at the first divergence.
+        #[arg(long)]
+        keep_going: bool,
     },
     /// Shrink a diverging program to the smallest one with the same divergence.
     Minimize {
@@ -249,7 +259,9 @@ fn main() -> Result<()> {
             std::process::exit(cli::nightly::nightly(&opts))
         }
         Command::Show { file, vm_type } => std::process::exit(repro::show(&file, vm_type)),
-        Command::Replay { file, vm_type, json } => std::process::exit(repro::replay(&file, vm_type, &Sink::new(json.as_deref()))),
+        Command::Replay { file, vm_type, json, repeat, keep_going } => {
+            std::process::exit(repro::replay(&file, vm_type, repeat, keep_going, &Sink::new(json.as_deref())))
+        }
         Command::Minimize { file, out, vm_type } => std::process::exit(repro::minimize(&file, out.as_deref(), vm_type)),
         Command::CRepro { file, out, vm_type } => std::process::exit(repro::c_repro(&file, out.as_deref(), vm_type)),
         Command::AddRegression { file, name, minimize, vm_type, dir } => {
@@ -343,6 +355,7 @@ fn main() -> Result<()> {
             kcov_ranges,
             kcov_pcs,
             corpus,
+            no_groups,
         } => {
             let opts = cli::RunOptions {
                 seed,
@@ -357,6 +370,7 @@ fn main() -> Result<()> {
                 kcov_ranges,
                 kcov_pcs,
                 corpus,
+                no_groups,
             };
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }

@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub kcov_pcs: Option<PathBuf>,
     /// Guided inputs kept across sessions: read at start, each new one written here.
     pub corpus: Option<PathBuf>,
+    /// Generate no concurrent groups (for the sequential figure beside the racing one).
+    pub no_groups: bool,
 }
 
 /// What `gmemfuzz run` does with kernel coverage.
@@ -166,6 +168,10 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
     let start = Instant::now();
     let mut last_stats = Instant::now();
     let profile = runner.backend.profile().clone();
+    let mut weights = crate::gen::OpWeights::for_profile(&profile);
+    if opts.no_groups {
+        weights.set(gmemfuzz_backends::OpKind::Group, 0);
+    }
     let mut coverage = Coverage::open(opts)?;
     let finish = |runner: &mut Runner<KvmBackend>, coverage: &mut Option<Coverage>| -> Result<()> {
         runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
@@ -179,14 +185,14 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         }
         Ok(())
     };
-    let mut seeded = Program::seeded(opts.seed, opts.ops, &profile);
+    let mut seeded = Program::seeded_with(opts.seed, opts.ops, &profile, weights.clone());
     for i in 0..opts.programs as usize {
         if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
             break;
         }
         let input = coverage.as_mut().and_then(Coverage::next_input);
         let program = match &input {
-            Some(bytes) => Program::from_seeded_input(bytes, opts.ops, &profile),
+            Some(bytes) => Program::from_seeded_input(bytes, opts.ops, &profile, &weights),
             None => seeded.next().expect("seeded programs never end"),
         };
         let taint_before = if opts.taint_check { kernel_taint() } else { 0 };

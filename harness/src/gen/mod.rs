@@ -7,6 +7,7 @@
 //! the generator, decides what each op does. Which op kinds a program uses and how often
 //! come from `weights` (the swarm and the one table of rates, shaped by the profile).
 
+mod group;
 pub mod values;
 pub mod weights;
 
@@ -158,6 +159,7 @@ impl Generator {
                 Op::HostWrite { gmem, offset, width, value }
             }
             OpKind::Check => Op::Check,
+            OpKind::Group => self.group(u)?,
         })
     }
 

@@ -142,3 +142,36 @@ fn private_vm_on_7_2_reaches_mappings_attributes_and_gmem_only_slots() {
     assert!(ok(OpKind::SetAttributes) >= 50, "successful set_attributes: {stats}");
     assert!(stats.reach.gmem_only_accesses.ok >= 50, "guest accesses through guest_memfd-only slots: {stats}");
 }
+
+#[test]
+fn groups_race_on_shared_objects_and_run_clean_on_every_profile() {
+    for profile in [Profile::host_6_18(), Profile::sw_protected_6_12(), Profile::sw_protected_7_2()] {
+        let mut runner = Runner::new(Model::new(profile.clone()));
+        let (mut groups, mut attributes, mut shared) = (0, 0, 0);
+        for p in programs(&profile, 150) {
+            runner.run(&p).unwrap_or_else(|e| panic!("{}: the model agrees with itself: {e}", profile.kernel));
+            for op in &p.ops {
+                let Op::Group(g) = op else { continue };
+                assert_eq!(g.check(), Ok(()), "generated groups can run");
+                groups += 1;
+                attributes += g.members.iter().any(|m| matches!(m.op, Op::SetAttributes { .. })) as u32;
+                // Members meet: a guest loop and another member on the same page or file.
+                let pages: Vec<u64> = g
+                    .members
+                    .iter()
+                    .filter_map(|m| match &m.op {
+                        Op::Guest { accesses } => Some(accesses[0].gpa / PAGE_SIZE),
+                        _ => None,
+                    })
+                    .collect();
+                shared += (pages.len() >= 2 && pages.windows(2).all(|w| w[0] == w[1])
+                    || g.members.iter().any(|m| m.op.gmem().is_some() || matches!(m.op, Op::Unbind { .. })))
+                    as u32;
+            }
+        }
+        assert!(groups >= 25, "{}: {groups} groups in 150 programs", profile.kernel);
+        assert!(shared * 10 >= groups * 8, "{}: {shared} of {groups} groups meet on a page, file or slot", profile.kernel);
+        assert_eq!(attributes > 0, profile.attributes != 0, "{}: set_attributes races where the kernel has attributes", profile.kernel);
+        assert!(runner.stats.races.groups > 0 && runner.stats.races.inconclusive == 0, "{}", runner.stats);
+    }
+}

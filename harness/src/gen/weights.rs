@@ -34,6 +34,9 @@ impl OpWeights {
         (OpKind::HostRead, 7),
         (OpKind::HostWrite, 8),
         (OpKind::Check, 4),
+        // Concurrent groups: a modest rate; each costs a few threads and the model's search
+        // of orders (see `Generator::group`).
+        (OpKind::Group, 3),
     ];
 
     pub fn base() -> OpWeights {
@@ -118,7 +121,11 @@ impl Swarm {
             return Ok(swarm);
         }
         for kind in OpKind::ALL {
-            swarm.0[kind as usize] = kind == OpKind::CreateGmem || u.ratio(2u8, 3)?;
+            // Groups are not drawn (their rate alone decides them): with their rate at 0 the
+            // swarm, and so every program, is what it was before groups existed.
+            if kind != OpKind::Group {
+                swarm.0[kind as usize] = kind == OpKind::CreateGmem || u.ratio(2u8, 3)?;
+            }
         }
         Ok(swarm)
     }

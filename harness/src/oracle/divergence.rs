@@ -46,6 +46,9 @@ pub enum Subject {
     GuestAccess { index: usize, access: Access },
     /// A state probe after the op, or at the end of the program.
     Probe { probe: Probe, at: CompareAt },
+    /// Repetition `repetition` of member `member` of a concurrent group (its access
+    /// `access`, for a guest member): no order of the members allows what the backend did.
+    Race { member: usize, repetition: usize, access: Option<usize> },
 }
 
 impl Subject {
@@ -59,6 +62,7 @@ impl Subject {
             Subject::Probe { probe: Probe::HostPage { .. }, .. } => "probe-host-page",
             Subject::Probe { probe: Probe::GuestPage { .. }, .. } => "probe-guest-page",
             Subject::Probe { probe: Probe::AnonPage { .. }, .. } => "probe-anon-page",
+            Subject::Race { .. } => "race",
         }
     }
 
@@ -78,6 +82,10 @@ pub enum Seen {
     Outcome(Outcome),
     Access(AccessResult),
     Observation(Observation),
+    /// What some order of a group's members allows (each as its `Display`).
+    Allowed(Vec<String>),
+    /// What a backend did, in words (a group member's result).
+    Text(String),
 }
 
 impl Seen {
@@ -134,6 +142,13 @@ impl fmt::Display for Subject {
             }
             Subject::Probe { probe, at: CompareAt::AfterOp } => write!(f, "{probe:?} after the op"),
             Subject::Probe { probe, at: CompareAt::End } => write!(f, "{probe:?} at the end of the program"),
+            Subject::Race { member, repetition, access } => {
+                write!(f, "group member {member}, repetition {repetition}")?;
+                match access {
+                    Some(i) => write!(f, ", access {i}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -144,6 +159,8 @@ impl fmt::Display for Seen {
             Seen::Outcome(o) => write!(f, "{o}"),
             Seen::Access(a) => write!(f, "{a}"),
             Seen::Observation(o) => f.write_str(&show_observation(o)),
+            Seen::Text(t) => f.write_str(t),
+            Seen::Allowed(set) => write!(f, "one of {{{}}} (the results some order of the members allows)", set.join(" | ")),
         }
     }
 }

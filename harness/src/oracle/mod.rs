@@ -93,6 +93,18 @@ impl Context<'_> {
         }
     }
 
+    /// A group whose backend answer no order of its members explains.
+    pub fn race_mismatch(&self, m: &gmemfuzz_backends::model::RaceMismatch) -> Divergence {
+        let subject = Subject::Race { member: m.member, repetition: m.repetition, access: m.access };
+        let exit = |s: &str| s.contains("exit") || s.contains("fault") || s.contains("SIGBUS");
+        let kind = if exit(&m.actual) || m.allowed.iter().any(|a| exit(a)) {
+            DivergenceKind::UnexpectedExit
+        } else {
+            DivergenceKind::ResultMismatch
+        };
+        self.divergence(kind, subject, Seen::Allowed(m.allowed.clone()), Seen::Text(m.actual.clone()), None)
+    }
+
     /// Compares the answers to one probe. `None` from the model means "either is fine".
     pub fn compare_probe(
         &self,

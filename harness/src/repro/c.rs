@@ -7,6 +7,12 @@
 //! probes the KVM backend answers (residency by mincore, page digests through the host
 //! mapping, the slot's anonymous memory and the guest) and compares their answers with the
 //! model's, where the model has one. Its expectations are the runner's own events.
+//!
+//! A concurrent group runs as the KVM backend runs it: each member on a thread, released
+//! together by a barrier, guest members each on a vCPU of its own, and the program shows what
+//! each repetition did. Which results a race allows is a set the model finds by searching
+//! the members' orders (`replay` checks it), so from the first group on the program shows
+//! what it sees and compares nothing (a kernel crash or a KASAN report still reproduces).
 
 use std::fmt::Write as _;
 
@@ -14,7 +20,7 @@ use gmemfuzz_backends::abi::mailbox::MAX_COMMANDS;
 use gmemfuzz_backends::kvm::guest;
 use gmemfuzz_backends::model::{Model, MAX_RESIDENCY_PAGES};
 use gmemfuzz_backends::op::{layout, AccessKind, FdArg, Op};
-use gmemfuzz_backends::{Observation, Outcome, Probe, Profile};
+use gmemfuzz_backends::{Group, Observation, Outcome, Probe, Profile};
 
 use super::text::{op_line, print};
 use crate::program::Program;
@@ -163,6 +169,14 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
     }
     array.push_str("\n};\n");
     c.push_str(&prelude().replace("@GUEST_CODE@", &array));
+    // Concurrent groups: each member's op as a function its thread calls.
+    for (i, op) in program.ops.iter().enumerate() {
+        if let Op::Group(group) = op {
+            for (j, m) in group.members.iter().enumerate() {
+                let _ = writeln!(c, "\nstatic void group{i}_member{j}(void) /* {} */\n{{\n    {}\n}}", op_line(&m.op), op_call(&m.op));
+            }
+        }
+    }
     c.push_str("\nint main(void)\n{\n");
     let _ = writeln!(c, "    setup({} /* KVM_CREATE_VM type */);", profile.vm_type);
     for (i, op) in program.ops.iter().enumerate() {
@@ -176,6 +190,11 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
             Some(o) if !o.has_unknown() => c_string(&o.to_string()),
             _ => "NULL /* the model cannot predict this op: not compared */".to_string(),
         };
+        if let (Op::Group(group), Some(Outcome::Group(outcomes))) = (op, &expected[i].outcome) {
+            c.push_str(&group_call(i, group, outcomes));
+            c.push_str(&probe_calls(i, CompareAt::AfterOp, &expected[i].probes));
+            continue;
+        }
         let call = op_call(op);
         let _ = writeln!(c, "    {call}");
         let _ = writeln!(c, "    report({i}, {}, {exp});", c_string(&line));
@@ -188,6 +207,31 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
     c.push_str("\n    printf(\"%s\\n\", failures ? \"DIVERGENCE REPRODUCED: the kernel differs from the model\" : \"all observations match the model\");\n");
     c.push_str("    return failures ? 1 : 0;\n}\n");
     Ok(c)
+}
+
+/// The members of group op #`index` on threads released together (`run_group` in the
+/// prelude): guest members each on a vCPU of its own, numbered as the KVM backend numbers
+/// them (the guest members that are sent, in order); members the model skips are not sent.
+fn group_call(index: usize, group: &Group, outcomes: &[Vec<Outcome>]) -> String {
+    let mut s = format!("    {{\n        static struct member m[{}] = {{\n", group.members.len());
+    let mut vcpu = 0;
+    for (j, (m, out)) in group.members.iter().zip(outcomes).enumerate() {
+        let skip = match out.first() {
+            Some(Outcome::Skipped(reason)) => c_string(&format!("{reason:?}")),
+            _ => "NULL".into(),
+        };
+        let guest = matches!(m.op, Op::Guest { .. }) && skip == "NULL";
+        let v = if guest { vcpu as i64 } else { -1 };
+        vcpu += usize::from(guest);
+        let _ = writeln!(
+            s,
+            "            {{ group{index}_member{j}, {} /* repeat */, {v} /* vCPU */, {}, {skip}, {{{{0}}}} }},",
+            m.repeat,
+            c_string(&op_line(&m.op))
+        );
+    }
+    let _ = write!(s, "        }};\n        run_group({index}, m, {});\n    }}\n", group.members.len());
+    s
 }
 
 fn fd_kind(fd: FdArg) -> String {
@@ -251,6 +295,7 @@ fn op_call(op: &Op) -> String {
             width.bytes()
         ),
         Op::Check => "set_obs(\"ok\"); /* check: the state probes follow */".into(),
+        Op::Group(_) => unreachable!("groups are emitted by `group_call`"),
     }
 }
 
@@ -289,6 +334,7 @@ fn abi_defines() -> String {
     d.define("MB_CURRENT", mailbox::CURRENT.to_string());
     d.define("MB_START", mailbox::START.to_string());
     d.define("MB_ABORT_FLAG", mailbox::ABORT_FLAG.to_string());
+    d.define("MB_VCPU_STRIDE", mailbox::VCPU_STRIDE.to_string());
     d.define("CMD_HEADER", mailbox::CMD_HEADER.to_string());
     d.define("CMD_SIZE", mailbox::CMD_SIZE.to_string());
     d.define("CMD_CODE", mailbox::CMD_CODE.to_string());

@@ -73,7 +73,14 @@ pub fn show(path: &Path, vm_type: Option<u64>) -> i32 {
     }
 }
 
-pub fn replay(path: &Path, vm_type: Option<u64>, sink: &Sink) -> i32 {
+/// How many times `replay` runs a program when `--repeat` is not given: once, or, for a
+/// program with a concurrent group (whose outcome depends on timing), up to this many times.
+pub const RACE_TRIES: u32 = 100;
+
+/// Replays a program: once, or up to `repeat` times (default: once, `RACE_TRIES` for a
+/// program with a group) until it diverges, or all of them with `keep_going`; then says
+/// how often it reproduced.
+pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going: bool, sink: &Sink) -> i32 {
     let (doc, vm_type) = match read(path, vm_type) {
         Ok(r) => r,
         Err(code) => return code,
@@ -82,16 +89,36 @@ pub fn replay(path: &Path, vm_type: Option<u64>, sink: &Sink) -> i32 {
         Ok(b) => Runner::new(b),
         Err(code) => return code,
     };
+    let has_group = doc.program.ops.iter().any(|op| matches!(op, gmemfuzz_backends::Op::Group(_)));
+    let tries = repeat.unwrap_or(if has_group { RACE_TRIES } else { 1 }).max(1);
     println!("gmemfuzz replay of {} ({} ops) on {}", path.display(), doc.program.ops.len(), runner.backend.profile().summary());
-    let report = match Report::run(&mut runner, &doc.program) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
-    };
+    let (mut hits, mut ran, mut shown) = (0u32, 0u32, None);
+    while ran < tries {
+        let report = match Report::run(&mut runner, &doc.program) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
+        };
+        ran += 1;
+        let reproduced = report.diverged() && doc.expect.is_none_or(|e| observed(&report.verdict) == Some(e));
+        hits += u32::from(reproduced);
+        // Show the first run that reproduced, else the last.
+        if shown.as_ref().is_none_or(|(r, _): &(Report, bool)| !r.diverged()) {
+            shown = Some((report, reproduced));
+        }
+        if reproduced && !keep_going {
+            break;
+        }
+    }
+    let (report, _) = shown.expect("ran at least once");
     print!("{}", report.render("kvm"));
     let seen = observed(&report.verdict);
     if let (Some(recorded), Some(seen)) = (doc.expect, seen) {
         let verdict = if recorded == seen { "matches" } else { "DIFFERS FROM" };
         println!("this run {verdict} the recorded expectation ({recorded})");
+    }
+    if tries > 1 {
+        let what = doc.expect.map_or("a divergence".to_string(), |e| format!("the recorded expectation ({e})"));
+        println!("reproduced {what} {hits} of {ran} tries{}", if ran < tries { " (stopped at the first)" } else { "" });
     }
     let record =
         Record::Replay { file: path.display().to_string(), recorded: doc.expect.map(|e| e.to_string()), seen: seen.map(|e| e.to_string()) };
@@ -241,7 +268,7 @@ mod tests {
         assert_eq!(read(&plain, None).map(|r| r.1), Ok(0));
         assert_eq!(read(&plain, Some(1)).map(|r| r.1), Ok(1));
         // The refusal comes before any VM is made: replay exits 2 even where KVM is here.
-        assert_eq!(replay(&recorded, Some(0), &Sink::default()), ERROR);
+        assert_eq!(replay(&recorded, Some(0), None, false, &Sink::default()), ERROR);
         for f in [recorded, plain] {
             std::fs::remove_file(f).unwrap();
         }

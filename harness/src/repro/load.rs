@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn newer_version_is_a_clear_error() {
         let m = message(decode(b"gmemfuzz-program v7\ncheck\n"));
-        assert!(m.contains("program format v7 is newer than this gmemfuzz (v2)"), "{m}");
+        assert!(m.contains("program format v7 is newer than this gmemfuzz (v3)"), "{m}");
     }
 
     #[test]

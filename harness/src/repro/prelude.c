@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -87,8 +88,18 @@ static struct {
     uint32_t guest_memfd;
 } slots[MAX_SLOTS];
 
-static char obs[1024];
+/* Per thread: a concurrent group's members each observe on their own thread. */
+static __thread char obs[1024];
 static int failures;
+/* Cleared by the first concurrent group: what follows depends on the order its members
+ * took, which the model's expectations (one order) do not know; shown, not compared. */
+static int comparing = 1;
+
+/* The vCPU this thread runs: vCPU 0 (the globals above) unless a group member took another. */
+#define MAX_VCPUS 4
+static int extra_fd[MAX_VCPUS];
+static struct kvm_run *extra_run[MAX_VCPUS];
+static __thread int my_vcpu; /* 0: vcpu_fd/run/mailbox */
 
 static void die(const char *what)
 {
@@ -121,8 +132,11 @@ static void set_result(int rc)
 
 static void report(int index, const char *line, const char *expected)
 {
+    if (!comparing)
+        expected = NULL;
     int same = !expected || strcmp(obs, expected) == 0;
-    printf("#%-3d %s\n      model: %s\n      kvm:   %s%s\n", index, line, expected ? expected : "(not predicted)", obs,
+    printf("#%-3d %s\n      model: %s\n      kvm:   %s%s\n", index, line,
+           expected ? expected : comparing ? "(not predicted)" : "(not compared after a group)", obs,
            same ? "" : "    <== DIFFERS");
     if (!same)
         failures++;
@@ -152,6 +166,8 @@ static void *anon_map(size_t len)
     return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 }
 
+static int make_vcpu(int id, struct kvm_run **run_out);
+
 static void create_vm(unsigned long type)
 {
     vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, type /* VM type */);
@@ -162,15 +178,20 @@ static void create_vm(unsigned long type)
         die("code memslot");
     if (set_region(MAILBOX_SLOT, 0, MAILBOX_GPA, MAILBOX_SIZE, (uint64_t)(uintptr_t)mailbox, 0, 0))
         die("mailbox memslot");
-    vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0 /* vCPU id */);
-    if (vcpu_fd < 0)
+    vcpu_fd = make_vcpu(0, &run);
+}
+
+/* vCPU `id` in 32-bit flat protected mode, set up purely through the hidden segment state. */
+static int make_vcpu(int id, struct kvm_run **run_out)
+{
+    int fd = ioctl(vm_fd, KVM_CREATE_VCPU, id /* vCPU id */);
+    if (fd < 0)
         die("KVM_CREATE_VCPU");
-    run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd, 0);
-    if (run == MAP_FAILED)
+    *run_out = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (*run_out == MAP_FAILED)
         die("mmap kvm_run");
-    /* 32-bit flat protected mode, set up purely through the hidden segment state. */
     struct kvm_sregs sregs;
-    if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs))
+    if (ioctl(fd, KVM_GET_SREGS, &sregs))
         die("KVM_GET_SREGS");
     struct kvm_segment seg;
     memset(&seg, 0, sizeof(seg));
@@ -189,8 +210,9 @@ static void create_vm(unsigned long type)
     seg.type = CPU_DATA_TYPE;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = seg;
     sregs.cr0 |= 1; /* PE */
-    if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs))
+    if (ioctl(fd, KVM_SET_SREGS, &sregs))
         die("KVM_SET_SREGS");
+    return fd;
 }
 
 @GUEST_CODE@
@@ -213,12 +235,15 @@ static void setup(unsigned long vm_type)
     setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
-static void mailbox_put(uint64_t off, uint64_t v, size_t bytes) { memcpy(mailbox + off, &v, bytes); }
+/* This thread's vCPU's window of the mailbox (vCPU k > 0: MB_VCPU_STRIDE bytes at k times it). */
+static uint8_t *my_mailbox(void) { return mailbox + my_vcpu * MB_VCPU_STRIDE; }
+
+static void mailbox_put(uint64_t off, uint64_t v, size_t bytes) { memcpy(my_mailbox() + off, &v, bytes); }
 
 static uint64_t mailbox_get(uint64_t off, size_t bytes)
 {
     uint64_t v = 0;
-    memcpy(&v, mailbox + off, bytes);
+    memcpy(&v, my_mailbox() + off, bytes);
     return v;
 }
 
@@ -227,6 +252,9 @@ static void append(const char *s)
     size_t n = strlen(obs);
     snprintf(obs + n, sizeof(obs) - n, "%s", s);
 }
+
+static int vcpu_fd_0(void) { return vcpu_fd; }
+static struct kvm_run *run_0(void) { return run; }
 
 /* Command i of the next run: code, gpa, value (in for stores and digests). */
 static void post_command(int i, uint32_t code, uint64_t gpa, uint64_t value)
@@ -239,8 +267,8 @@ static void post_command(int i, uint32_t code, uint64_t gpa, uint64_t value)
 static uint64_t command_value(int i) { return mailbox_get(CMD_HEADER + i * CMD_SIZE + CMD_VALUE, 8); }
 
 /* How each command of the last run ended, when not by completing. */
-static enum { EXIT_NONE, EXIT_MMIO, EXIT_FAULT, EXIT_NOT_RUN } exits[MAX_COMMANDS];
-static struct gf_memory_fault faults[MAX_COMMANDS];
+static __thread enum { EXIT_NONE, EXIT_MMIO, EXIT_FAULT, EXIT_NOT_RUN } exits[MAX_COMMANDS];
+static __thread struct gf_memory_fault faults[MAX_COMMANDS];
 
 /*
  * Runs the n posted commands until HLT (KvmBackend::run_commands). An MMIO exit is answered
@@ -249,6 +277,8 @@ static struct gf_memory_fault faults[MAX_COMMANDS];
  */
 static void run_commands(int n, int stop_on_fault)
 {
+    int vcpu_fd = my_vcpu ? extra_fd[my_vcpu] : vcpu_fd_0();
+    struct kvm_run *run = my_vcpu ? extra_run[my_vcpu] : run_0();
     for (int i = 0; i < n; i++)
         exits[i] = EXIT_NONE;
     mailbox_put(MB_COUNT, n, 4);
@@ -260,6 +290,7 @@ static void run_commands(int n, int stop_on_fault)
         regs.rip = CODE_GPA;
         regs.rflags = CPU_RFLAGS;
         regs.rsp = STACK_TOP;
+        regs.rbp = MAILBOX_GPA + my_vcpu * MB_VCPU_STRIDE; /* the interpreter finds its mailbox through EBP */
         if (ioctl(vcpu_fd, KVM_SET_REGS, &regs))
             die("KVM_SET_REGS");
         for (;;) {
@@ -503,6 +534,14 @@ static void do_unmap(int id)
 
 static void do_destroy_vm(void)
 {
+    for (int k = 1; k < MAX_VCPUS; k++) {
+        if (extra_run[k])
+            munmap(extra_run[k], run_size);
+        if (extra_fd[k] > 0)
+            close(extra_fd[k]);
+        extra_fd[k] = 0;
+        extra_run[k] = NULL;
+    }
     munmap(run, run_size);
     close(vcpu_fd);
     close(vm_fd);
@@ -513,8 +552,8 @@ static void do_destroy_vm(void)
     set_obs(WORD_OK);
 }
 
-static sigjmp_buf bus_jmp;
-static volatile sig_atomic_t bus_armed;
+static __thread sigjmp_buf bus_jmp;
+static __thread volatile sig_atomic_t bus_armed;
 
 static void on_sigbus(int sig)
 {
@@ -595,8 +634,11 @@ static void observe_page(const uint8_t *src)
 
 static void report_probe(int index, const char *what, const char *expected)
 {
+    if (!comparing)
+        expected = NULL;
     int same = !expected || strcmp(obs, expected) == 0;
-    printf("      after #%d, %s: model %s, kvm %s%s\n", index, what, expected ? expected : "(either)", obs,
+    printf("      after #%d, %s: model %s, kvm %s%s\n", index, what,
+           expected ? expected : comparing ? "(either)" : "(not compared after a group)", obs,
            same ? "" : "    <== DIFFERS");
     if (!same)
         failures++;
@@ -661,4 +703,71 @@ static void probe_guest_pages(int index, int n, const uint64_t *gpas, const uint
             snprintf(obs, sizeof(obs), OBS_DIGEST, (uint32_t)command_value(i));
         report_probe(index, what[i], expected[i]);
     }
+}
+
+/* ---- Concurrent groups (gmemfuzz_backends::group, KvmBackend's kvm/race.rs) ---- */
+
+/* One member: its op, repeated, on its own thread; guest members on vCPU `vcpu`. */
+struct member {
+    void (*op)(void);
+    int repeat;
+    int vcpu;           /* -1: not a guest member */
+    const char *line;
+    const char *skip;   /* the model skips it: not sent (a reason), else NULL */
+    char seen[64][1024]; /* what each repetition did */
+};
+
+static pthread_barrier_t group_barrier;
+
+static void *member_main(void *arg)
+{
+    struct member *m = arg;
+    my_vcpu = m->vcpu > 0 ? m->vcpu : 0;
+    pthread_barrier_wait(&group_barrier);
+    for (int r = 0; r < m->repeat; r++) {
+        m->op();
+        snprintf(m->seen[r], sizeof(m->seen[r]), "%s", obs);
+    }
+    return NULL;
+}
+
+/* Runs the members of op #index at the same time, released by a barrier, and shows what each
+ * did. Which results are allowed depends on the order the members took: the model's set of
+ * them comes from its search (`gmemfuzz replay` checks it); from here on the program shows
+ * what it sees and compares nothing. */
+static void run_group(int index, struct member *m, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (m[i].vcpu > 0 && !extra_fd[m[i].vcpu] && vm_fd >= 0)
+            extra_fd[m[i].vcpu] = make_vcpu(m[i].vcpu, &extra_run[m[i].vcpu]);
+    int running = 0;
+    for (int i = 0; i < n; i++)
+        running += !m[i].skip;
+    pthread_t threads[8];
+    if (running && pthread_barrier_init(&group_barrier, NULL, running))
+        die("pthread_barrier_init");
+    for (int i = 0; i < n; i++)
+        if (!m[i].skip && pthread_create(&threads[i], NULL, member_main, &m[i]))
+            die("pthread_create");
+    for (int i = 0; i < n; i++)
+        if (!m[i].skip)
+            pthread_join(threads[i], NULL);
+    if (running)
+        pthread_barrier_destroy(&group_barrier);
+    printf("#%-3d group: %d members at the same time (not compared: the order they took decides)\n", index, n);
+    for (int i = 0; i < n; i++) {
+        printf("      member %d: %s\n", i, m[i].line);
+        if (m[i].skip) {
+            printf("        skipped by every backend (%s): not sent\n", m[i].skip);
+            continue;
+        }
+        for (int r = 0; r < m[i].repeat;) {
+            int k = r;
+            while (k < m[i].repeat && strcmp(m[i].seen[k], m[i].seen[r]) == 0)
+                k++;
+            printf("        kvm: %s x%d\n", m[i].seen[r], k - r);
+            r = k;
+        }
+    }
+    comparing = 0;
 }

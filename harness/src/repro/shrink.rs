@@ -198,6 +198,28 @@ fn simplifications(op: &Op) -> Vec<Op> {
         Op::SetAttributes { gpa, size, attributes } => {
             out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::SetAttributes { gpa, size, attributes }));
         }
+        Op::Group(group) => {
+            // Fewer members, fewer repetitions, then simpler members.
+            if group.members.len() > 2 {
+                for i in 0..group.members.len() {
+                    let mut g = group.clone();
+                    g.members.remove(i);
+                    out.push(Op::Group(g));
+                }
+            }
+            for (i, m) in group.members.iter().enumerate() {
+                for repeat in [1, m.repeat / 2].into_iter().filter(|&r| r >= 1 && r < m.repeat) {
+                    let mut g = group.clone();
+                    g.members[i].repeat = repeat;
+                    out.push(Op::Group(g));
+                }
+                for simpler in simplifications(&m.op) {
+                    let mut g = group.clone();
+                    g.members[i].op = simpler;
+                    out.push(Op::Group(g));
+                }
+            }
+        }
         Op::HostRead { .. }
         | Op::Map { .. }
         | Op::Unbind { .. }

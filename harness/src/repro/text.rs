@@ -34,6 +34,17 @@
 //! | `guest r8@0x100008 w4@0x101000=0x1 …` | vCPU loads (`r<width>@<gpa>`) and stores (`w<width>@<gpa>=<value>`) |
 //! | `host_read gN offset= width=` / `host_write gN offset= width= value=` | accesses through the file's mapping |
 //! | `check` | compare all state |
+//! | `group` … `end` | a concurrent group (v3): one member per line between them, `[x<N>] <op line>` (N repetitions, default 1) |
+//!
+//! A group's members run at the same time, each on its own thread (guest members each on
+//! a vCPU of its own), released together; see `gmemfuzz_backends::group`:
+//!
+//! ```text
+//! group
+//!   x40 guest r8@0x100000
+//!   punch g0 offset=0 len=0x1000
+//! end
+//! ```
 //!
 //! A comment line `# expect: clean` or `# expect: divergence <kind> at op <n>` (kind as
 //! `stale-read`, `result-mismatch`, …) records what running the program showed; the
@@ -52,6 +63,7 @@
 
 use std::fmt::{self, Write as _};
 
+use gmemfuzz_backends::group::{Group, Member};
 use gmemfuzz_backends::op::{
     Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP,
     KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
@@ -153,16 +165,39 @@ fn keys(kind: OpKind) -> &'static [&'static str] {
         OpKind::Allocate => &["mode", "offset", "len"],
         OpKind::HostRead => &["offset", "width"],
         OpKind::HostWrite => &["offset", "width", "value"],
-        OpKind::Map | OpKind::CloseGmem | OpKind::Unmap | OpKind::DestroyVm | OpKind::Check | OpKind::Guest => &[],
+        OpKind::Map | OpKind::CloseGmem | OpKind::Unmap | OpKind::DestroyVm | OpKind::Check | OpKind::Guest | OpKind::Group => &[],
     }
 }
 
-/// One op as its text line (no newline).
+/// The line that opens a group, and the one that closes it; each member line between them
+/// is `[x<repeat>] <op line>`.
+const GROUP_OPEN: &str = "group";
+const GROUP_CLOSE: &str = "end";
+
+/// A group as its lines (no final newline): `group`, one indented line per member, `end`.
+fn group_lines(group: &Group) -> String {
+    let mut s = GROUP_OPEN.to_string();
+    for m in &group.members {
+        s.push_str("\n  ");
+        if m.repeat != 1 {
+            write!(s, "x{} ", m.repeat).expect("writing to a String");
+        }
+        s.push_str(&op_line(&m.op));
+    }
+    s.push('\n');
+    s.push_str(GROUP_CLOSE);
+    s
+}
+
+/// One op as its text line (no newline); a group as its lines.
 pub fn op_line(op: &Op) -> String {
+    if let Op::Group(group) = op {
+        return group_lines(group);
+    }
     let kind = op.kind();
     let values: Vec<String> = match *op {
         Op::CreateGmem { size, flags } => vec![num(size), flags_text(flags, GMEM_FLAGS)],
-        Op::Map { .. } | Op::CloseGmem { .. } | Op::Unmap { .. } | Op::DestroyVm | Op::Check | Op::Guest { .. } => vec![],
+        Op::Map { .. } | Op::CloseGmem { .. } | Op::Unmap { .. } | Op::DestroyVm | Op::Check | Op::Guest { .. } | Op::Group(_) => vec![],
         Op::Bind { slot, flags, fd, gpa, size, offset } => {
             vec![slot.to_string(), flags_text(flags as u64, SLOT_FLAGS), fd_text(fd), num(gpa), num(size), num(offset)]
         }
@@ -283,6 +318,8 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
     let (_, first) = lines.next().ok_or_else(|| err(1, 1, format!("empty file: expected the header `{HEADER} v{VERSION}`")))?;
     let version = parse_header(first.trim_end())?;
     let mut doc = Document::new(Program::default());
+    // A group being read: the line it opened on, and its members so far.
+    let mut open: Option<(usize, Group)> = None;
     for (i, raw) in lines {
         let n = i + 1;
         let (code, comment) = match raw.find('#') {
@@ -312,10 +349,26 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
                 }
             }
         }
-        if code.trim().is_empty() {
+        let trimmed = code.trim();
+        if trimmed.is_empty() {
             continue;
         }
-        doc.program.ops.push(parse_op(n, code)?);
+        match (&mut open, trimmed) {
+            (None, GROUP_OPEN) => open = Some((n, Group::default())),
+            (Some(_), GROUP_OPEN) => return Err(err(n, 1, "a group inside a group".into())),
+            (Some((start, _)), GROUP_CLOSE) => {
+                let start = *start;
+                let (_, group) = open.take().expect("matched Some");
+                group.check().map_err(|why| err(start, 1, format!("this group cannot run: {why}")))?;
+                doc.program.ops.push(Op::Group(group));
+            }
+            (None, GROUP_CLOSE) => return Err(err(n, 1, format!("`{GROUP_CLOSE}` without a `{GROUP_OPEN}`"))),
+            (Some((_, group)), _) => group.members.push(parse_member(n, code)?),
+            (None, _) => doc.program.ops.push(parse_op(n, code)?),
+        }
+    }
+    if let Some((start, _)) = open {
+        return Err(err(start, 1, format!("this group has no `{GROUP_CLOSE}`")));
     }
     if version == 1 {
         doc.program = super::v1::upgrade(&doc.program, doc.vm_type);
@@ -527,9 +580,29 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
         OpKind::HostRead => Op::HostRead { gmem: gmem(), offset: l.number(a[0])?, width: l.width(a[1])? },
         OpKind::HostWrite => Op::HostWrite { gmem: gmem(), offset: l.number(a[0])?, width: l.width(a[1])?, value: l.number(a[2])? },
         OpKind::Guest => unreachable!("returned above"),
+        OpKind::Group => {
+            return l.err(name.column, format!("a group is written `{GROUP_OPEN}`, its members on the lines below, then `{GROUP_CLOSE}`"))
+        }
     };
     debug_assert_eq!(op.kind(), kind);
     Ok(op)
+}
+
+/// A member line of a group: `[x<repeat>] <op line>`.
+fn parse_member(n: usize, code: &str) -> Result<Member, ParseError> {
+    let start = code.len() - code.trim_start().len();
+    let rest = &code[start..];
+    let (repeat, op_code, column) = match rest.split_once(char::is_whitespace) {
+        Some((first, after)) if first.starts_with('x') && first.len() > 1 && first[1..].bytes().all(|b| b.is_ascii_digit()) => {
+            let repeat =
+                first[1..].parse::<u8>().map_err(|_| err(n, start + 1, format!("a repeat `x<N>` takes N up to 255, found `{first}`")))?;
+            (repeat, after, start + first.len() + 1)
+        }
+        _ => (1, rest, start),
+    };
+    // Columns in errors count from the line's start: pad the op's code back to where it was.
+    let op = parse_op(n, &format!("{:column$}{op_code}", ""))?;
+    Ok(Member { op, repeat })
 }
 
 /// `r8@0x100008` or `w4@0x101000=0xdeadbeef`.
@@ -587,6 +660,43 @@ mod tests {
     }
 
     #[test]
+    fn groups_read_print_and_round_trip_and_v2_files_still_read() {
+        let text = "gmemfuzz-program v3\n\
+            create_gmem size=0x2000 flags=MMAP|INIT_SHARED\n\
+            group   # members run at the same time\n\
+            \x20 x40 guest r8@0x100000\n\
+            \x20 punch g0 offset=0 len=0x1000\n\
+            \x20 x3 host_write g0 offset=0x8 width=8 value=0x5\n\
+            end\n\
+            check\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.ops.len(), 3);
+        let Op::Group(g) = &p.ops[1] else { panic!("{:?}", p.ops[1]) };
+        assert_eq!(g.members.iter().map(|m| m.repeat).collect::<Vec<_>>(), [40, 1, 3]);
+        assert_eq!(g.members[1].op, Op::Punch { gmem: GmemId(0), offset: 0, len: 0x1000 });
+        let printed = print(&p);
+        assert!(printed.contains("group\n  x40 guest r8@0x100000\n  punch g0 offset=0x0 len=0x1000\n  x3 host_write"), "{printed}");
+        assert_eq!(parse(&printed).unwrap(), p);
+        // A v2 file (no groups) reads as before.
+        let v2 = parse("gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=0\ncheck\n").unwrap();
+        assert_eq!(v2.ops, vec![Op::CreateGmem { size: 0x1000, flags: 0 }, Op::Check]);
+    }
+
+    #[test]
+    fn malformed_groups_are_errors_with_their_line() {
+        let bad = |body: &str| parse(&format!("gmemfuzz-program v3\n{body}")).unwrap_err();
+        assert_eq!(bad("group\n  check\n").line, 2, "no `end`");
+        assert!(bad("group\n  check\n").message.contains("no `end`"));
+        assert!(bad("end\n").message.contains("without a `group`"));
+        assert!(bad("group\ngroup\n").message.contains("inside a group"));
+        let one = bad("group\n  punch g0 offset=0 len=0x1000\nend\n");
+        assert!(one.message.contains("cannot run") && one.message.contains("2 to"), "{one}");
+        let member = bad("group\n  x2 bogus\nend\n");
+        assert_eq!((member.line, member.column), (3, 6), "{member}");
+        assert!(bad("group\n  x999 check\nend\n").message.contains("up to 255"));
+    }
+
+    #[test]
     fn errors_name_line_column_and_what_was_expected() {
         let e = parse("gmemfuzz-program v1\ncreate_gmem size=0x1000 flags=MMAP|BOGUS\n").unwrap_err();
         assert_eq!((e.line, e.column), (2, 36), "{e}");
@@ -601,8 +711,8 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_clearly() {
-        let e = parse("gmemfuzz-program v3\ncheck\n").unwrap_err();
-        assert_eq!(e.message, "program format v3 is newer than this gmemfuzz (v2)");
+        let e = parse("gmemfuzz-program v4\ncheck\n").unwrap_err();
+        assert_eq!(e.message, "program format v4 is newer than this gmemfuzz (v3)");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 
 pub mod policy;
 
-use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::model::{Model, RaceError};
+use gmemfuzz_backends::Group;
 use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, Outcome, Probe, Verdict};
 
 use crate::oracle::{Context, Divergence};
@@ -64,7 +65,13 @@ pub enum RunError {
 }
 
 pub struct Runner<B: Backend> {
+    /// The model's state; after a concurrent group, the first of the states some order of
+    /// its members leaves (the others are in `worlds`).
     pub model: Model,
+    /// The other states a group may have left, each still consistent with everything the
+    /// backend showed since: later outcomes and probes drop the ones they contradict, and
+    /// the model is swapped for one that admits what the backend did. Empty without groups.
+    worlds: Vec<Model>,
     pub backend: B,
     pub stats: Stats,
     /// Compare page state after invalidating ops (and at `Check` and the end regardless).
@@ -81,6 +88,7 @@ impl<B: Backend> Runner<B> {
         let model = Model::new(backend.profile().clone());
         Runner {
             model,
+            worlds: Vec::new(),
             backend,
             stats: Stats::default(),
             check_after_invalidation: true,
@@ -122,6 +130,7 @@ impl<B: Backend> Runner<B> {
     fn steps(&mut self, program: &Program, trace: &mut Trace, observer: &mut impl Observer) -> Result<(), RunError> {
         let t = Stopwatch::start();
         self.model.reset()?;
+        self.worlds.clear();
         self.stats.time.model += t.secs();
         let t = Stopwatch::start();
         self.backend.reset()?;
@@ -129,6 +138,23 @@ impl<B: Backend> Runner<B> {
         let mut compared_last = false;
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
+            for w in &mut self.worlds {
+                w.set_op_index(index);
+            }
+            if let Op::Group(group) = op {
+                match self.group(index, op, group, observer)? {
+                    Some(actual) => {
+                        compared_last = policy::compare_after(op, &actual, self.check_after_invalidation);
+                        trace.outcomes.push(actual);
+                        if compared_last {
+                            self.compare_state(index, op, CompareAt::AfterOp, observer)?;
+                        }
+                        continue;
+                    }
+                    // No verdict on the group: the program ends here.
+                    None => return Ok(()),
+                }
+            }
             let reach = self.stats.reach.before(op, &self.model);
             let t = Stopwatch::start();
             let expected = self.model.apply(op)?;
@@ -150,6 +176,7 @@ impl<B: Backend> Runner<B> {
             self.stats.reach.after(reach, &actual);
             // Parts the model cannot predict match anything; they are counted.
             self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
+            let expected = if self.worlds.is_empty() { expected } else { self.follow_worlds(op, expected, &actual) };
             observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });
             let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
             if let Some(d) = ctx.compare_outcome(&expected, &actual) {
@@ -177,11 +204,14 @@ impl<B: Backend> Runner<B> {
             self.stats.time.model += t.secs();
             return Ok(());
         }
-        let expected = self.model.observe(&probes)?;
+        let mut expected = self.model.observe(&probes)?;
         self.stats.time.model += t.secs();
         let t = Stopwatch::start();
         let actual = self.backend.observe(&probes)?;
         self.stats.time.compare += t.secs();
+        if !self.worlds.is_empty() {
+            expected = self.observe_worlds(&probes, expected, &actual)?;
+        }
         self.stats.probes += probes.len() as u64;
         observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
         let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
@@ -201,6 +231,121 @@ impl<B: Backend> Runner<B> {
     }
 }
 
+impl<B: Backend> Runner<B> {
+    /// Runs a concurrent group on the backend and asks the model which orders of its
+    /// members explain what the backend did (`Model::race`, from every state the model may
+    /// be in). The backend's outcome, or `None` where the search gave no verdict.
+    fn group(&mut self, index: usize, op: &Op, group: &Group, observer: &mut impl Observer) -> Result<Option<Outcome>, RunError> {
+        let t = Stopwatch::start();
+        let actual = self.backend.apply(op)?;
+        self.stats.time.add_op(op.kind(), t.elapsed());
+        self.stats.count(op, &actual);
+        let t = Stopwatch::start();
+        let mut finals: Vec<Model> = Vec::new();
+        let mut mismatch = None;
+        for world in std::iter::once(&self.model).chain(&self.worlds) {
+            match world.race(group, &actual) {
+                Ok(ends) => finals.extend(ends),
+                Err(RaceError::Mismatch(m)) => {
+                    mismatch.get_or_insert(m);
+                }
+                Err(RaceError::TooLarge) => {
+                    self.stats.races.inconclusive += 1;
+                    self.stats.time.model += t.secs();
+                    return Ok(None);
+                }
+                Err(RaceError::Shape(why)) => return Err(HarnessError::Bug(format!("group at op #{index}: {why}")).into()),
+            }
+        }
+        self.stats.time.model += t.secs();
+        let mut seen = std::collections::HashSet::new();
+        finals.retain(|m| seen.insert(m.fingerprint()));
+        self.stats.races.record(group, &actual, finals.len());
+        if finals.is_empty() {
+            let m = mismatch.expect("no end state without a mismatch");
+            let d = Context { model: &self.model, op_index: index, op, backend: self.backend.name() }.race_mismatch(&m);
+            observer.event(&Event::Op { index, op, expected: &Outcome::Unknown, actual: &actual });
+            return Err(RunError::Divergence(Box::new(d)));
+        }
+        self.model = finals.remove(0);
+        self.worlds = finals;
+        // The model admits what the backend did (some order explains it).
+        observer.event(&Event::Op { index, op, expected: &actual, actual: &actual });
+        Ok(Some(actual))
+    }
+
+    /// After a group: applies `op` to every other state the model may be in, keeps those
+    /// whose prediction admits `actual`, and makes the model one that admits it where it
+    /// does not. Returns the model's prediction (`expected`, or the adopted state's).
+    fn follow_worlds(&mut self, op: &Op, expected: Outcome, actual: &Outcome) -> Outcome {
+        let mut kept = Vec::with_capacity(self.worlds.len());
+        let mut adopted = None;
+        for mut w in std::mem::take(&mut self.worlds) {
+            // The primary skipped the op: every state skips it (skips follow the program),
+            // and the others did not run it either.
+            let predicted = match &expected {
+                Outcome::Skipped(_) => expected.clone(),
+                _ => w.apply(op).unwrap_or(Outcome::Unknown),
+            };
+            if predicted.admits(actual).agrees() {
+                if adopted.is_none() {
+                    adopted = Some(predicted);
+                }
+                kept.push(w);
+            }
+        }
+        if expected.admits(actual).agrees() {
+            self.worlds = kept;
+            return expected;
+        }
+        match adopted {
+            Some(predicted) => {
+                self.model = kept.remove(0);
+                self.worlds = kept;
+                predicted
+            }
+            // No state admits it: the divergence is reported from the model.
+            None => expected,
+        }
+    }
+
+    /// After a group: asks every other state the model may be in the same probes, keeps
+    /// those that admit every answer, and makes the model one that does where it does not.
+    /// Returns the model's answers (the adopted state's, if it changed).
+    fn observe_worlds(
+        &mut self,
+        probes: &[Probe],
+        expected: Vec<Option<Observation>>,
+        actual: &[Option<Observation>],
+    ) -> Result<Vec<Option<Observation>>, HarnessError> {
+        let fits =
+            |answers: &[Option<Observation>]| answers.iter().zip(actual).all(|(e, a)| gmemfuzz_backends::admits_observation(e, a).agrees());
+        let mut kept = Vec::with_capacity(self.worlds.len());
+        let mut adopted = None;
+        for mut w in std::mem::take(&mut self.worlds) {
+            let answers = w.observe(probes)?;
+            if fits(&answers) {
+                if adopted.is_none() {
+                    adopted = Some(answers);
+                }
+                kept.push(w);
+            }
+        }
+        if fits(&expected) {
+            self.worlds = kept;
+            return Ok(expected);
+        }
+        Ok(match adopted {
+            Some(answers) => {
+                self.model = kept.remove(0);
+                self.worlds = kept;
+                answers
+            }
+            None => expected,
+        })
+    }
+}
+
 /// Runs `program` on a reused backend and on a freshly made one and compares what the
 /// backend did: a difference means reset left state behind (a harness bug).
 pub fn check_reset<B: Backend>(reused: &mut Runner<B>, fresh: B, program: &Program) -> Result<(), HarnessError> {
@@ -213,11 +358,16 @@ pub fn check_reset<B: Backend>(reused: &mut Runner<B>, fresh: B, program: &Progr
 /// same observation. A difference means reset left state behind (a harness bug).
 pub fn same_on_fresh<B: Backend>(reused: &Result<Trace, RunError>, fresh: &mut Runner<B>, program: &Program) -> Result<(), HarnessError> {
     let b = fresh.run(program);
+    // From the first concurrent group on, what a program shows depends on timing: only what
+    // came before it must be the same (a divergence after it was reported by the run).
+    let timed = program.ops.iter().position(|op| matches!(op, Op::Group(_))).unwrap_or(usize::MAX);
     let same = match (reused, &b) {
-        (Ok(a), Ok(b)) => a == b,
+        (Ok(a), Ok(b)) if timed == usize::MAX => a == b,
+        (Ok(a), Ok(b)) => a.outcomes.iter().take(timed).eq(b.outcomes.iter().take(timed)) && a.known_bug == b.known_bug,
         (Err(RunError::Divergence(a)), Err(RunError::Divergence(b))) => {
-            a.kind == b.kind && a.op_index == b.op_index && a.actual == b.actual
+            (a.kind == b.kind && a.op_index == b.op_index && a.actual == b.actual) || (a.op_index >= timed && b.op_index >= timed)
         }
+        (Ok(_), Err(RunError::Divergence(d))) | (Err(RunError::Divergence(d)), Ok(_)) => d.op_index >= timed,
         _ => false,
     };
     if same {

@@ -1,0 +1,455 @@
+//! The set-valued oracle for concurrent groups: which outcomes some order of the members'
+//! steps allows, and the states the group may leave behind.
+//!
+//! Each member is cut into atomic steps, and the model searches the interleavings of the
+//! members' steps for those that explain what the backend did: every step's prediction
+//! must admit the backend's result for it. What the search finds is a set of end states
+//! (deduplicated); the runner carries on with all of them and drops the ones a later
+//! outcome or probe contradicts. A page whose content depends on the order is thereby
+//! "unknown" exactly as far as the kernel may legitimately differ: its possible contents
+//! are the ones some order gives, nothing else.
+//!
+//! Why these steps are atomic (7.2 and 6.12 virt/kvm, the same in 6.18):
+//! - A guest access is one instruction, except an 8-byte one, which the guest makes as two
+//!   4-byte halves (`kvm::guest`): two steps. Aligned 4-byte accesses are atomic on x86.
+//! - Every invalidation the guest can see is bracketed by the MMU notifier protocol: punch
+//!   and allocate (kvm_gmem_punch_hole(): `kvm_gmem_invalidate_begin(f, start, end);
+//!   truncate_inode_pages_range(...); kvm_gmem_invalidate_end(f, start, end);`), release on
+//!   close (kvm_gmem_release(): the same begin/end around `kvm_gmem_unbind_...`/clearing
+//!   `slot->gmem.file`), memslot deletion (kvm_set_memslot(): an invalid slot is installed
+//!   first, and kvm_faultin_pfn() answers `RET_PF_RETRY` for `KVM_MEMSLOT_INVALID`), munmap
+//!   of a slot's hva (mmu_notifier invalidate_range_start/end over the whole range) and
+//!   attribute changes (kvm_vm_set_mem_attributes(): `kvm_handle_gfn_range(kvm,
+//!   &pre_set_range)` ... `&post_set_range`, both inside mmu_invalidate_begin/end). SPTEs of
+//!   the whole range are zapped at begin, and a guest fault that overlaps an invalidation
+//!   in progress retries (kvm_mmu_faultin_pfn(): `mmu_invalidate_retry_gfn_unsafe()`, and
+//!   `is_page_fault_stale()` before installing), so to the guest the op happens at one
+//!   instant: it sees the state before or the state after.
+//! - The host mapping takes no invalidate lock (7.2 kvm_gmem_fault_user_mapping() calls
+//!   kvm_gmem_get_folio() and nothing else), and truncation unmaps and drops one folio at a
+//!   time (truncate_inode_pages_range()), each under the folio lock that the fault also
+//!   takes. So to a host access a punch is atomic per page only: where a host member names
+//!   the punched file, a punch (and an allocate, alike) is split into one step per page, in
+//!   ascending order, which also allows orders the guest cannot see (a wider set, never a
+//!   narrower one).
+//! - A host access is one aligned instruction (`kvm::hostmem`; `Group::check` refuses an
+//!   unaligned one).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
+
+use super::{Model, Shared};
+use crate::group::Group;
+use crate::op::{Access, AccessKind, Op, Width, PAGE_SIZE};
+use crate::outcome::{AccessResult, Outcome, SkipReason};
+
+/// Most search nodes one group may take; past it the search gives up (`RaceError::TooLarge`).
+/// `Group::check` keeps generated groups far below it.
+pub const MAX_NODES: usize = 200_000;
+
+/// Which part of a guest access a step makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Whole,
+    /// The low 4 bytes of an 8-byte access.
+    Low,
+    /// The high 4 bytes; the access's result is the two halves together.
+    High,
+}
+
+/// One atomic step of a member.
+#[derive(Clone, Debug)]
+enum Step {
+    /// An op whose outcome is repetition `rep`'s.
+    Whole { rep: usize, op: Op },
+    /// One page of a split punch or allocate; the last one carries the repetition's outcome.
+    Page { rep: usize, op: Op, last: bool },
+    /// Access `index` of repetition `rep` of a guest member, or half of it.
+    Access { rep: usize, index: usize, access: Access, part: Part },
+}
+
+impl Step {
+    fn rep(&self) -> usize {
+        match self {
+            Step::Whole { rep, .. } | Step::Page { rep, .. } | Step::Access { rep, .. } => *rep,
+        }
+    }
+}
+
+/// Where the backend's answer contradicts every order the search tried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaceMismatch {
+    pub member: usize,
+    pub repetition: usize,
+    /// The access of a guest member, where the contradiction is one access's.
+    pub access: Option<usize>,
+    /// What some order allowed at that step (each as its `Display`).
+    pub allowed: Vec<String>,
+    /// What the backend did there.
+    pub actual: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RaceError {
+    /// No order of the members' steps explains what the backend did.
+    Mismatch(RaceMismatch),
+    /// The search passed `MAX_NODES`: no verdict.
+    TooLarge,
+    /// The backend's answer does not have the group's shape (a harness bug).
+    Shape(String),
+}
+
+/// The search's state: the model, each member's next step, and the low half of an 8-byte
+/// access in progress.
+#[derive(Clone)]
+struct Node {
+    model: Model,
+    pos: Vec<usize>,
+    low: Vec<Option<AccessResult>>,
+}
+
+/// A mismatch key: member, repetition, access.
+type At = (usize, usize, Option<usize>);
+
+impl Model {
+    /// Why a member's op is not sent, from the state before the group (no effect).
+    fn member_skip(&self, op: &Op) -> Option<SkipReason> {
+        let mut scratch = self.clone();
+        match scratch.apply_one(op) {
+            Outcome::Skipped(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The group in one order: each member in turn, all its repetitions. What `apply` does
+    /// with a group (one of the orders the race allows).
+    pub(super) fn group_in_order(&mut self, group: &Group) -> Outcome {
+        if group.check().is_err() {
+            return Outcome::Skipped(SkipReason::InvalidGroup);
+        }
+        let skips: Vec<Option<SkipReason>> = group.members.iter().map(|m| self.member_skip(&m.op)).collect();
+        let mut out = Vec::with_capacity(group.members.len());
+        for (m, skip) in group.members.iter().zip(skips) {
+            out.push((0..m.repeat).map(|_| skip.map_or_else(|| self.apply_one(&m.op), Outcome::Skipped)).collect());
+        }
+        Outcome::Group(out)
+    }
+
+    /// The steps of member `op`, `repeat` times, from this state (before the group).
+    fn steps(&self, group: &Group, op: &Op, repeat: usize) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for rep in 0..repeat {
+            match op {
+                Op::Guest { accesses } => {
+                    for (index, &a) in accesses.iter().enumerate() {
+                        if a.width == Width::W8 {
+                            let (lo, hi) = match a.kind {
+                                AccessKind::Read => (AccessKind::Read, AccessKind::Read),
+                                AccessKind::Write(v) => (AccessKind::Write(v & 0xffff_ffff), AccessKind::Write(v >> 32)),
+                            };
+                            let half = |gpa, kind| Access { gpa, width: Width::W4, kind };
+                            steps.push(Step::Access { rep, index, access: half(a.gpa, lo), part: Part::Low });
+                            steps.push(Step::Access { rep, index, access: half(a.gpa + 4, hi), part: Part::High });
+                        } else {
+                            steps.push(Step::Access { rep, index, access: a, part: Part::Whole });
+                        }
+                    }
+                }
+                Op::Punch { gmem, offset, len } | Op::Allocate { gmem, offset, len, .. } if self.splits(group, op) => {
+                    let first = offset / PAGE_SIZE;
+                    let pages = len / PAGE_SIZE;
+                    for p in first..first + pages {
+                        let page = match *op {
+                            Op::Allocate { mode, .. } => Op::Allocate { gmem: *gmem, mode, offset: p * PAGE_SIZE, len: PAGE_SIZE },
+                            _ => Op::Punch { gmem: *gmem, offset: p * PAGE_SIZE, len: PAGE_SIZE },
+                        };
+                        steps.push(Step::Page { rep, op: page, last: p + 1 == first + pages });
+                    }
+                }
+                _ => steps.push(Step::Whole { rep, op: op.clone() }),
+            }
+        }
+        steps
+    }
+
+    /// Whether a punch or allocate is split per page: a host member names its file, and
+    /// the op as a whole succeeds here on page-aligned bounds of more than one page (where
+    /// it fails, it fails before touching a page: kvm_gmem_fallocate() checks `mode`,
+    /// alignment and bounds first).
+    fn splits(&self, group: &Group, op: &Op) -> bool {
+        let (Op::Punch { gmem, offset, len } | Op::Allocate { gmem, offset, len, .. }) = *op else { return false };
+        if !group.host_access_names(gmem) || offset % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len <= PAGE_SIZE {
+            return false;
+        }
+        let mut scratch = self.clone();
+        scratch.apply_one(op) == Outcome::Ok
+    }
+
+    /// Searches the orders of the group's steps for those that explain `actual` (the
+    /// backend's `Outcome::Group`), and returns the states they end in, deduplicated.
+    pub fn race(&self, group: &Group, actual: &Outcome) -> Result<Vec<Model>, RaceError> {
+        if group.check().is_err() {
+            return match actual {
+                Outcome::Skipped(SkipReason::InvalidGroup) => Ok(vec![self.clone()]),
+                other => Err(RaceError::Mismatch(RaceMismatch {
+                    member: 0,
+                    repetition: 0,
+                    access: None,
+                    allowed: vec![Outcome::Skipped(SkipReason::InvalidGroup).to_string()],
+                    actual: other.to_string(),
+                })),
+            };
+        }
+        let Outcome::Group(actual) = actual else {
+            return Err(RaceError::Shape(format!("a group answered {actual}")));
+        };
+        check_shape(group, actual)?;
+        let mut steps = Vec::new();
+        for (i, m) in group.members.iter().enumerate() {
+            match self.member_skip(&m.op) {
+                Some(reason) => {
+                    if let Some(r) = actual[i].iter().position(|o| *o != Outcome::Skipped(reason)) {
+                        return Err(RaceError::Mismatch(RaceMismatch {
+                            member: i,
+                            repetition: r,
+                            access: None,
+                            allowed: vec![Outcome::Skipped(reason).to_string()],
+                            actual: actual[i][r].to_string(),
+                        }));
+                    }
+                    steps.push(Vec::new());
+                }
+                None => {
+                    if let (Op::Guest { accesses }, Some(r)) =
+                        (&m.op, actual[i].iter().position(|o| !matches!(o, Outcome::Guest(v) if v.len() == accesses_len(&m.op))))
+                    {
+                        return Err(RaceError::Mismatch(RaceMismatch {
+                            member: i,
+                            repetition: r,
+                            access: None,
+                            allowed: vec![format!("{} guest access results", accesses.len())],
+                            actual: actual[i][r].to_string(),
+                        }));
+                    }
+                    steps.push(self.steps(group, &m.op, m.repeat as usize));
+                }
+            }
+        }
+        Search::new(&steps, actual).run(self)
+    }
+
+    /// A hash of everything that decides what later ops and probes show (not the history,
+    /// which only explains): equal states have equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.vm_alive.hash(&mut h);
+        self.gmems.creates().hash(&mut h);
+        for (id, f) in self.gmems.iter() {
+            (id, f.size, f.flags, f.fd_open, f.mapped, f.map_generation, f.released).hash(&mut h);
+            f.prepared.hash(&mut h);
+            for (index, page) in &f.pages {
+                (index, page.content_hash()).hash(&mut h);
+            }
+        }
+        for (id, s) in &self.slots {
+            (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut h);
+            s.binding.map(|b| (b.gmem, b.pgoff, b.file_gone)).hash(&mut h);
+            match s.shared {
+                Shared::Anon => 0u8.hash(&mut h),
+                Shared::GmemMap { gmem, pgoff, generation } => (1u8, gmem, pgoff, generation).hash(&mut h),
+            }
+            for (index, page) in &s.anon {
+                (index, page.content_hash()).hash(&mut h);
+            }
+        }
+        for range in self.attributes.iter() {
+            range.hash(&mut h);
+        }
+        self.mmio_gfns.hash(&mut h);
+        h.finish()
+    }
+}
+
+fn accesses_len(op: &Op) -> usize {
+    match op {
+        Op::Guest { accesses } => accesses.len(),
+        _ => 0,
+    }
+}
+
+fn check_shape(group: &Group, actual: &[Vec<Outcome>]) -> Result<(), RaceError> {
+    if actual.len() != group.members.len() {
+        return Err(RaceError::Shape(format!("{} members answered for {}", actual.len(), group.members.len())));
+    }
+    for (i, (m, a)) in group.members.iter().zip(actual).enumerate() {
+        if a.len() != m.repeat as usize {
+            return Err(RaceError::Shape(format!("member {i}: {} outcomes for {} repetitions", a.len(), m.repeat)));
+        }
+    }
+    Ok(())
+}
+
+/// The two halves of an 8-byte access as the backend reports the access: a fault ends it
+/// (the later exit is the one recorded), an MMIO exit of either half makes it an MMIO access.
+fn combine(low: AccessResult, high: AccessResult) -> AccessResult {
+    match (low, high) {
+        (f @ AccessResult::MemoryFault { .. }, _) | (_, f @ AccessResult::MemoryFault { .. }) => f,
+        (AccessResult::Mmio, _) | (_, AccessResult::Mmio) => AccessResult::Mmio,
+        (AccessResult::Read(lo), AccessResult::Read(hi)) => AccessResult::Read(lo | hi << 32),
+        (AccessResult::Wrote, AccessResult::Wrote) => AccessResult::Wrote,
+        (lo, _) => lo,
+    }
+}
+
+fn single(outcome: Outcome) -> AccessResult {
+    match outcome {
+        Outcome::Guest(r) if r.len() == 1 => r[0],
+        // A single access the whole op was checked to reach: the model never skips it.
+        other => unreachable!("one guest access answered {other}"),
+    }
+}
+
+struct Search<'a> {
+    steps: &'a [Vec<Step>],
+    actual: &'a [Vec<Outcome>],
+    /// For each step, the position of the first step of the next repetition (where a fault
+    /// ends a guest repetition).
+    next_rep: Vec<Vec<usize>>,
+    seen: HashSet<(Vec<usize>, Vec<Option<AccessResult>>, u64)>,
+    finals: Vec<Model>,
+    final_prints: HashSet<u64>,
+    /// Predictions met at each step, and the deepest step where none admitted the backend.
+    predicted: BTreeMap<At, BTreeSet<String>>,
+    deepest: Option<(usize, At)>,
+    nodes: usize,
+}
+
+impl<'a> Search<'a> {
+    fn new(steps: &'a [Vec<Step>], actual: &'a [Vec<Outcome>]) -> Search<'a> {
+        let next_rep = steps
+            .iter()
+            .map(|s| (0..s.len()).map(|i| (i..s.len()).find(|&j| s[j].rep() != s[i].rep()).unwrap_or(s.len())).collect())
+            .collect();
+        Search {
+            steps,
+            actual,
+            next_rep,
+            seen: HashSet::new(),
+            finals: Vec::new(),
+            final_prints: HashSet::new(),
+            predicted: BTreeMap::new(),
+            deepest: None,
+            nodes: 0,
+        }
+    }
+
+    fn run(mut self, start: &Model) -> Result<Vec<Model>, RaceError> {
+        let n = self.steps.len();
+        let mut stack = vec![Node { model: start.clone(), pos: vec![0; n], low: vec![None; n] }];
+        while let Some(node) = stack.pop() {
+            if !self.seen.insert((node.pos.clone(), node.low.clone(), node.model.fingerprint())) {
+                continue;
+            }
+            self.nodes += 1;
+            if self.nodes > MAX_NODES {
+                return Err(RaceError::TooLarge);
+            }
+            if (0..n).all(|m| node.pos[m] == self.steps[m].len()) {
+                if self.final_prints.insert(node.model.fingerprint()) {
+                    self.finals.push(node.model);
+                }
+                continue;
+            }
+            // Members in reverse, so the stack tries member 0's step first (the order
+            // `group_in_order` takes comes out first).
+            for m in (0..n).rev() {
+                if node.pos[m] < self.steps[m].len() {
+                    if let Some(child) = self.advance(&node, m) {
+                        stack.push(child);
+                    }
+                }
+            }
+        }
+        if self.finals.is_empty() {
+            let (_, at) = self.deepest.expect("a search that ends nowhere failed somewhere");
+            let (member, repetition, access) = at;
+            let actual = match (access, &self.actual[member][repetition]) {
+                (Some(i), Outcome::Guest(r)) => r[i].to_string(),
+                (_, o) => o.to_string(),
+            };
+            let allowed = self.predicted.remove(&at).unwrap_or_default().into_iter().collect();
+            return Err(RaceError::Mismatch(RaceMismatch { member, repetition, access, allowed, actual }));
+        }
+        Ok(self.finals)
+    }
+
+    /// Member `m` takes its next step from `node`: the child, or `None` where the step's
+    /// prediction does not admit what the backend did.
+    fn advance(&mut self, node: &Node, m: usize) -> Option<Node> {
+        let mut child = node.clone();
+        let pos = node.pos[m];
+        let depth: usize = node.pos.iter().sum();
+        let (steps, actual) = (self.steps, self.actual);
+        let step = &steps[m][pos];
+        let rep = step.rep();
+        let actual = &actual[m][rep];
+        let fail = |search: &mut Self, at: At, predicted: String, admitted: bool| {
+            search.predicted.entry(at).or_default().insert(predicted);
+            if !admitted && search.deepest.is_none_or(|(d, _)| depth >= d) {
+                search.deepest = Some((depth, at));
+            }
+            admitted
+        };
+        child.pos[m] = pos + 1;
+        match step {
+            Step::Whole { op, .. } => {
+                let out = child.model.apply_one(op);
+                let ok = out.admits(actual).agrees();
+                if !fail(self, (m, rep, None), out.to_string(), ok) {
+                    return None;
+                }
+            }
+            Step::Page { op, last, .. } => {
+                let out = child.model.apply_one(op);
+                if *last {
+                    let ok = out.admits(actual).agrees();
+                    if !fail(self, (m, rep, None), out.to_string(), ok) {
+                        return None;
+                    }
+                }
+            }
+            Step::Access { index, access, part, .. } => {
+                let Outcome::Guest(results) = actual else { unreachable!("shape checked") };
+                let got = results[*index];
+                let res = single(child.model.guest(std::slice::from_ref(access)));
+                let result = match part {
+                    Part::Whole => Some(res),
+                    Part::Low => {
+                        child.low[m] = Some(res);
+                        matches!(res, AccessResult::MemoryFault { .. }).then_some(res)
+                    }
+                    Part::High => Some(combine(child.low[m].take().expect("the low half ran first"), res)),
+                };
+                if let Some(result) = result {
+                    let ok = result.admits(&got);
+                    if !fail(self, (m, rep, Some(*index)), result.to_string(), ok) {
+                        return None;
+                    }
+                    if let AccessResult::MemoryFault { .. } = result {
+                        // KVM_RUN failed: the rest of this repetition did not run.
+                        child.low[m] = None;
+                        child.pos[m] = self.next_rep[m][pos];
+                        if !results[*index + 1..].iter().all(|r| *r == AccessResult::NotRun) {
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        Some(child)
+    }
+}
+
+#[cfg(test)]
+#[path = "race_tests.rs"]
+mod tests;

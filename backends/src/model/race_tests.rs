@@ -1,0 +1,189 @@
+//! The set-valued oracle: what a race allows, and that it refuses the rest.
+
+use super::*;
+use crate::backend::Backend;
+use crate::group::Member;
+use crate::model::Page;
+use crate::op::{FdArg, GmemId, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD};
+use crate::profile::Profile;
+
+const G0: GmemId = GmemId(0);
+const GPA: u64 = 0x10_0000;
+const OLD: u64 = 0x1122_3344_5566_7788;
+
+/// A mapped, bound file whose first qword holds `OLD`.
+fn setup() -> Model {
+    let mut m = Model::new(Profile::host_6_18());
+    let ops = [
+        Op::CreateGmem { size: 4 * PAGE_SIZE, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED },
+        Op::Map { gmem: G0 },
+        Op::Bind { slot: 2, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(G0), gpa: GPA, size: 4 * PAGE_SIZE, offset: 0 },
+        Op::HostWrite { gmem: G0, offset: 0, width: Width::W8, value: OLD },
+    ];
+    for op in ops {
+        let out = m.apply(&op).expect("the model never fails");
+        assert!(matches!(out, Outcome::Ok), "{op:?}: {out}");
+    }
+    m
+}
+
+fn read8(gpa: u64) -> Op {
+    Op::Guest { accesses: vec![Access { gpa, width: Width::W8, kind: AccessKind::Read }] }
+}
+
+fn punch_page0() -> Op {
+    Op::Punch { gmem: G0, offset: 0, len: PAGE_SIZE }
+}
+
+fn group(members: Vec<(Op, u8)>) -> Group {
+    Group { members: members.into_iter().map(|(op, repeat)| Member { op, repeat }).collect() }
+}
+
+fn reads(values: &[u64]) -> Vec<Outcome> {
+    values.iter().map(|v| Outcome::Guest(vec![AccessResult::Read(*v)])).collect()
+}
+
+#[test]
+fn a_read_racing_a_punch_sees_the_value_before_or_zero_and_once_zero_stays_zero() {
+    let m = setup();
+    let g = group(vec![(read8(GPA), 3), (punch_page0(), 1)]);
+    for seen in [[OLD, OLD, OLD], [OLD, 0, 0], [0, 0, 0], [OLD, OLD, 0]] {
+        let actual = Outcome::Group(vec![reads(&seen), vec![Outcome::Ok]]);
+        let ends = m.race(&g, &actual).unwrap_or_else(|e| panic!("{seen:x?} must be allowed: {e:?}"));
+        assert_eq!(ends.len(), 1, "the page is zero at the end, whatever the order");
+    }
+    // After the punch, the old value cannot come back: a stale read.
+    let stale = Outcome::Group(vec![reads(&[0, OLD, OLD]), vec![Outcome::Ok]]);
+    let Err(RaceError::Mismatch(m)) = m.race(&g, &stale) else { panic!("a stale read must be refused") };
+    assert_eq!((m.member, m.repetition, m.access), (0, 1, Some(0)));
+    assert_eq!(m.allowed, vec![AccessResult::Read(0).to_string()], "after seeing zero, only zero");
+}
+
+#[test]
+fn a_value_neither_before_nor_after_is_flagged_with_the_allowed_set() {
+    let m = setup();
+    let g = group(vec![(read8(GPA), 1), (punch_page0(), 1)]);
+    let broken = Outcome::Group(vec![reads(&[0xdead]), vec![Outcome::Ok]]);
+    let Err(RaceError::Mismatch(mm)) = m.race(&g, &broken) else { panic!("0xdead is no value of any order") };
+    let mut allowed = mm.allowed.clone();
+    allowed.sort();
+    let mut expected = [AccessResult::Read(0).to_string(), AccessResult::Read(OLD).to_string()];
+    expected.sort();
+    // The high half's step reports the whole access: old, zero, or old low half with zero high
+    // half (the punch between the guest's two 4-byte loads).
+    assert!(expected.iter().all(|e| allowed.contains(e)), "allowed {allowed:?}");
+    assert!(allowed.contains(&AccessResult::Read(OLD & 0xffff_ffff).to_string()), "the torn read is allowed: {allowed:?}");
+    assert_eq!(mm.actual, AccessResult::Read(0xdead).to_string());
+}
+
+#[test]
+fn an_eight_byte_read_tears_only_low_half_first() {
+    let m = setup();
+    let g = group(vec![(read8(GPA), 1), (punch_page0(), 1)]);
+    let low_old = Outcome::Group(vec![reads(&[OLD & 0xffff_ffff]), vec![Outcome::Ok]]);
+    assert!(m.race(&g, &low_old).is_ok(), "low half before the punch, high half after");
+    let high_old = Outcome::Group(vec![reads(&[OLD & !0xffff_ffff]), vec![Outcome::Ok]]);
+    assert!(m.race(&g, &high_old).is_err(), "the guest loads the low half first");
+}
+
+#[test]
+fn a_write_racing_a_punch_leaves_two_possible_pages() {
+    let m = setup();
+    let write = Op::Guest { accesses: vec![Access { gpa: GPA + 8, width: Width::W4, kind: AccessKind::Write(7) }] };
+    let g = group(vec![(write, 1), (punch_page0(), 1)]);
+    let actual = Outcome::Group(vec![vec![Outcome::Guest(vec![AccessResult::Wrote])], vec![Outcome::Ok]]);
+    let ends = m.race(&g, &actual).expect("both orders allowed");
+    assert_eq!(ends.len(), 2, "written then punched (zero page), or punched then written (7 at 8)");
+    let contents: BTreeSet<u64> = ends.iter().map(|e| e.gmem(G0).unwrap().pages.get(&0).map_or(0, |p| p.load(8, 4))).collect();
+    assert_eq!(contents, BTreeSet::from([0, 7]));
+}
+
+#[test]
+fn deleting_the_slot_makes_a_racing_access_an_mmio_exit_or_not() {
+    let m = setup();
+    let g = group(vec![(read8(GPA), 2), (Op::Unbind { slot: 2 }, 1)]);
+    let mmio = Outcome::Guest(vec![AccessResult::Mmio]);
+    let ok = Outcome::Group(vec![vec![reads(&[OLD])[0].clone(), mmio.clone()], vec![Outcome::Ok]]);
+    assert!(m.race(&g, &ok).is_ok());
+    let back = Outcome::Group(vec![vec![mmio, reads(&[OLD])[0].clone()], vec![Outcome::Ok]]);
+    assert!(m.race(&g, &back).is_err(), "a deleted slot does not come back");
+}
+
+#[test]
+fn host_accesses_see_a_split_punch_page_by_page() {
+    let mut m = setup();
+    m.apply(&Op::HostWrite { gmem: G0, offset: PAGE_SIZE, width: Width::W8, value: 5 }).unwrap();
+    let two_pages = Op::Punch { gmem: G0, offset: 0, len: 2 * PAGE_SIZE };
+    let g = group(vec![
+        (Op::HostRead { gmem: G0, offset: 0, width: Width::W8 }, 1),
+        (Op::HostRead { gmem: G0, offset: PAGE_SIZE, width: Width::W8 }, 1),
+        (two_pages, 1),
+    ]);
+    // Page 0 already truncated, page 1 not yet: allowed for the host.
+    let actual = Outcome::Group(vec![vec![Outcome::Value(0)], vec![Outcome::Value(5)], vec![Outcome::Ok]]);
+    assert!(m.race(&g, &actual).is_ok());
+    let wrong = Outcome::Group(vec![vec![Outcome::Value(9)], vec![Outcome::Value(5)], vec![Outcome::Ok]]);
+    assert!(m.race(&g, &wrong).is_err());
+}
+
+#[test]
+fn the_order_apply_takes_is_one_the_search_finds() {
+    let m = setup();
+    let g = group(vec![(read8(GPA), 4), (punch_page0(), 2), (Op::HostWrite { gmem: G0, offset: 0, width: Width::W8, value: 3 }, 2)]);
+    let mut in_order = m.clone();
+    let actual = in_order.apply(&Op::Group(g.clone())).unwrap();
+    let ends = m.race(&g, &actual).expect("the in-order run is an order");
+    assert!(ends.iter().any(|e| e.fingerprint() == in_order.fingerprint()));
+}
+
+#[test]
+fn an_invalid_group_is_skipped_alike() {
+    let mut m = setup();
+    let g = group(vec![(punch_page0(), 1)]);
+    assert_eq!(m.apply(&Op::Group(g.clone())).unwrap(), Outcome::Skipped(SkipReason::InvalidGroup));
+    assert!(m.race(&g, &Outcome::Skipped(SkipReason::InvalidGroup)).is_ok());
+    assert!(m.race(&g, &Outcome::Group(vec![vec![Outcome::Ok]])).is_err());
+}
+
+#[test]
+fn a_page_hash_follows_its_content_not_the_order_of_stores() {
+    let (mut a, mut b) = (Page::zero(), Page::zero());
+    a.store(8, 8, 5);
+    a.store(12, 2, 0xbeef);
+    b.store(12, 2, 0xbeef);
+    b.store(8, 4, 5);
+    assert_eq!(a.bytes()[..], b.bytes()[..]);
+    assert_eq!(a.content_hash(), b.content_hash());
+    b.store(4090, 2, 1);
+    assert_ne!(a.content_hash(), b.content_hash());
+    b.store(4090, 2, 0);
+    assert_eq!(a.content_hash(), b.content_hash(), "back to the same content");
+}
+
+/// VM type 1 (6.12 software-protected): a guest read of a GFN racing its conversion to
+/// private sees the shared (anonymous) page or the private guest_memfd page, nothing else,
+/// and never the shared value again once it saw the private one.
+#[test]
+fn a_read_racing_a_conversion_to_private_sees_either_side() {
+    let mut m = Model::new(Profile::sw_protected_6_12());
+    let ops = [
+        Op::CreateGmem { size: PAGE_SIZE, flags: 0 },
+        Op::Bind { slot: 2, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(G0), gpa: GPA, size: PAGE_SIZE, offset: 0 },
+        Op::Guest { accesses: vec![Access { gpa: GPA, width: Width::W4, kind: AccessKind::Write(0x5a) }] },
+    ];
+    for op in ops {
+        let out = m.apply(&op).unwrap();
+        assert!(matches!(out, Outcome::Ok | Outcome::Guest(_)), "{op:?}: {out}");
+    }
+    let read = Op::Guest { accesses: vec![Access { gpa: GPA, width: Width::W4, kind: AccessKind::Read }] };
+    let convert = Op::SetAttributes { gpa: GPA, size: PAGE_SIZE, attributes: crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE };
+    let g = group(vec![(read, 2), (convert, 1)]);
+    let r4 = |v| Outcome::Guest(vec![AccessResult::Read(v)]);
+    for seen in [[0x5a, 0x5a], [0x5a, 0], [0, 0]] {
+        let actual = Outcome::Group(vec![seen.iter().map(|v| r4(*v)).collect(), vec![Outcome::Ok]]);
+        let ends = m.race(&g, &actual).unwrap_or_else(|e| panic!("{seen:x?}: {e:?}"));
+        assert!(ends.iter().all(|e| e.is_private_gfn(GPA / PAGE_SIZE)));
+    }
+    let back = Outcome::Group(vec![vec![r4(0), r4(0x5a)], vec![Outcome::Ok]]);
+    assert!(matches!(m.race(&g, &back), Err(RaceError::Mismatch(_))), "shared again after private: refused");
+}

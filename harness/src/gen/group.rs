@@ -1,0 +1,137 @@
+//! Concurrent groups: members that race over the same pages, files and slots.
+//!
+//! A group is built around one target: a bound slot (its guest_memfd file, if any, and a
+//! page of it) or, without slots, a mapped file. Members are a guest access loop on the
+//! target page (always, so that something observes the race), then up to three more of:
+//! another guest loop (another vCPU), an invalidation of the target (punch or allocate of its
+//! file range, unbind of its slot, close or munmap of its file, set_attributes over it where
+//! the kernel has attributes) and host accesses to the same file page.
+
+use arbitrary::{Result, Unstructured};
+use gmemfuzz_backends::group::{Group, Member};
+use gmemfuzz_backends::op::{layout, Access, AccessKind, GmemId, Op, Width, PAGE_SIZE};
+
+use super::Generator;
+
+/// Most positions (`Group::positions`) of a generated group: keeps the model's search of its
+/// orders to about a millisecond.
+const GENERATED_POSITIONS: u64 = 1_500;
+
+/// Where the members of a group meet.
+struct Target {
+    /// A page of the target slot, in guest-physical terms (none without a slot).
+    gpa: Option<u64>,
+    slot: Option<u32>,
+    /// The file and file page behind it.
+    file: Option<(GmemId, u64)>,
+}
+
+impl Generator {
+    pub(super) fn group(&mut self, u: &mut Unstructured) -> Result<Op> {
+        let target = self.race_target(u)?;
+        let mut members = vec![self.guest_loop(u, &target)?];
+        let extra = u.int_in_range(1..=3usize)?;
+        for _ in 0..extra {
+            let member = match u.int_in_range(0..=9u8)? {
+                0 | 1 => self.guest_loop(u, &target)?,
+                2 | 3 => match target.file {
+                    Some((gmem, page)) => {
+                        let pages = u.int_in_range(1..=2u64)?;
+                        Member { op: Op::Punch { gmem, offset: page * PAGE_SIZE, len: pages * PAGE_SIZE }, repeat: u.int_in_range(1..=3)? }
+                    }
+                    None => continue,
+                },
+                4 => match target.file {
+                    Some((gmem, page)) => Member {
+                        op: Op::Allocate { gmem, mode: 1, offset: page * PAGE_SIZE, len: PAGE_SIZE },
+                        repeat: u.int_in_range(1..=3)?,
+                    },
+                    None => continue,
+                },
+                5 => match target.slot {
+                    Some(slot) => Member { op: Op::Unbind { slot }, repeat: 1 },
+                    None => continue,
+                },
+                6 => match target.file {
+                    Some((gmem, _)) if u.arbitrary()? => Member { op: Op::CloseGmem { gmem }, repeat: 1 },
+                    Some((gmem, _)) => Member { op: Op::Unmap { gmem }, repeat: 1 },
+                    None => continue,
+                },
+                7 if self.profile.attributes != 0 => match target.gpa {
+                    Some(gpa) => {
+                        let attributes = *u.choose(&[0, self.profile.attributes])?;
+                        Member { op: Op::SetAttributes { gpa, size: PAGE_SIZE, attributes }, repeat: u.int_in_range(1..=2)? }
+                    }
+                    None => continue,
+                },
+                _ => match target.file {
+                    Some((gmem, page)) => self.host_loop(u, gmem, page)?,
+                    None => continue,
+                },
+            };
+            members.push(member);
+        }
+        let mut group = Group { members };
+        // Drop members until the group can run (a close or munmap of a file another member
+        // names, too many steps) and its orders are cheap to search: the later ones first.
+        while (group.check().is_err() || group.positions() > GENERATED_POSITIONS) && group.members.len() > 2 {
+            group.members.pop();
+        }
+        if group.check().is_err() {
+            return Ok(Op::Check);
+        }
+        Ok(Op::Group(group))
+    }
+
+    /// A bound slot and a page of it, mostly; else a mapped file's page.
+    fn race_target(&self, u: &mut Unstructured) -> Result<Target> {
+        if !self.slots.is_empty() && u.ratio(7u8, 8)? {
+            let s = u.choose(&self.slots)?;
+            let index = u.int_in_range(0..=s.pages.min(4) - 1)?;
+            let file = s.binding.map(|(f, first)| (GmemId(f as u8), first + index));
+            // A plain slot over a mapped file's pages is not what `binding` records; a file
+            // for host accesses and invalidations then comes from the mapped ones.
+            let file = match file {
+                Some(f) => Some(f),
+                None if !self.mapped.is_empty() => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
+                None => None,
+            };
+            return Ok(Target { gpa: Some((s.gfn + index) * PAGE_SIZE), slot: Some(s.id), file });
+        }
+        let file = match self.mapped.is_empty() {
+            true => Some((self.gmem(u)?, 0)),
+            false => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
+        };
+        Ok(Target { gpa: None, slot: None, file })
+    }
+
+    /// A vCPU loop of one or two accesses on the target page (or anywhere in the window
+    /// without one), repeated to widen the window.
+    fn guest_loop(&self, u: &mut Unstructured, target: &Target) -> Result<Member> {
+        let n = u.int_in_range(1..=2usize)?;
+        let mut accesses = Vec::with_capacity(n);
+        for _ in 0..n {
+            let page = match target.gpa {
+                Some(gpa) => gpa,
+                None => layout::WINDOW_GPA + u.int_in_range(0..=layout::WINDOW_PAGES - 1)? * PAGE_SIZE,
+            };
+            let width = *u.choose(&Width::ALL)?;
+            // A few offsets, so that members meet on the same bytes.
+            let gpa = page + u.int_in_range(0..=3u64)? * 8;
+            let kind = if u.ratio(2u8, 3)? { AccessKind::Read } else { AccessKind::Write(self.value(u, gpa)?) };
+            accesses.push(Access { gpa, width, kind });
+        }
+        Ok(Member { op: Op::Guest { accesses }, repeat: u.int_in_range(1..=8)? })
+    }
+
+    /// Host loads or stores of the target file page, at the offsets guest loops use.
+    fn host_loop(&self, u: &mut Unstructured, gmem: GmemId, page: u64) -> Result<Member> {
+        let width = *u.choose(&Width::ALL)?;
+        let offset = page * PAGE_SIZE + u.int_in_range(0..=3u64)? * 8;
+        let op = match u.arbitrary()? {
+            true => Op::HostRead { gmem, offset, width },
+            false => Op::HostWrite { gmem, offset, width, value: self.value(u, offset)? },
+        };
+        Ok(Member { op, repeat: u.int_in_range(1..=8)? })
+    }
+}
