@@ -23,6 +23,11 @@ pub struct Breakdown {
     /// The backend's reset by part (`Backend::reset_phases`), where it times them.
     #[serde(default)]
     pub reset_parts: BTreeMap<String, f64>,
+    /// Programs in which a concurrent group ran, and the seconds they took in the loop.
+    #[serde(default)]
+    pub racing_programs: u64,
+    #[serde(default)]
+    pub racing_seconds: f64,
     /// KCOV bookkeeping around the loop: reading traces, edges, comparison reruns.
     #[serde(default)]
     pub kcov: f64,
@@ -35,6 +40,30 @@ impl Breakdown {
 
     pub fn add_op(&mut self, kind: OpKind, spent: Duration) {
         *self.ops.entry(kind.name().to_string()).or_default() += spent.as_secs_f64();
+    }
+
+    /// Racing programs/s beside sequential ones, each over the time its programs took (the
+    /// rest of the session's time is shared out by program count), or `None` without groups.
+    pub fn racing_rates(&self, wall: f64, programs: u64) -> Option<(f64, f64)> {
+        if self.racing_programs == 0 || programs == 0 {
+            return None;
+        }
+        let sequential = programs.saturating_sub(self.racing_programs);
+        // What each program costs outside `Runner::run_with` (generation, KCOV, the fuzzer).
+        let overhead = (wall - (self.in_loop() - self.kcov)).max(0.0) / programs as f64;
+        let racing_time = self.racing_seconds + overhead * self.racing_programs as f64;
+        let sequential_time = (wall - racing_time).max(f64::MIN_POSITIVE);
+        Some((self.racing_programs as f64 / racing_time.max(f64::MIN_POSITIVE), sequential as f64 / sequential_time))
+    }
+
+    /// The racing and sequential figures as a line, where groups ran.
+    pub fn show_racing(&self, wall: f64, programs: u64) -> Option<String> {
+        let (racing, sequential) = self.racing_rates(wall, programs)?;
+        Some(format!(
+            "racing programs (a concurrent group ran) {} at {racing:.1} programs/s, sequential {} at {sequential:.1} programs/s",
+            self.racing_programs,
+            programs - self.racing_programs
+        ))
     }
 
     /// The breakdown over a session of `wall` seconds and `programs` programs: the rest of
@@ -87,6 +116,15 @@ impl Stopwatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn racing_and_sequential_rates_split_the_time() {
+        // 100 programs in 10 s, all of it in the loop; 10 racing programs took 4 s of it.
+        let b = Breakdown { reset: 10.0, racing_programs: 10, racing_seconds: 4.0, ..Breakdown::default() };
+        let (racing, sequential) = b.racing_rates(10.0, 100).unwrap();
+        assert!((racing - 2.5).abs() < 1e-9 && (sequential - 15.0).abs() < 1e-9, "{racing} {sequential}");
+        assert_eq!(Breakdown::default().racing_rates(10.0, 100), None);
+    }
 
     #[test]
     fn shares_add_up_with_other() {

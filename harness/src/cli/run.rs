@@ -291,5 +291,8 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         runner.stats.programs as f64 / secs
     );
     println!("{}", runner.stats.time.show(secs, runner.stats.programs));
+    if let Some(line) = runner.stats.time.show_racing(secs, runner.stats.programs) {
+        println!("{line}");
+    }
     sink.put(&Record::Throughput { programs: runner.stats.programs, ops: opts.ops, seconds: secs, breakdown: runner.stats.time.clone() })
 }

@@ -346,6 +346,7 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                     *programs as f64 / seconds
                 ));
                 report.stats.push(format!("inside the guest: {}", breakdown.show(*seconds, *programs)));
+                report.stats.extend(breakdown.show_racing(*seconds, *programs));
             }
             r @ Record::Coverage { .. } => {
                 let line = r.coverage_line().expect("a coverage record");

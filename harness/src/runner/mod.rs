@@ -106,7 +106,14 @@ impl<B: Backend> Runner<B> {
     pub fn run_with(&mut self, program: &Program, observer: &mut impl Observer) -> Result<Trace, RunError> {
         let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), known_bug: None };
         self.stats.programs += 1;
-        match self.steps(program, &mut trace, observer) {
+        let (clock, groups) = (Stopwatch::start(), self.stats.races.groups);
+        let steps = self.steps(program, &mut trace, observer);
+        if self.stats.races.groups > groups {
+            // A program where a group ran: counted apart, for racing programs/s.
+            self.stats.time.racing_programs += 1;
+            self.stats.time.racing_seconds += clock.secs();
+        }
+        match steps {
             Ok(()) => Ok(trace),
             Err(RunError::Divergence(d)) => {
                 let known = if self.filter_known { crate::known::classify(&d, &self.model) } else { None };
