@@ -32,6 +32,9 @@
 //!   the punched file, a punch (and an allocate, alike) is split into one step per page, in
 //!   ascending order, which also allows orders the guest cannot see (a wider set, never a
 //!   narrower one).
+//! - A guest fault on a software-protected VM reads the GFN's attributes twice, so a fault
+//!   that straddles a conversion of its GFN may also exit with KVM_EXIT_MEMORY_FAULT in the
+//!   first read's view (`Search::straddles_conversion`; seen in the lane on 7.2).
 //! - A host access is one aligned instruction (`kvm::hostmem`; `Group::check` refuses an
 //!   unaligned one).
 
@@ -40,7 +43,7 @@ use std::hash::{Hash, Hasher};
 
 use super::{Model, Shared};
 use crate::group::Group;
-use crate::op::{Access, AccessKind, Op, Width, PAGE_SIZE};
+use crate::op::{Access, AccessKind, Op, Width, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE};
 use crate::outcome::{AccessResult, Outcome, SkipReason};
 
 /// Most search nodes one group may take; past it the search gives up (`RaceError::TooLarge`).
@@ -383,6 +386,35 @@ impl<'a> Search<'a> {
         Ok(self.finals)
     }
 
+    /// Whether `got` is the exit of a guest fault that straddled a private/shared conversion
+    /// of its GFN: a member other than `m` has yet to run a set_attributes that succeeded and
+    /// flips the GFN's privacy from what it is in `node`. For software-protected VMs the
+    /// fault reads the attributes twice, 7.2 mmu.c kvm_mmu_page_fault(): `vcpu->kvm->arch.vm_type
+    /// == KVM_X86_SW_PROTECTED_VM && kvm_mem_is_private(vcpu->kvm, gpa_to_gfn(cr2_or_gpa)))
+    /// error_code |= PFERR_PRIVATE_ACCESS;` and later kvm_mmu_faultin_pfn(): `if
+    /// (fault->is_private != kvm_mem_is_private(kvm, fault->gfn)) {
+    /// kvm_mmu_prepare_memory_fault_exit(vcpu, fault); return -EFAULT;` (6.12
+    /// __kvm_faultin_pfn()/kvm_faultin_pfn() alike), which reports the first read's view:
+    /// `KVM_MEMORY_EXIT_FLAG_PRIVATE` if the fault was private, the GFN's page, its size.
+    fn straddles_conversion(&self, node: &Node, m: usize, access: &Access, got: AccessResult) -> bool {
+        let gfn = access.gpa / PAGE_SIZE;
+        let private = node.model.is_private_gfn(gfn);
+        let flags = if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 };
+        if got != (AccessResult::MemoryFault { gpa: gfn * PAGE_SIZE, size: PAGE_SIZE, flags }) {
+            return false;
+        }
+        (0..self.steps.len()).filter(|&other| other != m).any(|other| {
+            self.steps[other][node.pos[other]..].iter().any(|step| match step {
+                Step::Whole { rep, op: Op::SetAttributes { gpa, size, attributes } } => {
+                    let covers = *gpa <= gfn * PAGE_SIZE && gfn * PAGE_SIZE - gpa < *size;
+                    let flips = (attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0) != private;
+                    covers && flips && self.actual[other][*rep] == Outcome::Ok
+                }
+                _ => false,
+            })
+        })
+    }
+
     /// Member `m` takes its next step from `node`: the child, or `None` where the step's
     /// prediction does not admit what the backend did.
     fn advance(&mut self, node: &Node, m: usize) -> Option<Node> {
@@ -421,6 +453,13 @@ impl<'a> Search<'a> {
             Step::Access { index, access, part, .. } => {
                 let Outcome::Guest(results) = actual else { unreachable!("shape checked") };
                 let got = results[*index];
+                if self.straddles_conversion(node, m, access, got) {
+                    // The fault began before a conversion another member makes and checked
+                    // again after it: KVM_RUN failed with the first view, nothing changed.
+                    child.low[m] = None;
+                    child.pos[m] = self.next_rep[m][pos];
+                    return results[*index + 1..].iter().all(|r| *r == AccessResult::NotRun).then_some(child);
+                }
                 let res = single(child.model.guest(std::slice::from_ref(access)));
                 let result = match part {
                     Part::Whole => Some(res),

@@ -187,3 +187,34 @@ fn a_read_racing_a_conversion_to_private_sees_either_side() {
     let back = Outcome::Group(vec![vec![r4(0), r4(0x5a)], vec![Outcome::Ok]]);
     assert!(matches!(m.race(&g, &back), Err(RaceError::Mismatch(_))), "shared again after private: refused");
 }
+
+/// A guest fault that read the GFN's attributes before a racing conversion and checked them
+/// after it exits with KVM_EXIT_MEMORY_FAULT in the first view (seen in the lane on 7.2: a
+/// write to a shared GFN racing its conversion to private exited with flags 0). Only where
+/// a member converts that GFN, and only in the view before the conversion.
+#[test]
+fn a_fault_straddling_a_conversion_exits_with_the_view_before_it() {
+    let mut m = Model::new(Profile::sw_protected_6_12());
+    let ops = [
+        Op::CreateGmem { size: 2 * PAGE_SIZE, flags: 0 },
+        Op::Bind { slot: 2, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(G0), gpa: GPA, size: 2 * PAGE_SIZE, offset: 0 },
+    ];
+    for op in ops {
+        assert_eq!(m.apply(&op).unwrap(), Outcome::Ok, "{op:?}");
+    }
+    let write = |gpa| Op::Guest { accesses: vec![Access { gpa, width: Width::W4, kind: AccessKind::Write(0x5a) }] };
+    let convert = Op::SetAttributes { gpa: GPA, size: PAGE_SIZE, attributes: crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE };
+    let fault = |gpa, flags| Outcome::Guest(vec![AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }]);
+    let shared_view = Outcome::Group(vec![vec![fault(GPA, 0)], vec![Outcome::Ok]]);
+    let g = group(vec![(write(GPA + 0x18), 1), (convert.clone(), 1)]);
+    let ends = m.race(&g, &shared_view).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(ends.iter().all(|e| e.is_private_gfn(GPA / PAGE_SIZE)), "the conversion happened");
+    // Not where the conversion failed, nor on a GFN it does not convert.
+    let failed = Outcome::Group(vec![vec![fault(GPA, 0)], vec![Outcome::Err(crate::outcome::Errno(22))]]);
+    assert!(m.race(&g, &failed).is_err());
+    let other_page = group(vec![(write(GPA + PAGE_SIZE), 1), (convert, 1)]);
+    assert!(matches!(
+        m.race(&other_page, &Outcome::Group(vec![vec![fault(GPA + PAGE_SIZE, 0)], vec![Outcome::Ok]])),
+        Err(RaceError::Mismatch(_))
+    ));
+}
