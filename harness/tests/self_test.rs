@@ -169,3 +169,75 @@ fn the_gmem_bind_overflow_is_a_known_bug_matched_by_value() {
     runner.run(&bind(0x7fff_ffff_ffff_e000)).expect("an offset whose end stays below 2^63 is refused as predicted");
     assert_eq!(runner.stats.known, 1);
 }
+
+/// The stale-MMIO-SPTE kernel bug seen through a concurrent group (the lane on 6.12): each
+/// vCPU of a group emulates MMIO for a private GFN that exited as MMIO before. Reported as a
+/// race divergence whose allowed set holds the private fault, and matched by value as the
+/// known bug while fuzzing.
+struct StaleMmioInGroups(Model);
+
+impl Backend for StaleMmioInGroups {
+    fn name(&self) -> &str {
+        "stale-mmio-in-groups"
+    }
+    fn profile(&self) -> &Profile {
+        self.0.profile()
+    }
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        self.0.reset()
+    }
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        let stale = |m: &Model, gpa: u64| m.is_private_gfn(gpa / 4096) && m.exited_as_mmio(gpa / 4096);
+        let Op::Group(group) = op else { return self.0.apply(op) };
+        let quirky: Vec<Vec<bool>> = group
+            .members
+            .iter()
+            .map(|m| match &m.op {
+                Op::Guest { accesses } => accesses.iter().map(|a| stale(&self.0, a.gpa)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        match self.0.apply(op)? {
+            Outcome::Group(mut members) => {
+                for (outcomes, quirky) in members.iter_mut().zip(&quirky) {
+                    for outcome in outcomes.iter_mut() {
+                        if let Outcome::Guest(results) = outcome {
+                            for (r, q) in results.iter_mut().zip(quirky) {
+                                if *q {
+                                    *r = gmemfuzz_backends::AccessResult::Mmio;
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(Outcome::Group(members))
+            }
+            other => Ok(other),
+        }
+    }
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        self.0.observe(probes)
+    }
+}
+
+#[test]
+fn the_stale_mmio_spte_bug_through_a_group_is_known_by_value() {
+    let program = gmemfuzz::repro::text::parse(
+        "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\nguest r1@0x13c000\nset_attributes gpa=0x13c000 size=0x1000 attributes=PRIVATE\ngroup\n  x2 guest r4@0x13c000\n  x2 guest r4@0x13c010\nend\n",
+    )
+    .unwrap();
+    let mut plain = Runner::new(StaleMmioInGroups(Model::new(Profile::sw_protected_6_12())));
+    plain.check_after_invalidation = false;
+    match plain.run(&program) {
+        Err(RunError::Divergence(d)) => {
+            assert_eq!((d.kind, d.op_index), (DivergenceKind::UnexpectedExit, 3), "{d}");
+            assert_eq!(d.gpa(), Some(0x13c000), "{d}");
+        }
+        other => panic!("expected the race divergence, got {other:?}"),
+    }
+    let mut fuzzing = Runner::new(StaleMmioInGroups(Model::new(Profile::sw_protected_6_12())));
+    fuzzing.check_after_invalidation = false;
+    fuzzing.filter_known = true;
+    let trace = fuzzing.run(&program).expect("the known bug is not reported while fuzzing");
+    assert_eq!(trace.known_bug, Some((3, "stale-mmio-spte-on-private-gfn")));
+}

@@ -90,6 +90,17 @@ pub struct RaceMismatch {
     pub allowed: Vec<String>,
     /// What the backend did there.
     pub actual: String,
+    /// Where the step is a guest access: its address, the results some order allowed and
+    /// the backend's, as values (the known-bug filter matches them).
+    pub access_at: Option<AccessMismatch>,
+}
+
+/// A guest access no order explains, as values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessMismatch {
+    pub gpa: u64,
+    pub allowed: Vec<AccessResult>,
+    pub actual: AccessResult,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +211,7 @@ impl Model {
                     access: None,
                     allowed: vec![Outcome::Skipped(SkipReason::InvalidGroup).to_string()],
                     actual: other.to_string(),
+                    access_at: None,
                 })),
             };
         }
@@ -218,6 +230,7 @@ impl Model {
                             access: None,
                             allowed: vec![Outcome::Skipped(reason).to_string()],
                             actual: actual[i][r].to_string(),
+                            access_at: None,
                         }));
                     }
                     steps.push(Vec::new());
@@ -232,6 +245,7 @@ impl Model {
                             access: None,
                             allowed: vec![format!("{} guest access results", accesses.len())],
                             actual: actual[i][r].to_string(),
+                            access_at: None,
                         }));
                     }
                     steps.push(self.steps(group, &m.op, m.repeat as usize));
@@ -323,6 +337,8 @@ struct Search<'a> {
     final_prints: HashSet<u64>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
     predicted: BTreeMap<At, BTreeSet<String>>,
+    /// The same for guest accesses, as values.
+    predicted_accesses: BTreeMap<At, Vec<AccessResult>>,
     deepest: Option<(usize, At)>,
     nodes: usize,
 }
@@ -341,6 +357,7 @@ impl<'a> Search<'a> {
             finals: Vec::new(),
             final_prints: HashSet::new(),
             predicted: BTreeMap::new(),
+            predicted_accesses: BTreeMap::new(),
             deepest: None,
             nodes: 0,
         }
@@ -381,7 +398,15 @@ impl<'a> Search<'a> {
                 (_, o) => o.to_string(),
             };
             let allowed = self.predicted.remove(&at).unwrap_or_default().into_iter().collect();
-            return Err(RaceError::Mismatch(RaceMismatch { member, repetition, access, allowed, actual }));
+            let access_at = access.and_then(|i| {
+                let Outcome::Guest(results) = &self.actual[member][repetition] else { return None };
+                let gpa = self.steps[member].iter().find_map(|s| match s {
+                    Step::Access { rep, index, access, .. } if *rep == repetition && *index == i => Some(access.gpa),
+                    _ => None,
+                })?;
+                Some(AccessMismatch { gpa, allowed: self.predicted_accesses.remove(&at).unwrap_or_default(), actual: results[i] })
+            });
+            return Err(RaceError::Mismatch(RaceMismatch { member, repetition, access, allowed, actual, access_at }));
         }
         Ok(self.finals)
     }
@@ -470,6 +495,10 @@ impl<'a> Search<'a> {
                     Part::High => Some(combine(child.low[m].take().expect("the low half ran first"), res)),
                 };
                 if let Some(result) = result {
+                    let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
+                    if !predicted.contains(&result) {
+                        predicted.push(result);
+                    }
                     let ok = result.admits(&got);
                     if !fail(self, (m, rep, Some(*index)), result.to_string(), ok) {
                         return None;

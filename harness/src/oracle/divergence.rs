@@ -48,7 +48,8 @@ pub enum Subject {
     Probe { probe: Probe, at: CompareAt },
     /// Repetition `repetition` of member `member` of a concurrent group (its access
     /// `access`, for a guest member): no order of the members allows what the backend did.
-    Race { member: usize, repetition: usize, access: Option<usize> },
+    /// `gpa`: the access's address, where the subject is a guest access.
+    Race { member: usize, repetition: usize, access: Option<usize>, gpa: Option<u64> },
 }
 
 impl Subject {
@@ -71,6 +72,7 @@ impl Subject {
         match self {
             Subject::GuestAccess { access, .. } => Some(access.gpa),
             Subject::Probe { probe: Probe::GuestPage { gpa, .. }, .. } => Some(*gpa),
+            Subject::Race { gpa, .. } => *gpa,
             _ => None,
         }
     }
@@ -84,6 +86,8 @@ pub enum Seen {
     Observation(Observation),
     /// What some order of a group's members allows (each as its `Display`).
     Allowed(Vec<String>),
+    /// The guest access results some order of a group's members allows.
+    OneOf(Vec<AccessResult>),
     /// What a backend did, in words (a group member's result).
     Text(String),
 }
@@ -94,6 +98,14 @@ impl Seen {
         match self {
             Seen::Access(a) | Seen::Observation(Observation::GuestExit(a)) => Some(*a),
             _ => None,
+        }
+    }
+
+    /// The access results this shows or allows (several for a race).
+    pub fn accesses(&self) -> Vec<AccessResult> {
+        match self {
+            Seen::OneOf(set) => set.clone(),
+            other => other.access().into_iter().collect(),
         }
     }
 }
@@ -142,7 +154,7 @@ impl fmt::Display for Subject {
             }
             Subject::Probe { probe, at: CompareAt::AfterOp } => write!(f, "{probe:?} after the op"),
             Subject::Probe { probe, at: CompareAt::End } => write!(f, "{probe:?} at the end of the program"),
-            Subject::Race { member, repetition, access } => {
+            Subject::Race { member, repetition, access, .. } => {
                 write!(f, "group member {member}, repetition {repetition}")?;
                 match access {
                     Some(i) => write!(f, ", access {i}"),
@@ -161,6 +173,10 @@ impl fmt::Display for Seen {
             Seen::Observation(o) => f.write_str(&show_observation(o)),
             Seen::Text(t) => f.write_str(t),
             Seen::Allowed(set) => write!(f, "one of {{{}}} (the results some order of the members allows)", set.join(" | ")),
+            Seen::OneOf(set) => {
+                let set: Vec<String> = set.iter().map(|a| a.to_string()).collect();
+                write!(f, "one of {{{}}} (the results some order of the members allows)", set.join(" | "))
+            }
         }
     }
 }

@@ -95,14 +95,19 @@ impl Context<'_> {
 
     /// A group whose backend answer no order of its members explains.
     pub fn race_mismatch(&self, m: &gmemfuzz_backends::model::RaceMismatch) -> Divergence {
-        let subject = Subject::Race { member: m.member, repetition: m.repetition, access: m.access };
+        let subject =
+            Subject::Race { member: m.member, repetition: m.repetition, access: m.access, gpa: m.access_at.as_ref().map(|a| a.gpa) };
         let exit = |s: &str| s.contains("exit") || s.contains("fault") || s.contains("SIGBUS");
         let kind = if exit(&m.actual) || m.allowed.iter().any(|a| exit(a)) {
             DivergenceKind::UnexpectedExit
         } else {
             DivergenceKind::ResultMismatch
         };
-        self.divergence(kind, subject, Seen::Allowed(m.allowed.clone()), Seen::Text(m.actual.clone()), None)
+        let (expected, actual) = match &m.access_at {
+            Some(a) if !a.allowed.is_empty() => (Seen::OneOf(a.allowed.clone()), Seen::Access(a.actual)),
+            _ => (Seen::Allowed(m.allowed.clone()), Seen::Text(m.actual.clone())),
+        };
+        self.divergence(kind, subject, expected, actual, None)
     }
 
     /// Compares the answers to one probe. `None` from the model means "either is fine".
