@@ -107,7 +107,7 @@ fn a_racing_read_of_a_value_no_order_allows_is_a_divergence() {
     let mut runner = Runner::new(BrokenReads(backend));
     let Err(RunError::Divergence(d)) = runner.run(&read_racing_punch()) else { panic!("0xdead must be flagged") };
     assert_eq!(d.op_index, 4);
-    assert_eq!(d.subject, Subject::Race { member: 0, repetition: 0, access: Some(0) });
+    assert_eq!(d.subject, Subject::Race { member: 0, repetition: 0, access: Some(0), gpa: Some(GPA) });
     let shown = d.to_string();
     assert!(shown.contains("read 0xdead") && shown.contains("read 0x1122334455667788"), "{shown}");
 }

@@ -106,7 +106,7 @@ pub struct AccessMismatch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RaceError {
     /// No order of the members' steps explains what the backend did.
-    Mismatch(RaceMismatch),
+    Mismatch(Box<RaceMismatch>),
     /// The search passed `MAX_NODES`: no verdict.
     TooLarge,
     /// The backend's answer does not have the group's shape (a harness bug).
@@ -205,14 +205,14 @@ impl Model {
         if group.check().is_err() {
             return match actual {
                 Outcome::Skipped(SkipReason::InvalidGroup) => Ok(vec![self.clone()]),
-                other => Err(RaceError::Mismatch(RaceMismatch {
+                other => Err(RaceError::Mismatch(Box::new(RaceMismatch {
                     member: 0,
                     repetition: 0,
                     access: None,
                     allowed: vec![Outcome::Skipped(SkipReason::InvalidGroup).to_string()],
                     actual: other.to_string(),
                     access_at: None,
-                })),
+                }))),
             };
         }
         let Outcome::Group(actual) = actual else {
@@ -224,14 +224,14 @@ impl Model {
             match self.member_skip(&m.op) {
                 Some(reason) => {
                     if let Some(r) = actual[i].iter().position(|o| *o != Outcome::Skipped(reason)) {
-                        return Err(RaceError::Mismatch(RaceMismatch {
+                        return Err(RaceError::Mismatch(Box::new(RaceMismatch {
                             member: i,
                             repetition: r,
                             access: None,
                             allowed: vec![Outcome::Skipped(reason).to_string()],
                             actual: actual[i][r].to_string(),
                             access_at: None,
-                        }));
+                        })));
                     }
                     steps.push(Vec::new());
                 }
@@ -239,14 +239,14 @@ impl Model {
                     if let (Op::Guest { accesses }, Some(r)) =
                         (&m.op, actual[i].iter().position(|o| !matches!(o, Outcome::Guest(v) if v.len() == accesses_len(&m.op))))
                     {
-                        return Err(RaceError::Mismatch(RaceMismatch {
+                        return Err(RaceError::Mismatch(Box::new(RaceMismatch {
                             member: i,
                             repetition: r,
                             access: None,
                             allowed: vec![format!("{} guest access results", accesses.len())],
                             actual: actual[i][r].to_string(),
                             access_at: None,
-                        }));
+                        })));
                     }
                     steps.push(self.steps(group, &m.op, m.repeat as usize));
                 }
@@ -406,7 +406,7 @@ impl<'a> Search<'a> {
                 })?;
                 Some(AccessMismatch { gpa, allowed: self.predicted_accesses.remove(&at).unwrap_or_default(), actual: results[i] })
             });
-            return Err(RaceError::Mismatch(RaceMismatch { member, repetition, access, allowed, actual, access_at }));
+            return Err(RaceError::Mismatch(Box::new(RaceMismatch { member, repetition, access, allowed, actual, access_at })));
         }
         Ok(self.finals)
     }
