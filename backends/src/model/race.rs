@@ -149,6 +149,20 @@ impl Model {
         Outcome::Group(out)
     }
 
+    /// Whether a guest member accesses a shared GFN whose slot's memory is `gmem`'s mapping
+    /// (not a guest_memfd-only slot, whose faults take the file's invalidation).
+    fn guest_maps_through(&self, group: &Group, gmem: crate::op::GmemId) -> bool {
+        group.members.iter().any(|m| match &m.op {
+            Op::Guest { accesses } => accesses.iter().any(|a| {
+                let gfn = a.gpa / PAGE_SIZE;
+                self.guest_slot(gfn).is_some_and(|(_, s)| {
+                    !s.gmem_only && !self.is_private_gfn(gfn) && matches!(s.shared, Shared::GmemMap { gmem: g, .. } if g == gmem)
+                })
+            }),
+            _ => false,
+        })
+    }
+
     /// The steps of member `op`, `repeat` times, from this state (before the group).
     fn steps(&self, group: &Group, op: &Op, repeat: usize) -> Vec<Step> {
         let mut steps = Vec::new();
@@ -172,12 +186,19 @@ impl Model {
                 Op::Punch { gmem, offset, len } | Op::Allocate { gmem, offset, len, .. } if self.splits(group, op) => {
                     let first = offset / PAGE_SIZE;
                     let pages = len / PAGE_SIZE;
-                    for p in first..first + pages {
-                        let page = match *op {
-                            Op::Allocate { mode, .. } => Op::Allocate { gmem: *gmem, mode, offset: p * PAGE_SIZE, len: PAGE_SIZE },
-                            _ => Op::Punch { gmem: *gmem, offset: p * PAGE_SIZE, len: PAGE_SIZE },
-                        };
-                        steps.push(Step::Page { rep, op: page, last: p + 1 == first + pages });
+                    // A punch removes each page, then goes over the range again for pages
+                    // faulted in meanwhile (truncate_inode_pages_range(): `/* Otherwise
+                    // restart to make sure all gone */`): an access through the mapping can
+                    // read a page the same punch then removes.
+                    let passes = if matches!(op, Op::Punch { .. }) { 2 } else { 1 };
+                    for pass in 0..passes {
+                        for p in first..first + pages {
+                            let page = match *op {
+                                Op::Allocate { mode, .. } => Op::Allocate { gmem: *gmem, mode, offset: p * PAGE_SIZE, len: PAGE_SIZE },
+                                _ => Op::Punch { gmem: *gmem, offset: p * PAGE_SIZE, len: PAGE_SIZE },
+                            };
+                            steps.push(Step::Page { rep, op: page, last: pass + 1 == passes && p + 1 == first + pages });
+                        }
                     }
                 }
                 _ => steps.push(Step::Whole { rep, op: op.clone() }),
@@ -186,13 +207,16 @@ impl Model {
         steps
     }
 
-    /// Whether a punch or allocate is split per page: a host member names its file, and
-    /// the op as a whole succeeds here on page-aligned bounds of more than one page (where
-    /// it fails, it fails before touching a page: kvm_gmem_fallocate() checks `mode`,
-    /// alignment and bounds first).
+    /// Whether a punch or allocate is split per page: a member reaches its file through the
+    /// file's mapping (a host access, or a guest access to a shared GFN whose slot's memory is
+    /// that mapping: both fault through kvm_gmem_fault_user_mapping(), which takes no
+    /// invalidate lock), and the op as a whole succeeds here on page-aligned bounds (where it
+    /// fails, it fails before touching a page: kvm_gmem_fallocate() checks `mode`, alignment
+    /// and bounds first).
     fn splits(&self, group: &Group, op: &Op) -> bool {
         let (Op::Punch { gmem, offset, len } | Op::Allocate { gmem, offset, len, .. }) = *op else { return false };
-        if !group.host_access_names(gmem) || offset % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len <= PAGE_SIZE {
+        let through_mapping = group.host_access_names(gmem) || self.guest_maps_through(group, gmem);
+        if !through_mapping || offset % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 {
             return false;
         }
         let mut scratch = self.clone();
