@@ -276,7 +276,72 @@ impl Model {
                 }
             }
         }
-        Search::new(&steps, actual).run(self)
+        let finals = Search::new(&steps, actual).run(self)?;
+        Ok(self.with_abandoned_faults(group, finals))
+    }
+
+    /// The end states, each also with the pages racing guest faults may have taken without
+    /// completing. A fault through guest_memfd allocates its page before KVM checks whether
+    /// an invalidation raced it (7.2 kvm_mmu_faultin_pfn_gmem(): `r = kvm_gmem_get_pfn(...)`,
+    /// which takes the folio and marks it uptodate; then `is_page_fault_stale()` retries, or
+    /// the slot is gone and the retry exits as MMIO), so where a group also invalidates, the
+    /// page of a racing guest access through guest_memfd (a private GFN, or a
+    /// guest_memfd-only slot) may stay in the page cache whatever the access showed (seen in
+    /// the lane on 7.2: a write racing an unbind exited as MMIO and its page stayed).
+    fn with_abandoned_faults(&self, group: &Group, finals: Vec<Model>) -> Vec<Model> {
+        /// More pages than this and the variants are not worth their number; a group's guest
+        /// members touch a page or two.
+        const MAX_PAGES: usize = 6;
+        if !group.members.iter().any(|m| m.op.invalidates()) {
+            return finals;
+        }
+        let converts = |gfn: u64| {
+            group
+                .members
+                .iter()
+                .any(|m| matches!(m.op, Op::SetAttributes { gpa, size, .. } if gpa <= gfn * PAGE_SIZE && gfn * PAGE_SIZE - gpa < size))
+        };
+        let pages_in = |model: &Model| -> Vec<(crate::op::GmemId, u64)> {
+            let mut pages = Vec::new();
+            for m in &group.members {
+                let Op::Guest { accesses } = &m.op else { continue };
+                for a in accesses {
+                    let gfn = a.gpa / PAGE_SIZE;
+                    let Some((_, slot)) = model.guest_slot(gfn) else { continue };
+                    let Some(b) = slot.binding.filter(|b| !b.file_gone) else { continue };
+                    let via_gmem = slot.gmem_only || self.is_private_gfn(gfn) || model.is_private_gfn(gfn) || converts(gfn);
+                    let page = (b.gmem, b.pgoff + gfn - slot.base_gfn);
+                    if via_gmem && model.gmem(b.gmem).is_some_and(|f| page.1 < f.npages()) && !pages.contains(&page) {
+                        pages.push(page);
+                    }
+                }
+            }
+            pages
+        };
+        let mut out: Vec<Model> = Vec::new();
+        let mut prints = HashSet::new();
+        for end in finals {
+            let mut pages = pages_in(self);
+            for p in pages_in(&end) {
+                if !pages.contains(&p) {
+                    pages.push(p);
+                }
+            }
+            pages.retain(|&(g, i)| end.gmem(g).is_some_and(|f| !f.prepared.contains(&i)));
+            pages.truncate(MAX_PAGES);
+            for subset in 0u32..1 << pages.len() {
+                let mut variant = end.clone();
+                for (bit, &(gmem, index)) in pages.iter().enumerate() {
+                    if subset & (1 << bit) != 0 {
+                        variant.populate(gmem, index, "a racing guest fault", true);
+                    }
+                }
+                if prints.insert(variant.fingerprint()) {
+                    out.push(variant);
+                }
+            }
+        }
+        out
     }
 
     /// A hash of everything that decides what later ops and probes show (not the history,
