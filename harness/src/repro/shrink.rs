@@ -48,6 +48,16 @@ pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
 }
 
 /// Removes the single op `k` (see `remove_ops`).
+/// The program up to its op `index`, with that op, a concurrent group, replaced by its
+/// members in order, each once: what a group shows that its members show in sequence is no
+/// race (`None` where op `index` is not a group).
+pub fn ungrouped(program: &Program, index: usize) -> Option<Program> {
+    let Some(Op::Group(group)) = program.ops.get(index) else { return None };
+    let mut ops = program.ops[..index].to_vec();
+    ops.extend(group.members.iter().map(|m| m.op.clone()));
+    Some(Program { ops })
+}
+
 pub fn remove_op(program: &Program, k: usize) -> Program {
     let mut remove = vec![false; program.ops.len()];
     remove[k] = true;
