@@ -418,19 +418,22 @@ impl KvmBackend {
         }
     }
 
-    fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
-        let handle = match self.gmem(gmem) {
-            Ok(h) => h,
-            Err(why) => return Outcome::Skipped(why),
-        };
-        let Some(map) = handle.map.as_ref() else {
-            return Outcome::Skipped(SkipReason::NotMapped);
-        };
+    /// Where a host access of `width` bytes at `offset` of `gmem`'s mapping lands, or why it
+    /// is not made (no such file, not mapped, past the mapping).
+    fn host_addr(&self, gmem: GmemId, offset: u64, width: Width) -> Result<*mut u8, SkipReason> {
+        let map = self.gmem(gmem)?.map.as_ref().ok_or(SkipReason::NotMapped)?;
         if offset.checked_add(width.bytes()).is_none_or(|end| end > map.len() as u64) {
-            return Outcome::Skipped(SkipReason::OutOfRange);
+            return Err(SkipReason::OutOfRange);
         }
         // SAFETY: offset..offset+width is inside the live mapping (checked above).
-        let addr = unsafe { map.addr().add(offset as usize) };
+        Ok(unsafe { map.addr().add(offset as usize) })
+    }
+
+    fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
+        let addr = match self.host_addr(gmem, offset, width) {
+            Ok(a) => a,
+            Err(why) => return Outcome::Skipped(why),
+        };
         // SAFETY: as above.
         let result = unsafe {
             match store {

@@ -175,18 +175,10 @@ impl KvmBackend {
     }
 
     fn host_job(&self, gmem: crate::op::GmemId, offset: u64, width: Width, store: Option<u64>) -> Job {
-        let handle = match self.gmem(gmem) {
-            Ok(h) => h,
-            Err(why) => return Job::Skip(why),
-        };
-        let Some(map) = handle.map.as_ref() else {
-            return Job::Skip(SkipReason::NotMapped);
-        };
-        if offset.checked_add(width.bytes()).is_none_or(|end| end > map.len() as u64) {
-            return Job::Skip(SkipReason::OutOfRange);
+        match self.host_addr(gmem, offset, width) {
+            Ok(addr) => Job::Host { addr: HostAddr(addr), width, store },
+            Err(why) => Job::Skip(why),
         }
-        // SAFETY: offset..offset+width is inside the live mapping (checked above).
-        Job::Host { addr: HostAddr(unsafe { map.addr().add(offset as usize) }), width, store }
     }
 
     /// Takes the fd or mapping a close or munmap member removes.

@@ -288,11 +288,7 @@ fn main() -> Result<()> {
         } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             let skip_op = skip_op.map(|k| k.name().to_string());
-            let kernel = match (kernel, kernel_src) {
-                (Some(image), _) => gmemfuzz::lane::KernelChoice::Image(image),
-                (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
-                (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
-            };
+            let kernel = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             let opts = gmemfuzz::lane::LaneOptions {
                 kernel,
                 seconds,
@@ -334,11 +330,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Coverage { kernel, kernel_version, kernel_src, pcs, out, ranges } => {
-            let choice = match (kernel, kernel_src) {
-                (Some(image), _) => gmemfuzz::lane::KernelChoice::Image(image),
-                (None, Some(tree)) => gmemfuzz::lane::KernelChoice::Tree(tree),
-                (None, None) => gmemfuzz::lane::KernelChoice::Series(kernel_version),
-            };
+            let choice = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             gmemfuzz::coverage::cli(&choice, &pcs, out.as_deref(), ranges.as_deref())?;
         }
         Command::Run {

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 pub use kbuild::Build;
-pub use pcs::{parse_pcs, read_pcs_files};
+pub use pcs::{format_pcs, parse_pcs, read_pcs_files};
 pub use ranges::{format_ranges, kvm_ranges, parse_ranges, FunctionRange, KVM_DIRS};
 pub use report::{FileCoverage, FunctionCoverage, Totals, REPORT_FILES};
 

@@ -6,6 +6,15 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+/// A PCs file: `#` lines for `header`, then one `0x` PC a line.
+pub fn format_pcs(header: &[String], pcs: impl IntoIterator<Item = u64>) -> String {
+    let mut out: String = header.iter().map(|h| format!("# {h}\n")).collect();
+    for pc in pcs {
+        out.push_str(&format!("{pc:#x}\n"));
+    }
+    out
+}
+
 /// The PCs one file lists (in file order, duplicates kept).
 pub fn parse_pcs(text: &str) -> Result<Vec<u64>> {
     let mut pcs = Vec::new();

@@ -133,11 +133,7 @@ impl Signal {
 
     /// The PCs reached as a PCs file (`gmemfuzz coverage` reads it): one hex PC a line.
     pub fn pcs_file(&self, header: &str) -> String {
-        let mut out = format!("# {header}\n# {} PCs, {} edges\n", self.pcs.len(), self.edge_count);
-        for pc in self.pcs() {
-            out.push_str(&format!("{pc:#x}\n"));
-        }
-        out
+        crate::coverage::format_pcs(&[header.to_string(), format!("{} PCs, {} edges", self.pcs.len(), self.edge_count)], self.pcs())
     }
 
     pub fn ranges(&self) -> &Ranges {

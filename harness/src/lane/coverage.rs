@@ -95,11 +95,8 @@ pub fn merge_pcs(out: &Path, kernel: &LaneKernel) -> Result<Vec<String>> {
         return Ok(vec!["kernel coverage: no PCs came back (a kernel without KCOV, or no fuzzing boot finished)".to_string()]);
     }
     let merged = out.join(MERGED_PCS);
-    let mut text = format!("# gmemfuzz lane: kernel PCs reached over all boots\n# {} PCs\n", all.len());
-    for pc in &all {
-        text.push_str(&format!("{pc:#x}\n"));
-    }
-    std::fs::write(&merged, text)?;
+    let header = ["gmemfuzz lane: kernel PCs reached over all boots".to_string(), format!("{} PCs", all.len())];
+    std::fs::write(&merged, crate::coverage::format_pcs(&header, all.iter().copied()))?;
     let opts = crate::coverage::CoverageOptions { pcs: vec![merged.clone()], out: out.join("coverage") };
     eprintln!("gmemfuzz lane: kernel coverage of this run, by file:");
     if let Err(e) = crate::coverage::report(kernel, &opts) {

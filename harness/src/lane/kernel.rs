@@ -25,6 +25,18 @@ pub enum KernelChoice {
     Image(PathBuf),
 }
 
+impl KernelChoice {
+    /// The choice the command-line flags make (`--kernel`, `--kernel-src`, `--kernel-version`,
+    /// in that precedence; clap keeps them exclusive).
+    pub fn from_flags(image: Option<PathBuf>, tree: Option<PathBuf>, series: String) -> KernelChoice {
+        match (image, tree) {
+            (Some(image), _) => KernelChoice::Image(image),
+            (None, Some(tree)) => KernelChoice::Tree(tree),
+            (None, None) => KernelChoice::Series(series),
+        }
+    }
+}
+
 impl Default for KernelChoice {
     fn default() -> Self {
         KernelChoice::Series(DEFAULT_SERIES.to_string())
