@@ -17,6 +17,7 @@ pub mod report;
 pub mod repro;
 pub mod runner;
 pub mod scenarios;
+pub mod splat;
 pub mod stats;
 pub mod timing;
 

@@ -19,7 +19,17 @@ pub enum Record {
     Scenario { name: String, passed: bool, why: Option<String> },
     /// A stored program was replayed; `recorded` is its `# expect:` line, `seen` what this
     /// run showed (`None`: a harness error, no verdict).
-    Replay { file: String, recorded: Option<String>, seen: Option<String> },
+    Replay {
+        file: String,
+        recorded: Option<String>,
+        seen: Option<String>,
+        /// Runs made, and how many of them reproduced what the file records (a race is
+        /// run until it does, or each time with `--keep-going`).
+        #[serde(default)]
+        tries: u32,
+        #[serde(default)]
+        hits: u32,
+    },
     /// A divergence the known-bug filter did not absorb.
     Divergence {
         kind: String,
@@ -31,8 +41,15 @@ pub enum Record {
         /// The program in the text format.
         program: String,
     },
-    /// The kernel's taint changed while `program` ran.
-    Taint { before: u64, after: u64, program: String },
+    /// The kernel's taint changed, or it logged a splat, while `program` ran; `report` is
+    /// what the kernel logged (empty where its log could not be read).
+    Taint {
+        before: u64,
+        after: u64,
+        program: String,
+        #[serde(default)]
+        report: String,
+    },
     /// A session's counters at its end.
     Stats { programs: u64, divergences: u64, known: u64, skipped_unknown: u64, line: String },
     /// Kernel coverage over a session (`gmemfuzz run --kcov`): edges and PCs reached in the
@@ -144,7 +161,7 @@ mod tests {
         let sink = Sink::new(Some(&path));
         let records = vec![
             Record::Scenario { name: "a".into(), passed: false, why: Some("step 1".into()) },
-            Record::Replay { file: "x.txt".into(), recorded: Some("clean".into()), seen: None },
+            Record::Replay { file: "x.txt".into(), recorded: Some("clean".into()), seen: None, tries: 1, hits: 0 },
             Record::Throughput { programs: 3, ops: 16, seconds: 1.5, breakdown: Default::default() },
         ];
         for r in &records {

@@ -29,7 +29,7 @@ fn cached_kernels() -> Vec<lane::LaneKernel> {
         return Vec::new();
     }
     if kernels.is_empty() {
-        match lane::kernel(&lane::KernelChoice::default()) {
+        match lane::kernel(&lane::KernelChoice::default(), lane::Detectors::default()) {
             Ok(k) => kernels.push(k),
             Err(e) => panic!("the lane kernel could not be built: {e:#}"),
         }
@@ -73,7 +73,7 @@ fn conversion_scenarios_and_lane_regressions_pass_on_every_cached_lane_kernel() 
 /// that reached new edges (written to its corpus) and leaves a PCs file.
 fn guided_run_reaches_kvm_code(kernel: &lane::LaneKernel, initrd: &std::path::Path, out: &std::path::Path) {
     let cmd = "/bin/gmemfuzz run --vm-type 1 --seconds 15 --programs 1000000 --kcov guide --kcov-pcs /out/pcs.txt --corpus /out/corpus --json /out/results.jsonl";
-    let end = lane::boot(&kernel.image, initrd, out, cmd, 300, 1).unwrap();
+    let end = lane::boot(kernel, initrd, out, cmd, 300, 1, true).unwrap();
     let on = format!("Linux {}; console: {}", kernel.version, out.join("console.log").display());
     assert_eq!(end.status, 0, "guided run failed on {on}");
     let records = gmemfuzz::report::read(&out.join("results.jsonl")).unwrap();

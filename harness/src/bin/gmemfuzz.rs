@@ -34,8 +34,9 @@ enum Command {
         /// Write a diverging program here as a text program (divergence-SEED-N.txt).
         #[arg(long)]
         findings: Option<std::path::PathBuf>,
-        /// After each program, read /proc/sys/kernel/tainted: a new taint (WARN, oops,
-        /// KASAN's bad-page taint) is a kernel finding, reported with the program that ran.
+        /// After each program, read /proc/sys/kernel/tainted and the kernel log (/dev/kmsg): a
+        /// new taint or splat (WARN, oops, KASAN, lockdep) is a kernel finding, saved as the
+        /// program that ran, expecting the splat, with the kernel's report.
         #[arg(long)]
         taint_check: bool,
         /// Ops per program.
@@ -119,6 +120,21 @@ enum Command {
         /// by default the KVM functions of the lane's build of the kernel.
         #[arg(long, value_name = "FILE")]
         kcov_ranges: Option<PathBuf>,
+        /// Build the kernel with KASAN (harness/lane/kernel-kasan.config): a use-after-free
+        /// or out-of-bounds access a race causes is a splat, reported with its program.
+        #[arg(long)]
+        kasan: bool,
+        /// Build the kernel with lockdep (harness/lane/kernel-lockdep.config).
+        #[arg(long)]
+        lockdep: bool,
+        /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
+        /// every try, and say how many reproduced what it records (a divergence, or the
+        /// kernel splat it expects).
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
+        /// Tries of --replay.
+        #[arg(long, default_value_t = gmemfuzz::repro::cli::RACE_TRIES, requires = "replay")]
+        repeat: u32,
     },
     /// Report the kernel code the lane's programs reached: PCs files (one hex PC a line, as the
     /// lane's KCOV collection writes them) mapped to guest_memfd.c, kvm_main.c and the x86 MMU,
@@ -205,8 +221,10 @@ enum Command {
         /// Append the verdict to FILE as a JSON line.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
-        /// Run it up to N times, until it diverges (a race depends on timing); default 1, or
-        /// 100 for a program with a concurrent group. Says how often it reproduced.
+        /// Run it up to N times, until it reproduces (a race depends on timing): a
+        /// divergence, or the kernel splat the file expects (`# expect: splat KASAN`, read
+        /// from /dev/kmsg); default 1, or 100 for a program with a concurrent group. Says how
+        /// often it reproduced.
         #[arg(long, value_name = "N")]
         repeat: Option<u32>,
         /// With --repeat: run all N tries instead of stopping at the first divergence.
@@ -285,12 +303,19 @@ fn main() -> Result<()> {
             jobs,
             kcov,
             kcov_ranges,
+            kasan,
+            lockdep,
+            replay,
+            repeat,
         } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             let skip_op = skip_op.map(|k| k.name().to_string());
             let kernel = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             let opts = gmemfuzz::lane::LaneOptions {
                 kernel,
+                detectors: gmemfuzz::lane::Detectors { kasan, lockdep },
+                replay,
+                repeat,
                 seconds,
                 out,
                 scenarios_only,
@@ -303,6 +328,11 @@ fn main() -> Result<()> {
                 kcov_ranges,
             };
             let report = gmemfuzz::lane::run(&opts)?;
+            if let Some((hits, tries)) = report.replay {
+                println!("lane replay: reproduced {hits} of {tries} tries, {} kernel splats on the console", report.splats.len());
+                // Its exit status says whether it reproduced, as `gmemfuzz replay`'s does.
+                std::process::exit(if hits > 0 { 1 } else { 0 });
+            }
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
                 report.boots,

@@ -2,6 +2,7 @@
 //! reproduction commands live in `repro::cli`.
 
 mod bench;
+mod hang;
 pub mod nightly;
 mod run;
 

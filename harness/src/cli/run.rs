@@ -12,6 +12,7 @@ use crate::kcov::ranges::Ranges;
 use crate::kcov::{Kcov, KcovError};
 use crate::report::{Record, Sink};
 use crate::repro::text;
+use crate::splat::{KernelLog, Splat};
 use crate::timing::Stopwatch;
 use crate::{Program, RunError, Runner};
 
@@ -22,7 +23,8 @@ pub struct RunOptions {
     pub seconds: u64,
     /// Where diverging programs are written.
     pub findings: Option<PathBuf>,
-    /// Read /proc/sys/kernel/tainted after each program.
+    /// After each program, read /proc/sys/kernel/tainted and the kernel log: a new taint or
+    /// splat is a finding of that program.
     pub taint_check: bool,
     pub ops: usize,
     pub vm_type: u64,
@@ -63,6 +65,28 @@ const PCS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// /proc/sys/kernel/tainted (0 where it cannot be read).
 fn kernel_taint() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Saves a program that made the kernel splat as `findings/name`: a text program that
+/// expects the splat, with the kernel's report as comments.
+fn save_splat(findings: Option<&PathBuf>, name: &str, program: &Program, profile: &Profile, splat: &Splat) -> Result<()> {
+    if let Some(dir) = findings {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(name);
+        let doc = text::Document {
+            expect: Some(text::Expectation::Splat { kind: splat.kind }),
+            vm_type: Some(profile.vm_type),
+            profile: Some(profile.summary()),
+            ..text::Document::new(program.clone())
+        };
+        let report: Vec<String> = std::iter::once("the kernel logged while this ran:".to_string())
+            .chain(splat.excerpt.lines().map(|l| format!("  {l}")))
+            .collect();
+        let comments: Vec<&str> = report.iter().map(String::as_str).collect();
+        std::fs::write(&path, text::print_document(&doc, &comments)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("gmemfuzz: wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Saves `program` as `findings/name`, a text program recording the profile it ran on and
@@ -173,6 +197,12 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         weights.set(gmemfuzz_backends::OpKind::Group, 0);
     }
     let mut coverage = Coverage::open(opts)?;
+    let mut kernel_log = match opts.taint_check {
+        false => None,
+        true => KernelLog::open()
+            .map_err(|e| eprintln!("gmemfuzz: {}: {e}: kernel splats are seen by taint alone, without their report", KernelLog::PATH))
+            .ok(),
+    };
     let finish = |runner: &mut Runner<KvmBackend>, coverage: &mut Option<Coverage>| -> Result<()> {
         runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
         println!("{}", runner.stats);
@@ -185,6 +215,7 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         }
         Ok(())
     };
+    let watchdog = super::hang::Watchdog::start(super::hang::HUNG_AFTER, opts.findings.clone(), opts.seed, profile.clone());
     let mut seeded = Program::seeded_with(opts.seed, opts.ops, &profile, weights.clone());
     for i in 0..opts.programs as usize {
         if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
@@ -198,9 +229,9 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         let taint_before = if opts.taint_check { kernel_taint() } else { 0 };
         let mut results = Vec::with_capacity(2);
         match &mut coverage {
-            None => results.push(runner.run(&program)),
+            None => results.push(watchdog.watch(i, &program, || runner.run(&program))),
             Some(c) => {
-                let (result, trace) = c.kcov.pcs(|| runner.run(&program));
+                let (result, trace) = c.kcov.pcs(|| watchdog.watch(i, &program, || runner.run(&program)));
                 results.push(result);
                 let t = Stopwatch::start();
                 let new = match &input {
@@ -215,7 +246,7 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
                     // so within a share of the session's time.
                     if c.kcov.has_comparisons() && c.rerun_seconds < RERUN_SHARE * start.elapsed().as_secs_f64() {
                         let rerun = Stopwatch::start();
-                        let (again, comparisons) = c.kcov.comparisons(|| runner.run(&program))?;
+                        let (again, comparisons) = c.kcov.comparisons(|| watchdog.watch(i, &program, || runner.run(&program)))?;
                         c.rerun_seconds += rerun.secs();
                         c.guide.add_comparisons(&comparisons);
                         // Counted as KCOV's time, not as another program.
@@ -243,12 +274,22 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
             runner.stats.verified_resets += 1;
         }
         let taint_after = if opts.taint_check { kernel_taint() } else { 0 };
-        if taint_after != taint_before {
+        let splats = kernel_log.as_mut().map(KernelLog::new_splats).unwrap_or_default();
+        if taint_after != taint_before || !splats.is_empty() {
             let text = text::print(&program);
-            eprintln!("gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {taint_after:#x} during program #{i}:\n{text}");
-            let found = format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran");
-            save(opts.findings.as_ref(), &format!("splat-{}-{i}.txt", opts.seed), &program, runner.backend.profile(), &found)?;
-            sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text })?;
+            let name = format!("splat-{}-{i}.txt", opts.seed);
+            let report = splats.iter().map(|s| s.excerpt.as_str()).collect::<Vec<_>>().join("\n");
+            eprintln!(
+                "gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {taint_after:#x} during program #{i}:\n{report}\n{text}"
+            );
+            match splats.first() {
+                Some(splat) => save_splat(opts.findings.as_ref(), &name, &program, runner.backend.profile(), splat)?,
+                None => {
+                    let found = format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran");
+                    save(opts.findings.as_ref(), &name, &program, runner.backend.profile(), &found)?
+                }
+            }
+            sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text, report })?;
             finish(&mut runner, &mut coverage)?;
             bail!("kernel splat during program #{i}");
         }

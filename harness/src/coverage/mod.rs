@@ -171,7 +171,7 @@ fn print_summary(s: &CoverageSummary, out: &Path) {
 
 /// `gmemfuzz coverage`: the report (`out`), or the ranges file (`ranges`).
 pub fn cli(choice: &crate::lane::KernelChoice, pcs: &[PathBuf], out: Option<&Path>, ranges: Option<&Path>) -> Result<()> {
-    let kernel = crate::lane::kernel(choice)?;
+    let kernel = crate::lane::kernel(choice, crate::lane::Detectors::default())?;
     if let Some(file) = ranges {
         let list = kvm_ranges(&kernel)?;
         std::fs::write(file, format_ranges(&list, &kernel.image)).with_context(|| format!("writing {}", file.display()))?;

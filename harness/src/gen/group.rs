@@ -4,8 +4,9 @@
 //! page of it) or, without slots, a mapped file. Members are a guest access loop on the
 //! target page (always, so that something observes the race), then up to three more of:
 //! another guest loop (another vCPU), an invalidation of the target (punch or allocate of its
-//! file range, unbind of its slot, close or munmap of its file, set_attributes over it where
-//! the kernel has attributes) and host accesses to the same file page.
+//! file range, unbind of its slot, alone or beside the close of its file, close or munmap of
+//! its file, set_attributes over it where the kernel has attributes) and host accesses to the
+//! same file page.
 
 use arbitrary::{Result, Unstructured};
 use gmemfuzz_backends::group::{Group, Member};
@@ -24,6 +25,9 @@ struct Target {
     slot: Option<u32>,
     /// The file and file page behind it.
     file: Option<(GmemId, u64)>,
+    /// Whether `file` is the one the slot is bound to (not a mapped file picked beside a
+    /// plain slot).
+    bound: bool,
 }
 
 impl Generator {
@@ -49,7 +53,16 @@ impl Generator {
                     None => continue,
                 },
                 5 => match target.slot {
-                    Some(slot) => Member { op: Op::Unbind { slot }, repeat: 1 },
+                    Some(slot) => {
+                        // Half the time with the last close of the slot's file beside it: the
+                        // file released while its memslot is deleted, kvm_gmem_release()
+                        // against kvm_gmem_unbind() (the use-after-free ae431059e75d fixed).
+                        let with_close = target.bound && u.arbitrary()?;
+                        if let (true, Some((gmem, _))) = (with_close, target.file) {
+                            members.push(Member { op: Op::CloseGmem { gmem }, repeat: 1 });
+                        }
+                        Member { op: Op::Unbind { slot }, repeat: 1 }
+                    }
                     None => continue,
                 },
                 6 => match target.file {
@@ -88,21 +101,21 @@ impl Generator {
         if !self.slots.is_empty() && u.ratio(7u8, 8)? {
             let s = u.choose(&self.slots)?;
             let index = u.int_in_range(0..=s.pages.min(4) - 1)?;
-            let file = s.binding.map(|(f, first)| (GmemId(f as u8), first + index));
+            let bound = s.binding.map(|(f, first)| (GmemId(f as u8), first + index));
             // A plain slot over a mapped file's pages is not what `binding` records; a file
             // for host accesses and invalidations then comes from the mapped ones.
-            let file = match file {
+            let file = match bound {
                 Some(f) => Some(f),
                 None if !self.mapped.is_empty() => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
                 None => None,
             };
-            return Ok(Target { gpa: Some((s.gfn + index) * PAGE_SIZE), slot: Some(s.id), file });
+            return Ok(Target { gpa: Some((s.gfn + index) * PAGE_SIZE), slot: Some(s.id), file, bound: bound.is_some() });
         }
         let file = match self.mapped.is_empty() {
             true => Some((self.gmem(u)?, 0)),
             false => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
         };
-        Ok(Target { gpa: None, slot: None, file })
+        Ok(Target { gpa: None, slot: None, file, bound: false })
     }
 
     /// A vCPU loop of one or two accesses on the target page (or anywhere in the window

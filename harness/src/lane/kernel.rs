@@ -43,17 +43,62 @@ impl Default for KernelChoice {
     }
 }
 
+/// The kernel's own bug detectors the lane builds in on request (`--kasan`, `--lockdep`:
+/// the fragments `kernel-kasan.config` and `kernel-lockdep.config`), each a crash oracle
+/// for races: a use-after-free or a lock-order inversion the guest may never see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Detectors {
+    pub kasan: bool,
+    pub lockdep: bool,
+}
+
+impl Detectors {
+    /// Each detector, its build switch for `build-kernel.sh` and the option it turns on.
+    fn each(self) -> [(bool, &'static str, &'static str, &'static str); 2] {
+        [(self.kasan, "KASAN", "GMEMFUZZ_KASAN", "CONFIG_KASAN"), (self.lockdep, "lockdep", "GMEMFUZZ_LOCKDEP", "CONFIG_PROVE_LOCKING")]
+    }
+
+    /// The detectors a .config turns on.
+    pub fn of_config(config: &str) -> Detectors {
+        let on = |opt: &str| config.lines().any(|l| l == format!("{opt}=y"));
+        Detectors { kasan: on("CONFIG_KASAN"), lockdep: on("CONFIG_PROVE_LOCKING") }
+    }
+
+    /// "KASAN, lockdep", or "none".
+    pub fn names(self) -> String {
+        let on: Vec<&str> = self.each().iter().filter(|d| d.0).map(|d| d.1).collect();
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join(", ")
+        }
+    }
+
+    /// Kernel parameters the boot needs for them: every KASAN report, not the first alone
+    /// (a race replayed 100 times is counted try by try).
+    pub fn boot_args(self) -> &'static str {
+        if self.kasan {
+            "kasan_multi_shot"
+        } else {
+            ""
+        }
+    }
+}
+
 /// A bootable lane kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaneKernel {
     pub image: PathBuf,
     /// The version string of its setup header (`7.2.13`).
     pub version: String,
+    /// The bug detectors its .config (when one is found beside it) turns on.
+    pub detectors: Detectors,
 }
 
 impl LaneKernel {
     pub fn at(image: &Path) -> Result<LaneKernel> {
-        Ok(LaneKernel { image: image.to_path_buf(), version: image_version(image)? })
+        let detectors = config_of(image).map(|(_, config)| Detectors::of_config(&config)).unwrap_or_default();
+        Ok(LaneKernel { image: image.to_path_buf(), version: image_version(image)?, detectors })
     }
 }
 
@@ -76,8 +121,13 @@ pub fn image_version(image: &Path) -> Result<String> {
     Ok(version.to_string())
 }
 
-fn recipe(choice: &KernelChoice) -> Result<Command> {
+fn recipe(choice: &KernelChoice, detectors: Detectors) -> Result<Command> {
     let mut c = script("build-kernel.sh");
+    for (on, _, switch, _) in detectors.each() {
+        if on {
+            c.env(switch, "1");
+        }
+    }
     match choice {
         KernelChoice::Series(series) => {
             if !SERIES.contains(&series.as_str()) {
@@ -99,7 +149,7 @@ fn recipe(choice: &KernelChoice) -> Result<Command> {
 /// Whether the kernel of the default recipe is built already (nothing is installed or
 /// built to find out).
 pub fn kernel_is_cached() -> bool {
-    recipe(&KernelChoice::default())
+    recipe(&KernelChoice::default(), Detectors::default())
         .map(|mut c| c.env("GMEMFUZZ_LANE_CACHED_ONLY", "1").output().is_ok_and(|o| o.status.success()))
         .unwrap_or(false)
 }
@@ -111,17 +161,23 @@ pub fn cached_kernels() -> Vec<LaneKernel> {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| LaneKernel::at(Path::new(l)).ok()).collect()
 }
 
-/// Builds (or finds cached) the kernel asked for, or checks the one given.
-pub fn kernel(choice: &KernelChoice) -> Result<LaneKernel> {
+/// Builds (or finds cached) the kernel asked for, with the detectors asked for, or checks
+/// the one given.
+pub fn kernel(choice: &KernelChoice, detectors: Detectors) -> Result<LaneKernel> {
     if let KernelChoice::Image(image) = choice {
         if !image.is_file() {
             bail!("--kernel {}: no such file", image.display());
         }
         let kernel = LaneKernel::at(image).with_context(|| format!("--kernel {}", image.display()))?;
         check_config(image)?;
+        for (asked, name, _, option) in detectors.each() {
+            if asked && !kernel.detectors.each().iter().any(|d| d.0 && d.1 == name) {
+                bail!("--{} asks for {option}=y, which the .config beside --kernel {} does not set (or is not there to read); give a bzImage built with it, or --kernel-src/--kernel-version to have the lane build one", name.to_lowercase(), image.display());
+            }
+        }
         return Ok(kernel);
     }
-    let mut build = recipe(choice)?;
+    let mut build = recipe(choice, detectors)?;
     let what = match choice {
         KernelChoice::Series(s) => format!("Debian's Linux {s}"),
         KernelChoice::Tree(d) => format!("the kernel tree {} (out of tree, incrementally)", d.display()),
@@ -155,10 +211,7 @@ const NEEDED: [(&str, &str); 10] = [
 /// the build directory it sits in) for what the lane needs. Without a .config to read it
 /// says so and lets the boot tell.
 fn check_config(image: &Path) -> Result<()> {
-    let candidates = [image.with_file_name("config"), image.with_file_name(".config")]
-        .into_iter()
-        .chain(image.ancestors().nth(4).map(|build| build.join(".config")));
-    let Some((path, config)) = candidates.filter_map(|p| std::fs::read_to_string(&p).ok().map(|c| (p, c))).next() else {
+    let Some((path, config)) = config_of(image) else {
         eprintln!(
             "gmemfuzz lane: no .config beside {} to check; the boot will show whether it has what the lane needs (harness/lane/kernel.config)",
             image.display()
@@ -183,6 +236,15 @@ fn check_config(image: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A bzImage's .config, and where it was read: beside it, as the lane's cache keeps it, or
+/// at the top of the build directory it sits in (`arch/x86/boot/bzImage`).
+fn config_of(image: &Path) -> Option<(PathBuf, String)> {
+    let candidates = [image.with_file_name("config"), image.with_file_name(".config")]
+        .into_iter()
+        .chain(image.ancestors().nth(4).map(|build| build.join(".config")));
+    candidates.filter_map(|p| std::fs::read_to_string(&p).ok().map(|c| (p, c))).next()
+}
+
 /// The needed options a .config does not set.
 pub fn missing_options(config: &str) -> Vec<(&'static str, &'static str)> {
     NEEDED.iter().copied().filter(|(opt, _)| !config.lines().any(|l| l == format!("{opt}=y"))).collect()
@@ -191,6 +253,17 @@ pub fn missing_options(config: &str) -> Vec<(&'static str, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detectors_are_read_from_the_config() {
+        let config = "CONFIG_KVM=y\nCONFIG_KASAN=y\nCONFIG_KASAN_GENERIC=y\n# CONFIG_PROVE_LOCKING is not set\n";
+        let d = Detectors::of_config(config);
+        assert_eq!(d, Detectors { kasan: true, lockdep: false });
+        assert_eq!((d.names().as_str(), d.boot_args()), ("KASAN", "kasan_multi_shot"));
+        let both = Detectors::of_config("CONFIG_KASAN=y\nCONFIG_PROVE_LOCKING=y\n");
+        assert_eq!(both.names(), "KASAN, lockdep");
+        assert_eq!((Detectors::default().names().as_str(), Detectors::default().boot_args()), ("none", ""));
+    }
 
     #[test]
     fn a_config_without_sw_protected_vms_is_refused_by_name() {

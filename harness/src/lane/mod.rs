@@ -23,13 +23,20 @@ mod coverage;
 mod kernel;
 mod watch;
 
+pub use crate::splat::{scan as scan_console, Splat};
 pub use accel::Accel;
-pub use console::{boot_seconds, scan_console, Splat};
-pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
+pub use console::boot_seconds;
+pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, Detectors, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
 
 pub struct LaneOptions {
     /// The kernel to boot.
     pub kernel: KernelChoice,
+    /// The bug detectors to build into it (`--kasan`, `--lockdep`).
+    pub detectors: Detectors,
+    /// Instead of fuzzing: boot once and replay this program up to `repeat` times,
+    /// counting the tries that reproduce what it records.
+    pub replay: Option<PathBuf>,
+    pub repeat: u32,
     /// Total fuzzing time, over all boots.
     pub seconds: u64,
     /// Where findings, console logs and the summary go.
@@ -73,6 +80,8 @@ pub struct LaneReport {
     pub per_qemu: Vec<(u64, f64)>,
     /// How long the check boot took to reach /init.
     pub check_boot_seconds: Option<f64>,
+    /// With `--replay`: the tries that reproduced, of those made.
+    pub replay: Option<(u32, u32)>,
 }
 
 impl LaneReport {
@@ -86,6 +95,7 @@ impl LaneReport {
         self.regressions_matched += other.regressions_matched;
         self.regressions_differed.extend(other.regressions_differed);
         self.programs += other.programs;
+        self.replay = self.replay.or(other.replay);
         self.fuzz_seconds += other.fuzz_seconds;
         if self.per_qemu.len() < other.per_qemu.len() {
             self.per_qemu.resize(other.per_qemu.len(), (0, 0.0));
@@ -190,22 +200,25 @@ fn accelerator() -> Accel {
     })
 }
 
-/// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat,
-/// a silent console, or `timeout` seconds.
-pub fn boot(kernel: &Path, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32) -> Result<BootEnd> {
+/// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat
+/// (unless `stop_at_fatal` is false), a silent console, or `timeout` seconds.
+pub fn boot(kernel: &LaneKernel, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32, stop_at_fatal: bool) -> Result<BootEnd> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(out)?;
     let started = Instant::now();
     let mut child = script("boot.sh")
-        .args(["--kernel", &kernel.display().to_string(), "--initrd", &initrd.display().to_string()])
+        .args(["--kernel", &kernel.image.display().to_string(), "--initrd", &initrd.display().to_string()])
         .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
         .args(["--accel", accelerator().name()])
+        .args(["--append", kernel.detectors.boot_args()])
         .args(["--cmd", cmd, "--quiet"])
         .process_group(0)
         .spawn()
         .context("running boot.sh")?;
     let console_log = out.join("console.log");
-    let stopped = watch::watch(&mut child, &console_log, started + std::time::Duration::from_secs(timeout)).context("watching the boot")?;
+    let deadline = started + std::time::Duration::from_secs(timeout);
+    let after_fatal = stop_at_fatal.then_some(watch::AFTER_FATAL);
+    let stopped = watch::watch(&mut child, &console_log, deadline, after_fatal).context("watching the boot")?;
     let status = match stopped {
         Some(_) => -1,
         None => child.wait()?.code().unwrap_or(-1),
@@ -221,7 +234,10 @@ fn stop_finding(end: &BootEnd) -> Option<Splat> {
         Some(watch::Stopped::Silent(quiet)) => {
             let tail: Vec<&str> = end.console.lines().rev().take(30).collect();
             let excerpt = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-            Some(Splat { kind: "hang", excerpt: format!("no console output for {} s; the console ended:\n{excerpt}", quiet.as_secs()) })
+            Some(Splat {
+                kind: crate::splat::HANG,
+                excerpt: format!("no console output for {} s; the console ended:\n{excerpt}", quiet.as_secs()),
+            })
         }
         _ => None,
     }
@@ -239,6 +255,9 @@ const BOOT_SLACK: u64 = 300;
 /// What a fuzzing boot may take beyond its fuzzing time (booting, collecting, shutting down):
 /// a run ends within `--seconds` plus about one boot.
 const BOOT_ALLOWANCE: u64 = 90;
+
+/// The program a replay boot replays, in its shared directory.
+const REPLAYED: &str = "replayed.txt";
 
 /// The results file each boot's gmemfuzz writes into its shared directory (`/out`).
 const RESULTS: &str = "results.jsonl";
@@ -260,7 +279,7 @@ pub fn read_check(records: &[Record], report: &mut LaneReport) {
         }
     }
     for r in records {
-        if let Record::Replay { file, recorded, seen } = r {
+        if let Record::Replay { file, recorded, seen, .. } = r {
             let matched = recorded.is_some() && recorded == seen;
             eprintln!(
                 "  regression {file}: recorded {}, this run {}",
@@ -287,7 +306,7 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
     // The marker is printed in two pieces: init echoes the command line itself.
     let (half, rest) = NO_KVM.split_at(8);
     let cmd = format!("[ -c /dev/kvm ] || echo '{half}''{rest}'; /bin/gmemfuzz scenarios --vm-type 1 {json}; {replays}true");
-    let end = boot(&kernel.image, initrd, out, &cmd, BOOT_SLACK, smp)?;
+    let end = boot(kernel, initrd, out, &cmd, BOOT_SLACK, smp, true)?;
     let (status, console) = (end.status, &end.console);
     report.boots += 1;
     report.check_boot_seconds = boot_seconds(console);
@@ -334,8 +353,8 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                 report.divergences += 1;
                 eprintln!("gmemfuzz lane: DIVERGENCE {kind} at op #{op_index} ({op}):\n{program}");
             }
-            Record::Taint { before, after, program } => {
-                eprintln!("gmemfuzz lane: kernel taint {before:#x} -> {after:#x} while this ran:\n{program}");
+            Record::Taint { before, after, program, report } => {
+                eprintln!("gmemfuzz lane: kernel taint {before:#x} -> {after:#x} while this ran:\n{program}{report}");
             }
             Record::Stats { line, .. } => {
                 report.stats.push(line.clone());
@@ -364,8 +383,8 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
 
 /// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
 pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
-    let kernel = kernel(&opts.kernel)?;
-    eprintln!("gmemfuzz lane: booting Linux {} ({})", kernel.version, kernel.image.display());
+    let kernel = kernel(&opts.kernel, opts.detectors)?;
+    eprintln!("gmemfuzz lane: booting Linux {} ({}; bug detectors: {})", kernel.version, kernel.image.display(), kernel.detectors.names());
     std::fs::create_dir_all(&opts.out)?;
     let work = opts.out.join("work");
     std::fs::create_dir_all(&work)?;
@@ -386,6 +405,10 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     };
     let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref(), kcov_ranges.as_deref())?;
     let mut report = LaneReport::default();
+    if let Some(program) = &opts.replay {
+        replay_boot(opts, &kernel, &initrd, program, &mut report)?;
+        return Ok(report);
+    }
     check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
     if opts.scenarios_only {
         return Ok(report);
@@ -432,6 +455,51 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
         }
     }
     Ok(report)
+}
+
+/// One boot that replays `program` up to `opts.repeat` times, every try (`replay
+/// --keep-going`), and says how many reproduced what it records: a race's divergence, or
+/// the splat it expects, which the guest reads from its kernel log (so the boot is not
+/// stopped at a fatal splat: KASAN reports and goes on).
+fn replay_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, program: &Path, report: &mut LaneReport) -> Result<()> {
+    let dir = opts.out.join("replay");
+    std::fs::create_dir_all(&dir)?;
+    let _ = std::fs::remove_file(dir.join(RESULTS));
+    let name = program.display();
+    let text = std::fs::read_to_string(program).with_context(|| format!("--replay {name}"))?;
+    text::parse_document(&text).map_err(|e| anyhow::anyhow!("--replay {name}:{e}"))?;
+    std::fs::write(dir.join(REPLAYED), text)?;
+    let cmd = format!("/bin/gmemfuzz replay /out/{REPLAYED} --repeat {} --keep-going --json /out/{RESULTS}", opts.repeat);
+    // Each try is a program of a few seconds at most under TCG (more with KASAN).
+    let timeout = BOOT_SLACK + 10 * u64::from(opts.repeat);
+    let end = boot(kernel, initrd, &dir, &cmd, timeout, opts.smp, false)?;
+    report.boots += 1;
+    report.splats.extend(stop_finding(&end));
+    let splats = scan_console(&end.console);
+    eprintln!(
+        "gmemfuzz lane: replay boot exit {} after {:.0} s, {} kernel splats on the console (console in {})",
+        end.status,
+        end.seconds,
+        splats.len(),
+        dir.display()
+    );
+    if let Some(first) = splats.first() {
+        eprintln!("gmemfuzz lane: the first:\n{}", first.excerpt);
+    }
+    let records = report::read(&dir.join(RESULTS))?;
+    let Some(Record::Replay { recorded, seen, tries, hits, .. }) = records.iter().find(|r| matches!(r, Record::Replay { .. })) else {
+        bail!("the replay boot reported no result (console in {})", dir.join("console.log").display());
+    };
+    let line = format!(
+        "replay of {name} on Linux {}: reproduced {} {hits} of {tries} tries (last seen: {})",
+        kernel.version,
+        recorded.as_deref().unwrap_or("a divergence"),
+        seen.as_deref().unwrap_or("a harness error")
+    );
+    eprintln!("gmemfuzz lane: {line}");
+    report.stats.push(line);
+    report.replay = Some((*hits, *tries));
+    Ok(())
 }
 
 /// One fuzzing boot of QEMU `job`; returns what it saw and whether its command ran to its end.
@@ -494,7 +562,7 @@ fn fuzz_boot(
             )
         }
     };
-    let end = boot(&kernel.image, initrd, &dir, &cmd, boot_deadline, opts.smp)?;
+    let end = boot(kernel, initrd, &dir, &cmd, boot_deadline, opts.smp, true)?;
     let (status, console) = (end.status, &end.console);
     report.boots += 1;
     if let Some(stop) = &end.stopped {

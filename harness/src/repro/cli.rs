@@ -1,5 +1,6 @@
 //! The repro subcommands of the `gmemfuzz` binary. Each returns the process exit status:
-//! 0 clean / done, 1 divergence, 2 harness or usage error.
+//! 0 clean / done, 1 divergence (or, for `replay`, the kernel splat the file expects), 2
+//! harness or usage error.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use crate::config::{open_kvm, OpenError};
 use crate::program::Program;
 use crate::report::{Record, Sink};
 use crate::runner::{RunError, Runner};
+use crate::splat::{KernelLog, Splat};
 
 pub const OK: i32 = 0;
 pub const DIVERGED: i32 = 1;
@@ -78,12 +80,26 @@ pub fn show(path: &Path, vm_type: Option<u64>) -> i32 {
 pub const RACE_TRIES: u32 = 100;
 
 /// Replays a program: once, or up to `repeat` times (default: once, `RACE_TRIES` for a
-/// program with a group) until it diverges, or all of them with `keep_going`; then says
-/// how often it reproduced.
+/// program with a group) until it reproduces what the file records (a divergence, or the
+/// kernel splat it expects, read from the kernel log), or all of them with `keep_going`;
+/// then says how often it reproduced.
 pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going: bool, sink: &Sink) -> i32 {
     let (doc, vm_type) = match read(path, vm_type) {
         Ok(r) => r,
         Err(code) => return code,
+    };
+    // The kernel log is read only for a program that expects a splat: elsewhere (a
+    // developer's machine) what else the kernel logs meanwhile is not this program's.
+    let expected_splat = match doc.expect {
+        Some(Expectation::Splat { kind }) => Some(kind),
+        _ => None,
+    };
+    let mut kernel_log = match expected_splat.map(|_| KernelLog::open()) {
+        None => None,
+        Some(Ok(log)) => Some(log),
+        Some(Err(e)) => {
+            return fail(format!("{} expects a kernel splat, read from {}, which cannot be opened: {e}", path.display(), KernelLog::PATH))
+        }
     };
     let mut runner = match kvm(vm_type) {
         Ok(b) => Runner::new(b),
@@ -92,26 +108,37 @@ pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going
     let has_group = doc.program.ops.iter().any(|op| matches!(op, gmemfuzz_backends::Op::Group(_)));
     let tries = repeat.unwrap_or(if has_group { RACE_TRIES } else { 1 }).max(1);
     println!("gmemfuzz replay of {} ({} ops) on {}", path.display(), doc.program.ops.len(), runner.backend.profile().summary());
-    let (mut hits, mut ran, mut shown) = (0u32, 0u32, None);
+    let (mut hits, mut ran) = (0u32, 0u32);
+    let mut shown: Option<(Report, Option<Splat>, bool)> = None;
     while ran < tries {
         let report = match Report::run(&mut runner, &doc.program) {
             Ok(r) => r,
             Err(e) => return fail(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
         };
         ran += 1;
-        let reproduced = report.diverged() && doc.expect.is_none_or(|e| observed(&report.verdict) == Some(e));
+        let splat = kernel_log.as_mut().and_then(|log| log.new_splats().into_iter().find(|s| Some(s.kind) == expected_splat));
+        let reproduced = match expected_splat {
+            Some(_) => splat.is_some(),
+            None => report.diverged() && doc.expect.is_none_or(|e| observed(&report.verdict) == Some(e)),
+        };
         hits += u32::from(reproduced);
-        // Show the first run that reproduced, else the last.
-        if shown.as_ref().is_none_or(|(r, _): &(Report, bool)| !r.diverged()) {
-            shown = Some((report, reproduced));
+        // Show the first run that reproduced, else the first that diverged, else the last.
+        if shown.as_ref().is_none_or(|(r, _, hit)| !hit && (reproduced || !r.diverged())) {
+            shown = Some((report, splat, reproduced));
         }
         if reproduced && !keep_going {
             break;
         }
     }
-    let (report, _) = shown.expect("ran at least once");
+    let (report, splat, reproduced) = shown.expect("ran at least once");
     print!("{}", report.render("kvm"));
-    let seen = observed(&report.verdict);
+    if let Some(splat) = &splat {
+        println!("the kernel logged during this run:\n{}", splat.excerpt);
+    }
+    let seen = match &splat {
+        Some(s) => Some(Expectation::Splat { kind: s.kind }),
+        None => observed(&report.verdict),
+    };
     if let (Some(recorded), Some(seen)) = (doc.expect, seen) {
         let verdict = if recorded == seen { "matches" } else { "DIFFERS FROM" };
         println!("this run {verdict} the recorded expectation ({recorded})");
@@ -120,12 +147,17 @@ pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going
         let what = doc.expect.map_or("a divergence".to_string(), |e| format!("the recorded expectation ({e})"));
         println!("reproduced {what} {hits} of {ran} tries{}", if ran < tries { " (stopped at the first)" } else { "" });
     }
-    let record =
-        Record::Replay { file: path.display().to_string(), recorded: doc.expect.map(|e| e.to_string()), seen: seen.map(|e| e.to_string()) };
+    let record = Record::Replay {
+        file: path.display().to_string(),
+        recorded: doc.expect.map(|e| e.to_string()),
+        seen: seen.map(|e| e.to_string()),
+        tries: ran,
+        hits,
+    };
     if let Err(e) = sink.put(&record) {
         return fail(format!("writing the JSON result: {e:#}"));
     }
-    if report.diverged() {
+    if report.diverged() || (expected_splat.is_some() && reproduced) {
         DIVERGED
     } else {
         OK

@@ -46,9 +46,10 @@
 //! end
 //! ```
 //!
-//! A comment line `# expect: clean` or `# expect: divergence <kind> at op <n>` (kind as
-//! `stale-read`, `result-mismatch`, …) records what running the program showed; the
-//! regression test and `add-regression` read and write it.
+//! A comment line `# expect: clean`, `# expect: divergence <kind> at op <n>` (kind as
+//! `stale-read`, `result-mismatch`, …) or `# expect: splat <kind>` (the kernel logged a
+//! splat: `KASAN`, `lockdep`, `WARN`, … as `crate::splat` names them) records what running
+//! the program showed; the regression test, `add-regression` and `run`'s findings write it.
 //!
 //! Two more optional comment lines record where a program ran (a fuzz target writes them
 //! beside each crash; `minimize` and `add-regression` write them too):
@@ -89,7 +90,14 @@ const FALLOC_MODES: Names = gmemfuzz_backends::abi::falloc::NAMES;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expectation {
     Clean,
-    Divergence { kind: DivergenceKind, op: usize },
+    Divergence {
+        kind: DivergenceKind,
+        op: usize,
+    },
+    /// The kernel logs a splat of this kind (`crate::splat`) while the program runs.
+    Splat {
+        kind: &'static str,
+    },
 }
 
 impl fmt::Display for Expectation {
@@ -97,6 +105,7 @@ impl fmt::Display for Expectation {
         match self {
             Expectation::Clean => f.write_str("clean"),
             Expectation::Divergence { kind, op } => write!(f, "divergence {} at op {op}", kind.slug()),
+            Expectation::Splat { kind } => write!(f, "splat {kind}"),
         }
     }
 }
@@ -110,6 +119,7 @@ impl Expectation {
                 let kind: DivergenceKind = kind.parse().ok()?;
                 Some(Expectation::Divergence { kind, op: n.parse().ok()? })
             }
+            ["splat", kind @ ..] => Some(Expectation::Splat { kind: crate::splat::kind_named(&kind.join(" "))? }),
             _ => None,
         }
     }
@@ -329,8 +339,9 @@ pub fn parse_document(text: &str) -> Result<Document, ParseError> {
         if let Some((at, c)) = comment {
             let c = c.trim_start();
             if let Some(rest) = c.strip_prefix("expect:") {
-                let e = Expectation::parse(rest)
-                    .ok_or_else(|| err(n, at + 1, "expected `# expect: clean` or `# expect: divergence <kind> at op <n>`".into()))?;
+                let e = Expectation::parse(rest).ok_or_else(|| {
+                    err(n, at + 1, "expected `# expect: clean`, `# expect: divergence <kind> at op <n>` or `# expect: splat <kind>`".into())
+                })?;
                 doc.expect = Some(e);
             } else if let Some(rest) = c.strip_prefix(VM_TYPE_KEY) {
                 let v = parse_number(rest.trim()).ok_or_else(|| err(n, at + 1, format!("expected `# {VM_TYPE_KEY} <number>`")))?;
@@ -731,11 +742,17 @@ mod tests {
     #[test]
     fn expectation_lines_round_trip() {
         let p = parse("gmemfuzz-program v1\ncheck\n").unwrap();
-        for e in [Expectation::Clean, Expectation::Divergence { kind: DivergenceKind::StaleRead, op: 4 }] {
+        for e in [
+            Expectation::Clean,
+            Expectation::Divergence { kind: DivergenceKind::StaleRead, op: 4 },
+            Expectation::Splat { kind: "KASAN" },
+            Expectation::Splat { kind: "RCU stall" },
+        ] {
             let text = print_with(&p, Some(e));
             assert_eq!(parse_document(&text).unwrap(), Document { expect: Some(e), ..Document::new(p.clone()) });
         }
         assert!(parse_document("gmemfuzz-program v1\n# expect: maybe\n").is_err());
+        assert!(parse_document("gmemfuzz-program v1\n# expect: splat kasan\n").is_err(), "kinds are named as the kernel log's");
     }
 
     #[test]
