@@ -147,6 +147,30 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_log_gives_what_was_logged_after_it_was_opened() {
+        let mut log = match KernelLog::open() {
+            Ok(log) => log,
+            Err(e) => {
+                eprintln!("SKIPPED: {} cannot be opened here ({e}); the kernel log reader is not tested", KernelLog::PATH);
+                return;
+            }
+        };
+        let marker = format!("gmemfuzz kernel log test {}", std::process::id());
+        // Writing to /dev/kmsg logs a line (printk from userspace); needs root, as reading does.
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(KernelLog::PATH).and_then(|mut f| {
+            use std::io::Write as _;
+            // With its newline, or the record stays open for a continuation and is not read.
+            f.write_all(format!("{marker}\n").as_bytes())
+        }) {
+            eprintln!("SKIPPED: cannot write to {} ({e})", KernelLog::PATH);
+            return;
+        }
+        let text = log.read_new();
+        assert!(text.lines().any(|l| l.starts_with('[') && l.ends_with(&marker)), "{text}");
+        assert!(!log.read_new().contains(&marker), "each line is read once");
+    }
+
+    #[test]
     fn kinds_are_named_as_expectations_write_them() {
         assert_eq!(kind_named("KASAN"), Some("KASAN"));
         assert_eq!(kind_named("RCU stall"), Some("RCU stall"));

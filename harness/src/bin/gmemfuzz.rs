@@ -130,8 +130,12 @@ enum Command {
         /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
         /// every try, and say how many reproduced what it records (a divergence, or the
         /// kernel splat it expects).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "minimize")]
         replay: Option<PathBuf>,
+        /// Instead of fuzzing: boot once and minimize this program (a finding); the result
+        /// is written to OUT/minimized.txt.
+        #[arg(long, value_name = "FILE")]
+        minimize: Option<PathBuf>,
         /// Tries of --replay.
         #[arg(long, default_value_t = gmemfuzz::repro::cli::RACE_TRIES, requires = "replay")]
         repeat: u32,
@@ -307,6 +311,7 @@ fn main() -> Result<()> {
             lockdep,
             replay,
             repeat,
+            minimize,
         } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             let skip_op = skip_op.map(|k| k.name().to_string());
@@ -314,8 +319,11 @@ fn main() -> Result<()> {
             let opts = gmemfuzz::lane::LaneOptions {
                 kernel,
                 detectors: gmemfuzz::lane::Detectors { kasan, lockdep },
-                replay,
-                repeat,
+                repro: match (replay, minimize) {
+                    (Some(program), _) => Some(gmemfuzz::lane::Repro::Replay { program, repeat }),
+                    (None, Some(program)) => Some(gmemfuzz::lane::Repro::Minimize { program }),
+                    (None, None) => None,
+                },
                 seconds,
                 out,
                 scenarios_only,
@@ -328,10 +336,16 @@ fn main() -> Result<()> {
                 kcov_ranges,
             };
             let report = gmemfuzz::lane::run(&opts)?;
-            if let Some((hits, tries)) = report.replay {
-                println!("lane replay: reproduced {hits} of {tries} tries, {} kernel splats on the console", report.splats.len());
-                // Its exit status says whether it reproduced, as `gmemfuzz replay`'s does.
-                std::process::exit(if hits > 0 { 1 } else { 0 });
+            if opts.repro.is_some() {
+                for line in &report.stats {
+                    println!("lane: {line}");
+                }
+                println!("lane: {} kernel splats on the console", report.splats.len());
+                // A replay's exit status says whether it reproduced, as `gmemfuzz replay`'s does.
+                std::process::exit(match report.replay {
+                    Some((hits, _)) if hits > 0 => 1,
+                    _ => 0,
+                });
             }
             println!(
                 "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",

@@ -67,23 +67,13 @@ fn kernel_taint() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
-/// Saves a program that made the kernel splat as `findings/name`: a text program that
-/// expects the splat, with the kernel's report as comments.
+/// Saves a program that made the kernel splat as `findings/name` (`artifact::splat_text`).
 fn save_splat(findings: Option<&PathBuf>, name: &str, program: &Program, profile: &Profile, splat: &Splat) -> Result<()> {
     if let Some(dir) = findings {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(name);
-        let doc = text::Document {
-            expect: Some(text::Expectation::Splat { kind: splat.kind }),
-            vm_type: Some(profile.vm_type),
-            profile: Some(profile.summary()),
-            ..text::Document::new(program.clone())
-        };
-        let report: Vec<String> = std::iter::once("the kernel logged while this ran:".to_string())
-            .chain(splat.excerpt.lines().map(|l| format!("  {l}")))
-            .collect();
-        let comments: Vec<&str> = report.iter().map(String::as_str).collect();
-        std::fs::write(&path, text::print_document(&doc, &comments)).with_context(|| format!("writing {}", path.display()))?;
+        let text = crate::fuzz::artifact::splat_text(program, profile, splat);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("gmemfuzz: wrote {}", path.display());
     }
     Ok(())

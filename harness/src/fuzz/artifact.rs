@@ -44,6 +44,21 @@ pub fn save(path: &Path, program: &Program, profile: &Profile, finding: &str) ->
     std::fs::write(path, print_document(&doc, &[&format!("found: {first}")]))
 }
 
+/// A program that made the kernel splat, as text: it records the VM type and profile it ran
+/// on, expects the splat (`# expect: splat KASAN`), and carries the kernel's report as comments.
+pub fn splat_text(program: &Program, profile: &Profile, splat: &crate::splat::Splat) -> String {
+    let doc = Document {
+        expect: Some(crate::repro::Expectation::Splat { kind: splat.kind }),
+        vm_type: Some(profile.vm_type),
+        profile: Some(profile.summary()),
+        ..Document::new(program.clone())
+    };
+    let report: Vec<String> =
+        std::iter::once("the kernel logged while this ran:".to_string()).chain(splat.excerpt.lines().map(|l| format!("  {l}"))).collect();
+    let comments: Vec<&str> = report.iter().map(String::as_str).collect();
+    print_document(&doc, &comments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +68,20 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_splat_finding_expects_its_splat_and_carries_the_report() {
+        let program = crate::repro::parse("gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\nclose_gmem g0\n").unwrap();
+        let splat =
+            crate::splat::scan("[ 13.5] BUG: KASAN: slab-use-after-free in kvm_gmem_release+0x38f/0x410\n[ 13.5] Write of size 8\n")
+                .remove(0);
+        let text = splat_text(&program, &Profile::sw_protected_7_2(), &splat);
+        let doc = crate::repro::parse_document(&text).unwrap();
+        assert_eq!(doc.program, program);
+        assert_eq!(doc.expect, Some(crate::repro::Expectation::Splat { kind: "KASAN" }));
+        assert_eq!(doc.vm_type, Some(1));
+        assert!(text.contains("# [ 13.5] BUG: KASAN: slab-use-after-free in kvm_gmem_release"), "{text}");
     }
 
     #[test]

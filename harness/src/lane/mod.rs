@@ -33,10 +33,8 @@ pub struct LaneOptions {
     pub kernel: KernelChoice,
     /// The bug detectors to build into it (`--kasan`, `--lockdep`).
     pub detectors: Detectors,
-    /// Instead of fuzzing: boot once and replay this program up to `repeat` times,
-    /// counting the tries that reproduce what it records.
-    pub replay: Option<PathBuf>,
-    pub repeat: u32,
+    /// Instead of fuzzing: boot once and replay or minimize a program.
+    pub repro: Option<Repro>,
     /// Total fuzzing time, over all boots.
     pub seconds: u64,
     /// Where findings, console logs and the summary go.
@@ -256,8 +254,10 @@ const BOOT_SLACK: u64 = 300;
 /// a run ends within `--seconds` plus about one boot.
 const BOOT_ALLOWANCE: u64 = 90;
 
-/// The program a replay boot replays, in its shared directory.
+/// The program a repro boot is given, and the one a minimize boot writes, in its shared
+/// directory.
 const REPLAYED: &str = "replayed.txt";
+const MINIMIZED: &str = "minimized.txt";
 
 /// The results file each boot's gmemfuzz writes into its shared directory (`/out`).
 const RESULTS: &str = "results.jsonl";
@@ -405,8 +405,8 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     };
     let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref(), kcov_ranges.as_deref())?;
     let mut report = LaneReport::default();
-    if let Some(program) = &opts.replay {
-        replay_boot(opts, &kernel, &initrd, program, &mut report)?;
+    if let Some(what) = &opts.repro {
+        repro_boot(opts, &kernel, &initrd, what, &mut report)?;
         return Ok(report);
     }
     check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
@@ -457,27 +457,52 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     Ok(report)
 }
 
-/// One boot that replays `program` up to `opts.repeat` times, every try (`replay
-/// --keep-going`), and says how many reproduced what it records: a race's divergence, or
-/// the splat it expects, which the guest reads from its kernel log (so the boot is not
-/// stopped at a fatal splat: KASAN reports and goes on).
-fn replay_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, program: &Path, report: &mut LaneReport) -> Result<()> {
-    let dir = opts.out.join("replay");
+/// What a boot does with one program (`--replay`, `--minimize`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repro {
+    /// Replay it this many times, every try (`replay --keep-going`), and say how many
+    /// reproduced what it records: a race's divergence, or the splat it expects, which the
+    /// guest reads from its kernel log.
+    Replay { program: PathBuf, repeat: u32 },
+    /// Minimize it (`gmemfuzz minimize`: a candidate with a group kept if it reproduces
+    /// within `shrink::RACE_TRIES` runs); the result comes back as OUT/minimized.txt.
+    Minimize { program: PathBuf },
+}
+
+impl Repro {
+    fn program(&self) -> &Path {
+        match self {
+            Repro::Replay { program, .. } | Repro::Minimize { program } => program,
+        }
+    }
+}
+
+/// One boot that does `what` with its program. The boot is not stopped at a fatal splat:
+/// KASAN reports and goes on, and each try counts.
+fn repro_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, what: &Repro, report: &mut LaneReport) -> Result<()> {
+    let dir = opts.out.join("repro");
     std::fs::create_dir_all(&dir)?;
-    let _ = std::fs::remove_file(dir.join(RESULTS));
-    let name = program.display();
-    let text = std::fs::read_to_string(program).with_context(|| format!("--replay {name}"))?;
-    text::parse_document(&text).map_err(|e| anyhow::anyhow!("--replay {name}:{e}"))?;
+    for stale in [RESULTS, MINIMIZED] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    let name = what.program().display();
+    let text = std::fs::read_to_string(what.program()).with_context(|| format!("reading {name}"))?;
+    text::parse_document(&text).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
     std::fs::write(dir.join(REPLAYED), text)?;
-    let cmd = format!("/bin/gmemfuzz replay /out/{REPLAYED} --repeat {} --keep-going --json /out/{RESULTS}", opts.repeat);
-    // Each try is a program of a few seconds at most under TCG (more with KASAN).
-    let timeout = BOOT_SLACK + 10 * u64::from(opts.repeat);
+    // Each run is a program of a few seconds at most under TCG (more with KASAN).
+    let (cmd, timeout) = match what {
+        Repro::Replay { repeat, .. } => (
+            format!("/bin/gmemfuzz replay /out/{REPLAYED} --repeat {repeat} --keep-going --json /out/{RESULTS}"),
+            BOOT_SLACK + 10 * u64::from(*repeat),
+        ),
+        Repro::Minimize { .. } => (format!("/bin/gmemfuzz minimize /out/{REPLAYED} -o /out/{MINIMIZED}"), BOOT_SLACK + 1800),
+    };
     let end = boot(kernel, initrd, &dir, &cmd, timeout, opts.smp, false)?;
     report.boots += 1;
     report.splats.extend(stop_finding(&end));
     let splats = scan_console(&end.console);
     eprintln!(
-        "gmemfuzz lane: replay boot exit {} after {:.0} s, {} kernel splats on the console (console in {})",
+        "gmemfuzz lane: boot exit {} after {:.0} s, {} kernel splats on the console (console in {})",
         end.status,
         end.seconds,
         splats.len(),
@@ -486,19 +511,33 @@ fn replay_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, program: 
     if let Some(first) = splats.first() {
         eprintln!("gmemfuzz lane: the first:\n{}", first.excerpt);
     }
-    let records = report::read(&dir.join(RESULTS))?;
-    let Some(Record::Replay { recorded, seen, tries, hits, .. }) = records.iter().find(|r| matches!(r, Record::Replay { .. })) else {
-        bail!("the replay boot reported no result (console in {})", dir.join("console.log").display());
-    };
-    let line = format!(
-        "replay of {name} on Linux {}: reproduced {} {hits} of {tries} tries (last seen: {})",
-        kernel.version,
-        recorded.as_deref().unwrap_or("a divergence"),
-        seen.as_deref().unwrap_or("a harness error")
-    );
-    eprintln!("gmemfuzz lane: {line}");
-    report.stats.push(line);
-    report.replay = Some((*hits, *tries));
+    report.splats.extend(splats);
+    match what {
+        Repro::Replay { .. } => {
+            let records = report::read(&dir.join(RESULTS))?;
+            let Some(Record::Replay { recorded, seen, tries, hits, .. }) = records.iter().find(|r| matches!(r, Record::Replay { .. }))
+            else {
+                bail!("the replay boot reported no result (console in {})", dir.join("console.log").display());
+            };
+            let line = format!(
+                "replay of {name} on Linux {}: reproduced {} {hits} of {tries} tries (last seen: {})",
+                kernel.version,
+                recorded.as_deref().unwrap_or("a divergence"),
+                seen.as_deref().unwrap_or("a harness error")
+            );
+            eprintln!("gmemfuzz lane: {line}");
+            report.stats.push(line);
+            report.replay = Some((*hits, *tries));
+        }
+        Repro::Minimize { .. } => {
+            let minimized = std::fs::read_to_string(dir.join(MINIMIZED))
+                .with_context(|| format!("the minimize boot wrote no program (console in {})", dir.join("console.log").display()))?;
+            let out = opts.out.join(MINIMIZED);
+            std::fs::write(&out, &minimized)?;
+            eprintln!("gmemfuzz lane: minimized {name} on Linux {} into {}:\n{minimized}", kernel.version, out.display());
+            report.stats.push(format!("minimized {name} into {}", out.display()));
+        }
+    }
     Ok(())
 }
 

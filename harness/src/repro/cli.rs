@@ -9,7 +9,7 @@ use gmemfuzz_backends::{Backend, HarnessError, Profile};
 
 use super::load::assumed_profile;
 use super::replay::Report;
-use super::shrink::{minimize as shrink, Signature};
+use super::shrink::{minimize as shrink, minimize_by, tries_for, Signature};
 use super::text::{print_document, Document, Expectation};
 use super::{c, load_document, observed};
 use crate::config::{open_kvm, OpenError};
@@ -170,8 +170,17 @@ pub fn minimized(program: &Program, vm_type: u64) -> Result<(String, usize, Expe
     let mut runner = Runner::new(kvm(vm_type)?);
     let m = shrink(&mut runner, program).map_err(fail)?;
     let mut fresh = Runner::new(kvm(vm_type)?);
-    match fresh.run(&m.program) {
-        Err(RunError::Divergence(d)) if Signature::of(&d) == Signature::of(&m.divergence) => {
+    // A race is confirmed if it shows within the tries minimization gave each candidate.
+    let want = Signature::of(&m.divergence);
+    let mut last = fresh.run(&m.program);
+    for _ in 1..tries_for(&m.program) {
+        if matches!(&last, Err(RunError::Divergence(d)) if Signature::of(d) == want) {
+            break;
+        }
+        last = fresh.run(&m.program);
+    }
+    match last {
+        Err(RunError::Divergence(d)) if Signature::of(&d) == want => {
             eprintln!(
                 "minimized {} ops to {} ({} removed) in {} runs; confirmed on a new VM:\n{d}",
                 program.ops.len(),
@@ -190,13 +199,41 @@ pub fn minimized(program: &Program, vm_type: u64) -> Result<(String, usize, Expe
     }
 }
 
+/// Minimizes a program that makes the kernel splat (`kind`, read from the kernel log): a
+/// candidate is kept if it splats within `shrink::tries_for` runs; the result is confirmed
+/// on a brand-new backend within as many.
+fn minimized_splat(program: &Program, vm_type: u64, kind: &'static str) -> Result<String, i32> {
+    let mut log = KernelLog::open().map_err(|e| fail(format!("minimizing a kernel splat reads {}: {e}", KernelLog::PATH)))?;
+    let mut splat_in = |runner: &mut Runner<KvmBackend>, p: &Program| {
+        (0..tries_for(p)).find_map(|_| {
+            let _ = runner.run(p);
+            log.new_splats().into_iter().find(|s| s.kind == kind)
+        })
+    };
+    let mut runner = Runner::new(kvm(vm_type)?);
+    let Some(first) = splat_in(&mut runner, program) else {
+        return Err(fail(format!("no {kind} splat in {} runs of the program: nothing to minimize", tries_for(program))));
+    };
+    let (best, _, runs) = minimize_by(program, None, first, |p| splat_in(&mut runner, p));
+    let mut fresh = Runner::new(kvm(vm_type)?);
+    let Some(splat) = splat_in(&mut fresh, &best) else {
+        return Err(fail(format!("the minimized program made no {kind} splat in {} runs on a new VM (flaky?)", tries_for(&best))));
+    };
+    eprintln!("minimized {} ops to {} in {runs} runs; confirmed on a new VM:\n{}", program.ops.len(), best.ops.len(), splat.excerpt);
+    Ok(crate::fuzz::artifact::splat_text(&best, fresh.backend.profile(), &splat))
+}
+
 pub fn minimize(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
     let (doc, vm_type) = match read(path, vm_type) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let text = match minimized(&doc.program, vm_type) {
-        Ok((text, _, _)) => text,
+    let text = match doc.expect {
+        Some(Expectation::Splat { kind }) => minimized_splat(&doc.program, vm_type, kind),
+        _ => minimized(&doc.program, vm_type).map(|(text, _, _)| text),
+    };
+    let text = match text {
+        Ok(text) => text,
         Err(code) => return code,
     };
     match out {

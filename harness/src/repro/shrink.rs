@@ -1,8 +1,10 @@
-//! Minimization: the smallest program that still shows the same divergence.
+//! Minimization: the smallest program that still shows the same divergence (or kernel
+//! splat: `minimize_by` takes any finding).
 //!
 //! "The same" is the same `DivergenceKind` at an op of the same kind. Ops are deleted first
 //! (chunks, halving down to single ops), then arguments are simplified, each candidate
-//! run from a reset backend.
+//! run from a reset backend; a candidate with a concurrent group gets `RACE_TRIES` runs to
+//! show it.
 //!
 //! Deleting ops must keep the others naming the same files: `GmemId(n)` is the n-th
 //! `create_gmem` op, so [`remove_ops`] renumbers from the program alone; an op whose file's
@@ -83,17 +85,38 @@ pub struct Minimized {
     pub runs: usize,
 }
 
-/// Shrinks `program`, which must diverge on `runner`. Errors if it does not.
+/// Runs of a candidate with a concurrent group before it counts as not reproducing: a race
+/// shows only in some runs (`replay` reports how often), and a candidate kept must still
+/// reproduce within this budget.
+pub const RACE_TRIES: usize = 10;
+
+/// How many runs a candidate gets: `RACE_TRIES` if it has a group, else one.
+pub fn tries_for(program: &Program) -> usize {
+    if program.ops.iter().any(|op| matches!(op, Op::Group(_))) {
+        RACE_TRIES
+    } else {
+        1
+    }
+}
+
+/// Shrinks `program`, which must diverge on `runner`. Errors if it does not. A candidate with
+/// a group is kept if it diverges the same way within `tries_for` runs.
 pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result<Minimized, String> {
-    let first = match runner.run(program) {
-        Err(RunError::Divergence(d)) => d,
-        Err(RunError::Harness(e)) => return Err(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
-        Ok(_) => return Err("the program does not diverge: nothing to minimize".into()),
+    let first = (0..tries_for(program)).find_map(|_| match runner.run(program) {
+        Err(RunError::Divergence(d)) => Some(Ok(d)),
+        Err(RunError::Harness(e)) => Some(Err(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}"))),
+        Ok(_) => None,
+    });
+    let first = match first {
+        Some(found) => found?,
+        None => return Err("the program does not diverge: nothing to minimize".into()),
     };
     let want = Signature::of(&first);
-    let same = |p: &Program| match runner.run(p) {
-        Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
-        _ => None,
+    let same = |p: &Program| {
+        (0..tries_for(p)).find_map(|_| match runner.run(p) {
+            Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
+            _ => None,
+        })
     };
     Ok(minimize_with(program, first, same))
 }
@@ -101,14 +124,24 @@ pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result
 /// Shrinks `program`, whose divergence is `first`, keeping every candidate for which
 /// `same` gives a divergence (syzkaller's `Minimize(pred)`): ops are deleted in chunks
 /// halving down to single ops, then arguments are simplified.
-pub fn minimize_with(program: &Program, first: Box<Divergence>, mut same: impl FnMut(&Program) -> Option<Box<Divergence>>) -> Minimized {
+pub fn minimize_with(program: &Program, first: Box<Divergence>, same: impl FnMut(&Program) -> Option<Box<Divergence>>) -> Minimized {
+    // Ops after the diverging one never ran.
+    let cut = first.op_index + 1;
+    let (program, divergence, runs) = minimize_by(program, Some(cut), first, same);
+    Minimized { program, divergence, runs }
+}
+
+/// The shrinking itself, for any finding `F` that `same` says a candidate still shows (a
+/// divergence, a kernel splat): ops from `cut` on are dropped first, then ops deleted in
+/// chunks halving down to single ops, then arguments simplified. Gives the smallest program,
+/// its finding and the runs it took.
+pub fn minimize_by<F>(program: &Program, cut: Option<usize>, first: F, mut same: impl FnMut(&Program) -> Option<F>) -> (Program, F, usize) {
     let mut runs = 1;
     let mut reproduces = |p: &Program| {
         runs += 1;
         same(p)
     };
-    // Ops after the diverging one never ran.
-    let mut best = Program { ops: program.ops[..=first.op_index].to_vec() };
+    let mut best = Program { ops: program.ops[..cut.unwrap_or(program.ops.len()).min(program.ops.len())].to_vec() };
     let mut best_d = first;
 
     // Delete chunks, halving the chunk size down to single ops.
@@ -156,7 +189,7 @@ pub fn minimize_with(program: &Program, first: Box<Divergence>, mut same: impl F
             break;
         }
     }
-    Minimized { program: best, divergence: best_d, runs }
+    (best, best_d, runs)
 }
 
 /// Simpler versions of an op, most aggressive first.
