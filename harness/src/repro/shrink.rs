@@ -18,8 +18,9 @@ use crate::program::Program;
 use crate::runner::{RunError, Runner};
 
 /// `program` without the ops whose `remove` entry is true, the files renumbered so every
-/// kept op names the file it named before; ops naming a file whose create is gone (or that
-/// no create makes: they were skipped anyway) are dropped too. `GmemId(n)` names the n-th
+/// kept op (and group member) names the file it named before; ops and members naming a file
+/// whose create is gone (or that no create makes: they were skipped anyway) are dropped too,
+/// and a group left with one member. `GmemId(n)` names the n-th
 /// `create_gmem` op, so this needs the program alone (syzkaller's `RemoveCall`).
 pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
     let removed = |i: usize| remove.get(i).copied().unwrap_or(false);
@@ -37,13 +38,32 @@ pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
         if removed(i) {
             continue;
         }
-        let mut op = op.clone();
-        if let Some(gmem) = op.gmem_mut() {
-            match new_ids.get(gmem.0 as usize).copied().flatten() {
-                Some(id) => *gmem = id,
-                None => continue,
+        let renumbered = |mut op: Op| {
+            if let Some(gmem) = op.gmem_mut() {
+                *gmem = new_ids.get(gmem.0 as usize).copied().flatten()?;
             }
-        }
+            Some(op)
+        };
+        let op = match op.clone() {
+            // A group's members name files too; one left with fewer than two members is no race.
+            Op::Group(mut group) => {
+                group.members.retain_mut(|m| match renumbered(m.op.clone()) {
+                    Some(op) => {
+                        m.op = op;
+                        true
+                    }
+                    None => false,
+                });
+                if group.members.len() < 2 {
+                    continue;
+                }
+                Op::Group(group)
+            }
+            op => match renumbered(op) {
+                Some(op) => op,
+                None => continue,
+            },
+        };
         ops.push(op);
     }
     Program { ops }
@@ -321,5 +341,36 @@ mod tests {
         let q = remove_op(&p, 0);
         assert_eq!(q, parse("gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=MMAP\nmap g0\n").unwrap());
         assert_eq!(remove_op(&p, 1).ops, vec![p.ops[0].clone()]);
+    }
+
+    #[test]
+    fn any_finding_minimizes_and_a_group_gets_race_tries() {
+        let p = parse(
+            "gmemfuzz-program v3\n\
+             create_gmem size=0x8000 flags=0x0\n\
+             guest r1@0x13b788\n\
+             bind slot=9 flags=GUEST_MEMFD fd=g0 gpa=0x130000 size=0x1000 offset=0x2000\n\
+             group\n  x4 guest r1@0x130000\n  close_gmem g0\n  unbind slot=9\nend\n\
+             punch g0 offset=0x0 len=0x1000\n",
+        )
+        .unwrap();
+        assert_eq!(tries_for(&p), RACE_TRIES);
+        assert_eq!(tries_for(&remove_op(&p, 3)), 1);
+        // A stand-in for "the kernel logged the splat": a group that closes and unbinds.
+        let splats = |q: &Program| {
+            q.ops.iter().any(|op| {
+                matches!(op, Op::Group(g) if g.members.iter().any(|m| matches!(m.op, Op::CloseGmem { .. }))
+                    && g.members.iter().any(|m| matches!(m.op, Op::Unbind { .. })))
+            })
+        };
+        let (best, finding, runs) = minimize_by(&p, None, "KASAN", |q| splats(q).then_some("KASAN"));
+        assert_eq!(finding, "KASAN");
+        assert!(runs > 1);
+        // Everything else goes, the guest member too; the close went with its file's create
+        // (no group is left without it), so the create stays.
+        let text = crate::repro::print(&best);
+        assert_eq!(text, "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\ngroup\n  close_gmem g0\n  unbind slot=9\nend\n", "{text}");
+        // Removing the create drops the members naming its file: here, the whole group.
+        assert!(!splats(&remove_op(&best, 0)));
     }
 }
