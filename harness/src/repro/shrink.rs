@@ -369,7 +369,10 @@ mod tests {
         // Everything else goes, the guest member too; the close went with its file's create
         // (no group is left without it), so the create stays.
         let text = crate::repro::print(&best);
-        assert_eq!(text, "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\ngroup\n  close_gmem g0\n  unbind slot=9\nend\n", "{text}");
+        assert_eq!(
+            text, "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\ngroup\n  close_gmem g0\n  unbind slot=9\nend\n",
+            "{text}"
+        );
         // Removing the create drops the members naming its file: here, the whole group.
         assert!(!splats(&remove_op(&best, 0)));
     }
