@@ -573,11 +573,13 @@ fn fuzz_boot(
             };
             if plain >= 10 {
                 // Kernels where the default VM type has no guest_memfd (6.12) fuzz VM type 1
-                // only: `run --programs 0` opens KVM and stops, or says why it cannot.
+                // only, all the time: `run --programs 0` opens KVM and stops, or says why it
+                // cannot.
                 format!(
-                    "if /bin/gmemfuzz run --vm-type 0 --programs 0 >/dev/null 2>&1; then {}; else echo '{NO_TYPE0}'; fi && {}",
+                    "if /bin/gmemfuzz run --vm-type 0 --programs 0 >/dev/null 2>&1; then {} && {}; else echo '{NO_TYPE0}'; {}; fi",
                     run(0, plain),
-                    run(1, left - plain)
+                    run(1, left - plain),
+                    run(1, left)
                 )
             } else {
                 run(1, left)
