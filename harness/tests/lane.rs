@@ -64,7 +64,7 @@ fn conversion_scenarios_and_lane_regressions_pass_on_every_cached_lane_kernel() 
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvm-tests-ran.log");
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
             use std::io::Write;
-            let _ = writeln!(f, "lane: Linux {}", kernel.version);
+            let _ = f.write_all(format!("lane: Linux {}\n", kernel.version).as_bytes());
         }
     }
 }
