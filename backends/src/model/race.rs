@@ -320,8 +320,9 @@ impl Model {
         };
         let mut out: Vec<Model> = Vec::new();
         let mut prints = HashSet::new();
+        let before = pages_in(self);
         for end in finals {
-            let mut pages = pages_in(self);
+            let mut pages = before.clone();
             for p in pages_in(&end) {
                 if !pages.contains(&p) {
                     pages.push(p);

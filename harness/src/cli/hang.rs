@@ -3,7 +3,7 @@
 //! hangs (the lane stops a boot whose console is silent for a minute; this speaks first).
 //! A vCPU that never leaves KVM_RUN, an ioctl blocked on a lock: the stacks say which.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,11 +60,10 @@ impl Watchdog {
             let took = f.since.elapsed().as_secs_f64();
             eprintln!("gmemfuzz: program #{index} finished after {took:.1} s: slow, not hung");
             if let Some(dir) = &self.findings {
-                let hang = dir.join(format!("hang-{}-{index}.txt", self.seed));
+                let hang = finding(dir, "hang", self.seed, index);
                 if let Ok(text) = std::fs::read_to_string(&hang) {
                     let slow = text.replacen("# found: hang: ", &format!("# found: slow ({took:.1} s in all): "), 1);
-                    let _ =
-                        std::fs::write(dir.join(format!("slow-{}-{index}.txt", self.seed)), slow).and_then(|_| std::fs::remove_file(&hang));
+                    let _ = std::fs::write(finding(dir, "slow", self.seed, index), slow).and_then(|_| std::fs::remove_file(&hang));
                 }
             }
         }
@@ -81,13 +80,18 @@ fn report(f: &InFlight, findings: Option<&PathBuf>, seed: u64, profile: &Profile
     let found = format!("hang: program #{} still running after {:.1} s", f.index, f.since.elapsed().as_secs_f64());
     eprintln!("gmemfuzz HANG: {found}; its threads in the kernel:\n{stacks}\n{}", crate::repro::text::print(&f.program));
     if let Some(dir) = findings {
-        let path = dir.join(format!("hang-{seed}-{}.txt", f.index));
+        let path = finding(dir, "hang", seed, f.index);
         let saved = std::fs::create_dir_all(dir).and_then(|_| crate::fuzz::artifact::save(&path, &f.program, profile, &found));
         match saved {
             Ok(()) => eprintln!("gmemfuzz: wrote {}", path.display()),
             Err(e) => eprintln!("gmemfuzz: could not write {}: {e}", path.display()),
         }
     }
+}
+
+/// Where a `kind` (hang, slow) finding of program `index` goes.
+fn finding(dir: &Path, kind: &str, seed: u64, index: usize) -> PathBuf {
+    dir.join(format!("{kind}-{seed}-{index}.txt"))
 }
 
 /// Each thread of this process: its name, state, wait channel and kernel stack (`/proc`;

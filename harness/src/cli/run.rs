@@ -5,14 +5,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use gmemfuzz_backends::kvm::KvmBackend;
-use gmemfuzz_backends::{Backend, Profile};
+use gmemfuzz_backends::Backend;
 
+use crate::fuzz::artifact;
 use crate::kcov::guide::Guide;
 use crate::kcov::ranges::Ranges;
 use crate::kcov::{Kcov, KcovError};
 use crate::report::{Record, Sink};
 use crate::repro::text;
-use crate::splat::{KernelLog, Splat};
+use crate::splat::KernelLog;
 use crate::timing::Stopwatch;
 use crate::{Program, RunError, Runner};
 
@@ -67,25 +68,13 @@ fn kernel_taint() -> u64 {
     std::fs::read_to_string("/proc/sys/kernel/tainted").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
-/// Saves a program that made the kernel splat as `findings/name` (`artifact::splat_text`).
-fn save_splat(findings: Option<&PathBuf>, name: &str, program: &Program, profile: &Profile, splat: &Splat) -> Result<()> {
+/// Writes a finding's text (`artifact::found_text`, `artifact::splat_text`) as
+/// `findings/name`, when a findings directory was given.
+fn save(findings: Option<&PathBuf>, name: &str, text: impl FnOnce() -> String) -> Result<()> {
     if let Some(dir) = findings {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(name);
-        let text = crate::fuzz::artifact::splat_text(program, profile, splat);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("gmemfuzz: wrote {}", path.display());
-    }
-    Ok(())
-}
-
-/// Saves `program` as `findings/name`, a text program recording the profile it ran on and
-/// what it showed (when a findings directory was given).
-fn save(findings: Option<&PathBuf>, name: &str, program: &Program, profile: &Profile, found: &str) -> Result<()> {
-    if let Some(dir) = findings {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(name);
-        crate::fuzz::artifact::save(&path, program, profile, found)?;
+        std::fs::write(&path, text()).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("gmemfuzz: wrote {}", path.display());
     }
     Ok(())
@@ -272,13 +261,15 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
             eprintln!(
                 "gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {taint_after:#x} during program #{i}:\n{report}\n{text}"
             );
-            match splats.first() {
-                Some(splat) => save_splat(opts.findings.as_ref(), &name, &program, runner.backend.profile(), splat)?,
-                None => {
-                    let found = format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran");
-                    save(opts.findings.as_ref(), &name, &program, runner.backend.profile(), &found)?
-                }
-            }
+            let profile = runner.backend.profile();
+            save(opts.findings.as_ref(), &name, || match splats.first() {
+                Some(splat) => artifact::splat_text(&program, profile, splat),
+                None => artifact::found_text(
+                    &program,
+                    profile,
+                    &format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran"),
+                ),
+            })?;
             sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text, report })?;
             finish(&mut runner, &mut coverage)?;
             bail!("kernel splat during program #{i}");
@@ -291,13 +282,10 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
                     eprintln!("{d}");
                     let text = text::print(&program);
                     eprintln!("  program (seed {}, #{i}):\n{text}", opts.seed);
-                    save(
-                        opts.findings.as_ref(),
-                        &format!("divergence-{}-{i}.txt", opts.seed),
-                        &program,
-                        runner.backend.profile(),
-                        &d.to_string(),
-                    )?;
+                    let profile = runner.backend.profile();
+                    save(opts.findings.as_ref(), &format!("divergence-{}-{i}.txt", opts.seed), || {
+                        artifact::found_text(&program, profile, &d.to_string())
+                    })?;
                     sink.put(&Record::divergence(&d, &program))?;
                     finish(&mut runner, &mut coverage)?;
                     bail!("divergence in program #{i}");

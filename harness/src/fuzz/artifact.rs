@@ -36,12 +36,17 @@ pub fn text_path(args: impl IntoIterator<Item = String>, data: &[u8]) -> PathBuf
     PathBuf::from(artifact + ".txt")
 }
 
-/// Writes `program` as text to `path`, recording the VM type and profile it ran on and the
-/// first line of `finding`.
+/// Writes `program` as text to `path` (`found_text`).
 pub fn save(path: &Path, program: &Program, profile: &Profile, finding: &str) -> std::io::Result<()> {
+    std::fs::write(path, found_text(program, profile, finding))
+}
+
+/// `program` as text, recording the VM type and profile it ran on and the first line of
+/// `finding`.
+pub fn found_text(program: &Program, profile: &Profile, finding: &str) -> String {
     let doc = Document { vm_type: Some(profile.vm_type), profile: Some(profile.summary()), ..Document::new(program.clone()) };
     let first = finding.lines().find(|l| !l.trim().is_empty()).unwrap_or("(no message)");
-    std::fs::write(path, print_document(&doc, &[&format!("found: {first}")]))
+    print_document(&doc, &[&format!("found: {first}")])
 }
 
 /// A program that made the kernel splat, as text: it records the VM type and profile it ran

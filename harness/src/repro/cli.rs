@@ -9,7 +9,7 @@ use gmemfuzz_backends::{Backend, HarnessError, Profile};
 
 use super::load::assumed_profile;
 use super::replay::Report;
-use super::shrink::{minimize as shrink, minimize_by, tries_for, Signature};
+use super::shrink::{diverged_as, minimize as shrink, minimize_by, run_tries, tries_for, Signature};
 use super::text::{print_document, Document, Expectation};
 use super::{c, load_document, observed};
 use crate::config::{open_kvm, OpenError};
@@ -172,14 +172,7 @@ pub fn minimized(program: &Program, vm_type: u64) -> Result<(String, usize, Expe
     let mut fresh = Runner::new(kvm(vm_type)?);
     // A race is confirmed if it shows within the tries minimization gave each candidate.
     let want = Signature::of(&m.divergence);
-    let mut last = fresh.run(&m.program);
-    for _ in 1..tries_for(&m.program) {
-        if matches!(&last, Err(RunError::Divergence(d)) if Signature::of(d) == want) {
-            break;
-        }
-        last = fresh.run(&m.program);
-    }
-    match last {
+    match run_tries(&mut fresh, &m.program, |r| diverged_as(r, want)) {
         Err(RunError::Divergence(d)) if Signature::of(&d) == want => {
             eprintln!(
                 "minimized {} ops to {} ({} removed) in {} runs; confirmed on a new VM:\n{d}",

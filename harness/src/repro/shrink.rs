@@ -69,7 +69,6 @@ pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
     Program { ops }
 }
 
-/// Removes the single op `k` (see `remove_ops`).
 /// The program up to its op `index`, with that op, a concurrent group, replaced by its
 /// members in order, each once: what a group shows that its members show in sequence is no
 /// race (`None` where op `index` is not a group).
@@ -80,6 +79,7 @@ pub fn ungrouped(program: &Program, index: usize) -> Option<Program> {
     Some(Program { ops })
 }
 
+/// Removes the single op `k` (see `remove_ops`).
 pub fn remove_op(program: &Program, k: usize) -> Program {
     let mut remove = vec![false; program.ops.len()];
     remove[k] = true;
@@ -119,24 +119,40 @@ pub fn tries_for(program: &Program) -> usize {
     }
 }
 
+/// Runs `program` until `done` accepts a run's result, at most `tries_for` times; gives that
+/// result, or the last.
+pub fn run_tries<B: Backend>(
+    runner: &mut Runner<B>,
+    program: &Program,
+    done: impl Fn(&Result<crate::Trace, RunError>) -> bool,
+) -> Result<crate::Trace, RunError> {
+    let mut last = runner.run(program);
+    for _ in 1..tries_for(program) {
+        if done(&last) {
+            break;
+        }
+        last = runner.run(program);
+    }
+    last
+}
+
+/// Whether a run diverged as `want` says.
+pub fn diverged_as(result: &Result<crate::Trace, RunError>, want: Signature) -> bool {
+    matches!(result, Err(RunError::Divergence(d)) if Signature::of(d) == want)
+}
+
 /// Shrinks `program`, which must diverge on `runner`. Errors if it does not. A candidate with
 /// a group is kept if it diverges the same way within `tries_for` runs.
 pub fn minimize<B: Backend>(runner: &mut Runner<B>, program: &Program) -> Result<Minimized, String> {
-    let first = (0..tries_for(program)).find_map(|_| match runner.run(program) {
-        Err(RunError::Divergence(d)) => Some(Ok(d)),
-        Err(RunError::Harness(e)) => Some(Err(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}"))),
-        Ok(_) => None,
-    });
-    let first = match first {
-        Some(found) => found?,
-        None => return Err("the program does not diverge: nothing to minimize".into()),
+    let first = match run_tries(runner, program, Result::is_err) {
+        Err(RunError::Divergence(d)) => d,
+        Err(RunError::Harness(e)) => return Err(format!("gmemfuzz HARNESS ERROR (not a kernel finding): {e}")),
+        Ok(_) => return Err("the program does not diverge: nothing to minimize".into()),
     };
     let want = Signature::of(&first);
-    let same = |p: &Program| {
-        (0..tries_for(p)).find_map(|_| match runner.run(p) {
-            Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
-            _ => None,
-        })
+    let same = |p: &Program| match run_tries(runner, p, |r| diverged_as(r, want)) {
+        Err(RunError::Divergence(d)) if Signature::of(&d) == want => Some(d),
+        _ => None,
     };
     Ok(minimize_with(program, first, same))
 }
