@@ -17,6 +17,11 @@ impl Program {
     pub const VERSION: u32 = 3;
     /// Most ops a generated program has.
     pub const MAX_OPS: usize = 48;
+    /// Bytes of a seeded input that draw the swarm (`Swarm::draw` reads at most 15).
+    pub const SWARM_BYTES: usize = 16;
+    /// Bytes of a seeded input per op: the most one op reads is about 55 (a guest op or a
+    /// group of four members), so no op runs out.
+    pub const OP_BYTES: usize = 96;
 
     pub fn new(ops: Vec<Op>) -> Program {
         Program { ops }
@@ -80,14 +85,26 @@ impl Program {
 
     /// The generator bytes behind each of `seeded`'s programs of `len` ops.
     pub fn seeded_input_len(len: usize) -> usize {
-        16 + len * 96
+        Self::SWARM_BYTES + len * Self::OP_BYTES
     }
 
     /// The program of exactly `len` ops that generator bytes make, drawing op kinds at
     /// `weights` (as `seeded_with` does).
+    ///
+    /// The bytes are a swarm header and then one chunk per op: op i is decoded from its own
+    /// `OP_BYTES` alone (with the picture the ops before it left), so changing one chunk
+    /// changes that op and leaves the others' choices as they were, and chunks moved or
+    /// copied between inputs carry their ops with them (what guided mutation relies on).
     pub fn from_seeded_input(bytes: &[u8], len: usize, profile: &Profile, weights: &OpWeights) -> Program {
-        // Generation never fails: an exhausted input reads as zeros.
-        Self::generate_with(&mut Unstructured::new(bytes), len, profile, weights.clone()).expect("generation never fails")
+        let chunk = |from: usize, n: usize| bytes.get(from..).map_or(&[][..], |rest| &rest[..n.min(rest.len())]);
+        let mut g = Generator::new(profile).with_weights(weights.clone());
+        // Generation never fails: an exhausted chunk reads as zeros.
+        g.draw_swarm(&mut Unstructured::new(chunk(0, Self::SWARM_BYTES))).expect("generation never fails");
+        let ops = (0..len)
+            .map(|i| g.op(&mut Unstructured::new(chunk(Self::SWARM_BYTES + i * Self::OP_BYTES, Self::OP_BYTES))))
+            .collect::<Result<_>>()
+            .expect("generation never fails");
+        Program { ops }
     }
 
     /// A program is worth running if it makes a file and does something more.

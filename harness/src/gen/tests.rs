@@ -6,7 +6,7 @@ use crate::program::Program;
 use crate::runner::Runner;
 use crate::stats::Reach;
 use gmemfuzz_backends::model::Model;
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 fn programs(profile: &Profile, n: usize) -> Vec<Program> {
     Program::seeded(3, 24, profile).take(n).collect()
@@ -174,4 +174,39 @@ fn groups_race_on_shared_objects_and_run_clean_on_every_profile() {
         assert_eq!(attributes > 0, profile.attributes != 0, "{}: set_attributes races where the kernel has attributes", profile.kernel);
         assert!(runner.stats.races.groups > 0 && runner.stats.races.inconclusive == 0, "{}", runner.stats);
     }
+}
+
+/// Seeded inputs are a swarm header and a chunk per op (`Program::from_seeded_input`): no
+/// op reads past its chunk (it would read zeros, a skewed draw), and an op depends only on
+/// its own chunk and the ops before it, which guided mutation relies on.
+#[test]
+fn seeded_ops_fit_their_chunks_and_depend_on_earlier_ops_only() {
+    let profile = Profile::sw_protected_7_2();
+    let weights = OpWeights::for_profile(&profile);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut most = 0;
+    for _ in 0..2000 {
+        let mut bytes = vec![0u8; Program::seeded_input_len(16)];
+        rng.fill_bytes(&mut bytes);
+        let mut u = Unstructured::new(&bytes[..Program::SWARM_BYTES]);
+        let mut g = Generator::new(&profile);
+        g.draw_swarm(&mut u).unwrap();
+        assert!(!u.is_empty(), "the swarm ran out of its header");
+        let mut ops = Vec::new();
+        for i in 0..16 {
+            let chunk = &bytes[Program::SWARM_BYTES + i * Program::OP_BYTES..][..Program::OP_BYTES];
+            let mut u = Unstructured::new(chunk);
+            ops.push(g.op(&mut u).unwrap());
+            most = most.max(chunk.len() - u.len());
+        }
+        let program = Program::from_seeded_input(&bytes, 16, &profile, &weights);
+        assert_eq!(program.ops, ops, "each op is read from its own chunk");
+        let k = rng.random_range(0..16);
+        let chunk = Program::SWARM_BYTES + k * Program::OP_BYTES;
+        rng.fill_bytes(&mut bytes[chunk..chunk + Program::OP_BYTES]);
+        let changed = Program::from_seeded_input(&bytes, 16, &profile, &weights);
+        assert_eq!(program.ops[..k], changed.ops[..k], "op {k} changed: the ops before it must not");
+    }
+    assert!(most < Program::OP_BYTES, "an op read {most} bytes: its chunk ran out");
+    eprintln!("the most bytes one op read: {most} of {}", Program::OP_BYTES);
 }

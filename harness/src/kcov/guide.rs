@@ -4,8 +4,12 @@
 //! become values that mutations write into the bytes (libFuzzer's dictionary, syzkaller's
 //! hints).
 //!
-//! Inputs have the fixed length of `Program::seeded`'s (16 + 96 bytes an op), so a program
-//! decoded from one has the session's op count, as unguided programs do.
+//! Inputs have `Program::from_seeded_input`'s layout, a swarm header and one chunk per op,
+//! so mutations work on ops as syzkaller's do on calls: change one op, put a new one in,
+//! take one out, swap two, or take ops from another kept input; every program still has the
+//! session's op count, as unguided programs do.
+
+use std::ops::Range;
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -14,6 +18,7 @@ use rustc_hash::FxHashSet;
 use super::ranges::Ranges;
 use super::signal::Signal;
 use super::Comparison;
+use crate::Program;
 
 /// Values kept from comparisons; past this, a new one replaces a random one.
 const DICTIONARY_MAX: usize = 4096;
@@ -21,9 +26,31 @@ const DICTIONARY_MAX: usize = 4096;
 /// finds breadth (a 10-minute lane run sees a few thousand programs), mutations depth.
 const FRESH_EVERY: u32 = 2;
 
+/// The mutations, each on whole op chunks except `Tweak`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray)]
+enum Mutation {
+    /// A few bytes of one op: bit flips, random bytes, dictionary values (its arguments,
+    /// mostly; now and then its kind).
+    Tweak,
+    /// One op made anew.
+    Replace,
+    /// A new op put in (the last one falls off the end).
+    Insert,
+    /// One op taken out (a new one comes in at the end).
+    Remove,
+    /// Two ops trade places.
+    Swap,
+    /// The ops from one on taken from another kept input (splice).
+    Splice,
+    /// One op of another kept input copied over one of this one.
+    Borrow,
+    /// A new swarm: which op kinds the program draws from.
+    Swarm,
+}
+
 pub struct Guide {
     rng: StdRng,
-    len: usize,
+    ops: usize,
     corpus: Vec<Vec<u8>>,
     dictionary: Vec<u64>,
     in_dictionary: FxHashSet<u64>,
@@ -34,12 +61,22 @@ impl Guide {
     pub fn new(seed: u64, ops: usize, ranges: Ranges) -> Guide {
         Guide {
             rng: StdRng::seed_from_u64(seed),
-            len: crate::Program::seeded_input_len(ops),
+            ops,
             corpus: Vec::new(),
             dictionary: Vec::new(),
             in_dictionary: FxHashSet::default(),
             signal: Signal::new(ranges),
         }
+    }
+
+    fn len(&self) -> usize {
+        Program::seeded_input_len(self.ops)
+    }
+
+    /// The bytes of op `i`.
+    fn chunk(i: usize) -> Range<usize> {
+        let start = Program::SWARM_BYTES + i * Program::OP_BYTES;
+        start..start + Program::OP_BYTES
     }
 
     pub fn corpus(&self) -> &[Vec<u8>] {
@@ -49,7 +86,7 @@ impl Guide {
     /// An input of this session's length made from stored bytes (a previous boot's corpus):
     /// cut or padded with zeros, as the generator reads an exhausted input.
     pub fn fit(&self, mut bytes: Vec<u8>) -> Vec<u8> {
-        bytes.resize(self.len, 0);
+        bytes.resize(self.len(), 0);
         bytes
     }
 
@@ -59,7 +96,7 @@ impl Guide {
 
     /// Fresh random bytes.
     pub fn fresh(&mut self) -> Vec<u8> {
-        let mut bytes = vec![0u8; self.len];
+        let mut bytes = vec![0u8; self.len()];
         self.rng.fill_bytes(&mut bytes);
         bytes
     }
@@ -69,41 +106,73 @@ impl Guide {
         if self.corpus.is_empty() || self.rng.random_ratio(1, FRESH_EVERY) {
             return self.fresh();
         }
-        let mut bytes = self.corpus[self.rng.random_range(0..self.corpus.len())].clone();
-        bytes.resize(self.len, 0);
-        for _ in 0..self.rng.random_range(1..=4) {
-            self.mutate(&mut bytes);
+        let kept = self.corpus[self.rng.random_range(0..self.corpus.len())].clone();
+        let mut bytes = self.fit(kept);
+        for _ in 0..self.rng.random_range(1..=3) {
+            use strum::VariantArray as _;
+            let mutation = Mutation::VARIANTS[self.rng.random_range(0..Mutation::VARIANTS.len())];
+            self.mutate(&mut bytes, mutation);
         }
         bytes
     }
 
-    fn mutate(&mut self, bytes: &mut [u8]) {
-        let len = bytes.len();
+    fn mutate(&mut self, bytes: &mut [u8], mutation: Mutation) {
+        let ops = self.ops;
+        if ops == 0 {
+            return;
+        }
+        let i = self.rng.random_range(0..ops);
+        let op = Self::chunk(i);
+        match mutation {
+            Mutation::Tweak => {
+                for _ in 0..self.rng.random_range(1..=3) {
+                    self.tweak(&mut bytes[op.clone()]);
+                }
+            }
+            Mutation::Replace => self.rng.fill_bytes(&mut bytes[op]),
+            Mutation::Insert => {
+                bytes.copy_within(op.start..Self::chunk(ops - 1).start, op.start + Program::OP_BYTES);
+                self.rng.fill_bytes(&mut bytes[op]);
+            }
+            Mutation::Remove => {
+                bytes.copy_within(op.end..Self::chunk(ops - 1).end, op.start);
+                self.rng.fill_bytes(&mut bytes[Self::chunk(ops - 1)]);
+            }
+            Mutation::Swap => {
+                let other = Self::chunk(self.rng.random_range(0..ops));
+                let mine = bytes[op.clone()].to_vec();
+                bytes.copy_within(other.clone(), op.start);
+                bytes[other].copy_from_slice(&mine);
+            }
+            Mutation::Splice | Mutation::Borrow => {
+                let donor = &self.corpus[self.rng.random_range(0..self.corpus.len())];
+                let from = match mutation {
+                    Mutation::Splice => op.start..bytes.len(),
+                    _ => Self::chunk(self.rng.random_range(0..ops)),
+                };
+                let Some(taken) = donor.get(from) else { return };
+                let n = taken.len().min(bytes.len() - op.start);
+                bytes[op.start..op.start + n].copy_from_slice(&taken[..n]);
+            }
+            Mutation::Swarm => self.rng.fill_bytes(&mut bytes[..Program::SWARM_BYTES]),
+        }
+    }
+
+    /// Changes a few bytes of one op's chunk.
+    fn tweak(&mut self, chunk: &mut [u8]) {
+        let len = chunk.len();
         let at = self.rng.random_range(0..len);
-        match self.rng.random_range(0..6) {
-            0 => bytes[at] ^= 1 << self.rng.random_range(0..8),
-            1 => bytes[at] = self.rng.random(),
-            2 | 3 if !self.dictionary.is_empty() => {
+        match self.rng.random_range(0..4) {
+            0 => chunk[at] ^= 1 << self.rng.random_range(0..8),
+            1 => chunk[at] = self.rng.random(),
+            _ if !self.dictionary.is_empty() => {
                 // A value the kernel compared against, at one of its widths, maybe off by one.
                 let mut value = self.dictionary[self.rng.random_range(0..self.dictionary.len())];
                 value = value.wrapping_add([0, 1, u64::MAX][self.rng.random_range(0..3)]);
                 let width = [1, 2, 4, 8][self.rng.random_range(0..4)].min(len - at);
-                bytes[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+                chunk[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
             }
-            4 if self.corpus.len() > 1 => {
-                // Crossover: the same stretch of another kept input (inputs are read in order,
-                // so a stretch at the same place is roughly the same ops).
-                let other = &self.corpus[self.rng.random_range(0..self.corpus.len())];
-                let end = (at + self.rng.random_range(1..=192)).min(len).min(other.len());
-                if at < end {
-                    bytes[at..end].copy_from_slice(&other[at..end]);
-                }
-            }
-            _ => {
-                // About one op's worth of new bytes.
-                let end = (at + 96).min(len);
-                self.rng.fill_bytes(&mut bytes[at..end]);
-            }
+            _ => chunk[at] = self.rng.random(),
         }
     }
 
@@ -143,6 +212,10 @@ impl Guide {
 mod tests {
     use super::*;
 
+    fn chunks(bytes: &[u8], ops: usize) -> Vec<&[u8]> {
+        (0..ops).map(|i| &bytes[Guide::chunk(i)]).collect()
+    }
+
     #[test]
     fn keeps_inputs_that_reach_new_edges_and_mutates_them() {
         let mut g = Guide::new(1, 16, Ranges::all());
@@ -151,16 +224,57 @@ mod tests {
         assert!(g.add(&a, [1, 2, 3]) > 0);
         assert_eq!(g.add(&a, [1, 2, 3]), 0);
         assert_eq!(g.corpus().len(), 1);
-        // With one kept input, about half the next inputs are mutations of it (close to it),
-        // the rest fresh (about as far from it as random bytes are).
-        let close = (0..256)
-            .filter(|_| {
-                let b = g.next_input();
-                assert_eq!(b.len(), a.len());
-                a.iter().zip(&b).filter(|(x, y)| x != y).count() <= 4 * 192
-            })
-            .count();
-        assert!((96..=160).contains(&close), "{close} of 256 were mutations");
+        // With one kept input, about half the next inputs are mutations of it (at most three
+        // of its ops changed, the rest kept, maybe moved), the rest fresh (none of its ops).
+        let theirs = chunks(&a, 16);
+        let mut mutations = 0;
+        for _ in 0..256 {
+            let b = g.next_input();
+            assert_eq!(b.len(), a.len());
+            let kept = chunks(&b, 16).iter().filter(|c| theirs.contains(c)).count();
+            assert!(kept >= 13 || kept == 0, "{kept} of 16 ops kept");
+            mutations += usize::from(kept > 0);
+        }
+        assert!((96..=160).contains(&mutations), "{mutations} of 256 were mutations");
+    }
+
+    #[test]
+    fn mutations_work_on_whole_ops() {
+        use strum::VariantArray as _;
+        let ops = 8;
+        let mut g = Guide::new(2, ops, Ranges::all());
+        let donor = g.fresh();
+        g.add(&donor, [1]);
+        for &mutation in Mutation::VARIANTS {
+            for _ in 0..50 {
+                let a = g.fresh();
+                let mut b = a.clone();
+                g.mutate(&mut b, mutation);
+                let (ca, cb) = (chunks(&a, ops), chunks(&b, ops));
+                let same_header = a[..Program::SWARM_BYTES] == b[..Program::SWARM_BYTES];
+                let differ: Vec<usize> = (0..ops).filter(|&i| ca[i] != cb[i]).collect();
+                let ok = match mutation {
+                    Mutation::Tweak | Mutation::Replace | Mutation::Borrow => same_header && differ.len() <= 1,
+                    Mutation::Swarm => differ.is_empty(),
+                    Mutation::Swap => same_header && differ.len() <= 2 && differ.iter().all(|&i| ca.contains(&cb[i])),
+                    // The ops before the first changed one are kept; from there on they are
+                    // the donor's, at their own places.
+                    Mutation::Splice => {
+                        let from = differ.first().copied().unwrap_or(ops);
+                        same_header && (from..ops).all(|i| cb[i] == &donor[Guide::chunk(i)])
+                    }
+                    // Every op of `a` but one is still there, in order, shifted by one past the
+                    // new one (insert) or the removed one (remove).
+                    Mutation::Insert => {
+                        (0..ops).any(|at| (0..at).all(|i| ca[i] == cb[i]) && (at..ops - 1).all(|i| ca[i] == cb[i + 1])) && same_header
+                    }
+                    Mutation::Remove => {
+                        (0..ops).any(|at| (0..at).all(|i| ca[i] == cb[i]) && (at..ops - 1).all(|i| ca[i + 1] == cb[i])) && same_header
+                    }
+                };
+                assert!(ok, "{mutation:?} changed ops {differ:?}");
+            }
+        }
     }
 
     #[test]

@@ -62,11 +62,29 @@ pub fn choose() -> (Accel, String) {
 mod tests {
     use super::*;
 
-    fn sys(modules: &[(&str, Option<&str>)]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("gmemfuzz-accel-{}-{}", std::process::id(), modules.len()));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// A /sys with these modules loaded (and their `nested` parameter), removed when dropped.
+    struct FakeSys(std::path::PathBuf);
+
+    impl std::ops::Deref for FakeSys {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for FakeSys {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sys(modules: &[(&str, Option<&str>)]) -> FakeSys {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = FakeSys(std::env::temp_dir().join(format!("gmemfuzz-accel-{}-{n}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
         for (m, nested) in modules {
-            let params = dir.join("module").join(m).join("parameters");
+            let params = dir.0.join("module").join(m).join("parameters");
             std::fs::create_dir_all(&params).unwrap();
             if let Some(v) = nested {
                 std::fs::write(params.join("nested"), v).unwrap();
