@@ -113,7 +113,8 @@ enum Command {
         jobs: Option<u32>,
         /// Kernel coverage in the fuzzing boots: guide (keep and mutate the programs that
         /// reach new KVM code; the corpus comes back in OUT/kcov-corpus), collect (count
-        /// only), or off. Every mode but off leaves the PCs reached in OUT/kcov-pcs.txt.
+        /// only), or off. Every mode but off leaves the PCs and edges reached in
+        /// OUT/kcov-pcs.txt.
         #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Guide)]
         kcov: gmemfuzz::cli::KcovMode,
         /// The kernel code KCOV counts (`gmemfuzz coverage --ranges` writes such a file);
@@ -140,10 +141,11 @@ enum Command {
         #[arg(long, default_value_t = gmemfuzz::repro::cli::RACE_TRIES, requires = "replay")]
         repeat: u32,
     },
-    /// Report the kernel code the lane's programs reached: PCs files (one hex PC a line, as the
-    /// lane's KCOV collection writes them) mapped to guest_memfd.c, kvm_main.c and the x86 MMU,
-    /// as OUT/index.html with source lines coloured; or, with --ranges, write the address ranges
-    /// of KVM's functions (what the in-guest collection keeps).
+    /// Report the kernel code the lane's programs reached: PCs files (a hex PC or an edge, two
+    /// PCs, a line, as the lane's KCOV collection writes them) mapped to guest_memfd.c,
+    /// kvm_main.c and the x86 MMU, as OUT/index.html with source lines coloured; or, with
+    /// --ranges, write the address ranges of KVM's functions (what the in-guest collection
+    /// keeps).
     Coverage {
         /// The bzImage the PCs came from (a lane build: its build directory must be there).
         #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]

@@ -1,5 +1,5 @@
 //! `gmemfuzz coverage`: which of KVM's guest_memfd, memslot, attribute and MMU code the lane's
-//! programs reached, from the kernel PCs KCOV recorded in the guest ("PCs files"), as an HTML
+//! programs reached, from the kernel PCs and edges KCOV recorded in the guest ("PCs files"), as an HTML
 //! report with source lines coloured; and the address ranges of KVM's functions, which the
 //! lane's in-guest collection keeps.
 //!
@@ -17,7 +17,6 @@ mod placement;
 mod ranges;
 mod report;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -25,7 +24,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 pub use kbuild::Build;
-pub use pcs::{format_pcs, parse_pcs, read_pcs_files};
+pub use pcs::{format_pcs, parse_pcs, read_pcs_files, Reached};
 pub use ranges::{format_ranges, kvm_ranges, parse_ranges, FunctionRange, KVM_DIRS};
 pub use report::{FileCoverage, FunctionCoverage, Totals, REPORT_FILES};
 
@@ -44,6 +43,8 @@ pub struct CoverageSummary {
     pub files: Vec<FileCoverage>,
     /// Unique PCs in the files given.
     pub pcs: usize,
+    /// Unique edges in the files given.
+    pub edges: usize,
     /// PCs that follow a call other than of `__sanitizer_cov_trace_pc` (where a function
     /// tail-called it, KCOV records its caller's return address).
     pub other_call_pcs: usize,
@@ -72,7 +73,8 @@ pub fn report(kernel: &LaneKernel, opts: &CoverageOptions) -> Result<Option<Cove
         eprintln!("gmemfuzz coverage: {} has no CONFIG_KCOV: no kernel coverage to report", kernel.image.display());
         return Ok(None);
     }
-    let pcs = read_pcs_files(&opts.pcs)?;
+    let reached = read_pcs_files(&opts.pcs)?;
+    let pcs = &reached.pcs;
     if pcs.is_empty() {
         eprintln!("gmemfuzz coverage: the PCs files hold no PC (no KCOV in the guest?); the report shows nothing reached");
     }
@@ -86,14 +88,14 @@ pub fn report(kernel: &LaneKernel, opts: &CoverageOptions) -> Result<Option<Cove
     let other_call_pcs = not_points.len() - foreign_pcs;
     let objects = build.objects_under(&KVM_DIRS)?;
     let cache = debugobj::cache_dir(&build, &opts.out);
-    let files = cover_files(&build, &vm, &objects, &pcs, &cache)?;
+    let files = cover_files(&build, &vm, &objects, &reached, &cache)?;
     let pcs_files: Vec<String> = opts.pcs.iter().map(|p| p.display().to_string()).collect();
     let facts = vec![
         format!("Kernel {} ({}), build {}.", kernel.version, kernel.image.display(), build.dir.display()),
-        format!("{} unique PCs from {}.", pcs.len(), pcs_files.join(", ")),
+        format!("{} unique PCs and {} edges from {}.", pcs.len(), reached.edges.len(), pcs_files.join(", ")),
     ];
     html::write(&opts.out, &format!("gmemfuzz kernel coverage: Linux {}", kernel.version), &facts, &files)?;
-    let summary = CoverageSummary { files, pcs: pcs.len(), other_call_pcs, foreign_pcs };
+    let summary = CoverageSummary { files, pcs: pcs.len(), edges: reached.edges.len(), other_call_pcs, foreign_pcs };
     print_summary(&summary, &opts.out);
     Ok(Some(summary))
 }
@@ -103,7 +105,7 @@ fn cover_files(
     build: &Build,
     vm: &placement::Vmlinux,
     objects: &[kbuild::KbuildObject],
-    pcs: &BTreeSet<u64>,
+    reached: &Reached,
     cache: &Path,
 ) -> Result<Vec<FileCoverage>> {
     let work: Vec<_> = REPORT_FILES
@@ -124,7 +126,7 @@ fn cover_files(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((file, obj)) = work.get(i) else { break };
-                let r = report::file_coverage(build, vm, obj, file, pcs, cache).with_context(|| format!("coverage of {}", file.source));
+                let r = report::file_coverage(build, vm, obj, file, reached, cache).with_context(|| format!("coverage of {}", file.source));
                 results.lock().unwrap()[i] = Some(r);
             });
         }
@@ -143,17 +145,18 @@ fn fraction((r, t): (u32, u32)) -> String {
 /// The summary table, on stderr.
 fn print_summary(s: &CoverageSummary, out: &Path) {
     eprintln!(
-        "gmemfuzz coverage: {} unique PCs; {} return addresses of other calls (callers of tail-called points); {} follow no call in this vmlinux{}",
+        "gmemfuzz coverage: {} unique PCs, {} edges; {} return addresses of other calls (callers of tail-called points); {} follow no call in this vmlinux{}",
         s.pcs,
+        s.edges,
         s.other_call_pcs,
         s.foreign_pcs,
         if s.foreign_pcs > 0 { " (PCs of another build?)" } else { "" }
     );
-    eprintln!("{:<58} {:>14} {:>14} {:>16}", "file", "functions", "lines", "points");
+    eprintln!("{:<58} {:>14} {:>14} {:>16} {:>8}", "file", "functions", "lines", "points", "edges");
     for f in &s.files {
         let row = |label: &str, t: Totals, lines: bool| {
             let l = if lines { fraction(t.lines) } else { "-".into() };
-            eprintln!("{label:<58} {:>14} {:>14} {:>16}", fraction(t.functions), l, fraction(t.points));
+            eprintln!("{label:<58} {:>14} {:>14} {:>16} {:>8}", fraction(t.functions), l, fraction(t.points), t.edges);
         };
         row(&f.source.to_string_lossy(), f.file_totals(), f.function_level.is_none());
         if let Some(label) = f.focus_label {

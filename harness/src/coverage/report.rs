@@ -1,4 +1,5 @@
-//! Coverage of the report's files: which points, lines and functions the PCs reached.
+//! Coverage of the report's files: which points, lines and functions the PCs reached, and
+//! how many edges ended in each function.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use super::debugobj::debug_object;
 use super::kbuild::{Build, KbuildObject};
 use super::lines::map_points;
+use super::pcs::Reached;
 use super::placement::{place, Vmlinux};
 
 /// A file of the report, and the functions of it to pick out (by name) in the summary.
@@ -60,6 +62,8 @@ pub struct FunctionCoverage {
     /// Instrumented lines of it, and those reached.
     pub lines: u32,
     pub lines_reached: u32,
+    /// The distinct edges reached that end at one of its points.
+    pub edges: u32,
     /// In the file's focus group.
     pub focus: bool,
     /// Why it has no points, where known.
@@ -87,12 +91,13 @@ pub struct FileCoverage {
     pub point_pcs: BTreeSet<u64>,
 }
 
-/// Totals: (reached, total).
+/// Totals: (reached, total), and the edges reached (of edges there is no total).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub functions: (u32, u32),
     pub points: (u32, u32),
     pub lines: (u32, u32),
+    pub edges: u32,
 }
 
 impl FileCoverage {
@@ -114,9 +119,23 @@ impl FileCoverage {
             t.points.1 += f.points;
             t.lines.0 += f.lines_reached;
             t.lines.1 += f.lines;
+            t.edges += f.edges;
         }
         t
     }
+}
+
+/// How many distinct edges end at the points of each function: `function_of` maps a point's
+/// PC to its function. The PC of an edge is a point's PC: KCOV records the return address of
+/// the `__sanitizer_cov_trace_pc` call, as the point does.
+fn edges_per_function<'a>(function_of: &BTreeMap<u64, &'a str>, edges: &BTreeSet<(u64, u64)>) -> BTreeMap<&'a str, u32> {
+    let mut counts = BTreeMap::new();
+    for (_, pc) in edges {
+        if let Some(&function) = function_of.get(pc) {
+            *counts.entry(function).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// The base name of a gcc clone (`foo.isra.0`, `foo.cold`, `foo.constprop.0` -> `foo`).
@@ -127,13 +146,13 @@ fn base_name(symbol: &str) -> &str {
 /// A point's function of the file and its line there (none: per function only).
 type FunctionLine = (String, Option<u32>);
 
-/// Computes the coverage of one file of the build from the reached PCs.
+/// Computes the coverage of one file of the build from the reached PCs and edges.
 pub fn file_coverage(
     build: &Build,
     vm: &Vmlinux,
     obj: &KbuildObject,
     file: &ReportFile,
-    pcs: &BTreeSet<u64>,
+    reached: &Reached,
     cache: &Path,
 ) -> Result<FileCoverage> {
     let bytes = std::fs::read(&obj.object).with_context(|| format!("reading {}", obj.object.display()))?;
@@ -176,7 +195,7 @@ pub fn file_coverage(
     let mut rows: BTreeMap<String, FunctionCoverage> = BTreeMap::new();
     let mut fn_lines: BTreeMap<(String, u32), (u32, u32)> = BTreeMap::new();
     for (p, (function, line)) in placed.points.iter().zip(&per_point) {
-        let hit = pcs.contains(&p.pc);
+        let hit = reached.pcs.contains(&p.pc);
         cov.point_pcs.insert(p.pc);
         if hit {
             cov.reached_pcs.insert(p.pc);
@@ -193,10 +212,14 @@ pub fn file_coverage(
             fl.1 += u32::from(hit);
         }
     }
-    for ((function, _), (_, reached)) in &fn_lines {
+    for ((function, _), (_, hit)) in &fn_lines {
         let row = rows.entry(function.clone()).or_default();
         row.lines += 1;
-        row.lines_reached += u32::from(*reached > 0);
+        row.lines_reached += u32::from(*hit > 0);
+    }
+    let function_of: BTreeMap<u64, &str> = placed.points.iter().zip(&per_point).map(|(p, (f, _))| (p.pc, f.as_str())).collect();
+    for (function, edges) in edges_per_function(&function_of, &reached.edges) {
+        rows.get_mut(function).expect("a row for every point's function").edges = edges;
     }
     let focus = file.focus.map_or(&[][..], |f| f.1);
     let dead: BTreeSet<&str> = placed.functions.iter().filter(|f| f.weak && f.addr.is_none()).map(|f| base_name(&f.name)).collect();
@@ -222,4 +245,32 @@ pub fn file_coverage(
     }
     cov.functions.sort_by(|a, b| (a.line.unwrap_or(u32::MAX), &a.name).cmp(&(b.line.unwrap_or(u32::MAX), &b.name)));
     Ok(cov)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_count_once_for_the_function_of_their_pc() {
+        let function_of: BTreeMap<u64, &str> = [(0x10, "a"), (0x20, "a"), (0x30, "b")].into();
+        // Three edges end at a's points, one at b's, one at no point of the file.
+        let edges = [(0, 0x10), (0x10, 0x20), (0x30, 0x20), (0x20, 0x30), (0x30, 0x99)].into();
+        assert_eq!(edges_per_function(&function_of, &edges), [("a", 3), ("b", 1)].into());
+    }
+
+    #[test]
+    fn totals_sum_edges_of_the_functions_kept() {
+        let f = |name: &str, points, edges, focus| FunctionCoverage {
+            name: name.into(),
+            points,
+            reached: points.min(1),
+            edges,
+            focus,
+            ..Default::default()
+        };
+        let cov = FileCoverage { functions: vec![f("a", 2, 5, true), f("b", 1, 2, false), f("c", 0, 0, true)], ..Default::default() };
+        assert_eq!(cov.file_totals().edges, 7);
+        assert_eq!(cov.totals(|x| x.focus).edges, 5);
+    }
 }

@@ -89,24 +89,24 @@ fn report_marks_exactly_the_points_reached() {
     assert!(chosen.len() > 10);
     let dir = temp_dir("report");
     let pcs_file = dir.join("boot.pcs");
-    let mut text = String::from("# made-up boot: every point of kvm_gmem_{bind,unbind,get_pfn}\n");
-    for pc in &chosen {
-        text.push_str(&format!("{pc:#x}\n"));
-    }
-    std::fs::write(&pcs_file, text).unwrap();
+    // An edge into each point (from the one before), and one that ends at no point.
+    let mut edges: Vec<(u64, u64)> = chosen.iter().scan(0, |prev, &pc| Some((std::mem::replace(prev, pc), pc))).collect();
+    edges.push((*chosen.first().unwrap(), 1));
+    let header = ["made-up boot: every point of kvm_gmem_{bind,unbind,get_pfn}".to_string()];
+    std::fs::write(&pcs_file, format_pcs(&header, chosen.iter().copied(), edges.iter().copied())).unwrap();
     let out = dir.join("html");
     let summary = report(&kernel, &CoverageOptions { pcs: vec![pcs_file], out: out.clone() }).unwrap().expect("the lane kernel has KCOV");
-    assert_eq!(summary.pcs, chosen.len());
+    assert_eq!((summary.pcs, summary.edges), (chosen.len(), chosen.len() + 1));
     assert_eq!((summary.foreign_pcs, summary.other_call_pcs), (0, 0));
     let gmem = summary.files.iter().find(|f| f.source == Path::new("virt/kvm/guest_memfd.c")).unwrap();
     assert_eq!(gmem.function_level, None, "line numbers from the -g object");
     assert_eq!(gmem.reached_pcs, chosen);
     let t = gmem.file_totals();
-    assert_eq!(t.points.0 as usize, chosen.len());
+    assert_eq!((t.points.0 as usize, t.edges as usize), (chosen.len(), chosen.len()));
     let source = gmem.text.as_deref().expect("the source text");
     for name in chosen_fns {
         let row = gmem.functions.iter().find(|f| f.name == name).unwrap();
-        assert!(row.points > 0 && row.reached == row.points, "{row:?}");
+        assert!(row.points > 0 && row.reached == row.points && row.edges == row.reached, "{row:?}");
         assert!(row.lines_reached > 0);
         // DWARF's line of the function is its definition's in the source.
         let def = source.lines().position(|l| !l.starts_with([' ', '\t', '*', '/']) && l.contains(&format!(" {name}("))).unwrap();
@@ -199,7 +199,8 @@ fn a_debug_object_with_other_code_falls_back_to_functions() {
     // A "-g" compile with frame pointers is other code than the linked object's.
     obj.command = obj.command.replace(" -c ", " -fno-omit-frame-pointer -c ");
     let dir = temp_dir("fallback");
-    let cov = report::file_coverage(&build, &vm, &obj, &REPORT_FILES[0], &chosen, &dir).unwrap();
+    let reached = Reached { pcs: chosen.clone(), ..Default::default() };
+    let cov = report::file_coverage(&build, &vm, &obj, &REPORT_FILES[0], &reached, &dir).unwrap();
     let why = cov.function_level.as_deref().expect("per function only");
     assert!(why.contains("differs from the linked object"), "{why}");
     assert!(cov.lines.is_empty());

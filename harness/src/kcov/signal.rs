@@ -3,7 +3,7 @@
 //! bitmap, so a new path through known code is new too).
 //!
 //! A trace holds 10^4 to 10^5 PCs a program and is read under TCG, so the work per PC is a
-//! bounds check, a multiply and two bitmap tests.
+//! bounds check, a multiply and two bitmap tests; only a new edge costs more (a push).
 
 use rustc_hash::FxHashSet;
 
@@ -63,8 +63,11 @@ impl PcSet {
 /// Everything reached so far.
 pub struct Signal {
     ranges: Ranges,
-    edges: Vec<u64>,
-    edge_count: u64,
+    /// The edge bitmap, one bit a hashed edge.
+    edge_bits: Vec<u64>,
+    /// Each edge as (previous PC, PC) the first time its bit was set (0: the trace's first),
+    /// for the PCs file; as long as the bitmap's count of bits set.
+    edges: Vec<(u64, u64)>,
     pcs: PcSet,
     /// PCs read from traces (in range or not), for the cost per program.
     traced: u64,
@@ -76,15 +79,15 @@ impl Signal {
             Some((base, end)) => PcSet::Window { base, bits: vec![0; ((end - base) as usize).div_ceil(64)], count: 0 },
             None => PcSet::Any(FxHashSet::default()),
         };
-        Signal { ranges, edges: vec![0; 1 << (EDGE_BITS - 6)], edge_count: 0, pcs, traced: 0 }
+        Signal { ranges, edge_bits: vec![0; 1 << (EDGE_BITS - 6)], edges: Vec::new(), pcs, traced: 0 }
     }
 
     /// Adds a program's trace; returns how many edges it reached that nothing had before.
     pub fn add(&mut self, trace: impl IntoIterator<Item = u64>) -> u64 {
         // Fields split into locals: the loop runs under TCG, where every reload of a field
         // through `self` is an emulated memory access.
-        let Signal { ranges, edges, edge_count, pcs, traced } = self;
-        let (ranges, edges) = (&*ranges, &mut edges[..]);
+        let Signal { ranges, edge_bits, edges, pcs, traced } = self;
+        let (ranges, edge_bits) = (&*ranges, &mut edge_bits[..]);
         let (mut new, mut seen, mut prev) = (0u64, 0u64, 0u64);
         for pc in trace {
             seen += 1;
@@ -93,8 +96,9 @@ impl Signal {
             }
             let edge = Self::slot(prev >> 1 ^ pc);
             let (word, bit) = ((edge >> 6) as usize, 1u64 << (edge & 63));
-            if edges[word] & bit == 0 {
-                edges[word] |= bit;
+            if edge_bits[word] & bit == 0 {
+                edge_bits[word] |= bit;
+                edges.push((prev, pc));
                 new += 1;
             }
             if pc != prev {
@@ -103,7 +107,6 @@ impl Signal {
             prev = pc;
         }
         *traced += seen;
-        *edge_count += new;
         new
     }
 
@@ -114,7 +117,7 @@ impl Signal {
     }
 
     pub fn edges(&self) -> u64 {
-        self.edge_count
+        self.edges.len() as u64
     }
 
     pub fn pc_count(&self) -> u64 {
@@ -131,9 +134,12 @@ impl Signal {
         self.pcs.sorted()
     }
 
-    /// The PCs reached as a PCs file (`gmemfuzz coverage` reads it): one hex PC a line.
+    /// The PCs and edges reached as a PCs file (`gmemfuzz coverage` reads it).
     pub fn pcs_file(&self, header: &str) -> String {
-        crate::coverage::format_pcs(&[header.to_string(), format!("{} PCs, {} edges", self.pcs.len(), self.edge_count)], self.pcs())
+        let mut edges = self.edges.clone();
+        edges.sort_unstable();
+        let header = [header.to_string(), format!("{} PCs, {} edges", self.pcs.len(), edges.len())];
+        crate::coverage::format_pcs(&header, self.pcs(), edges)
     }
 
     pub fn ranges(&self) -> &Ranges {
@@ -155,7 +161,20 @@ mod tests {
         assert_eq!(s.pcs(), vec![0x1000, 0x1010, 0x1020]);
         assert_eq!(s.pc_count(), 3);
         assert_eq!(s.traced(), 9);
-        assert!(s.pcs_file("t").ends_with("0x1000\n0x1010\n0x1020\n"));
+    }
+
+    #[test]
+    fn each_new_edge_is_kept_once_as_its_pair_and_written() {
+        let mut s = Signal::new(Ranges::from_spans(vec![(0x1000, 0x2000)]));
+        s.add([0x1000, 0x1010, 0x5000, 0x1020]);
+        s.add([0x1000, 0x1010, 0x1010]);
+        let expected = [(0, 0x1000), (0x1000, 0x1010), (0x1010, 0x1020), (0x1010, 0x1010)];
+        assert_eq!(s.edges, expected, "in the order first reached, the out-of-range PC skipped");
+        let file = s.pcs_file("t");
+        assert!(file.contains("# 3 PCs, 4 edges\n0x1000\n0x1010\n0x1020\n0x0 0x1000\n"), "{file}");
+        let read = crate::coverage::parse_pcs(&file).unwrap();
+        assert_eq!(read.pcs, [0x1000, 0x1010, 0x1020].into());
+        assert_eq!(read.edges, expected.into());
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Kernel coverage in the lane's fuzzing boots: what the guest's `gmemfuzz run --kcov` is
 //! given (the KVM code ranges, the guided corpus of earlier boots) and what comes back (the
-//! PCs reached, the inputs kept), merged over boots and QEMUs.
+//! PCs and edges reached, the inputs kept), merged over boots and QEMUs.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::{copy_files, LaneKernel};
 use crate::cli::KcovMode;
+use crate::coverage::Reached;
 
 /// Where the initramfs holds the ranges of KVM code that count.
 pub const GUEST_RANGES: &str = "/lane/kcov-ranges.txt";
@@ -79,34 +79,38 @@ pub fn collect(mode: KcovMode, out: &Path, dir: &Path) -> Result<()> {
 /// here, writes the coverage report of them into OUT/coverage/ (its summary goes to stderr);
 /// returns the lines to show.
 pub fn merge_pcs(out: &Path, kernel: &LaneKernel) -> Result<Vec<String>> {
-    let mut all = BTreeSet::new();
-    let mut by_type = [BTreeSet::new(), BTreeSet::new()];
+    let mut all = Reached::default();
+    let mut by_type = [Reached::default(), Reached::default()];
     for boot in std::fs::read_dir(out)?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("boot-")) {
-        for (vm_type, set) in by_type.iter_mut().enumerate() {
+        for (vm_type, of_type) in by_type.iter_mut().enumerate() {
             let file = boot.path().join(format!("kcov-pcs-{vm_type}.txt"));
             if file.exists() {
-                let pcs = crate::coverage::read_pcs_files(&[&file])?;
-                all.extend(pcs.iter().copied());
-                set.extend(pcs);
+                let reached = crate::coverage::read_pcs_files(&[&file])?;
+                all.extend(reached.clone());
+                of_type.extend(reached);
             }
         }
     }
-    if all.is_empty() {
+    if all.pcs.is_empty() {
         return Ok(vec!["kernel coverage: no PCs came back (a kernel without KCOV, or no fuzzing boot finished)".to_string()]);
     }
     let merged = out.join(MERGED_PCS);
-    let header = ["gmemfuzz lane: kernel PCs reached over all boots".to_string(), format!("{} PCs", all.len())];
-    std::fs::write(&merged, crate::coverage::format_pcs(&header, all.iter().copied()))?;
+    let header = ["gmemfuzz lane: kernel PCs and edges reached over all boots".to_string(), counts(&all)];
+    std::fs::write(&merged, crate::coverage::format_pcs(&header, all.pcs.iter().copied(), all.edges.iter().copied()))?;
     let opts = crate::coverage::CoverageOptions { pcs: vec![merged.clone()], out: out.join("coverage") };
     eprintln!("gmemfuzz lane: kernel coverage of this run, by file:");
     if let Err(e) = crate::coverage::report(kernel, &opts) {
         eprintln!("gmemfuzz lane: no coverage report: {e:#}");
     }
     Ok(vec![format!(
-        "kernel coverage over all boots: {} PCs (vm type 0: {}, vm type 1: {}) in {}",
-        all.len(),
-        by_type[0].len(),
-        by_type[1].len(),
+        "kernel coverage over all boots: {} (vm type 0: {}, vm type 1: {}) in {}",
+        counts(&all),
+        counts(&by_type[0]),
+        counts(&by_type[1]),
         merged.display()
     )])
+}
+
+fn counts(reached: &Reached) -> String {
+    format!("{} PCs, {} edges", reached.pcs.len(), reached.edges.len())
 }
