@@ -183,7 +183,10 @@ impl<B: Backend> Runner<B> {
             self.stats.reach.after(reach, &actual);
             // Parts the model cannot predict match anything; they are counted.
             self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
-            let expected = if self.worlds.is_empty() { expected } else { self.follow_worlds(op, expected, &actual) };
+            let expected = match self.worlds.is_empty() {
+                true => expected,
+                false => self.follow_worlds(index, op, expected, &actual).map_err(RunError::Divergence)?,
+            };
             observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });
             let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
             if let Some(d) = ctx.compare_outcome(&expected, &actual) {
@@ -254,6 +257,13 @@ impl<B: Backend> Runner<B> {
             match world.race(group, &actual) {
                 Ok(ends) => finals.extend(ends),
                 Err(RaceError::Mismatch(m)) => {
+                    // As in `known_from`: a state only a known bug explains may be the true one.
+                    let d = Context { model: world, op_index: index, op, backend: self.backend.name() }.race_mismatch(&m);
+                    if self.filter_known && crate::known::classify(&d, world).is_some() {
+                        self.stats.time.model += t.secs();
+                        self.model = world.clone();
+                        return Err(RunError::Divergence(Box::new(d)));
+                    }
                     mismatch.get_or_insert(m);
                 }
                 Err(RaceError::TooLarge) => {
@@ -283,8 +293,12 @@ impl<B: Backend> Runner<B> {
 
     /// After a group: applies `op` to every other state the model may be in, keeps those
     /// whose prediction admits `actual`, and makes the model one that admits it where it
-    /// does not. Returns the model's prediction (`expected`, or the adopted state's).
-    fn follow_worlds(&mut self, op: &Op, expected: Outcome, actual: &Outcome) -> Outcome {
+    /// does not. Returns the model's prediction (`expected`, or the adopted state's), or the
+    /// divergence of a state dropped for what a known kernel bug does (`known_from`).
+    fn follow_worlds(&mut self, index: usize, op: &Op, expected: Outcome, actual: &Outcome) -> Result<Outcome, Box<Divergence>> {
+        if let Some(d) = self.known_from(&self.model, index, op, &expected, actual) {
+            return Err(d);
+        }
         let mut kept = Vec::with_capacity(self.worlds.len());
         let mut adopted = None;
         for mut w in std::mem::take(&mut self.worlds) {
@@ -299,13 +313,16 @@ impl<B: Backend> Runner<B> {
                     adopted = Some(predicted);
                 }
                 kept.push(w);
+            } else if let Some(d) = self.known_from(&w, index, op, &predicted, actual) {
+                self.model = w;
+                return Err(d);
             }
         }
         if expected.admits(actual).agrees() {
             self.worlds = kept;
-            return expected;
+            return Ok(expected);
         }
-        match adopted {
+        Ok(match adopted {
             Some(predicted) => {
                 self.model = kept.remove(0);
                 self.worlds = kept;
@@ -313,7 +330,21 @@ impl<B: Backend> Runner<B> {
             }
             // No state admits it: the divergence is reported from the model.
             None => expected,
+        })
+    }
+
+    /// While fuzzing (`filter_known`), the divergence from `world` if what the backend did
+    /// there is a known kernel bug. After a group, a state that only such a bug explains
+    /// may be the true one (the lane on 7.2: a GFN made private by a group, read through a
+    /// stale MMIO SPTE, looked shared, and the shared state was kept until a later fault
+    /// showed the private one), so the program ends there as that bug's hit, as it does
+    /// where the model's own state shows the bug.
+    fn known_from(&self, world: &Model, index: usize, op: &Op, predicted: &Outcome, actual: &Outcome) -> Option<Box<Divergence>> {
+        if !self.filter_known {
+            return None;
         }
+        let d = Context { model: world, op_index: index, op, backend: self.backend.name() }.compare_outcome(predicted, actual)?;
+        crate::known::classify(&d, world).map(|_| Box::new(d))
     }
 
     /// After a group: asks every other state the model may be in the same probes, keeps
