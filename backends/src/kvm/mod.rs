@@ -83,6 +83,11 @@ pub struct KvmBackend {
     reset_time: ResetTime,
 }
 
+/// Most GFNs whose attributes reset returns to shared; past this it makes a new VM instead.
+/// In the lane (TCG) a GFN costs some 7 µs (a 2^22-GFN range took 30 s) and a new VM some
+/// 100 ms, so beyond 2^14 GFNs a new VM is cheaper.
+const UNDO_ATTRIBUTES_MAX_GFNS: u64 = 1 << 14;
+
 /// Where reset's time goes: deleting the program's slots, returning attributes to shared,
 /// closing files and mappings, scrubbing MMIO SPTEs, making a new VM.
 #[derive(Default, Clone, Copy, Debug)]
@@ -532,6 +537,14 @@ impl KvmBackend {
             *part += t.elapsed().as_secs_f64();
             t = Instant::now();
         };
+        // kvm_vm_set_mem_attributes() stores every GFN of a range (xa_store() and
+        // cond_resched() each), so returning a large range to shared costs more than a new VM,
+        // which frees the attribute xarray node by node.
+        let attributed_gfns: u64 = self.attributed.iter().map(|(_, size)| size / PAGE_SIZE).sum();
+        if attributed_gfns > UNDO_ATTRIBUTES_MAX_GFNS {
+            self.vm = None;
+            self.attributed.clear();
+        }
         if self.vm.is_some() {
             let slots: Vec<u32> = self.slots.keys().copied().collect();
             for slot in slots {
