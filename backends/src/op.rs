@@ -115,6 +115,9 @@ pub enum Op {
     CloseGmem { gmem: GmemId },
     /// munmap() of the guest_memfd's host mapping.
     Unmap { gmem: GmemId },
+    /// ftruncate() of the guest_memfd fd to `size` bytes: a guest_memfd's size is fixed at
+    /// creation, so the kernel refuses every one (kvm_gmem_setattr()).
+    Truncate { gmem: GmemId, size: u64 },
     /// close() of the vCPU and VM fds; guest_memfd files keep the VM alive.
     DestroyVm,
     /// Loads and stores by the vCPU, all in one KVM_RUN.
@@ -159,6 +162,7 @@ pub enum OpKind {
     Allocate,
     CloseGmem,
     Unmap,
+    Truncate,
     DestroyVm,
     Guest,
     HostRead,
@@ -204,6 +208,7 @@ impl Op {
             Op::Allocate { .. } => OpKind::Allocate,
             Op::CloseGmem { .. } => OpKind::CloseGmem,
             Op::Unmap { .. } => OpKind::Unmap,
+            Op::Truncate { .. } => OpKind::Truncate,
             Op::DestroyVm => OpKind::DestroyVm,
             Op::Guest { .. } => OpKind::Guest,
             Op::HostRead { .. } => OpKind::HostRead,
@@ -250,6 +255,7 @@ macro_rules! gmem_field {
             | Op::Allocate { gmem, .. }
             | Op::CloseGmem { gmem }
             | Op::Unmap { gmem }
+            | Op::Truncate { gmem, .. }
             | Op::HostRead { gmem, .. }
             | Op::HostWrite { gmem, .. }
             | Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),

@@ -17,8 +17,9 @@ impl Program {
     pub const VERSION: u32 = 3;
     /// Most ops a generated program has.
     pub const MAX_OPS: usize = 48;
-    /// Bytes of a seeded input that draw the swarm (`Swarm::draw` reads at most 15).
-    pub const SWARM_BYTES: usize = 16;
+    /// Bytes of a seeded input that draw the swarm (`Swarm::draw` reads one a kind, at most
+    /// 16 today): room for more kinds.
+    pub const SWARM_BYTES: usize = 32;
     /// Bytes of a seeded input per op: the most one op reads is about 55 (a guest op or a
     /// group of four members), so no op runs out.
     pub const OP_BYTES: usize = 96;

@@ -300,6 +300,13 @@ pub fn host(p: &Profile) -> Vec<Scenario> {
                 (Op::CreateGmem { size: P + 1, flags: MMAP }, err(Errno::EINVAL)),
                 (Op::CreateGmem { size: 0u64.wrapping_sub(P), flags: 0 }, err(Errno::EINVAL)),
                 (Op::CreateGmem { size: 1 << 62, flags: 0 }, OK),
+                // The size is fixed at creation: do_sys_ftruncate() refuses a negative length,
+                // kvm_gmem_setattr() every other (`return -EINVAL;`).
+                (Op::Truncate { gmem: GmemId(4), size: 1 << 62 }, err(Errno::EINVAL)),
+                (Op::Truncate { gmem: GmemId(4), size: 0 }, err(Errno::EINVAL)),
+                (Op::Truncate { gmem: GmemId(4), size: u64::MAX }, err(Errno::EINVAL)),
+                (Op::CloseGmem { gmem: GmemId(4) }, OK),
+                (Op::Truncate { gmem: GmemId(4), size: 0 }, Outcome::Skipped(gmemfuzz_backends::SkipReason::FdClosed)),
             ],
         },
         Scenario {

@@ -687,6 +687,14 @@ impl Backend for KvmBackend {
                     Err(e) => return Err(resource("munmap", e)),
                 },
             },
+            Op::Truncate { gmem, size } => match self.gmem_fd(*gmem) {
+                Err(why) => Outcome::Skipped(why),
+                // SAFETY: fd is a guest_memfd this backend owns; ftruncate takes no pointers.
+                Ok(fd) => match unsafe { libc::ftruncate(fd, *size as i64) } {
+                    0 => Outcome::Ok,
+                    _ => io_errno(std::io::Error::last_os_error()),
+                },
+            },
             Op::DestroyVm => match self.vm.take() {
                 None => Outcome::Skipped(SkipReason::NoVm),
                 Some(vm) => {

@@ -181,6 +181,18 @@ impl Model {
         Outcome::Ok
     }
 
+    /// ftruncate(): the size of a guest_memfd is fixed when it is made. do_sys_ftruncate()
+    /// and do_truncate() refuse a negative length with EINVAL, do_ftruncate() passes the
+    /// file (a regular inode, `inode->i_mode |= S_IFREG` in __kvm_gmem_create(), opened
+    /// O_RDWR), and notify_change() calls the inode's setattr, kvm_gmem_setattr() (6.12,
+    /// 7.2): `return -EINVAL;`. Nothing changes.
+    pub(super) fn truncate(&self, gmem: GmemId) -> Outcome {
+        match self.file(gmem, true) {
+            Err(why) => Outcome::Skipped(why),
+            Ok(_) => Outcome::Err(Errno::EINVAL),
+        }
+    }
+
     pub(super) fn unmap(&mut self, gmem: GmemId) -> Outcome {
         match self.file(gmem, false) {
             Err(why) => return Outcome::Skipped(why),

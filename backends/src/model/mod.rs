@@ -310,6 +310,7 @@ impl Model {
             Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
             Op::CloseGmem { gmem } => self.close_gmem(*gmem),
             Op::Unmap { gmem } => self.unmap(*gmem),
+            Op::Truncate { gmem, .. } => self.truncate(*gmem),
             Op::DestroyVm => self.destroy_vm(),
             Op::Guest { accesses } => self.guest(accesses),
             Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),

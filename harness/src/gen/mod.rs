@@ -147,6 +147,13 @@ impl Generator {
             }
             OpKind::CloseGmem => Op::CloseGmem { gmem: self.gmem(u)? },
             OpKind::Unmap => Op::Unmap { gmem: self.gmem(u)? },
+            OpKind::Truncate => {
+                // Any size, the file's own among them: the kernel refuses every one.
+                let gmem = self.gmem(u)?;
+                let times = u.int_in_range(0..=2u64)?;
+                let size = Bytes::pick(u, self.file_pages(gmem) * PAGE_SIZE * times, 0)?;
+                Op::Truncate { gmem, size }
+            }
             OpKind::DestroyVm => Op::DestroyVm,
             OpKind::Guest => self.guest(u)?,
             OpKind::HostRead => {

@@ -29,6 +29,9 @@ impl OpWeights {
         (OpKind::Allocate, 5),
         (OpKind::CloseGmem, 4),
         (OpKind::Unmap, 3),
+        // Refused on every kernel (kvm_gmem_setattr()): that it stays refused, and that the
+        // file is unchanged after, is all there is to check.
+        (OpKind::Truncate, 1),
         (OpKind::DestroyVm, 1),
         (OpKind::Guest, 20),
         (OpKind::HostRead, 7),
@@ -70,7 +73,7 @@ impl OpWeights {
             }
         }
         if !profile.guest_memfd {
-            for kind in [OpKind::Punch, OpKind::Allocate, OpKind::CloseGmem] {
+            for kind in [OpKind::Punch, OpKind::Allocate, OpKind::CloseGmem, OpKind::Truncate] {
                 w.set(kind, RARE);
             }
         }

@@ -263,6 +263,7 @@ fn op_call(op: &Op) -> String {
             format!("do_fallocate({} /* {gmem} */, {:#x} /* mode */, {offset:#x}ULL /* offset */, {len:#x}ULL /* len */);", gmem.0, *mode as u32)
         }
         Op::CloseGmem { gmem } => format!("do_close_gmem({} /* {gmem} */);", gmem.0),
+        Op::Truncate { gmem, size } => format!("do_truncate({} /* {gmem} */, {size:#x}ULL /* length */);", gmem.0),
         Op::Unmap { gmem } => format!("do_unmap({} /* {gmem} */);", gmem.0),
         Op::DestroyVm => "do_destroy_vm();".into(),
         Op::Guest { accesses } => {

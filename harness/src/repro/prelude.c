@@ -512,6 +512,13 @@ static void do_fallocate(int id, int mode, uint64_t offset, uint64_t len)
     set_result(fallocate(gmems[id].fd, mode, (off_t)offset, (off_t)len));
 }
 
+static void do_truncate(int id, uint64_t size)
+{
+    if (!have_gmem(id))
+        return;
+    set_result(ftruncate(gmems[id].fd, (off_t)size));
+}
+
 static void do_close_gmem(int id)
 {
     if (!have_gmem(id))

@@ -305,6 +305,7 @@ fn simplifications(op: &Op) -> Vec<Op> {
         | Op::ModifySlot { .. }
         | Op::CloseGmem { .. }
         | Op::Unmap { .. }
+        | Op::Truncate { .. }
         | Op::DestroyVm
         | Op::Check => {}
     }

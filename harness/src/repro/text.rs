@@ -175,6 +175,7 @@ fn keys(kind: OpKind) -> &'static [&'static str] {
         OpKind::Allocate => &["mode", "offset", "len"],
         OpKind::HostRead => &["offset", "width"],
         OpKind::HostWrite => &["offset", "width", "value"],
+        OpKind::Truncate => &["size"],
         OpKind::Map | OpKind::CloseGmem | OpKind::Unmap | OpKind::DestroyVm | OpKind::Check | OpKind::Guest | OpKind::Group => &[],
     }
 }
@@ -215,6 +216,7 @@ pub fn op_line(op: &Op) -> String {
         Op::ModifySlot { slot, gpa, flags } => vec![slot.to_string(), num(gpa), flags_text(flags as u64, SLOT_FLAGS)],
         Op::SetAttributes { gpa, size, attributes } => vec![num(gpa), num(size), flags_text(attributes, ATTRIBUTES)],
         Op::Punch { offset, len, .. } => vec![num(offset), num(len)],
+        Op::Truncate { size, .. } => vec![num(size)],
         Op::Allocate { mode, offset, len, .. } => vec![flags_text(mode as u32 as u64, FALLOC_MODES), num(offset), num(len)],
         Op::HostRead { offset, width, .. } => vec![num(offset), width.bytes().to_string()],
         Op::HostWrite { offset, width, value, .. } => vec![num(offset), width.bytes().to_string(), num(value)],
@@ -541,9 +543,14 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
         return l.err(name.column, format!("unknown op `{}`: expected one of {}", name.text, OpKind::names().join(", ")));
     };
     let gmem = match kind {
-        OpKind::Map | OpKind::Unmap | OpKind::CloseGmem | OpKind::Punch | OpKind::Allocate | OpKind::HostRead | OpKind::HostWrite => {
-            Some(l.gmem()?)
-        }
+        OpKind::Map
+        | OpKind::Unmap
+        | OpKind::CloseGmem
+        | OpKind::Truncate
+        | OpKind::Punch
+        | OpKind::Allocate
+        | OpKind::HostRead
+        | OpKind::HostWrite => Some(l.gmem()?),
         _ => None,
     };
     let gmem = || gmem.expect("parsed above for this kind");
@@ -561,6 +568,7 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
         OpKind::Map => Op::Map { gmem: gmem() },
         OpKind::Unmap => Op::Unmap { gmem: gmem() },
         OpKind::CloseGmem => Op::CloseGmem { gmem: gmem() },
+        OpKind::Truncate => Op::Truncate { gmem: gmem(), size: l.number(a[0])? },
         OpKind::Bind => {
             let fd = match a[2].text {
                 "invalid" => FdArg::Invalid,
