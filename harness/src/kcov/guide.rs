@@ -52,6 +52,8 @@ pub struct Guide {
     rng: StdRng,
     ops: usize,
     corpus: Vec<Vec<u8>>,
+    /// Hashes of the corpus's inputs: each is kept once.
+    kept: FxHashSet<u64>,
     dictionary: Vec<u64>,
     in_dictionary: FxHashSet<u64>,
     pub signal: Signal,
@@ -63,6 +65,7 @@ impl Guide {
             rng: StdRng::seed_from_u64(seed),
             ops,
             corpus: Vec::new(),
+            kept: FxHashSet::default(),
             dictionary: Vec::new(),
             in_dictionary: FxHashSet::default(),
             signal: Signal::new(ranges),
@@ -106,12 +109,16 @@ impl Guide {
         if self.corpus.is_empty() || self.rng.random_ratio(1, FRESH_EVERY) {
             return self.fresh();
         }
-        let kept = self.corpus[self.rng.random_range(0..self.corpus.len())].clone();
-        let mut bytes = self.fit(kept);
-        for _ in 0..self.rng.random_range(1..=3) {
+        let pick = self.rng.random_range(0..self.corpus.len());
+        let parent = self.fit(self.corpus[pick].clone());
+        let mut bytes = parent.clone();
+        let mut mutations: u32 = self.rng.random_range(1..=3);
+        // A swap of equal ops or a splice from the input itself changes nothing: mutate on.
+        while mutations > 0 || bytes == parent {
             use strum::VariantArray as _;
             let mutation = Mutation::VARIANTS[self.rng.random_range(0..Mutation::VARIANTS.len())];
             self.mutate(&mut bytes, mutation);
+            mutations = mutations.saturating_sub(1);
         }
         bytes
     }
@@ -176,10 +183,12 @@ impl Guide {
         }
     }
 
-    /// Adds a program's trace; keeps `input` if it reached a new edge. Returns the new edges.
+    /// Adds a program's trace; keeps `input` if it reached a new edge and is not kept
+    /// already (a racing program may reach new edges on a second run of the same bytes).
+    /// Returns the new edges.
     pub fn add(&mut self, input: &[u8], trace: impl IntoIterator<Item = u64>) -> u64 {
         let new = self.signal.add(trace);
-        if new > 0 {
+        if new > 0 && self.kept.insert(std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, input)) {
             self.corpus.push(input.to_vec());
         }
         new
@@ -224,6 +233,8 @@ mod tests {
         assert!(g.add(&a, [1, 2, 3]) > 0);
         assert_eq!(g.add(&a, [1, 2, 3]), 0);
         assert_eq!(g.corpus().len(), 1);
+        assert!(g.add(&a, [4]) > 0, "new edges from the same input (a race went another way)");
+        assert_eq!(g.corpus().len(), 1, "the same input is kept once");
         // With one kept input, about half the next inputs are mutations of it (at most three
         // of its ops changed, the rest kept, maybe moved), the rest fresh (none of its ops).
         let theirs = chunks(&a, 16);
@@ -231,6 +242,7 @@ mod tests {
         for _ in 0..256 {
             let b = g.next_input();
             assert_eq!(b.len(), a.len());
+            assert_ne!(a, b, "a mutation changes its input");
             let kept = chunks(&b, 16).iter().filter(|c| theirs.contains(c)).count();
             assert!(kept >= 13 || kept == 0, "{kept} of 16 ops kept");
             mutations += usize::from(kept > 0);
