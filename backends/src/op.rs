@@ -285,6 +285,7 @@ mod tests {
                 "allocate",
                 "close_gmem",
                 "unmap",
+                "truncate",
                 "destroy_vm",
                 "guest",
                 "host_read",
