@@ -210,11 +210,13 @@ pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
         match &mut coverage {
             None => results.push(watchdog.watch(i, &program, || runner.run(&program))),
             Some(c) => {
+                let clock = Stopwatch::start();
                 let (result, trace) = c.kcov.pcs(|| watchdog.watch(i, &program, || runner.run(&program)));
+                let seconds = clock.secs();
                 results.push(result);
                 let t = Stopwatch::start();
                 let new = match &input {
-                    Some(bytes) => c.guide.add(bytes, trace),
+                    Some(bytes) => c.guide.add(bytes, trace, seconds),
                     None => c.guide.signal.add(trace),
                 };
                 if new > 0 && c.mode == KcovMode::Guide {

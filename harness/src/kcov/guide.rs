@@ -52,6 +52,10 @@ pub struct Guide {
     rng: StdRng,
     ops: usize,
     corpus: Vec<Vec<u8>>,
+    /// Seconds each kept input's program took: parents are chosen for speed (AFL's favoured
+    /// inputs), since new edges come most often from slow programs (large attribute ranges)
+    /// whose mutations stay slow.
+    seconds: Vec<f64>,
     /// Hashes of the corpus's inputs: each is kept once.
     kept: FxHashSet<u64>,
     dictionary: Vec<u64>,
@@ -65,6 +69,7 @@ impl Guide {
             rng: StdRng::seed_from_u64(seed),
             ops,
             corpus: Vec::new(),
+            seconds: Vec::new(),
             kept: FxHashSet::default(),
             dictionary: Vec::new(),
             in_dictionary: FxHashSet::default(),
@@ -109,7 +114,9 @@ impl Guide {
         if self.corpus.is_empty() || self.rng.random_ratio(1, FRESH_EVERY) {
             return self.fresh();
         }
-        let pick = self.rng.random_range(0..self.corpus.len());
+        // The faster of two kept inputs (a tournament: fast ones mostly, slow ones still).
+        let (a, b) = (self.rng.random_range(0..self.corpus.len()), self.rng.random_range(0..self.corpus.len()));
+        let pick = if self.seconds[a] <= self.seconds[b] { a } else { b };
         let parent = self.fit(self.corpus[pick].clone());
         let mut bytes = parent.clone();
         let mut mutations: u32 = self.rng.random_range(1..=3);
@@ -185,11 +192,12 @@ impl Guide {
 
     /// Adds a program's trace; keeps `input` if it reached a new edge and is not kept
     /// already (a racing program may reach new edges on a second run of the same bytes).
-    /// Returns the new edges.
-    pub fn add(&mut self, input: &[u8], trace: impl IntoIterator<Item = u64>) -> u64 {
+    /// `seconds` is how long its program took. Returns the new edges.
+    pub fn add(&mut self, input: &[u8], trace: impl IntoIterator<Item = u64>, seconds: f64) -> u64 {
         let new = self.signal.add(trace);
         if new > 0 && self.kept.insert(std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, input)) {
             self.corpus.push(input.to_vec());
+            self.seconds.push(seconds);
         }
         new
     }
@@ -230,10 +238,10 @@ mod tests {
         let mut g = Guide::new(1, 16, Ranges::all());
         let a = g.next_input();
         assert_eq!(a.len(), crate::Program::seeded_input_len(16));
-        assert!(g.add(&a, [1, 2, 3]) > 0);
-        assert_eq!(g.add(&a, [1, 2, 3]), 0);
+        assert!(g.add(&a, [1, 2, 3], 0.1) > 0);
+        assert_eq!(g.add(&a, [1, 2, 3], 0.1), 0);
         assert_eq!(g.corpus().len(), 1);
-        assert!(g.add(&a, [4]) > 0, "new edges from the same input (a race went another way)");
+        assert!(g.add(&a, [4], 0.1) > 0, "new edges from the same input (a race went another way)");
         assert_eq!(g.corpus().len(), 1, "the same input is kept once");
         // With one kept input, about half the next inputs are mutations of it (at most three
         // of its ops changed, the rest kept, maybe moved), the rest fresh (none of its ops).
@@ -251,12 +259,34 @@ mod tests {
     }
 
     #[test]
+    fn fast_inputs_are_mutated_more_often() {
+        let mut g = Guide::new(3, 16, Ranges::all());
+        let (fast, slow) = (g.fresh(), g.fresh());
+        g.add(&fast, [1], 0.01);
+        g.add(&slow, [2], 1.0);
+        let (fast_ops, slow_ops) = (chunks(&fast, 16), chunks(&slow, 16));
+        let (mut from_fast, mut mutations) = (0, 0);
+        for _ in 0..2000 {
+            let b = g.next_input();
+            let near = |ops: &[&[u8]]| chunks(&b, 16).iter().filter(|c| ops.contains(c)).count();
+            let (f, s) = (near(&fast_ops), near(&slow_ops));
+            if f.max(s) >= 8 {
+                mutations += 1;
+                from_fast += usize::from(f > s);
+            }
+        }
+        // A tournament of two picks the faster one three times in four.
+        let share = from_fast as f64 / mutations as f64;
+        assert!((0.65..0.85).contains(&share), "{from_fast} of {mutations} mutations came from the fast input");
+    }
+
+    #[test]
     fn mutations_work_on_whole_ops() {
         use strum::VariantArray as _;
         let ops = 8;
         let mut g = Guide::new(2, ops, Ranges::all());
         let donor = g.fresh();
-        g.add(&donor, [1]);
+        g.add(&donor, [1], 0.1);
         for &mutation in Mutation::VARIANTS {
             for _ in 0..50 {
                 let a = g.fresh();
@@ -302,7 +332,7 @@ mod tests {
         assert_eq!(added, 3, "0x12345678 once, 0x42, 0x43; 1, the kernel pointer and the PC outside are not kept");
         // Mutations now write those values into inputs.
         let fresh = g.fresh();
-        assert!(g.add(&fresh, [0x1000]) > 0);
+        assert!(g.add(&fresh, [0x1000], 0.1) > 0);
         let seen = (0..2000).any(|_| g.next_input().windows(4).any(|w| w == 0x1234_5678u32.to_le_bytes()));
         assert!(seen);
     }
