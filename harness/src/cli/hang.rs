@@ -35,7 +35,7 @@ impl Watchdog {
     pub fn start(after: Duration, findings: Option<PathBuf>, seed: u64, profile: Profile) -> Watchdog {
         let in_flight: Arc<Mutex<Option<InFlight>>> = Arc::default();
         let watched = Arc::clone(&in_flight);
-        let (dir, seed_of_run) = (findings.clone(), seed);
+        let dir = findings.clone();
         std::thread::Builder::new()
             .name("gmemfuzz-watchdog".into())
             .spawn(move || loop {
@@ -46,7 +46,7 @@ impl Watchdog {
                 report(f, findings.as_ref(), seed, &profile);
             })
             .expect("spawning the watchdog thread");
-        Watchdog { in_flight, findings: dir, seed: seed_of_run }
+        Watchdog { in_flight, findings: dir, seed }
     }
 
     /// Runs program `index` under watch.

@@ -157,7 +157,7 @@ impl Coverage {
             edges: signal.edges(),
             pcs: signal.pc_count(),
             traced: signal.traced(),
-            corpus: self.guide.corpus().len() as u64,
+            corpus: self.guide.corpus_len() as u64,
             dictionary: self.guide.dictionary_len() as u64,
             reruns: self.reruns,
         }

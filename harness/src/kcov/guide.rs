@@ -48,14 +48,18 @@ enum Mutation {
     Swarm,
 }
 
+/// An input the guide keeps, and how long its program took: parents are chosen for speed
+/// (AFL's favoured inputs), since new edges come most often from slow programs (large
+/// attribute ranges) whose mutations stay slow.
+struct Kept {
+    bytes: Vec<u8>,
+    seconds: f64,
+}
+
 pub struct Guide {
     rng: StdRng,
     ops: usize,
-    corpus: Vec<Vec<u8>>,
-    /// Seconds each kept input's program took: parents are chosen for speed (AFL's favoured
-    /// inputs), since new edges come most often from slow programs (large attribute ranges)
-    /// whose mutations stay slow.
-    seconds: Vec<f64>,
+    corpus: Vec<Kept>,
     /// Hashes of the corpus's inputs: each is kept once.
     kept: FxHashSet<u64>,
     dictionary: Vec<u64>,
@@ -69,7 +73,6 @@ impl Guide {
             rng: StdRng::seed_from_u64(seed),
             ops,
             corpus: Vec::new(),
-            seconds: Vec::new(),
             kept: FxHashSet::default(),
             dictionary: Vec::new(),
             in_dictionary: FxHashSet::default(),
@@ -87,8 +90,9 @@ impl Guide {
         start..start + Program::OP_BYTES
     }
 
-    pub fn corpus(&self) -> &[Vec<u8>] {
-        &self.corpus
+    /// How many inputs are kept.
+    pub fn corpus_len(&self) -> usize {
+        self.corpus.len()
     }
 
     /// An input of this session's length made from stored bytes (a previous boot's corpus):
@@ -116,8 +120,8 @@ impl Guide {
         }
         // The faster of two kept inputs (a tournament: fast ones mostly, slow ones still).
         let (a, b) = (self.rng.random_range(0..self.corpus.len()), self.rng.random_range(0..self.corpus.len()));
-        let pick = if self.seconds[a] <= self.seconds[b] { a } else { b };
-        let parent = self.fit(self.corpus[pick].clone());
+        let pick = if self.corpus[a].seconds <= self.corpus[b].seconds { a } else { b };
+        let parent = self.fit(self.corpus[pick].bytes.clone());
         let mut bytes = parent.clone();
         let mut mutations: u32 = self.rng.random_range(1..=3);
         // A swap of equal ops or a splice from the input itself changes nothing: mutate on.
@@ -159,7 +163,7 @@ impl Guide {
                 bytes[other].copy_from_slice(&mine);
             }
             Mutation::Splice | Mutation::Borrow => {
-                let donor = &self.corpus[self.rng.random_range(0..self.corpus.len())];
+                let donor = &self.corpus[self.rng.random_range(0..self.corpus.len())].bytes;
                 let from = match mutation {
                     Mutation::Splice => op.start..bytes.len(),
                     _ => Self::chunk(self.rng.random_range(0..ops)),
@@ -196,8 +200,7 @@ impl Guide {
     pub fn add(&mut self, input: &[u8], trace: impl IntoIterator<Item = u64>, seconds: f64) -> u64 {
         let new = self.signal.add(trace);
         if new > 0 && self.kept.insert(std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, input)) {
-            self.corpus.push(input.to_vec());
-            self.seconds.push(seconds);
+            self.corpus.push(Kept { bytes: input.to_vec(), seconds });
         }
         new
     }
@@ -240,9 +243,9 @@ mod tests {
         assert_eq!(a.len(), crate::Program::seeded_input_len(16));
         assert!(g.add(&a, [1, 2, 3], 0.1) > 0);
         assert_eq!(g.add(&a, [1, 2, 3], 0.1), 0);
-        assert_eq!(g.corpus().len(), 1);
+        assert_eq!(g.corpus_len(), 1);
         assert!(g.add(&a, [4], 0.1) > 0, "new edges from the same input (a race went another way)");
-        assert_eq!(g.corpus().len(), 1, "the same input is kept once");
+        assert_eq!(g.corpus_len(), 1, "the same input is kept once");
         // With one kept input, about half the next inputs are mutations of it (at most three
         // of its ops changed, the rest kept, maybe moved), the rest fresh (none of its ops).
         let theirs = chunks(&a, 16);

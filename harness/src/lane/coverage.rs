@@ -79,18 +79,17 @@ pub fn collect(mode: KcovMode, out: &Path, dir: &Path) -> Result<()> {
 /// here, writes the coverage report of them into OUT/coverage/ (its summary goes to stderr);
 /// returns the lines to show.
 pub fn merge_pcs(out: &Path, kernel: &LaneKernel) -> Result<Vec<String>> {
-    let mut all = Reached::default();
     let mut by_type = [Reached::default(), Reached::default()];
     for boot in std::fs::read_dir(out)?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("boot-")) {
         for (vm_type, of_type) in by_type.iter_mut().enumerate() {
             let file = boot.path().join(format!("kcov-pcs-{vm_type}.txt"));
             if file.exists() {
-                let reached = crate::coverage::read_pcs_files(&[&file])?;
-                all.extend(reached.clone());
-                of_type.extend(reached);
+                of_type.extend(crate::coverage::read_pcs_files(&[&file])?);
             }
         }
     }
+    let mut all = by_type[0].clone();
+    all.extend(by_type[1].clone());
     if all.pcs.is_empty() {
         return Ok(vec!["kernel coverage: no PCs came back (a kernel without KCOV, or no fuzzing boot finished)".to_string()]);
     }

@@ -257,12 +257,10 @@ impl<B: Backend> Runner<B> {
             match world.race(group, &actual) {
                 Ok(ends) => finals.extend(ends),
                 Err(RaceError::Mismatch(m)) => {
-                    // As in `known_from`: a state only a known bug explains may be the true one.
-                    let d = Context { model: world, op_index: index, op, backend: self.backend.name() }.race_mismatch(&m);
-                    if self.filter_known && crate::known::classify(&d, world).is_some() {
+                    if let Some(d) = self.known_in(world, |ctx| Some(ctx.race_mismatch(&m)), index, op) {
                         self.stats.time.model += t.secs();
                         self.model = world.clone();
-                        return Err(RunError::Divergence(Box::new(d)));
+                        return Err(RunError::Divergence(d));
                     }
                     mismatch.get_or_insert(m);
                 }
@@ -294,9 +292,9 @@ impl<B: Backend> Runner<B> {
     /// After a group: applies `op` to every other state the model may be in, keeps those
     /// whose prediction admits `actual`, and makes the model one that admits it where it
     /// does not. Returns the model's prediction (`expected`, or the adopted state's), or the
-    /// divergence of a state dropped for what a known kernel bug does (`known_from`).
+    /// divergence of a state dropped for what a known kernel bug does (`known_in`).
     fn follow_worlds(&mut self, index: usize, op: &Op, expected: Outcome, actual: &Outcome) -> Result<Outcome, Box<Divergence>> {
-        if let Some(d) = self.known_from(&self.model, index, op, &expected, actual) {
+        if let Some(d) = self.known_in(&self.model, |ctx| ctx.compare_outcome(&expected, actual), index, op) {
             return Err(d);
         }
         let mut kept = Vec::with_capacity(self.worlds.len());
@@ -313,7 +311,7 @@ impl<B: Backend> Runner<B> {
                     adopted = Some(predicted);
                 }
                 kept.push(w);
-            } else if let Some(d) = self.known_from(&w, index, op, &predicted, actual) {
+            } else if let Some(d) = self.known_in(&w, |ctx| ctx.compare_outcome(&predicted, actual), index, op) {
                 self.model = w;
                 return Err(d);
             }
@@ -333,17 +331,23 @@ impl<B: Backend> Runner<B> {
         })
     }
 
-    /// While fuzzing (`filter_known`), the divergence from `world` if what the backend did
-    /// there is a known kernel bug. After a group, a state that only such a bug explains
-    /// may be the true one (the lane on 7.2: a GFN made private by a group, read through a
-    /// stale MMIO SPTE, looked shared, and the shared state was kept until a later fault
-    /// showed the private one), so the program ends there as that bug's hit, as it does
-    /// where the model's own state shows the bug.
-    fn known_from(&self, world: &Model, index: usize, op: &Op, predicted: &Outcome, actual: &Outcome) -> Option<Box<Divergence>> {
+    /// While fuzzing (`filter_known`), the divergence `diverged` finds from `world` (an op's
+    /// outcome, a group's search), if it is a known kernel bug; it is only built then. After
+    /// a group, a state that only such a bug explains may be the true one (the lane on 7.2: a
+    /// GFN made private by a group, read through a stale MMIO SPTE, looked shared, and the
+    /// shared state was kept until a later fault showed the private one), so the program ends
+    /// there as that bug's hit, as it does where the model's own state shows the bug.
+    fn known_in(
+        &self,
+        world: &Model,
+        diverged: impl FnOnce(&Context) -> Option<Divergence>,
+        index: usize,
+        op: &Op,
+    ) -> Option<Box<Divergence>> {
         if !self.filter_known {
             return None;
         }
-        let d = Context { model: world, op_index: index, op, backend: self.backend.name() }.compare_outcome(predicted, actual)?;
+        let d = diverged(&Context { model: world, op_index: index, op, backend: self.backend.name() })?;
         crate::known::classify(&d, world).map(|_| Box::new(d))
     }
 
