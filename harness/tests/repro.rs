@@ -76,6 +76,37 @@ fn minimize_shrinks_a_divergence_and_keeps_it() {
     assert!(honest.run(&m.program).is_ok());
 }
 
+/// A group carrying the faulty op can leave the divergence to an op after it (here `check`,
+/// in the CI run that had two findings for one skipped punch): the sequence departs at the
+/// punch itself, and that is where the finding is filed.
+#[test]
+fn a_divergence_after_a_group_is_filed_where_its_sequence_departs() {
+    let program = parse(
+        "gmemfuzz-program v3
+create_gmem size=0x1000 flags=MMAP|INIT_SHARED
+map g0
+host_write g0 offset=0x8ca width=2 value=0x1
+group
+  x8 guest r1@0x132008
+  x3 host_write g0 offset=0x0 width=2 value=0x0
+  host_read g0 offset=0x8 width=1
+  punch g0 offset=0x0 len=0x1000
+end
+check
+",
+    )
+    .unwrap();
+    let mut runner = Runner::new(punch_ignored());
+    let first = divergence(&mut runner, &program);
+    assert_eq!(first.op.kind(), OpKind::Check, "{first}");
+    let (sequence, d) = shrink::sequential(&mut runner, &program, &first).expect("the sequence diverges");
+    assert_eq!(d.op.kind(), OpKind::Punch, "{d}");
+    assert!(sequence.ops.iter().all(|op| op.kind() != OpKind::Group), "{}", print(&sequence));
+    assert_eq!(sequence.ops.len(), 3 + 4 + 1);
+    // A program without a group has no sequential form to try.
+    assert!(shrink::sequential(&mut runner, &sequence, &d).is_none());
+}
+
 #[test]
 fn minimize_refuses_a_clean_program() {
     let mut runner = Runner::new(Model::new(Profile::host_6_18()));

@@ -69,14 +69,34 @@ pub fn remove_ops(program: &Program, remove: &[bool]) -> Program {
     Program { ops }
 }
 
-/// The program up to its op `index`, with that op, a concurrent group, replaced by its
-/// members in order, each once: what a group shows that its members show in sequence is no
-/// race (`None` where op `index` is not a group).
+/// The program up to its op `index`, with every concurrent group up to it (that op
+/// included) replaced by its members in order, each once; `None` where there is no group.
+/// What a program shows with its groups run in sequence is no race.
 pub fn ungrouped(program: &Program, index: usize) -> Option<Program> {
-    let Some(Op::Group(group)) = program.ops.get(index) else { return None };
-    let mut ops = program.ops[..index].to_vec();
-    ops.extend(group.members.iter().map(|m| m.op.clone()));
+    let upto = program.ops.get(..=index)?;
+    if !upto.iter().any(|op| matches!(op, Op::Group(_))) {
+        return None;
+    }
+    let ops = upto
+        .iter()
+        .flat_map(|op| match op {
+            Op::Group(group) => group.members.iter().map(|m| m.op.clone()).collect(),
+            op => vec![op.clone()],
+        })
+        .collect();
     Some(Program { ops })
+}
+
+/// Where `program`'s divergence `first`, at or after a group, shows with the groups run in
+/// sequence too: that program and its divergence, so the finding is filed where the
+/// sequence departs (one fault, one finding, whether or not a group carried the faulty op).
+/// A divergence only the concurrency shows gives `None`.
+pub fn sequential<B: Backend>(runner: &mut Runner<B>, program: &Program, first: &Divergence) -> Option<(Program, Box<Divergence>)> {
+    let sequence = ungrouped(program, first.op_index)?;
+    match runner.run(&sequence) {
+        Err(RunError::Divergence(d)) => Some((sequence, d)),
+        _ => None,
+    }
 }
 
 /// Removes the single op `k` (see `remove_ops`).

@@ -54,7 +54,18 @@ impl Backend for SkipsOps {
         if op.kind() == self.skipped {
             return Ok(Outcome::Ok);
         }
-        self.inner.apply(op)
+        match op {
+            // A group's members in order, the skipped kind skipped there too, as the KVM
+            // backend's fault injection does.
+            Op::Group(group) if group.members.iter().any(|m| m.op.kind() == self.skipped) => {
+                let mut out = Vec::new();
+                for m in &group.members {
+                    out.push((0..m.repeat).map(|_| self.apply(&m.op)).collect::<Result<Vec<_>, _>>()?);
+                }
+                Ok(Outcome::Group(out))
+            }
+            op => self.inner.apply(op),
+        }
     }
     fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
         self.inner.observe(probes)

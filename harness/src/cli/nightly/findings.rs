@@ -374,12 +374,7 @@ fn minimize(target: &str, doc: &Document, first: &Divergence, deadline: Instant)
         "diff_kvm" => {
             let vm_type = doc.vm_type.unwrap_or(0);
             let mut runner = Runner::new(crate::cli::kvm(vm_type).map_err(|e| format!("{e:#}"))?);
-            // A group's divergence that its members show in sequence is filed where the
-            // sequence departs (one fault, one finding, as without groups).
-            let sequential = crate::repro::shrink::ungrouped(&doc.program, first.op_index).and_then(|p| match runner.run(&p) {
-                Err(RunError::Divergence(d)) => Some((p, d)),
-                _ => None,
-            });
+            let sequential = crate::repro::shrink::sequential(&mut runner, &doc.program, first);
             let (start, first) = match &sequential {
                 Some((p, d)) => (p, &**d),
                 None => (&doc.program, first),
