@@ -64,6 +64,10 @@ pub enum Record {
         corpus: u64,
         dictionary: u64,
         reruns: u64,
+        /// Where the guided inputs came from and what each source found (empty when only
+        /// counting).
+        #[serde(default)]
+        sources: String,
     },
     /// Programs per second over a whole session, and where the time went.
     Throughput {
@@ -92,8 +96,9 @@ impl Record {
     /// The line a coverage record is shown as.
     pub fn coverage_line(&self) -> Option<String> {
         match self {
-            Record::Coverage { mode, vm_type, edges, pcs, traced, corpus, dictionary, reruns } => Some(format!(
-                "kernel coverage (vm type {vm_type}, {mode}): {edges} edges, {pcs} PCs ({traced} traced); {corpus} inputs kept, {dictionary} comparison operands, {reruns} comparison reruns"
+            Record::Coverage { mode, vm_type, edges, pcs, traced, corpus, dictionary, reruns, sources } => Some(format!(
+                "kernel coverage (vm type {vm_type}, {mode}): {edges} edges, {pcs} PCs ({traced} traced); {corpus} inputs kept, {dictionary} comparison operands, {reruns} comparison reruns{}{sources}",
+                if sources.is_empty() { "" } else { "; " }
             )),
             _ => None,
         }

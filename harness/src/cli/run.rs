@@ -160,6 +160,10 @@ impl Coverage {
             corpus: self.guide.corpus_len() as u64,
             dictionary: self.guide.dictionary_len() as u64,
             reruns: self.reruns,
+            sources: match self.mode {
+                KcovMode::Guide => self.guide.sources(),
+                _ => String::new(),
+            },
         }
     }
 }

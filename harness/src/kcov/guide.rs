@@ -22,9 +22,12 @@ use crate::Program;
 
 /// Values kept from comparisons; past this, a new one replaces a random one.
 const DICTIONARY_MAX: usize = 4096;
-/// One input in this many is fresh random bytes, not a mutation: fresh programs are what
-/// finds breadth (a 10-minute lane run sees a few thousand programs), mutations depth.
-const FRESH_EVERY: u32 = 2;
+/// The least share of inputs either source gets, fresh bytes or mutations: neither is
+/// starved on an unlucky stretch, so its yield keeps being measured.
+const MIN_SHARE: f64 = 0.15;
+/// How much of a source's yield each of its programs leaves of what came before: the
+/// yield is that of its last few hundred programs, so the choice follows the plateau.
+const YIELD_MEMORY: f64 = 0.995;
 
 /// The mutations, each on whole op chunks except `Tweak`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray)]
@@ -48,6 +51,47 @@ enum Mutation {
     Swarm,
 }
 
+/// Where an input came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Random bytes: breadth.
+    Fresh,
+    /// A mutation of a kept input: depth near what reached new code.
+    Mutated,
+    /// An earlier session's kept input, run again (`Coverage::pending`).
+    Corpus,
+}
+
+/// New edges a source found and the seconds its programs took, each program's share fading
+/// by `YIELD_MEMORY` per later program of the same source; starts as one edge in one second.
+struct Yield {
+    edges: f64,
+    seconds: f64,
+}
+
+impl Yield {
+    fn new() -> Yield {
+        Yield { edges: 1.0, seconds: 1.0 }
+    }
+
+    fn add(&mut self, edges: u64, seconds: f64) {
+        self.edges = self.edges * YIELD_MEMORY + edges as f64;
+        self.seconds = self.seconds * YIELD_MEMORY + seconds;
+    }
+
+    fn per_second(&self) -> f64 {
+        self.edges / self.seconds.max(1e-9)
+    }
+}
+
+/// What a source's programs did over the whole session, for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub programs: u64,
+    pub kept: u64,
+    pub edges: u64,
+}
+
 /// An input the guide keeps, and how long its program took: parents are chosen for speed
 /// (AFL's favoured inputs), since new edges come most often from slow programs (large
 /// attribute ranges) whose mutations stay slow.
@@ -65,6 +109,16 @@ pub struct Guide {
     dictionary: Vec<u64>,
     in_dictionary: FxHashSet<u64>,
     pub signal: Signal,
+    /// The source of the input `next_input` gave last (`None`: one from elsewhere, an
+    /// earlier session's corpus).
+    last: Option<Source>,
+    /// Recent new edges per second of fresh inputs and of mutations: the share of
+    /// mutations follows them (a two-armed bandit, as AFL++'s MOpt schedules its mutators),
+    /// so guiding spends its programs where new kernel code has lately come from.
+    fresh_yield: Yield,
+    mutated_yield: Yield,
+    /// Fresh, mutated, corpus.
+    tallies: [Tally; 3],
 }
 
 impl Guide {
@@ -77,7 +131,38 @@ impl Guide {
             dictionary: Vec::new(),
             in_dictionary: FxHashSet::default(),
             signal: Signal::new(ranges),
+            last: None,
+            fresh_yield: Yield::new(),
+            mutated_yield: Yield::new(),
+            tallies: [Tally::default(); 3],
         }
+    }
+
+    /// The share of inputs that are mutations now.
+    pub fn mutation_share(&self) -> f64 {
+        if self.corpus.is_empty() {
+            return 0.0;
+        }
+        let (m, f) = (self.mutated_yield.per_second(), self.fresh_yield.per_second());
+        (m / (m + f)).clamp(MIN_SHARE, 1.0 - MIN_SHARE)
+    }
+
+    /// What each source's programs did, and the share of mutations now, in words.
+    pub fn sources(&self) -> String {
+        let (fresh, mutated, corpus) = self.tallies();
+        let part = |name: &str, t: Tally| format!("{name} {} (kept {}, {} new edges)", t.programs, t.kept, t.edges);
+        format!(
+            "inputs: {}, {}, {}; mutations' share now {:.0}%",
+            part("fresh", fresh),
+            part("mutated", mutated),
+            part("from the corpus", corpus),
+            100.0 * self.mutation_share()
+        )
+    }
+
+    /// What fresh inputs, mutations and an earlier session's inputs did so far.
+    pub fn tallies(&self) -> (Tally, Tally, Tally) {
+        (self.tallies[0], self.tallies[1], self.tallies[2])
     }
 
     fn len(&self) -> usize {
@@ -115,9 +200,12 @@ impl Guide {
 
     /// The next input to run: a mutation of a kept one, or now and then a fresh one.
     pub fn next_input(&mut self) -> Vec<u8> {
-        if self.corpus.is_empty() || self.rng.random_ratio(1, FRESH_EVERY) {
+        let share = self.mutation_share();
+        if !self.rng.random_bool(share) {
+            self.last = Some(Source::Fresh);
             return self.fresh();
         }
+        self.last = Some(Source::Mutated);
         // The faster of two kept inputs (a tournament: fast ones mostly, slow ones still).
         let (a, b) = (self.rng.random_range(0..self.corpus.len()), self.rng.random_range(0..self.corpus.len()));
         let pick = if self.corpus[a].seconds <= self.corpus[b].seconds { a } else { b };
@@ -197,11 +285,23 @@ impl Guide {
     /// Adds a program's trace; keeps `input` if it reached a new edge and is not kept
     /// already (a racing program may reach new edges on a second run of the same bytes).
     /// `seconds` is how long its program took. Returns the new edges.
+    /// The input is the one `next_input` gave last, or one from an earlier session's corpus.
     pub fn add(&mut self, input: &[u8], trace: impl IntoIterator<Item = u64>, seconds: f64) -> u64 {
         let new = self.signal.add(trace);
-        if new > 0 && self.kept.insert(std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, input)) {
+        let kept = new > 0 && self.kept.insert(std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, input));
+        if kept {
             self.corpus.push(Kept { bytes: input.to_vec(), seconds });
         }
+        let source = self.last.take().unwrap_or(Source::Corpus);
+        match source {
+            Source::Fresh => self.fresh_yield.add(new, seconds),
+            Source::Mutated => self.mutated_yield.add(new, seconds),
+            Source::Corpus => {}
+        }
+        let tally = &mut self.tallies[source as usize];
+        tally.programs += 1;
+        tally.kept += u64::from(kept);
+        tally.edges += new;
         new
     }
 
@@ -239,15 +339,18 @@ mod tests {
     #[test]
     fn keeps_inputs_that_reach_new_edges_and_mutates_them() {
         let mut g = Guide::new(1, 16, Ranges::all());
-        let a = g.next_input();
+        let a = g.fresh();
         assert_eq!(a.len(), crate::Program::seeded_input_len(16));
         assert!(g.add(&a, [1, 2, 3], 0.1) > 0);
         assert_eq!(g.add(&a, [1, 2, 3], 0.1), 0);
         assert_eq!(g.corpus_len(), 1);
         assert!(g.add(&a, [4], 0.1) > 0, "new edges from the same input (a race went another way)");
         assert_eq!(g.corpus_len(), 1, "the same input is kept once");
-        // With one kept input, about half the next inputs are mutations of it (at most three
-        // of its ops changed, the rest kept, maybe moved), the rest fresh (none of its ops).
+        // With one kept input, the next inputs are mutations of it (at most three of its ops
+        // changed, the rest kept, maybe moved) or fresh (none of its ops), mutations at
+        // the guide's share. (`a` came from elsewhere: it moves no yield.)
+        let share = g.mutation_share();
+        assert_eq!(share, 0.5, "no yield seen yet: half and half");
         let theirs = chunks(&a, 16);
         let mut mutations = 0;
         for _ in 0..256 {
@@ -256,9 +359,49 @@ mod tests {
             assert_ne!(a, b, "a mutation changes its input");
             let kept = chunks(&b, 16).iter().filter(|c| theirs.contains(c)).count();
             assert!(kept >= 13 || kept == 0, "{kept} of 16 ops kept");
+            assert_eq!(kept > 0, g.last == Some(Source::Mutated));
             mutations += usize::from(kept > 0);
         }
         assert!((96..=160).contains(&mutations), "{mutations} of 256 were mutations");
+    }
+
+    /// A stand-in kernel where one source finds new edges ten times as often: the guide
+    /// shifts its inputs toward it, never below the floor for the other, and tallies both.
+    #[test]
+    fn the_share_of_mutations_follows_where_new_edges_come_from() {
+        for mutations_pay in [true, false] {
+            let mut g = Guide::new(5, 16, Ranges::all());
+            let mut next_edge = 1u64;
+            let seed = g.fresh();
+            g.add(&seed, [0], 0.1);
+            let mut shares = Vec::new();
+            for round in 0..3000 {
+                let input = g.next_input();
+                let mutated = g.last == Some(Source::Mutated);
+                let odds = if mutated == mutations_pay { 2 } else { 20 };
+                let trace = if g.rng.random_ratio(1, odds) {
+                    next_edge += 1;
+                    vec![next_edge]
+                } else {
+                    vec![0]
+                };
+                g.add(&input, trace, 0.1);
+                if round % 500 == 499 {
+                    shares.push(g.mutation_share());
+                }
+            }
+            let share = g.mutation_share();
+            if mutations_pay {
+                assert!(share > 0.8, "mutations pay, yet their share is {share:.2} ({shares:?})");
+            } else {
+                assert!(share < 0.2, "fresh inputs pay, yet mutations' share is {share:.2} ({shares:?})");
+            }
+            assert!((MIN_SHARE..=1.0 - MIN_SHARE).contains(&share));
+            let (fresh, mutated, corpus) = g.tallies();
+            assert_eq!((fresh.programs + mutated.programs, corpus.programs), (3000, 1));
+            assert_eq!(fresh.edges + mutated.edges + corpus.edges, next_edge);
+            assert!(fresh.programs.min(mutated.programs) >= 300, "{fresh:?} {mutated:?}");
+        }
     }
 
     #[test]
