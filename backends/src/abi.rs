@@ -60,6 +60,70 @@ pub mod falloc {
     ];
 }
 
+/// NUMA memory policies (include/uapi/linux/mempolicy.h): mbind(2) and get_mempolicy(2)
+/// on a guest_memfd's mapping. `u32` as the op carries them.
+pub mod mempolicy {
+    pub const DEFAULT: u32 = 0;
+    pub const PREFERRED: u32 = 1;
+    pub const BIND: u32 = 2;
+    pub const INTERLEAVE: u32 = 3;
+    pub const LOCAL: u32 = 4;
+    pub const PREFERRED_MANY: u32 = 5;
+    pub const WEIGHTED_INTERLEAVE: u32 = 6;
+    /// MPOL_MAX (6.12 to 7.2): sanitize_mpol_flags() refuses modes from here on.
+    pub const MAX: u32 = 7;
+    pub const F_NUMA_BALANCING: u32 = 1 << 13;
+    pub const F_RELATIVE_NODES: u32 = 1 << 14;
+    pub const F_STATIC_NODES: u32 = 1 << 15;
+    /// MPOL_MODE_FLAGS: the flags a mode word may carry.
+    pub const MODE_FLAGS: u32 = F_STATIC_NODES | F_RELATIVE_NODES | F_NUMA_BALANCING;
+    /// mbind() flags.
+    pub const MF_STRICT: u32 = 1 << 0;
+    pub const MF_MOVE: u32 = 1 << 1;
+    pub const MF_MOVE_ALL: u32 = 1 << 2;
+    /// MPOL_MF_VALID: do_mbind() refuses any other flag.
+    pub const MF_VALID: u32 = MF_STRICT | MF_MOVE | MF_MOVE_ALL;
+    /// get_mempolicy() flags.
+    pub const F_ADDR: u64 = 1 << 1;
+    pub const F_MEMS_ALLOWED: u64 = 1 << 2;
+    /// The `maxnode` both calls pass with a one-word node mask: get_nodes() starts with
+    /// `--maxnode`, so 65 reads all 64 bits of it.
+    pub const MAXNODE: u64 = 65;
+    /// The text format's names for a mode word: the modes (a value, not bits: printed by
+    /// name, one of them) and the mode flags.
+    pub const MODE_NAMES: &[(&str, u64)] = &[
+        ("DEFAULT", DEFAULT as u64),
+        ("PREFERRED", PREFERRED as u64),
+        ("BIND", BIND as u64),
+        ("INTERLEAVE", INTERLEAVE as u64),
+        ("LOCAL", LOCAL as u64),
+        ("PREFERRED_MANY", PREFERRED_MANY as u64),
+        ("WEIGHTED_INTERLEAVE", WEIGHTED_INTERLEAVE as u64),
+    ];
+    pub const MODE_FLAG_NAMES: &[(&str, u64)] = &[
+        ("NUMA_BALANCING", F_NUMA_BALANCING as u64),
+        ("RELATIVE_NODES", F_RELATIVE_NODES as u64),
+        ("STATIC_NODES", F_STATIC_NODES as u64),
+    ];
+    pub const MF_NAMES: &[(&str, u64)] = &[("STRICT", MF_STRICT as u64), ("MOVE", MF_MOVE as u64), ("MOVE_ALL", MF_MOVE_ALL as u64)];
+
+    /// The length do_mbind() works on: `len = PAGE_ALIGN(len);`, which wraps to 0 for the
+    /// last page's worth of lengths (then `if (end == start) return 0;`).
+    pub const fn aligned_len(len: u64) -> u64 {
+        len.wrapping_add(super::PAGE_SIZE - 1) & !(super::PAGE_SIZE - 1)
+    }
+
+    /// What `Op::GetMempolicy` reports, as one value: the mode word (mode and mode flags)
+    /// in the low 16 bits, the node mask above it (its top 16 bits, nodes 48 to 63, are
+    /// not shown). The C reproducer's `do_get_mempolicy` computes the same.
+    pub const fn policy_value(mode: u32, nodes: u64) -> u64 {
+        (mode as u64 & ((1 << POLICY_MODE_BITS) - 1)) | nodes << POLICY_MODE_BITS
+    }
+
+    /// The bits of `policy_value` below the node mask.
+    pub const POLICY_MODE_BITS: u32 = 16;
+}
+
 /// The guest-physical window in which programs place their memslots. Below it sit the
 /// harness's own slots (guest code and the mailbox).
 pub mod layout {
@@ -222,6 +286,14 @@ mod pins {
     const _: () = assert!(falloc::ZERO_RANGE == libc::FALLOC_FL_ZERO_RANGE);
     const _: () = assert!(falloc::INSERT_RANGE == libc::FALLOC_FL_INSERT_RANGE);
     const _: () = assert!(falloc::UNSHARE_RANGE == libc::FALLOC_FL_UNSHARE_RANGE);
+    const _: () = assert!(mempolicy::DEFAULT as i32 == libc::MPOL_DEFAULT);
+    const _: () = assert!(mempolicy::PREFERRED as i32 == libc::MPOL_PREFERRED);
+    const _: () = assert!(mempolicy::BIND as i32 == libc::MPOL_BIND);
+    const _: () = assert!(mempolicy::INTERLEAVE as i32 == libc::MPOL_INTERLEAVE);
+    const _: () = assert!(mempolicy::LOCAL as i32 == libc::MPOL_LOCAL);
+    const _: () = assert!(mempolicy::F_NUMA_BALANCING as i32 == libc::MPOL_F_NUMA_BALANCING);
+    const _: () = assert!(mempolicy::F_RELATIVE_NODES as i32 == libc::MPOL_F_RELATIVE_NODES);
+    const _: () = assert!(mempolicy::F_STATIC_NODES as i32 == libc::MPOL_F_STATIC_NODES);
 }
 
 #[cfg(test)]

@@ -118,6 +118,13 @@ pub enum Op {
     /// ftruncate() of the guest_memfd fd to `size` bytes: a guest_memfd's size is fixed at
     /// creation, so the kernel refuses every one (kvm_gmem_setattr()).
     Truncate { gmem: GmemId, size: u64 },
+    /// mbind(mapping + offset, len, mode, &nodes, `mempolicy::MAXNODE`, flags) on the
+    /// guest_memfd's host mapping: a NUMA policy for a range of the file (7.x keeps it in
+    /// the file, kvm_gmem_set_policy(); earlier kernels in the mapping only).
+    Mbind { gmem: GmemId, offset: u64, len: u64, mode: u32, nodes: u64, flags: u32 },
+    /// get_mempolicy(&mode, &nodes, `mempolicy::MAXNODE`, mapping + offset, MPOL_F_ADDR):
+    /// the policy at one address of the mapping (`mempolicy::policy_value`).
+    GetMempolicy { gmem: GmemId, offset: u64 },
     /// close() of the vCPU and VM fds; guest_memfd files keep the VM alive.
     DestroyVm,
     /// Loads and stores by the vCPU, all in one KVM_RUN.
@@ -163,6 +170,8 @@ pub enum OpKind {
     CloseGmem,
     Unmap,
     Truncate,
+    Mbind,
+    GetMempolicy,
     DestroyVm,
     Guest,
     HostRead,
@@ -209,6 +218,8 @@ impl Op {
             Op::CloseGmem { .. } => OpKind::CloseGmem,
             Op::Unmap { .. } => OpKind::Unmap,
             Op::Truncate { .. } => OpKind::Truncate,
+            Op::Mbind { .. } => OpKind::Mbind,
+            Op::GetMempolicy { .. } => OpKind::GetMempolicy,
             Op::DestroyVm => OpKind::DestroyVm,
             Op::Guest { .. } => OpKind::Guest,
             Op::HostRead { .. } => OpKind::HostRead,
@@ -256,6 +267,8 @@ macro_rules! gmem_field {
             | Op::CloseGmem { gmem }
             | Op::Unmap { gmem }
             | Op::Truncate { gmem, .. }
+            | Op::Mbind { gmem, .. }
+            | Op::GetMempolicy { gmem, .. }
             | Op::HostRead { gmem, .. }
             | Op::HostWrite { gmem, .. }
             | Op::Bind { fd: FdArg::Gmem(gmem), .. } => Some(gmem),
@@ -286,6 +299,8 @@ mod tests {
                 "close_gmem",
                 "unmap",
                 "truncate",
+                "mbind",
+                "get_mempolicy",
                 "destroy_vm",
                 "guest",
                 "host_read",

@@ -21,6 +21,7 @@ impl Errno {
     pub const EPERM: Errno = Errno(libc::EPERM);
     pub const ENOMEM: Errno = Errno(libc::ENOMEM);
     pub const ENXIO: Errno = Errno(libc::ENXIO);
+    pub const ENOSYS: Errno = Errno(libc::ENOSYS);
 
     /// The errno's name (`EBADF`), from `abi::errno`; `None` for a value with none.
     pub fn name(self) -> Option<&'static str> {

@@ -38,6 +38,32 @@ pub struct Profile {
     /// `(1ULL << (max_gpa_bits - PAGE_SHIFT)) - 1` with `max_gpa_bits = tdp_enabled ?
     /// kvm_host.maxphyaddr : 52`. Host dependent, so probed (kvm::profile::probe_max_gfn).
     pub max_gfn: u64,
+    /// What mbind()/get_mempolicy() do on a guest_memfd mapping (mm/mempolicy.c).
+    pub numa: Numa,
+}
+
+/// The NUMA side of the kernel and this task, for `Op::Mbind` and `Op::GetMempolicy`.
+/// Probed (kvm::profile::probe_numa).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Numa {
+    /// The memory nodes this task may use (get_mempolicy(MPOL_F_MEMS_ALLOWED): the
+    /// cpuset's mems_allowed, which mpol_set_nodemask() intersects with N_MEMORY), nodes 0
+    /// to 63; empty where the kernel has no CONFIG_NUMA and both calls fail with ENOSYS.
+    pub nodes: u64,
+    /// Whether the file keeps the policies set through its mappings (7.2: the mapping's
+    /// vm_ops have kvm_gmem_set_policy() and kvm_gmem_get_policy(), over the inode's
+    /// `shared_policy`), so a new mapping sees them; 6.18 keeps them in the mapping's
+    /// VMAs only, and a new mapping starts with none.
+    pub file_policy: bool,
+    /// Whether MPOL_MF_MOVE_ALL is allowed (do_mbind(): `if ((flags & MPOL_MF_MOVE_ALL) &&
+    /// !capable(CAP_SYS_NICE)) return -EPERM;`).
+    pub move_all: bool,
+}
+
+impl Numa {
+    /// One memory node, policies in the mapping only, as root: this project's 6.18 host
+    /// (probed) and a lane guest booted without NUMA options.
+    pub const ONE_NODE: Numa = Numa { nodes: 1, file_policy: false, move_all: true };
 }
 
 /// kvm_mmu_max_gfn() for a host MAXPHYADDR of `bits`.
@@ -64,6 +90,9 @@ impl Profile {
             falloc_write_zeroes: true,
             // Probed on this project's 6.18 host (kvm_pvm, no TDP: 52 bits).
             max_gfn: max_gfn_for_bits(52),
+            // Probed on this project's 6.18 host: node 0 only; a policy set through one
+            // mapping is gone from a new mapping of the same file.
+            numa: Numa::ONE_NODE,
         }
     }
 
@@ -84,6 +113,8 @@ impl Profile {
             falloc_write_zeroes: false,
             // QEMU/TCG `-cpu max` without phys-bits: TCG_PHYS_ADDR_BITS, 40; NPT is enabled.
             max_gfn: max_gfn_for_bits(40),
+            // 6.12 guest_memfd has no mmap: no mapping to set a policy on.
+            numa: Numa::ONE_NODE,
         }
     }
 
@@ -104,13 +135,16 @@ impl Profile {
             bound_range_errno: Errno::EEXIST,
             // vfs_fallocate(): FALLOC_FL_MODE_MASK includes FALLOC_FL_WRITE_ZEROES.
             falloc_write_zeroes: true,
+            // virt/kvm/guest_memfd.c kvm_gmem_vm_ops: `.get_policy = kvm_gmem_get_policy,
+            // .set_policy = kvm_gmem_set_policy,` (CONFIG_NUMA, which the lane has).
+            numa: Numa { file_policy: true, ..Numa::ONE_NODE },
             ..Profile::sw_protected_6_12()
         }
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x}",
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {}",
             self.kernel,
             self.vm_type,
             self.guest_memfd,
@@ -121,7 +155,10 @@ impl Profile {
             self.bound_range_errno,
             self.address_spaces,
             self.falloc_write_zeroes,
-            self.max_gfn
+            self.max_gfn,
+            self.numa.nodes,
+            self.numa.file_policy,
+            self.numa.move_all
         )
     }
 }

@@ -231,6 +231,7 @@ pub fn private_conversions(p: &Profile) -> Vec<Scenario> {
     if p.gmem_flags & MMAP != 0 && p.gmem_only_slots {
         all.push(gmem_only_slot_on_private_vm(p));
     }
+    all.extend(mempolicy(p));
     all
 }
 
@@ -503,5 +504,76 @@ pub fn host(p: &Profile) -> Vec<Scenario> {
             ],
         });
     }
+    all.extend(mempolicy(p));
     all
+}
+
+/// NUMA policies through a guest_memfd mapping (mm/mempolicy.c's checks, and where the
+/// policy lives: the file on 7.2, kvm_gmem_set_policy(); the mapping only on 6.18), for
+/// a kernel that maps guest_memfd and lets this task use node 0.
+fn mempolicy(p: &Profile) -> Option<Scenario> {
+    use gmemfuzz_backends::abi::mempolicy::{self as mpol, policy_value};
+    use gmemfuzz_backends::SkipReason;
+    if p.gmem_flags & MMAP == 0 || p.numa.nodes & 1 == 0 {
+        return None;
+    }
+    let mbind = |offset: u64, len: u64, mode: u32, nodes: u64, flags: u32| Op::Mbind { gmem: G0, offset, len, mode, nodes, flags };
+    let get = |offset: u64| Op::GetMempolicy { gmem: G0, offset };
+    let policy = |mode: u32, nodes: u64| Outcome::Value(policy_value(mode, nodes));
+    let einval = err(Errno::EINVAL);
+    // A node this task may not use: mpol_set_nodemask() leaves no node (EINVAL).
+    let outside = !p.numa.nodes & p.numa.nodes.wrapping_add(1);
+    let kept = |mode: u32, nodes: u64| if p.numa.file_policy { policy(mode, nodes) } else { policy(mpol::DEFAULT, 0) };
+    Some(Scenario {
+        profile: p.clone(),
+        name: "mempolicy",
+        source: "mm/mempolicy.c kernel_mbind(), do_mbind(), mpol_new(), do_get_mempolicy(); 7.2 guest_memfd.c kvm_gmem_set_policy()",
+        steps: vec![
+            (create(4, MMAP), OK),
+            (Op::Map { gmem: G0 }, OK),
+            (mbind(0, 2 * P, mpol::BIND, 1, 0), OK),
+            (get(P + 5), policy(mpol::BIND, 1)),
+            (get(2 * P), policy(mpol::DEFAULT, 0)),
+            // `if (start & ~PAGE_MASK) return -EINVAL;`
+            (mbind(1, P, mpol::BIND, 1, 0), einval.clone()),
+            // sanitize_mpol_flags(): a mode past MPOL_MAX, static with relative nodes, NUMA
+            // balancing with a mode other than bind or preferred-many.
+            (mbind(0, P, mpol::MAX, 1, 0), einval.clone()),
+            (mbind(0, P, mpol::BIND | mpol::F_STATIC_NODES | mpol::F_RELATIVE_NODES, 1, 0), einval.clone()),
+            (mbind(0, P, mpol::INTERLEAVE | mpol::F_NUMA_BALANCING, 1, 0), einval.clone()),
+            // mpol_new(): default takes no nodes, local none, bind some.
+            (mbind(0, P, mpol::DEFAULT, 1, 0), einval.clone()),
+            (mbind(0, P, mpol::LOCAL, 1, 0), einval.clone()),
+            (mbind(0, P, mpol::BIND, 0, 0), einval.clone()),
+            (mbind(0, P, mpol::BIND, outside, 0), einval.clone()),
+            // `if (flags & ~(unsigned long)MPOL_MF_VALID) return -EINVAL;`
+            (mbind(0, P, mpol::BIND, 1, 1 << 3), einval),
+            (mbind(0, P, mpol::BIND, 1, mpol::MF_MOVE_ALL), if p.numa.move_all { OK } else { err(Errno::EPERM) }),
+            // PAGE_ALIGN(len) of 0 and of the last page's worth: `if (end == start) return 0;`
+            (mbind(0, 0, mpol::BIND, 1, 0), OK),
+            (mbind(0, u64::MAX, mpol::BIND, 0, 0), OK),
+            // Preferred without nodes is local; static nodes are shown as given.
+            (mbind(P, P, mpol::PREFERRED, 0, 0), OK),
+            (get(P), policy(mpol::LOCAL, 0)),
+            (mbind(3 * P, P, mpol::BIND | mpol::F_STATIC_NODES, 0x8001, 0), OK),
+            (get(3 * P), policy(mpol::BIND | mpol::F_STATIC_NODES, 0x8001)),
+            // A new mapping: the file's policies (7.2) or none.
+            (Op::Unmap { gmem: G0 }, OK),
+            (Op::Map { gmem: G0 }, OK),
+            (get(0), kept(mpol::BIND, 1)),
+            (get(P), kept(mpol::LOCAL, 0)),
+            // The new VMA has no policy, and neither has a default one: mbind_range() sees
+            // them equal and leaves the file's alone.
+            (mbind(0, 4 * P, mpol::DEFAULT, 0, 0), OK),
+            (get(0), kept(mpol::BIND, 1)),
+            // Once the VMA has one, a default one removes the file's too.
+            (mbind(0, 4 * P, mpol::INTERLEAVE, 1, 0), OK),
+            (get(2 * P), policy(mpol::INTERLEAVE, 1)),
+            (mbind(0, 4 * P, mpol::DEFAULT, 0, 0), OK),
+            (get(0), policy(mpol::DEFAULT, 0)),
+            // Past the mapping: not sent (the range would reach other memory).
+            (mbind(3 * P, 2 * P, mpol::BIND, 1, 0), Outcome::Skipped(SkipReason::OutOfRange)),
+            (get(4 * P), Outcome::Skipped(SkipReason::OutOfRange)),
+        ],
+    })
 }

@@ -186,6 +186,24 @@ fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("kvm:   [mmio-exit, mmio-exit]") && stdout.contains("kvm guest exit: mmio-exit"), "{stdout}");
 
+    // mbind() and get_mempolicy() on a mapping: the C reproducer calls them as the backend
+    // does and prints the policy as the same value; with the expectation of a kernel whose
+    // files keep policies (7.2), the policy the new mapping shows differs.
+    let scenario =
+        gmemfuzz::scenarios::for_profile(&profile).into_iter().find(|s| s.name == "mempolicy").expect("made for the host kernel");
+    let out = build_and_run(&scenario.program(), &profile, "mempolicy");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    use gmemfuzz_backends::abi::mempolicy::{policy_value, BIND};
+    let bound = format!("kvm:   value {:#x}", policy_value(BIND, 1));
+    assert!(stdout.contains("all observations match the model") && stdout.contains(&bound), "{stdout}");
+    let mut files_keep_policies = profile.clone();
+    files_keep_policies.numa.file_policy = !profile.numa.file_policy;
+    let out = build_and_run(&scenario.program(), &files_keep_policies, "mempolicy_wrong_profile");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("<== DIFFERS"), "{stdout}");
+
     // With expectations for a kernel that has no guest_memfd flags, creating an MMAP file
     // "should" fail: the reproducer sees it succeed and exits 1.
     let mut wrong = profile.clone();

@@ -35,6 +35,7 @@ scenario_tests!(
     destroy_vm_while_files_live,
     memory_attributes_unsupported,
     residency_counts_prepared_pages,
+    mempolicy,
 );
 
 /// Reusing one VM across programs must leave nothing behind: each seeded program gives the

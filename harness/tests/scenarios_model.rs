@@ -38,6 +38,7 @@ scenario_tests!(
     private_faults_exit_to_userspace,
     attribute_argument_checks,
     gmem_only_slot_on_private_vm,
+    mempolicy,
 );
 
 #[test]

@@ -13,12 +13,12 @@ use std::time::Instant;
 use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_userspace_memory_region2};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
-use crate::abi::{self, command, mailbox};
+use crate::abi::{self, command, mailbox, mempolicy};
 use crate::backend::{Backend, HarnessError};
 use crate::model::MAX_RESIDENCY_PAGES;
 use crate::op::{layout, Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
 use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
-use crate::profile::Profile;
+use crate::profile::{Numa, Profile};
 use hostmem::{HostAccess, Mapping};
 use vcpu::MailboxView;
 
@@ -151,6 +151,8 @@ impl KvmBackend {
         let vm = &backend.vm.as_ref().expect("made above").fd;
         backend.profile.max_gfn = profile::probe_max_gfn(vm, layout::FIRST_PROGRAM_SLOT + 1, page.addr() as u64)?;
         backend.reset_state()?;
+        backend.profile.numa = backend.probe_numa()?;
+        backend.reset_state()?;
         Ok(backend)
     }
 
@@ -199,6 +201,34 @@ impl KvmBackend {
             },
             other => Err(HarnessError::Bug(format!("gmem-only probe: the slot's memory reads {other:?}"))),
         }
+    }
+
+    /// The NUMA side (`Numa`): the nodes this task may use and whether it may move all
+    /// pages (`profile::probe_numa_task`), and whether the file keeps a policy set through
+    /// a mapping: a one-page file mapped, bound to the first allowed node, unmapped and
+    /// mapped again shows MPOL_BIND at the new mapping (7.2's kvm_gmem_get_policy()) or
+    /// none (6.18: the policy went with the VMA).
+    fn probe_numa(&mut self) -> Result<Numa, HarnessError> {
+        let mut numa = profile::probe_numa_task();
+        if numa.nodes == 0 || self.profile.gmem_flags & crate::op::GUEST_MEMFD_FLAG_MMAP == 0 {
+            return Ok(numa);
+        }
+        let (g, node) = (GmemId(0), numa.nodes & numa.nodes.wrapping_neg());
+        let bind = Op::Mbind { gmem: g, offset: 0, len: PAGE_SIZE, mode: mempolicy::BIND, nodes: node, flags: 0 };
+        let ops = [
+            Op::CreateGmem { size: PAGE_SIZE, flags: crate::op::GUEST_MEMFD_FLAG_MMAP },
+            Op::Map { gmem: g },
+            bind,
+            Op::Unmap { gmem: g },
+            Op::Map { gmem: g },
+        ];
+        self.probe_setup("numa", &ops)?;
+        numa.file_policy = match self.apply(&Op::GetMempolicy { gmem: g, offset: 0 })? {
+            Outcome::Value(v) if v == mempolicy::policy_value(mempolicy::BIND, node) => true,
+            Outcome::Value(v) if v == mempolicy::policy_value(mempolicy::DEFAULT, 0) => false,
+            other => return Err(HarnessError::Bug(format!("numa probe: the new mapping's policy is {other}"))),
+        };
+        Ok(numa)
     }
 
     /// kvm_gmem_bind()'s errno for a file range that another slot binds already: EINVAL
@@ -426,12 +456,64 @@ impl KvmBackend {
     /// Where a host access of `width` bytes at `offset` of `gmem`'s mapping lands, or why it
     /// is not made (no such file, not mapped, past the mapping).
     fn host_addr(&self, gmem: GmemId, offset: u64, width: Width) -> Result<*mut u8, SkipReason> {
+        self.mapped_range(gmem, offset, width.bytes())
+    }
+
+    /// Where `offset..offset+len` of `gmem`'s mapping starts, or why an op on that range is
+    /// not made (no such file, not mapped, past the mapping: `Model::mapped_range`).
+    fn mapped_range(&self, gmem: GmemId, offset: u64, len: u64) -> Result<*mut u8, SkipReason> {
         let map = self.gmem(gmem)?.map.as_ref().ok_or(SkipReason::NotMapped)?;
-        if offset.checked_add(width.bytes()).is_none_or(|end| end > map.len() as u64) {
+        if offset.checked_add(len).is_none_or(|end| end > map.len() as u64) {
             return Err(SkipReason::OutOfRange);
         }
-        // SAFETY: offset..offset+width is inside the live mapping (checked above).
+        // SAFETY: offset..offset+len is inside the live mapping (checked above).
         Ok(unsafe { map.addr().add(offset as usize) })
+    }
+
+    /// mbind() on `gmem`'s mapping; the range (`len` page-aligned as the kernel aligns it)
+    /// must lie inside the mapping, so no other memory's policy changes.
+    fn mbind(&self, gmem: GmemId, offset: u64, len: u64, mode: u32, nodes: u64, flags: u32) -> Outcome {
+        let addr = match self.mapped_range(gmem, offset, mempolicy::aligned_len(len)) {
+            Ok(a) => a,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let mask = nodes;
+        // SAFETY: the range mbind() works on lies inside this backend's mapping of the file
+        // (checked above); the kernel reads one u64 of node mask (MAXNODE) from `mask`.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_mbind, addr, len, mode as libc::c_ulong, &mask as *const u64, mempolicy::MAXNODE, flags as libc::c_uint)
+        };
+        if rc == 0 {
+            Outcome::Ok
+        } else {
+            io_errno(std::io::Error::last_os_error())
+        }
+    }
+
+    /// get_mempolicy(MPOL_F_ADDR) at `offset` of `gmem`'s mapping.
+    fn get_mempolicy(&self, gmem: GmemId, offset: u64) -> Outcome {
+        let addr = match self.mapped_range(gmem, offset, 1) {
+            Ok(a) => a,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let (mut mode, mut nodes): (libc::c_int, u64) = (0, 0);
+        // SAFETY: the kernel writes one int to `mode` and one u64 of node mask (MAXNODE) to
+        // `nodes`, both live across the call; `addr` is only looked up.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_get_mempolicy,
+                &mut mode as *mut libc::c_int,
+                &mut nodes as *mut u64,
+                mempolicy::MAXNODE,
+                addr,
+                mempolicy::F_ADDR,
+            )
+        };
+        if rc == 0 {
+            Outcome::Value(mempolicy::policy_value(mode as u32, nodes))
+        } else {
+            io_errno(std::io::Error::last_os_error())
+        }
     }
 
     fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
@@ -695,6 +777,8 @@ impl Backend for KvmBackend {
                     _ => io_errno(std::io::Error::last_os_error()),
                 },
             },
+            Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(*gmem, *offset, *len, *mode, *nodes, *flags),
+            Op::GetMempolicy { gmem, offset } => self.get_mempolicy(*gmem, *offset),
             Op::DestroyVm => match self.vm.take() {
                 None => Outcome::Skipped(SkipReason::NoVm),
                 Some(vm) => {

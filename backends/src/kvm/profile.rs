@@ -5,11 +5,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, VmFd};
 
-use crate::abi::KVM_CAP_GUEST_MEMFD_FLAGS;
+use crate::abi::{mempolicy, KVM_CAP_GUEST_MEMFD_FLAGS};
 use crate::backend::HarnessError;
 use crate::op::{GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE};
 use crate::outcome::Errno;
-use crate::profile::Profile;
+use crate::profile::{Numa, Profile};
 
 /// The kernel release, as `uname -r` prints it.
 pub fn kernel_release() -> String {
@@ -48,7 +48,45 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         falloc_write_zeroes: probe_falloc_write_zeroes(vm)?,
         // Replaced by probe_max_gfn in KvmBackend::new.
         max_gfn: crate::profile::max_gfn_for_bits(52),
+        // Replaced by KvmBackend::probe_numa.
+        numa: probe_numa_task(),
     })
+}
+
+/// The task's side of NUMA: the nodes it may use (get_mempolicy(MPOL_F_MEMS_ALLOWED):
+/// `*nmask = cpuset_current_mems_allowed;`; ENOSYS without CONFIG_NUMA: no nodes) and
+/// whether MPOL_MF_MOVE_ALL is allowed, asked with an mbind() that changes nothing
+/// (do_mbind() checks `capable(CAP_SYS_NICE)` before `if (end == start) return 0;`).
+/// Whether the file keeps policies needs a file: `KvmBackend::probe_numa`.
+pub fn probe_numa_task() -> Numa {
+    let mut nodes = 0u64;
+    // SAFETY: the kernel writes one u64 of node mask (MAXNODE) to `nodes`; no mode is asked for.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            std::ptr::null_mut::<libc::c_int>(),
+            &mut nodes as *mut u64,
+            mempolicy::MAXNODE,
+            0usize,
+            mempolicy::F_MEMS_ALLOWED,
+        )
+    };
+    if rc != 0 {
+        return Numa { nodes: 0, file_policy: false, move_all: false };
+    }
+    // SAFETY: an empty range with no node mask: the kernel reads no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            0usize,
+            0usize,
+            mempolicy::DEFAULT as libc::c_ulong,
+            std::ptr::null::<u64>(),
+            0usize,
+            mempolicy::MF_MOVE_ALL,
+        )
+    };
+    Numa { nodes, file_policy: false, move_all: rc == 0 }
 }
 
 /// kvm_mmu_max_gfn(), found by bisection: kvm_arch_prepare_memory_region() refuses a new

@@ -49,6 +49,8 @@ impl Model {
             released: false,
             pages: Default::default(),
             prepared: Default::default(),
+            map_policy: Default::default(),
+            file_policy: Default::default(),
         }));
         Outcome::Ok
     }
@@ -81,6 +83,8 @@ impl Model {
         let file = &mut self.gmems[gmem];
         file.mapped = true;
         file.map_generation += 1;
+        // A new VMA: no policy of its own (vm_area_alloc()).
+        file.map_policy = Default::default();
         Outcome::Ok
     }
 
@@ -200,6 +204,7 @@ impl Model {
             Ok(_) => {}
         }
         self.gmems[gmem].mapped = false;
+        self.gmems[gmem].map_policy = Default::default();
         self.release_if_unreferenced(gmem);
         Outcome::Ok
     }

@@ -11,6 +11,7 @@
 mod attributes;
 mod files;
 mod gmem;
+mod mempolicy;
 mod memslot;
 mod page;
 mod race;
@@ -49,6 +50,11 @@ pub struct GmemFile {
     /// mincore() counts only uptodate folios (mincore_page: `folio_test_uptodate`), so
     /// residency shows these.
     pub prepared: std::collections::BTreeSet<u64>,
+    /// NUMA policies set through the current mapping (its VMAs'), by file page.
+    pub map_policy: mempolicy::Policies,
+    /// NUMA policies the file keeps (the inode's shared policy), where
+    /// `Numa::file_policy`; they outlive the mapping they were set through.
+    pub file_policy: mempolicy::Policies,
 }
 
 impl GmemFile {
@@ -311,6 +317,8 @@ impl Model {
             Op::CloseGmem { gmem } => self.close_gmem(*gmem),
             Op::Unmap { gmem } => self.unmap(*gmem),
             Op::Truncate { gmem, .. } => self.truncate(*gmem),
+            Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(*gmem, *offset, *len, *mode, *nodes, *flags),
+            Op::GetMempolicy { gmem, offset } => self.get_mempolicy(*gmem, *offset),
             Op::DestroyVm => self.destroy_vm(),
             Op::Guest { accesses } => self.guest(accesses),
             Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),

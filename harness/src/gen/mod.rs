@@ -154,6 +154,8 @@ impl Generator {
                 let size = Bytes::pick(u, self.file_pages(gmem) * PAGE_SIZE * times, 0)?;
                 Op::Truncate { gmem, size }
             }
+            OpKind::Mbind => self.mbind(u)?,
+            OpKind::GetMempolicy => self.get_mempolicy(u)?,
             OpKind::DestroyVm => Op::DestroyVm,
             OpKind::Guest => self.guest(u)?,
             OpKind::HostRead => {
@@ -374,6 +376,12 @@ impl Generator {
 
     fn file_range(&self, u: &mut Unstructured) -> Result<(GmemId, u64, u64)> {
         let gmem = self.gmem(u)?;
+        let (offset, len) = self.range_in(u, gmem)?;
+        Ok((gmem, offset, len))
+    }
+
+    /// A byte range of `gmem`: mostly whole pages inside it, now and then at a bound.
+    fn range_in(&self, u: &mut Unstructured, gmem: GmemId) -> Result<(u64, u64)> {
         let pages = self.file_pages(gmem);
         // Mostly a few pages; in a large file now and then a whole 2 MiB hugepage.
         let (first, len) = if pages >= PAGES_2M && u.ratio(1u8, 4)? {
@@ -383,21 +391,80 @@ impl Generator {
             (first, u.int_in_range(1..=(pages - first).min(8) + 1)?)
         };
         let offset = Bytes::pick(u, first * PAGE_SIZE, len * PAGE_SIZE)?;
-        Ok((gmem, offset, Bytes::pick(u, len * PAGE_SIZE, offset)?))
+        Ok((offset, Bytes::pick(u, len * PAGE_SIZE, offset)?))
+    }
+
+    /// Mostly a file the picture believes is mapped, for an op on its mapping.
+    fn mapped_gmem(&self, u: &mut Unstructured) -> Result<GmemId> {
+        match self.mapped.is_empty() || u.ratio(1u8, 8)? {
+            true => self.gmem(u),
+            false => Ok(GmemId(*u.choose(&self.mapped)? as u8)),
+        }
+    }
+
+    /// A page of `gmem`: in a large file, mostly the first ones (where slots and other
+    /// accesses go too).
+    fn page_in(&self, u: &mut Unstructured, gmem: GmemId) -> Result<u64> {
+        let pages = self.file_pages(gmem);
+        let span = if pages > 16 && u.ratio(3u8, 4)? { 16 } else { pages.min(1 << 20) };
+        u.int_in_range(0..=span - 1)
     }
 
     fn host_target(&self, u: &mut Unstructured) -> Result<(GmemId, u64, Width)> {
-        let gmem = match self.mapped.is_empty() || u.ratio(1u8, 8)? {
-            true => self.gmem(u)?,
-            false => GmemId(*u.choose(&self.mapped)? as u8),
-        };
+        let gmem = self.mapped_gmem(u)?;
         let width = *u.choose(&Width::ALL)?;
-        // In a large file, mostly the first pages (where slots and other accesses go too).
-        let pages = self.file_pages(gmem);
-        let span = if pages > 16 && u.ratio(3u8, 4)? { 16 } else { pages.min(1 << 20) };
-        let page = u.int_in_range(0..=span - 1)?;
+        let page = self.page_in(u, gmem)?;
         let offset = page * PAGE_SIZE + u.int_in_range(0..=(PAGE_SIZE / width.bytes()) - 1)? * width.bytes();
         Ok((gmem, offset, width))
+    }
+
+    /// An mbind() of a range of a mapping: mostly a valid mode with nodes and flags the
+    /// kernel takes on one node, now and then what mm/mempolicy.c refuses (a mode past
+    /// MPOL_MAX, clashing mode flags, nodes the task may not use, an unknown flag).
+    fn mbind(&self, u: &mut Unstructured) -> Result<Op> {
+        use gmemfuzz_backends::abi::mempolicy as mpol;
+        let gmem = self.mapped_gmem(u)?;
+        let (offset, len) = self.range_in(u, gmem)?;
+        let mut mode = match u.ratio(1u8, 16)? {
+            true => {
+                let any: u32 = u.arbitrary()?;
+                *u.choose(&[mpol::MAX, any])?
+            }
+            false => u.int_in_range(mpol::DEFAULT..=mpol::WEIGHTED_INTERLEAVE)?,
+        };
+        if u.ratio(1u8, 4)? {
+            mode |= *u.choose(&[
+                mpol::F_STATIC_NODES,
+                mpol::F_RELATIVE_NODES,
+                mpol::F_NUMA_BALANCING,
+                mpol::F_STATIC_NODES | mpol::F_RELATIVE_NODES,
+            ])?;
+        }
+        let nodes = match u.ratio(1u8, 16)? {
+            true => u.arbitrary()?,
+            false => *u.choose(&[1, 1, 1, 0, 0, 2, 3, 1 << 63])?,
+        };
+        let flags = *u.choose(&[
+            0,
+            0,
+            0,
+            mpol::MF_STRICT,
+            mpol::MF_MOVE,
+            mpol::MF_STRICT | mpol::MF_MOVE,
+            mpol::MF_MOVE_ALL,
+            mpol::MF_STRICT | mpol::MF_MOVE_ALL,
+            1 << 3,
+        ])?;
+        Ok(Op::Mbind { gmem, offset, len, mode, nodes, flags })
+    }
+
+    /// get_mempolicy() at an address of a mapping (any byte of a page; now and then past it).
+    fn get_mempolicy(&self, u: &mut Unstructured) -> Result<Op> {
+        let gmem = self.mapped_gmem(u)?;
+        let page = self.page_in(u, gmem)?;
+        let byte = u.int_in_range(0..=PAGE_SIZE - 1)?;
+        let offset = Bytes::pick(u, page * PAGE_SIZE + byte, 0)?;
+        Ok(Op::GetMempolicy { gmem, offset })
     }
 
     /// A value that says where and when it was written, so a read from the wrong place

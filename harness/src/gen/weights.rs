@@ -32,6 +32,10 @@ impl OpWeights {
         // Refused on every kernel (kvm_gmem_setattr()): that it stays refused, and that the
         // file is unchanged after, is all there is to check.
         (OpKind::Truncate, 1),
+        // NUMA policies on a mapping: the file keeps them on 7.2 (kvm_gmem_set_policy()),
+        // and its folios are allocated by them; a low rate, mostly on one node.
+        (OpKind::Mbind, 2),
+        (OpKind::GetMempolicy, 2),
         (OpKind::DestroyVm, 1),
         (OpKind::Guest, 20),
         (OpKind::HostRead, 7),
@@ -61,7 +65,7 @@ impl OpWeights {
             w.set(OpKind::SetAttributes, RARE);
         }
         if profile.gmem_flags & GUEST_MEMFD_FLAG_MMAP == 0 {
-            for kind in [OpKind::Map, OpKind::Unmap, OpKind::HostRead, OpKind::HostWrite] {
+            for kind in [OpKind::Map, OpKind::Unmap, OpKind::HostRead, OpKind::HostWrite, OpKind::Mbind, OpKind::GetMempolicy] {
                 w.set(kind, RARE);
             }
         } else if profile.gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
@@ -70,6 +74,12 @@ impl OpWeights {
             // rule worth checking now and then, not at full rate.
             for kind in [OpKind::HostRead, OpKind::HostWrite] {
                 w.set(kind, SIGBUS_ONLY);
+            }
+        }
+        if profile.numa.nodes == 0 {
+            // Without CONFIG_NUMA both calls are ENOSYS.
+            for kind in [OpKind::Mbind, OpKind::GetMempolicy] {
+                w.set(kind, RARE);
             }
         }
         if !profile.guest_memfd {

@@ -264,6 +264,11 @@ fn op_call(op: &Op) -> String {
         }
         Op::CloseGmem { gmem } => format!("do_close_gmem({} /* {gmem} */);", gmem.0),
         Op::Truncate { gmem, size } => format!("do_truncate({} /* {gmem} */, {size:#x}ULL /* length */);", gmem.0),
+        Op::Mbind { gmem, offset, len, mode, nodes, flags } => format!(
+            "do_mbind({} /* {gmem} */, {offset:#x}ULL /* offset in the mapping */, {len:#x}ULL /* len */, {mode:#x} /* mode */, {nodes:#x}ULL /* nodes */, {flags:#x} /* flags */);",
+            gmem.0
+        ),
+        Op::GetMempolicy { gmem, offset } => format!("do_get_mempolicy({} /* {gmem} */, {offset:#x}ULL /* offset in the mapping */);", gmem.0),
         Op::Unmap { gmem } => format!("do_unmap({} /* {gmem} */);", gmem.0),
         Op::DestroyVm => "do_destroy_vm();".into(),
         Op::Guest { accesses } => {
@@ -314,7 +319,7 @@ const PRELUDE_TEMPLATE: &str = include_str!("prelude.c");
 /// (syzkaller's csource style): the layout, the mailbox protocol, the uapi flags, the
 /// digest, and the words of `Outcome`'s and the observations' `Display`.
 fn abi_defines() -> String {
-    use gmemfuzz_backends::abi::{self, command, cpu, falloc, fnv, mailbox};
+    use gmemfuzz_backends::abi::{self, command, cpu, falloc, fnv, mailbox, mempolicy};
     let mut d = Defines(String::new());
     let ull = |v: u64| format!("{v:#x}ULL");
     let uint = |v: u64| format!("{v:#x}u");
@@ -366,6 +371,12 @@ fn abi_defines() -> String {
     d.define("GF_GUEST_MEMFD_FLAG_INIT_SHARED", ull(abi::GUEST_MEMFD_FLAG_INIT_SHARED));
     d.define("GF_KVM_MEMORY_ATTRIBUTE_PRIVATE", ull(abi::KVM_MEMORY_ATTRIBUTE_PRIVATE));
     d.define("GF_FALLOC_PUNCH", format!("{:#x} /* FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE */", falloc::PUNCH));
+    d.define("GF_MPOL_MAXNODE", format!("{} /* a one-word node mask: the kernel reads maxnode - 1 bits */", mempolicy::MAXNODE));
+    d.define("GF_MPOL_F_ADDR", uint(mempolicy::F_ADDR));
+    d.define(
+        "GF_MPOL_MODE_BITS",
+        format!("{} /* get_mempolicy's value: the mode word below, the nodes above */", mempolicy::POLICY_MODE_BITS),
+    );
     d.comment("The words gmemfuzz prints: Display of Outcome and AccessResult, and of the observations.");
     for (name, word) in words() {
         d.define(name, c_string(&word));

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 #include <linux/falloc.h>
@@ -517,6 +518,36 @@ static void do_truncate(int id, uint64_t size)
     if (!have_gmem(id))
         return;
     set_result(ftruncate(gmems[id].fd, (off_t)size));
+}
+
+static void do_mbind(int id, uint64_t offset, uint64_t len, uint32_t mode, uint64_t nodes, uint32_t flags)
+{
+    if (!have_gmem(id))
+        return;
+    if (!gmems[id].map) {
+        set_obs(WORD_SKIPPED_NOT_MAPPED);
+        return;
+    }
+    unsigned long mask = nodes;
+    set_result(syscall(SYS_mbind, gmems[id].map + offset, (unsigned long)len, (unsigned long)mode, &mask, (unsigned long)GF_MPOL_MAXNODE, (unsigned)flags) ? -1 : 0);
+}
+
+static void do_get_mempolicy(int id, uint64_t offset)
+{
+    if (!have_gmem(id))
+        return;
+    if (!gmems[id].map) {
+        set_obs(WORD_SKIPPED_NOT_MAPPED);
+        return;
+    }
+    int mode = 0;
+    unsigned long nodes = 0;
+    if (syscall(SYS_get_mempolicy, &mode, &nodes, (unsigned long)GF_MPOL_MAXNODE, gmems[id].map + offset, (unsigned long)GF_MPOL_F_ADDR)) {
+        set_result(-1);
+        return;
+    }
+    uint64_t value = ((uint64_t)mode & ((1ULL << GF_MPOL_MODE_BITS) - 1)) | (uint64_t)nodes << GF_MPOL_MODE_BITS;
+    snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)value);
 }
 
 static void do_close_gmem(int id)

@@ -294,6 +294,11 @@ fn simplifications(op: &Op) -> Vec<Op> {
             out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Allocate { gmem, mode, offset, len }));
             out.extend(smaller(offset).into_iter().map(|offset| Op::Allocate { gmem, mode, offset, len }));
         }
+        Op::Mbind { gmem, offset, len, mode, nodes, flags } => {
+            out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Mbind { gmem, offset, len, mode, nodes, flags }));
+            out.extend(smaller(offset).into_iter().map(|offset| Op::Mbind { gmem, offset, len, mode, nodes, flags }));
+            out.extend(bits(flags as u64).map(|b| Op::Mbind { gmem, offset, len, mode, nodes, flags: flags & !(b as u32) }));
+        }
         Op::SetAttributes { gpa, size, attributes } => {
             out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::SetAttributes { gpa, size, attributes }));
         }
@@ -326,6 +331,7 @@ fn simplifications(op: &Op) -> Vec<Op> {
         | Op::CloseGmem { .. }
         | Op::Unmap { .. }
         | Op::Truncate { .. }
+        | Op::GetMempolicy { .. }
         | Op::DestroyVm
         | Op::Check => {}
     }

@@ -85,6 +85,36 @@ const SLOT_FLAGS: Names = &[
 ];
 const ATTRIBUTES: Names = &[("PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE)];
 const FALLOC_MODES: Names = gmemfuzz_backends::abi::falloc::NAMES;
+const MBIND_FLAGS: Names = gmemfuzz_backends::abi::mempolicy::MF_NAMES;
+
+/// A mempolicy mode word: the mode by name (a value, not a bit) and its flags by name,
+/// `BIND|STATIC_NODES`; what has no name in hex.
+fn mode_text(mode: u32) -> String {
+    use gmemfuzz_backends::abi::mempolicy::{MODE_FLAGS, MODE_FLAG_NAMES, MODE_NAMES};
+    let base = (mode & !MODE_FLAGS) as u64;
+    let name = MODE_NAMES.iter().find(|(_, v)| *v == base).map_or_else(|| num(base), |(n, _)| n.to_string());
+    match (mode & MODE_FLAGS) as u64 {
+        0 => name,
+        flags => format!("{name}|{}", flags_text(flags, MODE_FLAG_NAMES)),
+    }
+}
+
+/// The names a mode word is read with: the modes' and the flags' (`Line::flags` ORs the
+/// parts, so `BIND|STATIC_NODES` reads back as written).
+const MODE_WORD: Names = {
+    use gmemfuzz_backends::abi::mempolicy::{MODE_FLAG_NAMES, MODE_NAMES};
+    const N: usize = MODE_NAMES.len() + MODE_FLAG_NAMES.len();
+    const ALL: [(&str, u64); N] = {
+        let mut all = [("", 0); N];
+        let mut i = 0;
+        while i < N {
+            all[i] = if i < MODE_NAMES.len() { MODE_NAMES[i] } else { MODE_FLAG_NAMES[i - MODE_NAMES.len()] };
+            i += 1;
+        }
+        all
+    };
+    &ALL
+};
 
 /// What running a program is recorded to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +206,8 @@ fn keys(kind: OpKind) -> &'static [&'static str] {
         OpKind::HostRead => &["offset", "width"],
         OpKind::HostWrite => &["offset", "width", "value"],
         OpKind::Truncate => &["size"],
+        OpKind::Mbind => &["offset", "len", "mode", "nodes", "flags"],
+        OpKind::GetMempolicy => &["offset"],
         OpKind::Map | OpKind::CloseGmem | OpKind::Unmap | OpKind::DestroyVm | OpKind::Check | OpKind::Guest | OpKind::Group => &[],
     }
 }
@@ -217,6 +249,10 @@ pub fn op_line(op: &Op) -> String {
         Op::SetAttributes { gpa, size, attributes } => vec![num(gpa), num(size), flags_text(attributes, ATTRIBUTES)],
         Op::Punch { offset, len, .. } => vec![num(offset), num(len)],
         Op::Truncate { size, .. } => vec![num(size)],
+        Op::Mbind { offset, len, mode, nodes, flags, .. } => {
+            vec![num(offset), num(len), mode_text(mode), num(nodes), flags_text(flags as u64, MBIND_FLAGS)]
+        }
+        Op::GetMempolicy { offset, .. } => vec![num(offset)],
         Op::Allocate { mode, offset, len, .. } => vec![flags_text(mode as u32 as u64, FALLOC_MODES), num(offset), num(len)],
         Op::HostRead { offset, width, .. } => vec![num(offset), width.bytes().to_string()],
         Op::HostWrite { offset, width, value, .. } => vec![num(offset), width.bytes().to_string(), num(value)],
@@ -547,6 +583,8 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
         | OpKind::Unmap
         | OpKind::CloseGmem
         | OpKind::Truncate
+        | OpKind::Mbind
+        | OpKind::GetMempolicy
         | OpKind::Punch
         | OpKind::Allocate
         | OpKind::HostRead
@@ -569,6 +607,15 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
         OpKind::Unmap => Op::Unmap { gmem: gmem() },
         OpKind::CloseGmem => Op::CloseGmem { gmem: gmem() },
         OpKind::Truncate => Op::Truncate { gmem: gmem(), size: l.number(a[0])? },
+        OpKind::Mbind => Op::Mbind {
+            gmem: gmem(),
+            offset: l.number(a[0])?,
+            len: l.number(a[1])?,
+            mode: l.flags32(a[2], MODE_WORD)?,
+            nodes: l.number(a[3])?,
+            flags: l.flags32(a[4], MBIND_FLAGS)?,
+        },
+        OpKind::GetMempolicy => Op::GetMempolicy { gmem: gmem(), offset: l.number(a[0])? },
         OpKind::Bind => {
             let fd = match a[2].text {
                 "invalid" => FdArg::Invalid,
