@@ -566,6 +566,15 @@ fn mempolicy(p: &Profile) -> Option<Scenario> {
             // them equal and leaves the file's alone.
             (mbind(0, 4 * P, mpol::DEFAULT, 0, 0), OK),
             (get(0), kept(mpol::BIND, 1)),
+            // A VMA of its own for page 2, then a default policy for it: the VMA merges with
+            // its default neighbours, and set_policy clears the file's policy of the merged
+            // VMA, all four pages.
+            (mbind(2 * P, P, mpol::BIND, 1, 0), OK),
+            (get(2 * P), policy(mpol::BIND, 1)),
+            (get(P), kept(mpol::LOCAL, 0)),
+            (mbind(2 * P, P, mpol::DEFAULT, 0, 0), OK),
+            (get(0), policy(mpol::DEFAULT, 0)),
+            (get(3 * P), policy(mpol::DEFAULT, 0)),
             // Once the VMA has one, a default one removes the file's too.
             (mbind(0, 4 * P, mpol::INTERLEAVE, 1, 0), OK),
             (get(2 * P), policy(mpol::INTERLEAVE, 1)),

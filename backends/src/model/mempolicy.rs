@@ -131,12 +131,35 @@ fn set(policies: &mut Policies, pages: std::ops::Range<u64>, at: Option<PolicyAt
 
 /// The page ranges in `pages`, each with its policy in `policies` (`None`: none).
 fn spans(policies: &Policies, pages: std::ops::Range<u64>) -> Vec<(std::ops::Range<u64>, Option<PolicyAt>)> {
+    if pages.is_empty() {
+        return Vec::new();
+    }
     let mut out: Vec<_> = policies
         .overlapping(&pages)
         .map(|(r, at)| (r.start.max(pages.start)..r.end.min(pages.end), Some(*at)))
         .chain(policies.gaps(&pages).map(|r| (r, None)))
         .collect();
     out.sort_by_key(|(r, _)| r.start);
+    out
+}
+
+/// The VMA a VMA at `span` becomes when its policy is set to `new`: it and the runs of
+/// pages on either side whose VMA policy is `new` (equal neighbouring VMAs merge, and VMAs
+/// of one mapping are the runs of equal policy), each part with whether it is surely in
+/// it (past a page whose policy is unknown, maybe).
+fn merged_vma(map: &Policies, span: std::ops::Range<u64>, npages: u64, new: Option<PolicyAt>) -> Vec<(std::ops::Range<u64>, bool)> {
+    let mut out = vec![(span.clone(), true)];
+    for side in [spans(map, 0..span.start).into_iter().rev().collect::<Vec<_>>(), spans(map, span.end..npages)] {
+        let mut surely = true;
+        for (part, at) in side {
+            if at == Some(PolicyAt::Unknown) {
+                surely = false;
+            } else if at != new {
+                break;
+            }
+            out.push((part, surely));
+        }
+    }
     out
 }
 
@@ -196,25 +219,35 @@ impl Model {
 
     /// mbind_range() over the range's VMAs: where a VMA's policy equals the new one,
     /// nothing (`if (mpol_equal(vma->vm_policy, new_pol)) return 0;`); elsewhere
-    /// vma_replace_policy() calls the file's set_policy (7.2: kvm_gmem_set_policy() ->
-    /// mpol_set_shared_policy() over the VMA's pages) and sets the VMA's.
+    /// vma_modify_policy() splits it to the range or merges it with a neighbour whose
+    /// policy is the new one (vma_merge_existing_range(): `mpol_equal(vmg->policy,
+    /// vma_policy(vma))`), and vma_replace_policy() sets the policy of the VMA that comes
+    /// out, calling the file's set_policy over all of it (7.2: kvm_gmem_set_policy() ->
+    /// mpol_set_shared_policy(), `sp_alloc(vma->vm_pgoff, vma->vm_pgoff + sz, pol)`). So a
+    /// merged neighbour's pages get the file policy too: after a new mapping (no VMA
+    /// policy) a default policy over part of it clears the file's policy of the whole
+    /// run of VMA-default pages around that part, not only the part.
     fn apply_policy(&mut self, gmem: GmemId, pages: std::ops::Range<u64>, accepted: &Accepted) {
         let file_policy = self.profile.numa.file_policy;
         let new = accepted.policy.map(PolicyAt::Set);
         let sure = accepted.known.is_some() || accepted.applied_anyway;
         let file = &mut self.gmems[gmem];
-        for (span, in_map) in spans(&file.map_policy, pages.clone()) {
-            if file_policy {
-                for (part, in_file) in spans(&file.file_policy, span.clone()) {
-                    let after = match in_map {
-                        _ if in_map == new => in_file,
-                        Some(PolicyAt::Unknown) => maybe(in_file, new),
-                        _ => new,
-                    };
-                    set(&mut file.file_policy, part, if sure { after } else { maybe(in_file, after) });
+        let npages = file.npages();
+        let before = spans(&file.map_policy, pages.clone());
+        for (span, in_map) in &before {
+            set(&mut file.map_policy, span.clone(), if sure { new } else { maybe(*in_map, new) });
+        }
+        if !file_policy {
+            return;
+        }
+        for (span, in_map) in before.into_iter().filter(|(_, in_map)| *in_map != new) {
+            // Whether this VMA's policy surely changed (and so set_policy ran).
+            let changed = sure && in_map != Some(PolicyAt::Unknown);
+            for (part, merged_surely) in merged_vma(&file.map_policy, span, npages, new) {
+                for (p, in_file) in spans(&file.file_policy, part) {
+                    set(&mut file.file_policy, p, if changed && merged_surely { new } else { maybe(in_file, new) });
                 }
             }
-            set(&mut file.map_policy, span, if sure { new } else { maybe(in_map, new) });
         }
     }
 
