@@ -274,6 +274,11 @@ impl Model {
             let ranges: Vec<String> = self.attributes.iter().map(|(s, e, a)| format!("gfn {s:#x}..{e:#x}: {a:#x}")).collect();
             s += &format!("  attributes: {}\n", ranges.join(", "));
         }
+        if !self.mmio_gfns.is_empty() {
+            // What the known stale-MMIO-SPTE bug needs (harness::known).
+            let gfns: Vec<String> = self.mmio_gfns.iter().map(|g| format!("{g:#x}")).collect();
+            s += &format!("  gfns that exited as MMIO: {}\n", gfns.join(", "));
+        }
         s += &format!("  vm alive: {}\n", self.vm_alive);
         s
     }
