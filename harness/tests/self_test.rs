@@ -323,3 +323,35 @@ fn a_state_only_a_known_bug_explains_ends_the_program_as_that_bug() {
     assert_eq!(trace.known_bug, Some((3, "stale-mmio-spte-on-private-gfn")));
     assert_eq!((fuzzing.stats.known, fuzzing.stats.divergences), (1, 0));
 }
+
+/// A punch of a file that is not mapped just then: its residency is probed through a
+/// mapping made for the probe, so a punch that did nothing shows at the punch, not at a later
+/// op once the file is mapped again (a nightly CI run filed it at a `close_gmem` as a
+/// second finding).
+#[test]
+fn a_skipped_punch_of_an_unmapped_file_shows_at_the_punch() {
+    let program = gmemfuzz::repro::text::parse(
+        "gmemfuzz-program v3
+create_gmem size=0x1000 flags=MMAP|INIT_SHARED
+map g0
+host_read g0 offset=0x10 width=4
+unmap g0
+punch g0 offset=0x0 len=0x1000
+map g0
+close_gmem g0
+",
+    )
+    .unwrap();
+    let at_punch = |d: &gmemfuzz::oracle::Divergence| (d.kind, d.op_index) == (DivergenceKind::StaleRead, 4);
+    match Runner::new(SkipsOps::new(OpKind::Punch)).run(&program) {
+        Err(RunError::Divergence(d)) => assert!(at_punch(&d), "{d}"),
+        other => panic!("expected the divergence, got {other:?}"),
+    }
+    let Some(mut backend) = common::kvm_or_skip("a_skipped_punch_of_an_unmapped_file_shows_at_the_punch") else { return };
+    assert!(Runner::new(gmemfuzz_backends::kvm::KvmBackend::new(0).unwrap()).run(&program).is_ok(), "clean where the punch is done");
+    backend.skip_silently(OpKind::Punch);
+    match Runner::new(backend).run(&program) {
+        Err(RunError::Divergence(d)) => assert!(at_punch(&d), "{d}"),
+        other => panic!("expected the divergence, got {other:?}"),
+    }
+}

@@ -537,13 +537,20 @@ impl KvmBackend {
 
     fn observe_host(&self, probe: &Probe) -> Observation {
         match *probe {
-            Probe::Residency { gmem } => match self.gmem(gmem).ok().and_then(|g| g.map.as_ref().map(|m| (g, m))) {
-                None => Observation::Absent,
-                Some((g, m)) => {
-                    let pages = (g.size / PAGE_SIZE).min(MAX_RESIDENCY_PAGES) as usize;
-                    m.residency(pages).map_or(Observation::Absent, Observation::Residency)
+            Probe::Residency { gmem } => {
+                let Ok(g) = self.gmem(gmem) else { return Observation::Absent };
+                let pages = (g.size / PAGE_SIZE).min(MAX_RESIDENCY_PAGES) as usize;
+                match (&g.map, &g.fd) {
+                    (Some(m), _) => m.residency(pages).map_or(Observation::Absent, Observation::Residency),
+                    // Unmapped with its fd open: a mapping for the probe alone (mmap() faults
+                    // nothing in; refused without GUEST_MEMFD_FLAG_MMAP, as the model says).
+                    (None, Some(fd)) if g.size <= layout::MAX_MAPPED_BYTES => match Mapping::shared(fd.as_raw_fd(), g.size as usize) {
+                        Ok(m) => m.residency(pages).map_or(Observation::Absent, Observation::Residency),
+                        Err(_) => Observation::Absent,
+                    },
+                    (None, _) => Observation::Absent,
                 }
-            },
+            }
             Probe::HostPage { gmem, page } => match self.gmem(gmem).ok().and_then(|g| g.map.as_ref()) {
                 Some(m) if (page + 1) * PAGE_SIZE <= m.len() as u64 => {
                     m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b)))

@@ -61,6 +61,14 @@ impl GmemFile {
     pub fn npages(&self) -> u64 {
         self.size / PAGE_SIZE
     }
+
+    /// Whether the state probes ask for the file's residency: through its mapping, or,
+    /// unmapped, through a mapping made for the probe while its fd is open (mmap() succeeds
+    /// exactly where `Op::Map` would), so that a page an unmapped file kept shows at once.
+    pub fn residency_probed(&self) -> bool {
+        self.mapped
+            || (self.fd_open && self.flags & crate::op::GUEST_MEMFD_FLAG_MMAP != 0 && self.size <= crate::op::layout::MAX_MAPPED_BYTES)
+    }
 }
 
 /// A guest_memfd binding of a memslot.

@@ -160,8 +160,11 @@ fn files_past_the_256th_are_made_but_never_named() {
     }
     assert_eq!(model.gmem_count(), 300);
     assert_eq!(run(&mut model, Op::Map { gmem: GmemId(255) }), Outcome::Ok);
-    // One residency probe, for g255; the unnameable files add none (and none wraps to g0..).
-    assert_eq!(model.probes(), vec![Probe::Residency { gmem: GmemId(255) }]);
+    // One residency probe per nameable file (g255 through its mapping, the others through a
+    // mapping made for the probe: their fds are open); the unnameable files add none (and
+    // none wraps to g0..).
+    let each: Vec<Probe> = (0..=255u8).map(|g| Probe::Residency { gmem: GmemId(g) }).collect();
+    assert_eq!(model.probes(), each);
 }
 
 /// With SMM's second address space (a VM without private memory on a kernel with

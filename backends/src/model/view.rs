@@ -160,11 +160,13 @@ pub const MAX_RESIDENCY_PAGES: u64 = 256;
 pub(super) fn probes(model: &Model) -> Vec<Probe> {
     let mut probes = Vec::new();
     for (gmem, file) in model.gmems.iter() {
+        // mincore() on a mapping reports the page cache (mincore_page()), without faulting.
+        if file.residency_probed() {
+            probes.push(Probe::Residency { gmem });
+        }
         if !file.mapped {
             continue;
         }
-        // mincore() on the mapping reports the page cache (mincore_page()), without faulting.
-        probes.push(Probe::Residency { gmem });
         if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED != 0 {
             // Resident pages only: reading a hole would allocate it.
             probes.extend(file.prepared.iter().map(|&page| Probe::HostPage { gmem, page }));
@@ -261,7 +263,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
     match *probe {
         Probe::Residency { gmem } => {
             let file = model.gmem(gmem)?;
-            if !file.mapped {
+            if !file.residency_probed() {
                 return Some(Observation::Absent);
             }
             let n = file.npages().min(MAX_RESIDENCY_PAGES);

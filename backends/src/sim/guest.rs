@@ -144,7 +144,7 @@ impl SimBackend {
         match *probe {
             Probe::Residency { gmem } => {
                 let file = self.model.gmem(gmem)?;
-                if !file.mapped {
+                if !file.residency_probed() {
                     return Some(Observation::Absent);
                 }
                 let n = (file.size / PAGE_SIZE).min(MAX_RESIDENCY_PAGES);

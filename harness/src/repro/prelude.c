@@ -684,7 +684,19 @@ static void report_probe(int index, const char *what, const char *expected)
 
 static void probe_residency(int id, uint64_t max_pages)
 {
-    if (id >= ngmems || !gmems[id].map) {
+    if (id >= ngmems || !gmems[id].made) {
+        set_obs(OBS_ABSENT);
+        return;
+    }
+    uint8_t *map = gmems[id].map;
+    /* Unmapped with its fd open: a mapping for the probe alone (KvmBackend::observe_host). */
+    uint8_t *probe_map = NULL;
+    if (!map && gmems[id].fd >= 0 && gmems[id].size <= MAX_MAPPED_BYTES) {
+        void *p = mmap(NULL, gmems[id].size, PROT_READ | PROT_WRITE, MAP_SHARED, gmems[id].fd, 0);
+        if (p != MAP_FAILED)
+            map = probe_map = p;
+    }
+    if (!map) {
         set_obs(OBS_ABSENT);
         return;
     }
@@ -692,7 +704,10 @@ static void probe_residency(int id, uint64_t max_pages)
     if (pages > max_pages)
         pages = max_pages;
     static unsigned char vec[MAX_RESIDENCY_PAGES];
-    if (pages > sizeof(vec) || mincore(gmems[id].map, pages * PAGE, vec)) {
+    int failed = pages > sizeof(vec) || mincore(map, pages * PAGE, vec);
+    if (probe_map)
+        munmap(probe_map, gmems[id].size);
+    if (failed) {
         set_obs(OBS_ABSENT);
         return;
     }
