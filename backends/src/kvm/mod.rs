@@ -203,13 +203,13 @@ impl KvmBackend {
         }
     }
 
-    /// The NUMA side (`Numa`): the nodes this task may use and whether it may move all
-    /// pages (`profile::probe_numa_task`), and whether the file keeps a policy set through
-    /// a mapping: a one-page file mapped, bound to the first allowed node, unmapped and
-    /// mapped again shows MPOL_BIND at the new mapping (7.2's kvm_gmem_get_policy()) or
-    /// none (6.18: the policy went with the VMA).
+    /// The NUMA side (`Numa`): to the task's side, which `probe_profile` asked
+    /// (`profile::probe_numa_task`), whether the file keeps a policy set through a mapping:
+    /// a one-page file mapped, bound to the first allowed node, unmapped and mapped again
+    /// shows MPOL_BIND at the new mapping (7.2's kvm_gmem_get_policy()) or none (6.18: the
+    /// policy went with the VMA).
     fn probe_numa(&mut self) -> Result<Numa, HarnessError> {
-        let mut numa = profile::probe_numa_task();
+        let mut numa = self.profile.numa;
         if numa.nodes == 0 || self.profile.gmem_flags & crate::op::GUEST_MEMFD_FLAG_MMAP == 0 {
             return Ok(numa);
         }
@@ -539,17 +539,22 @@ impl KvmBackend {
         match *probe {
             Probe::Residency { gmem } => {
                 let Ok(g) = self.gmem(gmem) else { return Observation::Absent };
-                let pages = (g.size / PAGE_SIZE).min(MAX_RESIDENCY_PAGES) as usize;
-                match (&g.map, &g.fd) {
-                    (Some(m), _) => m.residency(pages).map_or(Observation::Absent, Observation::Residency),
-                    // Unmapped with its fd open: a mapping for the probe alone (mmap() faults
-                    // nothing in; refused without GUEST_MEMFD_FLAG_MMAP, as the model says).
+                // Unmapped with its fd open: a mapping for the probe alone (mmap() faults
+                // nothing in; refused without GUEST_MEMFD_FLAG_MMAP, as the model says).
+                let for_probe: Mapping;
+                let map = match (&g.map, &g.fd) {
+                    (Some(m), _) => m,
                     (None, Some(fd)) if g.size <= layout::MAX_MAPPED_BYTES => match Mapping::shared(fd.as_raw_fd(), g.size as usize) {
-                        Ok(m) => m.residency(pages).map_or(Observation::Absent, Observation::Residency),
-                        Err(_) => Observation::Absent,
+                        Ok(m) => {
+                            for_probe = m;
+                            &for_probe
+                        }
+                        Err(_) => return Observation::Absent,
                     },
-                    (None, _) => Observation::Absent,
-                }
+                    (None, _) => return Observation::Absent,
+                };
+                let pages = (g.size / PAGE_SIZE).min(MAX_RESIDENCY_PAGES) as usize;
+                map.residency(pages).map_or(Observation::Absent, Observation::Residency)
             }
             Probe::HostPage { gmem, page } => match self.gmem(gmem).ok().and_then(|g| g.map.as_ref()) {
                 Some(m) if (page + 1) * PAGE_SIZE <= m.len() as u64 => {

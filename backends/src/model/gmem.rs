@@ -240,18 +240,26 @@ impl Model {
         Outcome::Ok
     }
 
+    /// The file `gmem` if an op on its mapping reaches the kernel at `offset..offset+len`:
+    /// the range must lie inside the mapping, or the access would reach whatever the host
+    /// placed next to it (the KVM backend's `mapped_range` decides alike).
+    pub(super) fn mapped_range(&self, gmem: GmemId, offset: u64, len: u64) -> Result<&GmemFile, SkipReason> {
+        let file = self.file(gmem, false)?;
+        if !file.mapped {
+            return Err(SkipReason::NotMapped);
+        }
+        if offset.checked_add(len).is_none_or(|end| end > file.size) {
+            return Err(SkipReason::OutOfRange);
+        }
+        Ok(file)
+    }
+
     pub(super) fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
-        let file = match self.file(gmem, false) {
+        let w = width.bytes();
+        let file = match self.mapped_range(gmem, offset, w) {
             Ok(f) => f,
             Err(why) => return Outcome::Skipped(why),
         };
-        if !file.mapped {
-            return Outcome::Skipped(SkipReason::NotMapped);
-        }
-        let w = width.bytes();
-        if offset.checked_add(w).is_none_or(|end| end > file.size) {
-            return Outcome::Skipped(SkipReason::OutOfRange);
-        }
         // kvm_gmem_fault_user_mapping() (6.18): `if (!(GMEM_I(inode)->flags &
         // GUEST_MEMFD_FLAG_INIT_SHARED)) return VM_FAULT_SIGBUS;` — the check comes before
         // the folio lookup, so even a page the guest populated is refused.

@@ -9,7 +9,7 @@ use rangemap::RangeMap;
 use super::{GmemFile, Model};
 use crate::abi::mempolicy::{self as mpol, policy_value};
 use crate::op::{GmemId, PAGE_SIZE};
-use crate::outcome::{Errno, Outcome, SkipReason};
+use crate::outcome::{Errno, Outcome};
 use crate::profile::Numa;
 
 /// A policy as mpol_equal() tells them apart: mode, mode flags, the nodes it allocates
@@ -38,9 +38,9 @@ pub type Policies = RangeMap<u64, PolicyAt>;
 /// one) and whether the model can tell that it succeeds.
 struct Accepted {
     policy: Option<Policy>,
-    /// `Some(outcome)` where the call's result is known; `None` where a page on a node
-    /// outside `nodes` may be mapped and MPOL_MF_STRICT asks for it to be reported.
-    known: Option<Outcome>,
+    /// Whether the call surely succeeds; not where a page on a node outside `nodes` may be
+    /// mapped and MPOL_MF_STRICT asks for it to be reported (then 0 or EIO).
+    succeeds: bool,
     /// Whether the policy is set even where the result is not known.
     applied_anyway: bool,
 }
@@ -164,20 +164,6 @@ fn merged_vma(map: &Policies, span: std::ops::Range<u64>, npages: u64, new: Opti
 }
 
 impl Model {
-    /// The file `gmem` if an op on its mapping reaches the kernel at `offset..offset+len`:
-    /// the range must lie inside the mapping, or the call would reach whatever the host
-    /// placed next to it (decided from the program, as a host access's range is).
-    fn mapped_range(&self, gmem: GmemId, offset: u64, len: u64) -> Result<&GmemFile, SkipReason> {
-        let file = self.file(gmem, false)?;
-        if !file.mapped {
-            return Err(SkipReason::NotMapped);
-        }
-        if offset.checked_add(len).is_none_or(|end| end > file.size) {
-            return Err(SkipReason::OutOfRange);
-        }
-        Ok(file)
-    }
-
     pub(super) fn mbind(&mut self, gmem: GmemId, offset: u64, len: u64, mode: u32, user: u64, flags: u32) -> Outcome {
         let aligned = mpol::aligned_len(len);
         let file = match self.mapped_range(gmem, offset, aligned) {
@@ -197,11 +183,15 @@ impl Model {
         let pages = offset / PAGE_SIZE..(offset + aligned) / PAGE_SIZE;
         let accepted = Accepted {
             policy,
-            known: if self.may_misplace(file, &pages, mode, user, flags) { None } else { Some(Outcome::Ok) },
+            succeeds: !self.may_misplace(file, &pages, mode, user, flags),
             applied_anyway: flags & (mpol::MF_MOVE | mpol::MF_MOVE_ALL) != 0,
         };
         self.apply_policy(gmem, pages, &accepted);
-        accepted.known.unwrap_or(Outcome::Unknown)
+        if accepted.succeeds {
+            Outcome::Ok
+        } else {
+            Outcome::Unknown
+        }
     }
 
     /// Whether queue_pages_range() may find a page it must report under MPOL_MF_STRICT
@@ -230,7 +220,7 @@ impl Model {
     fn apply_policy(&mut self, gmem: GmemId, pages: std::ops::Range<u64>, accepted: &Accepted) {
         let file_policy = self.profile.numa.file_policy;
         let new = accepted.policy.map(PolicyAt::Set);
-        let sure = accepted.known.is_some() || accepted.applied_anyway;
+        let sure = accepted.succeeds || accepted.applied_anyway;
         let file = &mut self.gmems[gmem];
         let npages = file.npages();
         let before = spans(&file.map_policy, pages.clone());

@@ -520,29 +520,33 @@ static void do_truncate(int id, uint64_t size)
     set_result(ftruncate(gmems[id].fd, (off_t)size));
 }
 
-static void do_mbind(int id, uint64_t offset, uint64_t len, uint32_t mode, uint64_t nodes, uint32_t flags)
+/* The mapping of file `id`, or NULL after saying why an op on it is skipped. */
+static uint8_t *mapping_of(int id)
 {
     if (!have_gmem(id))
-        return;
-    if (!gmems[id].map) {
+        return NULL;
+    if (!gmems[id].map)
         set_obs(WORD_SKIPPED_NOT_MAPPED);
+    return gmems[id].map;
+}
+
+static void do_mbind(int id, uint64_t offset, uint64_t len, uint32_t mode, uint64_t nodes, uint32_t flags)
+{
+    uint8_t *map = mapping_of(id);
+    if (!map)
         return;
-    }
     unsigned long mask = nodes;
-    set_result(syscall(SYS_mbind, gmems[id].map + offset, (unsigned long)len, (unsigned long)mode, &mask, (unsigned long)GF_MPOL_MAXNODE, (unsigned)flags) ? -1 : 0);
+    set_result(syscall(SYS_mbind, map + offset, (unsigned long)len, (unsigned long)mode, &mask, (unsigned long)GF_MPOL_MAXNODE, (unsigned)flags) ? -1 : 0);
 }
 
 static void do_get_mempolicy(int id, uint64_t offset)
 {
-    if (!have_gmem(id))
+    uint8_t *map = mapping_of(id);
+    if (!map)
         return;
-    if (!gmems[id].map) {
-        set_obs(WORD_SKIPPED_NOT_MAPPED);
-        return;
-    }
     int mode = 0;
     unsigned long nodes = 0;
-    if (syscall(SYS_get_mempolicy, &mode, &nodes, (unsigned long)GF_MPOL_MAXNODE, gmems[id].map + offset, (unsigned long)GF_MPOL_F_ADDR)) {
+    if (syscall(SYS_get_mempolicy, &mode, &nodes, (unsigned long)GF_MPOL_MAXNODE, map + offset, (unsigned long)GF_MPOL_F_ADDR)) {
         set_result(-1);
         return;
     }
@@ -602,13 +606,10 @@ static void on_sigbus(int sig)
 
 static void do_host_access(int id, uint64_t offset, int width, int store, uint64_t value)
 {
-    if (!have_gmem(id))
+    uint8_t *map = mapping_of(id);
+    if (!map)
         return;
-    if (!gmems[id].map) {
-        set_obs(WORD_SKIPPED_NOT_MAPPED);
-        return;
-    }
-    volatile uint8_t *p = gmems[id].map + offset;
+    volatile uint8_t *p = map + offset;
     volatile uint64_t v = 0;
     signal(SIGBUS, on_sigbus);
     if (sigsetjmp(bus_jmp, 1)) {
