@@ -3,4 +3,4 @@
 
 use libfuzzer_sys::{fuzz_target, Corpus};
 
-fuzz_target!(|data: &[u8]| -> Corpus { gmemfuzz::fuzz::diff_kvm(data) });
+fuzz_target!(init: gmemfuzz::fuzz::diff_kvm_init(), |data: &[u8]| -> Corpus { gmemfuzz::fuzz::diff_kvm(data) });

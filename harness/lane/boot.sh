@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # boot.sh --kernel BZIMAGE --initrd CPIO [--out DIR] [--timeout SECS]
 #         [--mem 2G] [--smp N] [--accel tcg|kvm] [--cmd 'SHELL CMD'] [--append 'KERNEL ARGS']
-#         [--quiet] [-- EXTRA QEMU ARGS...]
+#         [--share DIR] [--quiet] [-- EXTRA QEMU ARGS...]
 #
 # Boots the gmemfuzz test kernel under QEMU/TCG (-cpu max exposes SVM+NPT, so
 # KVM_AMD works inside the guest) with DIR shared over virtio-9p (tag "out",
@@ -9,6 +9,8 @@
 # Why: lets the host run the fuzzer against a 6.12 kernel that has
 # KVM_X86_SW_PROTECTED_VM, and get results back through DIR.
 #
+# --share DIR also offers DIR over virtio-9p (tag "share"), for the command to mount, e.g. at
+# the same path, so that the absolute paths cargo compiles into test binaries resolve inside.
 # --cmd is passed base64-encoded as gmemfuzz.cmd_b64= (no quoting problems);
 # without it the guest runs /run.sh or the initramfs' BINARY.
 # The console goes to DIR/console.log (and to stdout unless --quiet).
@@ -24,7 +26,7 @@ log() { printf '[boot] %s\n' "$*" >&2; }
 die() { printf '[boot] ERROR: %s\n' "$*" >&2; exit 2; }
 usage() { sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-KERNEL="" INITRD="" OUT="" TIMEOUT=600 MEM=2G SMP=1 CMD="" APPEND="" QUIET=0 ACCEL=tcg
+KERNEL="" INITRD="" OUT="" TIMEOUT=600 MEM=2G SMP=1 CMD="" APPEND="" QUIET=0 ACCEL=tcg SHARE=""
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
         --accel) ACCEL="${2:?--accel needs a value}"; shift 2 ;;
         --cmd) CMD="${2?--cmd needs a value}"; shift 2 ;;
         --append) APPEND="${2?--append needs a value}"; shift 2 ;;
+        --share) SHARE="${2:?--share needs a value}"; shift 2 ;;
         --quiet) QUIET=1; shift ;;
         -h|--help) usage ;;
         --) shift; EXTRA=("$@"); break ;;
@@ -98,8 +101,9 @@ qemu_cmd=("$QEMU" ${DATA[@]+"${DATA[@]}"} "${ACCEL_ARGS[@]}" -m "$MEM" -smp "$SM
     -kernel "$KERNEL" -initrd "$INITRD" -append "$KARGS"
     -nographic -no-reboot
     -nodefaults -serial stdio
-    -virtfs "local,path=$OUT,mount_tag=out,security_model=none"
-    ${EXTRA[@]+"${EXTRA[@]}"})
+    -virtfs "local,path=$OUT,mount_tag=out,security_model=none")
+[ -z "$SHARE" ] || qemu_cmd+=(-virtfs "local,path=$SHARE,mount_tag=share,security_model=none")
+qemu_cmd+=(${EXTRA[@]+"${EXTRA[@]}"})
 
 start=$(date +%s.%N)
 set +e

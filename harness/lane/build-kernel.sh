@@ -5,7 +5,7 @@
 # Why: the host kernel lacks KVM_X86_SW_PROTECTED_VM / private memory
 # attributes; the lane kernel has them. Three recipes:
 #   - GMEMFUZZ_KERNEL_VERSION=7.2 (default): Debian's linux-source-7.2 from the
-#     unstable suite, fetched with a private apt configuration (the system's
+#     unstable suite (7.3: linux-source-7.3 from experimental, 7.3-rc7), fetched with a private apt configuration (the system's
 #     package sources are not touched) and unpacked into the cache;
 #   - GMEMFUZZ_KERNEL_VERSION=6.12: Debian's linux-source-6.12 (bookworm),
 #     installed with apt-get;
@@ -24,7 +24,12 @@
 #      GMEMFUZZ_LANE_LIST=1 (print every cached bzImage built from a Debian recipe, one a
 #        line, and exit; builds of a user's tree are left out: no regression pins them),
 #      GMEMFUZZ_KERNEL_VERSION, GMEMFUZZ_KERNEL_SRC, GMEMFUZZ_KASAN=1,
-#      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc).
+#      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc),
+#      GMEMFUZZ_LANE_SEED=DIR (read-only prebuilt kernels, one directory per cache key
+#        as this script leaves them in $CACHE/out: a seed whose name is the key this
+#        recipe and fragment give for the source its stamp records is copied into the
+#        cache, and nothing is fetched or built for it; one that does not match is named
+#        with the reason).
 # Output: progress on stderr; the bzImage path is the last line of stdout.
 set -euo pipefail
 
@@ -37,7 +42,53 @@ CACHED_ONLY="${GMEMFUZZ_LANE_CACHED_ONLY:-0}"
 # Bump when the recipe below changes in a way that changes the kernel.
 RECIPE=1
 
+log() { printf '[build-kernel] %s\n' "$*" >&2; }
+die() { printf '[build-kernel] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- the fragments, and the cache key they give a source ----------------------
+frags=("$LANE_DIR/kernel.config")
+[ "${GMEMFUZZ_KASAN:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-kasan.config")
+[ "${GMEMFUZZ_LOCKDEP:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-lockdep.config")
+for f in "${frags[@]}"; do [ -f "$f" ] || die "fragment $f missing"; done
+# key_of SRC_ID: what a kernel built by this recipe from SRC_ID with these fragments is cached as.
+key_of() {
+    { echo "recipe=$RECIPE $1"; cat "${frags[@]}" | grep -E '^(CONFIG_|# CONFIG_)' | sort; } \
+        | sha256sum | cut -c1-16
+}
+
+# seed_cache [PKG]: copies into the cache every seed (of PKG, or of any Debian
+# recipe) that this recipe and fragment would build, saying why each other one is
+# left; nothing is fetched. A seed's stamp records its source ("src=PKG=VERSION").
+seed_cache() {
+    local want="${1:-}" dir stamp name src key
+    [ -n "${GMEMFUZZ_LANE_SEED:-}" ] || return 0
+    [ -d "$GMEMFUZZ_LANE_SEED" ] || { log "GMEMFUZZ_LANE_SEED=$GMEMFUZZ_LANE_SEED is not a directory; no seed used"; return 0; }
+    for stamp in "$GMEMFUZZ_LANE_SEED"/*/stamp; do
+        [ -f "$stamp" ] || continue
+        dir="$(dirname "$stamp")"; name="$(basename "$dir")"
+        src="$(grep -o ' src=[^ ]*' "$stamp" | head -1 | cut -c2-)" || true
+        [ -n "$src" ] || { log "seed $dir: its stamp names no Debian source (src=...): not used"; continue; }
+        if [ -n "$want" ] && [ "${src#src=$want=}" = "$src" ]; then continue; fi
+        key="$(key_of "$src")"
+        if [ "$key" != "$name" ]; then
+            log "seed $dir ($src): not used: this recipe ($RECIPE) and fragment give that source key $key (another fragment or recipe built it)"
+            continue
+        fi
+        for f in bzImage config stamp; do
+            [ -f "$dir/$f" ] || { log "seed $dir: no $f: not used"; continue 2; }
+        done
+        [ -f "$CACHE/out/$key/bzImage" ] && [ -f "$CACHE/out/$key/stamp" ] && continue
+        log "seed $dir ($src) matches this recipe and fragment: copying it into the cache"
+        mkdir -p "$CACHE/out"
+        rm -rf "$CACHE/out/$key.tmp"
+        cp -r "$dir" "$CACHE/out/$key.tmp" && chmod -R u+w "$CACHE/out/$key.tmp" \
+            && rm -rf "$CACHE/out/$key" && mv "$CACHE/out/$key.tmp" "$CACHE/out/$key" \
+            || die "copying seed $dir into $CACHE/out failed"
+    done
+}
+
 if [ "${GMEMFUZZ_LANE_LIST:-0}" = 1 ]; then
+    seed_cache
     for stamp in "$CACHE"/out/*/stamp; do
         [ -f "$stamp" ] && [ -f "$(dirname "$stamp")/bzImage" ] && grep -q ' src=' "$stamp" \
             && echo "$(dirname "$stamp")/bzImage"
@@ -45,8 +96,6 @@ if [ "${GMEMFUZZ_LANE_LIST:-0}" = 1 ]; then
     exit 0
 fi
 
-log() { printf '[build-kernel] %s\n' "$*" >&2; }
-die() { printf '[build-kernel] ERROR: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -84,7 +133,9 @@ fetch_from_sid() {
     [ -n "$mirror" ] || mirror="$(sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\(http[^ ]*debian\) .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -1)"
     [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
     mkdir -p "$sid/lists/partial" "$sid/archives/partial" "$sid/debs"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" > "$sid/sid.list"
+    # Experimental holds only what is newer than unstable (7.3's release candidates), on top of it.
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+        "$mirror" sid "$mirror" experimental > "$sid/sid.list"
     local opts=(-o "Dir::Etc::sourcelist=$sid/sid.list" -o Dir::Etc::sourceparts=-
                 -o "Dir::State::Lists=$sid/lists" -o "Dir::Cache::archives=$sid/archives"
                 -o APT::Sandbox::User=root)
@@ -123,26 +174,19 @@ else
             SRC_PKG=linux-source-6.12
             SRC_VER="$(dpkg-query -W -f='${Version}' "$SRC_PKG")"
             SRC_TAR="/usr/src/${SRC_PKG}.tar.xz" ;;
-        7.2)
-            SRC_PKG=linux-source-7.2
+        7.2|7.3)
+            SRC_PKG=linux-source-$VERSION
             root="$(fetch_from_sid "$SRC_PKG")"
             SRC_VER="$(cat "$root/.gmemfuzz-version")"
             SRC_TAR="$root/usr/src/${SRC_PKG}.tar.xz" ;;
-        *) die "GMEMFUZZ_KERNEL_VERSION=$VERSION names no recipe (known: 7.2, 6.12; or give GMEMFUZZ_KERNEL_SRC=DIR)" ;;
+        *) die "GMEMFUZZ_KERNEL_VERSION=$VERSION names no recipe (known: 7.2, 7.3, 6.12; or give GMEMFUZZ_KERNEL_SRC=DIR)" ;;
     esac
     [ -f "$SRC_TAR" ] || die "$SRC_TAR missing although $SRC_PKG is installed"
     SRC_ID="src=$SRC_PKG=$SRC_VER"
 fi
 
-# --- effective fragment and cache key ---------------------------------------
-frags=("$LANE_DIR/kernel.config")
-[ "${GMEMFUZZ_KASAN:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-kasan.config")
-[ "${GMEMFUZZ_LOCKDEP:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-lockdep.config")
-for f in "${frags[@]}"; do [ -f "$f" ] || die "fragment $f missing"; done
-
-KEY="$( { echo "recipe=$RECIPE $SRC_ID"; \
-          cat "${frags[@]}" | grep -E '^(CONFIG_|# CONFIG_)' | sort; } \
-        | sha256sum | cut -c1-16)"
+# --- cache key ----------------------------------------------------------------
+KEY="$(key_of "$SRC_ID")"
 OUT="$CACHE/out/$KEY"
 cached() {
     if [ -f "$OUT/bzImage" ] && [ -f "$OUT/stamp" ]; then
@@ -152,6 +196,15 @@ cached() {
     fi
 }
 cached
+if [ -z "$TREE" ]; then
+    seed_cache "$SRC_PKG"
+    cached
+    for stamp in "${GMEMFUZZ_LANE_SEED:-/nonexistent}"/*/stamp; do
+        grep -q " src=$SRC_PKG=" "$stamp" 2>/dev/null || continue
+        grep -q " $SRC_ID " "$stamp" \
+            || log "seed $(dirname "$stamp") is of $(grep -o ' src=[^ ]*' "$stamp" | cut -c6-), the recipe now fetches ${SRC_ID#src=}: not used"
+    done
+fi
 if [ "$CACHED_ONLY" = 1 ]; then
     log "not built yet (key $KEY)"
     exit 3
@@ -212,13 +265,27 @@ log "config verified: all fragment options present"
 
 # --- build ------------------------------------------------------------------
 LOG="$BUILD/build.log"
-log "building bzImage with -j$JOBS (log: $LOG)"
+# The estimate: objects the last build of this configuration made (kept in its stamp), or
+# what a lane build makes.
+expect="$(grep -ho ' objects=[0-9]*' "$CACHE"/out/*/stamp 2>/dev/null | cut -d= -f2 | sort -n | tail -1 || true)"
+expect="${expect:-3000}"
+log "building bzImage with -j$JOBS (log: $LOG); a first build makes about $expect objects: 15-20 min on 2 quiet cores, an hour under load"
 start=$(date +%s)
-if ! make -C "$SRC" O="$BUILD" -j"$JOBS" bzImage > "$LOG" 2>&1; then
+make -C "$SRC" O="$BUILD" -j"$JOBS" bzImage > "$LOG" 2>&1 &
+make_pid=$!
+while kill -0 "$make_pid" 2>/dev/null; do
+    for _ in $(seq 30); do kill -0 "$make_pid" 2>/dev/null && sleep 1; done
+    kill -0 "$make_pid" 2>/dev/null || break
+    made=$(grep -c '^  CC ' "$LOG" || true); spent=$(( $(date +%s) - start ))
+    left="?"; [ "$made" -gt 0 ] && [ "$made" -lt "$expect" ] && left="$(( spent * (expect - made) / made / 60 + 1 )) min"
+    log "building: $made of about $expect objects compiled in $(( spent / 60 )) min $(( spent % 60 )) s; about $left left"
+done
+if ! wait "$make_pid"; then
     tail -40 "$LOG" >&2
     die "kernel build failed; full log: $LOG"
 fi
-log "build took $(( $(date +%s) - start )) s"
+objects=$(grep -c '^  CC ' "$LOG" || true)
+log "build took $(( $(date +%s) - start )) s ($objects objects)"
 
 mkdir -p "$OUT"
 cp "$BUILD/arch/x86/boot/bzImage" "$OUT/bzImage.tmp"
@@ -226,5 +293,5 @@ cp "$BUILD/.config" "$OUT/config"
 cp "$BUILD/System.map" "$OUT/System.map"
 cp "$BUILD/vmlinux" "$OUT/vmlinux"
 mv "$OUT/bzImage.tmp" "$OUT/bzImage"
-echo "key=$KEY $SRC_ID built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start ))" > "$OUT/stamp"
+echo "key=$KEY $SRC_ID built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start )) objects=$objects" > "$OUT/stamp"
 echo "$OUT/bzImage"

@@ -61,11 +61,7 @@ fn conversion_scenarios_and_lane_regressions_pass_on_every_cached_lane_kernel() 
         assert_eq!(report.regressions_matched, pinned, "every lane regression naming {on} replayed");
         assert!(report.splats.is_empty(), "kernel splats on Linux {}: {:?}", kernel.version, report.splats);
         guided_run_reaches_kvm_code(kernel, &initrd, &base.join(format!("kcov-{i}-{}", kernel.version)));
-        let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvm-tests-ran.log");
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            use std::io::Write;
-            let _ = f.write_all(format!("lane: Linux {}\n", kernel.version).as_bytes());
-        }
+        common::record_ran(&format!("lane: Linux {}", kernel.version));
     }
 }
 
@@ -131,4 +127,92 @@ fn lane_reads_the_tools_json_results() {
     assert!(stats.starts_with("vm type 0: programs 20 divergences 0"), "{stats}");
     assert_eq!(report.divergences, 0);
     assert!(report.stats.iter().any(|l| l.starts_with("throughput: 20 programs")), "{:?}", report.stats);
+}
+
+/// The integration test binaries that hold KVM tests (those calling `common::kvm_or_skip`;
+/// `the_kvm_test_binaries_are_listed` checks the list against the sources). `lane` itself is
+/// one: inside the guest its lane tests skip (no lane kernel there) and its KVM test runs.
+const KVM_TEST_BINARIES: [&str; 9] =
+    ["kcov", "lane", "nightly", "races_kvm", "repro", "scenarios_kvm", "seed_corpus", "self_test", "unknown_kvm"];
+
+#[test]
+fn the_kvm_test_binaries_are_listed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut calling: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains("common::kvm_or_skip("))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    calling.sort();
+    assert_eq!(calling, KVM_TEST_BINARIES, "the test files calling common::kvm_or_skip");
+}
+
+/// The newest build of each KVM test binary beside this one (cargo's deps directory).
+fn kvm_test_binaries() -> Vec<PathBuf> {
+    let me = std::env::current_exe().unwrap();
+    let deps = me.parent().unwrap();
+    let entries: Vec<_> = std::fs::read_dir(deps).unwrap().filter_map(|e| e.ok()).collect();
+    KVM_TEST_BINARIES
+        .iter()
+        .map(|name| {
+            entries
+                .iter()
+                .filter(|e| e.path().extension().is_none() && lane::test_name(&e.path()) == *name && e.file_name() != *name)
+                .filter(|e| {
+                    e.metadata().is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+                })
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .map(|e| e.path())
+                .unwrap_or_else(|| panic!("no built test binary {name} in {}", deps.display()))
+        })
+        .collect()
+}
+
+/// Where the host's KVM lacks guest_memfd, the KVM tests run inside the newest cached lane
+/// kernel of the default series (its VM type 0 has guest_memfd, 6.12's has not), each
+/// binary one test at a time, and every binary must have run KVM tests there.
+#[test]
+fn kvm_tests_pass_inside_the_lane_where_the_host_lacks_guest_memfd() {
+    let host = gmemfuzz_backends::kvm::HostKvm::probe();
+    if host.lacks(0).is_none() {
+        eprintln!("SKIPPED kvm tests inside the lane: the host's KVM has guest_memfd, and they ran on it");
+        return;
+    }
+    if std::env::var(lane::TESTS_WHERE).is_ok() {
+        return; // this binary is running inside the lane already
+    }
+    let Some(kernel) =
+        cached_kernels().into_iter().filter(|k| k.version.starts_with(lane::DEFAULT_SERIES)).max_by(|a, b| a.version.cmp(&b.version))
+    else {
+        eprintln!("SKIPPED kvm tests inside the lane: no Linux {} lane kernel is cached here", lane::DEFAULT_SERIES);
+        return;
+    };
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lane-kvm-tests");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // The nightly test runs the cargo-fuzz binaries where they are built: the initramfs then
+    // carries the libraries they need (libstdc++ among them).
+    let fuzz_bin = manifest.join("../fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm");
+    let initrd =
+        lane::initramfs(&PathBuf::from(env!("CARGO_BIN_EXE_gmemfuzz")), &base, fuzz_bin.is_file().then_some(fuzz_bin.as_path()), None)
+            .unwrap();
+    let binaries = kvm_test_binaries();
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::KVM_TESTS_LOG);
+    let before = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
+    eprintln!("kvm tests inside the lane: Linux {} ({})", kernel.version, host.lacks(0).unwrap());
+    let end = lane::run_test_binaries(&kernel, &initrd, &base.join("boot"), &manifest.join(".."), &manifest, &binaries, 1500).unwrap();
+    let on = format!("Linux {}; console: {}", kernel.version, base.join("boot/console.log").display());
+    let failures = end.failures();
+    assert!(failures.is_empty(), "KVM tests failed inside the lane on {on}:\n{}", failures.join("\n\n"));
+    let ran: Vec<String> = std::fs::read_to_string(&log).unwrap_or_default().lines().skip(before).map(str::to_string).collect();
+    for name in KVM_TEST_BINARIES {
+        let out = std::fs::read_to_string(base.join(format!("boot/{name}.log"))).unwrap_or_default();
+        let here = out.lines().filter(|l| l.starts_with("test ") && l.ends_with(" ok")).count();
+        eprintln!("kvm tests inside the lane: {name}: {here} passed");
+    }
+    eprintln!("kvm tests inside the lane: {} KVM tests ran on Linux {} in {:.0} s", ran.len(), kernel.version, end.boot.seconds);
+    assert!(!ran.is_empty(), "no KVM test recorded running inside the lane on {on}");
 }

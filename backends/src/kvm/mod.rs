@@ -1,6 +1,7 @@
 //! Real KVM on /dev/kvm: one VM and one vCPU per backend, reused across programs.
 
 pub mod guest;
+pub mod host;
 pub mod hostmem;
 mod profile;
 mod race;
@@ -22,7 +23,8 @@ use crate::profile::{Numa, Profile};
 use hostmem::{HostAccess, Mapping};
 use vcpu::MailboxView;
 
-pub use profile::{probe_max_gfn, probe_profile};
+pub use host::HostKvm;
+pub use profile::{kernel_release, probe_max_gfn, probe_profile};
 
 /// How to open the KVM backend (`KvmBackend::with_options`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -119,7 +121,7 @@ impl KvmBackend {
     /// Opens /dev/kvm and makes a VM of `vm_type`. A missing /dev/kvm or a kernel without
     /// guest_memfd is `HarnessError::Unavailable`: callers skip, they do not fail.
     pub fn new(vm_type: u64) -> Result<KvmBackend, HarnessError> {
-        let kvm = Kvm::new().map_err(|e| HarnessError::Unavailable(format!("/dev/kvm: {e}")))?;
+        let kvm = Kvm::new().map_err(|e| HarnessError::Unavailable(host::no_kvm(&format!("/dev/kvm: {e}"))))?;
         let code = Mapping::anonymous(layout::CODE_SIZE as usize).map_err(|e| resource("code memory", e))?;
         let mailbox = Mapping::anonymous(layout::MAILBOX_SIZE as usize).map_err(|e| resource("mailbox memory", e))?;
         let program = guest::assemble().map_err(|e| HarnessError::Bug(format!("assembling guest code: {e}")))?;
@@ -245,7 +247,10 @@ impl KvmBackend {
     }
 
     fn create_vm(kvm: &Kvm, vm_type: u64, code: &Mapping, mailbox: &Mapping) -> Result<Vm, HarnessError> {
-        let fd = kvm.create_vm_with_type(vm_type).map_err(|e| HarnessError::Unavailable(format!("KVM_CREATE_VM type {vm_type}: {e}")))?;
+        let fd = kvm.create_vm_with_type(vm_type).map_err(|e| {
+            // Name the capability the host lacks, where the probe finds one.
+            HarnessError::Unavailable(HostKvm::probe().lacks(vm_type).unwrap_or_else(|| format!("KVM_CREATE_VM type {vm_type}: {e}")))
+        })?;
         for (slot, gpa, mem) in [(layout::CODE_SLOT, layout::CODE_GPA, code), (layout::MAILBOX_SLOT, layout::MAILBOX_GPA, mailbox)] {
             let region = kvm_userspace_memory_region2 {
                 slot,

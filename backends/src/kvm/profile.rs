@@ -24,7 +24,7 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
     // Raw numbers only where kvm-ioctls 0.25 has no `Cap` variant.
     let raw_cap = |c: u32| vm.check_extension_raw(c.into()).max(0) as u64;
     if !vm.check_extension(Cap::GuestMemfd) {
-        return Err(HarnessError::Unavailable(format!("kernel {} has no KVM_CAP_GUEST_MEMFD for VM type {vm_type}", kernel_release())));
+        return Err(HarnessError::Unavailable(super::host::no_guest_memfd(&kernel_release(), vm_type)));
     }
     // KVM_SET_MEMORY_ATTRIBUTES with size 0 changes nothing: a kernel with the ioctl
     // answers EINVAL, one without it ENOTTY.

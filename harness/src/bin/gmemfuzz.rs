@@ -16,6 +16,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Say in one line what this host's KVM offers guest_memfd fuzzing (/dev/kvm, guest_memfd
+    /// and memory attributes per VM type). Exit 0 where real KVM with guest_memfd is here, 3
+    /// where it is not (the lane then runs real KVM in QEMU: `gmemfuzz lane`).
+    Host {
+        /// Ask about this VM type only (default: any).
+        #[arg(long)]
+        vm_type: Option<u64>,
+    },
     /// Print what the running kernel offers (the capability profile the model uses).
     Profile {
         /// VM type (0 = default, 1 = KVM_X86_SW_PROTECTED_VM).
@@ -96,7 +104,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Fault injection inside the lane: the KVM backend silently skips this op kind
-        /// (see GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
+        /// (default: GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
         #[arg(long, value_parser = gmemfuzz::config::parse_op_kind)]
         skip_op: Option<gmemfuzz_backends::OpKind>,
         /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
@@ -104,6 +112,13 @@ enum Command {
         /// in OUT/corpus.
         #[arg(long)]
         libfuzzer: Option<std::path::PathBuf>,
+        /// With --libfuzzer: the corpus the boots start from and merge back into (default
+        /// OUT/corpus; seeded from corpus/diff_kvm and corpus/lane where it holds no file).
+        #[arg(long, value_name = "DIR", requires = "libfuzzer")]
+        corpus: Option<PathBuf>,
+        /// With --libfuzzer: copy each boot's crash artifacts and their text programs here.
+        #[arg(long, value_name = "DIR", requires = "libfuzzer")]
+        artifacts: Option<PathBuf>,
         /// vCPUs of the QEMU guest. More than one makes multi-threaded TCG race with the
         /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
         #[arg(long, default_value_t = 1)]
@@ -272,11 +287,23 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+/// Errors the user causes or the host imposes are a line, never a backtrace, whatever
+/// RUST_BACKTRACE says.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gmemfuzz: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Cli) -> Result<()> {
     use gmemfuzz::cli;
     use gmemfuzz::repro::cli as repro;
-    let args = Cli::parse();
     match args.command {
+        Command::Host { vm_type } => std::process::exit(cli::host(vm_type)),
         Command::Nightly { budget, corpus, out, jobs, fuzz_bin_dir, targets } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let opts = cli::nightly::NightlyOptions { budget, corpus, out, jobs, fuzz_bin_dir, targets };
@@ -305,6 +332,8 @@ fn main() -> Result<()> {
             seed,
             skip_op,
             libfuzzer,
+            corpus,
+            artifacts,
             smp,
             jobs,
             kcov,
@@ -316,7 +345,8 @@ fn main() -> Result<()> {
             minimize,
         } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-            let skip_op = skip_op.map(|k| k.name().to_string());
+            // As every tool that opens KVM, the lane takes GMEMFUZZ_SKIP_OP (--skip-op wins).
+            let skip_op = skip_op.or(gmemfuzz::config::Env::read()?.skip_op).map(|k| k.name().to_string());
             let kernel = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             let opts = gmemfuzz::lane::LaneOptions {
                 kernel,
@@ -332,6 +362,8 @@ fn main() -> Result<()> {
                 seed,
                 skip_op,
                 libfuzzer,
+                corpus,
+                artifacts,
                 smp,
                 jobs,
                 kcov,

@@ -16,6 +16,28 @@ use gmemfuzz_backends::Backend as _;
 use crate::report::{Record, Sink};
 use crate::Runner;
 
+/// Exit status of `gmemfuzz host` where real KVM with guest_memfd is not here.
+pub const HOST_LACKS: i32 = 3;
+
+/// `gmemfuzz host`: this host's KVM in one line; 0 where `vm_type` (any, if `None`) has
+/// guest_memfd, `HOST_LACKS` with the missing capability named where not.
+pub fn host(vm_type: Option<u64>) -> i32 {
+    let host = gmemfuzz_backends::kvm::HostKvm::probe();
+    println!("{}", host.summary());
+    let lacks = match vm_type {
+        Some(t) => host.lacks(t),
+        None if host.fuzzable_types().is_empty() => host.lacks(0),
+        None => None,
+    };
+    match lacks {
+        None => 0,
+        Some(why) => {
+            eprintln!("gmemfuzz: real KVM cannot be fuzzed on this host: {why}; the lane runs it in QEMU (`gmemfuzz lane`)");
+            HOST_LACKS
+        }
+    }
+}
+
 /// Real KVM for `vm_type`, or an error saying why not.
 pub fn kvm(vm_type: u64) -> Result<KvmBackend> {
     crate::config::open_kvm(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")

@@ -35,7 +35,7 @@ pub mod model;
 pub mod sim;
 pub mod stats_file;
 
-pub use kvm::diff_kvm;
+pub use kvm::{diff_kvm, diff_kvm_init};
 pub use model::model_only;
 pub use sim::diff_sim;
 

@@ -12,7 +12,7 @@ use super::script;
 pub const DEFAULT_SERIES: &str = "7.2";
 
 /// The kernel series `build-kernel.sh` has a recipe for (Debian's `linux-source-<series>`).
-pub const SERIES: [&str; 2] = ["7.2", "6.12"];
+pub const SERIES: [&str; 3] = ["7.2", "7.3", "6.12"];
 
 /// What the user asked the lane to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,10 +188,11 @@ pub fn kernel(choice: &KernelChoice, detectors: Detectors) -> Result<LaneKernel>
         KernelChoice::Tree(d) => format!("the kernel tree {} (out of tree, incrementally)", d.display()),
         KernelChoice::Image(_) => unreachable!(),
     };
-    eprintln!("gmemfuzz lane: building or finding the cached build of {what} (a first build takes 30 to 60 minutes on 2 cores)");
-    let out = build.output().context("running harness/lane/build-kernel.sh")?;
+    eprintln!("gmemfuzz lane: finding {what} in the cache or the seeds (GMEMFUZZ_LANE_SEED), or building it");
+    // Its progress (and a build's estimate) goes straight to the user's terminal.
+    let out = build.stderr(std::process::Stdio::inherit()).output().context("running harness/lane/build-kernel.sh")?;
     if !out.status.success() {
-        bail!("build-kernel.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!("harness/lane/build-kernel.sh failed (its messages are above)");
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let image = stdout.lines().last().map(PathBuf::from).context("build-kernel.sh printed no path")?;

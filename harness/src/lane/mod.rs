@@ -21,12 +21,14 @@ mod accel;
 mod console;
 mod coverage;
 mod kernel;
+mod test_binaries;
 mod watch;
 
 pub use crate::splat::{scan as scan_console, Splat};
 pub use accel::Accel;
 pub use console::boot_seconds;
 pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, Detectors, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
+pub use test_binaries::{run_test_binaries, test_name, TestBinariesEnd, TESTS_WHERE};
 
 pub struct LaneOptions {
     /// The kernel to boot.
@@ -42,13 +44,20 @@ pub struct LaneOptions {
     /// Only run the conversion scenarios, no fuzzing.
     pub scenarios_only: bool,
     pub seed: u64,
-    /// GMEMFUZZ_SKIP_OP for the fuzzing boots (fault injection).
+    /// GMEMFUZZ_SKIP_OP for the fuzzing and repro boots (fault injection: a finding made
+    /// with it replays with it).
     pub skip_op: Option<String>,
     /// Fuzz with this cargo-fuzz `diff_kvm` binary (libFuzzer) instead of seeded
     /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm and corpus/lane) comes back
     /// in OUT/corpus, and each finding's program as text (VM type 1 recorded) beside its
     /// artifact in the boot's findings/.
     pub libfuzzer: Option<PathBuf>,
+    /// With `libfuzzer`: the corpus the boots start from and merge back into (OUT/corpus by
+    /// default); seeded as above where it holds no file.
+    pub corpus: Option<PathBuf>,
+    /// With `libfuzzer`: where each boot's crash artifacts (and their text programs) are
+    /// copied, besides the boot's findings/.
+    pub artifacts: Option<PathBuf>,
     pub smp: u32,
     /// QEMUs fuzzing at once, each on its own seeds (one per host core is the default).
     pub jobs: u32,
@@ -168,6 +177,21 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The fault injection the guest's commands are prefixed with (`GMEMFUZZ_SKIP_OP=K `), if any.
+fn injection(opts: &LaneOptions) -> String {
+    opts.skip_op.as_ref().map(|k| format!("{}={k} ", crate::config::SKIP_OP)).unwrap_or_default()
+}
+
+/// The libFuzzer corpus of a `--libfuzzer` lane (made if missing).
+fn libfuzzer_corpus(opts: &LaneOptions) -> PathBuf {
+    opts.corpus.clone().unwrap_or_else(|| opts.out.join("corpus"))
+}
+
+/// Whether `dir` holds a file.
+fn has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_file())))
+}
+
 /// The text programs the diff_kvm target saved beside its crash artifacts (`fuzz::artifact`):
 /// they record VM type 1, so `gmemfuzz replay` runs them as they ran.
 fn saved_programs(findings: &Path) -> Vec<PathBuf> {
@@ -201,18 +225,34 @@ fn accelerator() -> Accel {
 /// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat
 /// (unless `stop_at_fatal` is false), a silent console, or `timeout` seconds.
 pub fn boot(kernel: &LaneKernel, initrd: &Path, out: &Path, cmd: &str, timeout: u64, smp: u32, stop_at_fatal: bool) -> Result<BootEnd> {
+    boot_sharing(kernel, initrd, out, cmd, timeout, smp, stop_at_fatal, None)
+}
+
+/// `boot`, offering `share` to the guest too (9p tag "share", for `cmd` to mount).
+#[allow(clippy::too_many_arguments)]
+fn boot_sharing(
+    kernel: &LaneKernel,
+    initrd: &Path,
+    out: &Path,
+    cmd: &str,
+    timeout: u64,
+    smp: u32,
+    stop_at_fatal: bool,
+    share: Option<&Path>,
+) -> Result<BootEnd> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(out)?;
     let started = Instant::now();
-    let mut child = script("boot.sh")
-        .args(["--kernel", &kernel.image.display().to_string(), "--initrd", &initrd.display().to_string()])
+    let mut boot = script("boot.sh");
+    boot.args(["--kernel", &kernel.image.display().to_string(), "--initrd", &initrd.display().to_string()])
         .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
         .args(["--accel", accelerator().name()])
         .args(["--append", kernel.detectors.boot_args()])
-        .args(["--cmd", cmd, "--quiet"])
-        .process_group(0)
-        .spawn()
-        .context("running boot.sh")?;
+        .args(["--cmd", cmd, "--quiet"]);
+    if let Some(dir) = share {
+        boot.arg("--share").arg(dir);
+    }
+    let mut child = boot.process_group(0).spawn().context("running boot.sh")?;
     let console_log = out.join("console.log");
     let deadline = started + std::time::Duration::from_secs(timeout);
     let after_fatal = stop_at_fatal.then_some(watch::AFTER_FATAL);
@@ -489,13 +529,14 @@ fn repro_boot(opts: &LaneOptions, kernel: &LaneKernel, initrd: &Path, what: &Rep
     let text = std::fs::read_to_string(what.program()).with_context(|| format!("reading {name}"))?;
     text::parse_document(&text).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
     std::fs::write(dir.join(REPLAYED), text)?;
+    let inject = injection(opts);
     // Each run is a program of a few seconds at most under TCG (more with KASAN).
     let (cmd, timeout) = match what {
         Repro::Replay { repeat, .. } => (
-            format!("/bin/gmemfuzz replay /out/{REPLAYED} --repeat {repeat} --keep-going --json /out/{RESULTS}"),
+            format!("{inject}/bin/gmemfuzz replay /out/{REPLAYED} --repeat {repeat} --keep-going --json /out/{RESULTS}"),
             BOOT_SLACK + 10 * u64::from(*repeat),
         ),
-        Repro::Minimize { .. } => (format!("/bin/gmemfuzz minimize /out/{REPLAYED} -o /out/{MINIMIZED}"), BOOT_SLACK + 1800),
+        Repro::Minimize { .. } => (format!("{inject}/bin/gmemfuzz minimize /out/{REPLAYED} -o /out/{MINIMIZED}"), BOOT_SLACK + 1800),
     };
     let end = boot(kernel, initrd, &dir, &cmd, timeout, opts.smp, false)?;
     report.boots += 1;
@@ -557,7 +598,7 @@ fn fuzz_boot(
     let boot_deadline = left + BOOT_ALLOWANCE;
     let left = left.saturating_sub(booting.ceil() as u64).max(10);
     let dir = opts.out.join(format!("boot-{seed}"));
-    let inject = opts.skip_op.as_ref().map(|k| format!("GMEMFUZZ_SKIP_OP={k} ")).unwrap_or_default();
+    let inject = injection(opts);
     let cmd = match opts.libfuzzer {
         None => {
             // VM type 1 (private memory) is what only the lane has; the kernel's default VM
@@ -589,18 +630,30 @@ fn fuzz_boot(
             // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
             // regressions, which the target reads as programs) goes into the boot's
             // shared directory and comes back out of it after the boot.
-            let corpus = opts.out.join("corpus");
-            if !corpus.exists() {
-                std::fs::create_dir_all(&corpus)?;
+            let corpus = libfuzzer_corpus(opts);
+            if !has_files(&corpus) {
                 let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
                 copy_files(&stored.join("diff_kvm"), &corpus)?;
                 copy_files(&stored.join("lane"), &corpus)?;
             }
             copy_files(&corpus, &dir.join("corpus"))?;
             std::fs::create_dir_all(dir.join("findings"))?;
-            format!(
-                "{inject}GMEMFUZZ_VM_TYPE=1 /bin/diff_kvm /out/corpus -max_total_time={left} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1"
-            )
+            // Both VM types, as the seeded runs do: the default one a quarter of the time
+            // where it has guest_memfd (the target's init says so, or stops at once).
+            let run = |vm_type: u64, seconds: u64| {
+                format!("{inject}GMEMFUZZ_VM_TYPE={vm_type} /bin/diff_kvm /out/corpus -max_total_time={seconds} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1")
+            };
+            let plain = left / 4;
+            if plain >= 10 {
+                format!(
+                    "if /bin/gmemfuzz run --vm-type 0 --programs 0 >/dev/null 2>&1; then {}; {}; else echo '{NO_TYPE0}'; {}; fi",
+                    run(0, plain),
+                    run(1, left - plain),
+                    run(1, left)
+                )
+            } else {
+                run(1, left)
+            }
         }
     };
     let end = boot(kernel, initrd, &dir, &cmd, boot_deadline, opts.smp, true)?;
@@ -614,9 +667,19 @@ fn fuzz_boot(
         coverage::collect(opts.kcov, &opts.out, &dir)?;
     }
     if opts.libfuzzer.is_some() {
-        copy_files(&dir.join("corpus"), &opts.out.join("corpus"))?;
+        copy_files(&dir.join("corpus"), &libfuzzer_corpus(opts))?;
+        if let Some(artifacts) = &opts.artifacts {
+            copy_files(&dir.join("findings"), artifacts)?;
+        }
+        let kept = opts.artifacts.as_ref().unwrap_or(&dir);
         for program in saved_programs(&dir.join("findings")) {
-            eprintln!("gmemfuzz lane: finding saved as text (VM type 1 recorded): {}", program.display());
+            let name = program.file_name().expect("a file").to_string_lossy().into_owned();
+            let at = if opts.artifacts.is_some() { kept.join(&name) } else { program.clone() };
+            eprintln!(
+                "gmemfuzz lane: finding saved as text (its VM type recorded): {}; replay it in the lane: {}gmemfuzz lane --replay {0}",
+                at.display(),
+                injection(opts)
+            );
         }
     }
     let stats = match opts.libfuzzer {

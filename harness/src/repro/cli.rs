@@ -36,7 +36,7 @@ fn kvm(vm_type: u64) -> Result<KvmBackend, i32> {
     open_kvm(vm_type).map_err(|e| match e {
         OpenError::Config(e) => fail(format!("configuration error: {e}")),
         OpenError::Backend(HarnessError::Unavailable(why)) => {
-            fail(format!("real KVM is not available here ({why}); this command needs /dev/kvm"))
+            fail(format!("real KVM is not available here ({why}); the lane runs the program on real KVM in QEMU: `gmemfuzz lane --replay FILE` or `gmemfuzz lane --minimize FILE`"))
         }
         OpenError::Backend(e) => fail(format!("gmemfuzz HARNESS ERROR opening KVM: {e}")),
     })

@@ -11,21 +11,40 @@ use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, OpKind, Outcome,
 pub fn kvm_or_skip(test: &str) -> Option<KvmBackend> {
     match KvmBackend::new(0) {
         Ok(backend) => {
-            use std::io::Write;
-            let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvm-tests-ran.log");
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-                // One write of the whole line: tests run at once, and `writeln!` may write the
-                // name and the newline apart, so two names could end on one line.
-                let _ = f.write_all(format!("{test}\n").as_bytes());
+            // Inside the lane (`lane::run_test_binaries`) the line says where it ran.
+            match std::env::var(gmemfuzz::lane::TESTS_WHERE) {
+                Ok(place) => record_ran(&format!("in-lane {place}: {test}")),
+                Err(_) => record_ran(test),
             }
             Some(backend)
         }
         Err(e) => {
-            eprintln!("SKIPPED {test}: real KVM is not available here: {e}");
+            eprintln!("SKIPPED {test}: real KVM: {e}");
             None
         }
     }
 }
+
+/// Whether this test binary runs inside the lane (`lane::run_test_binaries`).
+pub fn in_lane() -> bool {
+    std::env::var_os(gmemfuzz::lane::TESTS_WHERE).is_some()
+}
+
+/// Appends `line` to the log of the KVM tests that ran (`target/tmp/kvm-tests-ran.log`),
+/// which `.ci/run` counts: a test's name where it ran on the host's KVM, `in-lane <kernel>:
+/// <name>` where it ran inside the lane, `lane: <kernel>` for the lane's own test.
+pub fn record_ran(line: &str) {
+    use std::io::Write;
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(KVM_TESTS_LOG);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        // One write of the whole line: tests run at once, and `writeln!` may write the
+        // name and the newline apart, so two names could end on one line.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// The log's file name under CARGO_TARGET_TMPDIR.
+pub const KVM_TESTS_LOG: &str = "kvm-tests-ran.log";
 
 /// The model with one deliberate bug: ops of one kind report success but do nothing.
 pub struct SkipsOps {
