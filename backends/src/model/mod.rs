@@ -23,7 +23,7 @@ pub use attributes::AttributeRanges;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{History, Page, PageBytes, PageEvent, PageKey};
-pub use race::{AccessMismatch, RaceError, RaceMismatch};
+pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, MISMATCH_STATES};
 pub use view::{reachable, MAX_RESIDENCY_PAGES};
 
 use crate::backend::{Backend, HarnessError};

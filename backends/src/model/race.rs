@@ -80,7 +80,7 @@ impl Step {
 }
 
 /// Where the backend's answer contradicts every order the search tried.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RaceMismatch {
     pub member: usize,
     pub repetition: usize,
@@ -93,6 +93,25 @@ pub struct RaceMismatch {
     /// Where the step is a guest access: its address, the results some order allowed and
     /// the backend's, as values (the known-bug filter matches them).
     pub access_at: Option<AccessMismatch>,
+    /// States the model was in when that step ran and contradicted the backend (up to
+    /// `MISMATCH_STATES`): what a known kernel bug's match looks at, since the state before
+    /// the group lacks what the members did before the step (a GFN made private, an MMIO exit
+    /// taken).
+    pub states: MismatchStates,
+}
+
+/// The most states a mismatch keeps.
+pub const MISMATCH_STATES: usize = 16;
+
+/// States kept with a mismatch: context for the known-bug filter, not part of what the
+/// mismatch is (so not compared, and shown as a count).
+#[derive(Clone, Default)]
+pub struct MismatchStates(pub Vec<Model>);
+
+impl std::fmt::Debug for MismatchStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} model states", self.0.len())
+    }
 }
 
 /// A guest access no order explains, as values.
@@ -103,7 +122,7 @@ pub struct AccessMismatch {
     pub actual: AccessResult,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum RaceError {
     /// No order of the members' steps explains what the backend did.
     Mismatch(Box<RaceMismatch>),
@@ -236,6 +255,7 @@ impl Model {
                     allowed: vec![Outcome::Skipped(SkipReason::InvalidGroup).to_string()],
                     actual: other.to_string(),
                     access_at: None,
+                    states: MismatchStates::default(),
                 }))),
             };
         }
@@ -255,6 +275,7 @@ impl Model {
                             allowed: vec![Outcome::Skipped(reason).to_string()],
                             actual: actual[i][r].to_string(),
                             access_at: None,
+                            states: MismatchStates::default(),
                         })));
                     }
                     steps.push(Vec::new());
@@ -270,6 +291,7 @@ impl Model {
                             allowed: vec![format!("{} guest access results", accesses.len())],
                             actual: actual[i][r].to_string(),
                             access_at: None,
+                            states: MismatchStates::default(),
                         })));
                     }
                     steps.push(self.steps(group, &m.op, m.repeat as usize));
@@ -430,6 +452,8 @@ struct Search<'a> {
     /// The same for guest accesses, as values.
     predicted_accesses: BTreeMap<At, Vec<AccessResult>>,
     deepest: Option<(usize, At)>,
+    /// The states in which the steps failed at the deepest depth, with where each failed.
+    deepest_states: Vec<(At, Model)>,
     nodes: usize,
 }
 
@@ -449,6 +473,7 @@ impl<'a> Search<'a> {
             predicted: BTreeMap::new(),
             predicted_accesses: BTreeMap::new(),
             deepest: None,
+            deepest_states: Vec::new(),
             nodes: 0,
         }
     }
@@ -496,7 +521,16 @@ impl<'a> Search<'a> {
                 })?;
                 Some(AccessMismatch { gpa, allowed: self.predicted_accesses.remove(&at).unwrap_or_default(), actual: results[i] })
             });
-            return Err(RaceError::Mismatch(Box::new(RaceMismatch { member, repetition, access, allowed, actual, access_at })));
+            let states = self.deepest_states.into_iter().filter(|(a, _)| *a == at).map(|(_, m)| m).collect();
+            return Err(RaceError::Mismatch(Box::new(RaceMismatch {
+                member,
+                repetition,
+                access,
+                allowed,
+                actual,
+                access_at,
+                states: MismatchStates(states),
+            })));
         }
         Ok(self.finals)
     }
@@ -543,6 +577,12 @@ impl<'a> Search<'a> {
         let fail = |search: &mut Self, at: At, predicted: String, admitted: bool| {
             search.predicted.entry(at).or_default().insert(predicted);
             if !admitted && search.deepest.is_none_or(|(d, _)| depth >= d) {
+                if search.deepest.is_some_and(|(d, _)| depth > d) {
+                    search.deepest_states.clear();
+                }
+                if search.deepest_states.len() < MISMATCH_STATES {
+                    search.deepest_states.push((at, node.model.clone()));
+                }
                 search.deepest = Some((depth, at));
             }
             admitted

@@ -257,9 +257,14 @@ impl<B: Backend> Runner<B> {
             match world.race(group, &actual) {
                 Ok(ends) => finals.extend(ends),
                 Err(RaceError::Mismatch(m)) => {
-                    if let Some(d) = self.known_in(world, |ctx| Some(ctx.race_mismatch(&m)), index, op) {
+                    // A known bug is matched in a state the contradicted step ran in (what
+                    // the members did before it included), or else in the state before the group.
+                    let mut states = m.states.0.iter().chain(std::iter::once(world));
+                    if let Some((d, at)) =
+                        states.find_map(|s| self.known_in(s, |ctx| Some(ctx.race_mismatch(&m)), index, op).map(|d| (d, s)))
+                    {
                         self.stats.time.model += t.secs();
-                        self.model = world.clone();
+                        self.model = at.clone();
                         return Err(RunError::Divergence(d));
                     }
                     mismatch.get_or_insert(m);
