@@ -177,3 +177,31 @@ fn relative_corpus_and_out_directories_work() {
     assert!(report["targets"][0]["execs"].as_u64().unwrap() > 0, "{report}");
     assert!(report["targets"][0]["corpus_after"].as_u64().unwrap() > 0, "{report}");
 }
+
+/// Where the host's KVM lacks guest_memfd, the diff_kvm target stops before its first input
+/// with the reason, and libFuzzer saves no crash artifact (nothing diverged).
+#[test]
+fn diff_kvm_stops_before_fuzzing_where_the_host_lacks_guest_memfd() {
+    let Some(bins) = built("diff_kvm_without_guest_memfd") else { return };
+    let host = gmemfuzz_backends::kvm::HostKvm::probe();
+    let Some(why) = host.lacks(0) else {
+        eprintln!("SKIPPED diff_kvm_stops_before_fuzzing_where_the_host_lacks_guest_memfd: this host's KVM has guest_memfd");
+        return;
+    };
+    let work = workdir("no-guest-memfd");
+    let (corpus, artifacts) = (work.join("corpus"), work.join("artifacts"));
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = Command::new(bins.join("diff_kvm"))
+        .arg(&corpus)
+        .arg("-runs=10")
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("diff_kvm cannot fuzz real KVM here") && stderr.contains(&why), "{stderr}");
+    assert!(!stderr.contains("backtrace") && !stderr.contains("fuzz target exited"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&artifacts).unwrap().count(), 0, "no artifact: {stderr}");
+}

@@ -263,6 +263,32 @@ fn cli_gives_clear_errors_on_bad_input() {
     }
 }
 
+/// `gmemfuzz host` says in one line what the host's KVM offers, and its exit status follows
+/// the probe: 0 where a VM type has guest_memfd (inside the lane), 3 naming what is missing
+/// where none has (this project's hosts since 2026-12-06). A command that needs real KVM
+/// says why it cannot run in one line, without a backtrace even with RUST_BACKTRACE=1.
+#[test]
+fn the_host_probe_names_what_is_missing_in_one_line() {
+    let host = gmemfuzz_backends::kvm::HostKvm::probe();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_gmemfuzz")).args(args).env("RUST_BACKTRACE", "1").output().unwrap();
+    let out = run(&["host"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim_end(), host.summary(), "{stderr}");
+    match host.lacks(0) {
+        None => assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}"),
+        Some(why) if host.fuzzable_types().is_empty() => {
+            assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+            assert!(stderr.contains(&why) && stderr.lines().count() == 1, "{stderr}");
+            let out = run(&["profile"]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(stderr.starts_with("gmemfuzz: error: ") && stderr.contains(&why), "{stderr}");
+            assert!(stderr.lines().count() == 1 && !stderr.contains("backtrace"), "{stderr}");
+        }
+        Some(_) => assert_eq!(out.status.code(), Some(0), "another VM type has guest_memfd: {stdout}{stderr}"),
+    }
+}
+
 /// A program with concurrent groups: the C reproducer runs each group's members on threads
 /// released by a barrier, guest members on vCPUs of their own, shows what each did, and
 /// compares what came before the first group only (after it, the order decides).

@@ -24,7 +24,7 @@ use hostmem::{HostAccess, Mapping};
 use vcpu::MailboxView;
 
 pub use host::HostKvm;
-pub use profile::{kernel_release, probe_max_gfn, probe_profile};
+pub use profile::{probe_max_gfn, probe_profile};
 
 /// How to open the KVM backend (`KvmBackend::with_options`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

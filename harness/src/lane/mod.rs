@@ -177,6 +177,25 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The guest command that fuzzes both VM types for `left` seconds with `run(vm_type,
+/// seconds)`, the two joined by `then` (`&&` or `;`): VM type 1 (private memory) is what only
+/// the lane has; the kernel's default VM type gets a quarter of the time, since its
+/// guest_memfd differs between kernels too (mmap, INIT_SHARED). Kernels where the default VM
+/// type has no guest_memfd (6.12) fuzz VM type 1 only, all the time: `run --programs 0` opens
+/// KVM and stops, or says why it cannot.
+fn both_vm_types(left: u64, then: &str, run: impl Fn(u64, u64) -> String) -> String {
+    let plain = left / 4;
+    if plain < 10 {
+        return run(1, left);
+    }
+    format!(
+        "if /bin/gmemfuzz run --vm-type 0 --programs 0 >/dev/null 2>&1; then {} {then} {}; else echo '{NO_TYPE0}'; {}; fi",
+        run(0, plain),
+        run(1, left - plain),
+        run(1, left)
+    )
+}
+
 /// The fault injection the guest's commands are prefixed with (`GMEMFUZZ_SKIP_OP=K `), if any.
 fn injection(opts: &LaneOptions) -> String {
     opts.skip_op.as_ref().map(|k| format!("{}={k} ", crate::config::SKIP_OP)).unwrap_or_default()
@@ -601,10 +620,6 @@ fn fuzz_boot(
     let inject = injection(opts);
     let cmd = match opts.libfuzzer {
         None => {
-            // VM type 1 (private memory) is what only the lane has; the kernel's default VM
-            // type gets a quarter of the time, since its guest_memfd differs between kernels
-            // too (mmap, INIT_SHARED).
-            let plain = left / 4;
             let kcov = coverage::guest_args(opts.kcov, &opts.out, &dir)?;
             let run = |vm_type: u64, seconds: u64| {
                 format!(
@@ -612,19 +627,8 @@ fn fuzz_boot(
                     kcov(vm_type)
                 )
             };
-            if plain >= 10 {
-                // Kernels where the default VM type has no guest_memfd (6.12) fuzz VM type 1
-                // only, all the time: `run --programs 0` opens KVM and stops, or says why it
-                // cannot.
-                format!(
-                    "if /bin/gmemfuzz run --vm-type 0 --programs 0 >/dev/null 2>&1; then {} && {}; else echo '{NO_TYPE0}'; {}; fi",
-                    run(0, plain),
-                    run(1, left - plain),
-                    run(1, left)
-                )
-            } else {
-                run(1, left)
-            }
+            // A divergence of VM type 0 ends the boot (the lane reboots on new seeds).
+            both_vm_types(left, "&&", run)
         }
         Some(_) => {
             // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
@@ -638,22 +642,11 @@ fn fuzz_boot(
             }
             copy_files(&corpus, &dir.join("corpus"))?;
             std::fs::create_dir_all(dir.join("findings"))?;
-            // Both VM types, as the seeded runs do: the default one a quarter of the time
-            // where it has guest_memfd (the target's init says so, or stops at once).
             let run = |vm_type: u64, seconds: u64| {
                 format!("{inject}GMEMFUZZ_VM_TYPE={vm_type} /bin/diff_kvm /out/corpus -max_total_time={seconds} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1")
             };
-            let plain = left / 4;
-            if plain >= 10 {
-                format!(
-                    "if /bin/gmemfuzz run --vm-type 0 --programs 0 >/dev/null 2>&1; then {}; {}; else echo '{NO_TYPE0}'; {}; fi",
-                    run(0, plain),
-                    run(1, left - plain),
-                    run(1, left)
-                )
-            } else {
-                run(1, left)
-            }
+            // A crash of VM type 0 (libFuzzer stops at its first) leaves VM type 1 its time.
+            both_vm_types(left, ";", run)
         }
     };
     let end = boot(kernel, initrd, &dir, &cmd, boot_deadline, opts.smp, true)?;
