@@ -31,6 +31,7 @@ seeds="$here/../corpus/$target"
 if [ "$target" = diff_kvm ]; then
     # Which real KVM: the host's where it has guest_memfd, else the lane's (`gmemfuzz host`
     # asks; its line says what the host lacks).
+    echo "fuzz/run.sh: building gmemfuzz to ask the host's KVM what it offers"
     (cd "$here/.." && cargo build --release -q --bin gmemfuzz)
     gmemfuzz="$here/../target/release/gmemfuzz"
     if ! host=$("$gmemfuzz" host 2>&1); then
