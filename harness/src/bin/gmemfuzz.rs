@@ -202,6 +202,13 @@ enum Command {
         /// programs on two builds compare the harness, not the generator.
         #[arg(long, value_name = "DIR")]
         programs_dir: Option<PathBuf>,
+        /// Time each of PROGRAMS seeded programs that hold a group in the model alone and
+        /// print the distribution (percentiles, the slowest program's seeded index).
+        #[arg(long, conflicts_with = "programs_dir")]
+        distribution: bool,
+        /// The kernel the programs are made for (with --distribution).
+        #[arg(long, value_enum, default_value = "host", requires = "distribution")]
+        profile: gmemfuzz::cli::BenchProfile,
     },
     /// The nightly CI job: fuzz every target this machine can run (libFuzzer fork mode) for
     /// a time budget, merge the corpus, minimize and deduplicate findings, write OUT/report.md,
@@ -445,7 +452,8 @@ fn run(args: Cli) -> Result<()> {
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,
-        Command::Bench { ops, programs, seed, programs_dir } => cli::bench(ops, programs, seed, programs_dir.as_deref())?,
+        Command::Bench { ops, programs, seed, distribution: true, profile, .. } => gmemfuzz::cli::bench_distribution(ops, programs, seed, profile)?,
+        Command::Bench { ops, programs, seed, programs_dir, .. } => cli::bench(ops, programs, seed, programs_dir.as_deref())?,
     }
     Ok(())
 }

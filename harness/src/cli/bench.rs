@@ -34,6 +34,69 @@ fn programs(ops: usize, count: u64, seed: u64, dir: Option<&Path>) -> Result<Vec
     files.iter().map(|f| crate::repro::load(f)).collect()
 }
 
+/// The kernel a bench's programs are made for and the model follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchProfile {
+    /// The host lane's profile (VM type 0, Linux 6.18): what `bench` has always measured.
+    Host,
+    /// Software-protected VMs on Linux 7.2 (the lane's VM type 1): private memory and
+    /// conversions, so groups race set_attributes too.
+    Lane,
+}
+
+impl BenchProfile {
+    fn profile(self) -> Profile {
+        match self {
+            BenchProfile::Host => Profile::host_6_18(),
+            BenchProfile::Lane => Profile::sw_protected_7_2(),
+        }
+    }
+}
+
+/// `bench --distribution`: how long each of `count` seeded programs that hold a group takes
+/// in the model (the race search's cost is per program, so its tail is what stalls a fuzzer).
+pub fn distribution(ops: usize, count: u64, seed: u64, profile: BenchProfile) -> Result<()> {
+    let profile = profile.profile();
+    let has_group = |p: &Program| p.ops.iter().any(|op| matches!(op, gmemfuzz_backends::Op::Group(_)));
+    let mut runner = Runner::new(Model::new(profile.clone()));
+    let mut times: Vec<(f64, u64)> = Vec::with_capacity(count as usize);
+    let (mut tried, mut groups, mut inconclusive) = (0u64, 0u64, 0u64);
+    for program in Program::seeded(seed, ops, &profile) {
+        if times.len() as u64 == count {
+            break;
+        }
+        tried += 1;
+        if !has_group(&program) {
+            continue;
+        }
+        let before = runner.stats.races.clone();
+        let start = Instant::now();
+        let _ = runner.run(&program);
+        times.push((start.elapsed().as_secs_f64(), tried - 1));
+        groups += runner.stats.races.groups - before.groups;
+        inconclusive += runner.stats.races.inconclusive - before.inconclusive;
+    }
+    if times.is_empty() {
+        bail!("no seeded program of {ops} ops holds a group");
+    }
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].0 * 1e3;
+    let (slowest, index) = times[times.len() - 1];
+    println!(
+        "model vs model, {} programs with a group ({ops} ops, seed {seed}, {tried} drawn; {groups} groups ran, {inconclusive} searches gave up): \
+         p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.2} ms, max {:.2} ms (seeded program #{index}); {:.1} s in all",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        slowest * 1e3,
+        times.iter().map(|t| t.0).sum::<f64>(),
+    );
+    println!("  {}", runner.stats.races);
+    Ok(())
+}
+
 pub fn bench(ops: usize, count: u64, seed: u64, dir: Option<&Path>) -> Result<()> {
     let set = programs(ops, count, seed, dir)?;
     let count = set.len() as u64;

@@ -6,7 +6,7 @@ mod hang;
 pub mod nightly;
 mod run;
 
-pub use bench::bench;
+pub use bench::{bench, distribution as bench_distribution, BenchProfile};
 pub use run::{run, KcovMode, RunOptions};
 
 use anyhow::{bail, Context as _, Result};
