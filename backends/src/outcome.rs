@@ -243,11 +243,12 @@ pub fn write_runs(f: &mut impl fmt::Write, outcomes: &[Outcome]) -> fmt::Result 
     Ok(())
 }
 
-/// A page's content as a backend can show it: whole bytes where the host can read them,
-/// a digest where only the guest can (it hashes the page in one run).
+/// A page's content as a backend can show it: whole bytes where the host can read them
+/// (shared with the model's page, which the model shows without a copy), a digest where
+/// only the guest can (it hashes the page in one run).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PageContent {
-    Bytes(Box<[u8; PAGE_SIZE as usize]>),
+    Bytes(std::sync::Arc<[u8; PAGE_SIZE as usize]>),
     Digest(u32),
 }
 
@@ -333,6 +334,14 @@ pub enum Observation {
 pub fn admits_observation(expected: &Option<Observation>, actual: &Option<Observation>) -> Verdict {
     match (expected, actual) {
         (None, _) | (_, None) => Verdict::Agrees { unknown: 1 },
+        // Whole bytes on both sides compare whole (cheaper than two digests, and exact).
+        (Some(Observation::Content(PageContent::Bytes(e))), Some(Observation::Content(PageContent::Bytes(a)))) => {
+            if e == a {
+                Verdict::Agrees { unknown: 0 }
+            } else {
+                Verdict::Differs
+            }
+        }
         (Some(Observation::Content(e)), Some(Observation::Content(a))) if e.digest() == a.digest() => Verdict::Agrees { unknown: 0 },
         (Some(e), Some(a)) if e == a => Verdict::Agrees { unknown: 0 },
         _ => Verdict::Differs,
@@ -362,7 +371,7 @@ mod tests {
 
     #[test]
     fn an_unknown_probe_answer_is_counted_and_content_compares_by_digest() {
-        let zero = PageContent::Bytes(Box::new([0u8; PAGE_SIZE as usize]));
+        let zero = PageContent::Bytes(std::sync::Arc::new([0u8; PAGE_SIZE as usize]));
         let digest = PageContent::Digest(zero.digest());
         assert_eq!(admits_observation(&None, &Some(Observation::Sigbus)), Verdict::Agrees { unknown: 1 });
         assert_eq!(

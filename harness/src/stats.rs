@@ -47,9 +47,19 @@ pub struct Races {
     /// Groups whose orders the model could not search within its budget (the program
     /// ended there, with no verdict).
     pub inconclusive: u64,
+    /// Searches that took one order of steps that commute instead of every order.
+    pub searches_cut: u64,
+    /// Nodes of the largest search (the budget is `model::MAX_NODES`).
+    pub largest_search: u64,
 }
 
 impl Races {
+    /// Counts one search of a group's orders.
+    pub fn searched(&mut self, size: gmemfuzz_backends::model::SearchSize) {
+        self.searches_cut += u64::from(size.cut);
+        self.largest_search = self.largest_search.max(size.nodes as u64);
+    }
+
     /// Counts a group the backend answered `actual`, that left `ends` possible states.
     pub fn record(&mut self, group: &gmemfuzz_backends::Group, actual: &Outcome, ends: usize) {
         let Outcome::Group(members) = actual else { return };
@@ -69,8 +79,15 @@ impl fmt::Display for Races {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "races groups={} multi-vcpu={} access-vs-invalidation={} order-dependent={} inconclusive={}",
-            self.groups, self.multi_vcpu, self.access_vs_invalidation, self.order_dependent, self.inconclusive
+            "races groups={} multi-vcpu={} access-vs-invalidation={} order-dependent={} inconclusive={} searches-cut={} \
+             largest-search={}",
+            self.groups,
+            self.multi_vcpu,
+            self.access_vs_invalidation,
+            self.order_dependent,
+            self.inconclusive,
+            self.searches_cut,
+            self.largest_search
         )
     }
 }

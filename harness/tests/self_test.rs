@@ -191,12 +191,12 @@ fn an_unknown_page_does_not_hide_a_wrong_answer_on_another_page() {
     assert_eq!((d.gpa(), &d.expected, &d.actual), (Some(b), &Seen::Access(AccessResult::Read(0)), &Seen::Access(AccessResult::Read(1))));
 
     // The same for state: an unknown probe answer, and a wrong one on another page.
-    let zero = || Some(Observation::Content(PageContent::Bytes(Box::new([0; PAGE_SIZE as usize]))));
+    let zero = || Some(Observation::Content(PageContent::Bytes(std::sync::Arc::new([0; PAGE_SIZE as usize]))));
     let mut stale = [0u8; PAGE_SIZE as usize];
     stale[8] = 1;
     let gmem = GmemId(0);
-    let unknown = (Probe::HostPage { gmem, page: 0 }, None, Some(Observation::Content(PageContent::Bytes(Box::new(stale)))));
-    let wrong = (Probe::HostPage { gmem, page: 1 }, zero(), Some(Observation::Content(PageContent::Bytes(Box::new(stale)))));
+    let unknown = (Probe::HostPage { gmem, page: 0 }, None, Some(Observation::Content(PageContent::Bytes(std::sync::Arc::new(stale)))));
+    let wrong = (Probe::HostPage { gmem, page: 1 }, zero(), Some(Observation::Content(PageContent::Bytes(std::sync::Arc::new(stale)))));
     assert!(ctx.compare_probe(&unknown.0, CompareAt::AfterOp, &unknown.1, &unknown.2).is_none());
     assert_eq!(gmemfuzz_backends::admits_observation(&unknown.1, &unknown.2).unknown(), 1);
     assert!(ctx.compare_probe(&wrong.0, CompareAt::AfterOp, &wrong.1, &wrong.2).is_some(), "the wrong page 1 is caught");

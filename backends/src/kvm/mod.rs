@@ -563,14 +563,14 @@ impl KvmBackend {
             }
             Probe::HostPage { gmem, page } => match self.gmem(gmem).ok().and_then(|g| g.map.as_ref()) {
                 Some(m) if (page + 1) * PAGE_SIZE <= m.len() as u64 => {
-                    m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b)))
+                    m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b.into())))
                 }
                 _ => Observation::Absent,
             },
             Probe::AnonPage { slot, page } => match self.slots.get(&slot).and_then(|s| s.anon.as_ref()) {
                 Some(m) if (page + 1) * PAGE_SIZE <= m.len() as u64 => {
                     // Anonymous memory never faults with SIGBUS.
-                    m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b)))
+                    m.read_page(page as usize).map_or(Observation::Sigbus, |b| Observation::Content(PageContent::Bytes(b.into())))
                 }
                 _ => Observation::Absent,
             },

@@ -2,32 +2,36 @@
 //! reached the kernel, `None` where the create failed, so that `g<n>` names the n-th
 //! `create_gmem` op of the program whatever its outcome (and removing an op renumbers
 //! from the program alone).
+//!
+//! Each file is shared between clones of the model until one of them changes it (the race
+//! search clones the model once per state it tries, and most steps touch one file).
 
 use std::ops::{Index, IndexMut};
+use std::sync::Arc;
 
 use super::GmemFile;
 use crate::op::GmemId;
 
 #[derive(Clone, Default)]
 pub struct Files {
-    files: Vec<Option<GmemFile>>,
+    files: Vec<Option<Arc<GmemFile>>>,
 }
 
 impl Files {
     /// Records a create: the file it made, or `None` where it failed.
     pub fn push(&mut self, file: Option<GmemFile>) {
-        self.files.push(file);
+        self.files.push(file.map(Arc::new));
     }
 
     /// The file `id` names, if its create made one.
     pub fn get(&self, id: GmemId) -> Option<&GmemFile> {
-        self.files.get(id.0 as usize).and_then(Option::as_ref)
+        self.files.get(id.0 as usize).and_then(Option::as_deref)
     }
 
     /// Every file made that an op can name (`GmemId` is a u8), with its id.
     pub fn iter(&self) -> impl Iterator<Item = (GmemId, &GmemFile)> {
         let nameable = u8::MAX as usize + 1;
-        self.files.iter().take(nameable).enumerate().filter_map(|(i, f)| Some((GmemId(i as u8), f.as_ref()?)))
+        self.files.iter().take(nameable).enumerate().filter_map(|(i, f)| Some((GmemId(i as u8), f.as_deref()?)))
     }
 
     /// How many creates reached the kernel (made or not).
@@ -46,6 +50,10 @@ impl Index<GmemId> for Files {
 
 impl IndexMut<GmemId> for Files {
     fn index_mut(&mut self, id: GmemId) -> &mut GmemFile {
-        self.files.get_mut(id.0 as usize).and_then(Option::as_mut).expect("a file looked up before")
+        let file = self.files.get_mut(id.0 as usize).and_then(Option::as_mut).expect("a file looked up before");
+        let file = Arc::make_mut(file);
+        // Whoever asks for the file mutably may change it.
+        file.fingerprint = Default::default();
+        file
     }
 }

@@ -51,6 +51,7 @@ impl Model {
             prepared: Default::default(),
             map_policy: Default::default(),
             file_policy: Default::default(),
+            fingerprint: Default::default(),
         }));
         Outcome::Ok
     }

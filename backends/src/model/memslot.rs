@@ -199,7 +199,7 @@ impl Model {
         let Some(old) = self.slots.remove(&slot) else {
             return Outcome::Err(Errno::EINVAL);
         };
-        for (index, page) in &old.anon {
+        for (index, page) in old.anon.iter() {
             self.history.record_drop(self.op_index, PageKey::Anon { slot, index: *index }, "unbind", page);
         }
         Outcome::Ok

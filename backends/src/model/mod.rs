@@ -9,6 +9,7 @@
 //! a whole program.
 
 mod attributes;
+mod commute;
 mod files;
 mod gmem;
 mod mempolicy;
@@ -22,8 +23,8 @@ use std::collections::BTreeMap;
 pub use attributes::AttributeRanges;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
-pub use page::{History, Page, PageBytes, PageEvent, PageKey};
-pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, MISMATCH_STATES};
+pub use page::{Dropped, History, Page, PageBytes, PageEvent, PageKey};
+pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, SearchSize, MAX_NODES, MISMATCH_STATES};
 pub use view::{reachable, MAX_RESIDENCY_PAGES};
 
 use crate::backend::{Backend, HarnessError};
@@ -55,6 +56,8 @@ pub struct GmemFile {
     /// NUMA policies the file keeps (the inode's shared policy), where
     /// `Numa::file_policy`; they outlive the mapping they were set through.
     pub file_policy: mempolicy::Policies,
+    /// `race::file_fingerprint`, once asked; `Files` clears it whenever the file changes.
+    fingerprint: std::sync::OnceLock<u64>,
 }
 
 impl GmemFile {
@@ -106,8 +109,9 @@ pub struct Slot {
     /// `Profile::gmem_only_slots`: 7.2).
     pub gmem_only: bool,
     pub shared: Shared,
-    /// The anonymous memory behind userspace_addr (`Shared::Anon`), by slot page index.
-    pub anon: BTreeMap<u64, Page>,
+    /// The anonymous memory behind userspace_addr (`Shared::Anon`), by slot page index;
+    /// shared between clones of the model until one of them changes it.
+    pub anon: std::sync::Arc<BTreeMap<u64, Page>>,
 }
 
 impl Slot {
@@ -126,7 +130,8 @@ pub fn address_space(slot: u32) -> u32 {
 
 #[derive(Clone)]
 pub struct Model {
-    profile: Profile,
+    /// Shared by every clone (the race search makes one per state it tries).
+    profile: std::sync::Arc<Profile>,
     /// Index of the op being applied, for history.
     op_index: usize,
     vm_alive: bool,
@@ -144,6 +149,10 @@ pub struct Model {
 
 impl Model {
     pub fn new(profile: Profile) -> Model {
+        Model::with_profile(std::sync::Arc::new(profile))
+    }
+
+    fn with_profile(profile: std::sync::Arc<Profile>) -> Model {
         Model {
             profile,
             op_index: 0,
@@ -302,7 +311,7 @@ impl Backend for Model {
     }
 
     fn reset(&mut self) -> Result<(), HarnessError> {
-        *self = Model::new(self.profile.clone());
+        *self = Model::with_profile(self.profile.clone());
         Ok(())
     }
 

@@ -32,8 +32,26 @@ pub enum PageEvent {
     Populated { by: &'static str },
     /// A store of `width` bytes at `offset`: `old` was there before.
     Written { by: &'static str, offset: u16, width: u8, old: u64, new: u64 },
-    /// Freed (punch-hole, release, unbind of anonymous memory): the page held `digest`.
-    Dropped { by: &'static str, digest: u32 },
+    /// Freed (punch-hole, release, unbind of anonymous memory): the page held `content`.
+    Dropped { by: &'static str, content: Dropped },
+}
+
+/// What a dropped page held: shared with the page it was (no copy, and its digest is
+/// computed only when an explanation shows it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dropped(Page);
+
+impl Dropped {
+    /// `outcome::page_digest` of the content.
+    pub fn digest(&self) -> u32 {
+        self.0.digest()
+    }
+}
+
+impl std::fmt::Debug for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "content digest {:#010x}", self.digest())
+    }
 }
 
 /// A page whose content the model knows. The bytes are shared between clones until one
@@ -53,15 +71,40 @@ fn qword_mix(index: usize, value: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The bytes every zero page shares.
+fn zero_bytes() -> &'static Arc<PageBytes> {
+    static ZERO: std::sync::OnceLock<Arc<PageBytes>> = std::sync::OnceLock::new();
+    ZERO.get_or_init(|| Arc::new([0u8; PAGE_SIZE as usize]))
+}
+
 /// The hash of an all-zero page.
 fn zero_hash() -> u64 {
     static ZERO: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *ZERO.get_or_init(|| (0..PAGE_SIZE as usize / 8).fold(0u64, |h, i| h.wrapping_add(qword_mix(i, 0))))
 }
 
+/// Pages are equal where their contents are.
+impl PartialEq for Page {
+    fn eq(&self, other: &Page) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes == other.bytes)
+    }
+}
+
+impl Eq for Page {}
+
 impl Page {
+    /// A zero page: its bytes are one page shared by all zero pages until one is stored to.
     pub fn zero() -> Page {
-        Page { bytes: Arc::new([0u8; PAGE_SIZE as usize]), hash: zero_hash() }
+        Page { bytes: zero_bytes().clone(), hash: zero_hash() }
+    }
+
+    /// `outcome::page_digest` of the content (known without hashing for a page never stored to).
+    pub fn digest(&self) -> u32 {
+        static ZERO: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        if Arc::ptr_eq(&self.bytes, zero_bytes()) {
+            return *ZERO.get_or_init(|| crate::outcome::page_digest(zero_bytes()));
+        }
+        crate::outcome::page_digest(&self.bytes)
     }
 
     /// A hash of the content: the sum of each qword's mix, so a store updates it in O(1).
@@ -76,6 +119,11 @@ impl Page {
 
     pub fn bytes(&self) -> &PageBytes {
         &self.bytes
+    }
+
+    /// The bytes, shared (a store to this page later copies them first).
+    pub fn shared_bytes(&self) -> Arc<PageBytes> {
+        self.bytes.clone()
     }
 
     /// Little-endian load of `width` bytes; the caller keeps the access inside the page.
@@ -105,40 +153,98 @@ impl Page {
     }
 }
 
-/// The last few events of every page the model has seen, keyed by op index. Shared
-/// between clones of the model until one of them records (as `Page`).
+/// The last few events of every page the model has seen, keyed by op index. Cheap to clone
+/// and to record into while shared (the race search clones the model once per state it
+/// tries): new events go to a short list of their own, and are settled into the maps that
+/// clones share only once it is long.
 #[derive(Default, Clone)]
 pub struct History {
-    events: Arc<HashMap<PageKey, Vec<(usize, PageEvent)>>>,
+    settled: Arc<Settled>,
+    /// Events since the last settling, newest first: a list whose tail clones share.
+    recent: Option<Arc<Recent>>,
+    recent_len: usize,
+}
+
+/// One event not yet settled, with a dropped page's content, and the ones before it.
+struct Recent {
+    op_index: usize,
+    key: PageKey,
+    event: PageEvent,
+    dropped: Option<Arc<PageBytes>>,
+    before: Option<Arc<Recent>>,
+}
+
+impl History {
+    /// The unsettled events, newest first.
+    fn recent(&self) -> impl Iterator<Item = &Recent> {
+        std::iter::successors(self.recent.as_deref(), |r| r.before.as_deref())
+    }
+}
+
+#[derive(Default, Clone)]
+struct Settled {
+    events: HashMap<PageKey, Vec<(usize, PageEvent)>>,
     /// Content of pages as they were when last dropped: a read that returns this content
     /// after the drop is a stale read.
-    dropped: Arc<HashMap<PageKey, (usize, Arc<PageBytes>)>>,
+    dropped: HashMap<PageKey, (usize, Arc<PageBytes>)>,
 }
 
 /// How many events a page keeps; older ones are forgotten.
 const EVENTS_PER_PAGE: usize = 16;
+/// How many events wait in `recent` before they are settled.
+const RECENT_EVENTS: usize = 32;
 
 impl History {
     pub fn record(&mut self, op_index: usize, key: PageKey, event: PageEvent) {
-        let events = Arc::make_mut(&mut self.events).entry(key).or_default();
-        if events.len() == EVENTS_PER_PAGE {
-            events.remove(0);
-        }
-        events.push((op_index, event));
+        self.push(op_index, key, event, None);
     }
 
     pub fn record_drop(&mut self, op_index: usize, key: PageKey, by: &'static str, page: &Page) {
-        let digest = crate::outcome::page_digest(page.bytes());
-        self.record(op_index, key, PageEvent::Dropped { by, digest });
-        Arc::make_mut(&mut self.dropped).insert(key, (op_index, page.bytes.clone()));
+        self.push(op_index, key, PageEvent::Dropped { by, content: Dropped(page.clone()) }, Some(page.bytes.clone()));
     }
 
-    pub fn events(&self, key: &PageKey) -> &[(usize, PageEvent)] {
-        self.events.get(key).map(Vec::as_slice).unwrap_or(&[])
+    fn push(&mut self, op_index: usize, key: PageKey, event: PageEvent, dropped: Option<Arc<PageBytes>>) {
+        self.recent = Some(Arc::new(Recent { op_index, key, event, dropped, before: self.recent.take() }));
+        self.recent_len += 1;
+        if self.recent_len >= RECENT_EVENTS {
+            let list = self.recent.take();
+            let mut oldest_first: Vec<&Recent> = std::iter::successors(list.as_deref(), |r| r.before.as_deref()).collect();
+            oldest_first.reverse();
+            let settled = Arc::make_mut(&mut self.settled);
+            for r in oldest_first {
+                let (op_index, key, event, dropped) = (r.op_index, r.key, r.event.clone(), r.dropped.clone());
+                let events = settled.events.entry(key).or_default();
+                if events.len() == EVENTS_PER_PAGE {
+                    events.remove(0);
+                }
+                events.push((op_index, event));
+                if let Some(bytes) = dropped {
+                    settled.dropped.insert(key, (op_index, bytes));
+                }
+            }
+            self.recent_len = 0;
+        }
+    }
+
+    /// The page's last events (at most `EVENTS_PER_PAGE`), oldest first.
+    pub fn events(&self, key: &PageKey) -> Vec<(usize, PageEvent)> {
+        let mut events = self.settled.events.get(key).cloned().unwrap_or_default();
+        let mut recent: Vec<(usize, PageEvent)> = self.recent().filter(|r| r.key == *key).map(|r| (r.op_index, r.event.clone())).collect();
+        recent.reverse();
+        events.extend(recent);
+        let excess = events.len().saturating_sub(EVENTS_PER_PAGE);
+        events.drain(..excess);
+        events
+    }
+
+    /// Whether the page has an event.
+    pub fn has_events(&self, key: &PageKey) -> bool {
+        self.settled.events.contains_key(key) || self.recent().any(|r| r.key == *key)
     }
 
     /// The content the page held before it was last dropped, and the op that dropped it.
     pub fn before_drop(&self, key: &PageKey) -> Option<(usize, &PageBytes)> {
-        self.dropped.get(key).map(|(i, b)| (*i, &**b))
+        let recent = self.recent().find_map(|r| r.dropped.as_ref().filter(|_| r.key == *key).map(|b| (r.op_index, &**b)));
+        recent.or_else(|| self.settled.dropped.get(key).map(|(i, b)| (*i, &**b)))
     }
 }

@@ -41,8 +41,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 
+use super::commute::Footprint;
 use super::{Model, Shared};
-use crate::group::Group;
+use crate::group::{Group, MAX_MEMBERS};
 use crate::op::{Access, AccessKind, Op, Width, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE};
 use crate::outcome::{AccessResult, Outcome, SkipReason};
 
@@ -77,6 +78,34 @@ impl Step {
             Step::Whole { rep, .. } | Step::Page { rep, .. } | Step::Access { rep, .. } => *rep,
         }
     }
+
+    /// What the step may read or change, from the state before the group (`commute`).
+    fn footprint(&self, before: &Model) -> Footprint {
+        match self {
+            Step::Whole { op, .. } | Step::Page { op, .. } => before.op_footprint(op),
+            Step::Access { access, .. } => before.access_footprint(access),
+        }
+    }
+}
+
+/// How large a search was: what `Races` statistics report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchSize {
+    /// Nodes (distinct positions and states) the search visited.
+    pub nodes: usize,
+    /// Whether it left orders out because their steps commute (partial-order reduction).
+    pub cut: bool,
+}
+
+/// Which orders a search tries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Orders {
+    /// One order of steps that commute with everything the other members have left (the
+    /// same end states, far fewer nodes); predictions are not kept.
+    Reduced,
+    /// Every order, keeping each step's predictions and the states where they failed: what
+    /// a mismatch is explained from, and the reference the reduced search is tested against.
+    Every,
 }
 
 /// Where the backend's answer contradicts every order the search tried.
@@ -133,13 +162,16 @@ pub enum RaceError {
 }
 
 /// The search's state: the model, each member's next step, and the low half of an 8-byte
-/// access in progress.
+/// access in progress (fixed arrays: the search makes one per state it tries, and a
+/// `Group::check`ed group has at most `MAX_MEMBERS`).
 #[derive(Clone)]
 struct Node {
     model: Model,
-    pos: Vec<usize>,
-    low: Vec<Option<AccessResult>>,
+    pos: Positions,
+    low: [Option<AccessResult>; MAX_MEMBERS],
 }
+
+type Positions = [usize; MAX_MEMBERS];
 
 /// A mismatch key: member, repetition, access.
 type At = (usize, usize, Option<usize>);
@@ -245,9 +277,47 @@ impl Model {
     /// Searches the orders of the group's steps for those that explain `actual` (the
     /// backend's `Outcome::Group`), and returns the states they end in, deduplicated.
     pub fn race(&self, group: &Group, actual: &Outcome) -> Result<Vec<Model>, RaceError> {
+        self.race_sized(group, actual).0
+    }
+
+    /// As `race`, with the size of the search. Steps that commute with what every other
+    /// member has left are taken in one order only; where no order explains `actual`, every
+    /// order is searched again to say what each step allowed (mismatches are rare, and
+    /// their report is then exactly the full search's).
+    pub fn race_sized(&self, group: &Group, actual: &Outcome) -> (Result<Vec<Model>, RaceError>, SearchSize) {
+        let (steps, actual) = match self.race_steps(group, actual) {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return (Ok(vec![self.clone()]), SearchSize::default()),
+            Err(e) => return (Err(e), SearchSize::default()),
+        };
+        let (reduced, size) = Search::new(self, &steps, actual, Orders::Reduced).run(self);
+        match reduced {
+            Ok(finals) if finals.is_empty() => (Search::new(self, &steps, actual, Orders::Every).run(self).0, size),
+            Ok(finals) => (Ok(self.with_abandoned_faults(group, finals)), size),
+            Err(e) => (Err(e), size),
+        }
+    }
+
+    /// `race` trying every order of the steps, commuting or not: the reference that the
+    /// reduced search must agree with (tests run both side by side).
+    pub fn race_every_order(&self, group: &Group, actual: &Outcome) -> Result<Vec<Model>, RaceError> {
+        let (steps, actual) = match self.race_steps(group, actual) {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return Ok(vec![self.clone()]),
+            Err(e) => return Err(e),
+        };
+        let finals = Search::new(self, &steps, actual, Orders::Every).run(self).0?;
+        Ok(self.with_abandoned_faults(group, finals))
+    }
+
+    /// Each member's steps and the backend's outcomes for them, once the group's checks,
+    /// shape and skips agree with `actual`; `None` where the group is refused as the
+    /// backend refused it.
+    #[allow(clippy::type_complexity)]
+    fn race_steps<'a>(&self, group: &Group, actual: &'a Outcome) -> Result<Option<(Vec<Vec<Step>>, &'a [Vec<Outcome>])>, RaceError> {
         if group.check().is_err() {
             return match actual {
-                Outcome::Skipped(SkipReason::InvalidGroup) => Ok(vec![self.clone()]),
+                Outcome::Skipped(SkipReason::InvalidGroup) => Ok(None),
                 other => Err(RaceError::Mismatch(Box::new(RaceMismatch {
                     member: 0,
                     repetition: 0,
@@ -294,12 +364,77 @@ impl Model {
                             states: MismatchStates::default(),
                         })));
                     }
+                    if let Some(mismatch) = ran_after_a_fault(i, &actual[i]) {
+                        return Err(RaceError::Mismatch(Box::new(mismatch)));
+                    }
                     steps.push(self.steps(group, &m.op, m.repeat as usize));
                 }
             }
         }
-        let finals = Search::new(&steps, actual).run(self)?;
-        Ok(self.with_abandoned_faults(group, finals))
+        Ok(Some((steps, actual)))
+    }
+
+    /// What the backend may answer for the group when its members' steps run in the order
+    /// `pick` makes: at each step, `pick(n)` chooses which of the `n` members that have steps
+    /// left moves next. Every such answer must be admitted by `race` (tests draw random
+    /// orders to check that, and to compare the reduced search with the full one on answers
+    /// other than the in-order one).
+    pub fn group_in_an_order(&self, group: &Group, mut pick: impl FnMut(usize) -> usize) -> Outcome {
+        if group.check().is_err() {
+            return Outcome::Skipped(SkipReason::InvalidGroup);
+        }
+        let mut model = self.clone();
+        let mut out: Vec<Vec<Outcome>> = Vec::new();
+        let mut steps = Vec::new();
+        for m in &group.members {
+            let repeat = m.repeat as usize;
+            match (self.member_skip(&m.op), &m.op) {
+                (Some(reason), _) => {
+                    out.push(vec![Outcome::Skipped(reason); repeat]);
+                    steps.push(Vec::new());
+                }
+                (None, op) => {
+                    out.push(vec![Outcome::Guest(vec![AccessResult::NotRun; accesses_len(op)]); repeat]);
+                    steps.push(self.steps(group, op, repeat));
+                }
+            }
+        }
+        let next_rep = Search::next_reps(&steps);
+        let (mut pos, mut low) = (vec![0; steps.len()], vec![None; steps.len()]);
+        loop {
+            let movable: Vec<usize> = (0..steps.len()).filter(|&m| pos[m] < steps[m].len()).collect();
+            let Some(&m) = movable.get(pick(movable.len().max(1)) % movable.len().max(1)) else { break };
+            match &steps[m][pos[m]] {
+                Step::Whole { rep, op } => out[m][*rep] = model.apply_one(op),
+                Step::Page { rep, op, last } => {
+                    let o = model.apply_one(op);
+                    if *last {
+                        out[m][*rep] = o;
+                    }
+                }
+                Step::Access { rep, index, access, part } => {
+                    let res = single(model.guest(std::slice::from_ref(access)));
+                    let result = match part {
+                        Part::Whole => Some(res),
+                        Part::Low => {
+                            low[m] = Some(res);
+                            matches!(res, AccessResult::MemoryFault { .. }).then_some(res)
+                        }
+                        Part::High => Some(combine(low[m].take().expect("the low half ran first"), res)),
+                    };
+                    if let (Some(result), Outcome::Guest(results)) = (result, &mut out[m][*rep]) {
+                        results[*index] = result;
+                        if let AccessResult::MemoryFault { .. } = result {
+                            low[m] = None;
+                            pos[m] = next_rep[m][pos[m]];
+                            continue;
+                        }
+                    }
+                }
+            }
+            pos[m] += 1;
+        }
+        Outcome::Group(out)
     }
 
     /// The end states, each also with the pages racing guest faults may have taken without
@@ -370,15 +505,11 @@ impl Model {
     /// A hash of everything that decides what later ops and probes show (not the history,
     /// which only explains): equal states have equal fingerprints.
     pub fn fingerprint(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = StateHasher::default();
         self.vm_alive.hash(&mut h);
         self.gmems.creates().hash(&mut h);
         for (id, f) in self.gmems.iter() {
-            (id, f.size, f.flags, f.fd_open, f.mapped, f.map_generation, f.released).hash(&mut h);
-            f.prepared.hash(&mut h);
-            for (index, page) in &f.pages {
-                (index, page.content_hash()).hash(&mut h);
-            }
+            (id, f.fingerprint()).hash(&mut h);
         }
         for (id, s) in &self.slots {
             (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut h);
@@ -387,7 +518,7 @@ impl Model {
                 Shared::Anon => 0u8.hash(&mut h),
                 Shared::GmemMap { gmem, pgoff, generation } => (1u8, gmem, pgoff, generation).hash(&mut h),
             }
-            for (index, page) in &s.anon {
+            for (index, page) in s.anon.iter() {
                 (index, page.content_hash()).hash(&mut h);
             }
         }
@@ -399,11 +530,90 @@ impl Model {
     }
 }
 
+/// The hasher of `Model::fingerprint`: each word goes through splitmix64's finalizer with
+/// the state so far, a bijection, so two inputs of one length that differ in one word never
+/// collide; and
+/// it is several times cheaper than SipHash, which the search paid once per node.
+#[derive(Default)]
+struct StateHasher(u64);
+
+impl Hasher for StateHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v.into());
+    }
+
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(v.into());
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v.into());
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        let mut z = (self.0 ^ v).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.0 = z ^ (z >> 31);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl super::GmemFile {
+    /// The file's part of `Model::fingerprint`, computed once per version of the file (most
+    /// steps of a search leave most files as they were).
+    fn fingerprint(&self) -> u64 {
+        *self.fingerprint.get_or_init(|| {
+            let mut h = StateHasher::default();
+            (self.size, self.flags, self.fd_open, self.mapped, self.map_generation, self.released).hash(&mut h);
+            self.prepared.hash(&mut h);
+            for (index, page) in &self.pages {
+                (index, page.content_hash()).hash(&mut h);
+            }
+            h.finish()
+        })
+    }
+}
+
 fn accesses_len(op: &Op) -> usize {
     match op {
         Op::Guest { accesses } => accesses.len(),
         _ => 0,
     }
+}
+
+/// An access the backend says ran after a fault in the same repetition of guest member
+/// `member`: no order allows it, since the fault ends KVM_RUN (what `advance` relies on).
+fn ran_after_a_fault(member: usize, outcomes: &[Outcome]) -> Option<RaceMismatch> {
+    outcomes.iter().enumerate().find_map(|(repetition, o)| {
+        let Outcome::Guest(results) = o else { return None };
+        let fault = results.iter().position(|r| matches!(r, AccessResult::MemoryFault { .. }))?;
+        let ran = fault + 1 + results[fault + 1..].iter().position(|r| *r != AccessResult::NotRun)?;
+        Some(RaceMismatch {
+            member,
+            repetition,
+            access: Some(ran),
+            allowed: vec![AccessResult::NotRun.to_string()],
+            actual: results[ran].to_string(),
+            access_at: None,
+            states: MismatchStates::default(),
+        })
+    })
 }
 
 fn check_shape(group: &Group, actual: &[Vec<Outcome>]) -> Result<(), RaceError> {
@@ -444,7 +654,7 @@ struct Search<'a> {
     /// For each step, the position of the first step of the next repetition (where a fault
     /// ends a guest repetition).
     next_rep: Vec<Vec<usize>>,
-    seen: HashSet<(Vec<usize>, Vec<Option<AccessResult>>, u64)>,
+    seen: rustc_hash::FxHashSet<(Positions, [Option<AccessResult>; MAX_MEMBERS], u64)>,
     finals: Vec<Model>,
     final_prints: HashSet<u64>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
@@ -455,19 +665,48 @@ struct Search<'a> {
     /// The states in which the steps failed at the deepest depth, with where each failed.
     deepest_states: Vec<(At, Model)>,
     nodes: usize,
+    orders: Orders,
+    /// Each step's footprint (`Orders::Reduced`).
+    footprints: Vec<Vec<Footprint>>,
+    /// For each member and position, what its steps from there on may touch together.
+    rest: Vec<Vec<Footprint>>,
+    /// Whether a node took one member's step where others could have moved.
+    cut: bool,
 }
 
 impl<'a> Search<'a> {
-    fn new(steps: &'a [Vec<Step>], actual: &'a [Vec<Outcome>]) -> Search<'a> {
-        let next_rep = steps
+    /// For each step, the position of the first step of the next repetition.
+    fn next_reps(steps: &[Vec<Step>]) -> Vec<Vec<usize>> {
+        steps.iter().map(|s| (0..s.len()).map(|i| (i..s.len()).find(|&j| s[j].rep() != s[i].rep()).unwrap_or(s.len())).collect()).collect()
+    }
+
+    fn new(before: &Model, steps: &'a [Vec<Step>], actual: &'a [Vec<Outcome>], orders: Orders) -> Search<'a> {
+        let next_rep = Search::next_reps(steps);
+        let footprints: Vec<Vec<Footprint>> = match orders {
+            Orders::Reduced => steps.iter().map(|m| m.iter().map(|s| s.footprint(before)).collect()).collect(),
+            Orders::Every => Vec::new(),
+        };
+        let rest = footprints
             .iter()
-            .map(|s| (0..s.len()).map(|i| (i..s.len()).find(|&j| s[j].rep() != s[i].rep()).unwrap_or(s.len())).collect())
+            .map(|m| {
+                let mut rest = vec![Footprint::default(); m.len() + 1];
+                for i in (0..m.len()).rev() {
+                    let mut here = rest[i + 1].clone();
+                    here.extend(&m[i]);
+                    rest[i] = here;
+                }
+                rest
+            })
             .collect();
         Search {
             steps,
             actual,
             next_rep,
-            seen: HashSet::new(),
+            orders,
+            footprints,
+            rest,
+            cut: false,
+            seen: Default::default(),
             finals: Vec::new(),
             final_prints: HashSet::new(),
             predicted: BTreeMap::new(),
@@ -478,34 +717,58 @@ impl<'a> Search<'a> {
         }
     }
 
-    fn run(mut self, start: &Model) -> Result<Vec<Model>, RaceError> {
+    /// Whether member `m`'s next step commutes with every step the other members have left
+    /// (from `pos`): then the orders that take it later end as the one that takes it now.
+    fn commutes_with_the_rest(&self, pos: &Positions, m: usize) -> bool {
+        let step = &self.footprints[m][pos[m]];
+        (0..self.steps.len()).filter(|&j| j != m).all(|j| !step.conflicts(&self.rest[j][pos[j]]))
+    }
+
+    fn run(mut self, start: &Model) -> (Result<Vec<Model>, RaceError>, SearchSize) {
+        let result = self.search(start);
+        (result, SearchSize { nodes: self.nodes, cut: self.cut })
+    }
+
+    fn search(&mut self, start: &Model) -> Result<Vec<Model>, RaceError> {
         let n = self.steps.len();
-        let mut stack = vec![Node { model: start.clone(), pos: vec![0; n], low: vec![None; n] }];
+        let mut stack = vec![Node { model: start.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] }];
         while let Some(node) = stack.pop() {
-            if !self.seen.insert((node.pos.clone(), node.low.clone(), node.model.fingerprint())) {
+            if !self.seen.insert((node.pos, node.low, node.model.fingerprint())) {
                 continue;
             }
             self.nodes += 1;
             if self.nodes > MAX_NODES {
                 return Err(RaceError::TooLarge);
             }
-            if (0..n).all(|m| node.pos[m] == self.steps[m].len()) {
+            let movable: Vec<usize> = (0..n).filter(|&m| node.pos[m] < self.steps[m].len()).collect();
+            if movable.is_empty() {
                 if self.final_prints.insert(node.model.fingerprint()) {
                     self.finals.push(node.model);
                 }
                 continue;
             }
+            let alone = match self.orders {
+                Orders::Reduced if movable.len() > 1 => movable.iter().copied().find(|&m| self.commutes_with_the_rest(&node.pos, m)),
+                _ => None,
+            };
+            if let Some(m) = alone {
+                self.cut = true;
+                if let Some(child) = self.advance(&node, m) {
+                    stack.push(child);
+                }
+                continue;
+            }
             // Members in reverse, so the stack tries member 0's step first (the order
             // `group_in_order` takes comes out first).
-            for m in (0..n).rev() {
-                if node.pos[m] < self.steps[m].len() {
-                    if let Some(child) = self.advance(&node, m) {
-                        stack.push(child);
-                    }
+            for &m in movable.iter().rev() {
+                if let Some(child) = self.advance(&node, m) {
+                    stack.push(child);
                 }
             }
         }
-        if self.finals.is_empty() {
+        // A reduced search keeps no predictions: its caller searches every order to say
+        // what each step allowed.
+        if self.finals.is_empty() && self.orders == Orders::Every {
             let (_, at) = self.deepest.expect("a search that ends nowhere failed somewhere");
             let (member, repetition, access) = at;
             let actual = match (access, &self.actual[member][repetition]) {
@@ -521,7 +784,7 @@ impl<'a> Search<'a> {
                 })?;
                 Some(AccessMismatch { gpa, allowed: self.predicted_accesses.remove(&at).unwrap_or_default(), actual: results[i] })
             });
-            let states = self.deepest_states.into_iter().filter(|(a, _)| *a == at).map(|(_, m)| m).collect();
+            let states = std::mem::take(&mut self.deepest_states).into_iter().filter(|(a, _)| *a == at).map(|(_, m)| m).collect();
             return Err(RaceError::Mismatch(Box::new(RaceMismatch {
                 member,
                 repetition,
@@ -532,7 +795,7 @@ impl<'a> Search<'a> {
                 states: MismatchStates(states),
             })));
         }
-        Ok(self.finals)
+        Ok(std::mem::take(&mut self.finals))
     }
 
     /// Whether `got` is the exit of a guest fault that straddled a private/shared conversion
@@ -574,8 +837,12 @@ impl<'a> Search<'a> {
         let step = &steps[m][pos];
         let rep = step.rep();
         let actual = &actual[m][rep];
-        let fail = |search: &mut Self, at: At, predicted: String, admitted: bool| {
-            search.predicted.entry(at).or_default().insert(predicted);
+        let explain = self.orders == Orders::Every;
+        let fail = |search: &mut Self, at: At, predicted: &dyn Fn() -> String, admitted: bool| {
+            if !explain {
+                return admitted;
+            }
+            search.predicted.entry(at).or_default().insert(predicted());
             if !admitted && search.deepest.is_none_or(|(d, _)| depth >= d) {
                 if search.deepest.is_some_and(|(d, _)| depth > d) {
                     search.deepest_states.clear();
@@ -592,7 +859,7 @@ impl<'a> Search<'a> {
             Step::Whole { op, .. } => {
                 let out = child.model.apply_one(op);
                 let ok = out.admits(actual).agrees();
-                if !fail(self, (m, rep, None), out.to_string(), ok) {
+                if !fail(self, (m, rep, None), &|| out.to_string(), ok) {
                     return None;
                 }
             }
@@ -600,7 +867,7 @@ impl<'a> Search<'a> {
                 let out = child.model.apply_one(op);
                 if *last {
                     let ok = out.admits(actual).agrees();
-                    if !fail(self, (m, rep, None), out.to_string(), ok) {
+                    if !fail(self, (m, rep, None), &|| out.to_string(), ok) {
                         return None;
                     }
                 }
@@ -613,7 +880,7 @@ impl<'a> Search<'a> {
                     // again after it: KVM_RUN failed with the first view, nothing changed.
                     child.low[m] = None;
                     child.pos[m] = self.next_rep[m][pos];
-                    return results[*index + 1..].iter().all(|r| *r == AccessResult::NotRun).then_some(child);
+                    return Some(child);
                 }
                 let res = single(child.model.guest(std::slice::from_ref(access)));
                 let result = match part {
@@ -625,21 +892,20 @@ impl<'a> Search<'a> {
                     Part::High => Some(combine(child.low[m].take().expect("the low half ran first"), res)),
                 };
                 if let Some(result) = result {
-                    let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
-                    if !predicted.contains(&result) {
-                        predicted.push(result);
+                    if explain {
+                        let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
+                        if !predicted.contains(&result) {
+                            predicted.push(result);
+                        }
                     }
                     let ok = result.admits(&got);
-                    if !fail(self, (m, rep, Some(*index)), result.to_string(), ok) {
+                    if !fail(self, (m, rep, Some(*index)), &|| result.to_string(), ok) {
                         return None;
                     }
                     if let AccessResult::MemoryFault { .. } = result {
                         // KVM_RUN failed: the rest of this repetition did not run.
                         child.low[m] = None;
                         child.pos[m] = self.next_rep[m][pos];
-                        if !results[*index + 1..].iter().all(|r| *r == AccessResult::NotRun) {
-                            return None;
-                        }
                     }
                 }
             }

@@ -84,7 +84,7 @@ impl Model {
             return Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index });
         }
         let slot = self.slots.get_mut(&id).expect("found above");
-        if let std::collections::btree_map::Entry::Vacant(e) = slot.anon.entry(index) {
+        if let std::collections::btree_map::Entry::Vacant(e) = std::sync::Arc::make_mut(&mut slot.anon).entry(index) {
             e.insert(super::Page::zero());
             self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
         }
@@ -94,7 +94,7 @@ impl Model {
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
         match key {
             PageKey::Gmem { gmem, index } => self.gmems[GmemId(gmem)].pages.get_mut(&index),
-            PageKey::Anon { slot, index } => self.slots.get_mut(&slot).and_then(|s| s.anon.get_mut(&index)),
+            PageKey::Anon { slot, index } => self.slots.get_mut(&slot).and_then(|s| std::sync::Arc::make_mut(&mut s.anon).get_mut(&index)),
         }
         .expect("resolve() made the page")
     }
@@ -198,7 +198,7 @@ fn guest_probes(model: &Model) -> Vec<Probe> {
         for gfn in (s.base_gfn..reachable_end).take(MAX_GUEST_SCAN) {
             let gpa = gfn * PAGE_SIZE;
             match probe_page(model, &Probe::GuestPage { gpa, sample: [0; 4] }) {
-                Some(key) if !model.history.events(&key).is_empty() => known.push(Probe::GuestPage { gpa, sample: sample_for(model, key) }),
+                Some(key) if model.history.has_events(&key) => known.push(Probe::GuestPage { gpa, sample: sample_for(model, key) }),
                 key if fresh_here < FRESH_PER_SLOT => {
                     fresh_here += 1;
                     let sample = key.map_or([0, 511, 256, 128], |key| sample_for(model, key));
@@ -258,8 +258,8 @@ pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
 }
 
 pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
-    let zero = || Observation::Content(PageContent::Bytes(Box::new([0u8; PAGE_SIZE as usize])));
-    let content = |page: &super::Page| Observation::Content(PageContent::Bytes(Box::new(*page.bytes())));
+    let zero = || Observation::Content(PageContent::Bytes(super::Page::zero().shared_bytes()));
+    let content = |page: &super::Page| Observation::Content(PageContent::Bytes(page.shared_bytes()));
     match *probe {
         Probe::Residency { gmem } => {
             let file = model.gmem(gmem)?;

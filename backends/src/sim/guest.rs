@@ -134,8 +134,8 @@ impl SimBackend {
 
     fn content(&self, pfn: Option<u64>) -> Observation {
         let bytes = match pfn {
-            Some(pfn) => Box::new(*self.pfns.page(pfn).bytes()),
-            None => Box::new([0u8; PAGE_SIZE as usize]),
+            Some(pfn) => std::sync::Arc::new(*self.pfns.page(pfn).bytes()),
+            None => std::sync::Arc::new([0u8; PAGE_SIZE as usize]),
         };
         Observation::Content(PageContent::Bytes(bytes))
     }

@@ -297,6 +297,11 @@ enum Command {
 /// Errors the user causes or the host imposes are a line, never a backtrace, whatever
 /// RUST_BACKTRACE says.
 fn main() -> std::process::ExitCode {
+    // Output piped into `head` ends quietly where the reader stops, as other command-line
+    // tools do, not in a panic and a backtrace (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring a signal's default disposition at the start of main, before any
+    // thread exists; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -452,7 +457,9 @@ fn run(args: Cli) -> Result<()> {
             cli::run(&opts, &Sink::new(json.as_deref()))?;
         }
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,
-        Command::Bench { ops, programs, seed, distribution: true, profile, .. } => gmemfuzz::cli::bench_distribution(ops, programs, seed, profile)?,
+        Command::Bench { ops, programs, seed, distribution: true, profile, .. } => {
+            gmemfuzz::cli::bench_distribution(ops, programs, seed, profile)?
+        }
         Command::Bench { ops, programs, seed, programs_dir, .. } => cli::bench(ops, programs, seed, programs_dir.as_deref())?,
     }
     Ok(())

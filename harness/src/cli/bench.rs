@@ -60,6 +60,7 @@ pub fn distribution(ops: usize, count: u64, seed: u64, profile: BenchProfile) ->
     let has_group = |p: &Program| p.ops.iter().any(|op| matches!(op, gmemfuzz_backends::Op::Group(_)));
     let mut runner = Runner::new(Model::new(profile.clone()));
     let mut times: Vec<(f64, u64)> = Vec::with_capacity(count as usize);
+    let mut slowest_program: Option<(f64, Program)> = None;
     let (mut tried, mut groups, mut inconclusive) = (0u64, 0u64, 0u64);
     for program in Program::seeded(seed, ops, &profile) {
         if times.len() as u64 == count {
@@ -72,7 +73,11 @@ pub fn distribution(ops: usize, count: u64, seed: u64, profile: BenchProfile) ->
         let before = runner.stats.races.clone();
         let start = Instant::now();
         let _ = runner.run(&program);
-        times.push((start.elapsed().as_secs_f64(), tried - 1));
+        let secs = start.elapsed().as_secs_f64();
+        times.push((secs, tried - 1));
+        if slowest_program.as_ref().is_none_or(|(s, _)| secs > *s) {
+            slowest_program = Some((secs, program));
+        }
         groups += runner.stats.races.groups - before.groups;
         inconclusive += runner.stats.races.inconclusive - before.inconclusive;
     }
@@ -94,6 +99,12 @@ pub fn distribution(ops: usize, count: u64, seed: u64, profile: BenchProfile) ->
         times.iter().map(|t| t.0).sum::<f64>(),
     );
     println!("  {}", runner.stats.races);
+    if let Some((_, program)) = slowest_program {
+        println!("  the slowest program:");
+        for line in crate::repro::text::print(&program).lines() {
+            println!("    {line}");
+        }
+    }
     Ok(())
 }
 

@@ -204,7 +204,7 @@ fn show_event(event: &PageEvent) -> String {
     match event {
         PageEvent::Populated { by } => format!("populated (zero) by {by}"),
         PageEvent::Written { by, offset, width, old, new } => format!("{by} wrote {new:#x} ({width} bytes at {offset:#x}; was {old:#x})"),
-        PageEvent::Dropped { by, digest } => format!("dropped by {by} (content digest {digest:#010x})"),
+        PageEvent::Dropped { by, content } => format!("dropped by {by} (content digest {:#010x})", content.digest()),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::runner::CompareAt;
 
 /// The page and the model's history of it, for the report.
 fn page_story(model: &Model, key: Option<PageKey>) -> Option<(PageKey, Vec<(usize, PageEvent)>)> {
-    key.map(|k| (k, model.history().events(&k).to_vec()))
+    key.map(|k| (k, model.history().events(&k)))
 }
 
 /// What a value read at `offset` of a page says about the bug: the page's content before

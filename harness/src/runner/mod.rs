@@ -254,7 +254,9 @@ impl<B: Backend> Runner<B> {
         let mut finals: Vec<Model> = Vec::new();
         let mut mismatch = None;
         for world in std::iter::once(&self.model).chain(&self.worlds) {
-            match world.race(group, &actual) {
+            let (result, size) = world.race_sized(group, &actual);
+            self.stats.races.searched(size);
+            match result {
                 Ok(ends) => finals.extend(ends),
                 Err(RaceError::Mismatch(m)) => {
                     // A known bug is matched in a state the contradicted step ran in (what
