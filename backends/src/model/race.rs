@@ -37,6 +37,11 @@
 //!   first read's view (`Search::straddles_conversion`; seen in the lane on 7.2).
 //! - A host access is one aligned instruction (`kvm::hostmem`; `Group::check` refuses an
 //!   unaligned one).
+//!
+//! The search leaves out orders that cannot differ: where one member's next step commutes
+//! with every step the others have left (`commute`: their footprints do not conflict), it
+//! takes that step alone (partial-order reduction). Where nothing explains the backend's
+//! answer, every order is searched again to say what each step allowed.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
@@ -532,8 +537,7 @@ impl Model {
 
 /// The hasher of `Model::fingerprint`: each word goes through splitmix64's finalizer with
 /// the state so far, a bijection, so two inputs of one length that differ in one word never
-/// collide; and
-/// it is several times cheaper than SipHash, which the search paid once per node.
+/// collide; several times cheaper than SipHash, which the search paid once per node.
 #[derive(Default)]
 struct StateHasher(u64);
 
