@@ -77,23 +77,18 @@ impl Footprint {
         }
     }
 
-    /// Adds what `other` touches.
-    pub(super) fn extend(&mut self, other: &Footprint) {
-        other.cells.iter().for_each(|&(c, m)| self.add(c, m));
-    }
-
     /// Whether the order of the two steps may matter.
     pub(super) fn conflicts(&self, other: &Footprint) -> bool {
         let commute = |a: Mode, b: Mode| a == b && a != Mode::Write;
         self.cells.iter().any(|(c, m)| other.cells.iter().any(|(d, n)| c.meets(d) && !commute(*m, *n)))
     }
 
-    /// Page `page` of file `gmem` made to exist, and bytes [offset, offset + width) of it
-    /// read or written.
-    fn file_access(&mut self, gmem: GmemId, page: u64, offset: u64, width: u64, mode: Mode) {
-        let at = page.saturating_mul(PAGE_SIZE).saturating_add(offset);
+    /// The pages of file bytes [at, at + width) made to exist, and the bytes read or
+    /// written.
+    fn file_access(&mut self, gmem: GmemId, at: u64, width: u64, mode: Mode) {
+        let (first, end) = pages(at, width);
         self.add(Cell::File(gmem), Mode::Read);
-        self.add(Cell::FilePages(gmem, page, page.saturating_add(1)), Mode::Populate);
+        self.add(Cell::FilePages(gmem, first, end), Mode::Populate);
         self.add(Cell::FileBytes(gmem, at, at.saturating_add(width)), mode);
     }
 
@@ -130,10 +125,10 @@ impl Model {
             f.add(Cell::AnonPages(id, index, index + 1), Mode::Populate);
             f.add(Cell::AnonBytes(id, at, at + width), mode);
             if let Some(b) = slot.binding {
-                f.file_access(b.gmem, b.pgoff + index, offset, width, mode);
+                f.file_access(b.gmem, (b.pgoff + index).saturating_mul(PAGE_SIZE) + offset, width, mode);
             }
             if let Shared::GmemMap { gmem, pgoff, .. } = slot.shared {
-                f.file_access(gmem, pgoff + index, offset, width, mode);
+                f.file_access(gmem, (pgoff + index).saturating_mul(PAGE_SIZE) + offset, width, mode);
             }
         }
         f
@@ -155,14 +150,11 @@ impl Model {
                 f.add(Cell::File(gmem), Mode::Read);
                 f.add(Cell::FilePages(gmem, first, end), Mode::Populate);
             }
-            // gmem.rs host_access(): the mapping (`mapped_range`), then the page it is in
-            // (`Group::check` keeps a racing host access inside one page).
+            // gmem.rs host_access(): the mapping (`mapped_range`), then each page it spans is
+            // made to exist and its bytes loaded or stored.
             Op::HostRead { gmem, offset, width } | Op::HostWrite { gmem, offset, width, .. } => {
                 let mode = if matches!(op, Op::HostRead { .. }) { Mode::Read } else { Mode::Write };
-                let (first, end) = pages(offset, width.bytes());
-                for page in first..end {
-                    f.file_access(gmem, page, 0, PAGE_SIZE, mode);
-                }
+                f.file_access(gmem, offset, width.bytes(), mode);
             }
             // memslot.rs delete_slot(): the slot goes (its GFNs' routing) with its anonymous
             // memory; a slot that is not there stays not there (no member binds).

@@ -48,7 +48,6 @@ impl Model {
             map_generation: 0,
             released: false,
             pages: Default::default(),
-            prepared: Default::default(),
             map_policy: Default::default(),
             file_policy: Default::default(),
             fingerprint: Default::default(),
@@ -156,23 +155,17 @@ impl Model {
     /// marks it uptodate.
     pub(super) fn populate(&mut self, gmem: GmemId, index: u64, by: &'static str, prepare: bool) -> &mut Page {
         let key = PageKey::Gmem { gmem: gmem.0, index };
-        let file = &mut self.gmems[gmem];
-        if !file.pages.contains_key(&index) {
+        if !self.gmems[gmem].pages.contains(index) {
             self.history.record(self.op_index, key, PageEvent::Populated { by });
         }
-        if prepare {
-            file.prepared.insert(index);
-        }
-        file.pages.entry(index).or_insert_with(Page::zero)
+        self.gmems[gmem].pages.populate(index, prepare).1
     }
 
     /// Drops pages [first, end) of a file from its page cache.
     pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
         let file = &mut self.gmems[gmem];
-        let dropped: Vec<u64> = file.pages.range(first..end.max(first)).map(|(i, _)| *i).collect();
-        for index in dropped {
-            let page = file.pages.remove(&index).expect("listed above");
-            file.prepared.remove(&index);
+        for index in file.pages.indices_in(first, end) {
+            let page = file.pages.remove(index).expect("listed above");
             self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
         }
     }

@@ -204,7 +204,7 @@ impl Model {
         flags & mpol::MF_STRICT != 0
             && mode & !mpol::MODE_FLAGS != mpol::DEFAULT
             && self.profile.numa.nodes & !user != 0
-            && file.pages.range(pages.clone()).next().is_some()
+            && !file.pages.indices_in(pages.start, pages.end).is_empty()
     }
 
     /// mbind_range() over the range's VMAs: where a VMA's policy equals the new one,

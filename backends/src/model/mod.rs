@@ -9,6 +9,7 @@
 //! a whole program.
 
 mod attributes;
+mod cache;
 mod commute;
 mod files;
 mod gmem;
@@ -21,6 +22,7 @@ mod view;
 use std::collections::BTreeMap;
 
 pub use attributes::AttributeRanges;
+pub use cache::PageCache;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{Dropped, History, Page, PageBytes, PageEvent, PageKey};
@@ -44,13 +46,12 @@ pub struct GmemFile {
     pub map_generation: u32,
     /// The last reference (fd, mapping) is gone: kvm_gmem_release ran.
     pub released: bool,
-    /// The page cache: pages that exist, by file page index.
-    pub pages: BTreeMap<u64, Page>,
-    /// Pages that were cleared and marked uptodate by a fault (kvm_gmem_mark_prepared /
+    /// The page cache: pages that exist, by file page index, and which are prepared:
+    /// cleared and marked uptodate by a fault (kvm_gmem_mark_prepared /
     /// kvm_gmem_prepare_folio). fallocate() allocates folios without preparing them, and
     /// mincore() counts only uptodate folios (mincore_page: `folio_test_uptodate`), so
-    /// residency shows these.
-    pub prepared: std::collections::BTreeSet<u64>,
+    /// residency shows the prepared ones.
+    pub pages: PageCache,
     /// NUMA policies set through the current mapping (its VMAs'), by file page.
     pub map_policy: mempolicy::Policies,
     /// NUMA policies the file keeps (the inode's shared policy), where
@@ -227,13 +228,10 @@ impl Model {
     /// The model's own consistency rules; a broken one is a model bug.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (i, g) in self.gmems.iter() {
-            if let Some(p) = g.prepared.iter().find(|p| !g.pages.contains_key(p)) {
-                return Err(format!("{i}: page {p} prepared but not in the page cache"));
-            }
             if g.released && (g.fd_open || g.mapped || !g.pages.is_empty()) {
                 return Err(format!("{i}: released yet referenced or holding pages"));
             }
-            if let Some(p) = g.pages.keys().find(|p| **p >= g.npages()) {
+            if let Some((p, _)) = g.pages.iter().find(|(p, _)| *p >= g.npages()) {
                 return Err(format!("{i}: page {p} beyond the file size {:#x}", g.size));
             }
         }
@@ -274,7 +272,7 @@ impl Model {
                 if g.fd_open { "open" } else { "closed" },
                 g.mapped,
                 g.released,
-                g.pages.keys().collect::<Vec<_>>()
+                g.pages.iter().map(|(i, _)| i).collect::<Vec<_>>()
             );
         }
         for (id, slot) in &self.slots {

@@ -490,7 +490,7 @@ impl Model {
                     pages.push(p);
                 }
             }
-            pages.retain(|&(g, i)| end.gmem(g).is_some_and(|f| !f.prepared.contains(&i)));
+            pages.retain(|&(g, i)| end.gmem(g).is_some_and(|f| !f.pages.is_prepared(i)));
             pages.truncate(MAX_PAGES);
             for subset in 0u32..1 << pages.len() {
                 let mut variant = end.clone();
@@ -539,7 +539,7 @@ impl Model {
 /// the state so far, a bijection, so two inputs of one length that differ in one word never
 /// collide; several times cheaper than SipHash, which the search paid once per node.
 #[derive(Default)]
-struct StateHasher(u64);
+pub(super) struct StateHasher(u64);
 
 impl Hasher for StateHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -585,10 +585,7 @@ impl super::GmemFile {
         *self.fingerprint.get_or_init(|| {
             let mut h = StateHasher::default();
             (self.size, self.flags, self.fd_open, self.mapped, self.map_generation, self.released).hash(&mut h);
-            self.prepared.hash(&mut h);
-            for (index, page) in &self.pages {
-                (index, page.content_hash()).hash(&mut h);
-            }
+            self.pages.hash_into(&mut h);
             h.finish()
         })
     }
@@ -672,8 +669,9 @@ struct Search<'a> {
     orders: Orders,
     /// Each step's footprint (`Orders::Reduced`).
     footprints: Vec<Vec<Footprint>>,
-    /// For each member and position, what its steps from there on may touch together.
-    rest: Vec<Vec<Footprint>>,
+    /// For each member, step and other member: the last position of the other member whose
+    /// step conflicts with that step (`None`: none does), found when first asked.
+    last_conflict: Vec<Vec<Vec<Option<Option<usize>>>>>,
     /// Whether a node took one member's step where others could have moved.
     cut: bool,
 }
@@ -690,25 +688,14 @@ impl<'a> Search<'a> {
             Orders::Reduced => steps.iter().map(|m| m.iter().map(|s| s.footprint(before)).collect()).collect(),
             Orders::Every => Vec::new(),
         };
-        let rest = footprints
-            .iter()
-            .map(|m| {
-                let mut rest = vec![Footprint::default(); m.len() + 1];
-                for i in (0..m.len()).rev() {
-                    let mut here = rest[i + 1].clone();
-                    here.extend(&m[i]);
-                    rest[i] = here;
-                }
-                rest
-            })
-            .collect();
+        let last_conflict = footprints.iter().map(|m| vec![vec![None; steps.len()]; m.len()]).collect();
         Search {
             steps,
             actual,
             next_rep,
             orders,
             footprints,
-            rest,
+            last_conflict,
             cut: false,
             seen: Default::default(),
             finals: Vec::new(),
@@ -723,9 +710,19 @@ impl<'a> Search<'a> {
 
     /// Whether member `m`'s next step commutes with every step the other members have left
     /// (from `pos`): then the orders that take it later end as the one that takes it now.
-    fn commutes_with_the_rest(&self, pos: &Positions, m: usize) -> bool {
-        let step = &self.footprints[m][pos[m]];
-        (0..self.steps.len()).filter(|&j| j != m).all(|j| !step.conflicts(&self.rest[j][pos[j]]))
+    fn commutes_with_the_rest(&mut self, pos: &Positions, m: usize) -> bool {
+        (0..self.steps.len()).filter(|&j| j != m).all(|j| self.last_conflict(m, pos[m], j).is_none_or(|last| last < pos[j]))
+    }
+
+    /// The last position of member `j` whose step conflicts with step `s` of member `m`.
+    fn last_conflict(&mut self, m: usize, s: usize, j: usize) -> Option<usize> {
+        if let Some(known) = self.last_conflict[m][s][j] {
+            return known;
+        }
+        let step = &self.footprints[m][s];
+        let last = self.footprints[j].iter().rposition(|other| step.conflicts(other));
+        self.last_conflict[m][s][j] = Some(last);
+        last
     }
 
     fn run(mut self, start: &Model) -> (Result<Vec<Model>, RaceError>, SearchSize) {

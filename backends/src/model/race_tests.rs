@@ -54,7 +54,7 @@ fn a_read_racing_a_punch_sees_the_value_before_or_zero_and_once_zero_stays_zero(
         let ends = m.race(&g, &actual).unwrap_or_else(|e| panic!("{seen:x?} must be allowed: {e:?}"));
         // The page is a hole at the end, or, where a read saw zero, a page faulted in during
         // the punch that its second pass did or did not remove (truncate_inode_pages_range()).
-        let resident: BTreeSet<bool> = ends.iter().map(|e| e.gmem(G0).unwrap().prepared.contains(&0)).collect();
+        let resident: BTreeSet<bool> = ends.iter().map(|e| e.gmem(G0).unwrap().pages.is_prepared(0)).collect();
         let want = if seen.contains(&0) { BTreeSet::from([false, true]) } else { BTreeSet::from([false]) };
         assert_eq!(resident, want, "{seen:x?}");
     }
@@ -100,7 +100,7 @@ fn a_write_racing_a_punch_leaves_two_possible_pages() {
     let actual = Outcome::Group(vec![vec![Outcome::Guest(vec![AccessResult::Wrote])], vec![Outcome::Ok]]);
     let ends = m.race(&g, &actual).expect("both orders allowed");
     assert_eq!(ends.len(), 2, "written then punched (zero page), or punched then written (7 at 8)");
-    let contents: BTreeSet<u64> = ends.iter().map(|e| e.gmem(G0).unwrap().pages.get(&0).map_or(0, |p| p.load(8, 4))).collect();
+    let contents: BTreeSet<u64> = ends.iter().map(|e| e.gmem(G0).unwrap().pages.get(0).map_or(0, |p| p.load(8, 4))).collect();
     assert_eq!(contents, BTreeSet::from([0, 7]));
 }
 
@@ -244,7 +244,7 @@ fn a_fault_abandoned_to_a_racing_unbind_may_leave_its_page() {
     let fault = AccessResult::MemoryFault { gpa: GPA, size: PAGE_SIZE, flags: crate::op::KVM_MEMORY_EXIT_FLAG_PRIVATE };
     let exited = Outcome::Group(vec![vec![Outcome::Guest(vec![fault])], vec![Outcome::Ok]]);
     let ends = m.race(&g, &exited).unwrap_or_else(|e| panic!("{e:?}"));
-    let resident: BTreeSet<bool> = ends.iter().map(|e| e.gmem(G0).unwrap().prepared.contains(&0)).collect();
+    let resident: BTreeSet<bool> = ends.iter().map(|e| e.gmem(G0).unwrap().pages.is_prepared(0)).collect();
     assert_eq!(resident, BTreeSet::from([false, true]), "the page was taken or not");
     // Without an invalidating member nothing is added: the access alone decides.
     let alone = group(vec![
@@ -253,6 +253,6 @@ fn a_fault_abandoned_to_a_racing_unbind_may_leave_its_page() {
     ]);
     let reads = Outcome::Group(vec![vec![Outcome::Guest(vec![AccessResult::Read(0)])], vec![Outcome::Guest(vec![AccessResult::Read(0)])]]);
     let ends = m.race(&alone, &reads).unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(ends.iter().all(|e| e.gmem(G0).unwrap().prepared.contains(&0)), "both reads faulted the page in");
+    assert!(ends.iter().all(|e| e.gmem(G0).unwrap().pages.is_prepared(0)), "both reads faulted the page in");
     assert_eq!(ends.len(), 1);
 }

@@ -93,7 +93,7 @@ impl Model {
 
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
         match key {
-            PageKey::Gmem { gmem, index } => self.gmems[GmemId(gmem)].pages.get_mut(&index),
+            PageKey::Gmem { gmem, index } => self.gmems[GmemId(gmem)].pages.get_mut(index),
             PageKey::Anon { slot, index } => self.slots.get_mut(&slot).and_then(|s| std::sync::Arc::make_mut(&mut s.anon).get_mut(&index)),
         }
         .expect("resolve() made the page")
@@ -169,7 +169,7 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
         }
         if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED != 0 {
             // Resident pages only: reading a hole would allocate it.
-            probes.extend(file.prepared.iter().map(|&page| Probe::HostPage { gmem, page }));
+            probes.extend(file.pages.prepared().map(|page| Probe::HostPage { gmem, page }));
         }
     }
     for (&slot, s) in &model.slots {
@@ -267,7 +267,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 return Some(Observation::Absent);
             }
             let n = file.npages().min(MAX_RESIDENCY_PAGES);
-            Some(Observation::Residency((0..n).map(|i| file.prepared.contains(&i)).collect()))
+            Some(Observation::Residency((0..n).map(|i| file.pages.is_prepared(i)).collect()))
         }
         Probe::HostPage { gmem, page } => {
             let file = model.gmem(gmem)?;
@@ -281,10 +281,10 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
             // another possible state may have a hole there, which the read allocates and
             // prepares, as the host fault does (kvm_gmem_fault_user_mapping():
             // kvm_gmem_get_folio(), then `clear_highpage(...); folio_mark_uptodate(folio);`).
-            if !file.pages.contains_key(&page) || !file.prepared.contains(&page) {
+            if !file.pages.is_prepared(page) {
                 return Some(content(model.populate(gmem, page, "host probe", true)));
             }
-            Some(file.pages.get(&page).map_or_else(zero, content))
+            Some(file.pages.get(page).map_or_else(zero, content))
         }
         Probe::AnonPage { slot, page } => {
             let s = model.slots.get(&slot)?;

@@ -1,0 +1,154 @@
+//! A file's page cache as the model holds it: the pages that exist, by file page index, and
+//! which of them are prepared (cleared and marked uptodate by a fault).
+//!
+//! The pages live in chunks of `CHUNK` indices, each shared between clones of the model
+//! until one of them changes it, with its part of the state's fingerprint kept until then:
+//! the race search clones the model once per state it tries, and a step changes a page or
+//! two of files that may hold hundreds (an allocate of a 2 MiB file makes 512).
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+
+use super::race::StateHasher;
+use super::Page;
+
+/// Page indices per chunk.
+const CHUNK: u64 = 64;
+
+#[derive(Clone, Default)]
+pub struct PageCache {
+    /// Chunks by `index / CHUNK`; a chunk with no page is removed, so that equal caches
+    /// have equal chunks.
+    chunks: BTreeMap<u64, Arc<Chunk>>,
+    len: usize,
+}
+
+#[derive(Clone, Default)]
+struct Chunk {
+    /// Each page and whether it is prepared.
+    pages: BTreeMap<u64, (Page, bool)>,
+    fingerprint: OnceLock<u64>,
+}
+
+impl PageCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn entry(&self, index: u64) -> Option<&(Page, bool)> {
+        self.chunks.get(&(index / CHUNK))?.pages.get(&index)
+    }
+
+    pub fn get(&self, index: u64) -> Option<&Page> {
+        self.entry(index).map(|(page, _)| page)
+    }
+
+    pub fn contains(&self, index: u64) -> bool {
+        self.entry(index).is_some()
+    }
+
+    /// Whether the page exists and is prepared.
+    pub fn is_prepared(&self, index: u64) -> bool {
+        self.entry(index).is_some_and(|(_, prepared)| *prepared)
+    }
+
+    /// The chunk of `index`, to change (made, and unshared, as needed).
+    fn chunk_mut(&mut self, index: u64) -> &mut Chunk {
+        let chunk = Arc::make_mut(self.chunks.entry(index / CHUNK).or_default());
+        chunk.fingerprint = OnceLock::new();
+        chunk
+    }
+
+    pub fn get_mut(&mut self, index: u64) -> Option<&mut Page> {
+        if !self.contains(index) {
+            return None;
+        }
+        self.chunk_mut(index).pages.get_mut(&index).map(|(page, _)| page)
+    }
+
+    /// Makes the page exist (zero) if it does not, and marks it prepared if `prepare`.
+    /// Whether it was made, and the page.
+    pub fn populate(&mut self, index: u64, prepare: bool) -> (bool, &mut Page) {
+        let made = !self.contains(index);
+        if made || (prepare && !self.is_prepared(index)) {
+            self.len += usize::from(made);
+            let (_, prepared) = self.chunk_mut(index).pages.entry(index).or_insert_with(|| (Page::zero(), false));
+            *prepared |= prepare;
+        }
+        let page = self.get_mut(index).expect("made above");
+        (made, page)
+    }
+
+    /// Drops the page; what it held.
+    pub fn remove(&mut self, index: u64) -> Option<Page> {
+        if !self.contains(index) {
+            return None;
+        }
+        let chunk = self.chunk_mut(index);
+        let (page, _) = chunk.pages.remove(&index).expect("looked up above");
+        if chunk.pages.is_empty() {
+            self.chunks.remove(&(index / CHUNK));
+        }
+        self.len -= 1;
+        Some(page)
+    }
+
+    /// Every page, by ascending index.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Page)> {
+        self.chunks.values().flat_map(|c| c.pages.iter().map(|(i, (page, _))| (*i, page)))
+    }
+
+    /// The indices of the pages in [first, end), ascending.
+    pub fn indices_in(&self, first: u64, end: u64) -> Vec<u64> {
+        if first >= end {
+            return Vec::new();
+        }
+        let chunks = self.chunks.range(first / CHUNK..=(end - 1) / CHUNK);
+        chunks.flat_map(|(_, c)| c.pages.range(first..end).map(|(i, _)| *i)).collect()
+    }
+
+    /// The prepared pages' indices, ascending.
+    pub fn prepared(&self) -> impl Iterator<Item = u64> + '_ {
+        self.chunks.values().flat_map(|c| c.pages.iter().filter(|(_, (_, prepared))| *prepared).map(|(i, _)| *i))
+    }
+
+    /// Feeds the cache's content (indices, page contents, prepared) to `h`; each chunk's part
+    /// is computed once per version of the chunk.
+    pub(super) fn hash_into(&self, h: &mut impl Hasher) {
+        for (key, chunk) in &self.chunks {
+            let print = chunk.fingerprint.get_or_init(|| {
+                let mut ch = StateHasher::default();
+                for (index, (page, prepared)) in &chunk.pages {
+                    (index, page.content_hash(), prepared).hash(&mut ch);
+                }
+                ch.finish()
+            });
+            (key, print).hash(h);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_come_and_go_across_chunks_and_clones_do_not_see_each_others_changes() {
+        let mut cache = PageCache::default();
+        assert!(cache.populate(3, false).0 && !cache.populate(3, true).0, "made once");
+        cache.populate(CHUNK + 1, true).1.store(0, 8, 0x55);
+        let copy = cache.clone();
+        assert_eq!(cache.remove(3).map(|p| p.load(0, 8)), Some(0));
+        assert_eq!((cache.len(), copy.len()), (1, 2));
+        assert!(copy.is_prepared(3) && !cache.contains(3));
+        assert_eq!(cache.indices_in(0, 2 * CHUNK), vec![CHUNK + 1]);
+        assert_eq!(copy.prepared().collect::<Vec<_>>(), vec![3, CHUNK + 1]);
+        cache.remove(CHUNK + 1);
+        assert!(cache.is_empty() && cache.chunks.is_empty(), "an empty chunk goes");
+    }
+}
