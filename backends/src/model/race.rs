@@ -655,7 +655,7 @@ struct Search<'a> {
     /// For each step, the position of the first step of the next repetition (where a fault
     /// ends a guest repetition).
     next_rep: Vec<Vec<usize>>,
-    seen: rustc_hash::FxHashSet<(Positions, [Option<AccessResult>; MAX_MEMBERS], u64)>,
+    seen: HashSet<(Positions, [Option<AccessResult>; MAX_MEMBERS], u64), std::hash::BuildHasherDefault<StateHasher>>,
     finals: Vec<Model>,
     final_prints: HashSet<u64>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
