@@ -75,12 +75,9 @@ impl PageCache {
     /// Whether it was made, and the page.
     pub fn populate(&mut self, index: u64, prepare: bool) -> (bool, &mut Page) {
         let made = !self.contains(index);
-        if made || (prepare && !self.is_prepared(index)) {
-            self.len += usize::from(made);
-            let (_, prepared) = self.chunk_mut(index).pages.entry(index).or_insert_with(|| (Page::zero(), false));
-            *prepared |= prepare;
-        }
-        let page = self.get_mut(index).expect("made above");
+        self.len += usize::from(made);
+        let (page, prepared) = self.chunk_mut(index).pages.entry(index).or_insert_with(|| (Page::zero(), false));
+        *prepared |= prepare;
         (made, page)
     }
 
