@@ -183,11 +183,15 @@ impl History {
 
 #[derive(Default, Clone)]
 struct Settled {
-    events: HashMap<PageKey, Vec<(usize, PageEvent)>>,
+    events: HashMap<PageKey, Vec<(usize, PageEvent)>, KeyHasher>,
     /// Content of pages as they were when last dropped: a read that returns this content
     /// after the drop is a stale read.
-    dropped: HashMap<PageKey, (usize, Arc<PageBytes>)>,
+    dropped: HashMap<PageKey, (usize, Arc<PageBytes>), KeyHasher>,
 }
+
+/// Page keys are the model's own, not an attacker's: the state hasher spreads them well at a
+/// fraction of SipHash's cost.
+type KeyHasher = std::hash::BuildHasherDefault<super::race::StateHasher>;
 
 /// How many events a page keeps; older ones are forgotten.
 const EVENTS_PER_PAGE: usize = 16;

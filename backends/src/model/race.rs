@@ -657,7 +657,7 @@ struct Search<'a> {
     next_rep: Vec<Vec<usize>>,
     seen: HashSet<(Positions, [Option<AccessResult>; MAX_MEMBERS], u64), std::hash::BuildHasherDefault<StateHasher>>,
     finals: Vec<Model>,
-    final_prints: HashSet<u64>,
+    final_prints: HashSet<u64, std::hash::BuildHasherDefault<StateHasher>>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
     predicted: BTreeMap<At, BTreeSet<String>>,
     /// The same for guest accesses, as values.
@@ -699,7 +699,7 @@ impl<'a> Search<'a> {
             cut: false,
             seen: Default::default(),
             finals: Vec::new(),
-            final_prints: HashSet::new(),
+            final_prints: Default::default(),
             predicted: BTreeMap::new(),
             predicted_accesses: BTreeMap::new(),
             deepest: None,
