@@ -213,7 +213,7 @@ impl Model {
             return;
         }
         self.gmems[gmem].released = true;
-        for slot in self.slots.values_mut() {
+        for slot in self.slots_mut().values_mut() {
             if let Some(binding) = slot.binding.as_mut().filter(|b| b.gmem == gmem) {
                 binding.file_gone = true;
             }
@@ -230,7 +230,7 @@ impl Model {
         // The slots live on inside that VM too, but nothing can reach them any more and the
         // harness frees their anonymous memory: the model forgets them.
         self.vm_alive = false;
-        self.slots.clear();
+        self.slots_mut().clear();
         Outcome::Ok
     }
 

@@ -133,7 +133,7 @@ impl Model {
         if self.beyond_max_gfn(base_gfn, npages) {
             return Outcome::Err(Errno::EINVAL);
         }
-        self.slots.insert(slot, new);
+        self.slots_mut().insert(slot, new);
         Outcome::Ok
     }
 
@@ -196,7 +196,7 @@ impl Model {
     /// Deleting a guest_memfd slot unbinds it (kvm_gmem_unbind) but leaves the file's pages;
     /// the harness frees the slot's anonymous memory.
     fn delete_slot(&mut self, slot: u32) -> Outcome {
-        let Some(old) = self.slots.remove(&slot) else {
+        let Some(old) = self.slots_mut().remove(&slot) else {
             return Outcome::Err(Errno::EINVAL);
         };
         for (index, page) in old.anon.iter() {
@@ -238,7 +238,7 @@ impl Model {
             // "Nothing to change."
             return Outcome::Ok;
         }
-        let s = self.slots.get_mut(&slot).expect("looked up above");
+        let s = self.slots_mut().get_mut(&slot).expect("looked up above");
         s.base_gfn = base_gfn;
         s.flags = flags;
         Outcome::Ok

@@ -137,7 +137,8 @@ pub struct Model {
     op_index: usize,
     vm_alive: bool,
     gmems: Files,
-    slots: BTreeMap<u32, Slot>,
+    /// Shared between clones until one of them changes a slot.
+    slots: std::sync::Arc<BTreeMap<u32, Slot>>,
     /// Memory attributes by GFN range; absent = 0 (shared).
     attributes: AttributeRanges,
     history: History,
@@ -159,7 +160,7 @@ impl Model {
             op_index: 0,
             vm_alive: true,
             gmems: Files::default(),
-            slots: BTreeMap::new(),
+            slots: Default::default(),
             attributes: AttributeRanges::default(),
             history: History::default(),
             last_access_pages: Vec::new(),
@@ -187,6 +188,11 @@ impl Model {
 
     pub fn slots(&self) -> &BTreeMap<u32, Slot> {
         &self.slots
+    }
+
+    /// The slots, to change (unshared first).
+    fn slots_mut(&mut self) -> &mut BTreeMap<u32, Slot> {
+        std::sync::Arc::make_mut(&mut self.slots)
     }
 
     pub fn vm_alive(&self) -> bool {
@@ -275,7 +281,7 @@ impl Model {
                 g.pages.iter().map(|(i, _)| i).collect::<Vec<_>>()
             );
         }
-        for (id, slot) in &self.slots {
+        for (id, slot) in self.slots.iter() {
             s += &format!(
                 "  slot {id}: gpa {:#x} pages {} flags {:#x} gmem_only {} binding {:?}\n",
                 slot.base_gfn * PAGE_SIZE,

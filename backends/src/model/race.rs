@@ -516,7 +516,7 @@ impl Model {
         for (id, f) in self.gmems.iter() {
             (id, f.fingerprint()).hash(&mut h);
         }
-        for (id, s) in &self.slots {
+        for (id, s) in self.slots.iter() {
             (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut h);
             s.binding.map(|b| (b.gmem, b.pgoff, b.file_gone)).hash(&mut h);
             match s.shared {
@@ -741,7 +741,13 @@ impl<'a> Search<'a> {
             if self.nodes > MAX_NODES {
                 return Err(RaceError::TooLarge);
             }
-            let movable: Vec<usize> = (0..n).filter(|&m| node.pos[m] < self.steps[m].len()).collect();
+            let mut movable = [0; MAX_MEMBERS];
+            let mut count = 0;
+            for m in (0..n).filter(|&m| node.pos[m] < self.steps[m].len()) {
+                movable[count] = m;
+                count += 1;
+            }
+            let movable = &movable[..count];
             if movable.is_empty() {
                 if self.final_prints.insert(node.model.fingerprint()) {
                     self.finals.push(node.model);
@@ -832,6 +838,9 @@ impl<'a> Search<'a> {
     /// prediction does not admit what the backend did.
     fn advance(&mut self, node: &Node, m: usize) -> Option<Node> {
         let mut child = node.clone();
+        // What the last guest op touched explains that op's results; a group's step has
+        // none to explain, and an empty list clones for free.
+        child.model.last_access_pages.clear();
         let pos = node.pos[m];
         let depth: usize = node.pos.iter().sum();
         let (steps, actual) = (self.steps, self.actual);

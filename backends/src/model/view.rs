@@ -83,7 +83,7 @@ impl Model {
             self.populate(gmem, pgoff + index, "guest fault", true);
             return Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index });
         }
-        let slot = self.slots.get_mut(&id).expect("found above");
+        let slot = self.slots_mut().get_mut(&id).expect("found above");
         if let std::collections::btree_map::Entry::Vacant(e) = std::sync::Arc::make_mut(&mut slot.anon).entry(index) {
             e.insert(super::Page::zero());
             self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
@@ -94,7 +94,9 @@ impl Model {
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
         match key {
             PageKey::Gmem { gmem, index } => self.gmems[GmemId(gmem)].pages.get_mut(index),
-            PageKey::Anon { slot, index } => self.slots.get_mut(&slot).and_then(|s| std::sync::Arc::make_mut(&mut s.anon).get_mut(&index)),
+            PageKey::Anon { slot, index } => {
+                self.slots_mut().get_mut(&slot).and_then(|s| std::sync::Arc::make_mut(&mut s.anon).get_mut(&index))
+            }
         }
         .expect("resolve() made the page")
     }
@@ -172,7 +174,7 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
             probes.extend(file.pages.prepared().map(|page| Probe::HostPage { gmem, page }));
         }
     }
-    for (&slot, s) in &model.slots {
+    for (&slot, s) in model.slots.iter() {
         if !s.gmem_only && s.shared == Shared::Anon {
             probes.extend((0..s.npages.min(MAX_GUEST_PROBES as u64)).map(|page| Probe::AnonPage { slot, page }));
         }
