@@ -760,17 +760,20 @@ impl<'a> Search<'a> {
             };
             if let Some(m) = alone {
                 self.cut = true;
-                if let Some(child) = self.advance(&node, m) {
+                if let Some(child) = self.advance(node, m) {
                     stack.push(child);
                 }
                 continue;
             }
             // Members in reverse, so the stack tries member 0's step first (the order
-            // `group_in_order` takes comes out first).
-            for &m in movable.iter().rev() {
-                if let Some(child) = self.advance(&node, m) {
+            // `group_in_order` takes comes out first); the last child takes the node itself.
+            for &m in movable[1..].iter().rev() {
+                if let Some(child) = self.advance(node.clone(), m) {
                     stack.push(child);
                 }
+            }
+            if let Some(child) = self.advance(node, movable[0]) {
+                stack.push(child);
             }
         }
         // A reduced search keeps no predictions: its caller searches every order to say
@@ -807,7 +810,8 @@ impl<'a> Search<'a> {
 
     /// Whether `got` is the exit of a guest fault that straddled a private/shared conversion
     /// of its GFN: a member other than `m` has yet to run a set_attributes that succeeded and
-    /// flips the GFN's privacy from what it is in `node`. For software-protected VMs the
+    /// flips the GFN's privacy from what it is in `node` (the state before the step; only
+    /// the others' positions are read). For software-protected VMs the
     /// fault reads the attributes twice, 7.2 mmu.c kvm_mmu_page_fault(): `vcpu->kvm->arch.vm_type
     /// == KVM_X86_SW_PROTECTED_VM && kvm_mem_is_private(vcpu->kvm, gpa_to_gfn(cr2_or_gpa)))
     /// error_code |= PFERR_PRIVATE_ACCESS;` and later kvm_mmu_faultin_pfn(): `if
@@ -836,18 +840,19 @@ impl<'a> Search<'a> {
 
     /// Member `m` takes its next step from `node`: the child, or `None` where the step's
     /// prediction does not admit what the backend did.
-    fn advance(&mut self, node: &Node, m: usize) -> Option<Node> {
-        let mut child = node.clone();
+    fn advance(&mut self, mut child: Node, m: usize) -> Option<Node> {
         // What the last guest op touched explains that op's results; a group's step has
         // none to explain, and an empty list clones for free.
         child.model.last_access_pages.clear();
-        let pos = node.pos[m];
-        let depth: usize = node.pos.iter().sum();
+        let pos = child.pos[m];
+        let depth: usize = child.pos.iter().sum();
         let (steps, actual) = (self.steps, self.actual);
         let step = &steps[m][pos];
         let rep = step.rep();
         let actual = &actual[m][rep];
         let explain = self.orders == Orders::Every;
+        // The state the step ran in, kept where a failure is explained.
+        let before = explain.then(|| child.model.clone());
         let fail = |search: &mut Self, at: At, predicted: &dyn Fn() -> String, admitted: bool| {
             if !explain {
                 return admitted;
@@ -858,7 +863,7 @@ impl<'a> Search<'a> {
                     search.deepest_states.clear();
                 }
                 if search.deepest_states.len() < MISMATCH_STATES {
-                    search.deepest_states.push((at, node.model.clone()));
+                    search.deepest_states.push((at, before.clone().expect("kept where explaining")));
                 }
                 search.deepest = Some((depth, at));
             }
@@ -885,7 +890,7 @@ impl<'a> Search<'a> {
             Step::Access { index, access, part, .. } => {
                 let Outcome::Guest(results) = actual else { unreachable!("shape checked") };
                 let got = results[*index];
-                if self.straddles_conversion(node, m, access, got) {
+                if self.straddles_conversion(&child, m, access, got) {
                     // The fault began before a conversion another member makes and checked
                     // again after it: KVM_RUN failed with the first view, nothing changed.
                     child.low[m] = None;
