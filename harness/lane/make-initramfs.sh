@@ -150,7 +150,8 @@ GMEMFUZZ_BIN="$(cat /etc/gmemfuzz-binary)"
 export GMEMFUZZ_BIN GMEMFUZZ_OUT=/out
 [ "$have_out" = 1 ] || GMEMFUZZ_OUT=""
 
-echo "gmemfuzz-init: kernel $(uname -r), /out share: $have_out"
+# The kernel's uptime here is the boot's share of the lane (console.rs reads it).
+echo "gmemfuzz-init: kernel $(uname -r), /out share: $have_out, up $(cut -d' ' -f1 /proc/uptime) s"
 cd /
 if [ -n "$CMD" ]; then
     echo "gmemfuzz-init: running cmdline command: $CMD"

@@ -86,7 +86,7 @@ set -e
 TIMES+=("boot + --cmd: $(since "$t") s")
 log "${TIMES[-1]}"
 [ "$rc" = 7 ] || fail "--cmd boot exited $rc, expected 7 (console: $WORK/out2/console.log)"
-grep -q '^from guest: 6\.12' "$WORK/out2/hello.txt" 2>/dev/null \
+grep -q '^from guest: [0-9]' "$WORK/out2/hello.txt" 2>/dev/null \
     || fail "hello.txt did not come back through the 9p share"
 
 log "capabilities inside the guest: MEMORY_ATTRIBUTES=$attrs GUEST_MEMFD=$gmem VM_TYPES=$types"

@@ -244,7 +244,7 @@ fn check_config(image: &Path) -> Result<()> {
 
 /// A bzImage's .config, and where it was read: beside it, as the lane's cache keeps it, or
 /// at the top of the build directory it sits in (`arch/x86/boot/bzImage`).
-fn config_of(image: &Path) -> Option<(PathBuf, String)> {
+pub(super) fn config_of(image: &Path) -> Option<(PathBuf, String)> {
     let candidates = [image.with_file_name("config"), image.with_file_name(".config")]
         .into_iter()
         .chain(image.ancestors().nth(4).map(|build| build.join(".config")));

@@ -231,14 +231,20 @@ pub struct BootEnd {
     pub seconds: f64,
 }
 
-/// The accelerator every boot of this process uses (`accel::choose`, once).
-fn accelerator() -> Accel {
-    static CHOSEN: std::sync::OnceLock<Accel> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        let (accel, why) = accel::choose();
-        eprintln!("gmemfuzz lane: QEMU accelerator {why}");
-        accel
-    })
+/// The accelerator the boots of `kernel` use: what the host offers (probed once) and whether
+/// the kernel's KVM can use it (`accel::choose_for`), said once per kernel.
+fn accelerator(kernel: &LaneKernel) -> Accel {
+    static HOST: std::sync::OnceLock<Result<accel::Nested, String>> = std::sync::OnceLock::new();
+    static SAID: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let host = HOST.get_or_init(accel::host);
+    let config = kernel::config_of(&kernel.image).map(|(_, config)| config);
+    let (accel, why) = accel::choose_for(host, config.as_deref());
+    let mut said = SAID.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !said.contains(&kernel.image) {
+        eprintln!("gmemfuzz lane: QEMU accelerator for Linux {}: {why}", kernel.version);
+        said.push(kernel.image.clone());
+    }
+    accel
 }
 
 /// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat
@@ -265,7 +271,7 @@ fn boot_sharing(
     let mut boot = script("boot.sh");
     boot.args(["--kernel", &kernel.image.display().to_string(), "--initrd", &initrd.display().to_string()])
         .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
-        .args(["--accel", accelerator().name()])
+        .args(["--accel", accelerator(kernel).name()])
         .args(["--append", kernel.detectors.boot_args()])
         .args(["--cmd", cmd, "--quiet"]);
     if let Some(dir) = share {
