@@ -40,7 +40,7 @@ log "${TIMES[-1]}"
 
 # 3. initramfs
 t=$(now)
-"$LANE_DIR/make-initramfs.sh" "$WORK/probe" "$WORK/initramfs.cpio.gz" >/dev/null \
+"$LANE_DIR/make-initramfs.sh" "$WORK/probe" "$WORK/initramfs.cpio" >/dev/null \
     || fail "make-initramfs.sh failed"
 TIMES+=("initramfs: $(since "$t") s")
 log "${TIMES[-1]}"
@@ -48,7 +48,7 @@ log "${TIMES[-1]}"
 # 4. boot, run the probe (the initramfs' BINARY)
 t=$(now)
 set +e
-"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio.gz" \
+"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio" \
     --out "$WORK/out1" --timeout 300 --quiet
 rc=$?
 set -e
@@ -78,7 +78,7 @@ tr -d '\r' < "$CONSOLE" | grep -qx 'GMEMFUZZ_PROBE result=PASS' || fail "probe d
 GUEST_CMD='echo "from guest: $(uname -r)" > "$GMEMFUZZ_OUT/hello.txt"; exit 7'
 t=$(now)
 set +e
-"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio.gz" \
+"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio" \
     --out "$WORK/out2" --timeout 300 --quiet \
     --cmd "$GUEST_CMD"
 rc=$?

@@ -200,12 +200,11 @@ pub fn kernel(choice: &KernelChoice, detectors: Detectors) -> Result<LaneKernel>
 }
 
 /// The options the lane cannot run without, and what each gives it.
-const NEEDED: [(&str, &str); 10] = [
+const NEEDED: [(&str, &str); 9] = [
     ("CONFIG_KVM", "/dev/kvm"),
     ("CONFIG_KVM_AMD", "KVM on QEMU's SVM (-cpu max under TCG)"),
     ("CONFIG_KVM_SW_PROTECTED_VM", "VM type 1, private memory"),
     ("CONFIG_BLK_DEV_INITRD", "booting the initramfs"),
-    ("CONFIG_RD_GZIP", "the gzip'd initramfs"),
     ("CONFIG_DEVTMPFS", "/dev"),
     ("CONFIG_SERIAL_8250_CONSOLE", "the console log"),
     ("CONFIG_VIRTIO_PCI", "the /out share"),

@@ -149,7 +149,8 @@ fn script(name: &str) -> Command {
 
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
 pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>, kcov_ranges: Option<&Path>) -> Result<PathBuf> {
-    let cpio = work.join("initramfs.cpio.gz");
+    // Uncompressed: make-initramfs.sh says why.
+    let cpio = work.join("initramfs.cpio");
     let mut extras: Vec<String> =
         lane_corpus().iter().map(|p| format!("{}:/lane/{}", p.display(), p.file_name().expect("a file").to_string_lossy())).collect();
     if let Some(ranges) = kcov_ranges {
@@ -393,7 +394,7 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
             bail!("Linux {} did not get to run the lane's tools: {} on the console:\n{}", kernel.version, splat.kind, splat.excerpt);
         }
         bail!(
-            "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD, CONFIG_RD_GZIP); console: {}",
+            "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD); console: {}",
             kernel.version,
             out.join("console.log").display()
         );
