@@ -325,7 +325,7 @@ LOG="$BUILD/build.log"
 # Stamps before the lean configuration have no config= and are full builds.
 expect="$(grep -h " config=$BUILD_CONFIG " "$CACHE"/out/*/stamp 2>/dev/null | grep -o ' objects=[0-9]*' | cut -d= -f2 | sort -n | tail -1 || true)"
 case "$BUILD_CONFIG" in
-    lean) expect="${expect:-1530}"; took="about 10 min on 2 quiet cores, 20-25 under load" ;;
+    lean) expect="${expect:-1530}"; took="9-10 min on 2 quiet cores, 20-25 under load" ;;
     full) expect="${expect:-3000}"; took="15-20 min on 2 quiet cores, an hour under load" ;;
 esac
 log "building bzImage with -j$JOBS (log: $LOG); a first build makes about $expect objects: $took"
