@@ -53,8 +53,9 @@ done
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
 [[ "$SMP" =~ ^[0-9]+$ ]] || die "--smp must be a number"
 case "$ACCEL" in
-    # KVM: the host's CPU, SVM included, for a nested guest (gmemfuzz lane picks it only on
-    # an AMD host with kvm_amd nested=1). TCG: -cpu max offers SVM with NPT under emulation.
+    # KVM: the host's CPU, SVM or VMX included, for a nested guest (gmemfuzz lane picks it
+    # only where kvm_amd or kvm_intel has nested on and the kernel has KVM_AMD or KVM_INTEL:
+    # harness/src/lane/accel.rs). TCG: -cpu max offers SVM with NPT under emulation.
     kvm) ACCEL_ARGS=(-accel kvm -cpu host) ;;
     tcg) ACCEL_ARGS=(-accel tcg -cpu "${GMEMFUZZ_QEMU_CPU:-max}") ;;
     *) die "--accel must be tcg or kvm" ;;

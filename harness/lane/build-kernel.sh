@@ -14,17 +14,24 @@
 #     rebuild after an edit is incremental; the result is cached by the tree's
 #     state (git HEAD + diff, or the sizes and times of its files).
 # Each recipe configures x86_64_defconfig + kvm_guest.config + kernel.config
-# (+ kernel-kasan.config if GMEMFUZZ_KASAN=1, + kernel-lockdep.config if
-# GMEMFUZZ_LOCKDEP=1), checks every option of the fragment survived
-# olddefconfig, and builds. A second run with the same key prints the cached
-# path at once.
+# (+ kernel-lean.config in the lean configuration, + kernel-kasan.config if
+# GMEMFUZZ_KASAN=1, + kernel-lockdep.config if GMEMFUZZ_LOCKDEP=1), checks every
+# option of the fragments survived olddefconfig, and builds. A second run with
+# the same key prints the cached path at once.
+# Two configurations, each its own cache key: "lean" (kernel-lean.config drops
+# what the lane's QEMU never offers: a build about half as long, a boot seconds
+# long) and "full" (kernel.config alone, what the seeds of ../shared/lane-kernels
+# were built with). Unless GMEMFUZZ_LANE_CONFIG names one, a kernel of either
+# that is cached or seeded serves (lean first), and a build makes the lean one.
 #
 # Env: GMEMFUZZ_LANE_CACHE (default $HOME/.cache/gmemfuzz-lane),
 #      GMEMFUZZ_LANE_CACHED_ONLY=1 (print the cached bzImage or exit 3; build nothing),
 #      GMEMFUZZ_LANE_LIST=1 (print every cached bzImage built from a Debian recipe, one a
-#        line, and exit; builds of a user's tree are left out: no regression pins them),
+#        line, and exit; builds of a user's tree are left out: no regression pins them; so
+#        is a full kernel whose lean twin is cached, unless GMEMFUZZ_LANE_CONFIG is set),
 #      GMEMFUZZ_KERNEL_VERSION, GMEMFUZZ_KERNEL_SRC, GMEMFUZZ_KASAN=1,
 #      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc),
+#      GMEMFUZZ_LANE_CONFIG=lean|full (only that configuration is looked up or built),
 #      GMEMFUZZ_LANE_SEED=DIR (read-only prebuilt kernels, one directory per cache key
 #        as this script leaves them in $CACHE/out: a seed whose name is the key this
 #        recipe and fragment give for the source its stamp records is copied into the
@@ -45,22 +52,43 @@ RECIPE=1
 log() { printf '[build-kernel] %s\n' "$*" >&2; }
 die() { printf '[build-kernel] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# --- the fragments, and the cache key they give a source ----------------------
-frags=("$LANE_DIR/kernel.config")
-[ "${GMEMFUZZ_KASAN:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-kasan.config")
-[ "${GMEMFUZZ_LOCKDEP:-0}" = 1 ] && frags+=("$LANE_DIR/kernel-lockdep.config")
-for f in "${frags[@]}"; do [ -f "$f" ] || die "fragment $f missing"; done
-# key_of SRC_ID: what a kernel built by this recipe from SRC_ID with these fragments is cached as.
+# --- the configurations, their fragments, and the cache key they give a source -
+case "${GMEMFUZZ_LANE_CONFIG:-}" in
+    "") CONFIGS=(lean full) ;;
+    lean|full) CONFIGS=("$GMEMFUZZ_LANE_CONFIG") ;;
+    *) die "GMEMFUZZ_LANE_CONFIG=$GMEMFUZZ_LANE_CONFIG: the configurations are lean and full" ;;
+esac
+# What a build makes: the first configuration looked up.
+BUILD_CONFIG="${CONFIGS[0]}"
+# frags_of CONFIG: the fragments of that configuration (with the detectors asked for), one a line.
+frags_of() {
+    echo "$LANE_DIR/kernel.config"
+    [ "$1" = lean ] && echo "$LANE_DIR/kernel-lean.config"
+    [ "${GMEMFUZZ_KASAN:-0}" = 1 ] && echo "$LANE_DIR/kernel-kasan.config"
+    [ "${GMEMFUZZ_LOCKDEP:-0}" = 1 ] && echo "$LANE_DIR/kernel-lockdep.config"
+    return 0
+}
+for c in lean full; do
+    while IFS= read -r f; do [ -f "$f" ] || die "fragment $f missing"; done < <(frags_of "$c")
+done
+mapfile -t frags < <(frags_of "$BUILD_CONFIG")
+# key_of CONFIG SRC_ID: what a kernel built by this recipe from SRC_ID in CONFIG is cached as.
+# The full configuration's key is what it was before the lean one existed, so the seeds match.
 key_of() {
-    { echo "recipe=$RECIPE $1"; cat "${frags[@]}" | grep -E '^(CONFIG_|# CONFIG_)' | sort; } \
+    local f; mapfile -t f < <(frags_of "$1")
+    { echo "recipe=$RECIPE $2"; cat "${f[@]}" | grep -E '^(CONFIG_|# CONFIG_)' | sort; } \
         | sha256sum | cut -c1-16
+}
+# keys_of SRC_ID: "CONFIG=KEY" for each configuration looked up, in order.
+keys_of() {
+    local c; for c in "${CONFIGS[@]}"; do echo "$c=$(key_of "$c" "$1")"; done
 }
 
 # seed_cache [PKG]: copies into the cache every seed (of PKG, or of any Debian
 # recipe) that this recipe and fragment would build, saying why each other one is
 # left; nothing is fetched. A seed's stamp records its source ("src=PKG=VERSION").
 seed_cache() {
-    local want="${1:-}" dir stamp name src key
+    local want="${1:-}" dir stamp name src key keys
     [ -n "${GMEMFUZZ_LANE_SEED:-}" ] || return 0
     [ -d "$GMEMFUZZ_LANE_SEED" ] || { log "GMEMFUZZ_LANE_SEED=$GMEMFUZZ_LANE_SEED is not a directory; no seed used"; return 0; }
     for stamp in "$GMEMFUZZ_LANE_SEED"/*/stamp; do
@@ -69,16 +97,17 @@ seed_cache() {
         src="$(grep -o ' src=[^ ]*' "$stamp" | head -1 | cut -c2-)" || true
         [ -n "$src" ] || { log "seed $dir: its stamp names no Debian source (src=...): not used"; continue; }
         if [ -n "$want" ] && [ "${src#src=$want=}" = "$src" ]; then continue; fi
-        key="$(key_of "$src")"
-        if [ "$key" != "$name" ]; then
-            log "seed $dir ($src): not used: this recipe ($RECIPE) and fragment give that source key $key (another fragment or recipe built it)"
+        keys="$(keys_of "$src")"
+        if ! grep -qx "[a-z]*=$name" <<<"$keys"; then
+            log "seed $dir ($src): not used: this recipe ($RECIPE) and fragments give that source the keys $(echo $keys) (another fragment or recipe built it)"
             continue
         fi
+        key="$name"
         for f in bzImage config stamp; do
             [ -f "$dir/$f" ] || { log "seed $dir: no $f: not used"; continue 2; }
         done
         [ -f "$CACHE/out/$key/bzImage" ] && [ -f "$CACHE/out/$key/stamp" ] && continue
-        log "seed $dir ($src) matches this recipe and fragment: copying it into the cache"
+        log "seed $dir ($src) matches this recipe and the $(grep -x "[a-z]*=$name" <<<"$keys" | cut -d= -f1) configuration: copying it into the cache"
         mkdir -p "$CACHE/out"
         rm -rf "$CACHE/out/$key.tmp"
         cp -r "$dir" "$CACHE/out/$key.tmp" && chmod -R u+w "$CACHE/out/$key.tmp" \
@@ -87,11 +116,31 @@ seed_cache() {
     done
 }
 
+# has_lean_twin DIR: whether DIR holds a full kernel whose source and detectors a cached lean
+# kernel also has (found by the keys both give that source with each set of detectors).
+has_lean_twin() {
+    local name src k l
+    name="$(basename "$1")"
+    src="$(grep -o ' src=[^ ]*' "$1/stamp" | head -1 | cut -c2-)" || return 1
+    for k in 0 1; do for l in 0 1; do
+        [ "$(GMEMFUZZ_KASAN=$k GMEMFUZZ_LOCKDEP=$l key_of full "$src")" = "$name" ] || continue
+        [ -f "$CACHE/out/$(GMEMFUZZ_KASAN=$k GMEMFUZZ_LOCKDEP=$l key_of lean "$src")/bzImage" ] && return 0
+    done; done
+    return 1
+}
+
 if [ "${GMEMFUZZ_LANE_LIST:-0}" = 1 ]; then
     seed_cache
     for stamp in "$CACHE"/out/*/stamp; do
-        [ -f "$stamp" ] && [ -f "$(dirname "$stamp")/bzImage" ] && grep -q ' src=' "$stamp" \
-            && echo "$(dirname "$stamp")/bzImage"
+        dir="$(dirname "$stamp")"
+        [ -f "$stamp" ] && [ -f "$dir/bzImage" ] && grep -q ' src=' "$stamp" || continue
+        # One kernel per source and detectors, the one a lookup takes (the lean one), so that
+        # the lane test boots a release once; with GMEMFUZZ_LANE_CONFIG set, every one.
+        if [ "${#CONFIGS[@]}" = 2 ] && has_lean_twin "$dir"; then
+            log "not listed: $dir (full configuration): a lean kernel of the same source is cached"
+            continue
+        fi
+        echo "$dir/bzImage"
     done
     exit 0
 fi
@@ -186,14 +235,19 @@ else
 fi
 
 # --- cache key ----------------------------------------------------------------
-KEY="$(key_of "$SRC_ID")"
+KEY="$(key_of "$BUILD_CONFIG" "$SRC_ID")"
 OUT="$CACHE/out/$KEY"
+# cached: prints the cached kernel of the first configuration that has one, and exits.
 cached() {
-    if [ -f "$OUT/bzImage" ] && [ -f "$OUT/stamp" ]; then
-        log "cached: key $KEY ($SRC_ID): $(cat "$OUT/stamp")"
-        echo "$OUT/bzImage"
-        exit 0
-    fi
+    local entry out
+    for entry in $(keys_of "$SRC_ID"); do
+        out="$CACHE/out/${entry#*=}"
+        if [ -f "$out/bzImage" ] && [ -f "$out/stamp" ]; then
+            log "cached (${entry%%=*} configuration): key ${entry#*=} ($SRC_ID): $(cat "$out/stamp")"
+            echo "$out/bzImage"
+            exit 0
+        fi
+    done
 }
 cached
 if [ -z "$TREE" ]; then
@@ -206,9 +260,10 @@ if [ -z "$TREE" ]; then
     done
 fi
 if [ "$CACHED_ONLY" = 1 ]; then
-    log "not built yet (key $KEY)"
+    log "not built yet (keys $(echo $(keys_of "$SRC_ID")))"
     exit 3
 fi
+log "building the $BUILD_CONFIG configuration (key $KEY): no kernel of $SRC_ID in the cache or the seeds has the keys $(echo $(keys_of "$SRC_ID"))"
 # A user's tree builds in one directory per (tree, fragment), kept across edits so
 # that make rebuilds only what changed; a packaged source in one per key.
 if [ -n "$TREE" ]; then
@@ -267,9 +322,13 @@ log "config verified: all fragment options present"
 LOG="$BUILD/build.log"
 # The estimate: objects the last build of this configuration made (kept in its stamp), or
 # what a lane build makes.
-expect="$(grep -ho ' objects=[0-9]*' "$CACHE"/out/*/stamp 2>/dev/null | cut -d= -f2 | sort -n | tail -1 || true)"
-expect="${expect:-3000}"
-log "building bzImage with -j$JOBS (log: $LOG); a first build makes about $expect objects: 15-20 min on 2 quiet cores, an hour under load"
+# Stamps before the lean configuration have no config= and are full builds.
+expect="$(grep -h " config=$BUILD_CONFIG " "$CACHE"/out/*/stamp 2>/dev/null | grep -o ' objects=[0-9]*' | cut -d= -f2 | sort -n | tail -1 || true)"
+case "$BUILD_CONFIG" in
+    lean) expect="${expect:-1530}"; took="9-10 min on 2 quiet cores, 20-25 under load" ;;
+    full) expect="${expect:-3000}"; took="15-20 min on 2 quiet cores, an hour under load" ;;
+esac
+log "building bzImage with -j$JOBS (log: $LOG); a first build makes about $expect objects: $took"
 start=$(date +%s)
 make -C "$SRC" O="$BUILD" -j"$JOBS" bzImage > "$LOG" 2>&1 &
 make_pid=$!
@@ -293,5 +352,5 @@ cp "$BUILD/.config" "$OUT/config"
 cp "$BUILD/System.map" "$OUT/System.map"
 cp "$BUILD/vmlinux" "$OUT/vmlinux"
 mv "$OUT/bzImage.tmp" "$OUT/bzImage"
-echo "key=$KEY $SRC_ID built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start )) objects=$objects" > "$OUT/stamp"
+echo "key=$KEY $SRC_ID config=$BUILD_CONFIG built=$(date -u +%FT%TZ) seconds=$(( $(date +%s) - start )) objects=$objects" > "$OUT/stamp"
 echo "$OUT/bzImage"

@@ -40,7 +40,7 @@ log "${TIMES[-1]}"
 
 # 3. initramfs
 t=$(now)
-"$LANE_DIR/make-initramfs.sh" "$WORK/probe" "$WORK/initramfs.cpio.gz" >/dev/null \
+"$LANE_DIR/make-initramfs.sh" "$WORK/probe" "$WORK/initramfs.cpio" >/dev/null \
     || fail "make-initramfs.sh failed"
 TIMES+=("initramfs: $(since "$t") s")
 log "${TIMES[-1]}"
@@ -48,7 +48,7 @@ log "${TIMES[-1]}"
 # 4. boot, run the probe (the initramfs' BINARY)
 t=$(now)
 set +e
-"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio.gz" \
+"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio" \
     --out "$WORK/out1" --timeout 300 --quiet
 rc=$?
 set -e
@@ -78,7 +78,7 @@ tr -d '\r' < "$CONSOLE" | grep -qx 'GMEMFUZZ_PROBE result=PASS' || fail "probe d
 GUEST_CMD='echo "from guest: $(uname -r)" > "$GMEMFUZZ_OUT/hello.txt"; exit 7'
 t=$(now)
 set +e
-"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio.gz" \
+"$LANE_DIR/boot.sh" --kernel "$KERNEL" --initrd "$WORK/initramfs.cpio" \
     --out "$WORK/out2" --timeout 300 --quiet \
     --cmd "$GUEST_CMD"
 rc=$?
@@ -86,7 +86,7 @@ set -e
 TIMES+=("boot + --cmd: $(since "$t") s")
 log "${TIMES[-1]}"
 [ "$rc" = 7 ] || fail "--cmd boot exited $rc, expected 7 (console: $WORK/out2/console.log)"
-grep -q '^from guest: 6\.12' "$WORK/out2/hello.txt" 2>/dev/null \
+grep -q '^from guest: [0-9]' "$WORK/out2/hello.txt" 2>/dev/null \
     || fail "hello.txt did not come back through the 9p share"
 
 log "capabilities inside the guest: MEMORY_ATTRIBUTES=$attrs GUEST_MEMFD=$gmem VM_TYPES=$types"

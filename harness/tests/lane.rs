@@ -4,7 +4,8 @@
 //! VM, in lockstep with the model.
 //!
 //! It runs on the kernels harness/lane/build-kernel.sh has cached, or builds the default one
-//! when GMEMFUZZ_LANE=1 asks (30 to 60 minutes on two cores); with none cached it skips
+//! when GMEMFUZZ_LANE=1 asks (its lean configuration: 9-10 minutes on two quiet cores, 20
+//! to 25 loaded; docs/lane-kernel.md); with none cached it skips
 //! loudly. GMEMFUZZ_LANE=0 skips it always.
 
 use std::path::PathBuf;

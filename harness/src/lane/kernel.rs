@@ -200,12 +200,11 @@ pub fn kernel(choice: &KernelChoice, detectors: Detectors) -> Result<LaneKernel>
 }
 
 /// The options the lane cannot run without, and what each gives it.
-const NEEDED: [(&str, &str); 10] = [
+const NEEDED: [(&str, &str); 9] = [
     ("CONFIG_KVM", "/dev/kvm"),
     ("CONFIG_KVM_AMD", "KVM on QEMU's SVM (-cpu max under TCG)"),
     ("CONFIG_KVM_SW_PROTECTED_VM", "VM type 1, private memory"),
     ("CONFIG_BLK_DEV_INITRD", "booting the initramfs"),
-    ("CONFIG_RD_GZIP", "the gzip'd initramfs"),
     ("CONFIG_DEVTMPFS", "/dev"),
     ("CONFIG_SERIAL_8250_CONSOLE", "the console log"),
     ("CONFIG_VIRTIO_PCI", "the /out share"),
@@ -244,7 +243,7 @@ fn check_config(image: &Path) -> Result<()> {
 
 /// A bzImage's .config, and where it was read: beside it, as the lane's cache keeps it, or
 /// at the top of the build directory it sits in (`arch/x86/boot/bzImage`).
-fn config_of(image: &Path) -> Option<(PathBuf, String)> {
+pub(super) fn config_of(image: &Path) -> Option<(PathBuf, String)> {
     let candidates = [image.with_file_name("config"), image.with_file_name(".config")]
         .into_iter()
         .chain(image.ancestors().nth(4).map(|build| build.join(".config")));

@@ -149,7 +149,8 @@ fn script(name: &str) -> Command {
 
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
 pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>, kcov_ranges: Option<&Path>) -> Result<PathBuf> {
-    let cpio = work.join("initramfs.cpio.gz");
+    // Uncompressed: make-initramfs.sh says why.
+    let cpio = work.join("initramfs.cpio");
     let mut extras: Vec<String> =
         lane_corpus().iter().map(|p| format!("{}:/lane/{}", p.display(), p.file_name().expect("a file").to_string_lossy())).collect();
     if let Some(ranges) = kcov_ranges {
@@ -231,14 +232,20 @@ pub struct BootEnd {
     pub seconds: f64,
 }
 
-/// The accelerator every boot of this process uses (`accel::choose`, once).
-fn accelerator() -> Accel {
-    static CHOSEN: std::sync::OnceLock<Accel> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        let (accel, why) = accel::choose();
-        eprintln!("gmemfuzz lane: QEMU accelerator {why}");
-        accel
-    })
+/// The accelerator the boots of `kernel` use: what the host offers (probed once) and whether
+/// the kernel's KVM can use it (`accel::choose_for`), said once per kernel.
+fn accelerator(kernel: &LaneKernel) -> Accel {
+    static HOST: std::sync::OnceLock<Result<accel::Nested, String>> = std::sync::OnceLock::new();
+    static SAID: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let host = HOST.get_or_init(accel::host);
+    let config = kernel::config_of(&kernel.image).map(|(_, config)| config);
+    let (accel, why) = accel::choose_for(host, config.as_deref());
+    let mut said = SAID.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !said.contains(&kernel.image) {
+        eprintln!("gmemfuzz lane: QEMU accelerator for Linux {}: {why}", kernel.version);
+        said.push(kernel.image.clone());
+    }
+    accel
 }
 
 /// One boot running `cmd` inside, watched (see `watch`): stopped soon after a fatal splat
@@ -265,7 +272,7 @@ fn boot_sharing(
     let mut boot = script("boot.sh");
     boot.args(["--kernel", &kernel.image.display().to_string(), "--initrd", &initrd.display().to_string()])
         .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
-        .args(["--accel", accelerator().name()])
+        .args(["--accel", accelerator(kernel).name()])
         .args(["--append", kernel.detectors.boot_args()])
         .args(["--cmd", cmd, "--quiet"]);
     if let Some(dir) = share {
@@ -387,7 +394,7 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
             bail!("Linux {} did not get to run the lane's tools: {} on the console:\n{}", kernel.version, splat.kind, splat.excerpt);
         }
         bail!(
-            "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD, CONFIG_RD_GZIP); console: {}",
+            "Linux {} wrote no results to /out: it may lack the 9p share (CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS) or the initramfs (CONFIG_BLK_DEV_INITRD); console: {}",
             kernel.version,
             out.join("console.log").display()
         );
