@@ -178,6 +178,9 @@ struct Node {
 
 type Positions = [usize; MAX_MEMBERS];
 
+/// What identifies a node: positions, halves in progress, the model's fingerprint.
+type NodeKey = (Positions, [Option<AccessResult>; MAX_MEMBERS], u64);
+
 /// A mismatch key: member, repetition, access.
 type At = (usize, usize, Option<usize>);
 
@@ -655,7 +658,7 @@ struct Search<'a> {
     /// For each step, the position of the first step of the next repetition (where a fault
     /// ends a guest repetition).
     next_rep: Vec<Vec<usize>>,
-    seen: HashSet<(Positions, [Option<AccessResult>; MAX_MEMBERS], u64), std::hash::BuildHasherDefault<StateHasher>>,
+    seen: HashSet<NodeKey, std::hash::BuildHasherDefault<StateHasher>>,
     finals: Vec<Model>,
     final_prints: HashSet<u64, std::hash::BuildHasherDefault<StateHasher>>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
