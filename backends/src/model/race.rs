@@ -66,6 +66,21 @@ enum Part {
     High,
 }
 
+impl Part {
+    /// What the access shows once this part gave `res`: the whole result, or nothing yet
+    /// where a low half ran without a fault (it waits in `low` for the high half).
+    fn result(self, low: &mut Option<AccessResult>, res: AccessResult) -> Option<AccessResult> {
+        match self {
+            Part::Whole => Some(res),
+            Part::Low => {
+                *low = Some(res);
+                matches!(res, AccessResult::MemoryFault { .. }).then_some(res)
+            }
+            Part::High => Some(combine(low.take().expect("the low half ran first"), res)),
+        }
+    }
+}
+
 /// One atomic step of a member.
 #[derive(Clone, Debug)]
 enum Step {
@@ -421,15 +436,7 @@ impl Model {
                     }
                 }
                 Step::Access { rep, index, access, part } => {
-                    let res = single(model.guest(std::slice::from_ref(access)));
-                    let result = match part {
-                        Part::Whole => Some(res),
-                        Part::Low => {
-                            low[m] = Some(res);
-                            matches!(res, AccessResult::MemoryFault { .. }).then_some(res)
-                        }
-                        Part::High => Some(combine(low[m].take().expect("the low half ran first"), res)),
-                    };
+                    let result = part.result(&mut low[m], single(model.guest(std::slice::from_ref(access))));
                     if let (Some(result), Outcome::Guest(results)) = (result, &mut out[m][*rep]) {
                         results[*index] = result;
                         if let AccessResult::MemoryFault { .. } = result {
@@ -900,15 +907,7 @@ impl<'a> Search<'a> {
                     child.pos[m] = self.next_rep[m][pos];
                     return Some(child);
                 }
-                let res = single(child.model.guest(std::slice::from_ref(access)));
-                let result = match part {
-                    Part::Whole => Some(res),
-                    Part::Low => {
-                        child.low[m] = Some(res);
-                        matches!(res, AccessResult::MemoryFault { .. }).then_some(res)
-                    }
-                    Part::High => Some(combine(child.low[m].take().expect("the low half ran first"), res)),
-                };
+                let result = part.result(&mut child.low[m], single(child.model.guest(std::slice::from_ref(access))));
                 if let Some(result) = result {
                     if explain {
                         let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
