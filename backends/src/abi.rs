@@ -34,6 +34,18 @@ pub const KVM_EXIT_MEMORY_FAULT: u32 = 39;
 /// flags the VM accepts. Neither kvm-ioctls 0.25's `Cap` nor kvm-bindings 0.14 has it.
 pub const KVM_CAP_GUEST_MEMFD_FLAGS: u32 = 244;
 
+/// The text format's names for the flag words above (`op::Format::Flags`).
+pub mod names {
+    use super::*;
+    pub const GMEM_FLAGS: &[(&str, u64)] = &[("MMAP", GUEST_MEMFD_FLAG_MMAP), ("INIT_SHARED", GUEST_MEMFD_FLAG_INIT_SHARED)];
+    pub const SLOT_FLAGS: &[(&str, u64)] = &[
+        ("LOG_DIRTY_PAGES", KVM_MEM_LOG_DIRTY_PAGES as u64),
+        ("READONLY", KVM_MEM_READONLY as u64),
+        ("GUEST_MEMFD", KVM_MEM_GUEST_MEMFD as u64),
+    ];
+    pub const ATTRIBUTES: &[(&str, u64)] = &[("PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE)];
+}
+
 /// fallocate mode bits (include/uapi/linux/falloc.h). `i32` as fallocate(2) takes them.
 pub mod falloc {
     pub const KEEP_SIZE: i32 = 0x01;

@@ -8,7 +8,7 @@
 //! (`SkipReason::InvalidGroup`), and the model can search the orders of the members' steps
 //! (`model::race`) in bounded time.
 
-use crate::op::{layout, Op, OpKind, PAGE_SIZE};
+use crate::op::{layout, Op, OpKind, Race, PAGE_SIZE};
 
 /// One member of a group: `op`, `repeat` times in a row on its own thread.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -42,26 +42,15 @@ pub const MAX_POSITIONS: u64 = 20_000;
 pub const MAX_SPLIT_PAGES: u64 = 16;
 
 impl Member {
-    /// The kinds a member may be.
+    /// The kinds a member may be (the op table's `race`).
     pub fn allowed(kind: OpKind) -> bool {
-        matches!(
-            kind,
-            OpKind::Guest
-                | OpKind::HostRead
-                | OpKind::HostWrite
-                | OpKind::Punch
-                | OpKind::Allocate
-                | OpKind::Unbind
-                | OpKind::CloseGmem
-                | OpKind::Unmap
-                | OpKind::SetAttributes
-        )
+        kind.spec().race != Race::No
     }
 
     /// Ops that remove the object they name: done once, the next repetition would be
     /// skipped (or refused differently), so they run once.
     fn removes_its_object(&self) -> bool {
-        matches!(self.op, Op::Unbind { .. } | Op::CloseGmem { .. } | Op::Unmap { .. })
+        self.op.kind().spec().race == Race::Once
     }
 }
 

@@ -449,3 +449,48 @@ fn a_configuration_that_names_nothing_is_an_error_naming_the_valid_ops() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("`bogus` names no op kind") && out.contains(valid), "{out}");
 }
+
+/// Every op kind goes through the op table's C call template into a reproducer that
+/// compiles warning-free (run only where KVM is: the tests above): no KVM needed.
+#[test]
+fn c_reproducer_of_every_op_kind_compiles() {
+    if !tool("gcc") {
+        eprintln!("SKIPPED c_reproducer_of_every_op_kind_compiles: gcc is not installed");
+        return;
+    }
+    let text = "gmemfuzz-program v3
+create_gmem size=0x4000 flags=MMAP
+map g0
+bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x4000 offset=0x0
+modify_slot slot=2 gpa=0x104000 flags=0x0
+set_attributes gpa=0x104000 size=0x1000 attributes=PRIVATE
+punch g0 offset=0x0 len=0x1000
+allocate g0 mode=KEEP_SIZE offset=0x0 len=0x1000
+truncate g0 size=0x0
+mbind g0 offset=0x0 len=0x1000 mode=BIND nodes=0x1 flags=STRICT
+get_mempolicy g0 offset=0x0
+guest r8@0x104000 w4@0x105000=0x1
+host_read g0 offset=0x8 width=8
+host_write g0 offset=0x8 width=4 value=0x2
+check
+group
+  x2 guest r8@0x104000
+  punch g0 offset=0x1000 len=0x1000
+end
+unbind slot=2
+unmap g0
+close_gmem g0
+destroy_vm
+";
+    let program = parse(text).unwrap();
+    let mut kinds: Vec<OpKind> = program.ops.iter().map(|op| op.kind()).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds, OpKind::ALL, "the program has every kind");
+    let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-repro-every-kind.c");
+    std::fs::write(&src, c::emit(&program, &gmemfuzz::repro::load::assumed_profile(1), "").unwrap()).unwrap();
+    let cc =
+        Command::new("gcc").args(["-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "-c", "-o", "/dev/null"]).arg(&src).output().unwrap();
+    let warnings = String::from_utf8_lossy(&cc.stderr);
+    assert!(cc.status.success() && warnings.is_empty(), "gcc on {}:\n{warnings}", src.display());
+}

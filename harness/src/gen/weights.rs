@@ -17,39 +17,12 @@ pub const RARE: u32 = 1;
 pub const SIGBUS_ONLY: u32 = 2;
 
 impl OpWeights {
-    /// Rates for a kernel that offers everything the ops use.
-    const BASE: [(OpKind, u32); OpKind::ALL.len()] = [
-        (OpKind::CreateGmem, 7),
-        (OpKind::Map, 6),
-        (OpKind::Bind, 13),
-        (OpKind::Unbind, 4),
-        (OpKind::ModifySlot, 6),
-        (OpKind::SetAttributes, 4),
-        (OpKind::Punch, 8),
-        (OpKind::Allocate, 5),
-        (OpKind::CloseGmem, 4),
-        (OpKind::Unmap, 3),
-        // Refused on every kernel (kvm_gmem_setattr()): that it stays refused, and that the
-        // file is unchanged after, is all there is to check.
-        (OpKind::Truncate, 1),
-        // NUMA policies on a mapping: the file keeps them on 7.2 (kvm_gmem_set_policy()),
-        // and its folios are allocated by them; a low rate, mostly on one node.
-        (OpKind::Mbind, 2),
-        (OpKind::GetMempolicy, 2),
-        (OpKind::DestroyVm, 1),
-        (OpKind::Guest, 20),
-        (OpKind::HostRead, 7),
-        (OpKind::HostWrite, 8),
-        (OpKind::Check, 4),
-        // Concurrent groups: a modest rate; each costs a few threads and the model's search
-        // of orders (see `Generator::group`).
-        (OpKind::Group, 3),
-    ];
-
+    /// Rates for a kernel that offers everything the ops use: the op table's
+    /// (`OpSpec::rate`, with the reason for each low one there).
     pub fn base() -> OpWeights {
         let mut w = OpWeights([0; OpKind::ALL.len()]);
-        for (kind, rate) in Self::BASE {
-            w.set(kind, rate);
+        for kind in OpKind::ALL {
+            w.set(kind, kind.spec().rate);
         }
         w
     }

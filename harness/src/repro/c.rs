@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use gmemfuzz_backends::abi::mailbox::MAX_COMMANDS;
 use gmemfuzz_backends::kvm::guest;
 use gmemfuzz_backends::model::{Model, MAX_RESIDENCY_PAGES};
-use gmemfuzz_backends::op::{layout, AccessKind, FdArg, Op};
+use gmemfuzz_backends::op::{layout, AccessKind, ArgValue, FdArg, Format, Op};
 use gmemfuzz_backends::{Group, Observation, Outcome, Probe, Profile};
 
 use super::text::{op_line, print};
@@ -242,66 +242,57 @@ fn fd_kind(fd: FdArg) -> String {
     }
 }
 
-/// The C statement performing one op, arguments annotated.
+/// The C statement performing one op: the op table's call template (`OpSpec::c`) with
+/// each `{key}` replaced by that field's value, annotated.
 fn op_call(op: &Op) -> String {
-    match op {
-        Op::CreateGmem { size, flags } => format!("do_create_gmem({size:#x}ULL /* size */, {flags:#x}ULL /* flags */);"),
-        Op::Map { gmem } => format!("do_map({} /* {gmem} */);", gmem.0),
-        Op::Bind { slot, flags, fd, gpa, size, offset } => format!(
-            "do_bind({slot} /* slot */, {flags:#x} /* flags */, {} , {gpa:#x}ULL /* guest_phys_addr */, {size:#x}ULL /* memory_size */, {offset:#x}ULL /* guest_memfd_offset */);",
-            fd_kind(*fd)
-        ),
-        Op::Unbind { slot } => format!("do_unbind({slot} /* slot */);"),
-        Op::ModifySlot { slot, gpa, flags } => format!("do_modify_slot({slot} /* slot */, {gpa:#x}ULL /* new guest_phys_addr */, {flags:#x} /* new flags */);"),
-        Op::SetAttributes { gpa, size, attributes } => {
-            format!("do_set_attributes({gpa:#x}ULL /* address */, {size:#x}ULL /* size */, {attributes:#x}ULL /* attributes */);")
+    let spec = op.kind().spec();
+    debug_assert!(!spec.c.is_empty(), "{:?} has no call of its own", spec.kind);
+    let mut call = spec.c.to_string();
+    for (arg, value) in spec.args.iter().zip(op.args()) {
+        // `{key}`, or `{key:label}` where the C side's name for it is another (the uapi's).
+        for open in [format!("{{{}}}", arg.key), format!("{{{}:", arg.key)] {
+            while let Some(at) = call.find(&open) {
+                let end = at + call[at..].find('}').expect("a template's `{` is closed");
+                let label = if open.ends_with('}') { arg.key } else { call[at + open.len()..end].trim() };
+                let text = c_value(label, arg.format, &value);
+                call.replace_range(at..=end, &text);
+            }
         }
-        Op::Punch { gmem, offset, len } => {
-            format!("do_fallocate({} /* {gmem} */, GF_FALLOC_PUNCH, {offset:#x}ULL /* offset */, {len:#x}ULL /* len */);", gmem.0)
-        }
-        Op::Allocate { gmem, mode, offset, len } => {
-            format!("do_fallocate({} /* {gmem} */, {:#x} /* mode */, {offset:#x}ULL /* offset */, {len:#x}ULL /* len */);", gmem.0, *mode as u32)
-        }
-        Op::CloseGmem { gmem } => format!("do_close_gmem({} /* {gmem} */);", gmem.0),
-        Op::Truncate { gmem, size } => format!("do_truncate({} /* {gmem} */, {size:#x}ULL /* length */);", gmem.0),
-        Op::Mbind { gmem, offset, len, mode, nodes, flags } => format!(
-            "do_mbind({} /* {gmem} */, {offset:#x}ULL /* offset in the mapping */, {len:#x}ULL /* len */, {mode:#x} /* mode */, {nodes:#x}ULL /* nodes */, {flags:#x} /* flags */);",
-            gmem.0
-        ),
-        Op::GetMempolicy { gmem, offset } => format!("do_get_mempolicy({} /* {gmem} */, {offset:#x}ULL /* offset in the mapping */);", gmem.0),
-        Op::Unmap { gmem } => format!("do_unmap({} /* {gmem} */);", gmem.0),
-        Op::DestroyVm => "do_destroy_vm();".into(),
-        Op::Guest { accesses } => {
-            let mut s = format!("{{\n        static const struct access a[{}] = {{\n", accesses.len().max(1));
+    }
+    call + ";"
+}
+
+/// One argument of a C call, with its name as a comment.
+fn c_value(key: &str, format: Format, value: &ArgValue) -> String {
+    match *value {
+        ArgValue::U64(v) => format!("{v:#x}ULL /* {key} */"),
+        ArgValue::U32(v) if matches!(format, Format::Dec) => format!("{v} /* {key} */"),
+        ArgValue::U32(v) => format!("{v:#x} /* {key} */"),
+        ArgValue::I32(v) => format!("{:#x} /* {key} */", v as u32),
+        ArgValue::File(g) => format!("{} /* {g} */", g.0),
+        ArgValue::Fd(fd) => fd_kind(fd),
+        ArgValue::Width(w) => format!("{} /* {key} */", w.bytes()),
+        ArgValue::Accesses(ref accesses) => {
+            let mut s = String::from("(const struct access[]){\n");
             for a in accesses {
                 let (write, value) = match a.kind {
                     AccessKind::Read => (0, 0),
                     AccessKind::Write(v) => (1, v),
                 };
+                let what = if write == 1 { "store" } else { "load" };
                 let _ = writeln!(
                     s,
-                    "            {{ {:#x}ULL /* gpa */, {} /* width */, {write} /* {} */, {value:#x}ULL /* value */ }},",
+                    "            {{ {:#x}ULL /* gpa */, {} /* width */, {write} /* {what} */, {value:#x}ULL /* value */ }},",
                     a.gpa,
-                    a.width.bytes(),
-                    if write == 1 { "store" } else { "load" }
+                    a.width.bytes()
                 );
             }
             if accesses.is_empty() {
                 s.push_str("            { 0, 0, 0, 0 } /* unused */\n");
             }
-            let _ = write!(s, "        }};\n        do_guest(a, {});\n    }}", accesses.len());
+            let _ = write!(s, "        }}, {}", accesses.len());
             s
         }
-        Op::HostRead { gmem, offset, width } => {
-            format!("do_host_access({} /* {gmem} */, {offset:#x}ULL /* offset */, {} /* width */, 0 /* load */, 0);", gmem.0, width.bytes())
-        }
-        Op::HostWrite { gmem, offset, width, value } => format!(
-            "do_host_access({} /* {gmem} */, {offset:#x}ULL /* offset */, {} /* width */, 1 /* store */, {value:#x}ULL /* value */);",
-            gmem.0,
-            width.bytes()
-        ),
-        Op::Check => "set_obs(\"ok\"); /* check: the state probes follow */".into(),
-        Op::Group(_) => unreachable!("groups are emitted by `group_call`"),
     }
 }
 

@@ -10,8 +10,9 @@
 //! `create_gmem` op, so [`remove_ops`] renumbers from the program alone; an op whose file's
 //! create is gone is dropped too.
 
-use gmemfuzz_backends::op::{layout, AccessKind, GmemId, Op, PAGE_SIZE};
+use gmemfuzz_backends::op::{layout, AccessKind, ArgValue, GmemId, Op, Shrink, PAGE_SIZE};
 use gmemfuzz_backends::Backend;
+use gmemfuzz_backends::Group;
 
 use crate::oracle::{Divergence, DivergenceKind};
 use crate::program::Program;
@@ -248,92 +249,81 @@ pub fn minimize_by<F>(program: &Program, cut: Option<usize>, first: F, mut same:
     (best, best_d, runs)
 }
 
-/// Simpler versions of an op, most aggressive first.
+/// Simpler versions of an op, most aggressive first: each field made simpler as the op
+/// table says (`args::Shrink`), fields in the order of their kind of simplification.
 fn simplifications(op: &Op) -> Vec<Op> {
+    if let Op::Group(group) = op {
+        return group_simplifications(group);
+    }
+    let kind = op.kind();
+    let fields = kind.spec().args;
+    let values = op.args();
+    let mut order: Vec<usize> = (0..fields.len()).collect();
+    order.sort_by_key(|&i| fields[i].shrink);
     let mut out = Vec::new();
-    let smaller = |v: u64| -> Vec<u64> { [0, PAGE_SIZE].into_iter().filter(|&s| s < v).collect() };
-    match op.clone() {
-        Op::Guest { accesses } => {
+    for i in order {
+        for simpler in simpler_values(fields[i].shrink, &values[i]) {
+            let mut changed = values.clone();
+            changed[i] = simpler;
+            out.extend(Op::from_args(kind, changed));
+        }
+    }
+    out
+}
+
+/// Simpler values of one field.
+fn simpler_values(shrink: Shrink, value: &ArgValue) -> Vec<ArgValue> {
+    let smaller = |v: u64| [0, PAGE_SIZE].into_iter().filter(move |&s| s < v);
+    match (shrink, value) {
+        (Shrink::Len, &ArgValue::U64(v)) => smaller(v).filter(|&s| s > 0).map(ArgValue::U64).collect(),
+        (Shrink::Offset, &ArgValue::U64(v)) => smaller(v).map(ArgValue::U64).collect(),
+        (Shrink::Gpa, &ArgValue::U64(v)) => (v > layout::WINDOW_GPA).then_some(ArgValue::U64(layout::WINDOW_GPA)).into_iter().collect(),
+        (Shrink::Bits, &ArgValue::U64(v)) => bits(v).map(|b| ArgValue::U64(v & !b)).collect(),
+        (Shrink::Bits, &ArgValue::U32(v)) => bits(v as u64).map(|b| ArgValue::U32(v & !(b as u32))).collect(),
+        (Shrink::Value, &ArgValue::U64(v)) => [0, 1].into_iter().filter(|&s| s < v).map(ArgValue::U64).collect(),
+        (Shrink::Accesses, ArgValue::Accesses(accesses)) => {
+            let mut out = Vec::new();
             for i in 0..accesses.len() {
                 if accesses.len() > 1 {
                     let mut fewer = accesses.clone();
                     fewer.remove(i);
-                    out.push(Op::Guest { accesses: fewer });
+                    out.push(ArgValue::Accesses(fewer));
                 }
                 if let AccessKind::Write(v) = accesses[i].kind {
                     for small in [0, 1].into_iter().filter(|&s| s < v) {
                         let mut a = accesses.clone();
                         a[i].kind = AccessKind::Write(small);
-                        out.push(Op::Guest { accesses: a });
+                        out.push(ArgValue::Accesses(a));
                     }
                 }
             }
+            out
         }
-        Op::HostWrite { gmem, offset, width, value } => {
-            out.extend([0, 1].into_iter().filter(|&s| s < value).map(|value| Op::HostWrite { gmem, offset, width, value }));
+        _ => Vec::new(),
+    }
+}
+
+/// Fewer members, fewer repetitions, then simpler members.
+fn group_simplifications(group: &Group) -> Vec<Op> {
+    let mut out = Vec::new();
+    if group.members.len() > 2 {
+        for i in 0..group.members.len() {
+            let mut g = group.clone();
+            g.members.remove(i);
+            out.push(Op::Group(g));
         }
-        Op::CreateGmem { size, flags } => {
-            out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::CreateGmem { size, flags }));
-            out.extend(bits(flags).map(|b| Op::CreateGmem { size, flags: flags & !b }));
+    }
+    for (i, m) in group.members.iter().enumerate() {
+        for repeat in [1, m.repeat / 2].into_iter().filter(|&r| r >= 1 && r < m.repeat) {
+            let mut g = group.clone();
+            g.members[i].repeat = repeat;
+            out.push(Op::Group(g));
         }
-        Op::Bind { slot, flags, fd, gpa, size, offset } => {
-            out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::Bind { slot, flags, fd, gpa, size, offset }));
-            if offset != 0 {
-                out.push(Op::Bind { slot, flags, fd, gpa, size, offset: 0 });
-            }
-            if gpa > layout::WINDOW_GPA {
-                out.push(Op::Bind { slot, flags, fd, gpa: layout::WINDOW_GPA, size, offset });
-            }
-            out.extend(bits(flags as u64).map(|b| Op::Bind { slot, flags: flags & !(b as u32), fd, gpa, size, offset }));
+        for simpler in simplifications(&m.op) {
+            let mut g = group.clone();
+            g.members[i].op = simpler;
+            out.push(Op::Group(g));
         }
-        Op::Punch { gmem, offset, len } => {
-            out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Punch { gmem, offset, len }));
-            out.extend(smaller(offset).into_iter().map(|offset| Op::Punch { gmem, offset, len }));
-        }
-        Op::Allocate { gmem, mode, offset, len } => {
-            out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Allocate { gmem, mode, offset, len }));
-            out.extend(smaller(offset).into_iter().map(|offset| Op::Allocate { gmem, mode, offset, len }));
-        }
-        Op::Mbind { gmem, offset, len, mode, nodes, flags } => {
-            out.extend(smaller(len).into_iter().filter(|&s| s > 0).map(|len| Op::Mbind { gmem, offset, len, mode, nodes, flags }));
-            out.extend(smaller(offset).into_iter().map(|offset| Op::Mbind { gmem, offset, len, mode, nodes, flags }));
-            out.extend(bits(flags as u64).map(|b| Op::Mbind { gmem, offset, len, mode, nodes, flags: flags & !(b as u32) }));
-        }
-        Op::SetAttributes { gpa, size, attributes } => {
-            out.extend(smaller(size).into_iter().filter(|&s| s > 0).map(|size| Op::SetAttributes { gpa, size, attributes }));
-        }
-        Op::Group(group) => {
-            // Fewer members, fewer repetitions, then simpler members.
-            if group.members.len() > 2 {
-                for i in 0..group.members.len() {
-                    let mut g = group.clone();
-                    g.members.remove(i);
-                    out.push(Op::Group(g));
-                }
-            }
-            for (i, m) in group.members.iter().enumerate() {
-                for repeat in [1, m.repeat / 2].into_iter().filter(|&r| r >= 1 && r < m.repeat) {
-                    let mut g = group.clone();
-                    g.members[i].repeat = repeat;
-                    out.push(Op::Group(g));
-                }
-                for simpler in simplifications(&m.op) {
-                    let mut g = group.clone();
-                    g.members[i].op = simpler;
-                    out.push(Op::Group(g));
-                }
-            }
-        }
-        Op::HostRead { .. }
-        | Op::Map { .. }
-        | Op::Unbind { .. }
-        | Op::ModifySlot { .. }
-        | Op::CloseGmem { .. }
-        | Op::Unmap { .. }
-        | Op::Truncate { .. }
-        | Op::GetMempolicy { .. }
-        | Op::DestroyVm
-        | Op::Check => {}
     }
     out
 }

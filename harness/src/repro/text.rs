@@ -18,23 +18,13 @@
 //! `key=value` arguments in any order, each exactly once. `#` starts a comment; blank lines
 //! are ignored. Numbers are hex (`0x…`) or decimal. Flag words are names joined with `|`
 //! (`MMAP|INIT_SHARED`, `GUEST_MEMFD|READONLY`, `PRIVATE`, `KEEP_SIZE`) or raw numbers,
-//! or both (`MMAP|0x100`); an unknown name is an error. Ops:
-//!
-//! | line | op |
-//! |---|---|
-//! | `create_gmem size= flags=` | KVM_CREATE_GUEST_MEMFD (flags: MMAP, INIT_SHARED) |
-//! | `map gN` / `unmap gN` / `close_gmem gN` | mmap / munmap / close of the file |
-//! | `bind slot= flags= fd= gpa= size= offset=` | KVM_SET_USER_MEMORY_REGION2; flags: LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD; fd: `gN`, `invalid` (-1) or `not-gmem` (the VM fd) |
-//! | `unbind slot=` | delete the slot |
-//! | `modify_slot slot= gpa= flags=` | move / re-flag a slot |
-//! | `set_attributes gpa= size= attributes=` | KVM_SET_MEMORY_ATTRIBUTES (PRIVATE) |
-//! | `punch gN offset= len=` | fallocate(PUNCH_HOLE\|KEEP_SIZE) |
-//! | `allocate gN mode= offset= len=` | fallocate(mode); mode: KEEP_SIZE, PUNCH_HOLE, COLLAPSE_RANGE, ZERO_RANGE, INSERT_RANGE, UNSHARE_RANGE, WRITE_ZEROES |
-//! | `destroy_vm` | close the vCPU and VM fds |
-//! | `guest r8@0x100008 w4@0x101000=0x1 …` | vCPU loads (`r<width>@<gpa>`) and stores (`w<width>@<gpa>=<value>`) |
-//! | `host_read gN offset= width=` / `host_write gN offset= width= value=` | accesses through the file's mapping |
-//! | `check` | compare all state |
-//! | `group` … `end` | a concurrent group (v3): one member per line between them, `[x<N>] <op line>` (N repetitions, default 1) |
+//! or both (`MMAP|0x100`); an unknown name is an error. The ops, their keys and how each
+//! value is written are the op table's (`gmemfuzz_backends::op`, one row an op): the file
+//! an op works on is written bare right after its name (`punch g0 offset=0 len=0x1000`), a
+//! bind's `fd=` takes `gN`, `invalid` (-1) or `not-gmem` (the VM fd), and a guest op's
+//! accesses follow it bare: loads `r<width>@<gpa>`, stores `w<width>@<gpa>=<value>`.
+//! A concurrent group (v3) is `group`, one member per line, `end`; a member line is
+//! `[x<N>] <op line>` (N repetitions, default 1).
 //!
 //! A group's members run at the same time, each on its own thread (guest members each on
 //! a vCPU of its own), released together; see `gmemfuzz_backends::group`:
@@ -65,56 +55,15 @@
 use std::fmt::{self, Write as _};
 
 use gmemfuzz_backends::group::{Group, Member};
-use gmemfuzz_backends::op::{
-    Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP,
-    KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
-};
+use gmemfuzz_backends::op::{parse_access, ArgSpec, ArgValue, Format, Op, OpKind};
+
+pub use gmemfuzz_backends::op::parse_number;
 
 use crate::oracle::DivergenceKind;
 use crate::program::Program;
 
 pub const HEADER: &str = "gmemfuzz-program";
 pub const VERSION: u32 = Program::VERSION;
-
-type Names = &'static [(&'static str, u64)];
-const GMEM_FLAGS: Names = &[("MMAP", GUEST_MEMFD_FLAG_MMAP), ("INIT_SHARED", GUEST_MEMFD_FLAG_INIT_SHARED)];
-const SLOT_FLAGS: Names = &[
-    ("LOG_DIRTY_PAGES", KVM_MEM_LOG_DIRTY_PAGES as u64),
-    ("READONLY", KVM_MEM_READONLY as u64),
-    ("GUEST_MEMFD", KVM_MEM_GUEST_MEMFD as u64),
-];
-const ATTRIBUTES: Names = &[("PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE)];
-const FALLOC_MODES: Names = gmemfuzz_backends::abi::falloc::NAMES;
-const MBIND_FLAGS: Names = gmemfuzz_backends::abi::mempolicy::MF_NAMES;
-
-/// A mempolicy mode word: the mode by name (a value, not a bit) and its flags by name,
-/// `BIND|STATIC_NODES`; what has no name in hex.
-fn mode_text(mode: u32) -> String {
-    use gmemfuzz_backends::abi::mempolicy::{MODE_FLAGS, MODE_FLAG_NAMES, MODE_NAMES};
-    let base = (mode & !MODE_FLAGS) as u64;
-    let name = MODE_NAMES.iter().find(|(_, v)| *v == base).map_or_else(|| num(base), |(n, _)| n.to_string());
-    match (mode & MODE_FLAGS) as u64 {
-        0 => name,
-        flags => format!("{name}|{}", flags_text(flags, MODE_FLAG_NAMES)),
-    }
-}
-
-/// The names a mode word is read with: the modes' and the flags' (`Line::flags` ORs the
-/// parts, so `BIND|STATIC_NODES` reads back as written).
-const MODE_WORD: Names = {
-    use gmemfuzz_backends::abi::mempolicy::{MODE_FLAG_NAMES, MODE_NAMES};
-    const N: usize = MODE_NAMES.len() + MODE_FLAG_NAMES.len();
-    const ALL: [(&str, u64); N] = {
-        let mut all = [("", 0); N];
-        let mut i = 0;
-        while i < N {
-            all[i] = if i < MODE_NAMES.len() { MODE_NAMES[i] } else { MODE_FLAG_NAMES[i - MODE_NAMES.len()] };
-            i += 1;
-        }
-        all
-    };
-    &ALL
-};
 
 /// What running a program is recorded to show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,54 +113,6 @@ pub struct ParseError {
     pub message: String,
 }
 
-fn flags_text(value: u64, names: Names) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut rest = value;
-    for &(name, bit) in names {
-        if rest & bit == bit && bit != 0 {
-            parts.push(name.to_string());
-            rest &= !bit;
-        }
-    }
-    if rest != 0 || parts.is_empty() {
-        parts.push(format!("{rest:#x}"));
-    }
-    parts.join("|")
-}
-
-fn num(v: u64) -> String {
-    format!("{v:#x}")
-}
-
-fn fd_text(fd: FdArg) -> String {
-    match fd {
-        FdArg::Gmem(g) => g.to_string(),
-        FdArg::Invalid => "invalid".into(),
-        FdArg::NotGmem => "not-gmem".into(),
-    }
-}
-
-/// The `key=value` arguments of each op kind, in the order they are printed: the one table
-/// `op_line` and `parse_op` both read. (Op names are `OpKind`'s; the file operand `gN` and a
-/// guest op's accesses are positional.)
-fn keys(kind: OpKind) -> &'static [&'static str] {
-    match kind {
-        OpKind::CreateGmem => &["size", "flags"],
-        OpKind::Bind => &["slot", "flags", "fd", "gpa", "size", "offset"],
-        OpKind::Unbind => &["slot"],
-        OpKind::ModifySlot => &["slot", "gpa", "flags"],
-        OpKind::SetAttributes => &["gpa", "size", "attributes"],
-        OpKind::Punch => &["offset", "len"],
-        OpKind::Allocate => &["mode", "offset", "len"],
-        OpKind::HostRead => &["offset", "width"],
-        OpKind::HostWrite => &["offset", "width", "value"],
-        OpKind::Truncate => &["size"],
-        OpKind::Mbind => &["offset", "len", "mode", "nodes", "flags"],
-        OpKind::GetMempolicy => &["offset"],
-        OpKind::Map | OpKind::CloseGmem | OpKind::Unmap | OpKind::DestroyVm | OpKind::Check | OpKind::Guest | OpKind::Group => &[],
-    }
-}
-
 /// The line that opens a group, and the one that closes it; each member line between them
 /// is `[x<repeat>] <op line>`.
 const GROUP_OPEN: &str = "group";
@@ -232,46 +133,21 @@ fn group_lines(group: &Group) -> String {
     s
 }
 
-/// One op as its text line (no newline); a group as its lines.
+/// One op as its text line (no newline); a group as its lines. The fields come from the
+/// op table (`gmemfuzz_backends::op`): positional ones (the file, a guest op's accesses)
+/// bare, the rest as `key=value`, in the table's order.
 pub fn op_line(op: &Op) -> String {
     if let Op::Group(group) = op {
         return group_lines(group);
     }
-    let kind = op.kind();
-    let values: Vec<String> = match *op {
-        Op::CreateGmem { size, flags } => vec![num(size), flags_text(flags, GMEM_FLAGS)],
-        Op::Map { .. } | Op::CloseGmem { .. } | Op::Unmap { .. } | Op::DestroyVm | Op::Check | Op::Guest { .. } | Op::Group(_) => vec![],
-        Op::Bind { slot, flags, fd, gpa, size, offset } => {
-            vec![slot.to_string(), flags_text(flags as u64, SLOT_FLAGS), fd_text(fd), num(gpa), num(size), num(offset)]
-        }
-        Op::Unbind { slot } => vec![slot.to_string()],
-        Op::ModifySlot { slot, gpa, flags } => vec![slot.to_string(), num(gpa), flags_text(flags as u64, SLOT_FLAGS)],
-        Op::SetAttributes { gpa, size, attributes } => vec![num(gpa), num(size), flags_text(attributes, ATTRIBUTES)],
-        Op::Punch { offset, len, .. } => vec![num(offset), num(len)],
-        Op::Truncate { size, .. } => vec![num(size)],
-        Op::Mbind { offset, len, mode, nodes, flags, .. } => {
-            vec![num(offset), num(len), mode_text(mode), num(nodes), flags_text(flags as u64, MBIND_FLAGS)]
-        }
-        Op::GetMempolicy { offset, .. } => vec![num(offset)],
-        Op::Allocate { mode, offset, len, .. } => vec![flags_text(mode as u32 as u64, FALLOC_MODES), num(offset), num(len)],
-        Op::HostRead { offset, width, .. } => vec![num(offset), width.bytes().to_string()],
-        Op::HostWrite { offset, width, value, .. } => vec![num(offset), width.bytes().to_string(), num(value)],
-    };
-    let mut s = kind.name().to_string();
-    if let Some(gmem) = op.gmem().filter(|_| !matches!(op, Op::Bind { .. })) {
-        write!(s, " {gmem}").expect("writing to a String");
-    }
-    debug_assert_eq!(values.len(), keys(kind).len(), "{kind:?}");
-    for (key, value) in keys(kind).iter().zip(&values) {
-        write!(s, " {key}={value}").expect("writing to a String");
-    }
-    if let Op::Guest { ref accesses } = *op {
-        for a in accesses {
-            match a.kind {
-                AccessKind::Read => write!(s, " r{}@{}", a.width.bytes(), num(a.gpa)),
-                AccessKind::Write(v) => write!(s, " w{}@{}={}", a.width.bytes(), num(a.gpa), num(v)),
-            }
-            .expect("writing to a String");
+    let spec = op.kind().spec();
+    let mut s = spec.kind.name().to_string();
+    for (arg, value) in spec.args.iter().zip(op.args()) {
+        let text = value.text(arg.format);
+        if !arg.format.positional() {
+            write!(s, " {}={text}", arg.key).expect("writing to a String");
+        } else if !text.is_empty() {
+            write!(s, " {text}").expect("writing to a String");
         }
     }
     s
@@ -478,15 +354,6 @@ impl<'a> Line<'a> {
         Err(err(self.n, column, message))
     }
 
-    /// The `gN` operand right after the op name.
-    fn gmem(&mut self) -> Result<GmemId, ParseError> {
-        if self.rest.is_empty() {
-            return self.err(self.end, format!("`{}` expected a guest_memfd `g<N>`", self.name.text));
-        }
-        let w = self.rest.remove(0);
-        parse_gmem(w.text).ok_or_else(|| err(self.n, w.column, format!("expected a guest_memfd `g<N>` (N < 256), found `{}`", w.text)))
-    }
-
     /// The `key=value` arguments, exactly `keys`, in any order.
     fn args(&self, keys: &[&str]) -> Result<Vec<Word<'a>>, ParseError> {
         let mut found: Vec<Option<Word>> = vec![None; keys.len()];
@@ -509,40 +376,9 @@ impl<'a> Line<'a> {
             .collect()
     }
 
-    fn number(&self, w: Word) -> Result<u64, ParseError> {
-        parse_number(w.text).ok_or_else(|| err(self.n, w.column, format!("expected a number (hex 0x… or decimal), found `{}`", w.text)))
-    }
-
-    fn number32(&self, w: Word) -> Result<u32, ParseError> {
-        let v = self.number(w)?;
-        u32::try_from(v).or_else(|_| self.err(w.column, format!("expected a 32-bit number, found `{}`", w.text)))
-    }
-
-    fn flags(&self, w: Word, names: Names) -> Result<u64, ParseError> {
-        let mut v = 0;
-        let mut column = w.column;
-        for part in w.text.split('|') {
-            v |= match names.iter().find(|(n, _)| *n == part) {
-                Some(&(_, bit)) => bit,
-                None => parse_number(part).ok_or_else(|| {
-                    let known: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-                    err(self.n, column, format!("unknown flag `{part}`: expected one of {} or a number", known.join(", ")))
-                })?,
-            };
-            column += part.len() + 1;
-        }
-        Ok(v)
-    }
-
-    fn flags32(&self, w: Word, names: Names) -> Result<u32, ParseError> {
-        let v = self.flags(w, names)?;
-        u32::try_from(v).or_else(|_| self.err(w.column, format!("expected a 32-bit flag word, found `{}`", w.text)))
-    }
-
-    fn width(&self, w: Word) -> Result<Width, ParseError> {
-        parse_number(w.text)
-            .and_then(Width::from_bytes)
-            .ok_or_else(|| err(self.n, w.column, format!("expected a width of 1, 2, 4 or 8, found `{}`", w.text)))
+    /// One field's word, read as the table says.
+    fn value(&self, w: Word, arg: &ArgSpec) -> Result<ArgValue, ParseError> {
+        ArgValue::parse(w.text, arg.format, arg.ty).map_err(|bad| err(self.n, w.column + bad.offset, bad.message))
     }
 
     fn no_operands(&self) -> Result<(), ParseError> {
@@ -550,23 +386,6 @@ impl<'a> Line<'a> {
             Some(w) => self.err(w.column, format!("`{}` takes no arguments, found `{}`", self.name.text, w.text)),
             None => Ok(()),
         }
-    }
-}
-
-fn parse_gmem(s: &str) -> Option<GmemId> {
-    let n = s.strip_prefix('g')?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse().ok().map(GmemId)
-}
-
-pub fn parse_number(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) if !hex.is_empty() => u64::from_str_radix(hex, 16).ok(),
-        Some(_) => None,
-        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
-        None => None,
     }
 }
 
@@ -578,80 +397,35 @@ fn parse_op(n: usize, code: &str) -> Result<Op, ParseError> {
     let Ok(kind) = name.text.parse::<OpKind>() else {
         return l.err(name.column, format!("unknown op `{}`: expected one of {}", name.text, OpKind::names().join(", ")));
     };
-    let gmem = match kind {
-        OpKind::Map
-        | OpKind::Unmap
-        | OpKind::CloseGmem
-        | OpKind::Truncate
-        | OpKind::Mbind
-        | OpKind::GetMempolicy
-        | OpKind::Punch
-        | OpKind::Allocate
-        | OpKind::HostRead
-        | OpKind::HostWrite => Some(l.gmem()?),
-        _ => None,
-    };
-    let gmem = || gmem.expect("parsed above for this kind");
-    if kind == OpKind::Guest {
-        return Ok(Op::Guest { accesses: l.rest.iter().map(|w| parse_access(n, *w)).collect::<Result<_, _>>()? });
+    if kind == OpKind::Group {
+        return l.err(name.column, format!("a group is written `{GROUP_OPEN}`, its members on the lines below, then `{GROUP_CLOSE}`"));
     }
-    let a = if keys(kind).is_empty() {
+    let spec = kind.spec();
+    let mut values: Vec<Option<ArgValue>> = vec![None; spec.args.len()];
+    // The file operand comes right after the op name.
+    for (i, arg) in spec.args.iter().enumerate().filter(|(_, a)| matches!(a.format, Format::File)) {
+        if l.rest.is_empty() {
+            return l.err(l.end, format!("`{}` expected a guest_memfd `g<N>`", name.text));
+        }
+        let w = l.rest.remove(0);
+        values[i] = Some(l.value(w, arg)?);
+    }
+    // A guest op's accesses take every word that is left.
+    for (i, _) in spec.args.iter().enumerate().filter(|(_, a)| matches!(a.format, Format::Accesses)) {
+        let accesses = l.rest.drain(..).map(|w| parse_access(w.text).map_err(|bad| err(n, w.column + bad.offset, bad.message)));
+        values[i] = Some(ArgValue::Accesses(accesses.collect::<Result<_, _>>()?));
+    }
+    let keyed: Vec<(usize, &ArgSpec)> = spec.args.iter().enumerate().filter(|(_, a)| !a.format.positional()).collect();
+    if keyed.is_empty() {
         l.no_operands()?;
-        Vec::new()
     } else {
-        l.args(keys(kind))?
-    };
-    let op = match kind {
-        OpKind::CreateGmem => Op::CreateGmem { size: l.number(a[0])?, flags: l.flags(a[1], GMEM_FLAGS)? },
-        OpKind::Map => Op::Map { gmem: gmem() },
-        OpKind::Unmap => Op::Unmap { gmem: gmem() },
-        OpKind::CloseGmem => Op::CloseGmem { gmem: gmem() },
-        OpKind::Truncate => Op::Truncate { gmem: gmem(), size: l.number(a[0])? },
-        OpKind::Mbind => Op::Mbind {
-            gmem: gmem(),
-            offset: l.number(a[0])?,
-            len: l.number(a[1])?,
-            mode: l.flags32(a[2], MODE_WORD)?,
-            nodes: l.number(a[3])?,
-            flags: l.flags32(a[4], MBIND_FLAGS)?,
-        },
-        OpKind::GetMempolicy => Op::GetMempolicy { gmem: gmem(), offset: l.number(a[0])? },
-        OpKind::Bind => {
-            let fd = match a[2].text {
-                "invalid" => FdArg::Invalid,
-                "not-gmem" => FdArg::NotGmem,
-                t => FdArg::Gmem(
-                    parse_gmem(t).ok_or_else(|| err(n, a[2].column, format!("expected `g<N>`, `invalid` or `not-gmem`, found `{t}`")))?,
-                ),
-            };
-            Op::Bind {
-                slot: l.number32(a[0])?,
-                flags: l.flags32(a[1], SLOT_FLAGS)?,
-                fd,
-                gpa: l.number(a[3])?,
-                size: l.number(a[4])?,
-                offset: l.number(a[5])?,
-            }
+        let keys: Vec<&str> = keyed.iter().map(|(_, a)| a.key).collect();
+        for (w, (i, arg)) in l.args(&keys)?.into_iter().zip(keyed) {
+            values[i] = Some(l.value(w, arg)?);
         }
-        OpKind::Unbind => Op::Unbind { slot: l.number32(a[0])? },
-        OpKind::ModifySlot => Op::ModifySlot { slot: l.number32(a[0])?, gpa: l.number(a[1])?, flags: l.flags32(a[2], SLOT_FLAGS)? },
-        OpKind::SetAttributes => Op::SetAttributes { gpa: l.number(a[0])?, size: l.number(a[1])?, attributes: l.flags(a[2], ATTRIBUTES)? },
-        OpKind::Punch => Op::Punch { gmem: gmem(), offset: l.number(a[0])?, len: l.number(a[1])? },
-        OpKind::Allocate => {
-            let mode = l.flags32(a[0], FALLOC_MODES)? as i32;
-            Op::Allocate { gmem: gmem(), mode, offset: l.number(a[1])?, len: l.number(a[2])? }
-        }
-        OpKind::DestroyVm => Op::DestroyVm,
-        OpKind::Check => Op::Check,
-        OpKind::HostRead => Op::HostRead { gmem: gmem(), offset: l.number(a[0])?, width: l.width(a[1])? },
-        OpKind::HostWrite => Op::HostWrite { gmem: gmem(), offset: l.number(a[0])?, width: l.width(a[1])?, value: l.number(a[2])? },
-        OpKind::Guest => unreachable!("returned above"),
-        OpKind::Group => {
-            return l.err(name.column, format!("a group is written `{GROUP_OPEN}`, its members on the lines below, then `{GROUP_CLOSE}`"))
-        }
-    };
-    debug_assert_eq!(op.kind(), kind);
-    Ok(op)
+    }
+    let op = Op::from_args(kind, values.into_iter().map(|v| v.expect("every field read above")).collect());
+    Ok(op.expect("values of the table's own types"))
 }
 
 /// A member line of a group: `[x<repeat>] <op line>`.
@@ -671,24 +445,11 @@ fn parse_member(n: usize, code: &str) -> Result<Member, ParseError> {
     Ok(Member { op, repeat })
 }
 
-/// `r8@0x100008` or `w4@0x101000=0xdeadbeef`.
-fn parse_access(n: usize, w: Word) -> Result<Access, ParseError> {
-    let bad = || err(n, w.column, format!("expected a guest access `r<width>@<gpa>` or `w<width>@<gpa>=<value>`, found `{}`", w.text));
-    let (rw, rest) = w.text.split_at_checked(1).ok_or_else(bad)?;
-    let (width, rest) = rest.split_once('@').ok_or_else(bad)?;
-    let width = parse_number(width).and_then(Width::from_bytes).ok_or_else(bad)?;
-    let (gpa, kind) = match (rw, rest.split_once('=')) {
-        ("r", None) => (rest, AccessKind::Read),
-        ("w", Some((gpa, v))) => (gpa, AccessKind::Write(parse_number(v).ok_or_else(bad)?)),
-        _ => return Err(bad()),
-    };
-    Ok(Access { gpa: parse_number(gpa).ok_or_else(bad)?, width, kind })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arbitrary::Unstructured;
+    use gmemfuzz_backends::op::{FdArg, GmemId};
     use rand::{RngCore, SeedableRng};
 
     #[test]
