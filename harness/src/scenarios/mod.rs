@@ -13,9 +13,6 @@
 //! guest_memfd; `gmemfuzz scenarios` runs them on a kernel's KVM, in the lane as well.
 
 pub mod file;
-/// The scenarios as Rust code, kept until the files are shown to say the same.
-#[doc(hidden)]
-pub mod rust;
 
 use gmemfuzz_backends::outcome::Outcome;
 use gmemfuzz_backends::{Backend, Op, Profile};
