@@ -168,9 +168,11 @@ fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
             return;
         }
     };
-    let regressions = gmemfuzz::repro::cli::regressions_dir();
-    for name in ["punch_then_read_zero", "host_sigbus_without_init_shared", "overlapping_binding"] {
-        let program = gmemfuzz::repro::load(&regressions.join(format!("{name}.txt"))).unwrap();
+    // Scenarios of the host kernel (corpus/scenarios): a punch read back, SIGBUS, binding errors.
+    let scenarios = gmemfuzz::scenarios::for_profile(&profile);
+    let scenario = |name: &str| scenarios.iter().find(|s| s.name == name).expect("made for the host kernel");
+    for name in ["punch_hole_then_read_zero", "host_fault_without_init_shared_is_sigbus", "binding_rules"] {
+        let program = scenario(name).program();
         let out = build_and_run(&program, &profile, name);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{name}:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -189,9 +191,8 @@ fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
     // mbind() and get_mempolicy() on a mapping: the C reproducer calls them as the backend
     // does and prints the policy as the same value; with the expectation of a kernel whose
     // files keep policies (7.2), the policy the new mapping shows differs.
-    let scenario =
-        gmemfuzz::scenarios::for_profile(&profile).into_iter().find(|s| s.name == "mempolicy").expect("made for the host kernel");
-    let out = build_and_run(&scenario.program(), &profile, "mempolicy");
+    let mempolicy = scenario("mempolicy").program();
+    let out = build_and_run(&mempolicy, &profile, "mempolicy");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     use gmemfuzz_backends::abi::mempolicy::{policy_value, BIND};
@@ -199,7 +200,7 @@ fn c_reproducer_builds_runs_and_agrees_on_a_clean_program() {
     assert!(stdout.contains("all observations match the model") && stdout.contains(&bound), "{stdout}");
     let mut files_keep_policies = profile.clone();
     files_keep_policies.numa.file_policy = !profile.numa.file_policy;
-    let out = build_and_run(&scenario.program(), &files_keep_policies, "mempolicy_wrong_profile");
+    let out = build_and_run(&mempolicy, &files_keep_policies, "mempolicy_wrong_profile");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("<== DIFFERS"), "{stdout}");

@@ -181,8 +181,9 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["pcs", "out"])]
         ranges: Option<PathBuf>,
     },
-    /// Run the built-in scenarios for a VM type in lockstep on real KVM and check every
-    /// outcome (the lane's conversion tests run this inside the test kernel).
+    /// Run the scenarios (corpus/scenarios/*.txt, compiled in) made for this kernel's VM type
+    /// and profile in lockstep on real KVM and check every outcome (the lane runs this
+    /// inside the test kernel).
     Scenarios {
         #[arg(long, default_value_t = 0)]
         vm_type: u64,

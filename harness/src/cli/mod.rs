@@ -43,8 +43,9 @@ pub fn kvm(vm_type: u64) -> Result<KvmBackend> {
     crate::config::open_kvm(vm_type).map_err(|e| anyhow::anyhow!("{e}")).context("opening real KVM")
 }
 
-/// Runs the built-in scenarios of `vm_type` on real KVM, each on a fresh VM, with the
-/// outcomes this kernel's probed profile calls for.
+/// Runs the scenarios (`corpus/scenarios/*.txt`, compiled in) made for `vm_type` and this
+/// kernel's probed profile on real KVM, each on a fresh VM, with the outcomes that profile
+/// calls for.
 pub fn scenarios(vm_type: u64, sink: &Sink) -> Result<()> {
     let profile = kvm(vm_type)?.profile().clone();
     println!("scenarios for {}", profile.summary());
