@@ -40,7 +40,7 @@ impl fmt::Display for Errno {
 
 /// Why an op was not sent to the kernel. Decided from the program alone, identically on
 /// every backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::VariantArray)]
 pub enum SkipReason {
     /// The op names a guest_memfd that was never created.
     NoSuchGmem,
@@ -65,6 +65,9 @@ pub enum SkipReason {
     TooLarge,
     /// A group that `Group::check` refuses.
     InvalidGroup,
+    /// An argument value the kernel accepts but the model has no rule for (one the
+    /// generator never draws: a madvise advice outside the modelled ones).
+    Unmodeled,
 }
 
 /// The result of one guest access.

@@ -20,6 +20,8 @@ pub enum Format {
     Dec,
     /// Flag names joined with `|`, with a hex remainder for bits that have none.
     Flags(Names),
+    /// A value by its name where it has one (`REMOVE`), else in hex.
+    Named(Names),
     /// A mempolicy mode word: the mode by name, then its flags (`BIND|STATIC_NODES`).
     MpolMode,
     /// An access width in bytes: 1, 2, 4 or 8.
@@ -209,6 +211,9 @@ impl ArgValue {
             (ArgValue::U32(v), Format::Flags(names)) => flags_text(*v as u64, names),
             (ArgValue::I32(v), Format::Flags(names)) => flags_text(*v as u32 as u64, names),
             (ArgValue::U32(v), Format::MpolMode) => mode_text(*v),
+            (ArgValue::U32(v), Format::Named(names)) => {
+                names.iter().find(|(_, n)| *n == *v as u64).map_or_else(|| num(*v as u64), |(n, _)| n.to_string())
+            }
             (ArgValue::U32(v), Format::Dec) => v.to_string(),
             (ArgValue::U64(v), Format::Dec) => v.to_string(),
             (ArgValue::U64(v), _) => num(*v),
@@ -242,7 +247,7 @@ impl ArgValue {
     /// (a guest op's accesses are read one word at a time: `parse_access`).
     pub fn parse(text: &str, format: Format, ty: ArgType) -> Result<ArgValue, BadArg> {
         let names = match format {
-            Format::Flags(names) => Some(names),
+            Format::Flags(names) | Format::Named(names) => Some(names),
             Format::MpolMode => Some(MODE_WORD),
             _ => None,
         };

@@ -1,6 +1,7 @@
 //! `define_ops!`: the op table's grammar. Each row defines one op once: its variant and
 //! fields, each field's text format and how the minimizer simplifies it, whether the op
-//! invalidates, whether and how it may race in a group, its generation rate and its C
+//! invalidates, whether and how it may race in a group, what it goes through (VM, fd,
+//! mapping), its generation rate and its C
 //! call. From the rows come `Op`, `OpKind`, `OpKind::spec`, `Op::kind`, `Op::args`,
 //! `Op::from_args` and `Op::gmem_mut`; the text format, the C reproducer, the minimizer,
 //! group membership and the generator's rates read those (wasmtime's `define_gc_ops!`).
@@ -9,7 +10,7 @@
 ///
 /// ```text
 /// /// doc
-/// Name { field: type [Format, Shrink], … } => invalidates: bool, race: Race, rate: N, c: "template";
+/// Name { field: type [Format, Shrink], … } => invalidates: bool, race: Race, uses: Uses, rate: N, c: "template";
 /// ```
 ///
 /// `Format` is `args::Format`'s variant (with its argument, `Flags(NAMES)`), `Shrink`
@@ -21,7 +22,7 @@ macro_rules! define_ops {
         $name:ident
         $({ $($field:ident : $ty:ty [$fmt:ident $(($fmtarg:expr))? $(, $shrink:ident)?]),* $(,)? })?
         $(($tuple:ty))?
-        => invalidates: $inv:literal, race: $race:ident, rate: $rate:literal, c: $c:literal;
+        => invalidates: $inv:literal, race: $race:ident, uses: $uses:ident, rate: $rate:literal, c: $c:literal;
     )*) => {
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         pub enum Op {
@@ -51,6 +52,7 @@ macro_rules! define_ops {
                 } ),*)? ],
                 invalidates: $inv,
                 race: Race::$race,
+                uses: Uses::$uses,
                 rate: $rate,
                 c: $c,
             }, )*

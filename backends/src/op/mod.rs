@@ -110,6 +110,17 @@ pub enum Race {
     Once,
 }
 
+/// What an op goes through to reach the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uses {
+    /// The VM (its fd, a vCPU), or nothing of the kernel's.
+    Vm,
+    /// The guest_memfd's fd.
+    Fd,
+    /// The guest_memfd's host mapping.
+    Mapping,
+}
+
 /// One row of the op table (`OpKind::spec`).
 #[derive(Debug)]
 pub struct OpSpec {
@@ -120,6 +131,7 @@ pub struct OpSpec {
     /// compares page state after each op that does.
     pub invalidates: bool,
     pub race: Race,
+    pub uses: Uses,
     /// The generator's base rate (`harness::gen::weights`; the probed profile adjusts it).
     pub rate: u32,
     /// The C reproducer's call: `{key}` stands for that field's value, `{key:label}` for
@@ -130,10 +142,10 @@ pub struct OpSpec {
 define_ops! {
     /// KVM_CREATE_GUEST_MEMFD { size, flags }.
     CreateGmem { size: u64 [Hex, Len], flags: u64 [Flags(names::GMEM_FLAGS), Bits] }
-        => invalidates: false, race: No, rate: 7, c: "do_create_gmem({size}, {flags})";
+        => invalidates: false, race: No, uses: Vm, rate: 7, c: "do_create_gmem({size}, {flags})";
     /// mmap(size of the file, PROT_READ|PROT_WRITE, MAP_SHARED) of the guest_memfd.
     Map { gmem: GmemId [File] }
-        => invalidates: false, race: No, rate: 6, c: "do_map({gmem})";
+        => invalidates: false, race: No, uses: Fd, rate: 6, c: "do_map({gmem})";
     /// KVM_SET_USER_MEMORY_REGION2 creating a slot. With KVM_MEM_GUEST_MEMFD the shared side
     /// (userspace_addr) is the file's own mapping where it has one, else fresh anonymous
     /// memory; without it the slot is an ordinary anonymous-memory slot.
@@ -144,34 +156,34 @@ define_ops! {
         gpa: u64 [Hex, Gpa],
         size: u64 [Hex, Len],
         offset: u64 [Hex, Offset],
-    } => invalidates: false, race: No, rate: 13, c: "do_bind({slot}, {flags}, {fd}, {gpa:guest_phys_addr}, {size:memory_size}, {offset:guest_memfd_offset})";
+    } => invalidates: false, race: No, uses: Vm, rate: 13, c: "do_bind({slot}, {flags}, {fd}, {gpa:guest_phys_addr}, {size:memory_size}, {offset:guest_memfd_offset})";
     /// KVM_SET_USER_MEMORY_REGION2 with memory_size 0: delete the slot.
     Unbind { slot: u32 [Dec] }
-        => invalidates: true, race: Once, rate: 4, c: "do_unbind({slot})";
+        => invalidates: true, race: Once, uses: Vm, rate: 4, c: "do_unbind({slot})";
     /// KVM_SET_USER_MEMORY_REGION2 on a slot this program bound, with its size and
     /// userspace_addr unchanged but a new GPA and/or flags: a move or a flags change.
     ModifySlot { slot: u32 [Dec], gpa: u64 [Hex], flags: u32 [Flags(names::SLOT_FLAGS)] }
-        => invalidates: true, race: No, rate: 6, c: "do_modify_slot({slot}, {gpa:new guest_phys_addr}, {flags:new flags})";
+        => invalidates: true, race: No, uses: Vm, rate: 6, c: "do_modify_slot({slot}, {gpa:new guest_phys_addr}, {flags:new flags})";
     /// KVM_SET_MEMORY_ATTRIBUTES { address, size, attributes, flags: 0 }.
     SetAttributes { gpa: u64 [Hex], size: u64 [Hex, Len], attributes: u64 [Flags(names::ATTRIBUTES)] }
-        => invalidates: true, race: Many, rate: 4, c: "do_set_attributes({gpa:address}, {size}, {attributes})";
+        => invalidates: true, race: Many, uses: Vm, rate: 4, c: "do_set_attributes({gpa:address}, {size}, {attributes})";
     /// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE).
     Punch { gmem: GmemId [File], offset: u64 [Hex, Offset], len: u64 [Hex, Len] }
-        => invalidates: true, race: Many, rate: 8, c: "do_fallocate({gmem}, GF_FALLOC_PUNCH, {offset}, {len})";
+        => invalidates: true, race: Many, uses: Fd, rate: 8, c: "do_fallocate({gmem}, GF_FALLOC_PUNCH, {offset}, {len})";
     /// fallocate with `mode` as given (FALLOC_FL_KEEP_SIZE = 1 is the valid allocate).
     Allocate { gmem: GmemId [File], mode: i32 [Flags(crate::abi::falloc::NAMES)], offset: u64 [Hex, Offset], len: u64 [Hex, Len] }
-        => invalidates: true, race: Many, rate: 5, c: "do_fallocate({gmem}, {mode}, {offset}, {len})";
+        => invalidates: true, race: Many, uses: Fd, rate: 5, c: "do_fallocate({gmem}, {mode}, {offset}, {len})";
     /// close() of the guest_memfd fd.
     CloseGmem { gmem: GmemId [File] }
-        => invalidates: true, race: Once, rate: 4, c: "do_close_gmem({gmem})";
+        => invalidates: true, race: Once, uses: Fd, rate: 4, c: "do_close_gmem({gmem})";
     /// munmap() of the guest_memfd's host mapping.
     Unmap { gmem: GmemId [File] }
-        => invalidates: true, race: Once, rate: 3, c: "do_unmap({gmem})";
+        => invalidates: true, race: Once, uses: Mapping, rate: 3, c: "do_unmap({gmem})";
     /// ftruncate() of the guest_memfd fd to `size` bytes: a guest_memfd's size is fixed at
     /// creation, so the kernel refuses every one (kvm_gmem_setattr()). Rare: that it stays
     /// refused, and that the file is unchanged after, is all there is to check.
     Truncate { gmem: GmemId [File], size: u64 [Hex] }
-        => invalidates: false, race: No, rate: 1, c: "do_truncate({gmem}, {size:length})";
+        => invalidates: false, race: No, uses: Fd, rate: 1, c: "do_truncate({gmem}, {size:length})";
     /// mbind(mapping + offset, len, mode, &nodes, `mempolicy::MAXNODE`, flags) on the
     /// guest_memfd's host mapping: a NUMA policy for a range of the file (7.x keeps it in
     /// the file, kvm_gmem_set_policy(); earlier kernels in the mapping only). Rare: one NUMA
@@ -183,32 +195,32 @@ define_ops! {
         mode: u32 [MpolMode],
         nodes: u64 [Hex],
         flags: u32 [Flags(crate::abi::mempolicy::MF_NAMES), Bits],
-    } => invalidates: false, race: No, rate: 2, c: "do_mbind({gmem}, {offset:offset in the mapping}, {len}, {mode}, {nodes}, {flags})";
+    } => invalidates: false, race: No, uses: Mapping, rate: 2, c: "do_mbind({gmem}, {offset:offset in the mapping}, {len}, {mode}, {nodes}, {flags})";
     /// get_mempolicy(&mode, &nodes, `mempolicy::MAXNODE`, mapping + offset, MPOL_F_ADDR):
     /// the policy at one address of the mapping (`mempolicy::policy_value`).
     GetMempolicy { gmem: GmemId [File], offset: u64 [Hex] }
-        => invalidates: false, race: No, rate: 2, c: "do_get_mempolicy({gmem}, {offset:offset in the mapping})";
+        => invalidates: false, race: No, uses: Mapping, rate: 2, c: "do_get_mempolicy({gmem}, {offset:offset in the mapping})";
     /// close() of the vCPU and VM fds; guest_memfd files keep the VM alive. Rare: it ends
     /// what the rest of the program can do.
     DestroyVm
-        => invalidates: true, race: No, rate: 1, c: "do_destroy_vm()";
+        => invalidates: true, race: No, uses: Vm, rate: 1, c: "do_destroy_vm()";
     /// Loads and stores by the vCPU, all in one KVM_RUN.
     Guest { accesses: Vec<Access> [Accesses, Accesses] }
-        => invalidates: false, race: Many, rate: 20, c: "do_guest({accesses})";
+        => invalidates: false, race: Many, uses: Vm, rate: 20, c: "do_guest({accesses})";
     /// A load through the guest_memfd's host mapping at a byte offset into the file.
     HostRead { gmem: GmemId [File], offset: u64 [Hex], width: Width [Width] }
-        => invalidates: false, race: Many, rate: 7, c: "do_host_access({gmem}, {offset}, {width}, 0 /* load */, 0)";
+        => invalidates: false, race: Many, uses: Mapping, rate: 7, c: "do_host_access({gmem}, {offset}, {width}, 0 /* load */, 0)";
     /// A store through the guest_memfd's host mapping.
     HostWrite { gmem: GmemId [File], offset: u64 [Hex], width: Width [Width], value: u64 [Hex, Value] }
-        => invalidates: false, race: Many, rate: 8, c: "do_host_access({gmem}, {offset}, {width}, 1 /* store */, {value})";
+        => invalidates: false, race: Many, uses: Mapping, rate: 8, c: "do_host_access({gmem}, {offset}, {width}, 1 /* store */, {value})";
     /// Compare the whole observable state of both sides.
     Check
-        => invalidates: false, race: No, rate: 4, c: "set_obs(\"ok\") /* check: the state probes follow */";
+        => invalidates: false, race: No, uses: Vm, rate: 4, c: "set_obs(\"ok\") /* check: the state probes follow */";
     /// Members that run at the same time, each on its own thread (see `group`); written by
     /// the text format's own rules, emitted by the C reproducer's. A group's end compares
     /// state. A modest rate: each costs a few threads and the model's search of orders.
     Group(crate::group::Group)
-        => invalidates: true, race: No, rate: 3, c: "";
+        => invalidates: true, race: No, uses: Vm, rate: 3, c: "";
 }
 
 impl OpKind {

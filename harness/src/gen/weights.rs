@@ -2,7 +2,7 @@
 //! test offers (its `Profile`), and the swarm of kinds one program may use.
 
 use arbitrary::{Result, Unstructured};
-use gmemfuzz_backends::op::{GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP};
+use gmemfuzz_backends::op::{Uses, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP};
 use gmemfuzz_backends::{OpKind, Profile};
 
 /// Relative rates of the op kinds: the only table generation draws kinds from.
@@ -38,7 +38,7 @@ impl OpWeights {
             w.set(OpKind::SetAttributes, RARE);
         }
         if profile.gmem_flags & GUEST_MEMFD_FLAG_MMAP == 0 {
-            for kind in [OpKind::Map, OpKind::Unmap, OpKind::HostRead, OpKind::HostWrite, OpKind::Mbind, OpKind::GetMempolicy] {
+            for kind in OpKind::ALL.into_iter().filter(|&k| k == OpKind::Map || k.spec().uses == Uses::Mapping) {
                 w.set(kind, RARE);
             }
         } else if profile.gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
@@ -56,7 +56,7 @@ impl OpWeights {
             }
         }
         if !profile.guest_memfd {
-            for kind in [OpKind::Punch, OpKind::Allocate, OpKind::CloseGmem, OpKind::Truncate] {
+            for kind in OpKind::ALL.into_iter().filter(|&k| k != OpKind::Map && k.spec().uses == Uses::Fd) {
                 w.set(kind, RARE);
             }
         }

@@ -345,19 +345,7 @@ fn parse_want(s: &str) -> Result<Want, String> {
 }
 
 /// The reasons a scenario may expect an op to be skipped, by their `Debug` names.
-const SKIP_REASONS: &[SkipReason] = &[
-    SkipReason::NoSuchGmem,
-    SkipReason::FdClosed,
-    SkipReason::NotMapped,
-    SkipReason::AlreadyMapped,
-    SkipReason::NoSuchSlot,
-    SkipReason::NoVm,
-    SkipReason::ReservedSlot,
-    SkipReason::UnreachableGpa,
-    SkipReason::OutOfRange,
-    SkipReason::TooLarge,
-    SkipReason::InvalidGroup,
-];
+const SKIP_REASONS: &[SkipReason] = <SkipReason as strum::VariantArray>::VARIANTS;
 
 fn number(s: &str) -> Result<u64, String> {
     parse_number(s.trim()).ok_or_else(|| format!("`{s}` is not a number"))
