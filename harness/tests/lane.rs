@@ -84,7 +84,7 @@ fn guided_run_reaches_kvm_code(kernel: &lane::LaneKernel, initrd: &std::path::Pa
     let kept = std::fs::read_dir(out.join("corpus")).unwrap().count() as u64;
     assert!(corpus > 0 && kept == corpus, "{corpus} inputs kept, {kept} in the corpus directory on {on}");
     let file = std::fs::read_to_string(out.join("pcs.txt")).unwrap();
-    let listed = gmemfuzz::coverage::parse_pcs(&file).unwrap();
+    let listed = gmemfuzz::kcov::format::parse_pcs(&file).unwrap();
     assert_eq!((listed.pcs.len() as u64, listed.edges.len() as u64), (pcs, edges), "the PCs file lists every PC and edge on {on}");
     eprintln!("lane test: guided run on Linux {}: {edges} edges, {pcs} PCs, {corpus} inputs kept", kernel.version);
 }

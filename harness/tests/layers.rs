@@ -64,21 +64,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     // runner <-> oracle: `CompareAt` is defined in the runner.
     ("oracle", "runner", CORE_CIRCLE),
     ("oracle/divergence", "runner", CORE_CIRCLE),
-    // coverage <-> lane <-> kcov: a kernel build's description lives in the lane, the KCOV
-    // file formats in coverage, KcovMode in cli.
-    ("coverage", "lane", LAB_CIRCLE),
-    ("coverage", "lane/kernel", LAB_CIRCLE),
-    ("coverage/kbuild", "lane", LAB_CIRCLE),
-    ("coverage/ranges", "lane", LAB_CIRCLE),
-    ("coverage/tests", "lane", LAB_CIRCLE),
-    ("kcov/ranges", "coverage", LAB_CIRCLE),
-    ("kcov/signal", "coverage", LAB_CIRCLE),
-    ("lane", "cli", LAB_CIRCLE),
-    ("lane/coverage", "cli", LAB_CIRCLE),
 ];
-
-/// The lab's circle, moved in the commits after this one.
-const LAB_CIRCLE: &str = "lab circle, being moved (kernel.rs, kcov/format.rs, KcovMode)";
 
 /// The backends' arrows that stay.
 const BACKEND_ALLOWED: &[(&str, &str, &str)] = &[

@@ -61,8 +61,8 @@ enum Command {
         verify_reset: bool,
         /// Kernel coverage from KCOV (the lane's kernels have it; where the kernel has none,
         /// one line says so and the run goes on without).
-        #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Off)]
-        kcov: gmemfuzz::cli::KcovMode,
+        #[arg(long, value_enum, default_value_t = gmemfuzz::kcov::KcovMode::Off)]
+        kcov: gmemfuzz::kcov::KcovMode,
         /// Count only PCs in these ranges (a file of `0xSTART 0xEND` lines, as
         /// `gmemfuzz coverage --ranges` writes); every kernel PC without.
         #[arg(long, value_name = "FILE")]
@@ -86,7 +86,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
         kernel: Option<std::path::PathBuf>,
         /// Build and boot Debian's source of this series (7.2 or 6.12).
-        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
+        #[arg(long, default_value = gmemfuzz::kernel::DEFAULT_SERIES, conflicts_with = "kernel_src")]
         kernel_version: String,
         /// Build and boot this kernel tree: configured with the lane's fragment and built in a
         /// directory of the lane's own (the tree stays untouched), incrementally.
@@ -130,8 +130,8 @@ enum Command {
         /// reach new KVM code; the corpus comes back in OUT/kcov-corpus), collect (count
         /// only), or off. Every mode but off leaves the PCs and edges reached in
         /// OUT/kcov-pcs.txt.
-        #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Guide)]
-        kcov: gmemfuzz::cli::KcovMode,
+        #[arg(long, value_enum, default_value_t = gmemfuzz::kcov::KcovMode::Guide)]
+        kcov: gmemfuzz::kcov::KcovMode,
         /// The kernel code KCOV counts (`gmemfuzz coverage --ranges` writes such a file);
         /// by default the KVM functions of the lane's build of the kernel.
         #[arg(long, value_name = "FILE")]
@@ -166,7 +166,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
         kernel: Option<std::path::PathBuf>,
         /// The lane's build of Debian's source of this series (7.2 or 6.12).
-        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
+        #[arg(long, default_value = gmemfuzz::kernel::DEFAULT_SERIES, conflicts_with = "kernel_src")]
         kernel_version: String,
         /// The lane's build of this kernel tree.
         #[arg(long, value_name = "DIR")]
@@ -359,10 +359,10 @@ fn run(args: Cli) -> Result<()> {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             // As every tool that opens KVM, the lane takes GMEMFUZZ_SKIP_OP (--skip-op wins).
             let skip_op = skip_op.or(gmemfuzz::config::Env::read()?.skip_op).map(|k| k.name().to_string());
-            let kernel = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
+            let kernel = gmemfuzz::kernel::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             let opts = gmemfuzz::lane::LaneOptions {
                 kernel,
-                detectors: gmemfuzz::lane::Detectors { kasan, lockdep },
+                detectors: gmemfuzz::kernel::Detectors { kasan, lockdep },
                 repro: match (replay, minimize) {
                     (Some(program), _) => Some(gmemfuzz::lane::Repro::Replay { program, repeat }),
                     (None, Some(program)) => Some(gmemfuzz::lane::Repro::Minimize { program }),
@@ -420,7 +420,7 @@ fn run(args: Cli) -> Result<()> {
             }
         }
         Command::Coverage { kernel, kernel_version, kernel_src, pcs, out, ranges } => {
-            let choice = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
+            let choice = gmemfuzz::kernel::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             gmemfuzz::coverage::cli(&choice, &pcs, out.as_deref(), ranges.as_deref())?;
         }
         Command::Run {

@@ -10,7 +10,7 @@ use gmemfuzz_backends::Backend;
 use crate::fuzz::artifact;
 use crate::kcov::guide::Guide;
 use crate::kcov::ranges::Ranges;
-use crate::kcov::{Kcov, KcovError};
+use crate::kcov::{Kcov, KcovError, KcovMode};
 use crate::report::{Record, Sink};
 use crate::repro::text;
 use crate::splat::KernelLog;
@@ -42,18 +42,6 @@ pub struct RunOptions {
     pub corpus: Option<PathBuf>,
     /// Generate no concurrent groups (for the sequential figure beside the racing one).
     pub no_groups: bool,
-}
-
-/// What `gmemfuzz run` does with kernel coverage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, strum::Display)]
-#[strum(serialize_all = "lowercase")]
-pub enum KcovMode {
-    /// No KCOV.
-    Off,
-    /// Trace each program's kernel PCs and count what was reached; programs as without.
-    Collect,
-    /// As collect, and keep and mutate the inputs that reach new kernel edges.
-    Guide,
 }
 
 /// The most of a session's time comparison reruns may take: early on nearly every program

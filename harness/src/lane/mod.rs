@@ -8,26 +8,27 @@
 //! a dead guest ends that boot only: the lane reboots and goes on until its time is up.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::KcovMode;
+use crate::kcov::KcovMode;
+use crate::kernel::script;
 use crate::report::{self, Record};
 use crate::repro::text;
 
 mod accel;
 mod console;
 mod coverage;
-mod kernel;
 mod test_binaries;
 mod watch;
 
+pub use crate::kernel::{
+    cached_kernels, image_version, kernel, kernel_is_cached, Detectors, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES,
+};
 pub use crate::splat::{scan as scan_console, Splat};
 pub use accel::Accel;
 pub use console::boot_seconds;
-pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, Detectors, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
 pub use test_binaries::{run_test_binaries, test_name, TestBinariesEnd, TESTS_WHERE};
 
 pub struct LaneOptions {
@@ -137,16 +138,6 @@ pub fn regressions_for(version: &str) -> Result<Vec<PathBuf>> {
     Ok(pinned)
 }
 
-fn lane_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("lane")
-}
-
-fn script(name: &str) -> Command {
-    let mut c = Command::new("bash");
-    c.arg(lane_dir().join(name));
-    c
-}
-
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
 pub fn initramfs(gmemfuzz: &Path, work: &Path, libfuzzer: Option<&Path>, kcov_ranges: Option<&Path>) -> Result<PathBuf> {
     // Uncompressed: make-initramfs.sh says why.
@@ -238,7 +229,7 @@ fn accelerator(kernel: &LaneKernel) -> Accel {
     static HOST: std::sync::OnceLock<Result<accel::Nested, String>> = std::sync::OnceLock::new();
     static SAID: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let host = HOST.get_or_init(accel::host);
-    let config = kernel::config_of(&kernel.image).map(|(_, config)| config);
+    let config = crate::kernel::config_of(&kernel.image).map(|(_, config)| config);
     let (accel, why) = accel::choose_for(host, config.as_deref());
     let mut said = SAID.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !said.contains(&kernel.image) {

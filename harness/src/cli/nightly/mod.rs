@@ -83,7 +83,7 @@ fn plan(wanted: &[String], budget: u64) -> Plan {
     if wants("lane") {
         let weights: u64 = run.iter().map(|(_, w)| w).sum::<u64>() + LANE_WEIGHT;
         let share = budget * LANE_WEIGHT / weights;
-        if !crate::lane::kernel_is_cached() {
+        if !crate::kernel::kernel_is_cached() {
             skipped
                 .push(("lane".into(), "no lane kernel is cached here (`gmemfuzz lane` builds one; that takes longer than a night)".into()));
         } else if share < LANE_MIN_S {
