@@ -155,6 +155,10 @@ enum Command {
         /// Tries of --replay.
         #[arg(long, default_value_t = gmemfuzz::repro::cli::RACE_TRIES, requires = "replay")]
         repeat: u32,
+        /// Append the session's summary (boots, scenarios, lane regressions, divergences,
+        /// kernel splats) to FILE as a JSON line (`gmemfuzz nightly` reads it).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Report the kernel code the lane's programs reached: PCs files (a hex PC or an edge, two
     /// PCs, a line, as the lane's KCOV collection writes them) mapped to guest_memfd.c,
@@ -355,6 +359,7 @@ fn run(args: Cli) -> Result<()> {
             replay,
             repeat,
             minimize,
+            json,
         } => {
             let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
             // As every tool that opens KVM, the lane takes GMEMFUZZ_SKIP_OP (--skip-op wins).
@@ -382,6 +387,7 @@ fn run(args: Cli) -> Result<()> {
                 kcov_ranges,
             };
             let report = gmemfuzz::lane::run(&opts)?;
+            Sink::new(json.as_deref()).put(&report.record())?;
             if opts.repro.is_some() {
                 for line in &report.stats {
                     println!("lane: {line}");
@@ -415,7 +421,7 @@ fn run(args: Cli) -> Result<()> {
                     each.join(" + ")
                 );
             }
-            if !report.scenarios_passed || !report.regressions_differed.is_empty() || report.divergences > 0 || !report.splats.is_empty() {
+            if report.found() {
                 bail!("the lane found something (see above and {})", opts.out.display());
             }
         }

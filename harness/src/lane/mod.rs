@@ -93,6 +93,26 @@ pub struct LaneReport {
 }
 
 impl LaneReport {
+    /// The session's summary as a result record (`gmemfuzz lane --json FILE`; nightly reads it).
+    pub fn record(&self) -> Record {
+        Record::Lane {
+            boots: self.boots,
+            scenarios_passed: self.scenarios_passed,
+            regressions_matched: self.regressions_matched,
+            regressions_differed: self.regressions_differed.clone(),
+            divergences: self.divergences,
+            splats: self.splats.iter().map(|s| s.kind.to_string()).collect(),
+            programs: self.programs,
+            fuzz_seconds: self.fuzz_seconds,
+        }
+    }
+
+    /// Whether the session saw something: failed scenarios, a lane regression that differed,
+    /// a divergence or a kernel splat.
+    pub fn found(&self) -> bool {
+        !self.scenarios_passed || !self.regressions_differed.is_empty() || self.divergences > 0 || !self.splats.is_empty()
+    }
+
     /// Adds what another boot saw.
     pub fn absorb(&mut self, other: LaneReport) {
         self.boots += other.boots;
@@ -432,7 +452,7 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                 eprintln!("gmemfuzz lane: {line}");
                 report.stats.push(line);
             }
-            Record::Scenario { .. } | Record::Replay { .. } => {}
+            Record::Scenario { .. } | Record::Replay { .. } | Record::Lane { .. } => {}
         }
     }
     stats
