@@ -130,6 +130,13 @@ fn lane_reads_the_tools_json_results() {
     assert!(report.stats.iter().any(|l| l.starts_with("throughput: 20 programs")), "{:?}", report.stats);
 }
 
+/// `gmemfuzz lane --replay` tries a program as often as `gmemfuzz replay` tries one with a
+/// group (the lane, below the command line, keeps its own copy of the number).
+#[test]
+fn lane_replays_as_often_as_replay_does() {
+    assert_eq!(lane::REPLAY_TRIES, gmemfuzz::repro::cli::RACE_TRIES);
+}
+
 /// The integration test binaries that hold KVM tests (those calling `common::kvm_or_skip`;
 /// `the_kvm_test_binaries_are_listed` checks the list against the sources). `lane` itself is
 /// one: inside the guest its lane tests skip (no lane kernel there) and its KVM test runs.

@@ -17,30 +17,54 @@ use crate::splat::KernelLog;
 use crate::timing::Stopwatch;
 use crate::{Program, RunError, Runner};
 
+/// What `gmemfuzz run` is asked: its flags, parsed by clap (the doc comments are their help).
+#[derive(clap::Args, Debug)]
 pub struct RunOptions {
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
     pub programs: u64,
-    /// Stop after this many seconds (0 = no limit).
+    /// Stop after this many seconds even if programs remain (0 = no limit).
+    #[arg(long, default_value_t = 0)]
     pub seconds: u64,
-    /// Where diverging programs are written.
+    /// Write a diverging program here as a text program (divergence-SEED-N.txt).
+    #[arg(long)]
     pub findings: Option<PathBuf>,
-    /// After each program, read /proc/sys/kernel/tainted and the kernel log: a new taint or
-    /// splat is a finding of that program.
+    /// After each program, read /proc/sys/kernel/tainted and the kernel log (/dev/kmsg): a
+    /// new taint or splat (WARN, oops, KASAN, lockdep) is a kernel finding, saved as the
+    /// program that ran, expecting the splat, with the kernel's report.
+    #[arg(long)]
     pub taint_check: bool,
+    /// Ops per program.
+    #[arg(long, default_value_t = 16)]
     pub ops: usize,
+    #[arg(long, default_value_t = 0)]
     pub vm_type: u64,
-    /// Also run every program on a VM made for it and require the same trace: shows that
-    /// reusing a VM across programs leaves nothing behind that changes what a program does.
+    /// Append results (divergences, taint, stats, throughput) to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also run each program on a VM made for it and require the same result (checks
+    /// that reusing the VM between programs leaves nothing behind).
+    // It shows that reusing a VM across programs leaves nothing behind that changes what a
+    // program does.
+    #[arg(long)]
     pub verify_reset: bool,
-    /// Kernel coverage: off, collected, or guiding generation.
+    /// Kernel coverage from KCOV (the lane's kernels have it; where the kernel has none,
+    /// one line says so and the run goes on without).
+    #[arg(long, value_enum, default_value_t = KcovMode::Off)]
     pub kcov: KcovMode,
-    /// The PCs that count (`--kcov-ranges`); every PC without.
+    /// Count only PCs in these ranges (a file of `0xSTART 0xEND` lines, as
+    /// `gmemfuzz coverage --ranges` writes); every kernel PC without.
+    #[arg(long, value_name = "FILE")]
     pub kcov_ranges: Option<PathBuf>,
-    /// Write the kernel PCs reached here (a PCs file for `gmemfuzz coverage`).
+    /// Write the kernel PCs reached to FILE (for `gmemfuzz coverage`), every 30 s and at the end.
+    #[arg(long, value_name = "FILE")]
     pub kcov_pcs: Option<PathBuf>,
-    /// Guided inputs kept across sessions: read at start, each new one written here.
+    /// With --kcov guide: start from the inputs in DIR and write each input kept there.
+    #[arg(long, value_name = "DIR")]
     pub corpus: Option<PathBuf>,
-    /// Generate no concurrent groups (for the sequential figure beside the racing one).
+    /// Generate no concurrent groups (the sequential programs of before issue 12).
+    #[arg(long)]
     pub no_groups: bool,
 }
 

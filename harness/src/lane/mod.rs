@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use gmemfuzz_backends::OpKind;
 
 use crate::kcov::KcovMode;
 use crate::kernel::script;
@@ -31,41 +32,120 @@ pub use accel::Accel;
 pub use console::boot_seconds;
 pub use test_binaries::{run_test_binaries, test_name, TestBinariesEnd, TESTS_WHERE};
 
+/// What `gmemfuzz lane` is asked: its flags, parsed by clap (the doc comments are their help).
+#[derive(clap::Args, Debug)]
 pub struct LaneOptions {
-    /// The kernel to boot.
-    pub kernel: KernelChoice,
-    /// The bug detectors to build into it (`--kasan`, `--lockdep`).
-    pub detectors: Detectors,
-    /// Instead of fuzzing: boot once and replay or minimize a program.
-    pub repro: Option<Repro>,
-    /// Total fuzzing time, over all boots.
+    /// Boot this bzImage instead of a lane build (e.g. a kvm/next build); its .config,
+    /// when beside it, is checked for what the lane needs.
+    #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
+    pub kernel: Option<PathBuf>,
+    /// Build and boot Debian's source of this series (7.2 or 6.12).
+    #[arg(long, default_value = DEFAULT_SERIES, conflicts_with = "kernel_src")]
+    pub kernel_version: String,
+    /// Build and boot this kernel tree: configured with the lane's fragment and built in a
+    /// directory of the lane's own (the tree stays untouched), incrementally.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+    /// Total fuzzing time in seconds.
+    #[arg(long, default_value_t = 600)]
     pub seconds: u64,
-    /// Where findings, console logs and the summary go.
+    /// Findings, console logs and corpus go here.
+    #[arg(long, default_value = "lane-out")]
     pub out: PathBuf,
-    /// Only run the conversion scenarios, no fuzzing.
+    /// Run only the conversion scenarios.
+    #[arg(long)]
     pub scenarios_only: bool,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// GMEMFUZZ_SKIP_OP for the fuzzing and repro boots (fault injection: a finding made
-    /// with it replays with it).
-    pub skip_op: Option<String>,
-    /// Fuzz with this cargo-fuzz `diff_kvm` binary (libFuzzer) instead of seeded
-    /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm and corpus/lane) comes back
-    /// in OUT/corpus, and each finding's program as text (VM type 1 recorded) beside its
-    /// artifact in the boot's findings/.
+    /// Fault injection inside the lane: the KVM backend silently skips this op kind
+    /// (default: GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
+    // The fuzzing and repro boots run with it: a finding made with it replays with it.
+    #[arg(long, value_parser = crate::config::parse_op_kind)]
+    pub skip_op: Option<OpKind>,
+    /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
+    /// e.g. fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm; the corpus comes back
+    /// in OUT/corpus.
+    // Its corpus is seeded from corpus/diff_kvm and corpus/lane, and each finding's program
+    // comes back as text (VM type 1 recorded) beside its artifact in the boot's findings/.
+    #[arg(long)]
     pub libfuzzer: Option<PathBuf>,
-    /// With `libfuzzer`: the corpus the boots start from and merge back into (OUT/corpus by
-    /// default); seeded as above where it holds no file.
+    /// With --libfuzzer: the corpus the boots start from and merge back into (default
+    /// OUT/corpus; seeded from corpus/diff_kvm and corpus/lane where it holds no file).
+    #[arg(long, value_name = "DIR", requires = "libfuzzer")]
     pub corpus: Option<PathBuf>,
-    /// With `libfuzzer`: where each boot's crash artifacts (and their text programs) are
-    /// copied, besides the boot's findings/.
+    /// With --libfuzzer: copy each boot's crash artifacts and their text programs here.
+    #[arg(long, value_name = "DIR", requires = "libfuzzer")]
     pub artifacts: Option<PathBuf>,
+    /// vCPUs of the QEMU guest. More than one makes multi-threaded TCG race with the
+    /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
+    #[arg(long, default_value_t = 1)]
     pub smp: u32,
-    /// QEMUs fuzzing at once, each on its own seeds (one per host core is the default).
-    pub jobs: u32,
-    /// Kernel coverage in the seeded fuzzing boots (see `kcov`).
+    /// QEMUs fuzzing at once, each with its own seeds (default: one per host core).
+    #[arg(long)]
+    pub jobs: Option<u32>,
+    /// Kernel coverage in the fuzzing boots: guide (keep and mutate the programs that
+    /// reach new KVM code; the corpus comes back in OUT/kcov-corpus), collect (count
+    /// only), or off. Every mode but off leaves the PCs and edges reached in
+    /// OUT/kcov-pcs.txt.
+    #[arg(long, value_enum, default_value_t = KcovMode::Guide)]
     pub kcov: KcovMode,
-    /// The code KCOV counts, instead of the KVM functions of the kernel's build.
+    /// The kernel code KCOV counts (`gmemfuzz coverage --ranges` writes such a file);
+    /// by default the KVM functions of the lane's build of the kernel.
+    #[arg(long, value_name = "FILE")]
     pub kcov_ranges: Option<PathBuf>,
+    /// Build the kernel with KASAN (harness/lane/kernel-kasan.config): a use-after-free
+    /// or out-of-bounds access a race causes is a splat, reported with its program.
+    #[arg(long)]
+    pub kasan: bool,
+    /// Build the kernel with lockdep (harness/lane/kernel-lockdep.config).
+    #[arg(long)]
+    pub lockdep: bool,
+    /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
+    /// every try, and say how many reproduced what it records (a divergence, or the
+    /// kernel splat it expects).
+    #[arg(long, value_name = "FILE", conflicts_with = "minimize")]
+    pub replay: Option<PathBuf>,
+    /// Instead of fuzzing: boot once and minimize this program (a finding); the result
+    /// is written to OUT/minimized.txt.
+    #[arg(long, value_name = "FILE")]
+    pub minimize: Option<PathBuf>,
+    /// Tries of --replay.
+    #[arg(long, default_value_t = REPLAY_TRIES, requires = "replay")]
+    pub repeat: u32,
+    /// Append the session's summary (boots, scenarios, lane regressions, divergences,
+    /// kernel splats) to FILE as a JSON line (`gmemfuzz nightly` reads it).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// The tries of `--replay` unless told: `gmemfuzz replay`'s for a program with a group
+/// (`repro::cli::RACE_TRIES`, a layer above the lane; tests/lane.rs holds the two equal).
+pub const REPLAY_TRIES: u32 = 100;
+
+impl LaneOptions {
+    /// The kernel to boot (`--kernel`, `--kernel-src`, `--kernel-version`).
+    pub fn kernel_choice(&self) -> KernelChoice {
+        KernelChoice::from_flags(self.kernel.clone(), self.kernel_src.clone(), self.kernel_version.clone())
+    }
+
+    /// The bug detectors to build into it (`--kasan`, `--lockdep`).
+    pub fn detectors(&self) -> Detectors {
+        Detectors { kasan: self.kasan, lockdep: self.lockdep }
+    }
+
+    /// Instead of fuzzing: the one program a boot replays or minimizes.
+    pub fn repro(&self) -> Option<Repro> {
+        match (&self.replay, &self.minimize) {
+            (Some(program), _) => Some(Repro::Replay { program: program.clone(), repeat: self.repeat }),
+            (None, Some(program)) => Some(Repro::Minimize { program: program.clone() }),
+            (None, None) => None,
+        }
+    }
+
+    /// QEMUs at once: `--jobs`, or one per host core.
+    fn jobs(&self) -> u32 {
+        self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)).max(1)
+    }
 }
 
 /// What a lane session saw.
@@ -210,7 +290,7 @@ fn both_vm_types(left: u64, then: &str, run: impl Fn(u64, u64) -> String) -> Str
 
 /// The fault injection the guest's commands are prefixed with (`GMEMFUZZ_SKIP_OP=K `), if any.
 fn injection(opts: &LaneOptions) -> String {
-    opts.skip_op.as_ref().map(|k| format!("{}={k} ", crate::config::SKIP_OP)).unwrap_or_default()
+    opts.skip_op.map(|k| format!("{}={} ", crate::config::SKIP_OP, k.name())).unwrap_or_default()
 }
 
 /// The libFuzzer corpus of a `--libfuzzer` lane (made if missing).
@@ -460,7 +540,7 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
 
 /// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
 pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
-    let kernel = kernel(&opts.kernel, opts.detectors)?;
+    let kernel = kernel(&opts.kernel_choice(), opts.detectors())?;
     eprintln!("gmemfuzz lane: booting Linux {} ({}; bug detectors: {})", kernel.version, kernel.image.display(), kernel.detectors.names());
     std::fs::create_dir_all(&opts.out)?;
     let work = opts.out.join("work");
@@ -482,7 +562,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     };
     let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref(), kcov_ranges.as_deref())?;
     let mut report = LaneReport::default();
-    if let Some(what) = &opts.repro {
+    if let Some(what) = &opts.repro() {
         repro_boot(opts, &kernel, &initrd, what, &mut report)?;
         return Ok(report);
     }
@@ -492,7 +572,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     }
 
     let start = Instant::now();
-    let jobs = opts.jobs.max(1);
+    let jobs = opts.jobs();
     let booting = report.check_boot_seconds.unwrap_or(60.0);
     let shared = std::sync::Mutex::new(report);
     std::thread::scope(|scope| -> Result<()> {
