@@ -715,96 +715,117 @@ fn fuzz_boot(
     let boot_deadline = left + BOOT_ALLOWANCE;
     let left = left.saturating_sub(booting.ceil() as u64).max(10);
     let dir = opts.out.join(format!("boot-{seed}"));
-    let inject = injection(opts);
     let cmd = match opts.libfuzzer {
-        None => {
-            let kcov = coverage::guest_args(opts.kcov, &opts.out, &dir)?;
-            let run = |vm_type: u64, seconds: u64| {
-                format!(
-                    "{inject}/bin/gmemfuzz run --vm-type {vm_type} --seed {seed} --programs 1000000000 --seconds {seconds} --findings /out/findings --taint-check --json /out/{RESULTS}{}",
-                    kcov(vm_type)
-                )
-            };
-            // A divergence of VM type 0 ends the boot (the lane reboots on new seeds).
-            both_vm_types(left, "&&", run)
-        }
-        Some(_) => {
-            // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
-            // regressions, which the target reads as programs) goes into the boot's
-            // shared directory and comes back out of it after the boot.
-            let corpus = libfuzzer_corpus(opts);
-            if !has_files(&corpus) {
-                let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-                copy_files(&stored.join("diff_kvm"), &corpus)?;
-                copy_files(&stored.join("lane"), &corpus)?;
-            }
-            copy_files(&corpus, &dir.join("corpus"))?;
-            std::fs::create_dir_all(dir.join("findings"))?;
-            let run = |vm_type: u64, seconds: u64| {
-                format!("{inject}GMEMFUZZ_VM_TYPE={vm_type} /bin/diff_kvm /out/corpus -max_total_time={seconds} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1")
-            };
-            // A crash of VM type 0 (libFuzzer stops at its first) leaves VM type 1 its time.
-            both_vm_types(left, ";", run)
-        }
+        None => seeded_command(opts, &dir, seed, left)?,
+        Some(_) => libfuzzer_command(opts, &dir, seed, left)?,
     };
     let end = boot(kernel, initrd, &dir, &cmd, boot_deadline, opts.smp, true)?;
-    let (status, console) = (end.status, &end.console);
     report.boots += 1;
     if let Some(stop) = &end.stopped {
         eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
     }
     report.splats.extend(stop_finding(&end));
-    if opts.libfuzzer.is_none() {
-        coverage::collect(opts.kcov, &opts.out, &dir)?;
-    }
-    if opts.libfuzzer.is_some() {
-        copy_files(&dir.join("corpus"), &libfuzzer_corpus(opts))?;
-        if let Some(artifacts) = &opts.artifacts {
-            copy_files(&dir.join("findings"), artifacts)?;
-        }
-        let kept = opts.artifacts.as_ref().unwrap_or(&dir);
-        for program in saved_programs(&dir.join("findings")) {
-            let name = program.file_name().expect("a file").to_string_lossy().into_owned();
-            let at = if opts.artifacts.is_some() { kept.join(&name) } else { program.clone() };
-            eprintln!(
-                "gmemfuzz lane: finding saved as text (its VM type recorded): {}; replay it in the lane: {}gmemfuzz lane --replay {0}",
-                at.display(),
-                injection(opts)
-            );
-        }
-    }
     let stats = match opts.libfuzzer {
-        None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),
+        None => {
+            coverage::collect(opts.kcov, &opts.out, &dir)?;
+            read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report)
+        }
         Some(_) => {
-            // libFuzzer saves each crashing input (with its text program beside it).
-            let crashes = std::fs::read_dir(dir.join("findings"))
-                .map(|d| {
-                    d.flatten()
-                        .filter(|e| {
-                            e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt")
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
-            report.divergences += crashes as u32;
+            collect_libfuzzer(opts, &dir)?;
+            report.divergences += crashes(&dir.join("findings"));
             None
         }
     };
+    say_boot(job, seed, &dir, &end, stats, &mut report);
+    // Programs and fuzzing seconds, by QEMU.
+    report.per_qemu = vec![(0, 0.0); job as usize + 1];
+    report.per_qemu[job as usize] = (report.programs, report.fuzz_seconds);
+    Ok((report, end.status == 0))
+}
+
+/// The guest command of a seeded fuzzing boot: `gmemfuzz run` on both VM types, its results
+/// in the boot's /out (kernel coverage as `opts.kcov` asks, readied in `dir`).
+fn seeded_command(opts: &LaneOptions, dir: &Path, seed: u64, left: u64) -> Result<String> {
+    let inject = injection(opts);
+    let kcov = coverage::guest_args(opts.kcov, &opts.out, dir)?;
+    let run = |vm_type: u64, seconds: u64| {
+        format!(
+            "{inject}/bin/gmemfuzz run --vm-type {vm_type} --seed {seed} --programs 1000000000 --seconds {seconds} --findings /out/findings --taint-check --json /out/{RESULTS}{}",
+            kcov(vm_type)
+        )
+    };
+    // A divergence of VM type 0 ends the boot (the lane reboots on new seeds).
+    Ok(both_vm_types(left, "&&", run))
+}
+
+/// The guest command of a libFuzzer boot: the diff_kvm target on both VM types, its corpus
+/// and findings in `dir`.
+fn libfuzzer_command(opts: &LaneOptions, dir: &Path, seed: u64, left: u64) -> Result<String> {
+    // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
+    // regressions, which the target reads as programs) goes into the boot's
+    // shared directory and comes back out of it after the boot.
+    let corpus = libfuzzer_corpus(opts);
+    if !has_files(&corpus) {
+        let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        copy_files(&stored.join("diff_kvm"), &corpus)?;
+        copy_files(&stored.join("lane"), &corpus)?;
+    }
+    copy_files(&corpus, &dir.join("corpus"))?;
+    std::fs::create_dir_all(dir.join("findings"))?;
+    let inject = injection(opts);
+    let run = |vm_type: u64, seconds: u64| {
+        format!("{inject}GMEMFUZZ_VM_TYPE={vm_type} /bin/diff_kvm /out/corpus -max_total_time={seconds} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1")
+    };
+    // A crash of VM type 0 (libFuzzer stops at its first) leaves VM type 1 its time.
+    Ok(both_vm_types(left, ";", run))
+}
+
+/// After a libFuzzer boot: its corpus merged back, its artifacts copied where asked, and each
+/// finding's text program named with the command that replays it in the lane.
+fn collect_libfuzzer(opts: &LaneOptions, dir: &Path) -> Result<()> {
+    copy_files(&dir.join("corpus"), &libfuzzer_corpus(opts))?;
+    if let Some(artifacts) = &opts.artifacts {
+        copy_files(&dir.join("findings"), artifacts)?;
+    }
+    let kept = opts.artifacts.as_deref().unwrap_or(dir);
+    for program in saved_programs(&dir.join("findings")) {
+        let name = program.file_name().expect("a file").to_string_lossy().into_owned();
+        let at = if opts.artifacts.is_some() { kept.join(&name) } else { program.clone() };
+        eprintln!(
+            "gmemfuzz lane: finding saved as text (its VM type recorded): {}; replay it in the lane: {}gmemfuzz lane --replay {0}",
+            at.display(),
+            injection(opts)
+        );
+    }
+    Ok(())
+}
+
+/// The crash inputs libFuzzer saved in `findings` (each with its text program beside it).
+fn crashes(findings: &Path) -> u32 {
+    std::fs::read_dir(findings)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt"))
+                .count()
+        })
+        .unwrap_or(0) as u32
+}
+
+/// Says how a fuzzing boot ended (its exit, its last stats line, its time under QEMU and its
+/// kernel splats) and adds its time line and splats to `report`.
+fn say_boot(job: u32, seed: u64, dir: &Path, end: &BootEnd, stats: Option<String>, report: &mut LaneReport) {
+    let status = end.status;
     match stats {
         Some(stats) => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status}: {stats}"),
         None => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status} (console in {})", dir.display()),
     }
-    let booting = boot_seconds(console).map_or("?".to_string(), |s| format!("{s:.1}"));
+    let booting = boot_seconds(&end.console).map_or("?".to_string(), |s| format!("{s:.1}"));
     let line = format!("QEMU {job}, boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
     eprintln!("gmemfuzz lane: {line}");
     report.stats.push(line);
-    let splats = scan_console(console);
+    let splats = scan_console(&end.console);
     for s in &splats {
         eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
     }
     report.splats.extend(splats);
-    // Programs and fuzzing seconds, by QEMU.
-    report.per_qemu = vec![(0, 0.0); job as usize + 1];
-    report.per_qemu[job as usize] = (report.programs, report.fuzz_seconds);
-    Ok((report, status == 0))
 }
