@@ -338,7 +338,7 @@ impl Graph {
         }
         let resolve = |path: &[String]| -> Option<Vec<String>> {
             let path: Vec<String> = match path.first().and_then(|p| aliases.get(p)) {
-                Some(alias) if !modules.contains(&path[..1].to_vec()) => alias.iter().chain(&path[1..]).cloned().collect(),
+                Some(alias) if !modules.contains(&path[..1]) => alias.iter().chain(&path[1..]).cloned().collect(),
                 _ => path.to_vec(),
             };
             (1..=path.len()).rev().map(|n| path[..n].to_vec()).find(|p| modules.contains(p))
