@@ -80,22 +80,21 @@ const BACKEND_ALLOWED: &[(&str, &str, &str)] = &[
 
 #[test]
 fn the_harness_keeps_its_layers() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let files = read_tree(&src);
-    let graph = Graph::of(&files, "gmemfuzz");
-    eprintln!("{}", graph.show());
-    let problems = graph.check(HARNESS_LAYERS, ALLOWED);
-    assert!(problems.is_empty(), "the harness's import graph breaks its layers:\n{}", problems.join("\n"));
+    keeps_its_layers("src", "gmemfuzz", HARNESS_LAYERS, ALLOWED);
 }
 
 #[test]
 fn the_backends_keep_their_layers() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../backends/src");
-    let files = read_tree(&src);
-    let graph = Graph::of(&files, "gmemfuzz_backends");
-    eprintln!("{}", graph.show());
-    let problems = graph.check(BACKEND_LAYERS, BACKEND_ALLOWED);
-    assert!(problems.is_empty(), "the backends' import graph breaks their layers:\n{}", problems.join("\n"));
+    keeps_its_layers("../backends/src", "gmemfuzz_backends", BACKEND_LAYERS, BACKEND_ALLOWED);
+}
+
+/// Checks the crate `name` in `dir` (from harness/) against its layers, printing its graph.
+fn keeps_its_layers(dir: &str, name: &str, layers: &[(&str, &[&str])], allowed: &[(&str, &str, &str)]) {
+    let files = read_tree(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir));
+    let graph = Graph::of(&files, name);
+    eprintln!("{name}: {}", graph.show());
+    let problems = graph.check(layers, allowed);
+    assert!(problems.is_empty(), "the import graph of {name} breaks its layers:\n{}", problems.join("\n"));
 }
 
 /// Every `.rs` file under `root`, by its path relative to it (`lane/mod.rs`), with its text.
