@@ -8,6 +8,10 @@
 //! arrow is a path in the code: `use crate::…` (groups expanded), `crate::x::y` in an
 //! expression, `super::…` (resolved), and in the binary `gmemfuzz::…`; comments and strings
 //! are not read.
+//!
+//! Circles are looked for between the units the layers name (a pattern such as `lane`, with
+//! all its rooms, or `repro/text`), so that one running through a folder's own rooms counts,
+//! and between the rooms of one unit. Run with `--nocapture` to see the whole graph.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -448,21 +452,40 @@ impl Graph {
                 ));
             }
         }
-        let kept: BTreeMap<&String, Vec<&String>> = self.nodes.iter().map(|n| (n, self.arrows_from(n, &is_allowed))).collect();
-        for circle in circles(&kept) {
+        // Circles between the units the layers name (`coverage` and `lane`: `coverage -> lane`
+        // and `lane/coverage -> coverage` make one, through the lane's own rooms), then between
+        // the rooms of one unit (`coverage/html -> coverage/report -> coverage/html`).
+        let folder = |n: &str| -> String {
+            let patterns = layers.iter().flat_map(|(_, p)| p.iter());
+            let unit = patterns.filter(|p| n == **p || n.starts_with(&format!("{p}/"))).max_by_key(|p| p.len());
+            unit.map_or_else(|| n.split('/').next().unwrap_or(n).to_string(), |p| p.to_string())
+        };
+        let kept: Vec<(&String, &String)> = self.edges.keys().filter(|(f, t)| !is_allowed(f, t)).map(|(f, t)| (f, t)).collect();
+        let folders: BTreeSet<String> = self.nodes.iter().map(|n| folder(n)).collect();
+        let between: BTreeMap<&String, Vec<&String>> = folders
+            .iter()
+            .map(|d| (d, folders.iter().filter(|e| kept.iter().any(|(f, t)| folder(f) == **d && folder(t) == **e && d != *e)).collect()))
+            .collect();
+        let inside: BTreeMap<&String, Vec<&String>> = self
+            .nodes
+            .iter()
+            .map(|n| (n, kept.iter().filter(|(f, t)| *f == n && folder(f) == folder(t)).map(|(_, t)| *t).collect()))
+            .collect();
+        for (circle, of) in circles(&between)
+            .into_iter()
+            .map(|c| (c, &folder as &dyn Fn(&str) -> String))
+            .chain(circles(&inside).into_iter().map(|c| (c, &(|n: &str| n.to_string()) as &dyn Fn(&str) -> String)))
+        {
             let mut lines = format!("import circle: {}", circle.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "));
-            for ((from, to), at) in &self.edges {
-                if circle.contains(&from) && circle.contains(&to) && !is_allowed(from, to) {
-                    lines.push_str(&format!("\n  {from} -> {to}: {}", at.join(", ")));
+            for (from, to) in &kept {
+                let (a, b) = (of(from), of(to));
+                if a != b && circle.contains(&&a) && circle.contains(&&b) {
+                    lines.push_str(&format!("\n  {from} -> {to}: {}", self.edges[&((*from).clone(), (*to).clone())].join(", ")));
                 }
             }
             problems.push(lines);
         }
         problems
-    }
-
-    fn arrows_from(&self, node: &str, allowed: &impl Fn(&str, &str) -> bool) -> Vec<&String> {
-        self.edges.keys().filter(|(f, t)| f == node && !allowed(f, t)).map(|(_, t)| t).collect()
     }
 }
 
@@ -571,6 +594,19 @@ mod checker {
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(problems[0].contains("import circle: base, text"), "{}", problems[0]);
         assert!(g.check(LAYERS, &[("text", "base", "why")]).is_empty());
+    }
+
+    #[test]
+    fn a_circle_through_a_folders_rooms_is_found() {
+        // coverage -> lane (its face), lane/coverage -> coverage: a circle between the folders.
+        let g = crate_of(&[("lab/mod.rs", "mod coverage;"), ("lab/coverage.rs", "use crate::base::B;"), ("base.rs", "use crate::lab::X;")]);
+        let problems = g.check(LAYERS, &[]);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[1].starts_with("import circle: base, lab\n  base -> lab: base.rs:1 (lab::X)\n  lab/coverage -> base:"),
+            "{}",
+            problems[1]
+        );
     }
 
     #[test]
