@@ -93,26 +93,7 @@ enum Command {
     /// The nightly CI job: fuzz every target this machine can run (libFuzzer fork mode) for
     /// a time budget, merge the corpus, minimize and deduplicate findings, write OUT/report.md,
     /// OUT/report.json and OUT/junit.xml. Exit 1 on a new finding, 2 on a harness error.
-    Nightly {
-        /// Total seconds: each target fuzzes 2/3 of its share, then merges and minimizes.
-        #[arg(long)]
-        budget: u64,
-        /// The corpus that persists between nights (one directory per target).
-        #[arg(long)]
-        corpus: PathBuf,
-        /// Reports, findings, logs and tonight's artifacts.
-        #[arg(long)]
-        out: PathBuf,
-        /// libFuzzer fork-mode jobs per target (default: every core).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// The cargo-fuzz target binaries (default: the repository's fuzz/target, built if missing).
-        #[arg(long)]
-        fuzz_bin_dir: Option<PathBuf>,
-        /// Run only this target (repeatable; default: all this machine can run).
-        #[arg(long = "target")]
-        targets: Vec<String>,
-    },
+    Nightly(gmemfuzz::cli::nightly::NightlyOptions),
     /// Print a program (text file or libFuzzer artifact) in the text format.
     Show {
         file: std::path::PathBuf,
@@ -196,11 +177,7 @@ fn run(args: Cli) -> Result<()> {
     use gmemfuzz::repro::cli as repro;
     match args.command {
         Command::Host { vm_type } => std::process::exit(cli::host(vm_type)),
-        Command::Nightly { budget, corpus, out, jobs, fuzz_bin_dir, targets } => {
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = cli::nightly::NightlyOptions { budget, corpus, out, jobs, fuzz_bin_dir, targets };
-            std::process::exit(cli::nightly::nightly(&opts))
-        }
+        Command::Nightly(opts) => std::process::exit(cli::nightly::nightly(&opts)),
         Command::Show { file, vm_type } => std::process::exit(repro::show(&file, vm_type)),
         Command::Replay { file, vm_type, json, repeat, keep_going } => {
             std::process::exit(repro::replay(&file, vm_type, repeat, keep_going, &Sink::new(json.as_deref())))
