@@ -9,6 +9,7 @@ pub mod coverage;
 pub mod fuzz;
 pub mod gen;
 pub mod kcov;
+pub mod kernel;
 pub mod known;
 pub mod lane;
 pub mod oracle;

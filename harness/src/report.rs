@@ -1,6 +1,6 @@
-//! Structured results: what `gmemfuzz run`, `replay` and `scenarios` found, as JSON lines
-//! (`--json FILE`). The lane reads these from the guest's shared directory instead of the
-//! tools' human output.
+//! Structured results: what `gmemfuzz run`, `replay`, `scenarios` and `lane` found, as JSON
+//! lines (`--json FILE`). The lane reads these from the guest's shared directory, and nightly
+//! the lane's, instead of the tools' human output.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,20 @@ pub enum Record {
         /// counting).
         #[serde(default)]
         sources: String,
+    },
+    /// A lane session's end (`gmemfuzz lane --json FILE`): what its summary line says.
+    Lane {
+        boots: u32,
+        scenarios_passed: bool,
+        regressions_matched: u32,
+        /// The lane regressions whose replay did not show what they record.
+        regressions_differed: Vec<String>,
+        divergences: u32,
+        /// The kind of each kernel splat seen on a console (`WARNING`, `KASAN`, ...).
+        splats: Vec<String>,
+        /// Programs run and seconds spent fuzzing, over all boots.
+        programs: u64,
+        fuzz_seconds: f64,
     },
     /// Programs per second over a whole session, and where the time went.
     Throughput {

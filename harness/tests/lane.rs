@@ -84,7 +84,7 @@ fn guided_run_reaches_kvm_code(kernel: &lane::LaneKernel, initrd: &std::path::Pa
     let kept = std::fs::read_dir(out.join("corpus")).unwrap().count() as u64;
     assert!(corpus > 0 && kept == corpus, "{corpus} inputs kept, {kept} in the corpus directory on {on}");
     let file = std::fs::read_to_string(out.join("pcs.txt")).unwrap();
-    let listed = gmemfuzz::coverage::parse_pcs(&file).unwrap();
+    let listed = gmemfuzz::kcov::format::parse_pcs(&file).unwrap();
     assert_eq!((listed.pcs.len() as u64, listed.edges.len() as u64), (pcs, edges), "the PCs file lists every PC and edge on {on}");
     eprintln!("lane test: guided run on Linux {}: {edges} edges, {pcs} PCs, {corpus} inputs kept", kernel.version);
 }
@@ -130,6 +130,13 @@ fn lane_reads_the_tools_json_results() {
     assert!(stats.starts_with("vm type 0: programs 20 divergences 0"), "{stats}");
     assert_eq!(report.divergences, 0);
     assert!(report.stats.iter().any(|l| l.starts_with("throughput: 20 programs")), "{:?}", report.stats);
+}
+
+/// `gmemfuzz lane --replay` tries a program as often as `gmemfuzz replay` tries one with a
+/// group (the lane, below the command line, keeps its own copy of the number).
+#[test]
+fn lane_replays_as_often_as_replay_does() {
+    assert_eq!(lane::REPLAY_TRIES, gmemfuzz::repro::cli::RACE_TRIES);
 }
 
 /// The integration test binaries that hold KVM tests (those calling `common::kvm_or_skip`;

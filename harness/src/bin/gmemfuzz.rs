@@ -31,131 +31,11 @@ enum Command {
         vm_type: u64,
     },
     /// Run seeded random programs on the model and real KVM, without libFuzzer.
-    Run {
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 1000)]
-        programs: u64,
-        /// Stop after this many seconds even if programs remain (0 = no limit).
-        #[arg(long, default_value_t = 0)]
-        seconds: u64,
-        /// Write a diverging program here as a text program (divergence-SEED-N.txt).
-        #[arg(long)]
-        findings: Option<std::path::PathBuf>,
-        /// After each program, read /proc/sys/kernel/tainted and the kernel log (/dev/kmsg): a
-        /// new taint or splat (WARN, oops, KASAN, lockdep) is a kernel finding, saved as the
-        /// program that ran, expecting the splat, with the kernel's report.
-        #[arg(long)]
-        taint_check: bool,
-        /// Ops per program.
-        #[arg(long, default_value_t = 16)]
-        ops: usize,
-        #[arg(long, default_value_t = 0)]
-        vm_type: u64,
-        /// Append results (divergences, taint, stats, throughput) to FILE as JSON lines.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Also run each program on a VM made for it and require the same result (checks
-        /// that reusing the VM between programs leaves nothing behind).
-        #[arg(long)]
-        verify_reset: bool,
-        /// Kernel coverage from KCOV (the lane's kernels have it; where the kernel has none,
-        /// one line says so and the run goes on without).
-        #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Off)]
-        kcov: gmemfuzz::cli::KcovMode,
-        /// Count only PCs in these ranges (a file of `0xSTART 0xEND` lines, as
-        /// `gmemfuzz coverage --ranges` writes); every kernel PC without.
-        #[arg(long, value_name = "FILE")]
-        kcov_ranges: Option<PathBuf>,
-        /// Write the kernel PCs reached to FILE (for `gmemfuzz coverage`), every 30 s and at the end.
-        #[arg(long, value_name = "FILE")]
-        kcov_pcs: Option<PathBuf>,
-        /// With --kcov guide: start from the inputs in DIR and write each input kept there.
-        #[arg(long, value_name = "DIR")]
-        corpus: Option<PathBuf>,
-        /// Generate no concurrent groups (the sequential programs of before issue 12).
-        #[arg(long)]
-        no_groups: bool,
-    },
+    Run(gmemfuzz::cli::RunOptions),
     /// Boot the lane's test kernel under QEMU (building it on first use: Debian's Linux 7.2
     /// unless told otherwise) and run the conversion scenarios and differential fuzzing of VM
     /// type 1 inside.
-    Lane {
-        /// Boot this bzImage instead of a lane build (e.g. a kvm/next build); its .config,
-        /// when beside it, is checked for what the lane needs.
-        #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
-        kernel: Option<std::path::PathBuf>,
-        /// Build and boot Debian's source of this series (7.2 or 6.12).
-        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
-        kernel_version: String,
-        /// Build and boot this kernel tree: configured with the lane's fragment and built in a
-        /// directory of the lane's own (the tree stays untouched), incrementally.
-        #[arg(long, value_name = "DIR")]
-        kernel_src: Option<std::path::PathBuf>,
-        /// Total fuzzing time in seconds.
-        #[arg(long, default_value_t = 600)]
-        seconds: u64,
-        /// Findings, console logs and corpus go here.
-        #[arg(long, default_value = "lane-out")]
-        out: std::path::PathBuf,
-        /// Run only the conversion scenarios.
-        #[arg(long)]
-        scenarios_only: bool,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Fault injection inside the lane: the KVM backend silently skips this op kind
-        /// (default: GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
-        #[arg(long, value_parser = gmemfuzz::config::parse_op_kind)]
-        skip_op: Option<gmemfuzz_backends::OpKind>,
-        /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
-        /// e.g. fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm; the corpus comes back
-        /// in OUT/corpus.
-        #[arg(long)]
-        libfuzzer: Option<std::path::PathBuf>,
-        /// With --libfuzzer: the corpus the boots start from and merge back into (default
-        /// OUT/corpus; seeded from corpus/diff_kvm and corpus/lane where it holds no file).
-        #[arg(long, value_name = "DIR", requires = "libfuzzer")]
-        corpus: Option<PathBuf>,
-        /// With --libfuzzer: copy each boot's crash artifacts and their text programs here.
-        #[arg(long, value_name = "DIR", requires = "libfuzzer")]
-        artifacts: Option<PathBuf>,
-        /// vCPUs of the QEMU guest. More than one makes multi-threaded TCG race with the
-        /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
-        #[arg(long, default_value_t = 1)]
-        smp: u32,
-        /// QEMUs fuzzing at once, each with its own seeds (default: one per host core).
-        #[arg(long)]
-        jobs: Option<u32>,
-        /// Kernel coverage in the fuzzing boots: guide (keep and mutate the programs that
-        /// reach new KVM code; the corpus comes back in OUT/kcov-corpus), collect (count
-        /// only), or off. Every mode but off leaves the PCs and edges reached in
-        /// OUT/kcov-pcs.txt.
-        #[arg(long, value_enum, default_value_t = gmemfuzz::cli::KcovMode::Guide)]
-        kcov: gmemfuzz::cli::KcovMode,
-        /// The kernel code KCOV counts (`gmemfuzz coverage --ranges` writes such a file);
-        /// by default the KVM functions of the lane's build of the kernel.
-        #[arg(long, value_name = "FILE")]
-        kcov_ranges: Option<PathBuf>,
-        /// Build the kernel with KASAN (harness/lane/kernel-kasan.config): a use-after-free
-        /// or out-of-bounds access a race causes is a splat, reported with its program.
-        #[arg(long)]
-        kasan: bool,
-        /// Build the kernel with lockdep (harness/lane/kernel-lockdep.config).
-        #[arg(long)]
-        lockdep: bool,
-        /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
-        /// every try, and say how many reproduced what it records (a divergence, or the
-        /// kernel splat it expects).
-        #[arg(long, value_name = "FILE", conflicts_with = "minimize")]
-        replay: Option<PathBuf>,
-        /// Instead of fuzzing: boot once and minimize this program (a finding); the result
-        /// is written to OUT/minimized.txt.
-        #[arg(long, value_name = "FILE")]
-        minimize: Option<PathBuf>,
-        /// Tries of --replay.
-        #[arg(long, default_value_t = gmemfuzz::repro::cli::RACE_TRIES, requires = "replay")]
-        repeat: u32,
-    },
+    Lane(gmemfuzz::lane::LaneOptions),
     /// Report the kernel code the lane's programs reached: PCs files (a hex PC or an edge, two
     /// PCs, a line, as the lane's KCOV collection writes them) mapped to guest_memfd.c,
     /// kvm_main.c and the x86 MMU, as OUT/index.html with source lines coloured; or, with
@@ -166,7 +46,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
         kernel: Option<std::path::PathBuf>,
         /// The lane's build of Debian's source of this series (7.2 or 6.12).
-        #[arg(long, default_value = gmemfuzz::lane::DEFAULT_SERIES, conflicts_with = "kernel_src")]
+        #[arg(long, default_value = gmemfuzz::kernel::DEFAULT_SERIES, conflicts_with = "kernel_src")]
         kernel_version: String,
         /// The lane's build of this kernel tree.
         #[arg(long, value_name = "DIR")]
@@ -214,26 +94,7 @@ enum Command {
     /// The nightly CI job: fuzz every target this machine can run (libFuzzer fork mode) for
     /// a time budget, merge the corpus, minimize and deduplicate findings, write OUT/report.md,
     /// OUT/report.json and OUT/junit.xml. Exit 1 on a new finding, 2 on a harness error.
-    Nightly {
-        /// Total seconds: each target fuzzes 2/3 of its share, then merges and minimizes.
-        #[arg(long)]
-        budget: u64,
-        /// The corpus that persists between nights (one directory per target).
-        #[arg(long)]
-        corpus: PathBuf,
-        /// Reports, findings, logs and tonight's artifacts.
-        #[arg(long)]
-        out: PathBuf,
-        /// libFuzzer fork-mode jobs per target (default: every core).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// The cargo-fuzz target binaries (default: the repository's fuzz/target, built if missing).
-        #[arg(long)]
-        fuzz_bin_dir: Option<PathBuf>,
-        /// Run only this target (repeatable; default: all this machine can run).
-        #[arg(long = "target")]
-        targets: Vec<String>,
-    },
+    Nightly(gmemfuzz::cli::nightly::NightlyOptions),
     /// Print a program (text file or libFuzzer artifact) in the text format.
     Show {
         file: std::path::PathBuf,
@@ -317,11 +178,7 @@ fn run(args: Cli) -> Result<()> {
     use gmemfuzz::repro::cli as repro;
     match args.command {
         Command::Host { vm_type } => std::process::exit(cli::host(vm_type)),
-        Command::Nightly { budget, corpus, out, jobs, fuzz_bin_dir, targets } => {
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let opts = cli::nightly::NightlyOptions { budget, corpus, out, jobs, fuzz_bin_dir, targets };
-            std::process::exit(cli::nightly::nightly(&opts))
-        }
+        Command::Nightly(opts) => std::process::exit(cli::nightly::nightly(&opts)),
         Command::Show { file, vm_type } => std::process::exit(repro::show(&file, vm_type)),
         Command::Replay { file, vm_type, json, repeat, keep_going } => {
             std::process::exit(repro::replay(&file, vm_type, repeat, keep_going, &Sink::new(json.as_deref())))
@@ -335,133 +192,65 @@ fn run(args: Cli) -> Result<()> {
             let backend = cli::kvm(vm_type)?;
             println!("{}", backend.profile().summary());
         }
-        Command::Lane {
-            kernel,
-            kernel_version,
-            kernel_src,
-            seconds,
-            out,
-            scenarios_only,
-            seed,
-            skip_op,
-            libfuzzer,
-            corpus,
-            artifacts,
-            smp,
-            jobs,
-            kcov,
-            kcov_ranges,
-            kasan,
-            lockdep,
-            replay,
-            repeat,
-            minimize,
-        } => {
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        Command::Lane(mut opts) => {
             // As every tool that opens KVM, the lane takes GMEMFUZZ_SKIP_OP (--skip-op wins).
-            let skip_op = skip_op.or(gmemfuzz::config::Env::read()?.skip_op).map(|k| k.name().to_string());
-            let kernel = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
-            let opts = gmemfuzz::lane::LaneOptions {
-                kernel,
-                detectors: gmemfuzz::lane::Detectors { kasan, lockdep },
-                repro: match (replay, minimize) {
-                    (Some(program), _) => Some(gmemfuzz::lane::Repro::Replay { program, repeat }),
-                    (None, Some(program)) => Some(gmemfuzz::lane::Repro::Minimize { program }),
-                    (None, None) => None,
-                },
-                seconds,
-                out,
-                scenarios_only,
-                seed,
-                skip_op,
-                libfuzzer,
-                corpus,
-                artifacts,
-                smp,
-                jobs,
-                kcov,
-                kcov_ranges,
-            };
+            opts.skip_op = opts.skip_op.or(gmemfuzz::config::Env::read()?.skip_op);
             let report = gmemfuzz::lane::run(&opts)?;
-            if opts.repro.is_some() {
-                for line in &report.stats {
-                    println!("lane: {line}");
-                }
-                println!("lane: {} kernel splats on the console", report.splats.len());
-                // A replay's exit status says whether it reproduced, as `gmemfuzz replay`'s does.
-                std::process::exit(match report.replay {
-                    Some((hits, _)) if hits > 0 => 1,
-                    _ => 0,
-                });
-            }
-            println!(
-                "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
-                report.boots,
-                if report.scenarios_passed { "passed" } else { "FAILED" },
-                report.regressions_matched,
-                report.regressions_differed.len(),
-                report.divergences,
-                report.splats.len()
-            );
-            for line in &report.stats {
-                println!("  {line}");
-            }
-            let rates: Vec<f64> = report.per_qemu.iter().filter(|(_, s)| *s > 0.0).map(|(p, s)| *p as f64 / s).collect();
-            if !rates.is_empty() {
-                let each: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
-                println!(
-                    "  lane throughput: {} programs; {:.1} programs/s in all ({} per QEMU)",
-                    report.programs,
-                    rates.iter().sum::<f64>(),
-                    each.join(" + ")
-                );
-            }
-            if !report.scenarios_passed || !report.regressions_differed.is_empty() || report.divergences > 0 || !report.splats.is_empty() {
-                bail!("the lane found something (see above and {})", opts.out.display());
-            }
+            Sink::new(opts.json.as_deref()).put(&report.record())?;
+            print_lane(&opts, &report)?;
         }
         Command::Coverage { kernel, kernel_version, kernel_src, pcs, out, ranges } => {
-            let choice = gmemfuzz::lane::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
+            let choice = gmemfuzz::kernel::KernelChoice::from_flags(kernel, kernel_src, kernel_version);
             gmemfuzz::coverage::cli(&choice, &pcs, out.as_deref(), ranges.as_deref())?;
         }
-        Command::Run {
-            seed,
-            programs,
-            seconds,
-            findings,
-            taint_check,
-            ops,
-            vm_type,
-            json,
-            verify_reset,
-            kcov,
-            kcov_ranges,
-            kcov_pcs,
-            corpus,
-            no_groups,
-        } => {
-            let opts = cli::RunOptions {
-                seed,
-                programs,
-                seconds,
-                findings,
-                taint_check,
-                ops,
-                vm_type,
-                verify_reset,
-                kcov,
-                kcov_ranges,
-                kcov_pcs,
-                corpus,
-                no_groups,
-            };
-            cli::run(&opts, &Sink::new(json.as_deref()))?;
-        }
+        Command::Run(opts) => cli::run(&opts, &Sink::new(opts.json.as_deref()))?,
         Command::Scenarios { vm_type, json } => cli::scenarios(vm_type, &Sink::new(json.as_deref()))?,
         Command::Bench { ops, programs, seed, distribution: true, profile, .. } => {
             gmemfuzz::cli::bench_distribution(ops, programs, seed, profile)?
         }
         Command::Bench { ops, programs, seed, programs_dir, .. } => cli::bench(ops, programs, seed, programs_dir.as_deref())?,
+    }
+    Ok(())
+}
+
+/// What `gmemfuzz lane` prints at its end: a replay's or minimization's lines (a replay's
+/// exit status says whether it reproduced, as `gmemfuzz replay`'s does), or the session's
+/// summary line and stats, and an error where it found something.
+fn print_lane(opts: &gmemfuzz::lane::LaneOptions, report: &gmemfuzz::lane::LaneReport) -> Result<()> {
+    if opts.repro().is_some() {
+        for line in &report.stats {
+            println!("lane: {line}");
+        }
+        println!("lane: {} kernel splats on the console", report.splats.len());
+        std::process::exit(match report.replay {
+            Some((hits, _)) if hits > 0 => 1,
+            _ => 0,
+        });
+    }
+    println!(
+        "lane: {} boots, scenarios {}, lane regressions {} matched / {} differed, {} divergences, {} kernel splats",
+        report.boots,
+        if report.scenarios_passed { "passed" } else { "FAILED" },
+        report.regressions_matched,
+        report.regressions_differed.len(),
+        report.divergences,
+        report.splats.len()
+    );
+    for line in &report.stats {
+        println!("  {line}");
+    }
+    let rates: Vec<f64> = report.per_qemu.iter().filter(|(_, s)| *s > 0.0).map(|(p, s)| *p as f64 / s).collect();
+    if !rates.is_empty() {
+        let each: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
+        println!(
+            "  lane throughput: {} programs; {:.1} programs/s in all ({} per QEMU)",
+            report.programs,
+            rates.iter().sum::<f64>(),
+            each.join(" + ")
+        );
+    }
+    if report.found() {
+        bail!("the lane found something (see above and {})", opts.out.display());
     }
     Ok(())
 }

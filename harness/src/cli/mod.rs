@@ -7,7 +7,7 @@ pub mod nightly;
 mod run;
 
 pub use bench::{bench, distribution as bench_distribution, BenchProfile};
-pub use run::{run, KcovMode, RunOptions};
+pub use run::{run, RunOptions};
 
 use anyhow::{bail, Context as _, Result};
 use gmemfuzz_backends::kvm::KvmBackend;

@@ -10,50 +10,62 @@ use gmemfuzz_backends::Backend;
 use crate::fuzz::artifact;
 use crate::kcov::guide::Guide;
 use crate::kcov::ranges::Ranges;
-use crate::kcov::{Kcov, KcovError};
+use crate::kcov::{Kcov, KcovError, KcovMode};
 use crate::report::{Record, Sink};
 use crate::repro::text;
 use crate::splat::KernelLog;
 use crate::timing::Stopwatch;
-use crate::{Program, RunError, Runner};
+use crate::{Program, RunError, Runner, Trace};
 
+/// What `gmemfuzz run` is asked: its flags, parsed by clap (the doc comments are their help).
+#[derive(clap::Args, Debug)]
 pub struct RunOptions {
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
     pub programs: u64,
-    /// Stop after this many seconds (0 = no limit).
+    /// Stop after this many seconds even if programs remain (0 = no limit).
+    #[arg(long, default_value_t = 0)]
     pub seconds: u64,
-    /// Where diverging programs are written.
+    /// Write a diverging program here as a text program (divergence-SEED-N.txt).
+    #[arg(long)]
     pub findings: Option<PathBuf>,
-    /// After each program, read /proc/sys/kernel/tainted and the kernel log: a new taint or
-    /// splat is a finding of that program.
+    /// After each program, read /proc/sys/kernel/tainted and the kernel log (/dev/kmsg): a
+    /// new taint or splat (WARN, oops, KASAN, lockdep) is a kernel finding, saved as the
+    /// program that ran, expecting the splat, with the kernel's report.
+    #[arg(long)]
     pub taint_check: bool,
+    /// Ops per program.
+    #[arg(long, default_value_t = 16)]
     pub ops: usize,
+    #[arg(long, default_value_t = 0)]
     pub vm_type: u64,
-    /// Also run every program on a VM made for it and require the same trace: shows that
-    /// reusing a VM across programs leaves nothing behind that changes what a program does.
+    /// Append results (divergences, taint, stats, throughput) to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also run each program on a VM made for it and require the same result (checks
+    /// that reusing the VM between programs leaves nothing behind).
+    // It shows that reusing a VM across programs leaves nothing behind that changes what a
+    // program does.
+    #[arg(long)]
     pub verify_reset: bool,
-    /// Kernel coverage: off, collected, or guiding generation.
+    /// Kernel coverage from KCOV (the lane's kernels have it; where the kernel has none,
+    /// one line says so and the run goes on without).
+    #[arg(long, value_enum, default_value_t = KcovMode::Off)]
     pub kcov: KcovMode,
-    /// The PCs that count (`--kcov-ranges`); every PC without.
+    /// Count only PCs in these ranges (a file of `0xSTART 0xEND` lines, as
+    /// `gmemfuzz coverage --ranges` writes); every kernel PC without.
+    #[arg(long, value_name = "FILE")]
     pub kcov_ranges: Option<PathBuf>,
-    /// Write the kernel PCs reached here (a PCs file for `gmemfuzz coverage`).
+    /// Write the kernel PCs reached to FILE (for `gmemfuzz coverage`), every 30 s and at the end.
+    #[arg(long, value_name = "FILE")]
     pub kcov_pcs: Option<PathBuf>,
-    /// Guided inputs kept across sessions: read at start, each new one written here.
+    /// With --kcov guide: start from the inputs in DIR and write each input kept there.
+    #[arg(long, value_name = "DIR")]
     pub corpus: Option<PathBuf>,
-    /// Generate no concurrent groups (for the sequential figure beside the racing one).
+    /// Generate no concurrent groups (the sequential programs of before issue 12).
+    #[arg(long)]
     pub no_groups: bool,
-}
-
-/// What `gmemfuzz run` does with kernel coverage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, strum::Display)]
-#[strum(serialize_all = "lowercase")]
-pub enum KcovMode {
-    /// No KCOV.
-    Off,
-    /// Trace each program's kernel PCs and count what was reached; programs as without.
-    Collect,
-    /// As collect, and keep and mutate the inputs that reach new kernel edges.
-    Guide,
 }
 
 /// The most of a session's time comparison reruns may take: early on nearly every program
@@ -168,156 +180,221 @@ impl Coverage {
     }
 }
 
+/// A program's results: the run, and the comparison rerun where there was one (the same
+/// program: a divergence there is one too).
+type Results = Vec<Result<Trace, RunError>>;
+
+/// `gmemfuzz run`: seeded (or, with `--kcov guide`, guided) programs on real KVM until
+/// `--programs` or `--seconds` run out, a divergence or a kernel splat.
 pub fn run(opts: &RunOptions, sink: &Sink) -> Result<()> {
-    let mut runner = Runner::new(super::kvm(opts.vm_type)?);
-    runner.filter_known = true;
-    eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
-    let start = Instant::now();
-    let mut last_stats = Instant::now();
-    let profile = runner.backend.profile().clone();
-    let mut weights = crate::gen::OpWeights::for_profile(&profile);
-    if opts.no_groups {
-        weights.set(gmemfuzz_backends::OpKind::Group, 0);
-    }
-    let mut coverage = Coverage::open(opts)?;
-    let mut kernel_log = match opts.taint_check {
-        false => None,
-        true => KernelLog::open()
-            .map_err(|e| eprintln!("gmemfuzz: {}: {e}: kernel splats are seen by taint alone, without their report", KernelLog::PATH))
-            .ok(),
-    };
-    let finish = |runner: &mut Runner<KvmBackend>, coverage: &mut Option<Coverage>| -> Result<()> {
-        runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
-        println!("{}", runner.stats);
-        sink.put(&Record::stats(&runner.stats, opts.vm_type))?;
-        if let Some(c) = coverage {
-            c.write_pcs(opts)?;
-            let record = c.record(opts);
-            println!("{}", record.coverage_line().unwrap_or_default());
-            sink.put(&record)?;
-        }
-        Ok(())
-    };
-    let watchdog = super::hang::Watchdog::start(super::hang::HUNG_AFTER, opts.findings.clone(), opts.seed, profile.clone());
+    let mut session = Session::open(opts, sink)?;
+    let profile = session.runner.backend.profile().clone();
+    let weights = weights(opts, &profile);
     let mut seeded = Program::seeded_with(opts.seed, opts.ops, &profile, weights.clone());
+    let mut last_stats = session.start;
     for i in 0..opts.programs as usize {
-        if opts.seconds != 0 && start.elapsed().as_secs() >= opts.seconds {
+        if opts.seconds != 0 && session.start.elapsed().as_secs() >= opts.seconds {
             break;
         }
-        let input = coverage.as_mut().and_then(Coverage::next_input);
+        let input = session.coverage.as_mut().and_then(Coverage::next_input);
         let program = match &input {
             Some(bytes) => Program::from_seeded_input(bytes, opts.ops, &profile, &weights),
             None => seeded.next().expect("seeded programs never end"),
         };
         let taint_before = if opts.taint_check { kernel_taint() } else { 0 };
-        let mut results = Vec::with_capacity(2);
-        match &mut coverage {
-            None => results.push(watchdog.watch(i, &program, || runner.run(&program))),
-            Some(c) => {
-                let clock = Stopwatch::start();
-                let (result, trace) = c.kcov.pcs(|| watchdog.watch(i, &program, || runner.run(&program)));
-                let seconds = clock.secs();
-                results.push(result);
-                let t = Stopwatch::start();
-                let new = match &input {
-                    Some(bytes) => c.guide.add(bytes, trace, seconds),
-                    None => c.guide.signal.add(trace),
-                };
-                if new > 0 && c.mode == KcovMode::Guide {
-                    if let (Some(dir), Some(bytes)) = (&opts.corpus, &input) {
-                        std::fs::write(dir.join(sha1_smol::Sha1::from(bytes).digest().to_string()), bytes)?;
-                    }
-                    // Once per kept input, what the kernel compared on its way: a second run,
-                    // so within a share of the session's time.
-                    if c.kcov.has_comparisons() && c.rerun_seconds < RERUN_SHARE * start.elapsed().as_secs_f64() {
-                        let rerun = Stopwatch::start();
-                        let (again, comparisons) = c.kcov.comparisons(|| watchdog.watch(i, &program, || runner.run(&program)))?;
-                        c.rerun_seconds += rerun.secs();
-                        c.guide.add_comparisons(&comparisons);
-                        // Counted as KCOV's time, not as another program.
-                        runner.stats.programs -= 1;
-                        c.reruns += 1;
-                        results.push(again);
-                    }
-                }
-                if c.last_pcs.elapsed() >= PCS_EVERY {
-                    c.write_pcs(opts)?;
-                }
-                runner.stats.time.kcov += t.secs();
-            }
-        }
-        let result = results.remove(0);
+        let results = session.run_program(i, &program, input.as_deref())?;
         if opts.verify_reset {
-            let mut fresh = Runner::new(super::kvm(opts.vm_type)?);
-            fresh.filter_known = true;
-            if let Err(e) = crate::runner::same_on_fresh(&result, &mut fresh, &program) {
-                bail!(
-                    "gmemfuzz HARNESS ERROR: program #{i} ran differently on the reused VM and on a fresh one: {e}\n{}",
-                    text::print(&program)
-                );
+            session.verify_reset(i, &program, &results[0])?;
+        }
+        session.check_kernel(i, &program, taint_before)?;
+        session.check_results(i, &program, results)?;
+        if last_stats.elapsed().as_secs() >= 10 {
+            session.say_stats();
+            last_stats = Instant::now();
+        }
+    }
+    session.finish()?;
+    session.throughput()
+}
+
+/// The op rates of the session's programs: the profile's, without groups if asked.
+fn weights(opts: &RunOptions, profile: &gmemfuzz_backends::Profile) -> crate::gen::OpWeights {
+    let mut weights = crate::gen::OpWeights::for_profile(profile);
+    if opts.no_groups {
+        weights.set(gmemfuzz_backends::OpKind::Group, 0);
+    }
+    weights
+}
+
+/// One `gmemfuzz run` session: the runner on real KVM and what watches it.
+struct Session<'a> {
+    opts: &'a RunOptions,
+    sink: &'a Sink,
+    runner: Runner<KvmBackend>,
+    coverage: Option<Coverage>,
+    kernel_log: Option<KernelLog>,
+    watchdog: super::hang::Watchdog,
+    start: Instant,
+}
+
+impl<'a> Session<'a> {
+    fn open(opts: &'a RunOptions, sink: &'a Sink) -> Result<Session<'a>> {
+        let mut runner = Runner::new(super::kvm(opts.vm_type)?);
+        runner.filter_known = true;
+        eprintln!("gmemfuzz: {}", runner.backend.profile().summary());
+        let start = Instant::now();
+        let coverage = Coverage::open(opts)?;
+        let kernel_log = match opts.taint_check {
+            false => None,
+            true => KernelLog::open()
+                .map_err(|e| eprintln!("gmemfuzz: {}: {e}: kernel splats are seen by taint alone, without their report", KernelLog::PATH))
+                .ok(),
+        };
+        let profile = runner.backend.profile().clone();
+        let watchdog = super::hang::Watchdog::start(super::hang::HUNG_AFTER, opts.findings.clone(), opts.seed, profile);
+        Ok(Session { opts, sink, runner, coverage, kernel_log, watchdog, start })
+    }
+
+    /// Runs program `i` (from the guided `input`, if any) under the watchdog, traced by KCOV
+    /// where it is on.
+    fn run_program(&mut self, i: usize, program: &Program, input: Option<&[u8]>) -> Result<Results> {
+        let Session { opts, runner, coverage, watchdog, start, .. } = self;
+        let Some(c) = coverage else { return Ok(vec![watchdog.watch(i, program, || runner.run(program))]) };
+        let mut results = Vec::with_capacity(2);
+        let clock = Stopwatch::start();
+        let (result, trace) = c.kcov.pcs(|| watchdog.watch(i, program, || runner.run(program)));
+        let seconds = clock.secs();
+        results.push(result);
+        let t = Stopwatch::start();
+        let new = match input {
+            Some(bytes) => c.guide.add(bytes, trace, seconds),
+            None => c.guide.signal.add(trace),
+        };
+        if new > 0 && c.mode == KcovMode::Guide {
+            if let (Some(dir), Some(bytes)) = (&opts.corpus, input) {
+                std::fs::write(dir.join(sha1_smol::Sha1::from(bytes).digest().to_string()), bytes)?;
             }
-            runner.stats.verified_resets += 1;
+            // Once per kept input, what the kernel compared on its way: a second run,
+            // so within a share of the session's time.
+            if c.kcov.has_comparisons() && c.rerun_seconds < RERUN_SHARE * start.elapsed().as_secs_f64() {
+                let rerun = Stopwatch::start();
+                let (again, comparisons) = c.kcov.comparisons(|| watchdog.watch(i, program, || runner.run(program)))?;
+                c.rerun_seconds += rerun.secs();
+                c.guide.add_comparisons(&comparisons);
+                // Counted as KCOV's time, not as another program.
+                runner.stats.programs -= 1;
+                c.reruns += 1;
+                results.push(again);
+            }
         }
-        let taint_after = if opts.taint_check { kernel_taint() } else { 0 };
-        let splats = kernel_log.as_mut().map(KernelLog::new_splats).unwrap_or_default();
-        if taint_after != taint_before || !splats.is_empty() {
-            let text = text::print(&program);
-            let name = format!("splat-{}-{i}.txt", opts.seed);
-            let report = splats.iter().map(|s| s.excerpt.as_str()).collect::<Vec<_>>().join("\n");
-            eprintln!(
-                "gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {taint_after:#x} during program #{i}:\n{report}\n{text}"
+        if c.last_pcs.elapsed() >= PCS_EVERY {
+            c.write_pcs(opts)?;
+        }
+        runner.stats.time.kcov += t.secs();
+        Ok(results)
+    }
+
+    /// `--verify-reset`: the program on a VM made for it must show what it showed on the
+    /// reused one.
+    fn verify_reset(&mut self, i: usize, program: &Program, result: &Result<Trace, RunError>) -> Result<()> {
+        let mut fresh = Runner::new(super::kvm(self.opts.vm_type)?);
+        fresh.filter_known = true;
+        if let Err(e) = crate::runner::same_on_fresh(result, &mut fresh, program) {
+            bail!(
+                "gmemfuzz HARNESS ERROR: program #{i} ran differently on the reused VM and on a fresh one: {e}\n{}",
+                text::print(program)
             );
-            let profile = runner.backend.profile();
-            save(opts.findings.as_ref(), &name, || match splats.first() {
-                Some(splat) => artifact::splat_text(&program, profile, splat),
-                None => artifact::found_text(
-                    &program,
-                    profile,
-                    &format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran"),
-                ),
-            })?;
-            sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text, report })?;
-            finish(&mut runner, &mut coverage)?;
-            bail!("kernel splat during program #{i}");
         }
-        // The comparison rerun, if any, is the same program: a divergence there is one too.
-        for result in std::iter::once(result).chain(results) {
+        self.runner.stats.verified_resets += 1;
+        Ok(())
+    }
+
+    /// `--taint-check`: a new taint or kernel splat while program `i` ran ends the session
+    /// with the program saved.
+    fn check_kernel(&mut self, i: usize, program: &Program, taint_before: u64) -> Result<()> {
+        let opts = self.opts;
+        let taint_after = if opts.taint_check { kernel_taint() } else { 0 };
+        let splats = self.kernel_log.as_mut().map(KernelLog::new_splats).unwrap_or_default();
+        if taint_after == taint_before && splats.is_empty() {
+            return Ok(());
+        }
+        let text = text::print(program);
+        let name = format!("splat-{}-{i}.txt", opts.seed);
+        let report = splats.iter().map(|s| s.excerpt.as_str()).collect::<Vec<_>>().join("\n");
+        eprintln!("gmemfuzz KERNEL SPLAT: kernel taint went {taint_before:#x} -> {taint_after:#x} during program #{i}:\n{report}\n{text}");
+        let profile = self.runner.backend.profile();
+        save(opts.findings.as_ref(), &name, || match splats.first() {
+            Some(splat) => artifact::splat_text(program, profile, splat),
+            None => {
+                artifact::found_text(program, profile, &format!("kernel taint went {taint_before:#x} -> {taint_after:#x} while this ran"))
+            }
+        })?;
+        self.sink.put(&Record::Taint { before: taint_before, after: taint_after, program: text, report })?;
+        self.finish()?;
+        bail!("kernel splat during program #{i}");
+    }
+
+    /// A divergence in program `i`'s results ends the session with the program saved.
+    fn check_results(&mut self, i: usize, program: &Program, results: Results) -> Result<()> {
+        let opts = self.opts;
+        for result in results {
             match result {
                 Ok(_) => {}
                 Err(RunError::Divergence(d)) => {
                     eprintln!("{d}");
-                    let text = text::print(&program);
+                    let text = text::print(program);
                     eprintln!("  program (seed {}, #{i}):\n{text}", opts.seed);
-                    let profile = runner.backend.profile();
+                    let profile = self.runner.backend.profile();
                     save(opts.findings.as_ref(), &format!("divergence-{}-{i}.txt", opts.seed), || {
-                        artifact::found_text(&program, profile, &d.to_string())
+                        artifact::found_text(program, profile, &d.to_string())
                     })?;
-                    sink.put(&Record::divergence(&d, &program))?;
-                    finish(&mut runner, &mut coverage)?;
+                    self.sink.put(&Record::divergence(&d, program))?;
+                    self.finish()?;
                     bail!("divergence in program #{i}");
                 }
                 Err(e) => bail!("{e}"),
             }
         }
-        if last_stats.elapsed().as_secs() >= 10 {
-            eprintln!("gmemfuzz run stats: {}", runner.stats);
-            if let Some(line) = coverage.as_ref().and_then(|c| c.record(opts).coverage_line()) {
-                eprintln!("gmemfuzz run {line}");
-            }
-            last_stats = Instant::now();
+        Ok(())
+    }
+
+    /// The stats every 10 s, on stderr.
+    fn say_stats(&self) {
+        eprintln!("gmemfuzz run stats: {}", self.runner.stats);
+        if let Some(line) = self.coverage.as_ref().and_then(|c| c.record(self.opts).coverage_line()) {
+            eprintln!("gmemfuzz run {line}");
         }
     }
-    finish(&mut runner, &mut coverage)?;
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "throughput: {} programs of {} ops in {secs:.1} s: {:.1} programs/s",
-        runner.stats.programs,
-        opts.ops,
-        runner.stats.programs as f64 / secs
-    );
-    println!("{}", runner.stats.time.show(secs, runner.stats.programs));
-    if let Some(line) = runner.stats.time.show_racing(secs, runner.stats.programs) {
-        println!("{line}");
+
+    /// The session's counters (and coverage) at its end, printed and recorded.
+    fn finish(&mut self) -> Result<()> {
+        let (opts, runner) = (self.opts, &mut self.runner);
+        runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
+        println!("{}", runner.stats);
+        self.sink.put(&Record::stats(&runner.stats, opts.vm_type))?;
+        if let Some(c) = &mut self.coverage {
+            c.write_pcs(opts)?;
+            let record = c.record(opts);
+            println!("{}", record.coverage_line().unwrap_or_default());
+            self.sink.put(&record)?;
+        }
+        Ok(())
     }
-    sink.put(&Record::Throughput { programs: runner.stats.programs, ops: opts.ops, seconds: secs, breakdown: runner.stats.time.clone() })
+
+    /// Programs per second over the session and where the time went, printed and recorded.
+    fn throughput(&self) -> Result<()> {
+        let stats = &self.runner.stats;
+        let secs = self.start.elapsed().as_secs_f64();
+        println!(
+            "throughput: {} programs of {} ops in {secs:.1} s: {:.1} programs/s",
+            stats.programs,
+            self.opts.ops,
+            stats.programs as f64 / secs
+        );
+        println!("{}", stats.time.show(secs, stats.programs));
+        if let Some(line) = stats.time.show_racing(secs, stats.programs) {
+            println!("{line}");
+        }
+        self.sink.put(&Record::Throughput { programs: stats.programs, ops: self.opts.ops, seconds: secs, breakdown: stats.time.clone() })
+    }
 }

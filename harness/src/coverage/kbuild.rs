@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::lane::LaneKernel;
+use crate::kernel::LaneKernel;
 
 /// A kernel's build: where its objects and sources are.
 #[derive(Clone, Debug)]

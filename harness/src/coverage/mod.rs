@@ -12,7 +12,6 @@ mod debugobj;
 mod html;
 mod kbuild;
 mod lines;
-mod pcs;
 mod placement;
 mod ranges;
 mod report;
@@ -24,11 +23,11 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 pub use kbuild::Build;
-pub use pcs::{format_pcs, parse_pcs, read_pcs_files, Reached};
-pub use ranges::{format_ranges, kvm_ranges, parse_ranges, FunctionRange, KVM_DIRS};
+pub use ranges::{kvm_ranges, KVM_DIRS};
 pub use report::{FileCoverage, FunctionCoverage, Totals, REPORT_FILES};
 
-use crate::lane::LaneKernel;
+use crate::kcov::format::{format_ranges, read_pcs_files, Reached};
+use crate::kernel::{KernelChoice, LaneKernel};
 
 /// What `gmemfuzz coverage` was asked.
 pub struct CoverageOptions {
@@ -173,8 +172,8 @@ fn print_summary(s: &CoverageSummary, out: &Path) {
 }
 
 /// `gmemfuzz coverage`: the report (`out`), or the ranges file (`ranges`).
-pub fn cli(choice: &crate::lane::KernelChoice, pcs: &[PathBuf], out: Option<&Path>, ranges: Option<&Path>) -> Result<()> {
-    let kernel = crate::lane::kernel(choice, crate::lane::Detectors::default())?;
+pub fn cli(choice: &KernelChoice, pcs: &[PathBuf], out: Option<&Path>, ranges: Option<&Path>) -> Result<()> {
+    let kernel = crate::kernel::kernel(choice, crate::kernel::Detectors::default())?;
     if let Some(file) = ranges {
         let list = kvm_ranges(&kernel)?;
         std::fs::write(file, format_ranges(&list, &kernel.image)).with_context(|| format!("writing {}", file.display()))?;

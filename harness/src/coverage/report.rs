@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use super::debugobj::debug_object;
 use super::kbuild::{Build, KbuildObject};
 use super::lines::map_points;
-use super::pcs::Reached;
 use super::placement::{place, Vmlinux};
+use crate::kcov::format::Reached;
 
 /// A file of the report, and the functions of it to pick out (by name) in the summary.
 pub struct ReportFile {

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use super::kbuild::Build;
 use super::placement::{place, Vmlinux};
 use super::*;
-use crate::lane::LaneKernel;
+use crate::kcov::format::{format_pcs, format_ranges, parse_ranges, Reached};
+use crate::kernel::LaneKernel;
 
 /// The lane's cached build of Debian's 7.2 with its build directory, if this machine has one.
 fn cached_72(test: &str) -> Option<(LaneKernel, Build)> {
-    let kernel = crate::lane::cached_kernels().into_iter().find(|k| k.version.starts_with("7.2"));
+    let kernel = crate::kernel::cached_kernels().into_iter().find(|k| k.version.starts_with("7.2"));
     let Some(kernel) = kernel else {
         eprintln!("SKIPPED {test}: no cached lane build of 7.2 (harness/lane/build-kernel.sh builds one)");
         return None;

@@ -5,8 +5,9 @@
 //! [`Kcov`] holds two trace buffers, one per mode (a task traces into one at a time):
 //! kernel PCs for every program, compared operands for the programs that found something
 //! new (syzkaller's "hints" run). [`signal`] turns PCs into edges, [`guide`] keeps the
-//! programs that reach new ones and mutates them, [`ranges`] says which PCs count.
+//! programs that reach new ones and mutates them, [`ranges`] says which PCs count, [`format`] holds the PCs and ranges file formats.
 
+pub mod format;
 pub mod guide;
 pub mod ranges;
 pub mod signal;
@@ -24,6 +25,18 @@ use gmemfuzz_backends::abi::kcov;
 const PC_WORDS: usize = 1 << 21;
 /// Words in the comparison buffer (4 words a comparison).
 const CMP_WORDS: usize = 1 << 20;
+
+/// What `gmemfuzz run` (and the lane's seeded boots) do with kernel coverage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+pub enum KcovMode {
+    /// No KCOV.
+    Off,
+    /// Trace each program's kernel PCs and count what was reached; programs as without.
+    Collect,
+    /// As collect, and keep and mutate the inputs that reach new kernel edges.
+    Guide,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KcovError {

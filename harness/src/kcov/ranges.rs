@@ -2,7 +2,7 @@
 //! kernel being fuzzed, so that the scheduler, interrupts and the page allocator do not make
 //! every program look new. Without ranges every PC counts.
 //!
-//! File format: what `gmemfuzz coverage --ranges` writes (`crate::coverage::format_ranges`).
+//! File format: what `gmemfuzz coverage --ranges` writes (`format::format_ranges`).
 
 use anyhow::{bail, Context, Result};
 
@@ -65,9 +65,9 @@ impl Ranges {
         Ranges { spans: merged, inside, edge }
     }
 
-    /// Reads the ranges file format (`crate::coverage::parse_ranges`).
+    /// Reads the ranges file format (`format::parse_ranges`).
     pub fn parse(text: &str) -> Result<Ranges> {
-        let functions = crate::coverage::parse_ranges(text)?;
+        let functions = super::format::parse_ranges(text)?;
         if functions.is_empty() {
             bail!("no ranges in the file");
         }

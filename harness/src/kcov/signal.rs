@@ -139,7 +139,7 @@ impl Signal {
         let mut edges = self.edges.clone();
         edges.sort_unstable();
         let header = [header.to_string(), format!("{} PCs, {} edges", self.pcs.len(), edges.len())];
-        crate::coverage::format_pcs(&header, self.pcs(), edges)
+        super::format::format_pcs(&header, self.pcs(), edges)
     }
 
     pub fn ranges(&self) -> &Ranges {
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(s.edges, expected, "in the order first reached, the out-of-range PC skipped");
         let file = s.pcs_file("t");
         assert!(file.contains("# 3 PCs, 4 edges\n0x1000\n0x1010\n0x1020\n0x0 0x1000\n"), "{file}");
-        let read = crate::coverage::parse_pcs(&file).unwrap();
+        let read = crate::kcov::format::parse_pcs(&file).unwrap();
         assert_eq!(read.pcs, [0x1000, 0x1010, 0x1020].into());
         assert_eq!(read.edges, expected.into());
     }

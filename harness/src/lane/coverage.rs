@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::{copy_files, LaneKernel};
-use crate::cli::KcovMode;
-use crate::coverage::Reached;
+use crate::kcov::format::{format_pcs, format_ranges, read_pcs_files, Reached};
+use crate::kcov::KcovMode;
 
 /// Where the initramfs holds the ranges of KVM code that count.
 pub const GUEST_RANGES: &str = "/lane/kcov-ranges.txt";
@@ -27,7 +27,7 @@ pub fn ranges_for(kernel: &LaneKernel, work: &Path) -> Option<PathBuf> {
         }
     };
     let file = work.join("kcov-ranges.txt");
-    if let Err(e) = std::fs::write(&file, crate::coverage::format_ranges(&functions, &kernel.image)) {
+    if let Err(e) = std::fs::write(&file, format_ranges(&functions, &kernel.image)) {
         eprintln!("gmemfuzz lane: KCOV counts every kernel PC: writing {}: {e}", file.display());
         return None;
     }
@@ -84,7 +84,7 @@ pub fn merge_pcs(out: &Path, kernel: &LaneKernel) -> Result<Vec<String>> {
         for (vm_type, of_type) in by_type.iter_mut().enumerate() {
             let file = boot.path().join(format!("kcov-pcs-{vm_type}.txt"));
             if file.exists() {
-                of_type.extend(crate::coverage::read_pcs_files(&[&file])?);
+                of_type.extend(read_pcs_files(&[&file])?);
             }
         }
     }
@@ -95,7 +95,7 @@ pub fn merge_pcs(out: &Path, kernel: &LaneKernel) -> Result<Vec<String>> {
     }
     let merged = out.join(MERGED_PCS);
     let header = ["gmemfuzz lane: kernel PCs and edges reached over all boots".to_string(), counts(&all)];
-    std::fs::write(&merged, crate::coverage::format_pcs(&header, all.pcs.iter().copied(), all.edges.iter().copied()))?;
+    std::fs::write(&merged, format_pcs(&header, all.pcs.iter().copied(), all.edges.iter().copied()))?;
     let opts = crate::coverage::CoverageOptions { pcs: vec![merged.clone()], out: out.join("coverage") };
     eprintln!("gmemfuzz lane: kernel coverage of this run, by file:");
     if let Err(e) = crate::coverage::report(kernel, &opts) {

@@ -8,63 +8,144 @@
 //! a dead guest ends that boot only: the lane reboots and goes on until its time is up.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use gmemfuzz_backends::OpKind;
 
-use crate::cli::KcovMode;
+use crate::kcov::KcovMode;
+use crate::kernel::script;
 use crate::report::{self, Record};
 use crate::repro::text;
 
 mod accel;
 mod console;
 mod coverage;
-mod kernel;
 mod test_binaries;
 mod watch;
 
+pub use crate::kernel::{
+    cached_kernels, image_version, kernel, kernel_is_cached, Detectors, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES,
+};
 pub use crate::splat::{scan as scan_console, Splat};
 pub use accel::Accel;
 pub use console::boot_seconds;
-pub use kernel::{cached_kernels, image_version, kernel, kernel_is_cached, Detectors, KernelChoice, LaneKernel, DEFAULT_SERIES, SERIES};
 pub use test_binaries::{run_test_binaries, test_name, TestBinariesEnd, TESTS_WHERE};
 
+/// What `gmemfuzz lane` is asked: its flags, parsed by clap (the doc comments are their help).
+#[derive(clap::Args, Debug)]
 pub struct LaneOptions {
-    /// The kernel to boot.
-    pub kernel: KernelChoice,
-    /// The bug detectors to build into it (`--kasan`, `--lockdep`).
-    pub detectors: Detectors,
-    /// Instead of fuzzing: boot once and replay or minimize a program.
-    pub repro: Option<Repro>,
-    /// Total fuzzing time, over all boots.
+    /// Boot this bzImage instead of a lane build (e.g. a kvm/next build); its .config,
+    /// when beside it, is checked for what the lane needs.
+    #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
+    pub kernel: Option<PathBuf>,
+    /// Build and boot Debian's source of this series (7.2 or 6.12).
+    #[arg(long, default_value = DEFAULT_SERIES, conflicts_with = "kernel_src")]
+    pub kernel_version: String,
+    /// Build and boot this kernel tree: configured with the lane's fragment and built in a
+    /// directory of the lane's own (the tree stays untouched), incrementally.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_src: Option<PathBuf>,
+    /// Total fuzzing time in seconds.
+    #[arg(long, default_value_t = 600)]
     pub seconds: u64,
-    /// Where findings, console logs and the summary go.
+    /// Findings, console logs and corpus go here.
+    #[arg(long, default_value = "lane-out")]
     pub out: PathBuf,
-    /// Only run the conversion scenarios, no fuzzing.
+    /// Run only the conversion scenarios.
+    #[arg(long)]
     pub scenarios_only: bool,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// GMEMFUZZ_SKIP_OP for the fuzzing and repro boots (fault injection: a finding made
-    /// with it replays with it).
-    pub skip_op: Option<String>,
-    /// Fuzz with this cargo-fuzz `diff_kvm` binary (libFuzzer) instead of seeded
-    /// `gmemfuzz run`; its corpus (seeded from corpus/diff_kvm and corpus/lane) comes back
-    /// in OUT/corpus, and each finding's program as text (VM type 1 recorded) beside its
-    /// artifact in the boot's findings/.
+    /// Fault injection inside the lane: the KVM backend silently skips this op kind
+    /// (default: GMEMFUZZ_SKIP_OP), to show the lane catches a kernel that does.
+    // The fuzzing and repro boots run with it: a finding made with it replays with it.
+    #[arg(long, value_parser = crate::config::parse_op_kind)]
+    pub skip_op: Option<OpKind>,
+    /// Fuzz with this cargo-fuzz diff_kvm binary (libFuzzer) instead of seeded programs,
+    /// e.g. fuzz/target/x86_64-unknown-linux-gnu/release/diff_kvm; the corpus comes back
+    /// in OUT/corpus.
+    // Its corpus is seeded from corpus/diff_kvm and corpus/lane, and each finding's program
+    // comes back as text (VM type 1 recorded) beside its artifact in the boot's findings/.
+    #[arg(long)]
     pub libfuzzer: Option<PathBuf>,
-    /// With `libfuzzer`: the corpus the boots start from and merge back into (OUT/corpus by
-    /// default); seeded as above where it holds no file.
+    /// With --libfuzzer: the corpus the boots start from and merge back into (default
+    /// OUT/corpus; seeded from corpus/diff_kvm and corpus/lane where it holds no file).
+    #[arg(long, value_name = "DIR", requires = "libfuzzer")]
     pub corpus: Option<PathBuf>,
-    /// With `libfuzzer`: where each boot's crash artifacts (and their text programs) are
-    /// copied, besides the boot's findings/.
+    /// With --libfuzzer: copy each boot's crash artifacts and their text programs here.
+    #[arg(long, value_name = "DIR", requires = "libfuzzer")]
     pub artifacts: Option<PathBuf>,
+    /// vCPUs of the QEMU guest. More than one makes multi-threaded TCG race with the
+    /// kernel's int3-based text patching ("Oops: int3" in the guest, seen here).
+    #[arg(long, default_value_t = 1)]
     pub smp: u32,
-    /// QEMUs fuzzing at once, each on its own seeds (one per host core is the default).
-    pub jobs: u32,
-    /// Kernel coverage in the seeded fuzzing boots (see `kcov`).
+    /// QEMUs fuzzing at once, each with its own seeds (default: one per host core).
+    #[arg(long)]
+    pub jobs: Option<u32>,
+    /// Kernel coverage in the fuzzing boots: guide (keep and mutate the programs that
+    /// reach new KVM code; the corpus comes back in OUT/kcov-corpus), collect (count
+    /// only), or off. Every mode but off leaves the PCs and edges reached in
+    /// OUT/kcov-pcs.txt.
+    #[arg(long, value_enum, default_value_t = KcovMode::Guide)]
     pub kcov: KcovMode,
-    /// The code KCOV counts, instead of the KVM functions of the kernel's build.
+    /// The kernel code KCOV counts (`gmemfuzz coverage --ranges` writes such a file);
+    /// by default the KVM functions of the lane's build of the kernel.
+    #[arg(long, value_name = "FILE")]
     pub kcov_ranges: Option<PathBuf>,
+    /// Build the kernel with KASAN (harness/lane/kernel-kasan.config): a use-after-free
+    /// or out-of-bounds access a race causes is a splat, reported with its program.
+    #[arg(long)]
+    pub kasan: bool,
+    /// Build the kernel with lockdep (harness/lane/kernel-lockdep.config).
+    #[arg(long)]
+    pub lockdep: bool,
+    /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
+    /// every try, and say how many reproduced what it records (a divergence, or the
+    /// kernel splat it expects).
+    #[arg(long, value_name = "FILE", conflicts_with = "minimize")]
+    pub replay: Option<PathBuf>,
+    /// Instead of fuzzing: boot once and minimize this program (a finding); the result
+    /// is written to OUT/minimized.txt.
+    #[arg(long, value_name = "FILE")]
+    pub minimize: Option<PathBuf>,
+    /// Tries of --replay.
+    #[arg(long, default_value_t = REPLAY_TRIES, requires = "replay")]
+    pub repeat: u32,
+    /// Append the session's summary (boots, scenarios, lane regressions, divergences,
+    /// kernel splats) to FILE as a JSON line (`gmemfuzz nightly` reads it).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// The tries of `--replay` unless told: `gmemfuzz replay`'s for a program with a group
+/// (`repro::cli::RACE_TRIES`, a layer above the lane; tests/lane.rs holds the two equal).
+pub const REPLAY_TRIES: u32 = 100;
+
+impl LaneOptions {
+    /// The kernel to boot (`--kernel`, `--kernel-src`, `--kernel-version`).
+    pub fn kernel_choice(&self) -> KernelChoice {
+        KernelChoice::from_flags(self.kernel.clone(), self.kernel_src.clone(), self.kernel_version.clone())
+    }
+
+    /// The bug detectors to build into it (`--kasan`, `--lockdep`).
+    pub fn detectors(&self) -> Detectors {
+        Detectors { kasan: self.kasan, lockdep: self.lockdep }
+    }
+
+    /// Instead of fuzzing: the one program a boot replays or minimizes.
+    pub fn repro(&self) -> Option<Repro> {
+        match (&self.replay, &self.minimize) {
+            (Some(program), _) => Some(Repro::Replay { program: program.clone(), repeat: self.repeat }),
+            (None, Some(program)) => Some(Repro::Minimize { program: program.clone() }),
+            (None, None) => None,
+        }
+    }
+
+    /// QEMUs at once: `--jobs`, or one per host core.
+    fn jobs(&self) -> u32 {
+        self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)).max(1)
+    }
 }
 
 /// What a lane session saw.
@@ -92,6 +173,26 @@ pub struct LaneReport {
 }
 
 impl LaneReport {
+    /// The session's summary as a result record (`gmemfuzz lane --json FILE`; nightly reads it).
+    pub fn record(&self) -> Record {
+        Record::Lane {
+            boots: self.boots,
+            scenarios_passed: self.scenarios_passed,
+            regressions_matched: self.regressions_matched,
+            regressions_differed: self.regressions_differed.clone(),
+            divergences: self.divergences,
+            splats: self.splats.iter().map(|s| s.kind.to_string()).collect(),
+            programs: self.programs,
+            fuzz_seconds: self.fuzz_seconds,
+        }
+    }
+
+    /// Whether the session saw something: failed scenarios, a lane regression that differed,
+    /// a divergence or a kernel splat.
+    pub fn found(&self) -> bool {
+        !self.scenarios_passed || !self.regressions_differed.is_empty() || self.divergences > 0 || !self.splats.is_empty()
+    }
+
     /// Adds what another boot saw.
     pub fn absorb(&mut self, other: LaneReport) {
         self.boots += other.boots;
@@ -135,16 +236,6 @@ pub fn regressions_for(version: &str) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(pinned)
-}
-
-fn lane_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("lane")
-}
-
-fn script(name: &str) -> Command {
-    let mut c = Command::new("bash");
-    c.arg(lane_dir().join(name));
-    c
 }
 
 /// Packs a gmemfuzz binary and the lane corpus (at /lane/) into an initramfs.
@@ -199,7 +290,7 @@ fn both_vm_types(left: u64, then: &str, run: impl Fn(u64, u64) -> String) -> Str
 
 /// The fault injection the guest's commands are prefixed with (`GMEMFUZZ_SKIP_OP=K `), if any.
 fn injection(opts: &LaneOptions) -> String {
-    opts.skip_op.as_ref().map(|k| format!("{}={k} ", crate::config::SKIP_OP)).unwrap_or_default()
+    opts.skip_op.map(|k| format!("{}={} ", crate::config::SKIP_OP, k.name())).unwrap_or_default()
 }
 
 /// The libFuzzer corpus of a `--libfuzzer` lane (made if missing).
@@ -238,7 +329,7 @@ fn accelerator(kernel: &LaneKernel) -> Accel {
     static HOST: std::sync::OnceLock<Result<accel::Nested, String>> = std::sync::OnceLock::new();
     static SAID: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let host = HOST.get_or_init(accel::host);
-    let config = kernel::config_of(&kernel.image).map(|(_, config)| config);
+    let config = crate::kernel::config_of(&kernel.image).map(|(_, config)| config);
     let (accel, why) = accel::choose_for(host, config.as_deref());
     let mut said = SAID.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !said.contains(&kernel.image) {
@@ -441,7 +532,7 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
                 eprintln!("gmemfuzz lane: {line}");
                 report.stats.push(line);
             }
-            Record::Scenario { .. } | Record::Replay { .. } => {}
+            Record::Scenario { .. } | Record::Replay { .. } | Record::Lane { .. } => {}
         }
     }
     stats
@@ -449,7 +540,7 @@ pub fn read_fuzz(records: &[Record], report: &mut LaneReport) -> Option<String> 
 
 /// Runs the lane: scenarios and regressions once, then fuzzing boots until time is up.
 pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
-    let kernel = kernel(&opts.kernel, opts.detectors)?;
+    let kernel = kernel(&opts.kernel_choice(), opts.detectors())?;
     eprintln!("gmemfuzz lane: booting Linux {} ({}; bug detectors: {})", kernel.version, kernel.image.display(), kernel.detectors.names());
     std::fs::create_dir_all(&opts.out)?;
     let work = opts.out.join("work");
@@ -471,7 +562,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     };
     let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref(), kcov_ranges.as_deref())?;
     let mut report = LaneReport::default();
-    if let Some(what) = &opts.repro {
+    if let Some(what) = &opts.repro() {
         repro_boot(opts, &kernel, &initrd, what, &mut report)?;
         return Ok(report);
     }
@@ -481,7 +572,7 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     }
 
     let start = Instant::now();
-    let jobs = opts.jobs.max(1);
+    let jobs = opts.jobs();
     let booting = report.check_boot_seconds.unwrap_or(60.0);
     let shared = std::sync::Mutex::new(report);
     std::thread::scope(|scope| -> Result<()> {
@@ -624,96 +715,117 @@ fn fuzz_boot(
     let boot_deadline = left + BOOT_ALLOWANCE;
     let left = left.saturating_sub(booting.ceil() as u64).max(10);
     let dir = opts.out.join(format!("boot-{seed}"));
-    let inject = injection(opts);
     let cmd = match opts.libfuzzer {
-        None => {
-            let kcov = coverage::guest_args(opts.kcov, &opts.out, &dir)?;
-            let run = |vm_type: u64, seconds: u64| {
-                format!(
-                    "{inject}/bin/gmemfuzz run --vm-type {vm_type} --seed {seed} --programs 1000000000 --seconds {seconds} --findings /out/findings --taint-check --json /out/{RESULTS}{}",
-                    kcov(vm_type)
-                )
-            };
-            // A divergence of VM type 0 ends the boot (the lane reboots on new seeds).
-            both_vm_types(left, "&&", run)
-        }
-        Some(_) => {
-            // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
-            // regressions, which the target reads as programs) goes into the boot's
-            // shared directory and comes back out of it after the boot.
-            let corpus = libfuzzer_corpus(opts);
-            if !has_files(&corpus) {
-                let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-                copy_files(&stored.join("diff_kvm"), &corpus)?;
-                copy_files(&stored.join("lane"), &corpus)?;
-            }
-            copy_files(&corpus, &dir.join("corpus"))?;
-            std::fs::create_dir_all(dir.join("findings"))?;
-            let run = |vm_type: u64, seconds: u64| {
-                format!("{inject}GMEMFUZZ_VM_TYPE={vm_type} /bin/diff_kvm /out/corpus -max_total_time={seconds} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1")
-            };
-            // A crash of VM type 0 (libFuzzer stops at its first) leaves VM type 1 its time.
-            both_vm_types(left, ";", run)
-        }
+        None => seeded_command(opts, &dir, seed, left)?,
+        Some(_) => libfuzzer_command(opts, &dir, seed, left)?,
     };
     let end = boot(kernel, initrd, &dir, &cmd, boot_deadline, opts.smp, true)?;
-    let (status, console) = (end.status, &end.console);
     report.boots += 1;
     if let Some(stop) = &end.stopped {
         eprintln!("gmemfuzz lane: boot with seed {seed} stopped after {:.0} s: {stop:?}", end.seconds);
     }
     report.splats.extend(stop_finding(&end));
-    if opts.libfuzzer.is_none() {
-        coverage::collect(opts.kcov, &opts.out, &dir)?;
-    }
-    if opts.libfuzzer.is_some() {
-        copy_files(&dir.join("corpus"), &libfuzzer_corpus(opts))?;
-        if let Some(artifacts) = &opts.artifacts {
-            copy_files(&dir.join("findings"), artifacts)?;
-        }
-        let kept = opts.artifacts.as_ref().unwrap_or(&dir);
-        for program in saved_programs(&dir.join("findings")) {
-            let name = program.file_name().expect("a file").to_string_lossy().into_owned();
-            let at = if opts.artifacts.is_some() { kept.join(&name) } else { program.clone() };
-            eprintln!(
-                "gmemfuzz lane: finding saved as text (its VM type recorded): {}; replay it in the lane: {}gmemfuzz lane --replay {0}",
-                at.display(),
-                injection(opts)
-            );
-        }
-    }
     let stats = match opts.libfuzzer {
-        None => read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report),
+        None => {
+            coverage::collect(opts.kcov, &opts.out, &dir)?;
+            read_fuzz(&report::read(&dir.join(RESULTS))?, &mut report)
+        }
         Some(_) => {
-            // libFuzzer saves each crashing input (with its text program beside it).
-            let crashes = std::fs::read_dir(dir.join("findings"))
-                .map(|d| {
-                    d.flatten()
-                        .filter(|e| {
-                            e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt")
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
-            report.divergences += crashes as u32;
+            collect_libfuzzer(opts, &dir)?;
+            report.divergences += crashes(&dir.join("findings"));
             None
         }
     };
+    say_boot(job, seed, &dir, &end, stats, &mut report);
+    // Programs and fuzzing seconds, by QEMU.
+    report.per_qemu = vec![(0, 0.0); job as usize + 1];
+    report.per_qemu[job as usize] = (report.programs, report.fuzz_seconds);
+    Ok((report, end.status == 0))
+}
+
+/// The guest command of a seeded fuzzing boot: `gmemfuzz run` on both VM types, its results
+/// in the boot's /out (kernel coverage as `opts.kcov` asks, readied in `dir`).
+fn seeded_command(opts: &LaneOptions, dir: &Path, seed: u64, left: u64) -> Result<String> {
+    let inject = injection(opts);
+    let kcov = coverage::guest_args(opts.kcov, &opts.out, dir)?;
+    let run = |vm_type: u64, seconds: u64| {
+        format!(
+            "{inject}/bin/gmemfuzz run --vm-type {vm_type} --seed {seed} --programs 1000000000 --seconds {seconds} --findings /out/findings --taint-check --json /out/{RESULTS}{}",
+            kcov(vm_type)
+        )
+    };
+    // A divergence of VM type 0 ends the boot (the lane reboots on new seeds).
+    Ok(both_vm_types(left, "&&", run))
+}
+
+/// The guest command of a libFuzzer boot: the diff_kvm target on both VM types, its corpus
+/// and findings in `dir`.
+fn libfuzzer_command(opts: &LaneOptions, dir: &Path, seed: u64, left: u64) -> Result<String> {
+    // The corpus (seeded with the text programs of corpus/diff_kvm and the lane's
+    // regressions, which the target reads as programs) goes into the boot's
+    // shared directory and comes back out of it after the boot.
+    let corpus = libfuzzer_corpus(opts);
+    if !has_files(&corpus) {
+        let stored = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        copy_files(&stored.join("diff_kvm"), &corpus)?;
+        copy_files(&stored.join("lane"), &corpus)?;
+    }
+    copy_files(&corpus, &dir.join("corpus"))?;
+    std::fs::create_dir_all(dir.join("findings"))?;
+    let inject = injection(opts);
+    let run = |vm_type: u64, seconds: u64| {
+        format!("{inject}GMEMFUZZ_VM_TYPE={vm_type} /bin/diff_kvm /out/corpus -max_total_time={seconds} -seed={seed} -artifact_prefix=/out/findings/ -print_final_stats=1")
+    };
+    // A crash of VM type 0 (libFuzzer stops at its first) leaves VM type 1 its time.
+    Ok(both_vm_types(left, ";", run))
+}
+
+/// After a libFuzzer boot: its corpus merged back, its artifacts copied where asked, and each
+/// finding's text program named with the command that replays it in the lane.
+fn collect_libfuzzer(opts: &LaneOptions, dir: &Path) -> Result<()> {
+    copy_files(&dir.join("corpus"), &libfuzzer_corpus(opts))?;
+    if let Some(artifacts) = &opts.artifacts {
+        copy_files(&dir.join("findings"), artifacts)?;
+    }
+    let kept = opts.artifacts.as_deref().unwrap_or(dir);
+    for program in saved_programs(&dir.join("findings")) {
+        let name = program.file_name().expect("a file").to_string_lossy().into_owned();
+        let at = if opts.artifacts.is_some() { kept.join(&name) } else { program.clone() };
+        eprintln!(
+            "gmemfuzz lane: finding saved as text (its VM type recorded): {}; replay it in the lane: {}gmemfuzz lane --replay {0}",
+            at.display(),
+            injection(opts)
+        );
+    }
+    Ok(())
+}
+
+/// The crash inputs libFuzzer saved in `findings` (each with its text program beside it).
+fn crashes(findings: &Path) -> u32 {
+    std::fs::read_dir(findings)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("crash-") && !e.file_name().to_string_lossy().ends_with(".txt"))
+                .count()
+        })
+        .unwrap_or(0) as u32
+}
+
+/// Says how a fuzzing boot ended (its exit, its last stats line, its time under QEMU and its
+/// kernel splats) and adds its time line and splats to `report`.
+fn say_boot(job: u32, seed: u64, dir: &Path, end: &BootEnd, stats: Option<String>, report: &mut LaneReport) {
+    let status = end.status;
     match stats {
         Some(stats) => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status}: {stats}"),
         None => eprintln!("gmemfuzz lane: QEMU {job}, boot with seed {seed}: exit {status} (console in {})", dir.display()),
     }
-    let booting = boot_seconds(console).map_or("?".to_string(), |s| format!("{s:.1}"));
+    let booting = boot_seconds(&end.console).map_or("?".to_string(), |s| format!("{s:.1}"));
     let line = format!("QEMU {job}, boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
     eprintln!("gmemfuzz lane: {line}");
     report.stats.push(line);
-    let splats = scan_console(console);
+    let splats = scan_console(&end.console);
     for s in &splats {
         eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
     }
     report.splats.extend(splats);
-    // Programs and fuzzing seconds, by QEMU.
-    report.per_qemu = vec![(0, 0.0); job as usize + 1];
-    report.per_qemu[job as usize] = (report.programs, report.fuzz_seconds);
-    Ok((report, status == 0))
 }

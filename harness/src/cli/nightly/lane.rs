@@ -1,6 +1,7 @@
-//! The lane's share of a night: `gmemfuzz lane --seconds S --out OUT/lane` run as a
-//! subprocess of this same binary where a lane kernel is cached (building one takes far
-//! longer than a night's budget), its summary line read back for the report.
+//! The lane's share of a night: `gmemfuzz lane --seconds S --out OUT/lane --json
+//! OUT/lane.jsonl` run as a subprocess of this same binary where a lane kernel is cached
+//! (building one takes far longer than a night's budget), its summary record read back for
+//! the report.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,8 +10,9 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-/// What the lane did tonight, from its summary line (`lane: 3 boots, scenarios passed, lane
-/// regressions 4 matched / 0 differed, 0 divergences, 0 kernel splats`).
+use crate::report::{self, Record};
+
+/// What the lane did tonight, from its summary record (`Record::Lane`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LaneRun {
     pub seconds: u64,
@@ -22,7 +24,7 @@ pub struct LaneRun {
     pub splats: u64,
     /// `OUT/lane/`: findings, console logs; `OUT/lane.log`: what the lane printed.
     pub out: String,
-    /// Set when the lane did not run or printed no summary: a harness problem.
+    /// Set when the lane did not run or wrote no summary record: a harness problem.
     pub error: Option<String>,
 }
 
@@ -37,9 +39,10 @@ impl LaneRun {
 pub fn run(seconds: u64, out: &Path) -> LaneRun {
     let start = Instant::now();
     let dir = out.join("lane");
-    let mut lane = match launch(seconds, &dir, &out.join("lane.log")) {
-        Ok(text) => parse(&text).unwrap_or_else(|| LaneRun {
-            error: Some(format!("the lane printed no summary (see {})", out.join("lane.log").display())),
+    let (log, results) = (out.join("lane.log"), out.join("lane.jsonl"));
+    let mut lane = match launch(seconds, &dir, &log, &results).and_then(|()| report::read(&results)) {
+        Ok(records) => from_records(&records).unwrap_or_else(|| LaneRun {
+            error: Some(format!("the lane wrote no summary record to {} (see {})", results.display(), log.display())),
             ..LaneRun::default()
         }),
         Err(e) => LaneRun { error: Some(format!("{e:#}")), ..LaneRun::default() },
@@ -49,36 +52,40 @@ pub fn run(seconds: u64, out: &Path) -> LaneRun {
     lane
 }
 
-/// Starts `gmemfuzz lane` and gives what it printed (also kept in `log`).
-fn launch(seconds: u64, dir: &Path, log: &Path) -> Result<String> {
+/// Runs `gmemfuzz lane` with its results going to `results` and what it printed to `log`.
+fn launch(seconds: u64, dir: &Path, log: &Path, results: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("finding this gmemfuzz binary")?;
+    match std::fs::remove_file(results) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", results.display())),
+        _ => {}
+    }
     let output = Command::new(exe)
         .args(["lane", "--seconds", &seconds.to_string(), "--out"])
         .arg(dir)
+        .arg("--json")
+        .arg(results)
         .stdin(Stdio::null())
         .output()
         .context("running gmemfuzz lane")?;
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     std::fs::write(log, &text).with_context(|| format!("writing {}", log.display()))?;
-    // Its exit status says only whether it found something, which the summary says too.
-    Ok(text)
+    // Its exit status says only whether it found something, which the record says too.
+    Ok(())
 }
 
-/// The lane's summary line, read back.
-fn parse(text: &str) -> Option<LaneRun> {
-    let line = text.lines().rev().find(|l| l.starts_with("lane: ") && l.contains(" boots, "))?;
-    let number_before = |word: &str| -> Option<u64> {
-        let at = line.find(word)?;
-        line[..at].split(|c: char| !c.is_ascii_digit()).rfind(|s| !s.is_empty())?.parse().ok()
-    };
-    Some(LaneRun {
-        boots: number_before(" boots")?,
-        scenarios_passed: line.contains("scenarios passed"),
-        regressions_matched: number_before(" matched")?,
-        regressions_differed: number_before(" differed")?,
-        divergences: number_before(" divergences")?,
-        splats: number_before(" kernel splats")?,
-        ..LaneRun::default()
+/// The lane's summary record (the last, should there be several), read back.
+fn from_records(records: &[Record]) -> Option<LaneRun> {
+    records.iter().rev().find_map(|r| match r {
+        Record::Lane { boots, scenarios_passed, regressions_matched, regressions_differed, divergences, splats, .. } => Some(LaneRun {
+            boots: u64::from(*boots),
+            scenarios_passed: *scenarios_passed,
+            regressions_matched: u64::from(*regressions_matched),
+            regressions_differed: regressions_differed.len() as u64,
+            divergences: u64::from(*divergences),
+            splats: splats.len() as u64,
+            ..LaneRun::default()
+        }),
+        _ => None,
     })
 }
 
@@ -86,23 +93,42 @@ fn parse(text: &str) -> Option<LaneRun> {
 mod tests {
     use super::*;
 
+    fn lane_record(scenarios_passed: bool, differed: &[&str], divergences: u32, splats: &[&str]) -> Record {
+        Record::Lane {
+            boots: 3,
+            scenarios_passed,
+            regressions_matched: 4,
+            regressions_differed: differed.iter().map(|s| s.to_string()).collect(),
+            divergences,
+            splats: splats.iter().map(|s| s.to_string()).collect(),
+            programs: 1200,
+            fuzz_seconds: 300.0,
+        }
+    }
+
     #[test]
-    fn the_summary_line_gives_the_lanes_figures() {
-        let text = "lane: booting\nlane: 3 boots, scenarios passed, lane regressions 4 matched / 1 differed, 2 divergences, 0 kernel splats\n  stats\n";
-        let lane = parse(text).unwrap();
+    fn the_summary_record_gives_the_lanes_figures() {
+        // As the lane writes it: JSON lines, read back through the results file.
+        let dir = std::env::temp_dir().join(format!("gmemfuzz-nightly-lane-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lane.jsonl");
+        let _ = std::fs::remove_file(&file);
+        let sink = report::Sink::new(Some(&file));
+        sink.put(&Record::Scenario { name: "s".into(), passed: true, why: None }).unwrap();
+        sink.put(&lane_record(true, &["corpus/lane/a.txt"], 2, &["WARNING"])).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.lines().nth(1).unwrap().starts_with(r#"{"record":"lane","boots":3,"scenarios_passed":true,"#), "{text}");
+        let lane = from_records(&report::read(&file).unwrap()).unwrap();
         assert_eq!(
             (lane.boots, lane.scenarios_passed, lane.regressions_matched, lane.regressions_differed, lane.divergences, lane.splats),
-            (3, true, 4, 1, 2, 0)
+            (3, true, 4, 1, 2, 1)
         );
         assert!(lane.found());
-        let clean =
-            parse("lane: 1 boots, scenarios passed, lane regressions 4 matched / 0 differed, 0 divergences, 0 kernel splats").unwrap();
-        assert!(!clean.found());
-        assert!(
-            !parse("lane: 1 boots, scenarios FAILED, lane regressions 0 matched / 0 differed, 0 divergences, 0 kernel splats")
-                .unwrap()
-                .scenarios_passed
-        );
-        assert_eq!(parse("error: no kernel"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        assert!(!from_records(&[lane_record(true, &[], 0, &[])]).unwrap().found());
+        let failed = from_records(&[lane_record(false, &[], 0, &[])]).unwrap();
+        assert!(!failed.scenarios_passed && failed.found());
+        assert_eq!(from_records(&[Record::Scenario { name: "s".into(), passed: true, why: None }]), None);
     }
 }

@@ -26,15 +26,34 @@ pub const CLEAN: i32 = 0;
 pub const FOUND: i32 = 1;
 pub const ERROR: i32 = 2;
 
+/// What `gmemfuzz nightly` is asked: its flags, parsed by clap (the doc comments are their help).
+#[derive(clap::Args, Debug)]
 pub struct NightlyOptions {
+    /// Total seconds: each target fuzzes 2/3 of its share, then merges and minimizes.
+    #[arg(long)]
     pub budget: u64,
+    /// The corpus that persists between nights (one directory per target).
+    #[arg(long)]
     pub corpus: PathBuf,
+    /// Reports, findings, logs and tonight's artifacts.
+    #[arg(long)]
     pub out: PathBuf,
-    pub jobs: usize,
-    /// The cargo-fuzz target binaries; default: the repository's, built when missing.
+    /// libFuzzer fork-mode jobs per target (default: every core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// The cargo-fuzz target binaries (default: the repository's fuzz/target, built if missing).
+    #[arg(long)]
     pub fuzz_bin_dir: Option<PathBuf>,
-    /// Only these targets (default: every one this machine can run).
+    /// Run only this target (repeatable; default: all this machine can run).
+    #[arg(long = "target")]
     pub targets: Vec<String>,
+}
+
+impl NightlyOptions {
+    /// libFuzzer jobs per target: `--jobs`, or one per core.
+    fn jobs(&self) -> usize {
+        self.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 /// The share of the budget spent fuzzing; the rest is for merging and minimizing.
@@ -83,7 +102,7 @@ fn plan(wanted: &[String], budget: u64) -> Plan {
     if wants("lane") {
         let weights: u64 = run.iter().map(|(_, w)| w).sum::<u64>() + LANE_WEIGHT;
         let share = budget * LANE_WEIGHT / weights;
-        if !crate::lane::kernel_is_cached() {
+        if !crate::kernel::kernel_is_cached() {
             skipped
                 .push(("lane".into(), "no lane kernel is cached here (`gmemfuzz lane` builds one; that takes longer than a night)".into()));
         } else if share < LANE_MIN_S {
@@ -120,6 +139,7 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
         out: absolute(&opts.out)?,
         fuzz_bin_dir: opts.fuzz_bin_dir.as_deref().map(absolute).transpose()?,
         targets: opts.targets.clone(),
+        jobs: Some(opts.jobs()),
         ..*opts
     };
     let bin_dir = opts.fuzz_bin_dir.clone().unwrap_or_else(|| libfuzzer::default_bin_dir(&root));
@@ -139,7 +159,7 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
         "nightly: budget {} s over {} ({} jobs each); corpus {}, out {}",
         opts.budget,
         targets.iter().map(|(t, _)| *t).chain(lane_weight.map(|_| "lane")).collect::<Vec<_>>().join(", "),
-        opts.jobs,
+        opts.jobs(),
         opts.corpus.display(),
         opts.out.display()
     ));
@@ -172,7 +192,7 @@ fn run(opts: &NightlyOptions) -> Result<Report> {
     });
     progress.finish();
     let report =
-        Report { lane, budget_s: opts.budget, took_s: start.elapsed().as_secs_f64(), jobs: opts.jobs, kernel, targets: runs, skipped };
+        Report { lane, budget_s: opts.budget, took_s: start.elapsed().as_secs_f64(), jobs: opts.jobs(), kernel, targets: runs, skipped };
     std::fs::write(opts.out.join("report.md"), report.markdown())?;
     std::fs::write(opts.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(opts.out.join("junit.xml"), report.junit())?;
@@ -203,7 +223,7 @@ fn run_target(
     let mut t = TargetRun {
         target: target.to_string(),
         seconds: 0.0,
-        jobs: opts.jobs,
+        jobs: opts.jobs(),
         execs: 0,
         execs_per_s: 0.0,
         corpus_before: 0,
@@ -245,7 +265,7 @@ fn fuzz_target(
     t.corpus_before = libfuzzer::corpus_size(&corpus);
     let bin = bin_dir.join(&target);
     let stats = out.join("stats");
-    let job = libfuzzer::Job { target: &target, bin: &bin, corpus: &corpus, out: &out, jobs: opts.jobs, stats: &stats };
+    let job = libfuzzer::Job { target: &target, bin: &bin, corpus: &corpus, out: &out, jobs: opts.jobs(), stats: &stats };
     night
         .progress
         .println(format!("nightly: {target}: fuzzing {seconds} s from {} corpus inputs ({} seeds added)", t.corpus_before, t.seeds_added));

@@ -1,11 +1,18 @@
+//! The KCOV file formats: what the guest's `gmemfuzz run --kcov` writes and the coverage
+//! report reads (PCs files), and what says which PCs count (ranges files).
+//!
 //! PCs files: the unique kernel PCs and edges one lane boot reached. A line holds a PC, one
 //! hex address (`0xffffffff81234567`), or an edge, two: the previous PC of the trace and the
 //! PC (`0xffffffff81234500 0xffffffff81234567`; `0x0` before a trace's first). `#` comments
 //! and blank lines are allowed; files from before edges were written hold PCs only. Several
 //! files merge by union.
+//!
+//! Ranges files (`gmemfuzz coverage --ranges FILE`): `#` comment lines, then one function a
+//! line, sorted by start, `0xSTART 0xEND name file`, half-open [START, END), lowercase hex,
+//! `file` the source relative to the kernel tree.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -72,9 +79,74 @@ pub fn read_pcs_files<P: AsRef<Path>>(files: &[P]) -> Result<Reached> {
     Ok(all)
 }
 
+/// One function's code in vmlinux.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FunctionRange {
+    pub start: u64,
+    /// One past its last byte.
+    pub end: u64,
+    pub name: String,
+    /// Its source, relative to the kernel tree.
+    pub file: PathBuf,
+}
+
+/// The ranges in the file format, with a header naming the kernel.
+pub fn format_ranges(ranges: &[FunctionRange], kernel: &Path) -> String {
+    let mut out = format!(
+        "# gmemfuzz coverage --ranges: functions of arch/x86/kvm/ and virt/kvm/ in {}\n# {} functions; half-open [start, end), sorted\n# start end name file\n",
+        kernel.display(),
+        ranges.len()
+    );
+    for r in ranges {
+        out.push_str(&format!("{:#x} {:#x} {} {}\n", r.start, r.end, r.name, r.file.display()));
+    }
+    out
+}
+
+/// Reads the ranges file format back.
+pub fn parse_ranges(text: &str) -> Result<Vec<FunctionRange>> {
+    let hex = |s: &str, n: usize| {
+        s.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()).with_context(|| format!("line {n}: {s:?} is not a 0x address"))
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [start, end, name, file] = f.as_slice() else { bail!("line {}: want `0xSTART 0xEND name file`", i + 1) };
+        out.push(FunctionRange { start: hex(start, i + 1)?, end: hex(end, i + 1)?, name: name.to_string(), file: PathBuf::from(file) });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_read_back_and_a_bad_line_is_named() {
+        let ranges = vec![
+            FunctionRange {
+                start: 0xffffffff81000000,
+                end: 0xffffffff81000040,
+                name: "kvm_gmem_punch".into(),
+                file: "virt/kvm/guest_memfd.c".into(),
+            },
+            FunctionRange {
+                start: 0xffffffff81000040,
+                end: 0xffffffff81000100,
+                name: "kvm_vm_ioctl".into(),
+                file: "virt/kvm/kvm_main.c".into(),
+            },
+        ];
+        let text = format_ranges(&ranges, Path::new("/k/bzImage"));
+        assert!(text.starts_with("# gmemfuzz coverage --ranges: functions of arch/x86/kvm/ and virt/kvm/ in /k/bzImage\n"), "{text}");
+        assert!(text.ends_with("0xffffffff81000040 0xffffffff81000100 kvm_vm_ioctl virt/kvm/kvm_main.c\n"), "{text}");
+        assert_eq!(parse_ranges(&text).unwrap(), ranges);
+        let err = parse_ranges("# h\n0x1 0x2 f\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
 
     #[test]
     fn comments_blanks_and_case_are_accepted() {

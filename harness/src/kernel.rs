@@ -1,12 +1,24 @@
-//! Which kernel the lane boots: a recipe `build-kernel.sh` builds and caches (Debian's 7.2 or
-//! 6.12, or the user's own tree), or a bzImage the user gives, checked for what the lane needs.
+//! Which kernel the lane boots and the coverage report reads: a recipe `build-kernel.sh`
+//! builds and caches (Debian's 7.2 or 6.12, or the user's own tree), or a bzImage the user
+//! gives, checked for what the lane needs. The lab's bottom: the lane and `coverage` stand on
+//! it, and it runs the scripts of `harness/lane/` for them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::script;
+/// The directory of the lane's scripts (`harness/lane/`).
+fn lane_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lane")
+}
+
+/// `bash harness/lane/NAME`: the kernel recipe here, the initramfs and the boot in the lane.
+pub fn script(name: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(lane_dir().join(name));
+    c
+}
 
 /// The kernel series the lane builds when nothing else is asked.
 pub const DEFAULT_SERIES: &str = "7.2";
@@ -243,7 +255,7 @@ fn check_config(image: &Path) -> Result<()> {
 
 /// A bzImage's .config, and where it was read: beside it, as the lane's cache keeps it, or
 /// at the top of the build directory it sits in (`arch/x86/boot/bzImage`).
-pub(super) fn config_of(image: &Path) -> Option<(PathBuf, String)> {
+pub fn config_of(image: &Path) -> Option<(PathBuf, String)> {
     let candidates = [image.with_file_name("config"), image.with_file_name(".config")]
         .into_iter()
         .chain(image.ancestors().nth(4).map(|build| build.join(".config")));
