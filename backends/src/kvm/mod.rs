@@ -521,6 +521,24 @@ impl KvmBackend {
         }
     }
 
+    /// madvise() on `gmem`'s mapping; the range (`len` page-aligned as the kernel aligns
+    /// it) must lie inside the mapping, so no other memory is advised.
+    fn madvise(&self, gmem: GmemId, offset: u64, len: u64, advice: u32) -> Outcome {
+        let aligned = len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let addr = match self.mapped_range(gmem, offset, aligned) {
+            Ok(a) => a,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        // SAFETY: the range madvise() works on lies inside this backend's mapping of the
+        // file (checked above), which nothing of Rust's borrows.
+        let rc = unsafe { libc::madvise(addr.cast(), len as usize, advice as libc::c_int) };
+        if rc == 0 {
+            Outcome::Ok
+        } else {
+            io_errno(std::io::Error::last_os_error())
+        }
+    }
+
     fn host_access(&mut self, gmem: GmemId, offset: u64, width: Width, store: Option<u64>) -> Outcome {
         let addr = match self.host_addr(gmem, offset, width) {
             Ok(a) => a,
@@ -796,6 +814,7 @@ impl Backend for KvmBackend {
             },
             Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(*gmem, *offset, *len, *mode, *nodes, *flags),
             Op::GetMempolicy { gmem, offset } => self.get_mempolicy(*gmem, *offset),
+            Op::Madvise { gmem, offset, len, advice } => self.madvise(*gmem, *offset, *len, *advice),
             Op::DestroyVm => match self.vm.take() {
                 None => Outcome::Skipped(SkipReason::NoVm),
                 Some(vm) => {

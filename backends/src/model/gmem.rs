@@ -1,7 +1,7 @@
 //! guest_memfd files: creation, mapping, fallocate, references and release, host access.
 
 use super::{GmemFile, Model, Page, PageEvent, PageKey};
-use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE};
+use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, MADVICE, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 // Under the kernel's names, so the rules below read like the code they cite.
 use crate::abi::falloc::{
@@ -188,6 +188,65 @@ impl Model {
         match self.file(gmem, true) {
             Err(why) => Outcome::Skipped(why),
             Ok(_) => Outcome::Err(Errno::EINVAL),
+        }
+    }
+
+    /// madvise() on the file's mapping (mm/madvise.c, 7.2). The range, `len` page-aligned
+    /// as check_input_range() aligns it, must lie inside the mapping (`mapped_range`), so no
+    /// other memory is advised. Advices the kernel knows but the model has no rule for are
+    /// not sent.
+    pub(super) fn madvise(&mut self, gmem: GmemId, offset: u64, len: u64, advice: u32) -> Outcome {
+        // check_input_range(): `len = PAGE_ALIGN(len_in)`, which wraps to 0 near the top.
+        let aligned = len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let file = match self.mapped_range(gmem, offset, aligned) {
+            Ok(f) => f,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let modelled = MADVICE.iter().any(|&(_, v)| v == advice as u64);
+        // madvise_behavior_valid(): every advice some configuration accepts; the rest
+        // (5 to 7, 26 to 99, from 104) are EINVAL on every kernel.
+        if !modelled && matches!(advice, 0..=4 | 8..=25 | 100..=103) {
+            return Outcome::Skipped(SkipReason::Unmodeled);
+        }
+        // do_madvise(): `if (!madvise_behavior_valid(behavior)) return -EINVAL;`, then
+        // check_input_range(): `if (!PAGE_ALIGNED(start)) return -EINVAL;` (the mapping is
+        // page-aligned), `if (len_in && !len) return -EINVAL;`; `if (error || !len_in)
+        // return error;`.
+        if !modelled || offset % PAGE_SIZE != 0 || (len != 0 && aligned == 0) {
+            return Outcome::Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Outcome::Ok;
+        }
+        let (first, end) = (offset / PAGE_SIZE, (offset + aligned) / PAGE_SIZE);
+        let shared = file.flags & GUEST_MEMFD_FLAG_INIT_SHARED != 0;
+        match advice as i32 {
+            // madvise_remove(): the mapping is shared and writable (MAP_SHARED, PROT_WRITE,
+            // an O_RDWR file), so vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) on the range, through
+            // the mapping's own reference to the file: kvm_gmem_punch_hole() as `punch`,
+            // whether the fd is open or not.
+            libc::MADV_REMOVE => {
+                self.drop_pages(gmem, first, end, "madvise-remove");
+                Outcome::Ok
+            }
+            // madvise_populate(): faultin_page_range() faults each page in through
+            // kvm_gmem_fault_user_mapping(): VM_FAULT_SIGBUS without INIT_SHARED (the first
+            // page refuses, nothing is populated) is -EFAULT; otherwise each page is
+            // allocated and cleared as a host access would.
+            libc::MADV_POPULATE_READ | libc::MADV_POPULATE_WRITE if !shared => Outcome::Err(Errno::EFAULT),
+            libc::MADV_POPULATE_READ | libc::MADV_POPULATE_WRITE if end - first > MAX_ALLOCATE_PAGES => {
+                Outcome::Skipped(SkipReason::TooLarge)
+            }
+            libc::MADV_POPULATE_READ | libc::MADV_POPULATE_WRITE => {
+                for index in first..end {
+                    self.populate(gmem, index, "madvise-populate", true);
+                }
+                Outcome::Ok
+            }
+            // MADV_DONTNEED: zap_page_range_single() drops the host's page table entries
+            // only; the pages stay in the file (mincore() still finds them, a host access
+            // maps them again, KVM's shared-side mappings are zapped and fault back).
+            _ => Outcome::Ok,
         }
     }
 

@@ -98,6 +98,15 @@ pub struct Access {
     pub kind: AccessKind,
 }
 
+/// The madvise() advices the model has rules for (`model::gmem::madvise`), by name; the
+/// values are the uapi's (asm-generic/mman-common.h, pinned by libc).
+pub const MADVICE: Names = &[
+    ("DONTNEED", libc::MADV_DONTNEED as u64),
+    ("REMOVE", libc::MADV_REMOVE as u64),
+    ("POPULATE_READ", libc::MADV_POPULATE_READ as u64),
+    ("POPULATE_WRITE", libc::MADV_POPULATE_WRITE as u64),
+];
+
 /// How an op may take part in a concurrent group (`crate::group`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Race {
@@ -200,6 +209,9 @@ define_ops! {
     /// the policy at one address of the mapping (`mempolicy::policy_value`).
     GetMempolicy { gmem: GmemId [File], offset: u64 [Hex] }
         => invalidates: false, race: No, uses: Mapping, rate: 2, c: "do_get_mempolicy({gmem}, {offset:offset in the mapping})";
+    /// madvise(mapping + offset, len, advice) on the guest_memfd's host mapping.
+    Madvise { gmem: GmemId [File], offset: u64 [Hex, Offset], len: u64 [Hex, Len], advice: u32 [Named(MADVICE)] }
+        => invalidates: true, race: No, uses: Mapping, rate: 3, c: "do_madvise({gmem}, {offset:offset in the mapping}, {len}, {advice})";
     /// close() of the vCPU and VM fds; guest_memfd files keep the VM alive. Rare: it ends
     /// what the rest of the program can do.
     DestroyVm
@@ -281,6 +293,7 @@ mod tests {
             Op::Truncate { gmem: g, size: 0 },
             Op::Mbind { gmem: g, offset: 0, len: 0x1000, mode: 2, nodes: 1, flags: 1 },
             Op::GetMempolicy { gmem: g, offset: 0x8 },
+            Op::Madvise { gmem: g, offset: 0x1000, len: 0x1000, advice: 9 },
             Op::DestroyVm,
             Op::Guest { accesses: vec![Access { gpa: 0x100008, width: Width::W8, kind: AccessKind::Write(7) }] },
             Op::HostRead { gmem: g, offset: 8, width: Width::W4 },
@@ -328,7 +341,7 @@ mod tests {
         use OpKind::*;
         assert_eq!(members, [Unbind, SetAttributes, Punch, Allocate, CloseGmem, Unmap, Guest, HostRead, HostWrite]);
         let invalidating: Vec<OpKind> = OpKind::ALL.into_iter().filter(|k| k.spec().invalidates).collect();
-        assert_eq!(invalidating, [Unbind, ModifySlot, SetAttributes, Punch, Allocate, CloseGmem, Unmap, DestroyVm, Group]);
+        assert_eq!(invalidating, [Unbind, ModifySlot, SetAttributes, Punch, Allocate, CloseGmem, Unmap, Madvise, DestroyVm, Group]);
     }
 
     #[test]
@@ -350,6 +363,7 @@ mod tests {
                 "truncate",
                 "mbind",
                 "get_mempolicy",
+                "madvise",
                 "destroy_vm",
                 "guest",
                 "host_read",

@@ -156,6 +156,16 @@ impl Generator {
             }
             OpKind::Mbind => self.mbind(u)?,
             OpKind::GetMempolicy => self.get_mempolicy(u)?,
+            OpKind::Madvise => {
+                // Mostly the modelled advices; now and then one no kernel knows (EINVAL).
+                let gmem = self.mapped_gmem(u)?;
+                let (offset, len) = self.range_in(u, gmem)?;
+                let advice = match u.ratio(1u8, 16)? {
+                    true => *u.choose(&[5, 26, 0x1000])?,
+                    false => u.choose(gmemfuzz_backends::op::MADVICE)?.1 as u32,
+                };
+                Op::Madvise { gmem, offset, len, advice }
+            }
             OpKind::DestroyVm => Op::DestroyVm,
             OpKind::Guest => self.guest(u)?,
             OpKind::HostRead => {

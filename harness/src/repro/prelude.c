@@ -554,6 +554,14 @@ static void do_get_mempolicy(int id, uint64_t offset)
     snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)value);
 }
 
+static void do_madvise(int id, uint64_t offset, uint64_t len, uint32_t advice)
+{
+    uint8_t *map = mapping_of(id);
+    if (!map)
+        return;
+    set_result(madvise(map + offset, (size_t)len, (int)advice));
+}
+
 static void do_close_gmem(int id)
 {
     if (!have_gmem(id))
