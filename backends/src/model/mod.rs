@@ -26,7 +26,7 @@ pub use cache::PageCache;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{Dropped, History, Page, PageBytes, PageEvent, PageKey};
-pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, SearchSize, MAX_NODES, MISMATCH_STATES};
+pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, SearchSize, StepResult, MAX_NODES, MISMATCH_STATES};
 pub use view::{reachable, MAX_RESIDENCY_PAGES};
 
 use crate::backend::{Backend, HarnessError};

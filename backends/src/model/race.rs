@@ -43,7 +43,7 @@
 //! takes that step alone (partial-order reduction). Where nothing explains the backend's
 //! answer, every order is searched again to say what each step allowed.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::commute::Footprint;
@@ -135,10 +135,10 @@ pub struct RaceMismatch {
     pub repetition: usize,
     /// The access of a guest member, where the contradiction is one access's.
     pub access: Option<usize>,
-    /// What some order allowed at that step (each as its `Display`).
-    pub allowed: Vec<String>,
+    /// What some order allowed at that step (in the order of their `Display`).
+    pub allowed: Vec<StepResult>,
     /// What the backend did there.
-    pub actual: String,
+    pub actual: StepResult,
     /// Where the step is a guest access: its address, the results some order allowed and
     /// the backend's, as values (the known-bug filter matches them).
     pub access_at: Option<AccessMismatch>,
@@ -147,6 +147,38 @@ pub struct RaceMismatch {
     /// the group lacks what the members did before the step (a GFN made private, an MMIO exit
     /// taken).
     pub states: MismatchStates,
+}
+
+/// What one step of a member showed, or what some order allowed there, as a value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StepResult {
+    /// A member's (or the whole group's) outcome.
+    Outcome(Outcome),
+    /// One access of a guest member.
+    Access(AccessResult),
+    /// A guest member's repetition answered with this many access results.
+    Accesses(usize),
+}
+
+impl StepResult {
+    /// Whether the step left the guest or the host as an exit: MMIO, a memory fault, SIGBUS.
+    pub fn is_exit(&self) -> bool {
+        match self {
+            StepResult::Outcome(o) => o.is_exit(),
+            StepResult::Access(a) => a.is_exit(),
+            StepResult::Accesses(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for StepResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepResult::Outcome(o) => write!(f, "{o}"),
+            StepResult::Access(a) => write!(f, "{a}"),
+            StepResult::Accesses(n) => write!(f, "{n} guest access results"),
+        }
+    }
 }
 
 /// The most states a mismatch keeps.
@@ -345,8 +377,8 @@ impl Model {
                     member: 0,
                     repetition: 0,
                     access: None,
-                    allowed: vec![Outcome::Skipped(SkipReason::InvalidGroup).to_string()],
-                    actual: other.to_string(),
+                    allowed: vec![StepResult::Outcome(Outcome::Skipped(SkipReason::InvalidGroup))],
+                    actual: StepResult::Outcome(other.clone()),
                     access_at: None,
                     states: MismatchStates::default(),
                 }))),
@@ -365,8 +397,8 @@ impl Model {
                             member: i,
                             repetition: r,
                             access: None,
-                            allowed: vec![Outcome::Skipped(reason).to_string()],
-                            actual: actual[i][r].to_string(),
+                            allowed: vec![StepResult::Outcome(Outcome::Skipped(reason))],
+                            actual: StepResult::Outcome(actual[i][r].clone()),
                             access_at: None,
                             states: MismatchStates::default(),
                         })));
@@ -381,8 +413,8 @@ impl Model {
                             member: i,
                             repetition: r,
                             access: None,
-                            allowed: vec![format!("{} guest access results", accesses.len())],
-                            actual: actual[i][r].to_string(),
+                            allowed: vec![StepResult::Accesses(accesses.len())],
+                            actual: StepResult::Outcome(actual[i][r].clone()),
                             access_at: None,
                             states: MismatchStates::default(),
                         })));
@@ -619,8 +651,8 @@ fn ran_after_a_fault(member: usize, outcomes: &[Outcome]) -> Option<RaceMismatch
             member,
             repetition,
             access: Some(ran),
-            allowed: vec![AccessResult::NotRun.to_string()],
-            actual: results[ran].to_string(),
+            allowed: vec![StepResult::Access(AccessResult::NotRun)],
+            actual: StepResult::Access(results[ran]),
             access_at: None,
             states: MismatchStates::default(),
         })
@@ -669,7 +701,7 @@ struct Search<'a> {
     finals: Vec<Model>,
     final_prints: HashSet<u64, std::hash::BuildHasherDefault<StateHasher>>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
-    predicted: BTreeMap<At, BTreeSet<String>>,
+    predicted: BTreeMap<At, Vec<StepResult>>,
     /// The same for guest accesses, as values.
     predicted_accesses: BTreeMap<At, Vec<AccessResult>>,
     deepest: Option<(usize, At)>,
@@ -792,10 +824,12 @@ impl<'a> Search<'a> {
             let (_, at) = self.deepest.expect("a search that ends nowhere failed somewhere");
             let (member, repetition, access) = at;
             let actual = match (access, &self.actual[member][repetition]) {
-                (Some(i), Outcome::Guest(r)) => r[i].to_string(),
-                (_, o) => o.to_string(),
+                (Some(i), Outcome::Guest(r)) => StepResult::Access(r[i]),
+                (_, o) => StepResult::Outcome(o.clone()),
             };
-            let allowed = self.predicted.remove(&at).unwrap_or_default().into_iter().collect();
+            // Shown in the order of their text, as a report reads them.
+            let mut allowed = self.predicted.remove(&at).unwrap_or_default();
+            allowed.sort_by_cached_key(StepResult::to_string);
             let access_at = access.and_then(|i| {
                 let Outcome::Guest(results) = &self.actual[member][repetition] else { return None };
                 let gpa = self.steps[member].iter().find_map(|s| match s {
@@ -863,11 +897,15 @@ impl<'a> Search<'a> {
         let explain = self.orders == Orders::Every;
         // The state the step ran in, kept where a failure is explained.
         let before = explain.then(|| child.model.clone());
-        let fail = |search: &mut Self, at: At, predicted: &dyn Fn() -> String, admitted: bool| {
+        let fail = |search: &mut Self, at: At, predicted: &dyn Fn() -> StepResult, admitted: bool| {
             if !explain {
                 return admitted;
             }
-            search.predicted.entry(at).or_default().insert(predicted());
+            let predicted = predicted();
+            let set = search.predicted.entry(at).or_default();
+            if !set.contains(&predicted) {
+                set.push(predicted);
+            }
             if !admitted && search.deepest.is_none_or(|(d, _)| depth >= d) {
                 if search.deepest.is_some_and(|(d, _)| depth > d) {
                     search.deepest_states.clear();
@@ -884,7 +922,7 @@ impl<'a> Search<'a> {
             Step::Whole { op, .. } => {
                 let out = child.model.apply_one(op);
                 let ok = out.admits(actual).agrees();
-                if !fail(self, (m, rep, None), &|| out.to_string(), ok) {
+                if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
                     return None;
                 }
             }
@@ -892,7 +930,7 @@ impl<'a> Search<'a> {
                 let out = child.model.apply_one(op);
                 if *last {
                     let ok = out.admits(actual).agrees();
-                    if !fail(self, (m, rep, None), &|| out.to_string(), ok) {
+                    if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
                         return None;
                     }
                 }
@@ -916,7 +954,7 @@ impl<'a> Search<'a> {
                         }
                     }
                     let ok = result.admits(&got);
-                    if !fail(self, (m, rep, Some(*index)), &|| result.to_string(), ok) {
+                    if !fail(self, (m, rep, Some(*index)), &|| StepResult::Access(result), ok) {
                         return None;
                     }
                     if let AccessResult::MemoryFault { .. } = result {

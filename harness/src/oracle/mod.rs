@@ -5,7 +5,7 @@ mod divergence;
 
 pub use divergence::{show_content, show_observation, Divergence, DivergenceKind, Seen, Subject};
 
-use gmemfuzz_backends::model::{Model, PageEvent, PageKey};
+use gmemfuzz_backends::model::{Model, PageEvent, PageKey, RaceMismatch, StepResult};
 use gmemfuzz_backends::op::{Op, PAGE_SIZE};
 use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, Probe};
 
@@ -94,18 +94,17 @@ impl Context<'_> {
     }
 
     /// A group whose backend answer no order of its members explains.
-    pub fn race_mismatch(&self, m: &gmemfuzz_backends::model::RaceMismatch) -> Divergence {
+    pub fn race_mismatch(&self, m: &RaceMismatch) -> Divergence {
         let subject =
             Subject::Race { member: m.member, repetition: m.repetition, access: m.access, gpa: m.access_at.as_ref().map(|a| a.gpa) };
-        let exit = |s: &str| s.contains("exit") || s.contains("fault") || s.contains("SIGBUS");
-        let kind = if exit(&m.actual) || m.allowed.iter().any(|a| exit(a)) {
+        let kind = if m.actual.is_exit() || m.allowed.iter().any(StepResult::is_exit) {
             DivergenceKind::UnexpectedExit
         } else {
             DivergenceKind::ResultMismatch
         };
         let (expected, actual) = match &m.access_at {
             Some(a) if !a.allowed.is_empty() => (Seen::OneOf(a.allowed.clone()), Seen::Access(a.actual)),
-            _ => (Seen::Allowed(m.allowed.clone()), Seen::Text(m.actual.clone())),
+            _ => (Seen::Allowed(m.allowed.clone()), Seen::Step(m.actual.clone())),
         };
         self.divergence(kind, subject, expected, actual, None)
     }
@@ -157,5 +156,44 @@ impl Context<'_> {
             }
             _ => report(DivergenceKind::UnexpectedExit, key),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gmemfuzz_backends::model::{MismatchStates, Model, RaceMismatch, StepResult};
+    use gmemfuzz_backends::op::{GmemId, Op};
+    use gmemfuzz_backends::outcome::{AccessResult, Errno, Outcome};
+    use gmemfuzz_backends::Profile;
+
+    use super::{Context, DivergenceKind, Seen};
+
+    fn kind(allowed: Vec<StepResult>, actual: StepResult) -> (DivergenceKind, Seen, Seen) {
+        let model = Model::new(Profile::host_6_18());
+        let op = Op::CloseGmem { gmem: GmemId(0) };
+        let ctx = Context { model: &model, op_index: 2, op: &op, backend: "test-double" };
+        let m = RaceMismatch { member: 1, repetition: 0, access: None, allowed, actual, access_at: None, states: MismatchStates::default() };
+        let d = ctx.race_mismatch(&m);
+        (d.kind, d.expected, d.actual)
+    }
+
+    /// A race is an unexpected exit where either side's step exited, by value: SIGBUS, an
+    /// MMIO exit or a memory fault; an errno named EFAULT is none.
+    #[test]
+    fn a_race_is_classified_by_the_values_of_its_step() {
+        use StepResult as S;
+        let value = |v| S::Outcome(Outcome::Value(v));
+        assert_eq!(kind(vec![value(0)], value(1)).0, DivergenceKind::ResultMismatch);
+        assert_eq!(kind(vec![value(0)], S::Outcome(Outcome::Sigbus)).0, DivergenceKind::UnexpectedExit);
+        assert_eq!(kind(vec![S::Outcome(Outcome::Sigbus)], value(0)).0, DivergenceKind::UnexpectedExit);
+        let fault = AccessResult::MemoryFault { gpa: 0x1000, size: 0x1000, flags: 0 };
+        assert_eq!(kind(vec![S::Access(AccessResult::Read(0))], S::Access(fault)).0, DivergenceKind::UnexpectedExit);
+        let guest = |r| S::Outcome(Outcome::Guest(vec![AccessResult::Wrote, r]));
+        assert_eq!(kind(vec![guest(AccessResult::Wrote)], guest(AccessResult::Mmio)).0, DivergenceKind::UnexpectedExit);
+        let efault = S::Outcome(Outcome::Err(Errno::EFAULT));
+        let (k, expected, actual) = kind(vec![S::Outcome(Outcome::Ok)], efault.clone());
+        assert_eq!(k, DivergenceKind::ResultMismatch, "EFAULT is an errno, not an exit");
+        assert_eq!((expected, actual), (Seen::Allowed(vec![S::Outcome(Outcome::Ok)]), Seen::Step(efault)));
+        assert_eq!(kind(vec![S::Accesses(2)], S::Outcome(Outcome::Ok)).0, DivergenceKind::ResultMismatch);
     }
 }
