@@ -11,6 +11,7 @@
 mod attributes;
 mod cache;
 mod commute;
+mod fault;
 mod files;
 mod gmem;
 mod mempolicy;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 
 pub use attributes::AttributeRanges;
 pub use cache::PageCache;
+pub use fault::Route;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{Dropped, History, Page, PageBytes, PageEvent, PageKey};
