@@ -1,6 +1,6 @@
 //! guest_memfd files: creation, mapping, fallocate, references and release, host access.
 
-use super::{GmemFile, Model, Page, PageEvent, PageKey};
+use super::{Effect, GmemFile, Model, Page, PageEvent, PageKey};
 use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 // Under the kernel's names, so the rules below read like the code they cite.
@@ -134,6 +134,7 @@ impl Model {
             // truncate_inode_pages_range(); no size check, so a hole past EOF is a no-op
             // returning 0 (probe: "punch past the end -> 0").
             self.drop_pages(gmem, first, end.min(size / PAGE_SIZE), "punch-hole");
+            self.tell(Effect::Punched { gmem, first, end });
             return Outcome::Ok;
         }
         // kvm_gmem_allocate(): `if (offset + len > i_size_read(inode)) return -EINVAL;`
@@ -148,6 +149,7 @@ impl Model {
         for index in first..end {
             self.populate(gmem, index, "allocate", false);
         }
+        self.tell(Effect::Allocated { gmem, first, end });
         Outcome::Ok
     }
 
@@ -199,6 +201,7 @@ impl Model {
         }
         self.gmems[gmem].mapped = false;
         self.gmems[gmem].map_policy = Default::default();
+        self.tell(Effect::MappingGone { gmem });
         self.release_if_unreferenced(gmem);
         Outcome::Ok
     }
@@ -213,6 +216,7 @@ impl Model {
             return;
         }
         self.gmems[gmem].released = true;
+        self.tell(Effect::FileReleased { gmem });
         for slot in self.slots_mut().values_mut() {
             if let Some(binding) = slot.binding.as_mut().filter(|b| b.gmem == gmem) {
                 binding.file_gone = true;
@@ -231,6 +235,7 @@ impl Model {
         // harness frees their anonymous memory: the model forgets them.
         self.vm_alive = false;
         self.slots_mut().clear();
+        self.tell(Effect::VmDestroyed);
         Outcome::Ok
     }
 

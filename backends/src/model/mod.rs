@@ -11,6 +11,7 @@
 mod attributes;
 mod cache;
 mod commute;
+mod effect;
 mod fault;
 mod files;
 mod gmem;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 
 pub use attributes::AttributeRanges;
 pub use cache::PageCache;
+pub use effect::{Effect, Prediction};
 pub use fault::Route;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
@@ -149,6 +151,8 @@ pub struct Model {
     /// GFNs whose guest access left as an MMIO exit in this program: KVM may keep an MMIO
     /// SPTE for them (see `harness::known`).
     mmio_gfns: std::collections::BTreeSet<u64>,
+    /// What the op being applied did so far (`predict` hands it out; empty between ops).
+    told: Vec<Effect>,
 }
 
 impl Model {
@@ -167,6 +171,7 @@ impl Model {
             history: History::default(),
             last_access_pages: Vec::new(),
             mmio_gfns: Default::default(),
+            told: Vec::new(),
         }
     }
 
@@ -322,7 +327,7 @@ impl Backend for Model {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        Ok(self.apply_one(op))
+        Ok(self.predict(op).outcome)
     }
 
     fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
@@ -331,6 +336,18 @@ impl Backend for Model {
 }
 
 impl Model {
+    /// One op: its outcome and what it did (`Effect`), as values.
+    pub fn predict(&mut self, op: &Op) -> Prediction {
+        self.told.clear();
+        let outcome = self.apply_one(op);
+        Prediction { outcome, effects: std::mem::take(&mut self.told) }
+    }
+
+    /// Records what the op being applied did.
+    fn tell(&mut self, effect: Effect) {
+        self.told.push(effect);
+    }
+
     /// One op (the model never fails as a harness does).
     fn apply_one(&mut self, op: &Op) -> Outcome {
         match op {
@@ -359,3 +376,6 @@ impl Model {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod effect_tests;

@@ -884,7 +884,15 @@ impl<'a> Search<'a> {
 
     /// Member `m` takes its next step from `node`: the child, or `None` where the step's
     /// prediction does not admit what the backend did.
-    fn advance(&mut self, mut child: Node, m: usize) -> Option<Node> {
+    fn advance(&mut self, child: Node, m: usize) -> Option<Node> {
+        let mut child = self.step(child, m)?;
+        // What the step did is in the child's state; the list would only be cloned along.
+        child.model.told.clear();
+        Some(child)
+    }
+
+    /// `advance`, but for dropping what the step told.
+    fn step(&mut self, mut child: Node, m: usize) -> Option<Node> {
         // What the last guest op touched explains that op's results; a group's step has
         // none to explain, and an empty list clones for free.
         child.model.last_access_pages.clear();

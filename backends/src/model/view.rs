@@ -1,7 +1,7 @@
 //! What the guest and the host see: guest accesses, and the probes the runner compares.
 
 use super::fault::Route;
-use super::{Model, PageEvent, PageKey, Shared};
+use super::{Effect, Model, PageEvent, PageKey, Shared};
 use crate::op::{layout, Access, AccessKind, GmemId, PAGE_SIZE};
 use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe, SkipReason};
 
@@ -83,7 +83,12 @@ impl Model {
             let offset = access.gpa % PAGE_SIZE;
             let w = access.width.bytes();
             let result = match target {
-                Target::Mmio { .. } => AccessResult::Mmio,
+                Target::Mmio { no_slot } => {
+                    if no_slot {
+                        self.tell(Effect::MmioExit { gfn: access.gpa / PAGE_SIZE });
+                    }
+                    AccessResult::Mmio
+                }
                 Target::Fault { gpa, flags } => {
                     // KVM_RUN fails; the harness does not re-enter the vCPU for this op.
                     stopped = true;
