@@ -39,3 +39,39 @@ pub struct Prediction {
     pub outcome: Outcome,
     pub effects: Vec<Effect>,
 }
+
+/// The GFNs the model told exited as MMIO without a memslot (`Effect::MmioExit`) so far in a
+/// program, in one of the states it may be in: KVM may keep an MMIO SPTE for each (what the
+/// known-bug filter matches, `harness::known`). Kept beside the model's state by whoever
+/// reads the effects: the runner for each state, the race search for each order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MmioExits(Vec<u64>);
+
+impl MmioExits {
+    pub fn contains(&self, gfn: u64) -> bool {
+        self.0.binary_search(&gfn).is_ok()
+    }
+
+    pub fn insert(&mut self, gfn: u64) {
+        if let Err(at) = self.0.binary_search(&gfn) {
+            self.0.insert(at, gfn);
+        }
+    }
+
+    /// Adds the MMIO exits among `effects`.
+    pub fn extend<'a>(&mut self, effects: impl IntoIterator<Item = &'a Effect>) {
+        for effect in effects {
+            if let Effect::MmioExit { gfn } = *effect {
+                self.insert(gfn);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().copied()
+    }
+}

@@ -8,8 +8,7 @@ use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe, Ski
 /// Where a guest access to one GFN ends up in the model.
 enum Target {
     Page(PageKey),
-    /// `no_slot`: no memslot of the vCPU holds the GFN.
-    Mmio { no_slot: bool },
+    Mmio,
     Fault { gpa: u64, flags: u64 },
 }
 
@@ -33,9 +32,9 @@ impl Model {
             Route::Fault { gpa, flags } => Target::Fault { gpa, flags },
             Route::Mmio { no_slot } => {
                 if no_slot {
-                    self.mmio_gfns.insert(gfn);
+                    self.tell(Effect::MmioExit { gfn });
                 }
-                Target::Mmio { no_slot }
+                Target::Mmio
             }
             Route::Gmem { gmem, index, .. } | Route::Mapping { gmem, index, .. } => {
                 self.populate(gmem, index, "guest fault", true);
@@ -83,12 +82,7 @@ impl Model {
             let offset = access.gpa % PAGE_SIZE;
             let w = access.width.bytes();
             let result = match target {
-                Target::Mmio { no_slot } => {
-                    if no_slot {
-                        self.tell(Effect::MmioExit { gfn: access.gpa / PAGE_SIZE });
-                    }
-                    AccessResult::Mmio
-                }
+                Target::Mmio => AccessResult::Mmio,
                 Target::Fault { gpa, flags } => {
                     // KVM_RUN fails; the harness does not re-enter the vCPU for this op.
                     stopped = true;
@@ -217,7 +211,9 @@ pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
             let (id, slot) = model.guest_slot(gfn)?;
             let index = gfn - slot.base_gfn;
             match (slot.binding, slot.shared) {
-                (Some(b), _) if slot.gmem_only || model.is_private_gfn(gfn) => Some(PageKey::Gmem { gmem: b.gmem.0, index: b.pgoff + index }),
+                (Some(b), _) if slot.gmem_only || model.is_private_gfn(gfn) => {
+                    Some(PageKey::Gmem { gmem: b.gmem.0, index: b.pgoff + index })
+                }
                 (_, Shared::GmemMap { gmem, pgoff, .. }) => Some(PageKey::Gmem { gmem: gmem.0, index: pgoff + index }),
                 (_, Shared::Anon) => Some(PageKey::Anon { slot: id, index }),
             }
@@ -266,7 +262,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 return Some(Observation::Absent);
             }
             match model.resolve(gpa / PAGE_SIZE, false) {
-                Target::Mmio { .. } => Some(Observation::GuestExit(AccessResult::Mmio)),
+                Target::Mmio => Some(Observation::GuestExit(AccessResult::Mmio)),
                 Target::Fault { gpa, flags } => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
                 Target::Page(key) => {
                     Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(model.page_mut(key).bytes(), sample))))

@@ -5,7 +5,7 @@ mod divergence;
 
 pub use divergence::{show_content, show_observation, Divergence, DivergenceKind, Seen, Subject};
 
-use gmemfuzz_backends::model::{Model, PageEvent, PageKey, RaceMismatch, StepResult};
+use gmemfuzz_backends::model::{MmioExits, Model, PageEvent, PageKey, RaceMismatch, StepResult};
 use gmemfuzz_backends::op::{Op, PAGE_SIZE};
 use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, Probe};
 
@@ -41,6 +41,8 @@ fn classify_read(model: &Model, key: Option<PageKey>, offset: u64, width: u64, g
 
 pub struct Context<'a> {
     pub model: &'a Model,
+    /// The MMIO exits the model told in this program, shown with its state.
+    pub mmio_exits: &'a MmioExits,
     pub op_index: usize,
     pub op: &'a Op,
     pub backend: &'a str,
@@ -58,7 +60,7 @@ impl Context<'_> {
             page: page_story(self.model, key),
             backend: self.backend.to_string(),
             profile: gmemfuzz_backends::Backend::profile(self.model).summary(),
-            model_state: self.model.describe(),
+            model_state: self.model.describe(self.mmio_exits),
         }
     }
 
@@ -161,7 +163,7 @@ impl Context<'_> {
 
 #[cfg(test)]
 mod tests {
-    use gmemfuzz_backends::model::{MismatchStates, Model, RaceMismatch, StepResult};
+    use gmemfuzz_backends::model::{MismatchStates, MmioExits, Model, RaceMismatch, StepResult};
     use gmemfuzz_backends::op::{GmemId, Op};
     use gmemfuzz_backends::outcome::{AccessResult, Errno, Outcome};
     use gmemfuzz_backends::Profile;
@@ -171,8 +173,9 @@ mod tests {
     fn kind(allowed: Vec<StepResult>, actual: StepResult) -> (DivergenceKind, Seen, Seen) {
         let model = Model::new(Profile::host_6_18());
         let op = Op::CloseGmem { gmem: GmemId(0) };
-        let ctx = Context { model: &model, op_index: 2, op: &op, backend: "test-double" };
-        let m = RaceMismatch { member: 1, repetition: 0, access: None, allowed, actual, access_at: None, states: MismatchStates::default() };
+        let ctx = Context { model: &model, mmio_exits: &MmioExits::default(), op_index: 2, op: &op, backend: "test-double" };
+        let m =
+            RaceMismatch { member: 1, repetition: 0, access: None, allowed, actual, access_at: None, states: MismatchStates::default() };
         let d = ctx.race_mismatch(&m);
         (d.kind, d.expected, d.actual)
     }
