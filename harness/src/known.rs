@@ -91,7 +91,7 @@ mod tests {
         let fault = |flags| AccessResult::MemoryFault { gpa: GPA, size: 0x1000, flags };
         assert_eq!(expected, Outcome::Guest(vec![fault(KVM_MEMORY_EXIT_FLAG_PRIVATE)]));
         let diverged = |exits: &MmioExits| {
-            let ctx = Context { model: &model, mmio_exits: exits, op_index: 3, op: &read, backend: "test-double" };
+            let ctx = Context { model: &model, mmio_exits: exits, effects: &[], op_index: 3, op: &read, backend: "test-double" };
             let d = ctx.compare_outcome(&expected, &Outcome::Guest(vec![fault(0)])).expect("a shared fault on a private GFN");
             super::classify(&d, &model, exits).map(|k| k.name)
         };

@@ -213,7 +213,7 @@ fn an_unknown_page_does_not_hide_a_wrong_answer_on_another_page() {
     let (a, b) = (layout::WINDOW_GPA, layout::WINDOW_GPA + PAGE_SIZE);
     let read = |gpa| Access { gpa, width: Width::W8, kind: AccessKind::Read };
     let op = Op::Guest { accesses: vec![read(a), read(b)] };
-    let ctx = Context { model: &model, mmio_exits: &MmioExits::default(), op_index: 3, op: &op, backend: "test-double" };
+    let ctx = Context { model: &model, mmio_exits: &MmioExits::default(), effects: &[], op_index: 3, op: &op, backend: "test-double" };
     let predicted = Outcome::Guest(vec![AccessResult::Unknown, AccessResult::Read(0)]);
     let right_on_b = Outcome::Guest(vec![AccessResult::Read(0x77), AccessResult::Read(0)]);
     let wrong_on_b = Outcome::Guest(vec![AccessResult::Read(0x77), AccessResult::Read(1)]);

@@ -2,6 +2,7 @@
 //! backend with a memory side of its own (the sim) follows, instead of reading the model's
 //! state before and after the op. In the order the op did them.
 
+use super::PageKey;
 use crate::op::GmemId;
 use crate::outcome::Outcome;
 
@@ -31,6 +32,9 @@ pub enum Effect {
     /// A guest access to a GFN that no memslot of the vCPU holds left as KVM_EXIT_MMIO: KVM
     /// may keep an MMIO SPTE for it (`harness::known`).
     MmioExit { gfn: u64 },
+    /// Access `access` of a guest op reached `page` at `offset` (what a divergence of that
+    /// access names, and reads the page's history of).
+    Touched { access: usize, page: PageKey, offset: u64 },
 }
 
 /// What the model predicts for one op: its outcome, and what it did.

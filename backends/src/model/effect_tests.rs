@@ -76,7 +76,8 @@ fn only_an_access_without_a_memslot_tells_an_mmio_exit() {
     told(&mut m, plain_slot(SLOT, GPA, P, KVM_MEM_READONLY));
     let write = Op::Guest { accesses: vec![Access { gpa: GPA, width: Width::W4, kind: AccessKind::Write(1) }] };
     assert_eq!(told(&mut m, write), (Outcome::Guest(vec![AccessResult::Mmio]), vec![]));
-    assert_eq!(told(&mut m, read(GPA)), (Outcome::Guest(vec![AccessResult::Read(0)]), vec![]));
+    let touched = Effect::Touched { access: 0, page: PageKey::Anon { slot: SLOT, index: 0 }, offset: 8 };
+    assert_eq!(told(&mut m, read(GPA + 8)), (Outcome::Guest(vec![AccessResult::Read(0)]), vec![touched]));
 }
 
 /// The vCPU's accesses find their memslot in address space 0 only (`Model::route`), even

@@ -146,8 +146,6 @@ pub struct Model {
     /// Memory attributes by GFN range; absent = 0 (shared).
     attributes: AttributeRanges,
     history: History,
-    /// For each access of the last `Op::Guest`, the page and offset it touched.
-    last_access_pages: Vec<Option<(PageKey, u64)>>,
     /// What the op being applied did so far (`predict` hands it out; empty between ops).
     told: Vec<Effect>,
 }
@@ -166,7 +164,6 @@ impl Model {
             slots: Default::default(),
             attributes: AttributeRanges::default(),
             history: History::default(),
-            last_access_pages: Vec::new(),
             told: Vec::new(),
         }
     }
@@ -210,11 +207,6 @@ impl Model {
     /// Whether `gfn` has KVM_MEMORY_ATTRIBUTE_PRIVATE.
     pub fn is_private_gfn(&self, gfn: u64) -> bool {
         self.attributes.get(gfn) & crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE != 0
-    }
-
-    /// The page each access of the last guest op touched (None where it touched none).
-    pub fn last_access_pages(&self) -> &[Option<(PageKey, u64)>] {
-        &self.last_access_pages
     }
 
     /// The questions about state worth asking now: everything observable without

@@ -929,9 +929,6 @@ impl<'a> Search<'a> {
 
     /// `advance`, but for keeping what the step told.
     fn step(&mut self, mut child: Node, m: usize) -> Option<Node> {
-        // What the last guest op touched explains that op's results; a group's step has
-        // none to explain, and an empty list clones for free.
-        child.model.last_access_pages.clear();
         let pos = child.pos[m];
         let depth: usize = child.pos.iter().sum();
         let (steps, actual) = (self.steps, self.actual);

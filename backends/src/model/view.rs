@@ -68,13 +68,11 @@ impl Model {
         if accesses.is_empty() || accesses.len() > layout::MAX_ACCESSES || !accesses.iter().all(reachable) {
             return Outcome::Skipped(SkipReason::UnreachableGpa);
         }
-        self.last_access_pages.clear();
         let mut results = Vec::with_capacity(accesses.len());
         let mut stopped = false;
         for access in accesses {
             if stopped {
                 results.push(AccessResult::NotRun);
-                self.last_access_pages.push(None);
                 continue;
             }
             let write = matches!(access.kind, AccessKind::Write(_));
@@ -103,11 +101,9 @@ impl Model {
                     }
                 }
             };
-            let key = match target {
-                Target::Page(key) => Some((key, offset)),
-                _ => None,
-            };
-            self.last_access_pages.push(key);
+            if let Target::Page(page) = target {
+                self.tell(Effect::Touched { access: results.len(), page, offset });
+            }
             results.push(result);
         }
         Outcome::Guest(results)

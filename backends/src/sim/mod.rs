@@ -162,7 +162,7 @@ impl SimBackend {
                 self.zap(0, u64::MAX, Reason::VmDestroy, Filter::All);
                 self.free_anon(|_| true);
             }
-            Effect::MmioExit { .. } => {}
+            Effect::MmioExit { .. } | Effect::Touched { .. } => {}
         }
     }
 

@@ -7,7 +7,7 @@
 
 pub mod policy;
 
-use gmemfuzz_backends::model::{MmioExits, Model, Prediction, RaceError, World};
+use gmemfuzz_backends::model::{Effect, MmioExits, Model, Prediction, RaceError, World};
 use gmemfuzz_backends::Group;
 use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, Outcome, Probe, Verdict};
 
@@ -169,14 +169,14 @@ impl<B: Backend> Runner<B> {
             }
             let reach = self.stats.reach.before(op, &self.model);
             let t = Stopwatch::start();
-            let Prediction { outcome: expected, effects } = self.model.predict(op);
-            self.mmio_exits.extend(&effects);
+            let predicted = self.model.predict(op);
+            self.mmio_exits.extend(&predicted.effects);
             if self.check_model_invariants {
                 self.model.check_invariants().map_err(|e| HarnessError::Bug(format!("model invariant broken after op #{index}: {e}")))?;
             }
             self.stats.time.model += t.secs();
             // A skip is decided by the program alone; the backend is not asked.
-            let actual = match &expected {
+            let actual = match &predicted.outcome {
                 Outcome::Skipped(reason) => Outcome::Skipped(*reason),
                 _ => {
                     let t = Stopwatch::start();
@@ -188,13 +188,13 @@ impl<B: Backend> Runner<B> {
             self.stats.count(op, &actual);
             self.stats.reach.after(reach, &actual);
             // Parts the model cannot predict match anything; they are counted.
-            self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
-            let expected = match self.worlds.is_empty() {
-                true => expected,
-                false => self.follow_worlds(index, op, expected, &actual).map_err(RunError::Divergence)?,
+            self.stats.skipped_unknown += u64::from(predicted.outcome.admits(&actual).unknown());
+            let Prediction { outcome: expected, effects } = match self.worlds.is_empty() {
+                true => predicted,
+                false => self.follow_worlds(index, op, predicted, &actual).map_err(RunError::Divergence)?,
             };
             observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });
-            if let Some(d) = self.context(&self.model, &self.mmio_exits, index, op).compare_outcome(&expected, &actual) {
+            if let Some(d) = self.context(&self.model, &self.mmio_exits, &effects, index, op).compare_outcome(&expected, &actual) {
                 return Err(RunError::Divergence(Box::new(d)));
             }
             compared_last = policy::compare_after(op, &actual, self.check_after_invalidation);
@@ -230,7 +230,8 @@ impl<B: Backend> Runner<B> {
         }
         self.stats.probes += probes.len() as u64;
         observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
-        let ctx = Context { model: &self.model, mmio_exits: &self.mmio_exits, op_index: index, op, backend: self.backend.name() };
+        let ctx =
+            Context { model: &self.model, mmio_exits: &self.mmio_exits, effects: &[], op_index: index, op, backend: self.backend.name() };
         for ((probe, e), a) in probes.iter().zip(&expected).zip(&actual) {
             // One comparison decides (digests are computed once); the oracle only explains.
             match gmemfuzz_backends::admits_observation(e, a) {
@@ -270,7 +271,7 @@ impl<B: Backend> Runner<B> {
                     // the members did before it included), or else in the state before the group.
                     let mut states = m.states.0.iter().map(|w| (&w.model, &w.mmio_exits)).chain(std::iter::once((world, exits)));
                     if let Some((d, (at, at_exits))) =
-                        states.find_map(|s| self.known_in(s.0, s.1, |ctx| Some(ctx.race_mismatch(&m)), index, op).map(|d| (d, s)))
+                        states.find_map(|s| self.known_in(s.0, s.1, &[], |ctx| Some(ctx.race_mismatch(&m)), index, op).map(|d| (d, s)))
                     {
                         self.stats.time.model += t.secs();
                         (self.model, self.mmio_exits) = (at.clone(), at_exits.clone());
@@ -292,7 +293,7 @@ impl<B: Backend> Runner<B> {
         self.stats.races.record(group, &actual, finals.len());
         if finals.is_empty() {
             let m = mismatch.expect("no end state without a mismatch");
-            let d = self.context(&self.model, &self.mmio_exits, index, op).race_mismatch(&m);
+            let d = self.context(&self.model, &self.mmio_exits, &[], index, op).race_mismatch(&m);
             observer.event(&Event::Op { index, op, expected: &Outcome::Unknown, actual: &actual });
             return Err(RunError::Divergence(Box::new(d)));
         }
@@ -308,8 +309,9 @@ impl<B: Backend> Runner<B> {
     /// whose prediction admits `actual`, and makes the model one that admits it where it
     /// does not. Returns the model's prediction (`expected`, or the adopted state's), or the
     /// divergence of a state dropped for what a known kernel bug does (`known_in`).
-    fn follow_worlds(&mut self, index: usize, op: &Op, expected: Outcome, actual: &Outcome) -> Result<Outcome, Box<Divergence>> {
-        if let Some(d) = self.known_in(&self.model, &self.mmio_exits, |ctx| ctx.compare_outcome(&expected, actual), index, op) {
+    fn follow_worlds(&mut self, index: usize, op: &Op, expected: Prediction, actual: &Outcome) -> Result<Prediction, Box<Divergence>> {
+        let diverged = |ctx: &Context| ctx.compare_outcome(&expected.outcome, actual);
+        if let Some(d) = self.known_in(&self.model, &self.mmio_exits, &expected.effects, diverged, index, op) {
             return Err(d);
         }
         let mut kept = Vec::with_capacity(self.worlds.len());
@@ -317,25 +319,27 @@ impl<B: Backend> Runner<B> {
         for mut w in std::mem::take(&mut self.worlds) {
             // The primary skipped the op: every state skips it (skips follow the program),
             // and the others did not run it either.
-            let predicted = match &expected {
-                Outcome::Skipped(_) => expected.clone(),
+            let predicted = match &expected.outcome {
+                Outcome::Skipped(_) => Prediction { outcome: expected.outcome.clone(), effects: Vec::new() },
                 _ => {
-                    let Prediction { outcome, effects } = w.model.predict(op);
-                    w.mmio_exits.extend(&effects);
-                    outcome
+                    let predicted = w.model.predict(op);
+                    w.mmio_exits.extend(&predicted.effects);
+                    predicted
                 }
             };
-            if predicted.admits(actual).agrees() {
+            if predicted.outcome.admits(actual).agrees() {
                 if adopted.is_none() {
                     adopted = Some(predicted);
                 }
                 kept.push(w);
-            } else if let Some(d) = self.known_in(&w.model, &w.mmio_exits, |ctx| ctx.compare_outcome(&predicted, actual), index, op) {
+            } else if let Some(d) =
+                self.known_in(&w.model, &w.mmio_exits, &predicted.effects, |ctx| ctx.compare_outcome(&predicted.outcome, actual), index, op)
+            {
                 (self.model, self.mmio_exits) = (w.model, w.mmio_exits);
                 return Err(d);
             }
         }
-        if expected.admits(actual).agrees() {
+        if expected.outcome.admits(actual).agrees() {
             self.worlds = kept;
             return Ok(expected);
         }
@@ -361,6 +365,7 @@ impl<B: Backend> Runner<B> {
         &self,
         world: &Model,
         exits: &MmioExits,
+        effects: &[Effect],
         diverged: impl FnOnce(&Context) -> Option<Divergence>,
         index: usize,
         op: &Op,
@@ -368,13 +373,21 @@ impl<B: Backend> Runner<B> {
         if !self.filter_known {
             return None;
         }
-        let d = diverged(&self.context(world, exits, index, op))?;
+        let d = diverged(&self.context(world, exits, effects, index, op))?;
         crate::known::classify(&d, world, exits).map(|_| Box::new(d))
     }
 
-    /// The oracle's view of op `index` from one state the model may be in.
-    fn context<'a>(&'a self, model: &'a Model, mmio_exits: &'a MmioExits, op_index: usize, op: &'a Op) -> Context<'a> {
-        Context { model, mmio_exits, op_index, op, backend: self.backend.name() }
+    /// The oracle's view of op `index` from one state the model may be in, with what the
+    /// model told the op did there.
+    fn context<'a>(
+        &'a self,
+        model: &'a Model,
+        mmio_exits: &'a MmioExits,
+        effects: &'a [Effect],
+        op_index: usize,
+        op: &'a Op,
+    ) -> Context<'a> {
+        Context { model, mmio_exits, effects, op_index, op, backend: self.backend.name() }
     }
 
     /// After a group: asks every other state the model may be in the same probes, keeps
