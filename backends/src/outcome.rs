@@ -134,6 +134,11 @@ impl Verdict {
 }
 
 impl AccessResult {
+    /// Whether the access left the guest: an MMIO exit or a memory fault.
+    pub fn is_exit(&self) -> bool {
+        matches!(self, AccessResult::Mmio | AccessResult::MemoryFault { .. })
+    }
+
     /// Whether this predicted access result admits `actual`; `Unknown` admits anything.
     pub fn admits(&self, actual: &AccessResult) -> bool {
         *self == AccessResult::Unknown || self == actual
@@ -141,6 +146,17 @@ impl AccessResult {
 }
 
 impl Outcome {
+    /// Whether the op, or a part of it, ended in an exit: SIGBUS, or a guest access's MMIO
+    /// exit or memory fault.
+    pub fn is_exit(&self) -> bool {
+        match self {
+            Outcome::Sigbus => true,
+            Outcome::Guest(results) => results.iter().any(AccessResult::is_exit),
+            Outcome::Group(members) => members.iter().flatten().any(Outcome::is_exit),
+            _ => false,
+        }
+    }
+
     /// Whether any part of this prediction is unknown (the whole op or one access).
     pub fn has_unknown(&self) -> bool {
         match self {

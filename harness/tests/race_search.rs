@@ -9,15 +9,15 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use gmemfuzz::Program;
-use gmemfuzz_backends::model::{Model, RaceError};
+use gmemfuzz_backends::model::{MmioExits, Model, RaceError, World};
 use gmemfuzz_backends::outcome::{AccessResult, Outcome};
 use gmemfuzz_backends::{Backend, Group, Op, Profile};
 use rand::{Rng, SeedableRng};
 
 /// What a search says, comparable: the end states' fingerprints, or the mismatch.
-fn verdict(result: &Result<Vec<Model>, RaceError>) -> Result<BTreeSet<u64>, String> {
+fn verdict(result: &Result<Vec<World>, RaceError>) -> Result<BTreeSet<u64>, String> {
     match result {
-        Ok(ends) => Ok(ends.iter().map(Model::fingerprint).collect()),
+        Ok(ends) => Ok(ends.iter().map(World::fingerprint).collect()),
         Err(e) => Err(format!("{e:?}")),
     }
 }
@@ -66,8 +66,8 @@ fn compare(model: &Model, group: &Group, rng: &mut impl Rng, context: &str, tall
     }
     tally.groups += 1;
     for (actual, some_order) in answers {
-        let (reduced, size) = model.race_sized(group, &actual);
-        let every = model.race_every_order(group, &actual);
+        let (reduced, size) = model.race_sized(&MmioExits::default(), group, &actual);
+        let every = model.race_every_order(&MmioExits::default(), group, &actual);
         assert_eq!(verdict(&reduced), verdict(&every), "{context}: the reduced search and the full one disagree on {actual} for {group:?}");
         if some_order {
             assert!(

@@ -4,7 +4,7 @@ mod common;
 
 use gmemfuzz::oracle::DivergenceKind;
 use gmemfuzz::{scenarios, RunError, Runner};
-use gmemfuzz_backends::model::Model;
+use gmemfuzz_backends::model::{MmioExits, Model, Prediction};
 use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, OpKind, Outcome, Probe, Profile};
 
 use common::SkipsOps;
@@ -47,9 +47,43 @@ fn kvm_that_skips_punch_hole_is_caught() {
     assert_eq!(divergence_kind(backend, "punch_hole_then_read_zero"), DivergenceKind::StaleRead);
 }
 
+/// The model with the MMIO exits it told (`Effect::MmioExit`): what a kernel with the
+/// stale-MMIO-SPTE bug of `known` remembers.
+struct Told {
+    model: Model,
+    exits: MmioExits,
+}
+
+impl Told {
+    fn new(profile: Profile) -> Told {
+        Told { model: Model::new(profile), exits: MmioExits::default() }
+    }
+    /// A private GFN that exited as MMIO earlier: the bug shows there.
+    fn stale(&self, gpa: u64) -> bool {
+        self.model.is_private_gfn(gpa / 4096) && self.exits.contains(gpa / 4096)
+    }
+    fn profile(&self) -> &Profile {
+        self.model.profile()
+    }
+    fn reset(&mut self) -> Result<(), HarnessError> {
+        self.exits = MmioExits::default();
+        self.model.reset()
+    }
+    fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
+        let Prediction { outcome, effects } = self.model.predict(op);
+        self.exits.extend(&effects);
+        Ok(outcome)
+    }
+    fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
+        let (answers, told) = self.model.observe_told(probes);
+        self.exits.extend(&told);
+        Ok(answers)
+    }
+}
+
 /// The model on a software-protected VM, with the 6.12 bug of `known`: a private GFN that
 /// exited as MMIO earlier faults as shared.
-struct StaleMmioSpte(Model);
+struct StaleMmioSpte(Told);
 
 impl Backend for StaleMmioSpte {
     fn name(&self) -> &str {
@@ -63,9 +97,7 @@ impl Backend for StaleMmioSpte {
     }
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
         let quirky: Vec<bool> = match op {
-            Op::Guest { accesses } => {
-                accesses.iter().map(|a| self.0.is_private_gfn(a.gpa / 4096) && self.0.exited_as_mmio(a.gpa / 4096)).collect()
-            }
+            Op::Guest { accesses } => accesses.iter().map(|a| self.0.stale(a.gpa)).collect(),
             _ => Vec::new(),
         };
         match self.0.apply(op)? {
@@ -94,13 +126,13 @@ fn known_kernel_bug_is_filtered_only_when_asked() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/lane/stale_mmio_spte_on_private_gfn.txt")).unwrap();
     let program = gmemfuzz::repro::text::parse(&text).unwrap();
     // Probes after the attribute change would see it first; compare at the guest ops only.
-    let mut plain = Runner::new(StaleMmioSpte(Model::new(Profile::sw_protected_6_12())));
+    let mut plain = Runner::new(StaleMmioSpte(Told::new(Profile::sw_protected_6_12())));
     plain.check_after_invalidation = false;
     match plain.run(&program) {
         Err(RunError::Divergence(d)) => assert_eq!((d.kind, d.op_index), (DivergenceKind::UnexpectedExit, 4), "{d}"),
         other => panic!("expected the divergence, got {other:?}"),
     }
-    let mut fuzzing = Runner::new(StaleMmioSpte(Model::new(Profile::sw_protected_6_12())));
+    let mut fuzzing = Runner::new(StaleMmioSpte(Told::new(Profile::sw_protected_6_12())));
     fuzzing.check_after_invalidation = false;
     fuzzing.filter_known = true;
     let trace = fuzzing.run(&program).expect("a known bug is not reported while fuzzing");
@@ -181,7 +213,7 @@ fn an_unknown_page_does_not_hide_a_wrong_answer_on_another_page() {
     let (a, b) = (layout::WINDOW_GPA, layout::WINDOW_GPA + PAGE_SIZE);
     let read = |gpa| Access { gpa, width: Width::W8, kind: AccessKind::Read };
     let op = Op::Guest { accesses: vec![read(a), read(b)] };
-    let ctx = Context { model: &model, op_index: 3, op: &op, backend: "test-double" };
+    let ctx = Context { model: &model, mmio_exits: &MmioExits::default(), effects: &[], op_index: 3, op: &op, backend: "test-double" };
     let predicted = Outcome::Guest(vec![AccessResult::Unknown, AccessResult::Read(0)]);
     let right_on_b = Outcome::Guest(vec![AccessResult::Read(0x77), AccessResult::Read(0)]);
     let wrong_on_b = Outcome::Guest(vec![AccessResult::Read(0x77), AccessResult::Read(1)]);
@@ -234,7 +266,7 @@ fn the_gmem_bind_overflow_is_a_known_bug_matched_by_value() {
 /// vCPU of a group emulates MMIO for a private GFN that exited as MMIO before. Reported as a
 /// race divergence whose allowed set holds the private fault, and matched by value as the
 /// known bug while fuzzing.
-struct StaleMmioInGroups(Model);
+struct StaleMmioInGroups(Told);
 
 impl Backend for StaleMmioInGroups {
     fn name(&self) -> &str {
@@ -247,13 +279,12 @@ impl Backend for StaleMmioInGroups {
         self.0.reset()
     }
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        let stale = |m: &Model, gpa: u64| m.is_private_gfn(gpa / 4096) && m.exited_as_mmio(gpa / 4096);
         let Op::Group(group) = op else { return self.0.apply(op) };
         let quirky: Vec<Vec<bool>> = group
             .members
             .iter()
             .map(|m| match &m.op {
-                Op::Guest { accesses } => accesses.iter().map(|a| stale(&self.0, a.gpa)).collect(),
+                Op::Guest { accesses } => accesses.iter().map(|a| self.0.stale(a.gpa)).collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -286,7 +317,7 @@ fn the_stale_mmio_spte_bug_through_a_group_is_known_by_value() {
         "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\nguest r1@0x13c000\nset_attributes gpa=0x13c000 size=0x1000 attributes=PRIVATE\ngroup\n  x2 guest r4@0x13c000\n  x2 guest r4@0x13c010\nend\n",
     )
     .unwrap();
-    let mut plain = Runner::new(StaleMmioInGroups(Model::new(Profile::sw_protected_6_12())));
+    let mut plain = Runner::new(StaleMmioInGroups(Told::new(Profile::sw_protected_6_12())));
     plain.check_after_invalidation = false;
     match plain.run(&program) {
         Err(RunError::Divergence(d)) => {
@@ -295,7 +326,7 @@ fn the_stale_mmio_spte_bug_through_a_group_is_known_by_value() {
         }
         other => panic!("expected the race divergence, got {other:?}"),
     }
-    let mut fuzzing = Runner::new(StaleMmioInGroups(Model::new(Profile::sw_protected_6_12())));
+    let mut fuzzing = Runner::new(StaleMmioInGroups(Told::new(Profile::sw_protected_6_12())));
     fuzzing.check_after_invalidation = false;
     fuzzing.filter_known = true;
     let trace = fuzzing.run(&program).expect("the known bug is not reported while fuzzing");
@@ -309,7 +340,7 @@ fn the_stale_mmio_spte_bug_through_a_group_is_known_by_value() {
 /// kvm_mmu_page_fault()'s reserved-bit path, which never sets PFERR_PRIVATE_ACCESS: a
 /// memory-fault exit with flags 0 on a private GFN. Emulated on the model here.
 struct StaleMmioAfterConversion {
-    model: Model,
+    model: Told,
     slot_changed: bool,
 }
 
@@ -326,9 +357,8 @@ impl Backend for StaleMmioAfterConversion {
     }
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
         use gmemfuzz_backends::AccessResult;
-        let stale = |m: &Model, gpa: u64| m.is_private_gfn(gpa / 4096) && m.exited_as_mmio(gpa / 4096);
         let quirky: Vec<bool> = match op {
-            Op::Guest { accesses } => accesses.iter().map(|a| stale(&self.model, a.gpa)).collect(),
+            Op::Guest { accesses } => accesses.iter().map(|a| self.model.stale(a.gpa)).collect(),
             _ => Vec::new(),
         };
         self.slot_changed |= matches!(op, Op::Bind { .. });
@@ -365,7 +395,7 @@ fn a_state_only_a_known_bug_explains_ends_the_program_as_that_bug() {
         "gmemfuzz-program v3\ncreate_gmem size=0x1000 flags=0x0\nguest r1@0x13c000\ngroup\n  set_attributes gpa=0x13c000 size=0x1000 attributes=0x0\n  set_attributes gpa=0x13c000 size=0x1000 attributes=PRIVATE\nend\nguest r1@0x13c000\nbind slot=3 flags=0x0 fd=g0 gpa=0x100000 size=0x1000 offset=0x0\nguest r1@0x13c000\n",
     )
     .unwrap();
-    let backend = || StaleMmioAfterConversion { model: Model::new(Profile::sw_protected_7_2()), slot_changed: false };
+    let backend = || StaleMmioAfterConversion { model: Told::new(Profile::sw_protected_7_2()), slot_changed: false };
     // Shown as it is: the shared end state explained the emulated read and was kept; the
     // flags-0 fault after the bind is where it no longer does.
     let mut plain = Runner::new(backend());

@@ -16,8 +16,8 @@ use crate::op::{Access, AccessKind, GmemId, Op, PAGE_SIZE};
 /// A part of the model's state, as ranges so that a slot's worth of GFNs is one cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Cell {
-    /// GFNs [start, end): their attributes and the slot that holds them. (An MMIO exit's
-    /// mark, `mmio_gfns`, is only ever added to within a group: insertions commute.)
+    /// GFNs [start, end): their attributes and the slot that holds them. (The MMIO exits the
+    /// search keeps beside a state, `MmioExits`, are only ever added to: insertions commute.)
     Gfns(u64, u64),
     /// A file's references (fd, mapping and its generation, release) and its bindings'
     /// `file_gone`, which release sets.

@@ -1,6 +1,6 @@
 //! guest_memfd files: creation, mapping, fallocate, references and release, host access.
 
-use super::{GmemFile, Model, Page, PageEvent, PageKey};
+use super::{Effect, GmemFile, Model, Page, PageEvent, PageKey};
 use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, MADVICE, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 // Under the kernel's names, so the rules below read like the code they cite.
@@ -134,6 +134,7 @@ impl Model {
             // truncate_inode_pages_range(); no size check, so a hole past EOF is a no-op
             // returning 0 (probe: "punch past the end -> 0").
             self.drop_pages(gmem, first, end.min(size / PAGE_SIZE), "punch-hole");
+            self.tell(Effect::Punched { gmem, first, end });
             return Outcome::Ok;
         }
         // kvm_gmem_allocate(): `if (offset + len > i_size_read(inode)) return -EINVAL;`
@@ -148,6 +149,7 @@ impl Model {
         for index in first..end {
             self.populate(gmem, index, "allocate", false);
         }
+        self.tell(Effect::Allocated { gmem, first, end });
         Outcome::Ok
     }
 
@@ -227,6 +229,7 @@ impl Model {
             // whether the fd is open or not.
             libc::MADV_REMOVE => {
                 self.drop_pages(gmem, first, end, "madvise-remove");
+                self.tell(Effect::Punched { gmem, first, end });
                 Outcome::Ok
             }
             // madvise_populate(): faultin_page_range() faults each page in through
@@ -241,6 +244,7 @@ impl Model {
                 for index in first..end {
                     self.populate(gmem, index, "madvise-populate", true);
                 }
+                self.tell(Effect::Allocated { gmem, first, end });
                 Outcome::Ok
             }
             // MADV_DONTNEED: zap_page_range_single() drops the host's page table entries
@@ -258,6 +262,7 @@ impl Model {
         }
         self.gmems[gmem].mapped = false;
         self.gmems[gmem].map_policy = Default::default();
+        self.tell(Effect::MappingGone { gmem });
         self.release_if_unreferenced(gmem);
         Outcome::Ok
     }
@@ -272,6 +277,7 @@ impl Model {
             return;
         }
         self.gmems[gmem].released = true;
+        self.tell(Effect::FileReleased { gmem });
         for slot in self.slots_mut().values_mut() {
             if let Some(binding) = slot.binding.as_mut().filter(|b| b.gmem == gmem) {
                 binding.file_gone = true;
@@ -290,6 +296,7 @@ impl Model {
         // harness frees their anonymous memory: the model forgets them.
         self.vm_alive = false;
         self.slots_mut().clear();
+        self.tell(Effect::VmDestroyed);
         Outcome::Ok
     }
 

@@ -1,6 +1,6 @@
 //! Memslots (KVM_SET_USER_MEMORY_REGION2) and memory attributes (KVM_SET_MEMORY_ATTRIBUTES).
 
-use super::{Binding, Model, PageKey, Shared, Slot};
+use super::{Binding, Effect, Model, PageKey, Shared, Slot};
 use crate::op::{layout, FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 
@@ -199,6 +199,7 @@ impl Model {
         let Some(old) = self.slots_mut().remove(&slot) else {
             return Outcome::Err(Errno::EINVAL);
         };
+        self.tell(Effect::SlotDeleted { slot, base_gfn: old.base_gfn, npages: old.npages });
         for (index, page) in old.anon.iter() {
             self.history.record_drop(self.op_index, PageKey::Anon { slot, index: *index }, "unbind", page);
         }
@@ -241,6 +242,7 @@ impl Model {
         let s = self.slots_mut().get_mut(&slot).expect("looked up above");
         s.base_gfn = base_gfn;
         s.flags = flags;
+        self.tell(Effect::SlotChanged { slot, base_gfn: old_gfn, npages: size / PAGE_SIZE });
         Outcome::Ok
     }
 
@@ -276,6 +278,7 @@ impl Model {
         // attributes." `if (kvm_range_has_memory_attributes(kvm, start, end, ~0, attributes))
         // goto out_unlock;` (r = 0), however large the range.
         if self.attributes.uniform(start, end, attributes) {
+            self.tell(Effect::AttributesSet { first: start, end, attributes });
             return Outcome::Ok;
         }
         if end - start > MAX_ATTRIBUTE_PAGES {
@@ -285,6 +288,7 @@ impl Model {
         // and stores the attributes for every GFN, memslot or not. Page contents (shared
         // anon, private gmem) survive (probe: private content survives a round trip).
         self.attributes.set(start, end, attributes);
+        self.tell(Effect::AttributesSet { first: start, end, attributes });
         Outcome::Ok
     }
 }

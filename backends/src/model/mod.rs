@@ -11,6 +11,8 @@
 mod attributes;
 mod cache;
 mod commute;
+mod effect;
+mod fault;
 mod files;
 mod gmem;
 mod mempolicy;
@@ -23,10 +25,12 @@ use std::collections::BTreeMap;
 
 pub use attributes::AttributeRanges;
 pub use cache::PageCache;
+pub use effect::{Effect, MmioExits, Prediction};
+pub use fault::Route;
 pub use gmem::MAX_ALLOCATE_PAGES;
 pub use memslot::MAX_ATTRIBUTE_PAGES;
 pub use page::{Dropped, History, Page, PageBytes, PageEvent, PageKey};
-pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, SearchSize, MAX_NODES, MISMATCH_STATES};
+pub use race::{AccessMismatch, MismatchStates, RaceError, RaceMismatch, SearchSize, StepResult, World, MAX_NODES, MISMATCH_STATES};
 pub use view::{reachable, MAX_RESIDENCY_PAGES};
 
 use crate::backend::{Backend, HarnessError};
@@ -142,11 +146,8 @@ pub struct Model {
     /// Memory attributes by GFN range; absent = 0 (shared).
     attributes: AttributeRanges,
     history: History,
-    /// For each access of the last `Op::Guest`, the page and offset it touched.
-    last_access_pages: Vec<Option<(PageKey, u64)>>,
-    /// GFNs whose guest access left as an MMIO exit in this program: KVM may keep an MMIO
-    /// SPTE for them (see `harness::known`).
-    mmio_gfns: std::collections::BTreeSet<u64>,
+    /// What the op being applied did so far (`predict` hands it out; empty between ops).
+    told: Vec<Effect>,
 }
 
 impl Model {
@@ -163,8 +164,7 @@ impl Model {
             slots: Default::default(),
             attributes: AttributeRanges::default(),
             history: History::default(),
-            last_access_pages: Vec::new(),
-            mmio_gfns: Default::default(),
+            told: Vec::new(),
         }
     }
 
@@ -199,11 +199,6 @@ impl Model {
         self.vm_alive
     }
 
-    /// Whether a guest access to `gfn` left as an MMIO exit earlier in this program.
-    pub fn exited_as_mmio(&self, gfn: u64) -> bool {
-        self.mmio_gfns.contains(&gfn)
-    }
-
     /// The slot of address space 0 (the one the vCPU sees) that holds `gfn`.
     pub fn guest_slot(&self, gfn: u64) -> Option<(u32, &Slot)> {
         self.slots.iter().find(|(id, s)| address_space(**id) == 0 && s.contains(gfn)).map(|(id, s)| (*id, s))
@@ -212,11 +207,6 @@ impl Model {
     /// Whether `gfn` has KVM_MEMORY_ATTRIBUTE_PRIVATE.
     pub fn is_private_gfn(&self, gfn: u64) -> bool {
         self.attributes.get(gfn) & crate::op::KVM_MEMORY_ATTRIBUTE_PRIVATE != 0
-    }
-
-    /// The page each access of the last guest op touched (None where it touched none).
-    pub fn last_access_pages(&self) -> &[Option<(PageKey, u64)>] {
-        &self.last_access_pages
     }
 
     /// The questions about state worth asking now: everything observable without
@@ -267,8 +257,8 @@ impl Model {
         Ok(())
     }
 
-    /// A description of the model's state, for reports.
-    pub fn describe(&self) -> String {
+    /// A description of the model's state, with the program's MMIO exits, for reports.
+    pub fn describe(&self, mmio_exits: &MmioExits) -> String {
         let mut s = String::new();
         for (i, g) in self.gmems.iter() {
             s += &format!(
@@ -295,9 +285,9 @@ impl Model {
             let ranges: Vec<String> = self.attributes.iter().map(|(s, e, a)| format!("gfn {s:#x}..{e:#x}: {a:#x}")).collect();
             s += &format!("  attributes: {}\n", ranges.join(", "));
         }
-        if !self.mmio_gfns.is_empty() {
+        if !mmio_exits.is_empty() {
             // What the known stale-MMIO-SPTE bug needs (harness::known).
-            let gfns: Vec<String> = self.mmio_gfns.iter().map(|g| format!("{g:#x}")).collect();
+            let gfns: Vec<String> = mmio_exits.iter().map(|g| format!("{g:#x}")).collect();
             s += &format!("  gfns that exited as MMIO: {}\n", gfns.join(", "));
         }
         s += &format!("  vm alive: {}\n", self.vm_alive);
@@ -320,15 +310,35 @@ impl Backend for Model {
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {
-        Ok(self.apply_one(op))
+        Ok(self.predict(op).outcome)
     }
 
     fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError> {
-        Ok(probes.iter().map(|p| view::observe(self, p)).collect())
+        Ok(self.observe_told(probes).0)
     }
 }
 
 impl Model {
+    /// One op: its outcome and what it did (`Effect`), as values.
+    pub fn predict(&mut self, op: &Op) -> Prediction {
+        self.told.clear();
+        let outcome = self.apply_one(op);
+        Prediction { outcome, effects: std::mem::take(&mut self.told) }
+    }
+
+    /// The answers to `probes`, and what asking did: a guest probe of a GFN without a
+    /// memslot exits as MMIO, as a guest access does.
+    pub fn observe_told(&mut self, probes: &[Probe]) -> (Vec<Option<Observation>>, Vec<Effect>) {
+        self.told.clear();
+        let answers = probes.iter().map(|p| view::observe(self, p)).collect();
+        (answers, std::mem::take(&mut self.told))
+    }
+
+    /// Records what the op being applied did.
+    fn tell(&mut self, effect: Effect) {
+        self.told.push(effect);
+    }
+
     /// One op (the model never fails as a harness does).
     fn apply_one(&mut self, op: &Op) -> Outcome {
         match op {
@@ -358,3 +368,6 @@ impl Model {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod effect_tests;

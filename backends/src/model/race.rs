@@ -43,11 +43,11 @@
 //! takes that step alone (partial-order reduction). Where nothing explains the backend's
 //! answer, every order is searched again to say what each step allowed.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::commute::Footprint;
-use super::{Model, Shared};
+use super::{MmioExits, Model, Shared};
 use crate::group::{Group, MAX_MEMBERS};
 use crate::op::{Access, AccessKind, Op, Width, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, PAGE_SIZE};
 use crate::outcome::{AccessResult, Outcome, SkipReason};
@@ -135,10 +135,10 @@ pub struct RaceMismatch {
     pub repetition: usize,
     /// The access of a guest member, where the contradiction is one access's.
     pub access: Option<usize>,
-    /// What some order allowed at that step (each as its `Display`).
-    pub allowed: Vec<String>,
+    /// What some order allowed at that step (in the order of their `Display`).
+    pub allowed: Vec<StepResult>,
     /// What the backend did there.
-    pub actual: String,
+    pub actual: StepResult,
     /// Where the step is a guest access: its address, the results some order allowed and
     /// the backend's, as values (the known-bug filter matches them).
     pub access_at: Option<AccessMismatch>,
@@ -149,13 +149,71 @@ pub struct RaceMismatch {
     pub states: MismatchStates,
 }
 
+/// What one step of a member showed, or what some order allowed there, as a value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StepResult {
+    /// A member's (or the whole group's) outcome.
+    Outcome(Outcome),
+    /// One access of a guest member.
+    Access(AccessResult),
+    /// A guest member's repetition answered with this many access results.
+    Accesses(usize),
+}
+
+impl StepResult {
+    /// Whether the step left the guest or the host as an exit: MMIO, a memory fault, SIGBUS.
+    pub fn is_exit(&self) -> bool {
+        match self {
+            StepResult::Outcome(o) => o.is_exit(),
+            StepResult::Access(a) => a.is_exit(),
+            StepResult::Accesses(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for StepResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepResult::Outcome(o) => write!(f, "{o}"),
+            StepResult::Access(a) => write!(f, "{a}"),
+            StepResult::Accesses(n) => write!(f, "{n} guest access results"),
+        }
+    }
+}
+
 /// The most states a mismatch keeps.
 pub const MISMATCH_STATES: usize = 16;
 
 /// States kept with a mismatch: context for the known-bug filter, not part of what the
 /// mismatch is (so not compared, and shown as a count).
 #[derive(Clone, Default)]
-pub struct MismatchStates(pub Vec<Model>);
+pub struct MismatchStates(pub Vec<World>);
+
+/// A state the model may be in, with the MMIO exits it told on the way there: what a group's
+/// search starts from and ends in, and what the runner carries from op to op.
+#[derive(Clone)]
+pub struct World {
+    pub model: Model,
+    pub mmio_exits: MmioExits,
+}
+
+impl World {
+    /// `Model::fingerprint` with the MMIO exits: equal worlds have equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        print(&self.model, &self.mmio_exits)
+    }
+}
+
+/// What identifies a state with its MMIO exits (`World::fingerprint`).
+fn print(model: &Model, exits: &MmioExits) -> u64 {
+    let fingerprint = model.fingerprint();
+    if exits.is_empty() {
+        return fingerprint;
+    }
+    let mut h = StateHasher::default();
+    (fingerprint, exits).hash(&mut h);
+    h.finish()
+}
 
 impl std::fmt::Debug for MismatchStates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,13 +245,16 @@ pub enum RaceError {
 #[derive(Clone)]
 struct Node {
     model: Model,
+    /// The MMIO exits of the program so far, the steps taken included.
+    exits: MmioExits,
     pos: Positions,
     low: [Option<AccessResult>; MAX_MEMBERS],
 }
 
 type Positions = [usize; MAX_MEMBERS];
 
-/// What identifies a node: positions, halves in progress, the model's fingerprint.
+/// What identifies a node: positions, halves in progress, the fingerprint of its model and
+/// MMIO exits.
 type NodeKey = (Positions, [Option<AccessResult>; MAX_MEMBERS], u64);
 
 /// A mismatch key: member, repetition, access.
@@ -298,38 +359,44 @@ impl Model {
     }
 
     /// Searches the orders of the group's steps for those that explain `actual` (the
-    /// backend's `Outcome::Group`), and returns the states they end in, deduplicated.
+    /// backend's `Outcome::Group`), and returns the states they end in, deduplicated (with
+    /// no MMIO exits before the group; `race_sized` takes them).
     pub fn race(&self, group: &Group, actual: &Outcome) -> Result<Vec<Model>, RaceError> {
-        self.race_sized(group, actual).0
+        let ends = self.race_sized(&MmioExits::default(), group, actual).0?;
+        let mut prints = HashSet::new();
+        Ok(ends.into_iter().map(|w| w.model).filter(|m| prints.insert(m.fingerprint())).collect())
     }
 
-    /// As `race`, with the size of the search. Steps that commute with what every other
-    /// member has left are taken in one order only; where no order explains `actual`, every
-    /// order is searched again to say what each step allowed (mismatches are rare, and
-    /// their report is then exactly the full search's).
-    pub fn race_sized(&self, group: &Group, actual: &Outcome) -> (Result<Vec<Model>, RaceError>, SearchSize) {
+    /// As `race`, from this state with the program's MMIO exits `exits`, with the size of the
+    /// search; the end states carry the MMIO exits of the orders that reach them. Steps that
+    /// commute with what every other member has left are taken in one order only; where no
+    /// order explains `actual`, every order is searched again to say what each step allowed
+    /// (mismatches are rare, and their report is then exactly the full search's).
+    pub fn race_sized(&self, exits: &MmioExits, group: &Group, actual: &Outcome) -> (Result<Vec<World>, RaceError>, SearchSize) {
+        let start = World { model: self.clone(), mmio_exits: exits.clone() };
         let (steps, actual) = match self.race_steps(group, actual) {
             Ok(Some(prepared)) => prepared,
-            Ok(None) => return (Ok(vec![self.clone()]), SearchSize::default()),
+            Ok(None) => return (Ok(vec![start]), SearchSize::default()),
             Err(e) => return (Err(e), SearchSize::default()),
         };
-        let (reduced, size) = Search::new(self, &steps, actual, Orders::Reduced).run(self);
+        let (reduced, size) = Search::new(self, &steps, actual, Orders::Reduced).run(&start);
         match reduced {
-            Ok(finals) if finals.is_empty() => (Search::new(self, &steps, actual, Orders::Every).run(self).0, size),
+            Ok(finals) if finals.is_empty() => (Search::new(self, &steps, actual, Orders::Every).run(&start).0, size),
             Ok(finals) => (Ok(self.with_abandoned_faults(group, finals)), size),
             Err(e) => (Err(e), size),
         }
     }
 
-    /// `race` trying every order of the steps, commuting or not: the reference that the
+    /// `race_sized` trying every order of the steps, commuting or not: the reference that the
     /// reduced search must agree with (tests run both side by side).
-    pub fn race_every_order(&self, group: &Group, actual: &Outcome) -> Result<Vec<Model>, RaceError> {
+    pub fn race_every_order(&self, exits: &MmioExits, group: &Group, actual: &Outcome) -> Result<Vec<World>, RaceError> {
+        let start = World { model: self.clone(), mmio_exits: exits.clone() };
         let (steps, actual) = match self.race_steps(group, actual) {
             Ok(Some(prepared)) => prepared,
-            Ok(None) => return Ok(vec![self.clone()]),
+            Ok(None) => return Ok(vec![start]),
             Err(e) => return Err(e),
         };
-        let finals = Search::new(self, &steps, actual, Orders::Every).run(self).0?;
+        let finals = Search::new(self, &steps, actual, Orders::Every).run(&start).0?;
         Ok(self.with_abandoned_faults(group, finals))
     }
 
@@ -345,8 +412,8 @@ impl Model {
                     member: 0,
                     repetition: 0,
                     access: None,
-                    allowed: vec![Outcome::Skipped(SkipReason::InvalidGroup).to_string()],
-                    actual: other.to_string(),
+                    allowed: vec![StepResult::Outcome(Outcome::Skipped(SkipReason::InvalidGroup))],
+                    actual: StepResult::Outcome(other.clone()),
                     access_at: None,
                     states: MismatchStates::default(),
                 }))),
@@ -365,8 +432,8 @@ impl Model {
                             member: i,
                             repetition: r,
                             access: None,
-                            allowed: vec![Outcome::Skipped(reason).to_string()],
-                            actual: actual[i][r].to_string(),
+                            allowed: vec![StepResult::Outcome(Outcome::Skipped(reason))],
+                            actual: StepResult::Outcome(actual[i][r].clone()),
                             access_at: None,
                             states: MismatchStates::default(),
                         })));
@@ -381,8 +448,8 @@ impl Model {
                             member: i,
                             repetition: r,
                             access: None,
-                            allowed: vec![format!("{} guest access results", accesses.len())],
-                            actual: actual[i][r].to_string(),
+                            allowed: vec![StepResult::Accesses(accesses.len())],
+                            actual: StepResult::Outcome(actual[i][r].clone()),
                             access_at: None,
                             states: MismatchStates::default(),
                         })));
@@ -460,7 +527,7 @@ impl Model {
     /// page of a racing guest access through guest_memfd (a private GFN, or a
     /// guest_memfd-only slot) may stay in the page cache whatever the access showed (seen in
     /// the lane on 7.2: a write racing an unbind exited as MMIO and its page stayed).
-    fn with_abandoned_faults(&self, group: &Group, finals: Vec<Model>) -> Vec<Model> {
+    fn with_abandoned_faults(&self, group: &Group, finals: Vec<World>) -> Vec<World> {
         /// More pages than this and the variants are not worth their number; a group's guest
         /// members touch a page or two.
         const MAX_PAGES: usize = 6;
@@ -490,10 +557,10 @@ impl Model {
             }
             pages
         };
-        let mut out: Vec<Model> = Vec::new();
+        let mut out: Vec<World> = Vec::new();
         let mut prints = HashSet::new();
         let before = pages_in(self);
-        for end in finals {
+        for World { model: end, mmio_exits } in finals {
             let mut pages = before.clone();
             for p in pages_in(&end) {
                 if !pages.contains(&p) {
@@ -509,8 +576,8 @@ impl Model {
                         variant.populate(gmem, index, "a racing guest fault", true);
                     }
                 }
-                if prints.insert(variant.fingerprint()) {
-                    out.push(variant);
+                if prints.insert(print(&variant, &mmio_exits)) {
+                    out.push(World { model: variant, mmio_exits: mmio_exits.clone() });
                 }
             }
         }
@@ -540,7 +607,6 @@ impl Model {
         for range in self.attributes.iter() {
             range.hash(&mut h);
         }
-        self.mmio_gfns.hash(&mut h);
         h.finish()
     }
 }
@@ -619,8 +685,8 @@ fn ran_after_a_fault(member: usize, outcomes: &[Outcome]) -> Option<RaceMismatch
             member,
             repetition,
             access: Some(ran),
-            allowed: vec![AccessResult::NotRun.to_string()],
-            actual: results[ran].to_string(),
+            allowed: vec![StepResult::Access(AccessResult::NotRun)],
+            actual: StepResult::Access(results[ran]),
             access_at: None,
             states: MismatchStates::default(),
         })
@@ -666,15 +732,15 @@ struct Search<'a> {
     /// ends a guest repetition).
     next_rep: Vec<Vec<usize>>,
     seen: HashSet<NodeKey, std::hash::BuildHasherDefault<StateHasher>>,
-    finals: Vec<Model>,
+    finals: Vec<World>,
     final_prints: HashSet<u64, std::hash::BuildHasherDefault<StateHasher>>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
-    predicted: BTreeMap<At, BTreeSet<String>>,
+    predicted: BTreeMap<At, Vec<StepResult>>,
     /// The same for guest accesses, as values.
     predicted_accesses: BTreeMap<At, Vec<AccessResult>>,
     deepest: Option<(usize, At)>,
     /// The states in which the steps failed at the deepest depth, with where each failed.
-    deepest_states: Vec<(At, Model)>,
+    deepest_states: Vec<(At, World)>,
     nodes: usize,
     orders: Orders,
     /// Each step's footprint (`Orders::Reduced`).
@@ -735,16 +801,17 @@ impl<'a> Search<'a> {
         last
     }
 
-    fn run(mut self, start: &Model) -> (Result<Vec<Model>, RaceError>, SearchSize) {
+    fn run(mut self, start: &World) -> (Result<Vec<World>, RaceError>, SearchSize) {
         let result = self.search(start);
         (result, SearchSize { nodes: self.nodes, cut: self.cut })
     }
 
-    fn search(&mut self, start: &Model) -> Result<Vec<Model>, RaceError> {
+    fn search(&mut self, start: &World) -> Result<Vec<World>, RaceError> {
         let n = self.steps.len();
-        let mut stack = vec![Node { model: start.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] }];
+        let mut stack =
+            vec![Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] }];
         while let Some(node) = stack.pop() {
-            if !self.seen.insert((node.pos, node.low, node.model.fingerprint())) {
+            if !self.seen.insert((node.pos, node.low, print(&node.model, &node.exits))) {
                 continue;
             }
             self.nodes += 1;
@@ -759,8 +826,8 @@ impl<'a> Search<'a> {
             }
             let movable = &movable[..count];
             if movable.is_empty() {
-                if self.final_prints.insert(node.model.fingerprint()) {
-                    self.finals.push(node.model);
+                if self.final_prints.insert(print(&node.model, &node.exits)) {
+                    self.finals.push(World { model: node.model, mmio_exits: node.exits });
                 }
                 continue;
             }
@@ -792,10 +859,12 @@ impl<'a> Search<'a> {
             let (_, at) = self.deepest.expect("a search that ends nowhere failed somewhere");
             let (member, repetition, access) = at;
             let actual = match (access, &self.actual[member][repetition]) {
-                (Some(i), Outcome::Guest(r)) => r[i].to_string(),
-                (_, o) => o.to_string(),
+                (Some(i), Outcome::Guest(r)) => StepResult::Access(r[i]),
+                (_, o) => StepResult::Outcome(o.clone()),
             };
-            let allowed = self.predicted.remove(&at).unwrap_or_default().into_iter().collect();
+            // Shown in the order of their text, as a report reads them.
+            let mut allowed = self.predicted.remove(&at).unwrap_or_default();
+            allowed.sort_by_cached_key(StepResult::to_string);
             let access_at = access.and_then(|i| {
                 let Outcome::Guest(results) = &self.actual[member][repetition] else { return None };
                 let gpa = self.steps[member].iter().find_map(|s| match s {
@@ -850,10 +919,16 @@ impl<'a> Search<'a> {
 
     /// Member `m` takes its next step from `node`: the child, or `None` where the step's
     /// prediction does not admit what the backend did.
-    fn advance(&mut self, mut child: Node, m: usize) -> Option<Node> {
-        // What the last guest op touched explains that op's results; a group's step has
-        // none to explain, and an empty list clones for free.
-        child.model.last_access_pages.clear();
+    fn advance(&mut self, child: Node, m: usize) -> Option<Node> {
+        let mut child = self.step(child, m)?;
+        // What the step did is in the child's state but for its MMIO exits, kept beside it.
+        child.exits.extend(&child.model.told);
+        child.model.told.clear();
+        Some(child)
+    }
+
+    /// `advance`, but for keeping what the step told.
+    fn step(&mut self, mut child: Node, m: usize) -> Option<Node> {
         let pos = child.pos[m];
         let depth: usize = child.pos.iter().sum();
         let (steps, actual) = (self.steps, self.actual);
@@ -862,12 +937,16 @@ impl<'a> Search<'a> {
         let actual = &actual[m][rep];
         let explain = self.orders == Orders::Every;
         // The state the step ran in, kept where a failure is explained.
-        let before = explain.then(|| child.model.clone());
-        let fail = |search: &mut Self, at: At, predicted: &dyn Fn() -> String, admitted: bool| {
+        let before = explain.then(|| World { model: child.model.clone(), mmio_exits: child.exits.clone() });
+        let fail = |search: &mut Self, at: At, predicted: &dyn Fn() -> StepResult, admitted: bool| {
             if !explain {
                 return admitted;
             }
-            search.predicted.entry(at).or_default().insert(predicted());
+            let predicted = predicted();
+            let set = search.predicted.entry(at).or_default();
+            if !set.contains(&predicted) {
+                set.push(predicted);
+            }
             if !admitted && search.deepest.is_none_or(|(d, _)| depth >= d) {
                 if search.deepest.is_some_and(|(d, _)| depth > d) {
                     search.deepest_states.clear();
@@ -884,7 +963,7 @@ impl<'a> Search<'a> {
             Step::Whole { op, .. } => {
                 let out = child.model.apply_one(op);
                 let ok = out.admits(actual).agrees();
-                if !fail(self, (m, rep, None), &|| out.to_string(), ok) {
+                if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
                     return None;
                 }
             }
@@ -892,7 +971,7 @@ impl<'a> Search<'a> {
                 let out = child.model.apply_one(op);
                 if *last {
                     let ok = out.admits(actual).agrees();
-                    if !fail(self, (m, rep, None), &|| out.to_string(), ok) {
+                    if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
                         return None;
                     }
                 }
@@ -916,7 +995,7 @@ impl<'a> Search<'a> {
                         }
                     }
                     let ok = result.admits(&got);
-                    if !fail(self, (m, rep, Some(*index)), &|| result.to_string(), ok) {
+                    if !fail(self, (m, rep, Some(*index)), &|| StepResult::Access(result), ok) {
                         return None;
                     }
                     if let AccessResult::MemoryFault { .. } = result {

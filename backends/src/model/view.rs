@@ -1,13 +1,11 @@
 //! What the guest and the host see: guest accesses, and the probes the runner compares.
 
-use super::{Model, PageEvent, PageKey, Shared};
-use crate::op::{
-    layout, Access, AccessKind, GmemId, GUEST_MEMFD_FLAG_INIT_SHARED, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
-    KVM_MEM_READONLY, PAGE_SIZE,
-};
+use super::fault::Route;
+use super::{Effect, Model, PageEvent, PageKey, Shared};
+use crate::op::{layout, Access, AccessKind, GmemId, PAGE_SIZE};
 use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe, SkipReason};
 
-/// Where a guest access to one GFN ends up.
+/// Where a guest access to one GFN ends up in the model.
 enum Target {
     Page(PageKey),
     Mmio,
@@ -27,68 +25,30 @@ pub fn reachable(access: &Access) -> bool {
 }
 
 impl Model {
-    fn is_private(&self, gfn: u64) -> bool {
-        self.attributes.get(gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0
-    }
-
-    /// Resolves a guest access to a GFN, as the x86 fault path does.
+    /// Resolves a guest access to a GFN along its route (`fault.rs`), making the page it
+    /// reaches.
     fn resolve(&mut self, gfn: u64, write: bool) -> Target {
-        let private = self.is_private(gfn);
-        let fault = |private: bool| Target::Fault { gpa: gfn * PAGE_SIZE, flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 } };
-        let Some((id, slot)) = self.guest_slot(gfn) else {
-            // kvm_handle_noslot_fault() (6.12): `if (fault->is_private) {
-            // kvm_mmu_prepare_memory_fault_exit(vcpu, fault); return -EFAULT; }`
-            if private {
-                return fault(true);
+        match self.route(gfn, write, self.is_private_gfn(gfn)) {
+            Route::Fault { gpa, flags } => Target::Fault { gpa, flags },
+            Route::Mmio { no_slot } => {
+                if no_slot {
+                    self.tell(Effect::MmioExit { gfn });
+                }
+                Target::Mmio
             }
-            // No memslot: the access is emulated and leaves as KVM_EXIT_MMIO (probe).
-            self.mmio_gfns.insert(gfn);
-            return Target::Mmio;
-        };
-        let index = gfn - slot.base_gfn;
-        // kvm_faultin_pfn(): private GFNs and (6.18, 7.2) guest_memfd-only slots fault through
-        // kvm_mmu_faultin_pfn_gmem() (7.2 __kvm_mmu_faultin_pfn(): `if (fault->is_private ||
-        // kvm_memslot_is_gmem_only(fault->slot)) return kvm_mmu_faultin_pfn_gmem(vcpu,
-        // fault);`), shared GFNs alike: kvm_gmem_get_pfn() checks neither the attributes nor
-        // INIT_SHARED. kvm_gmem_get_pfn() fails with -EFAULT when the file was
-        // released (slot->gmem.file == NULL) and KVM reports KVM_EXIT_MEMORY_FAULT for the
-        // page (kvm_mmu_prepare_memory_fault_exit: gpa = gfn << PAGE_SHIFT, size PAGE_SIZE).
-        if private || slot.gmem_only {
-            let Some(binding) = slot.binding else {
-                // A private GFN in a slot without guest_memfd: kvm_faultin_pfn() exits
-                // with KVM_EXIT_MEMORY_FAULT (!kvm_slot_can_be_private).
-                return fault(private);
-            };
-            if binding.file_gone {
-                return fault(private);
+            Route::Gmem { gmem, index, .. } | Route::Mapping { gmem, index, .. } => {
+                self.populate(gmem, index, "guest fault", true);
+                Target::Page(PageKey::Gmem { gmem: gmem.0, index })
             }
-            let gmem = binding.gmem;
-            let file_index = binding.pgoff + index;
-            self.populate(gmem, file_index, "guest fault", true);
-            return Target::Page(PageKey::Gmem { gmem: gmem.0, index: file_index });
-        }
-        // Shared GFN, ordinary fault through userspace_addr.
-        if write && slot.flags & KVM_MEM_READONLY != 0 {
-            return Target::Mmio;
-        }
-        if let Shared::GmemMap { gmem, pgoff, generation } = slot.shared {
-            // The hva is the file's mapping: KVM faults the page in through
-            // kvm_gmem_fault_user_mapping(). Probe (6.18 + kvm_pvm): when that fails — the
-            // mapping is gone, or the file lacks INIT_SHARED (SIGBUS) — the access leaves
-            // as KVM_EXIT_MMIO.
-            let file = &self.gmems[gmem];
-            if !file.mapped || file.map_generation != generation || file.flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
-                return Target::Mmio;
+            Route::Anon { slot: id, index, .. } => {
+                let slot = self.slots_mut().get_mut(&id).expect("routed there");
+                if let std::collections::btree_map::Entry::Vacant(e) = std::sync::Arc::make_mut(&mut slot.anon).entry(index) {
+                    e.insert(super::Page::zero());
+                    self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
+                }
+                Target::Page(PageKey::Anon { slot: id, index })
             }
-            self.populate(gmem, pgoff + index, "guest fault", true);
-            return Target::Page(PageKey::Gmem { gmem: gmem.0, index: pgoff + index });
         }
-        let slot = self.slots_mut().get_mut(&id).expect("found above");
-        if let std::collections::btree_map::Entry::Vacant(e) = std::sync::Arc::make_mut(&mut slot.anon).entry(index) {
-            e.insert(super::Page::zero());
-            self.history.record(self.op_index, PageKey::Anon { slot: id, index }, PageEvent::Populated { by: "guest fault" });
-        }
-        Target::Page(PageKey::Anon { slot: id, index })
     }
 
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
@@ -108,13 +68,11 @@ impl Model {
         if accesses.is_empty() || accesses.len() > layout::MAX_ACCESSES || !accesses.iter().all(reachable) {
             return Outcome::Skipped(SkipReason::UnreachableGpa);
         }
-        self.last_access_pages.clear();
         let mut results = Vec::with_capacity(accesses.len());
         let mut stopped = false;
         for access in accesses {
             if stopped {
                 results.push(AccessResult::NotRun);
-                self.last_access_pages.push(None);
                 continue;
             }
             let write = matches!(access.kind, AccessKind::Write(_));
@@ -143,11 +101,9 @@ impl Model {
                     }
                 }
             };
-            let key = match target {
-                Target::Page(key) => Some((key, offset)),
-                _ => None,
-            };
-            self.last_access_pages.push(key);
+            if let Target::Page(page) = target {
+                self.tell(Effect::Touched { access: results.len(), page, offset });
+            }
             results.push(result);
         }
         Outcome::Guest(results)
@@ -251,7 +207,9 @@ pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
             let (id, slot) = model.guest_slot(gfn)?;
             let index = gfn - slot.base_gfn;
             match (slot.binding, slot.shared) {
-                (Some(b), _) if slot.gmem_only || model.is_private(gfn) => Some(PageKey::Gmem { gmem: b.gmem.0, index: b.pgoff + index }),
+                (Some(b), _) if slot.gmem_only || model.is_private_gfn(gfn) => {
+                    Some(PageKey::Gmem { gmem: b.gmem.0, index: b.pgoff + index })
+                }
                 (_, Shared::GmemMap { gmem, pgoff, .. }) => Some(PageKey::Gmem { gmem: gmem.0, index: pgoff + index }),
                 (_, Shared::Anon) => Some(PageKey::Anon { slot: id, index }),
             }

@@ -3,11 +3,8 @@
 
 use super::mem::S2Entry;
 use super::SimBackend;
-use crate::model::Shared;
-use crate::op::{
-    Access, AccessKind, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE,
-    KVM_MEM_READONLY, PAGE_SIZE,
-};
+use crate::model::Route;
+use crate::op::{Access, AccessKind, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, KVM_MEMORY_ATTRIBUTE_PRIVATE, PAGE_SIZE};
 use crate::outcome::{sample_digest, AccessResult, Observation, Outcome, PageContent, Probe};
 
 /// Where a guest access ends up.
@@ -40,54 +37,38 @@ impl SimBackend {
         }
     }
 
-    /// A guest access to `gfn`: a stage-2 hit uses the cached PFN as is; a miss walks
-    /// memslots, attributes and files (the x86 fault path) and fills the cache.
+    /// A guest access to `gfn`: a stage-2 hit uses the cached PFN as is; a miss follows the
+    /// fault's route (`Model::route`, with the sim's own attributes) and fills the cache.
     fn target(&mut self, gfn: u64, write: bool) -> Target {
         if let Some(e) = self.s2.get(&gfn) {
             if !write || e.writable {
                 return Target::Pfn(e.pfn);
             }
         }
-        let private = self.is_private(gfn);
-        let Some((&id, slot)) = self.model.slots().iter().find(|(_, s)| s.contains(gfn)) else {
-            // kvm_handle_noslot_fault(): a private fault without a memslot exits to userspace.
-            if private {
-                return Target::Fault { gpa: gfn * PAGE_SIZE, flags: KVM_MEMORY_EXIT_FLAG_PRIVATE };
-            }
-            return Target::Mmio;
-        };
-        let (index, flags, binding, gmem_only, shared) = (gfn - slot.base_gfn, slot.flags, slot.binding, slot.gmem_only, slot.shared);
-        let fault = Target::Fault { gpa: gfn * PAGE_SIZE, flags: if private { KVM_MEMORY_EXIT_FLAG_PRIVATE } else { 0 } };
-        if private || gmem_only {
-            let Some(b) = binding.filter(|b| !b.file_gone) else {
-                return fault;
-            };
-            let pfn = self.file_page(b.gmem, b.pgoff + index, true);
-            if private {
-                match self.platform.map_private(gfn, pfn) {
-                    Ok(true) => *self.pfns.page_mut(pfn) = crate::model::Page::zero(),
-                    Ok(false) => {}
-                    Err(e) => self.violate(e),
+        let (pfn, entry) = match self.model.route(gfn, write, self.is_private(gfn)) {
+            Route::Mmio { .. } => return Target::Mmio,
+            Route::Fault { gpa, flags } => return Target::Fault { gpa, flags },
+            Route::Gmem { gmem, index, private } => {
+                let pfn = self.file_page(gmem, index, true);
+                if private {
+                    match self.platform.map_private(gfn, pfn) {
+                        Ok(true) => *self.pfns.page_mut(pfn) = crate::model::Page::zero(),
+                        Ok(false) => {}
+                        Err(e) => self.violate(e),
+                    }
                 }
+                (pfn, S2Entry { pfn, private, writable: true })
             }
-            self.s2.insert(gfn, S2Entry { pfn, private, writable: true });
-            return Target::Pfn(pfn);
-        }
-        let readonly = flags & KVM_MEM_READONLY != 0;
-        if write && readonly {
-            return Target::Mmio;
-        }
-        let pfn = match shared {
-            Shared::GmemMap { gmem, pgoff, generation } => {
-                let file = self.model.gmem(gmem).expect("slot names a file");
-                if !file.mapped || file.map_generation != generation || file.flags & GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
-                    return Target::Mmio;
-                }
-                self.file_page(gmem, pgoff + index, true)
+            Route::Mapping { gmem, index, readonly } => {
+                let pfn = self.file_page(gmem, index, true);
+                (pfn, S2Entry { pfn, private: false, writable: !readonly })
             }
-            Shared::Anon => *self.anon.entry((id, index)).or_insert_with(|| self.pfns.alloc()),
+            Route::Anon { slot, index, readonly } => {
+                let pfn = *self.anon.entry((slot, index)).or_insert_with(|| self.pfns.alloc());
+                (pfn, S2Entry { pfn, private: false, writable: !readonly })
+            }
         };
-        self.s2.insert(gfn, S2Entry { pfn, private: false, writable: !readonly });
+        self.s2.insert(gfn, entry);
         Target::Pfn(pfn)
     }
 

@@ -52,8 +52,8 @@ pub use platform::{Platform, Reason, SnpLike, TdxLike};
 pub use violation::{Broken, Violation};
 
 use crate::backend::{Backend, HarnessError};
-use crate::model::Model;
-use crate::op::{Op, PAGE_SIZE};
+use crate::model::{Effect, Model, Prediction};
+use crate::op::Op;
 use crate::outcome::{Observation, Outcome, Probe};
 use crate::profile::Profile;
 use invalidate::Filter;
@@ -148,48 +148,43 @@ impl SimBackend {
         }
     }
 
-    /// What the memory side does for an op the model accepted.
-    fn effects(&mut self, op: &Op, outcome: Outcome, old_slot: Option<(u64, u64, u32)>, was_released: bool) -> Outcome {
-        let ok = outcome == Outcome::Ok;
-        match op {
-            // Every create that reached the kernel takes an id (see `GmemId`), made or not.
-            Op::CreateGmem { .. } if !matches!(outcome, Outcome::Skipped(_)) => self.files.push(SimFile::default()),
-            Op::Bind { slot, size: 0, .. } | Op::Unbind { slot } if ok => {
-                if let Some((base, npages, _)) = old_slot {
-                    self.delete_slot(*slot, base, npages);
-                }
-            }
-            Op::ModifySlot { slot, .. } if ok => {
-                let now = self.model.slots().get(slot).map(|s| (s.base_gfn, s.npages, s.flags));
-                if let Some(old) = old_slot.filter(|old| Some(*old) != now) {
-                    self.zap(old.0, old.0 + old.1, Reason::MemslotDelete, Filter::All);
-                }
-            }
-            Op::SetAttributes { gpa, size, attributes } if ok => {
-                self.set_attributes(gpa / PAGE_SIZE, (gpa + size) / PAGE_SIZE, *attributes)
-            }
-            Op::Punch { gmem, offset, len } if ok => self.punch(*gmem, offset / PAGE_SIZE, offset.saturating_add(*len) / PAGE_SIZE),
-            Op::Allocate { gmem, offset, len, .. } if ok => self.allocate(*gmem, offset / PAGE_SIZE, (offset + len) / PAGE_SIZE),
-            Op::CloseGmem { gmem } | Op::Unmap { gmem } if ok => {
-                if matches!(op, Op::Unmap { .. }) {
-                    self.zap_host_mappings(*gmem, 0, u64::MAX);
-                }
-                if !was_released && self.model.gmem(*gmem).is_some_and(|f| f.released) {
-                    self.release(*gmem);
-                }
-            }
-            Op::DestroyVm if ok => {
+    /// What the memory side does for what the model says an op did.
+    fn follow(&mut self, effect: Effect) {
+        match effect {
+            Effect::SlotDeleted { slot, base_gfn, npages } => self.delete_slot(slot, base_gfn, npages),
+            Effect::SlotChanged { base_gfn, npages, .. } => self.zap(base_gfn, base_gfn + npages, Reason::MemslotDelete, Filter::All),
+            Effect::AttributesSet { first, end, attributes } => self.set_attributes(first, end, attributes),
+            Effect::Punched { gmem, first, end } => self.punch(gmem, first, end),
+            Effect::Allocated { gmem, first, end } => self.allocate(gmem, first, end),
+            Effect::MappingGone { gmem } => self.zap_host_mappings(gmem, 0, u64::MAX),
+            Effect::FileReleased { gmem } => self.release(gmem),
+            Effect::VmDestroyed => {
                 self.zap(0, u64::MAX, Reason::VmDestroy, Filter::All);
                 self.free_anon(|_| true);
             }
-            Op::Guest { accesses } if matches!(outcome, Outcome::Guest(_)) => return self.guest(accesses),
-            Op::HostRead { gmem, offset, width } if matches!(outcome, Outcome::Value(_)) => {
-                return self.host_access(*gmem, *offset, *width, None)
-            }
-            Op::HostWrite { gmem, offset, width, value } if ok => return self.host_access(*gmem, *offset, *width, Some(*value)),
-            _ => {}
+            Effect::MmioExit { .. } | Effect::Touched { .. } => {}
         }
-        outcome
+    }
+
+    /// The memory side of an op the model predicted: what it did (`follow`), then the data
+    /// path of accesses, from the sim's own pages.
+    fn effects(&mut self, op: &Op, prediction: Prediction) -> Outcome {
+        let Prediction { outcome, effects } = prediction;
+        // Every create that reached the kernel takes an id (see `GmemId`), made or not.
+        if matches!(op, Op::CreateGmem { .. }) && !matches!(outcome, Outcome::Skipped(_)) {
+            self.files.push(SimFile::default());
+        }
+        for effect in effects {
+            self.follow(effect);
+        }
+        match op {
+            Op::Guest { accesses } if matches!(outcome, Outcome::Guest(_)) => self.guest(accesses),
+            Op::HostRead { gmem, offset, width } if matches!(outcome, Outcome::Value(_)) => self.host_access(*gmem, *offset, *width, None),
+            Op::HostWrite { gmem, offset, width, value } if outcome == Outcome::Ok => {
+                self.host_access(*gmem, *offset, *width, Some(*value))
+            }
+            _ => outcome,
+        }
     }
 }
 
@@ -227,15 +222,9 @@ impl Backend for SimBackend {
             }
             return Ok(Outcome::Group(out));
         }
-        let slot_id = match op {
-            Op::Bind { slot, .. } | Op::Unbind { slot } | Op::ModifySlot { slot, .. } => Some(*slot),
-            _ => None,
-        };
-        let old_slot = slot_id.and_then(|id| self.model.slots().get(&id)).map(|s| (s.base_gfn, s.npages, s.flags));
-        let was_released = op.gmem().and_then(|g| self.model.gmem(g)).is_some_and(|f| f.released);
         self.model.set_op_index(self.op_index);
-        let outcome = self.model.apply(op)?;
-        let outcome = self.effects(op, outcome, old_slot, was_released);
+        let prediction = self.model.predict(op);
+        let outcome = self.effects(op, prediction);
         self.check_invariants();
         self.op_index += 1;
         Ok(outcome)

@@ -2,7 +2,7 @@
 //! program behaves as documented.
 
 use super::*;
-use crate::op::{AccessKind, FdArg, GmemId, Width, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD};
+use crate::op::{AccessKind, FdArg, GmemId, Width, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
 use crate::outcome::AccessResult;
 use crate::Access;
 
@@ -84,4 +84,23 @@ fn sim_zero_on_reaccept_loses_private_content() {
     let read = sim.apply(&access(AccessKind::Read)).unwrap();
     assert_eq!(read, Outcome::Guest(vec![AccessResult::Read(0)]));
     assert_eq!(sim.invariant_violation(), None);
+}
+
+/// One fault routing (`Model::route`): with SMM's second address space, a slot there does
+/// not serve the vCPU in the sim either (the sim used to look in every address space).
+#[test]
+fn sim_routes_guest_accesses_through_address_space_0_only() {
+    let profile = Profile { address_spaces: 2, ..Profile::host_6_18() };
+    let slot = crate::op::layout::FIRST_PROGRAM_SLOT;
+    for mut sim in [SimBackend::tdx(profile.clone(), None), SimBackend::snp(profile.clone(), None)] {
+        let ops = [
+            Op::Bind { slot: (1 << 16) | slot, flags: 0, fd: FdArg::Invalid, gpa: GPA, size: PAGE_SIZE, offset: 0 },
+            access(AccessKind::Write(0x55)),
+            access(AccessKind::Read),
+        ];
+        let outcomes = run(&mut sim, &ops);
+        assert_eq!(outcomes[2], Outcome::Guest(vec![AccessResult::Mmio]));
+        assert!(sim.stage2().is_empty(), "nothing mapped for the guest");
+        assert_eq!(sim.invariant_violation(), None);
+    }
 }

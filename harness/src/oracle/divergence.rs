@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use gmemfuzz_backends::model::{PageEvent, PageKey};
+use gmemfuzz_backends::model::{PageEvent, PageKey, StepResult};
 use gmemfuzz_backends::op::{Access, AccessKind, Op};
 use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, PageContent, Probe};
 
@@ -84,12 +84,12 @@ pub enum Seen {
     Outcome(Outcome),
     Access(AccessResult),
     Observation(Observation),
-    /// What some order of a group's members allows (each as its `Display`).
-    Allowed(Vec<String>),
+    /// What some order of a group's members allows at one member's step.
+    Allowed(Vec<StepResult>),
     /// The guest access results some order of a group's members allows.
     OneOf(Vec<AccessResult>),
-    /// What a backend did, in words (a group member's result).
-    Text(String),
+    /// What a backend did at one member's step.
+    Step(StepResult),
 }
 
 impl Seen {
@@ -171,14 +171,17 @@ impl fmt::Display for Seen {
             Seen::Outcome(o) => write!(f, "{o}"),
             Seen::Access(a) => write!(f, "{a}"),
             Seen::Observation(o) => f.write_str(&show_observation(o)),
-            Seen::Text(t) => f.write_str(t),
-            Seen::Allowed(set) => write!(f, "one of {{{}}} (the results some order of the members allows)", set.join(" | ")),
-            Seen::OneOf(set) => {
-                let set: Vec<String> = set.iter().map(|a| a.to_string()).collect();
-                write!(f, "one of {{{}}} (the results some order of the members allows)", set.join(" | "))
-            }
+            Seen::Step(s) => write!(f, "{s}"),
+            Seen::Allowed(set) => one_of(f, set),
+            Seen::OneOf(set) => one_of(f, set),
         }
     }
+}
+
+/// A set some order of a group's members allows, in words.
+fn one_of(f: &mut fmt::Formatter<'_>, set: &[impl fmt::Display]) -> fmt::Result {
+    let set: Vec<String> = set.iter().map(|a| a.to_string()).collect();
+    write!(f, "one of {{{}}} (the results some order of the members allows)", set.join(" | "))
 }
 
 impl fmt::Display for Divergence {

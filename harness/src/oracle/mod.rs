@@ -5,7 +5,7 @@ mod divergence;
 
 pub use divergence::{show_content, show_observation, Divergence, DivergenceKind, Seen, Subject};
 
-use gmemfuzz_backends::model::{Model, PageEvent, PageKey};
+use gmemfuzz_backends::model::{Effect, MmioExits, Model, PageEvent, PageKey, RaceMismatch, StepResult};
 use gmemfuzz_backends::op::{Op, PAGE_SIZE};
 use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, Probe};
 
@@ -41,6 +41,10 @@ fn classify_read(model: &Model, key: Option<PageKey>, offset: u64, width: u64, g
 
 pub struct Context<'a> {
     pub model: &'a Model,
+    /// The MMIO exits the model told in this program, shown with its state.
+    pub mmio_exits: &'a MmioExits,
+    /// What the model told the op did (`Model::predict`): the pages its guest accesses touched.
+    pub effects: &'a [Effect],
     pub op_index: usize,
     pub op: &'a Op,
     pub backend: &'a str,
@@ -58,7 +62,7 @@ impl Context<'_> {
             page: page_story(self.model, key),
             backend: self.backend.to_string(),
             profile: gmemfuzz_backends::Backend::profile(self.model).summary(),
-            model_state: self.model.describe(),
+            model_state: self.model.describe(self.mmio_exits),
         }
     }
 
@@ -73,7 +77,10 @@ impl Context<'_> {
         match (self.op, expected, actual) {
             (Op::Guest { accesses }, Outcome::Guest(exp), Outcome::Guest(act)) if exp.len() == act.len() => {
                 let i = exp.iter().zip(act).position(|(e, a)| !e.admits(a)).expect("outcomes differ");
-                let key = self.model.last_access_pages().get(i).copied().flatten().map(|k| k.0);
+                let key = self.effects.iter().find_map(|e| match *e {
+                    Effect::Touched { access, page, .. } if access == i => Some(page),
+                    _ => None,
+                });
                 let access = accesses[i];
                 let kind = match (exp[i], act[i]) {
                     (AccessResult::Read(_), AccessResult::Read(got)) => {
@@ -94,18 +101,17 @@ impl Context<'_> {
     }
 
     /// A group whose backend answer no order of its members explains.
-    pub fn race_mismatch(&self, m: &gmemfuzz_backends::model::RaceMismatch) -> Divergence {
+    pub fn race_mismatch(&self, m: &RaceMismatch) -> Divergence {
         let subject =
             Subject::Race { member: m.member, repetition: m.repetition, access: m.access, gpa: m.access_at.as_ref().map(|a| a.gpa) };
-        let exit = |s: &str| s.contains("exit") || s.contains("fault") || s.contains("SIGBUS");
-        let kind = if exit(&m.actual) || m.allowed.iter().any(|a| exit(a)) {
+        let kind = if m.actual.is_exit() || m.allowed.iter().any(StepResult::is_exit) {
             DivergenceKind::UnexpectedExit
         } else {
             DivergenceKind::ResultMismatch
         };
         let (expected, actual) = match &m.access_at {
             Some(a) if !a.allowed.is_empty() => (Seen::OneOf(a.allowed.clone()), Seen::Access(a.actual)),
-            _ => (Seen::Allowed(m.allowed.clone()), Seen::Text(m.actual.clone())),
+            _ => (Seen::Allowed(m.allowed.clone()), Seen::Step(m.actual.clone())),
         };
         self.divergence(kind, subject, expected, actual, None)
     }
@@ -157,5 +163,75 @@ impl Context<'_> {
             }
             _ => report(DivergenceKind::UnexpectedExit, key),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gmemfuzz_backends::model::{MismatchStates, MmioExits, Model, RaceMismatch, StepResult};
+    use gmemfuzz_backends::op::{GmemId, Op};
+    use gmemfuzz_backends::outcome::{AccessResult, Errno, Outcome};
+    use gmemfuzz_backends::Profile;
+
+    use super::{Context, DivergenceKind, Seen};
+
+    fn kind(allowed: Vec<StepResult>, actual: StepResult) -> (DivergenceKind, Seen, Seen) {
+        let model = Model::new(Profile::host_6_18());
+        let op = Op::CloseGmem { gmem: GmemId(0) };
+        let ctx = Context { model: &model, mmio_exits: &MmioExits::default(), effects: &[], op_index: 2, op: &op, backend: "test-double" };
+        let m =
+            RaceMismatch { member: 1, repetition: 0, access: None, allowed, actual, access_at: None, states: MismatchStates::default() };
+        let d = ctx.race_mismatch(&m);
+        (d.kind, d.expected, d.actual)
+    }
+
+    /// A race is an unexpected exit where either side's step exited, by value: SIGBUS, an
+    /// MMIO exit or a memory fault; an errno named EFAULT is none.
+    #[test]
+    fn a_race_is_classified_by_the_values_of_its_step() {
+        use StepResult as S;
+        let value = |v| S::Outcome(Outcome::Value(v));
+        assert_eq!(kind(vec![value(0)], value(1)).0, DivergenceKind::ResultMismatch);
+        assert_eq!(kind(vec![value(0)], S::Outcome(Outcome::Sigbus)).0, DivergenceKind::UnexpectedExit);
+        assert_eq!(kind(vec![S::Outcome(Outcome::Sigbus)], value(0)).0, DivergenceKind::UnexpectedExit);
+        let fault = AccessResult::MemoryFault { gpa: 0x1000, size: 0x1000, flags: 0 };
+        assert_eq!(kind(vec![S::Access(AccessResult::Read(0))], S::Access(fault)).0, DivergenceKind::UnexpectedExit);
+        let guest = |r| S::Outcome(Outcome::Guest(vec![AccessResult::Wrote, r]));
+        assert_eq!(kind(vec![guest(AccessResult::Wrote)], guest(AccessResult::Mmio)).0, DivergenceKind::UnexpectedExit);
+        let efault = S::Outcome(Outcome::Err(Errno::EFAULT));
+        let (k, expected, actual) = kind(vec![S::Outcome(Outcome::Ok)], efault.clone());
+        assert_eq!(k, DivergenceKind::ResultMismatch, "EFAULT is an errno, not an exit");
+        assert_eq!((expected, actual), (Seen::Allowed(vec![S::Outcome(Outcome::Ok)]), Seen::Step(efault)));
+        assert_eq!(kind(vec![S::Accesses(2)], S::Outcome(Outcome::Ok)).0, DivergenceKind::ResultMismatch);
+    }
+
+    /// A guest access's divergence names the page the model told the access touched
+    /// (`Effect::Touched`), with its history: an overwritten value read back is a lost write.
+    #[test]
+    fn a_guest_access_divergence_names_the_page_the_model_told_it_touched() {
+        use gmemfuzz_backends::model::{Effect, PageKey};
+        use gmemfuzz_backends::op::{layout, Access, AccessKind, FdArg, Width};
+        let slot = layout::FIRST_PROGRAM_SLOT;
+        let gpa = layout::WINDOW_GPA;
+        let mut model = Model::new(Profile::host_6_18());
+        let access = |kind| Access { gpa: gpa + 8, width: Width::W4, kind };
+        let bind = Op::Bind { slot, flags: 0, fd: FdArg::Invalid, gpa, size: 0x1000, offset: 0 };
+        assert_eq!(model.predict(&bind).outcome, Outcome::Ok);
+        model.predict(&Op::Guest { accesses: vec![access(AccessKind::Write(5))] });
+        model.predict(&Op::Guest { accesses: vec![access(AccessKind::Write(6))] });
+        let op = Op::Guest { accesses: vec![access(AccessKind::Read), access(AccessKind::Read)] };
+        let predicted = model.predict(&op);
+        let page = PageKey::Anon { slot, index: 0 };
+        assert_eq!(predicted.effects, vec![0, 1].into_iter().map(|i| Effect::Touched { access: i, page, offset: 8 }).collect::<Vec<_>>());
+        let actual = Outcome::Guest(vec![AccessResult::Read(6), AccessResult::Read(5)]);
+        let exits = MmioExits::default();
+        let diverged = |effects: &[Effect]| {
+            let ctx = Context { model: &model, mmio_exits: &exits, effects, op_index: 4, op: &op, backend: "test-double" };
+            ctx.compare_outcome(&predicted.outcome, &actual).expect("the second read differs")
+        };
+        let d = diverged(&predicted.effects);
+        assert_eq!((d.kind, d.page.map(|p| p.0)), (DivergenceKind::LostWrite, Some(page)));
+        let d = diverged(&[]);
+        assert_eq!((d.kind, d.page.map(|p| p.0)), (DivergenceKind::ResultMismatch, None), "nothing told: no page to name");
     }
 }

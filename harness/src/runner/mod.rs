@@ -7,7 +7,7 @@
 
 pub mod policy;
 
-use gmemfuzz_backends::model::{Model, RaceError};
+use gmemfuzz_backends::model::{Effect, MmioExits, Model, Prediction, RaceError, World};
 use gmemfuzz_backends::Group;
 use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, Outcome, Probe, Verdict};
 
@@ -68,10 +68,13 @@ pub struct Runner<B: Backend> {
     /// The model's state; after a concurrent group, the first of the states some order of
     /// its members leaves (the others are in `worlds`).
     pub model: Model,
+    /// The MMIO exits the model told in this program (`Effect::MmioExit`), for the known-bug
+    /// filter.
+    mmio_exits: MmioExits,
     /// The other states a group may have left, each still consistent with everything the
     /// backend showed since: later outcomes and probes drop the ones they contradict, and
     /// the model is swapped for one that admits what the backend did. Empty without groups.
-    worlds: Vec<Model>,
+    worlds: Vec<World>,
     pub backend: B,
     pub stats: Stats,
     /// Compare page state after invalidating ops (and at `Check` and the end regardless).
@@ -88,6 +91,7 @@ impl<B: Backend> Runner<B> {
         let model = Model::new(backend.profile().clone());
         Runner {
             model,
+            mmio_exits: MmioExits::default(),
             worlds: Vec::new(),
             backend,
             stats: Stats::default(),
@@ -116,7 +120,7 @@ impl<B: Backend> Runner<B> {
         match steps {
             Ok(()) => Ok(trace),
             Err(RunError::Divergence(d)) => {
-                let known = if self.filter_known { crate::known::classify(&d, &self.model) } else { None };
+                let known = if self.filter_known { crate::known::classify(&d, &self.model, &self.mmio_exits) } else { None };
                 match known {
                     Some(bug) => {
                         self.stats.known += 1;
@@ -137,6 +141,7 @@ impl<B: Backend> Runner<B> {
     fn steps(&mut self, program: &Program, trace: &mut Trace, observer: &mut impl Observer) -> Result<(), RunError> {
         let t = Stopwatch::start();
         self.model.reset()?;
+        self.mmio_exits = MmioExits::default();
         self.worlds.clear();
         self.stats.time.model += t.secs();
         let t = Stopwatch::start();
@@ -146,7 +151,7 @@ impl<B: Backend> Runner<B> {
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
             for w in &mut self.worlds {
-                w.set_op_index(index);
+                w.model.set_op_index(index);
             }
             if let Op::Group(group) = op {
                 match self.group(index, op, group, observer)? {
@@ -164,13 +169,14 @@ impl<B: Backend> Runner<B> {
             }
             let reach = self.stats.reach.before(op, &self.model);
             let t = Stopwatch::start();
-            let expected = self.model.apply(op)?;
+            let predicted = self.model.predict(op);
+            self.mmio_exits.extend(&predicted.effects);
             if self.check_model_invariants {
                 self.model.check_invariants().map_err(|e| HarnessError::Bug(format!("model invariant broken after op #{index}: {e}")))?;
             }
             self.stats.time.model += t.secs();
             // A skip is decided by the program alone; the backend is not asked.
-            let actual = match &expected {
+            let actual = match &predicted.outcome {
                 Outcome::Skipped(reason) => Outcome::Skipped(*reason),
                 _ => {
                     let t = Stopwatch::start();
@@ -182,14 +188,13 @@ impl<B: Backend> Runner<B> {
             self.stats.count(op, &actual);
             self.stats.reach.after(reach, &actual);
             // Parts the model cannot predict match anything; they are counted.
-            self.stats.skipped_unknown += u64::from(expected.admits(&actual).unknown());
-            let expected = match self.worlds.is_empty() {
-                true => expected,
-                false => self.follow_worlds(index, op, expected, &actual).map_err(RunError::Divergence)?,
+            self.stats.skipped_unknown += u64::from(predicted.outcome.admits(&actual).unknown());
+            let Prediction { outcome: expected, effects } = match self.worlds.is_empty() {
+                true => predicted,
+                false => self.follow_worlds(index, op, predicted, &actual).map_err(RunError::Divergence)?,
             };
             observer.event(&Event::Op { index, op, expected: &expected, actual: &actual });
-            let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
-            if let Some(d) = ctx.compare_outcome(&expected, &actual) {
+            if let Some(d) = self.context(&self.model, &self.mmio_exits, &effects, index, op).compare_outcome(&expected, &actual) {
                 return Err(RunError::Divergence(Box::new(d)));
             }
             compared_last = policy::compare_after(op, &actual, self.check_after_invalidation);
@@ -214,7 +219,8 @@ impl<B: Backend> Runner<B> {
             self.stats.time.model += t.secs();
             return Ok(());
         }
-        let mut expected = self.model.observe(&probes)?;
+        let (mut expected, told) = self.model.observe_told(&probes);
+        self.mmio_exits.extend(&told);
         self.stats.time.model += t.secs();
         let t = Stopwatch::start();
         let actual = self.backend.observe(&probes)?;
@@ -224,7 +230,8 @@ impl<B: Backend> Runner<B> {
         }
         self.stats.probes += probes.len() as u64;
         observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
-        let ctx = Context { model: &self.model, op_index: index, op, backend: self.backend.name() };
+        let ctx =
+            Context { model: &self.model, mmio_exits: &self.mmio_exits, effects: &[], op_index: index, op, backend: self.backend.name() };
         for ((probe, e), a) in probes.iter().zip(&expected).zip(&actual) {
             // One comparison decides (digests are computed once); the oracle only explains.
             match gmemfuzz_backends::admits_observation(e, a) {
@@ -251,22 +258,23 @@ impl<B: Backend> Runner<B> {
         self.stats.time.add_op(op.kind(), t.elapsed());
         self.stats.count(op, &actual);
         let t = Stopwatch::start();
-        let mut finals: Vec<Model> = Vec::new();
+        let mut finals: Vec<World> = Vec::new();
         let mut mismatch = None;
-        for world in std::iter::once(&self.model).chain(&self.worlds) {
-            let (result, size) = world.race_sized(group, &actual);
+        let primary = std::iter::once((&self.model, &self.mmio_exits));
+        for (world, exits) in primary.chain(self.worlds.iter().map(|w| (&w.model, &w.mmio_exits))) {
+            let (result, size) = world.race_sized(exits, group, &actual);
             self.stats.races.searched(size);
             match result {
                 Ok(ends) => finals.extend(ends),
                 Err(RaceError::Mismatch(m)) => {
                     // A known bug is matched in a state the contradicted step ran in (what
                     // the members did before it included), or else in the state before the group.
-                    let mut states = m.states.0.iter().chain(std::iter::once(world));
-                    if let Some((d, at)) =
-                        states.find_map(|s| self.known_in(s, |ctx| Some(ctx.race_mismatch(&m)), index, op).map(|d| (d, s)))
+                    let mut states = m.states.0.iter().map(|w| (&w.model, &w.mmio_exits)).chain(std::iter::once((world, exits)));
+                    if let Some((d, (at, at_exits))) =
+                        states.find_map(|s| self.known_in(s.0, s.1, &[], |ctx| Some(ctx.race_mismatch(&m)), index, op).map(|d| (d, s)))
                     {
                         self.stats.time.model += t.secs();
-                        self.model = at.clone();
+                        (self.model, self.mmio_exits) = (at.clone(), at_exits.clone());
                         return Err(RunError::Divergence(d));
                     }
                     mismatch.get_or_insert(m);
@@ -281,15 +289,16 @@ impl<B: Backend> Runner<B> {
         }
         self.stats.time.model += t.secs();
         let mut seen = std::collections::HashSet::new();
-        finals.retain(|m| seen.insert(m.fingerprint()));
+        finals.retain(|w| seen.insert(w.fingerprint()));
         self.stats.races.record(group, &actual, finals.len());
         if finals.is_empty() {
             let m = mismatch.expect("no end state without a mismatch");
-            let d = Context { model: &self.model, op_index: index, op, backend: self.backend.name() }.race_mismatch(&m);
+            let d = self.context(&self.model, &self.mmio_exits, &[], index, op).race_mismatch(&m);
             observer.event(&Event::Op { index, op, expected: &Outcome::Unknown, actual: &actual });
             return Err(RunError::Divergence(Box::new(d)));
         }
-        self.model = finals.remove(0);
+        let first = finals.remove(0);
+        (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
         self.worlds = finals;
         // The model admits what the backend did (some order explains it).
         observer.event(&Event::Op { index, op, expected: &actual, actual: &actual });
@@ -300,8 +309,9 @@ impl<B: Backend> Runner<B> {
     /// whose prediction admits `actual`, and makes the model one that admits it where it
     /// does not. Returns the model's prediction (`expected`, or the adopted state's), or the
     /// divergence of a state dropped for what a known kernel bug does (`known_in`).
-    fn follow_worlds(&mut self, index: usize, op: &Op, expected: Outcome, actual: &Outcome) -> Result<Outcome, Box<Divergence>> {
-        if let Some(d) = self.known_in(&self.model, |ctx| ctx.compare_outcome(&expected, actual), index, op) {
+    fn follow_worlds(&mut self, index: usize, op: &Op, expected: Prediction, actual: &Outcome) -> Result<Prediction, Box<Divergence>> {
+        let diverged = |ctx: &Context| ctx.compare_outcome(&expected.outcome, actual);
+        if let Some(d) = self.known_in(&self.model, &self.mmio_exits, &expected.effects, diverged, index, op) {
             return Err(d);
         }
         let mut kept = Vec::with_capacity(self.worlds.len());
@@ -309,27 +319,34 @@ impl<B: Backend> Runner<B> {
         for mut w in std::mem::take(&mut self.worlds) {
             // The primary skipped the op: every state skips it (skips follow the program),
             // and the others did not run it either.
-            let predicted = match &expected {
-                Outcome::Skipped(_) => expected.clone(),
-                _ => w.apply(op).unwrap_or(Outcome::Unknown),
+            let predicted = match &expected.outcome {
+                Outcome::Skipped(_) => Prediction { outcome: expected.outcome.clone(), effects: Vec::new() },
+                _ => {
+                    let predicted = w.model.predict(op);
+                    w.mmio_exits.extend(&predicted.effects);
+                    predicted
+                }
             };
-            if predicted.admits(actual).agrees() {
+            if predicted.outcome.admits(actual).agrees() {
                 if adopted.is_none() {
                     adopted = Some(predicted);
                 }
                 kept.push(w);
-            } else if let Some(d) = self.known_in(&w, |ctx| ctx.compare_outcome(&predicted, actual), index, op) {
-                self.model = w;
+            } else if let Some(d) =
+                self.known_in(&w.model, &w.mmio_exits, &predicted.effects, |ctx| ctx.compare_outcome(&predicted.outcome, actual), index, op)
+            {
+                (self.model, self.mmio_exits) = (w.model, w.mmio_exits);
                 return Err(d);
             }
         }
-        if expected.admits(actual).agrees() {
+        if expected.outcome.admits(actual).agrees() {
             self.worlds = kept;
             return Ok(expected);
         }
         Ok(match adopted {
             Some(predicted) => {
-                self.model = kept.remove(0);
+                let first = kept.remove(0);
+                (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
                 self.worlds = kept;
                 predicted
             }
@@ -347,6 +364,8 @@ impl<B: Backend> Runner<B> {
     fn known_in(
         &self,
         world: &Model,
+        exits: &MmioExits,
+        effects: &[Effect],
         diverged: impl FnOnce(&Context) -> Option<Divergence>,
         index: usize,
         op: &Op,
@@ -354,8 +373,21 @@ impl<B: Backend> Runner<B> {
         if !self.filter_known {
             return None;
         }
-        let d = diverged(&Context { model: world, op_index: index, op, backend: self.backend.name() })?;
-        crate::known::classify(&d, world).map(|_| Box::new(d))
+        let d = diverged(&self.context(world, exits, effects, index, op))?;
+        crate::known::classify(&d, world, exits).map(|_| Box::new(d))
+    }
+
+    /// The oracle's view of op `index` from one state the model may be in, with what the
+    /// model told the op did there.
+    fn context<'a>(
+        &'a self,
+        model: &'a Model,
+        mmio_exits: &'a MmioExits,
+        effects: &'a [Effect],
+        op_index: usize,
+        op: &'a Op,
+    ) -> Context<'a> {
+        Context { model, mmio_exits, effects, op_index, op, backend: self.backend.name() }
     }
 
     /// After a group: asks every other state the model may be in the same probes, keeps
@@ -372,7 +404,8 @@ impl<B: Backend> Runner<B> {
         let mut kept = Vec::with_capacity(self.worlds.len());
         let mut adopted = None;
         for mut w in std::mem::take(&mut self.worlds) {
-            let answers = w.observe(probes)?;
+            let (answers, told) = w.model.observe_told(probes);
+            w.mmio_exits.extend(&told);
             if fits(&answers) {
                 if adopted.is_none() {
                     adopted = Some(answers);
@@ -386,7 +419,8 @@ impl<B: Backend> Runner<B> {
         }
         Ok(match adopted {
             Some(answers) => {
-                self.model = kept.remove(0);
+                let first = kept.remove(0);
+                (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
                 self.worlds = kept;
                 answers
             }
