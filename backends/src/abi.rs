@@ -136,6 +136,20 @@ pub mod mempolicy {
     pub const POLICY_MODE_BITS: u32 = 16;
 }
 
+/// The harness's own bounds on what one op may make the host do: larger ops are not sent
+/// (`SkipReason::TooLarge`) and cannot race in a group (`group::Group::check`).
+pub mod limits {
+    /// The most pages one fallocate may allocate in a program: beyond it the op is skipped so
+    /// that a wild length cannot make the host allocate gigabytes.
+    pub const MAX_ALLOCATE_PAGES: u64 = 4096;
+    /// The most GFNs one KVM_SET_MEMORY_ATTRIBUTES may change: kvm_vm_set_mem_attributes()
+    /// reserves an xarray entry for every GFN of the range before changing any (`for (i =
+    /// start; i < end; i++) { r = xa_reserve(&kvm->mem_attr_array, i, GFP_KERNEL_ACCOUNT);`),
+    /// about 9 bytes each: 2^22 GFNs (16 GiB of guest memory) cost the host ~40 MB; a wild size
+    /// like 2^63 bytes would allocate without bound, so such a call is not sent.
+    pub const MAX_ATTRIBUTE_PAGES: u64 = 1 << 22;
+}
+
 /// The guest-physical window in which programs place their memslots. Below it sit the
 /// harness's own slots (guest code and the mailbox).
 pub mod layout {

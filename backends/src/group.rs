@@ -100,16 +100,19 @@ impl Group {
                 // Sizes the model skips as too large, and attribute changes over the harness's
                 // own pages, are skipped by the model alone (the backend would send them),
                 // and whether attributes are uniform over a range depends on the order.
-                Op::Allocate { len, .. } if len / PAGE_SIZE > crate::model::MAX_ALLOCATE_PAGES => {
-                    return Err(format!("member {i}: an allocate of more than {} pages cannot race", crate::model::MAX_ALLOCATE_PAGES));
+                Op::Allocate { len, .. } if len / PAGE_SIZE > crate::abi::limits::MAX_ALLOCATE_PAGES => {
+                    return Err(format!(
+                        "member {i}: an allocate of more than {} pages cannot race",
+                        crate::abi::limits::MAX_ALLOCATE_PAGES
+                    ));
                 }
                 Op::SetAttributes { gpa, size, .. }
-                    if size / PAGE_SIZE > crate::model::MAX_ATTRIBUTE_PAGES
+                    if size / PAGE_SIZE > crate::abi::limits::MAX_ATTRIBUTE_PAGES
                         || gpa < layout::MAILBOX_GPA + layout::MAILBOX_SIZE && gpa.saturating_add(size) > layout::CODE_GPA =>
                 {
                     return Err(format!(
                         "member {i}: set_attributes of more than {} pages, or over the harness's pages, cannot race",
-                        crate::model::MAX_ATTRIBUTE_PAGES
+                        crate::abi::limits::MAX_ATTRIBUTE_PAGES
                     ));
                 }
                 Op::Punch { gmem, len, .. } | Op::Allocate { gmem, len, .. } => {

@@ -72,6 +72,17 @@ pub const fn max_gfn_for_bits(bits: u32) -> u64 {
 }
 
 impl Profile {
+    /// The profile assumed for a VM type when no kernel can be probed: the host kernel
+    /// (6.18) for type 0, the software-protected VM of the lane's default kernel (7.2) for
+    /// type 1.
+    pub fn assumed(vm_type: u64) -> Profile {
+        if vm_type == 1 {
+            Profile::sw_protected_7_2()
+        } else {
+            Profile::host_6_18()
+        }
+    }
+
     /// The host kernel of this project's machines, as measured (shared/design/platform-facts.md
     /// and the probes in kvm::profile: guest faults go through userspace_addr there).
     pub fn host_6_18() -> Profile {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod coverage;
 pub mod fuzz;
 pub mod gen;
+pub mod input;
 pub mod kcov;
 pub mod kernel;
 pub mod known;

@@ -490,7 +490,7 @@ destroy_vm
     kinds.dedup();
     assert_eq!(kinds, OpKind::ALL, "the program has every kind");
     let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-repro-every-kind.c");
-    std::fs::write(&src, c::emit(&program, &gmemfuzz::repro::load::assumed_profile(1), "").unwrap()).unwrap();
+    std::fs::write(&src, c::emit(&program, &Profile::assumed(1), "").unwrap()).unwrap();
     let cc =
         Command::new("gcc").args(["-O0", "-Wall", "-Wextra", "-Werror", "-pthread", "-c", "-o", "/dev/null"]).arg(&src).output().unwrap();
     let warnings = String::from_utf8_lossy(&cc.stderr);

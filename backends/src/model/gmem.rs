@@ -10,9 +10,7 @@ use crate::abi::falloc::{
     WRITE_ZEROES as FALLOC_FL_WRITE_ZEROES, ZERO_RANGE as FALLOC_FL_ZERO_RANGE,
 };
 
-/// The most pages one fallocate may allocate in a program: beyond it the op is skipped so
-/// that a wild length cannot make the host allocate gigabytes.
-pub const MAX_ALLOCATE_PAGES: u64 = 4096;
+pub use crate::abi::limits::MAX_ALLOCATE_PAGES;
 
 impl Model {
     /// KVM_CREATE_GUEST_MEMFD. Every create that reaches the kernel takes the next

@@ -10,12 +10,7 @@ const KVM_USER_MEM_SLOTS: u32 = 32764;
 const KVM_MEM_MAX_NR_PAGES: u64 = (1 << 31) - 1;
 /// The most bytes of anonymous memory the harness puts behind one slot.
 pub const MAX_SLOT_BYTES: u64 = layout::MAX_MAPPED_BYTES;
-/// The most GFNs one KVM_SET_MEMORY_ATTRIBUTES may change: kvm_vm_set_mem_attributes()
-/// reserves an xarray entry for every GFN of the range before changing any (`for (i =
-/// start; i < end; i++) { r = xa_reserve(&kvm->mem_attr_array, i, GFP_KERNEL_ACCOUNT);`),
-/// about 9 bytes each: 2^22 GFNs (16 GiB of guest memory) cost the host ~40 MB; a wild size
-/// like 2^63 bytes would allocate without bound, so such a call is not sent.
-pub const MAX_ATTRIBUTE_PAGES: u64 = 1 << 22;
+pub use crate::abi::limits::MAX_ATTRIBUTE_PAGES;
 
 impl Model {
     /// The checks of kvm_vm_ioctl_set_memory_region() and __kvm_set_memory_region() that

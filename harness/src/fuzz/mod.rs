@@ -29,7 +29,7 @@
 //! `GMEMFUZZ_STATS_DIR` (each process keeps its counters there as JSON, [`stats_file`]).
 
 pub mod artifact;
-pub mod input;
+pub use crate::input;
 pub mod kvm;
 pub mod model;
 pub mod sim;

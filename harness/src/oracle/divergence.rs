@@ -7,7 +7,16 @@ use gmemfuzz_backends::model::{PageEvent, PageKey, StepResult};
 use gmemfuzz_backends::op::{Access, AccessKind, Op};
 use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, PageContent, Probe};
 
-use crate::runner::CompareAt;
+/// Where a state comparison sits in a program (the runner's `policy` decides when; a
+/// divergence in a probe says where).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompareAt {
+    /// Right after op `index`.
+    AfterOp,
+    /// After the last op: the final state, whatever the last op was.
+    End,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::EnumIter, strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "kebab-case")]

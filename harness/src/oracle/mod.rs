@@ -3,13 +3,11 @@
 
 mod divergence;
 
-pub use divergence::{show_content, show_observation, Divergence, DivergenceKind, Seen, Subject};
+pub use divergence::{show_content, show_observation, CompareAt, Divergence, DivergenceKind, Seen, Subject};
 
 use gmemfuzz_backends::model::{Effect, MmioExits, Model, PageEvent, PageKey, RaceMismatch, StepResult};
 use gmemfuzz_backends::op::{Op, PAGE_SIZE};
 use gmemfuzz_backends::outcome::{AccessResult, Observation, Outcome, Probe};
-
-use crate::runner::CompareAt;
 
 /// The page and the model's history of it, for the report.
 fn page_story(model: &Model, key: Option<PageKey>) -> Option<(PageKey, Vec<(usize, PageEvent)>)> {

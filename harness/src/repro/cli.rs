@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::{Backend, HarnessError, Profile};
 
-use super::load::assumed_profile;
 use super::replay::Report;
 use super::shrink::{diverged_as, minimize as shrink, minimize_by, run_tries, tries_for, Signature};
 use super::text::{print_document, Document, Expectation};
@@ -253,7 +252,7 @@ pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
         Ok(b) => (b.profile().clone(), String::new()),
         Err(OpenError::Config(e)) => return fail(format!("configuration error: {e}")),
         Err(OpenError::Backend(e)) => {
-            let p = assumed_profile(vm_type);
+            let p = Profile::assumed(vm_type);
             eprintln!("gmemfuzz: real KVM is not available here ({e}); expectations use the assumed profile {}", p.summary());
             (p, format!("expectations computed for an assumed profile: real KVM was not available ({e})"))
         }

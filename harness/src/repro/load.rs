@@ -15,19 +15,9 @@ use gmemfuzz_backends::kvm::KvmBackend;
 use gmemfuzz_backends::{Backend, Profile};
 
 use super::text::{self, looks_like_text, Document, HEADER};
-use crate::fuzz::input;
 use crate::gen::OpWeights;
+use crate::input;
 use crate::program::Program;
-
-/// The profile assumed for a VM type when no kernel can be probed: the host kernel (6.18)
-/// for type 0, the software-protected VM of the lane's default kernel (7.2) for type 1.
-pub fn assumed_profile(vm_type: u64) -> Profile {
-    if vm_type == 1 {
-        Profile::sw_protected_7_2()
-    } else {
-        Profile::host_6_18()
-    }
-}
 
 /// The profile fuzz inputs for `vm_type` decode under here: the probed one when a VM of
 /// that type can be made (as the target does), else the assumed one.
@@ -35,7 +25,7 @@ fn decoding_profile(vm_type: u64) -> Profile {
     match KvmBackend::new(vm_type) {
         Ok(b) => b.profile().clone(),
         Err(e) => {
-            let p = assumed_profile(vm_type);
+            let p = Profile::assumed(vm_type);
             eprintln!("gmemfuzz: no VM of type {vm_type} here ({e}); decoding for the assumed profile {}", p.summary());
             p
         }

@@ -452,6 +452,18 @@ mod tests {
     use gmemfuzz_backends::op::{FdArg, GmemId};
     use rand::{RngCore, SeedableRng};
 
+    /// Format v1 named the N-th successful create `g<N>` (`v1::upgrade`).
+    #[test]
+    fn v1_names_count_successful_creates_only() {
+        let v1 = parse(
+            "gmemfuzz-program v1\ncreate_gmem size=0 flags=0\ncreate_gmem size=0x1000 flags=0\nmap g0\npunch g1 offset=0 len=0x1000\n",
+        );
+        let v2 = parse(
+            "gmemfuzz-program v2\ncreate_gmem size=0 flags=0\ncreate_gmem size=0x1000 flags=0\nmap g1\npunch g3 offset=0 len=0x1000\n",
+        );
+        assert_eq!(v1.unwrap(), v2.unwrap());
+    }
+
     #[test]
     fn round_trips_generated_programs() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);

@@ -5,22 +5,23 @@
 
 use gmemfuzz_backends::model::Model;
 use gmemfuzz_backends::op::{GmemId, Op};
-use gmemfuzz_backends::Outcome;
+use gmemfuzz_backends::{Backend, Outcome, Profile};
 
-use super::load::assumed_profile;
 use crate::program::Program;
-use crate::runner::{Event, Runner};
 
 /// `program` (v1 names) with v2 names.
 pub fn upgrade(program: &Program, vm_type: Option<u64>) -> Program {
     // Whether each create op succeeds: outcomes do not depend on how files are named.
-    let mut made = vec![false; program.ops.len()];
-    let mut runner = Runner::new(Model::new(assumed_profile(vm_type.unwrap_or(0))));
-    let _ = runner.run_with(program, &mut |event: &Event<'_>| {
-        if let Event::Op { index, op: Op::CreateGmem { .. }, expected, .. } = *event {
-            made[index] = *expected == Outcome::Ok;
-        }
-    });
+    // The model alone, op by op: a create's outcome depends on the ops before it only.
+    let mut model = Model::new(Profile::assumed(vm_type.unwrap_or(0)));
+    let made: Vec<bool> = program
+        .ops
+        .iter()
+        .map(|op| {
+            let outcome = model.apply(op);
+            matches!(op, Op::CreateGmem { .. }) && matches!(outcome, Ok(Outcome::Ok))
+        })
+        .collect();
     // v1 name n -> the create op ordinal of the n-th successful create.
     let creates: Vec<usize> =
         program.ops.iter().enumerate().filter(|(_, op)| matches!(op, Op::CreateGmem { .. })).map(|(i, _)| i).collect();
@@ -36,20 +37,4 @@ pub fn upgrade(program: &Program, vm_type: Option<u64>) -> Program {
         }
     }
     Program { ops }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::repro::text::parse;
-
-    #[test]
-    fn v1_names_count_successful_creates_only() {
-        let v1 = parse(
-            "gmemfuzz-program v1\ncreate_gmem size=0 flags=0\ncreate_gmem size=0x1000 flags=0\nmap g0\npunch g1 offset=0 len=0x1000\n",
-        );
-        let v2 = parse(
-            "gmemfuzz-program v2\ncreate_gmem size=0 flags=0\ncreate_gmem size=0x1000 flags=0\nmap g1\npunch g3 offset=0 len=0x1000\n",
-        );
-        assert_eq!(v1.unwrap(), v2.unwrap());
-    }
 }

@@ -3,15 +3,7 @@
 
 use gmemfuzz_backends::{Op, Outcome};
 
-/// Where a state comparison sits in a program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CompareAt {
-    /// Right after op `index`.
-    AfterOp,
-    /// After the last op: the final state, whatever the last op was.
-    End,
-}
+pub use crate::oracle::CompareAt;
 
 /// Whether to compare state right after `op`, whose outcome (agreed by both sides) was
 /// `outcome`: the backend's, since the model's may be unknown.

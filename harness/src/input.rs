@@ -1,4 +1,4 @@
-//! What a fuzz input means (see the module doc of [`crate::fuzz`] for why): a text program
+//! What an input means (see the module doc of [`crate::fuzz`] for why): a text program
 //! when it starts with the text header, generator bytes otherwise.
 
 use gmemfuzz_backends::Profile;
