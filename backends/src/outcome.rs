@@ -22,6 +22,7 @@ impl Errno {
     pub const ENOMEM: Errno = Errno(libc::ENOMEM);
     pub const ENXIO: Errno = Errno(libc::ENXIO);
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);
+    pub const ENOENT: Errno = Errno(libc::ENOENT);
 
     /// The errno's name (`EBADF`), from `abi::errno`; `None` for a value with none.
     pub fn name(self) -> Option<&'static str> {

@@ -40,6 +40,10 @@ pub struct Profile {
     pub max_gfn: u64,
     /// What mbind()/get_mempolicy() do on a guest_memfd mapping (mm/mempolicy.c).
     pub numa: Numa,
+    /// KVM_PRE_FAULT_MEMORY: `None` where it maps memory, else the errno every call gets
+    /// (EOPNOTSUPP without two-dimensional paging, kvm_tdp_page_prefault(); ENOTTY or
+    /// EINVAL where the ioctl is unknown). Probed (`KvmBackend::probe_pre_fault`).
+    pub pre_fault_errno: Option<Errno>,
 }
 
 /// The NUMA side of the kernel and this task, for `Op::Mbind` and `Op::GetMempolicy`.
@@ -104,6 +108,9 @@ impl Profile {
             // Probed on this project's 6.18 host: node 0 only; a policy set through one
             // mapping is gone from a new mapping of the same file.
             numa: Numa::ONE_NODE,
+            // kvm_pvm uses shadow paging: kvm_tdp_page_prefault() `if
+            // (vcpu->arch.mmu->page_fault != kvm_tdp_page_fault) return -EOPNOTSUPP;`.
+            pre_fault_errno: Some(Errno::EOPNOTSUPP),
         }
     }
 
@@ -126,6 +133,8 @@ impl Profile {
             max_gfn: max_gfn_for_bits(40),
             // 6.12 guest_memfd has no mmap: no mapping to set a policy on.
             numa: Numa::ONE_NODE,
+            // QEMU's NPT: KVM uses the TDP MMU (kvm_tdp_page_fault), so pre-faulting works.
+            pre_fault_errno: None,
         }
     }
 
@@ -155,7 +164,7 @@ impl Profile {
 
     pub fn summary(&self) -> String {
         format!(
-            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {}",
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {} pre_fault {}",
             self.kernel,
             self.vm_type,
             self.guest_memfd,
@@ -169,7 +178,8 @@ impl Profile {
             self.max_gfn,
             self.numa.nodes,
             self.numa.file_policy,
-            self.numa.move_all
+            self.numa.move_all,
+            self.pre_fault_errno.map_or("ok".to_string(), |e| e.to_string())
         )
     }
 }

@@ -471,6 +471,7 @@ truncate g0 size=0x0
 mbind g0 offset=0x0 len=0x1000 mode=BIND nodes=0x1 flags=STRICT
 get_mempolicy g0 offset=0x0
 madvise g0 offset=0x1000 len=0x1000 advice=REMOVE
+pre_fault gpa=0x104000 size=0x2000
 guest r8@0x104000 w4@0x105000=0x1
 host_read g0 offset=0x8 width=8
 host_write g0 offset=0x8 width=4 value=0x2

@@ -105,6 +105,11 @@ struct ResetTime {
 /// the GFNs read).
 const SCRUB_SPAN: u64 = 1024;
 
+/// KVM_PRE_FAULT_MEMORY: `_IOWR(KVMIO, 0xd5, struct kvm_pre_fault_memory)` (include/uapi/linux/kvm.h;
+/// kvm-ioctls 0.25 has no call for it).
+const KVM_PRE_FAULT_MEMORY: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<kvm_bindings::kvm_pre_fault_memory>() as libc::c_ulong) << 16) | (0xae << 8) | 0xd5;
+
 fn errno(e: kvm_ioctls::Error) -> Outcome {
     Outcome::Err(Errno(e.errno()))
 }
@@ -155,6 +160,7 @@ impl KvmBackend {
         backend.reset_state()?;
         backend.profile.numa = backend.probe_numa()?;
         backend.reset_state()?;
+        backend.profile.pre_fault_errno = backend.probe_pre_fault()?;
         Ok(backend)
     }
 
@@ -521,6 +527,39 @@ impl KvmBackend {
         }
     }
 
+    /// KVM_PRE_FAULT_MEMORY on vCPU 0: the size left unmapped (the range comes back), or
+    /// the errno where no page was mapped. The page it stopped at may now hold an MMIO SPTE
+    /// (no memslot there: -ENOENT), which `scrub_mmio_sptes` clears before the next program.
+    fn pre_fault(&mut self, gpa: u64, size: u64) -> Outcome {
+        let Some(vm) = self.vm.as_ref() else {
+            return Outcome::Skipped(SkipReason::NoVm);
+        };
+        let mut range = kvm_bindings::kvm_pre_fault_memory { gpa, size, ..Default::default() };
+        // SAFETY: KVM_PRE_FAULT_MEMORY reads and writes back one kvm_pre_fault_memory, which
+        // lives across the call; the vCPU fd is open.
+        let rc = unsafe { libc::ioctl(vm.vcpu.as_raw_fd(), KVM_PRE_FAULT_MEMORY, &mut range as *mut kvm_bindings::kvm_pre_fault_memory) };
+        let error = std::io::Error::last_os_error();
+        if (rc == 0 && range.size > 0) || error.raw_os_error() == Some(libc::ENOENT) {
+            self.mmio_gfns.insert(range.gpa / PAGE_SIZE);
+        }
+        if rc == 0 {
+            Outcome::Value(range.size)
+        } else {
+            io_errno(error)
+        }
+    }
+
+    /// KVM_PRE_FAULT_MEMORY's answer on this kernel (`Profile::pre_fault_errno`): `None`
+    /// where a pre-fault of the harness's own mailbox page (mapped, nothing to change)
+    /// succeeds, else its errno.
+    fn probe_pre_fault(&mut self) -> Result<Option<Errno>, HarnessError> {
+        match self.pre_fault(layout::MAILBOX_GPA, PAGE_SIZE) {
+            Outcome::Value(0) => Ok(None),
+            Outcome::Err(errno) => Ok(Some(errno)),
+            other => Err(HarnessError::Bug(format!("pre-fault probe: the mailbox page gave {other}"))),
+        }
+    }
+
     /// madvise() on `gmem`'s mapping; the range (`len` page-aligned as the kernel aligns
     /// it) must lie inside the mapping, so no other memory is advised.
     fn madvise(&self, gmem: GmemId, offset: u64, len: u64, advice: u32) -> Outcome {
@@ -815,6 +854,7 @@ impl Backend for KvmBackend {
             Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(*gmem, *offset, *len, *mode, *nodes, *flags),
             Op::GetMempolicy { gmem, offset } => self.get_mempolicy(*gmem, *offset),
             Op::Madvise { gmem, offset, len, advice } => self.madvise(*gmem, *offset, *len, *advice),
+            Op::PreFault { gpa, size } => self.pre_fault(*gpa, *size),
             Op::DestroyVm => match self.vm.take() {
                 None => Outcome::Skipped(SkipReason::NoVm),
                 Some(vm) => {

@@ -50,6 +50,8 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         max_gfn: crate::profile::max_gfn_for_bits(52),
         // Replaced by KvmBackend::probe_numa.
         numa: probe_numa_task(),
+        // Replaced by probe_pre_fault in KvmBackend::new.
+        pre_fault_errno: None,
     })
 }
 

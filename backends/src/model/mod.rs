@@ -356,6 +356,7 @@ impl Model {
             Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(*gmem, *offset, *len, *mode, *nodes, *flags),
             Op::GetMempolicy { gmem, offset } => self.get_mempolicy(*gmem, *offset),
             Op::Madvise { gmem, offset, len, advice } => self.madvise(*gmem, *offset, *len, *advice),
+            Op::PreFault { gpa, size } => self.pre_fault(*gpa, *size),
             Op::DestroyVm => self.destroy_vm(),
             Op::Guest { accesses } => self.guest(accesses),
             Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),

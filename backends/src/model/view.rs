@@ -2,8 +2,9 @@
 
 use super::fault::Route;
 use super::{Effect, Model, PageEvent, PageKey, Shared};
+use crate::abi::limits::MAX_ALLOCATE_PAGES;
 use crate::op::{layout, Access, AccessKind, GmemId, PAGE_SIZE};
-use crate::outcome::{AccessResult, Observation, Outcome, PageContent, Probe, SkipReason};
+use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
 
 /// Where a guest access to one GFN ends up in the model.
 enum Target {
@@ -107,6 +108,53 @@ impl Model {
             results.push(result);
         }
         Outcome::Guest(results)
+    }
+}
+
+impl Model {
+    /// KVM_PRE_FAULT_MEMORY on vCPU 0 (virt/kvm/kvm_main.c kvm_vcpu_pre_fault_memory(), 7.2):
+    /// `if (!PAGE_ALIGNED(range->gpa) || !PAGE_ALIGNED(range->size) || range->gpa +
+    /// range->size <= range->gpa) return -EINVAL;` (a size of 0 too), then page by page
+    /// kvm_arch_vcpu_pre_fault_memory(): a fault with `error_code = PFERR_GUEST_FINAL_MASK`,
+    /// PFERR_PRIVATE_ACCESS where the GFN is private, through kvm_mmu_do_page_fault(), the
+    /// path of a guest load (no write bit): the same route and the same page made as a load
+    /// would (`resolve`), without the load. RET_PF_EMULATE (no memslot: an MMIO SPTE is kept,
+    /// as for a load's MMIO exit) is -ENOENT; a memory-fault exit (kvm_mmu_faultin_pfn()) is
+    /// -EFAULT. The loop stops at the first error; `return full_size == range->size ? r :
+    /// 0;`, and the range left is copied back: the outcome is that size, or the errno.
+    /// Mappings are 4 KiB: guest_memfd folios are order 0 and the harness's memory is never
+    /// aligned for a huge page.
+    pub(super) fn pre_fault(&mut self, gpa: u64, size: u64) -> Outcome {
+        if !self.vm_alive {
+            return Outcome::Skipped(SkipReason::NoVm);
+        }
+        let valid = gpa % PAGE_SIZE == 0 && size % PAGE_SIZE == 0 && gpa.checked_add(size).is_some_and(|end| end > gpa);
+        match (self.profile.pre_fault_errno, valid) {
+            // The arguments are checked before kvm_tdp_page_prefault() refuses.
+            (Some(Errno::EOPNOTSUPP), false) | (None, false) => return Outcome::Err(Errno::EINVAL),
+            (Some(errno), _) => return Outcome::Err(errno),
+            (None, true) => {}
+        }
+        if size / PAGE_SIZE > MAX_ALLOCATE_PAGES {
+            return Outcome::Skipped(SkipReason::TooLarge);
+        }
+        let mut left = size;
+        while left > 0 {
+            let gfn = (gpa + (size - left)) / PAGE_SIZE;
+            let stop = match self.resolve(gfn, false) {
+                Target::Page(_) => None,
+                Target::Fault { .. } => Some(Outcome::Err(Errno::EFAULT)),
+                // No memslot: RET_PF_EMULATE. A shared fault through userspace_addr that fails
+                // leaves a load as KVM_EXIT_MMIO (probe); for a pre-fault the model does not
+                // know whether that is RET_PF_EMULATE or kvm_handle_error_pfn()'s -EFAULT.
+                Target::Mmio => Some(if self.guest_slot(gfn).is_none() { Outcome::Err(Errno::ENOENT) } else { Outcome::Unknown }),
+            };
+            if let Some(error) = stop {
+                return if left == size { error } else { Outcome::Value(left) };
+            }
+            left -= PAGE_SIZE;
+        }
+        Outcome::Value(0)
     }
 }
 

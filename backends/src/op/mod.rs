@@ -212,6 +212,11 @@ define_ops! {
     /// madvise(mapping + offset, len, advice) on the guest_memfd's host mapping.
     Madvise { gmem: GmemId [File], offset: u64 [Hex, Offset], len: u64 [Hex, Len], advice: u32 [Named(MADVICE)] }
         => invalidates: true, race: No, uses: Mapping, rate: 3, c: "do_madvise({gmem}, {offset:offset in the mapping}, {len}, {advice})";
+    /// KVM_PRE_FAULT_MEMORY { gpa, size } on vCPU 0: map the range into the TDP page tables
+    /// ahead of the guest (6.11+). Its outcome is the size left unmapped (the ioctl copies the
+    /// range back), or the errno where no page was mapped.
+    PreFault { gpa: u64 [Hex, Gpa], size: u64 [Hex, Len] }
+        => invalidates: false, race: No, uses: Vm, rate: 4, c: "do_pre_fault({gpa}, {size})";
     /// close() of the vCPU and VM fds; guest_memfd files keep the VM alive. Rare: it ends
     /// what the rest of the program can do.
     DestroyVm
@@ -294,6 +299,7 @@ mod tests {
             Op::Mbind { gmem: g, offset: 0, len: 0x1000, mode: 2, nodes: 1, flags: 1 },
             Op::GetMempolicy { gmem: g, offset: 0x8 },
             Op::Madvise { gmem: g, offset: 0x1000, len: 0x1000, advice: 9 },
+            Op::PreFault { gpa: 0x100000, size: 0x2000 },
             Op::DestroyVm,
             Op::Guest { accesses: vec![Access { gpa: 0x100008, width: Width::W8, kind: AccessKind::Write(7) }] },
             Op::HostRead { gmem: g, offset: 8, width: Width::W4 },
@@ -364,6 +370,7 @@ mod tests {
                 "mbind",
                 "get_mempolicy",
                 "madvise",
+                "pre_fault",
                 "destroy_vm",
                 "guest",
                 "host_read",

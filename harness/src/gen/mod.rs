@@ -156,6 +156,11 @@ impl Generator {
             }
             OpKind::Mbind => self.mbind(u)?,
             OpKind::GetMempolicy => self.get_mempolicy(u)?,
+            OpKind::PreFault => {
+                // Pages of a slot, mostly; now and then past its end or outside every slot.
+                let Op::SetAttributes { gpa, size, .. } = self.attributes(u)? else { unreachable!("attributes() makes one") };
+                Op::PreFault { gpa, size }
+            }
             OpKind::Madvise => {
                 // Mostly the modelled advices; now and then one no kernel knows (EINVAL).
                 let gmem = self.mapped_gmem(u)?;

@@ -45,6 +45,13 @@ struct gf_memory_attributes {
     uint64_t flags;
 };
 /* The memory_fault member of kvm_run's exit union. */
+struct gf_pre_fault_memory {
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t flags;
+    uint64_t padding[5];
+};
+
 struct gf_memory_fault {
     uint64_t flags;
     uint64_t gpa;
@@ -53,6 +60,7 @@ struct gf_memory_fault {
 #define GF_KVM_SET_USER_MEMORY_REGION2 _IOW(KVMIO, 0x49, struct gf_userspace_memory_region2)
 #define GF_KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct gf_memory_attributes)
 #define GF_KVM_CREATE_GUEST_MEMFD _IOWR(KVMIO, 0xd4, struct gf_create_guest_memfd)
+#define GF_KVM_PRE_FAULT_MEMORY _IOWR(KVMIO, 0xd5, struct gf_pre_fault_memory)
 
 @ABI_DEFINES@
 #define MAX_GMEMS 256
@@ -552,6 +560,16 @@ static void do_get_mempolicy(int id, uint64_t offset)
     }
     uint64_t value = ((uint64_t)mode & ((1ULL << GF_MPOL_MODE_BITS) - 1)) | (uint64_t)nodes << GF_MPOL_MODE_BITS;
     snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)value);
+}
+
+static void do_pre_fault(uint64_t gpa, uint64_t size)
+{
+    struct gf_pre_fault_memory range = { .gpa = gpa, .size = size };
+    if (ioctl(vcpu_fd, GF_KVM_PRE_FAULT_MEMORY, &range)) {
+        set_result(-1);
+        return;
+    }
+    snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)range.size);
 }
 
 static void do_madvise(int id, uint64_t offset, uint64_t len, uint32_t advice)

@@ -77,6 +77,8 @@ pub enum Field {
     NumaNodes,
     NumaFilePolicy,
     NumaMoveAll,
+    /// Whether KVM_PRE_FAULT_MEMORY maps memory (`pre_fault_errno` is none).
+    PreFault,
 }
 
 const FIELDS: &[(&str, Field)] = &[
@@ -90,6 +92,7 @@ const FIELDS: &[(&str, Field)] = &[
     ("numa.nodes", Field::NumaNodes),
     ("numa.file_policy", Field::NumaFilePolicy),
     ("numa.move_all", Field::NumaMoveAll),
+    ("pre_fault", Field::PreFault),
 ];
 
 impl Field {
@@ -106,6 +109,7 @@ impl Field {
             Field::NumaNodes => p.numa.nodes,
             Field::NumaFilePolicy => p.numa.file_policy as u64,
             Field::NumaMoveAll => p.numa.move_all as u64,
+            Field::PreFault => p.pre_fault_errno.is_none() as u64,
         }
     }
 
