@@ -1,7 +1,7 @@
 //! guest_memfd files: creation, mapping, fallocate, references and release, host access.
 
 use super::{Effect, GmemFile, Model, Page, PageEvent, PageKey};
-use crate::op::{layout, GmemId, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, MADVICE, PAGE_SIZE};
+use crate::op::{layout, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, MADVICE, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 // Under the kernel's names, so the rules below read like the code they cite.
 use crate::abi::falloc::{
@@ -149,6 +149,24 @@ impl Model {
         }
         self.tell(Effect::Allocated { gmem, first, end });
         Outcome::Ok
+    }
+
+    /// The ops on files, their fds and their mappings, and the VM's end: `None` for the rest.
+    pub(super) fn file_op(&mut self, op: &Op) -> Option<Outcome> {
+        Some(match *op {
+            Op::CreateGmem { size, flags } => self.create_gmem(size, flags),
+            Op::Map { gmem } => self.map(gmem),
+            Op::Punch { gmem, offset, len } => self.fallocate(gmem, crate::abi::falloc::PUNCH, offset, len),
+            Op::Allocate { gmem, mode, offset, len } => self.fallocate(gmem, mode, offset, len),
+            Op::CloseGmem { gmem } => self.close_gmem(gmem),
+            Op::Unmap { gmem } => self.unmap(gmem),
+            Op::Truncate { gmem, .. } => self.truncate(gmem),
+            Op::Madvise { gmem, offset, len, advice } => self.madvise(gmem, offset, len, advice),
+            Op::HostRead { gmem, offset, width } => self.host_access(gmem, offset, width, None),
+            Op::HostWrite { gmem, offset, width, value } => self.host_access(gmem, offset, width, Some(value)),
+            Op::DestroyVm => self.destroy_vm(),
+            _ => return None,
+        })
     }
 
     /// Makes page `index` of a file exist (zero) if it does not; a fault (`prepare`) also

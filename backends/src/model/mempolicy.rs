@@ -8,7 +8,7 @@ use rangemap::RangeMap;
 
 use super::{GmemFile, Model};
 use crate::abi::mempolicy::{self as mpol, policy_value};
-use crate::op::{GmemId, PAGE_SIZE};
+use crate::op::{GmemId, Op, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome};
 use crate::profile::Numa;
 
@@ -164,6 +164,15 @@ fn merged_vma(map: &Policies, span: std::ops::Range<u64>, npages: u64, new: Opti
 }
 
 impl Model {
+    /// The NUMA policy ops on a mapping: `None` for the rest.
+    pub(super) fn policy_op(&mut self, op: &Op) -> Option<Outcome> {
+        Some(match *op {
+            Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(gmem, offset, len, mode, nodes, flags),
+            Op::GetMempolicy { gmem, offset } => self.get_mempolicy(gmem, offset),
+            _ => return None,
+        })
+    }
+
     pub(super) fn mbind(&mut self, gmem: GmemId, offset: u64, len: u64, mode: u32, user: u64, flags: u32) -> Outcome {
         let aligned = mpol::aligned_len(len);
         let file = match self.mapped_range(gmem, offset, aligned) {

@@ -1,7 +1,7 @@
 //! Memslots (KVM_SET_USER_MEMORY_REGION2) and memory attributes (KVM_SET_MEMORY_ATTRIBUTES).
 
 use super::{Binding, Effect, Model, PageKey, Shared, Slot};
-use crate::op::{layout, FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
+use crate::op::{layout, FdArg, Op, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 
 /// x86 KVM_USER_MEM_SLOTS (arch/x86/include/asm/kvm_host.h): 32764.
@@ -13,6 +13,17 @@ pub const MAX_SLOT_BYTES: u64 = layout::MAX_MAPPED_BYTES;
 pub use crate::abi::limits::MAX_ATTRIBUTE_PAGES;
 
 impl Model {
+    /// The ops on memslots and memory attributes: `None` for the rest.
+    pub(super) fn slot_op(&mut self, op: &Op) -> Option<Outcome> {
+        Some(match *op {
+            Op::Bind { slot, flags, fd, gpa, size, offset } => self.bind(slot, flags, fd, gpa, size, offset),
+            Op::Unbind { slot } => self.unbind(slot),
+            Op::ModifySlot { slot, gpa, flags } => self.modify_slot(slot, gpa, flags),
+            Op::SetAttributes { gpa, size, attributes } => self.set_attributes(gpa, size, attributes),
+            _ => return None,
+        })
+    }
+
     /// The checks of kvm_vm_ioctl_set_memory_region() and __kvm_set_memory_region() that
     /// come before the memslot lookup, in the kernel's order.
     fn region_precheck(&mut self, slot: u32, flags: u32, gpa: u64, size: u64, offset: u64) -> Result<(), Outcome> {

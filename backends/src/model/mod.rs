@@ -339,30 +339,19 @@ impl Model {
         self.told.push(effect);
     }
 
-    /// One op (the model never fails as a harness does).
+    /// One op (the model never fails as a harness does). Each rule file answers for the ops
+    /// it holds the rules of (`file_op`, `slot_op`, `policy_op`, `guest_op`), so a new op's
+    /// dispatch sits beside its rule; `every_op_kind_has_a_rule` checks none is missing.
     fn apply_one(&mut self, op: &Op) -> Outcome {
         match op {
-            Op::CreateGmem { size, flags } => self.create_gmem(*size, *flags),
-            Op::Map { gmem } => self.map(*gmem),
-            Op::Bind { slot, flags, fd, gpa, size, offset } => self.bind(*slot, *flags, *fd, *gpa, *size, *offset),
-            Op::Unbind { slot } => self.unbind(*slot),
-            Op::ModifySlot { slot, gpa, flags } => self.modify_slot(*slot, *gpa, *flags),
-            Op::SetAttributes { gpa, size, attributes } => self.set_attributes(*gpa, *size, *attributes),
-            Op::Punch { gmem, offset, len } => self.fallocate(*gmem, crate::abi::falloc::PUNCH, *offset, *len),
-            Op::Allocate { gmem, mode, offset, len } => self.fallocate(*gmem, *mode, *offset, *len),
-            Op::CloseGmem { gmem } => self.close_gmem(*gmem),
-            Op::Unmap { gmem } => self.unmap(*gmem),
-            Op::Truncate { gmem, .. } => self.truncate(*gmem),
-            Op::Mbind { gmem, offset, len, mode, nodes, flags } => self.mbind(*gmem, *offset, *len, *mode, *nodes, *flags),
-            Op::GetMempolicy { gmem, offset } => self.get_mempolicy(*gmem, *offset),
-            Op::Madvise { gmem, offset, len, advice } => self.madvise(*gmem, *offset, *len, *advice),
-            Op::PreFault { gpa, size } => self.pre_fault(*gpa, *size),
-            Op::DestroyVm => self.destroy_vm(),
-            Op::Guest { accesses } => self.guest(accesses),
-            Op::HostRead { gmem, offset, width } => self.host_access(*gmem, *offset, *width, None),
-            Op::HostWrite { gmem, offset, width, value } => self.host_access(*gmem, *offset, *width, Some(*value)),
             Op::Check => Outcome::Ok,
             Op::Group(group) => self.group_in_order(group),
+            _ => self
+                .file_op(op)
+                .or_else(|| self.slot_op(op))
+                .or_else(|| self.policy_op(op))
+                .or_else(|| self.guest_op(op))
+                .unwrap_or_else(|| panic!("the model has no rule for {:?}", op.kind())),
         }
     }
 }

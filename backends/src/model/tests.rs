@@ -207,3 +207,16 @@ fn on_7_2_an_mmap_file_makes_a_gmem_only_slot() {
     assert_eq!(run(&mut model, write), Outcome::Guest(vec![AccessResult::Wrote]));
     assert!(model.gmem(GmemId(1)).unwrap().pages.contains(0), "a shared write lands in the file");
 }
+
+/// Every op kind reaches a rule (`Model::apply_one` asks each rule file in turn), on each
+/// assumed profile, with the VM alive and after it is gone.
+#[test]
+fn every_op_kind_has_a_rule() {
+    for profile in [Profile::host_6_18(), Profile::sw_protected_6_12(), Profile::sw_protected_7_2()] {
+        let mut model = Model::new(profile);
+        for op in crate::op::one_of_each() {
+            let _ = model.predict(&op);
+        }
+        let _ = model.predict(&Op::Check);
+    }
+}

@@ -3,7 +3,7 @@
 use super::fault::Route;
 use super::{Effect, Model, PageEvent, PageKey, Shared};
 use crate::abi::limits::MAX_ALLOCATE_PAGES;
-use crate::op::{layout, Access, AccessKind, GmemId, PAGE_SIZE};
+use crate::op::{layout, Access, AccessKind, GmemId, Op, PAGE_SIZE};
 use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
 
 /// Where a guest access to one GFN ends up in the model.
@@ -112,6 +112,15 @@ impl Model {
 }
 
 impl Model {
+    /// The ops the vCPU performs: `None` for the rest.
+    pub(super) fn guest_op(&mut self, op: &Op) -> Option<Outcome> {
+        Some(match *op {
+            Op::Guest { ref accesses } => self.guest(accesses),
+            Op::PreFault { gpa, size } => self.pre_fault(gpa, size),
+            _ => return None,
+        })
+    }
+
     /// KVM_PRE_FAULT_MEMORY on vCPU 0 (virt/kvm/kvm_main.c kvm_vcpu_pre_fault_memory(), 7.2):
     /// `if (!PAGE_ALIGNED(range->gpa) || !PAGE_ALIGNED(range->size) || range->gpa +
     /// range->size <= range->gpa) return -EINVAL;` (a size of 0 too), then page by page

@@ -277,36 +277,37 @@ impl Op {
     }
 }
 
+/// One op of each kind (but a group) with every field set.
+#[cfg(test)]
+pub(crate) fn one_of_each() -> Vec<Op> {
+    let g = GmemId(3);
+    vec![
+        Op::CreateGmem { size: 0x4000, flags: 3 },
+        Op::Map { gmem: g },
+        Op::Bind { slot: 9, flags: 4, fd: FdArg::Gmem(g), gpa: 0x100000, size: 0x2000, offset: 0x1000 },
+        Op::Unbind { slot: 9 },
+        Op::ModifySlot { slot: 9, gpa: 0x200000, flags: 1 },
+        Op::SetAttributes { gpa: 0x100000, size: 0x1000, attributes: 8 },
+        Op::Punch { gmem: g, offset: 0x1000, len: 0x2000 },
+        Op::Allocate { gmem: g, mode: 1, offset: 0, len: 0x1000 },
+        Op::CloseGmem { gmem: g },
+        Op::Unmap { gmem: g },
+        Op::Truncate { gmem: g, size: 0 },
+        Op::Mbind { gmem: g, offset: 0, len: 0x1000, mode: 2, nodes: 1, flags: 1 },
+        Op::GetMempolicy { gmem: g, offset: 0x8 },
+        Op::Madvise { gmem: g, offset: 0x1000, len: 0x1000, advice: 9 },
+        Op::PreFault { gpa: 0x100000, size: 0x2000 },
+        Op::DestroyVm,
+        Op::Guest { accesses: vec![Access { gpa: 0x100008, width: Width::W8, kind: AccessKind::Write(7) }] },
+        Op::HostRead { gmem: g, offset: 8, width: Width::W4 },
+        Op::HostWrite { gmem: g, offset: 8, width: Width::W2, value: 0xbeef },
+        Op::Check,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// One op of each kind (but a group) with every field set.
-    fn one_of_each() -> Vec<Op> {
-        let g = GmemId(3);
-        vec![
-            Op::CreateGmem { size: 0x4000, flags: 3 },
-            Op::Map { gmem: g },
-            Op::Bind { slot: 9, flags: 4, fd: FdArg::Gmem(g), gpa: 0x100000, size: 0x2000, offset: 0x1000 },
-            Op::Unbind { slot: 9 },
-            Op::ModifySlot { slot: 9, gpa: 0x200000, flags: 1 },
-            Op::SetAttributes { gpa: 0x100000, size: 0x1000, attributes: 8 },
-            Op::Punch { gmem: g, offset: 0x1000, len: 0x2000 },
-            Op::Allocate { gmem: g, mode: 1, offset: 0, len: 0x1000 },
-            Op::CloseGmem { gmem: g },
-            Op::Unmap { gmem: g },
-            Op::Truncate { gmem: g, size: 0 },
-            Op::Mbind { gmem: g, offset: 0, len: 0x1000, mode: 2, nodes: 1, flags: 1 },
-            Op::GetMempolicy { gmem: g, offset: 0x8 },
-            Op::Madvise { gmem: g, offset: 0x1000, len: 0x1000, advice: 9 },
-            Op::PreFault { gpa: 0x100000, size: 0x2000 },
-            Op::DestroyVm,
-            Op::Guest { accesses: vec![Access { gpa: 0x100008, width: Width::W8, kind: AccessKind::Write(7) }] },
-            Op::HostRead { gmem: g, offset: 8, width: Width::W4 },
-            Op::HostWrite { gmem: g, offset: 8, width: Width::W2, value: 0xbeef },
-            Op::Check,
-        ]
-    }
 
     #[test]
     fn every_op_is_its_table_row_and_rebuilds_from_its_args() {
