@@ -736,10 +736,18 @@ mod tests {
         emit(&program, &Profile::assumed(vm_type), &Origin { file, lines })
     }
 
+    fn assert_has(c: &str, wanted: &[&str]) {
+        for want in wanted {
+            assert!(c.contains(want), "no `{want}` in:\n{c}");
+        }
+    }
+
     #[test]
     fn the_stale_mmio_program_becomes_a_selftest_with_the_models_expectations() {
         let c = selftest(STALE_MMIO, 1, "corpus/lane/stale_mmio_spte_on_private_gfn.txt").unwrap();
-        for want in [
+        assert_has(
+            &c,
+            &[
             "#include \"kvm_util.h\"",
             "#include \"ucall_common.h\"",
             "static void test_stale_mmio_spte_on_private_gfn(void)",
@@ -758,9 +766,8 @@ mod tests {
             "TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));",
             "TEST_REQUIRE(kvm_check_cap(KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE);",
             "\"%s: the model expects %s, KVM: %s\"",
-        ] {
-            assert!(c.contains(want), "no `{want}` in:\n{c}");
-        }
+            ],
+        );
         // Only the helpers it uses (the selftests build with -Wall).
         assert!(!c.contains("expect_memory_fault(") && !c.contains("expect_errno("), "{c}");
         for line in c.lines().filter(|l| !l.contains('"') && !l.contains("/*")) {
@@ -782,18 +789,19 @@ mod tests {
                     host_read g1 offset=0x8 width=4\n\
                     check\n";
         let c = selftest(text, 1, "mix.txt").unwrap();
-        for want in [
-            "expect_memory_fault(vcpu, GPA(0x104000), 0x1000, KVM_MEMORY_EXIT_FLAG_PRIVATE);",
-            "/* not run: the memory fault ended the op */",
-            "r = __vm_set_user_memory_region2(vm, 7, KVM_MEM_GUEST_MEMFD, GPA(0x100000), 0x1000,",
-            "\"error EINVAL\", r, EINVAL);",
-            "g1 = vm_create_guest_memfd(vm, 0x2000, GUEST_MEMFD_FLAG_MMAP);",
-            "g1_mem = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, g1, 0);",
-            "TEST_EXPECT_SIGBUS(READ_ONCE(*(u32 *)(g1_mem + 0x8)));",
-            "/* gmemfuzz compares the whole state here; this test checks op results only */",
-        ] {
-            assert!(c.contains(want), "no `{want}` in:\n{c}");
-        }
+        assert_has(
+            &c,
+            &[
+                "expect_memory_fault(vcpu, GPA(0x104000), 0x1000, KVM_MEMORY_EXIT_FLAG_PRIVATE);",
+                "/* not run: the memory fault ended the op */",
+                "r = __vm_set_user_memory_region2(vm, 7, KVM_MEM_GUEST_MEMFD, GPA(0x100000), 0x1000,",
+                "\"error EINVAL\", r, EINVAL);",
+                "g1 = vm_create_guest_memfd(vm, 0x2000, GUEST_MEMFD_FLAG_MMAP);",
+                "g1_mem = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, g1, 0);",
+                "TEST_EXPECT_SIGBUS(READ_ONCE(*(u32 *)(g1_mem + 0x8)));",
+                "/* gmemfuzz compares the whole state here; this test checks op results only */",
+            ],
+        );
         // After a memory fault the guest is not asked to finish the op.
         assert!(!c.contains("expect_sync(vcpu, 4)"), "{c}");
     }
