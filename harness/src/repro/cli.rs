@@ -307,7 +307,9 @@ pub fn selftest(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
         Err(code) => return code,
     };
     let lines = std::fs::read_to_string(path).ok().and_then(|text| selftest::op_lines(&text, program.ops.len()));
-    let file = path.display().to_string();
+    // The file as the user would name it from here: relative where it lies below.
+    let here = std::env::current_dir().ok();
+    let file = here.as_deref().and_then(|d| path.strip_prefix(d).ok()).unwrap_or(path).display().to_string();
     let source = match selftest::emit(&program, &profile, &selftest::Origin { file: &file, lines }) {
         Ok(s) => s,
         Err(e) => return fail(e),
