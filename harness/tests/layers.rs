@@ -32,7 +32,7 @@ const HARNESS_LAYERS: &[(&str, &[&str])] = &[
     ("core: runner", &["runner"]),
     (
         "core: shrink, replay, C reproducer, scenarios, results",
-        &["repro", "repro/shrink", "repro/replay", "repro/c", "scenarios", "report", "gen/tests"],
+        &["repro", "repro/shrink", "repro/replay", "repro/c", "repro/selftest", "scenarios", "report", "gen/tests"],
     ),
     // The lab, bottom up: kernel recipes, KCOV (its file formats, the guest's collection and
     // guidance), the coverage report, the lane.

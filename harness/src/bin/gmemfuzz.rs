@@ -139,6 +139,16 @@ enum Command {
         #[arg(long)]
         vm_type: Option<u64>,
     },
+    /// Write a KVM selftest of a program (tools/testing/selftests/kvm/x86/, the selftests'
+    /// library), asserting what the model expects op by op.
+    Selftest {
+        file: std::path::PathBuf,
+        #[arg(short, long)]
+        out: Option<std::path::PathBuf>,
+        /// Default: the file's `# vm-type:` line, else 0.
+        #[arg(long)]
+        vm_type: Option<u64>,
+    },
     /// Store a program with what it shows now in corpus/regressions/NAME.txt.
     AddRegression {
         file: std::path::PathBuf,
@@ -185,6 +195,7 @@ fn run(args: Cli) -> Result<()> {
         }
         Command::Minimize { file, out, vm_type } => std::process::exit(repro::minimize(&file, out.as_deref(), vm_type)),
         Command::CRepro { file, out, vm_type } => std::process::exit(repro::c_repro(&file, out.as_deref(), vm_type)),
+        Command::Selftest { file, out, vm_type } => std::process::exit(repro::selftest(&file, out.as_deref(), vm_type)),
         Command::AddRegression { file, name, minimize, vm_type, dir } => {
             std::process::exit(repro::add_regression(&file, &name, minimize, vm_type, dir.as_deref()))
         }

@@ -29,18 +29,18 @@ use crate::runner::{CompareAt, Event, Runner};
 /// What the model predicts for one op: its outcome (`None` where the op did not run)
 /// and, where the runner compares state after it, the probes and their answers.
 #[derive(Clone, Default)]
-struct Expected {
-    outcome: Option<Outcome>,
+pub(super) struct Expected {
+    pub(super) outcome: Option<Outcome>,
     probes: ProbeAnswers,
 }
 
 /// Probes with the model's answers, in the words the C program prints.
-type ProbeAnswers = Vec<(Probe, Option<String>)>;
+pub(super) type ProbeAnswers = Vec<(Probe, Option<String>)>;
 
 /// The expectations of every op and of the end-of-program comparison, read from the
 /// runner's events with the model on both sides: the C program compares what the runner
 /// would compare, where the runner would compare it.
-fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<Expected>, ProbeAnswers), String> {
+pub(super) fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<Expected>, ProbeAnswers), String> {
     let mut ops = vec![Expected::default(); program.ops.len()];
     let mut end = Vec::new();
     let answers = |probes: &[Probe], expected: &[Option<Observation>]| {
@@ -113,7 +113,7 @@ fn probe_calls(i: usize, at: CompareAt, probes: &[(Probe, Option<String>)]) -> S
     s
 }
 
-fn c_string(s: &str) -> String {
+pub(super) fn c_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

@@ -10,7 +10,7 @@ use gmemfuzz_backends::{Backend, HarnessError, Profile};
 use super::replay::Report;
 use super::shrink::{diverged_as, minimize as shrink, minimize_by, run_tries, tries_for, Signature};
 use super::text::{print_document, Document, Expectation};
-use super::{c, load_document, observed};
+use super::{c, load_document, observed, selftest};
 use crate::config::{open_kvm, OpenError};
 use crate::program::Program;
 use crate::report::{Record, Sink};
@@ -243,28 +243,26 @@ pub fn minimize(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
     }
 }
 
-pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
-    let (Document { program, .. }, vm_type) = match read(path, vm_type) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let (profile, note) = match open_kvm(vm_type) {
-        Ok(b) => (b.profile().clone(), String::new()),
-        Err(OpenError::Config(e)) => return fail(format!("configuration error: {e}")),
+/// The profile expectations are computed for: this machine's KVM where it opens, else the
+/// assumed profile of the VM type (said on stderr and in `note`).
+fn expectation_profile(vm_type: u64) -> Result<(Profile, String), i32> {
+    match open_kvm(vm_type) {
+        Ok(b) => Ok((b.profile().clone(), String::new())),
+        Err(OpenError::Config(e)) => Err(fail(format!("configuration error: {e}"))),
         Err(OpenError::Backend(e)) => {
             let p = Profile::assumed(vm_type);
             eprintln!("gmemfuzz: real KVM is not available here ({e}); expectations use the assumed profile {}", p.summary());
-            (p, format!("expectations computed for an assumed profile: real KVM was not available ({e})"))
+            Ok((p, format!("expectations computed for an assumed profile: real KVM was not available ({e})")))
         }
-    };
-    let source = match c::emit(&program, &profile, &note) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    }
+}
+
+/// Writes `source` to `out` (saying how to build it) or to stdout.
+fn write_source(source: &str, out: Option<&Path>, build: &str) -> i32 {
     match out {
-        Some(out) => match std::fs::write(out, &source) {
+        Some(out) => match std::fs::write(out, source) {
             Ok(()) => {
-                eprintln!("wrote {} (build: gcc -static -O2 -Wall -o repro {})", out.display(), out.display());
+                eprintln!("wrote {} ({build})", out.display());
                 OK
             }
             Err(e) => fail(format!("writing {}: {e}", out.display())),
@@ -274,6 +272,51 @@ pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
             OK
         }
     }
+}
+
+pub fn c_repro(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
+    let (Document { program, .. }, vm_type) = match read(path, vm_type) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (profile, note) = match expectation_profile(vm_type) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let source = match c::emit(&program, &profile, &note) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let build = out.map(|o| format!("build: gcc -static -O2 -Wall -o repro {}", o.display())).unwrap_or_default();
+    write_source(&source, out, &build)
+}
+
+/// Writes a KVM selftest of the program ([`selftest`]); refuses (exit 2, one line) a program
+/// with ops it does not make yet.
+pub fn selftest(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
+    let (Document { program, .. }, vm_type) = match read(path, vm_type) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    // Refuse before probing KVM: the scope does not depend on the profile.
+    if let Err(e) = selftest::check_scope(&program, vm_type) {
+        return fail(e);
+    }
+    let (profile, _note) = match expectation_profile(vm_type) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let lines = std::fs::read_to_string(path).ok().and_then(|text| selftest::op_lines(&text, program.ops.len()));
+    // The file as the user would name it from here: relative where it lies below.
+    let here = std::env::current_dir().ok();
+    let file = here.as_deref().and_then(|d| path.strip_prefix(d).ok()).unwrap_or(path).display().to_string();
+    let source = match selftest::emit(&program, &profile, &selftest::Origin { file: &file, lines }) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let build =
+        "copy it to tools/testing/selftests/kvm/x86/, add it to TEST_GEN_PROGS_x86 in Makefile.kvm, make -C tools/testing/selftests/kvm";
+    write_source(&source, out, build)
 }
 
 pub fn add_regression(path: &Path, name: &str, minimize_first: bool, vm_type: Option<u64>, dir: Option<&Path>) -> i32 {

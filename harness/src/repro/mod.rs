@@ -17,6 +17,9 @@
 //! - `c-repro <file> [-o out.c]`: write a standalone C program doing what the KVM backend
 //!   does, comparing each op's result with the model's prediction ([`c`]); it exits 1 when
 //!   the divergence reproduces.
+//! - `selftest <file> [-o NAME.c]`: write a KVM selftest (tools/testing/selftests/kvm, the
+//!   selftests' own library) doing the program's ops and asserting the model's
+//!   expectations ([`selftest`]).
 //! - `add-regression <file> --name NAME [--minimize]`: run the program and store it, with
 //!   what it showed as its `# expect:` line, in `corpus/regressions/NAME.txt`; the test
 //!   `harness/tests/regressions.rs` replays every file there.
@@ -25,6 +28,7 @@ pub mod c;
 pub mod cli;
 pub mod load;
 pub mod replay;
+pub mod selftest;
 pub mod shrink;
 pub mod text;
 mod v1;

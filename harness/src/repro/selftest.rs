@@ -1,0 +1,837 @@
+//! A KVM selftest from a program (`gmemfuzz selftest`): one C file for
+//! `tools/testing/selftests/kvm/x86/`, written with the selftests' own library
+//! (`kvm_util.h`, `ucall_common.h`) as a person would post it with a fix.
+//!
+//! Its expectations are the runner's events, exactly as the C reproducer's ([`super::c`]):
+//! each op's outcome as the model predicts it. The test does each op with the library's
+//! calls, and asserts what the model expects (a library call that asserts success where the
+//! model expects success; the errno, the exit reason and its fields otherwise). Guest
+//! accesses run in the library's guest: each guest op is a guest function doing its loads
+//! and stores, entered afresh; an MMIO exit or a memory fault the model expects is asserted
+//! on the host, as `x86/private_mem_kvm_exits_test.c` does.
+//!
+//! The library keeps its own memory (memslot 0) from GPA 0, so the program's GPAs move up by
+//! `GPA_BASE` (4 GiB, which keeps every alignment a program can ask for up to 4 GiB); the
+//! guest maps each page it touches at a GVA equal to its GPA (`virt_map`).
+//!
+//! What it does not do yet: the state the runner compares after invalidating ops (page
+//! contents, residency) is not checked, and programs with ops outside [`KINDS`], with a
+//! concurrent group, or with a guest access the model cannot predict are refused.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use gmemfuzz_backends::op::{
+    AccessKind, FdArg, Op, OpKind, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEMORY_ATTRIBUTE_PRIVATE,
+    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
+};
+use gmemfuzz_backends::{AccessResult, Outcome, Profile};
+
+use super::c::{c_string, expectations};
+use super::text::{op_line, print};
+use crate::program::Program;
+
+/// The op kinds a selftest is made for (those of the findings' programs, and allocate).
+pub const KINDS: &[OpKind] = &[
+    OpKind::CreateGmem,
+    OpKind::Map,
+    OpKind::Bind,
+    OpKind::Unbind,
+    OpKind::SetAttributes,
+    OpKind::Punch,
+    OpKind::Allocate,
+    OpKind::CloseGmem,
+    OpKind::Guest,
+    OpKind::HostRead,
+    OpKind::HostWrite,
+    OpKind::Check,
+];
+
+/// Where the program came from, for the test's comments.
+pub struct Origin<'a> {
+    /// The file, as the header names it.
+    pub file: &'a str,
+    /// Each op's line in the file, where known (one per op).
+    pub lines: Option<Vec<usize>>,
+}
+
+/// The line of each op in a text program: the lines that are neither the version header,
+/// nor comments, nor blank. `None` where the count is not the program's (a group, an
+/// artifact that was not text).
+pub fn op_lines(text: &str, ops: usize) -> Option<Vec<usize>> {
+    let lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#') && !l.starts_with("gmemfuzz-program")
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    (lines.len() == ops).then_some(lines)
+}
+
+/// A C identifier for the test from a file name: `stale_mmio_spte_on_private_gfn.txt` gives
+/// `stale_mmio_spte_on_private_gfn`.
+pub fn test_name(file: &str) -> String {
+    let stem = std::path::Path::new(file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        name.insert_str(0, "program_");
+    }
+    name
+}
+
+/// What the generator knows of a file while it writes ops: its size, and whether the
+/// model expects it mapped.
+#[derive(Clone, Copy, Default)]
+struct File {
+    size: u64,
+    mapped: bool,
+}
+
+/// `value` as an OR of the uapi's names for its bits, the rest in hex.
+fn flags(value: u64, names: &[(&str, u64)]) -> String {
+    let mut parts = Vec::new();
+    let mut rest = value;
+    for &(name, bit) in names {
+        if rest & bit != 0 {
+            parts.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 || parts.is_empty() {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join(" | ")
+}
+
+const GMEM_FLAGS: &[(&str, u64)] =
+    &[("GUEST_MEMFD_FLAG_MMAP", GUEST_MEMFD_FLAG_MMAP), ("GUEST_MEMFD_FLAG_INIT_SHARED", GUEST_MEMFD_FLAG_INIT_SHARED)];
+const SLOT_FLAGS: &[(&str, u64)] = &[
+    ("KVM_MEM_LOG_DIRTY_PAGES", KVM_MEM_LOG_DIRTY_PAGES as u64),
+    ("KVM_MEM_READONLY", KVM_MEM_READONLY as u64),
+    ("KVM_MEM_GUEST_MEMFD", KVM_MEM_GUEST_MEMFD as u64),
+];
+const ATTRIBUTES: &[(&str, u64)] = &[("KVM_MEMORY_ATTRIBUTE_PRIVATE", KVM_MEMORY_ATTRIBUTE_PRIVATE)];
+const EXIT_FLAGS: &[(&str, u64)] = &[("KVM_MEMORY_EXIT_FLAG_PRIVATE", KVM_MEMORY_EXIT_FLAG_PRIVATE)];
+
+fn gpa(x: u64) -> String {
+    format!("GPA({x:#x})")
+}
+
+fn c_type(bytes: u64) -> &'static str {
+    match bytes {
+        1 => "u8",
+        2 => "u16",
+        4 => "u32",
+        _ => "u64",
+    }
+}
+
+/// The C errno for an expected outcome: 0 for success, the errno's name (`EINVAL`) for an
+/// error; `None` for an outcome that is neither.
+fn errno_of(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Ok => Some("0".into()),
+        Outcome::Err(e) => Some(e.name().map_or_else(|| e.0.to_string(), str::to_string)),
+        _ => None,
+    }
+}
+
+/// Refuses what this generator does not make: one line naming the op.
+pub fn check_scope(program: &Program, vm_type: u64) -> Result<(), String> {
+    if vm_type > 1 {
+        return Err(format!("VM type {vm_type}: `gmemfuzz selftest` makes tests for VM types 0 and 1 (KVM_X86_SW_PROTECTED_VM) only"));
+    }
+    for (i, op) in program.ops.iter().enumerate() {
+        if matches!(op, Op::Group(_)) {
+            return Err(format!("op #{i} is a concurrent group: `gmemfuzz selftest` does not make groups (threads) yet"));
+        }
+        if !KINDS.contains(&op.kind()) {
+            return Err(format!(
+                "op #{i} is `{}`: `gmemfuzz selftest` makes tests of {} only",
+                op.kind().name(),
+                KINDS.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The C source of the selftest. `profile` decides the model's expectations.
+pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result<String, String> {
+    check_scope(program, profile.vm_type)?;
+    let (expected, _end) = expectations(program, profile)?;
+    let name = test_name(origin.file);
+    let label = |i: usize| match &origin.lines {
+        Some(lines) => format!("op #{i} (line {}): {}", lines[i], op_line(&program.ops[i])),
+        None => format!("op #{i}: {}", op_line(&program.ops[i])),
+    };
+
+    let mut guest_fns = String::new();
+    let mut body = String::new();
+    let mut files: Vec<File> = Vec::new();
+    let mut pages = BTreeSet::new();
+    let (mut uses_anon, mut uses_val, mut uses_r) = (false, false, false);
+    let mut needs_attributes = false;
+    let mut gmem_flags_needed = 0u64;
+
+    for (i, op) in program.ops.iter().enumerate() {
+        let what = label(i);
+        let outcome = expected[i].outcome.clone().ok_or_else(|| format!("{what}: the model gave no outcome (a model bug)"))?;
+        let _ = writeln!(body, "\n\t/* {what} */");
+        if let Outcome::Skipped(reason) = &outcome {
+            let _ = writeln!(body, "\t/* not sent: every backend skips it ({reason:?}) */");
+            if let Op::CreateGmem { size, .. } = op {
+                files.push(File { size: *size, ..File::default() });
+            }
+            continue;
+        }
+        if outcome.has_unknown() && !matches!(op, Op::Check) {
+            return Err(format!("{what}: the model cannot predict its outcome; a selftest needs every op predicted"));
+        }
+        let model = c_string(&outcome.to_string());
+        let what_c = c_string(&what);
+        let errno = errno_of(&outcome);
+        let plain_ok = matches!(outcome, Outcome::Ok);
+        // A call that returns -1 and sets errno: the model's errno asserted.
+        let mut expect = |call: String, body: &mut String| -> Result<(), String> {
+            let err = errno.clone().ok_or_else(|| format!("{what}: the model expects {outcome}, not a result or an error"))?;
+            uses_r = true;
+            let _ = writeln!(body, "\tr = {call};\n{}", self::call("expect_errno", &[what_c.clone(), model.clone(), "r".into(), err]));
+            Ok(())
+        };
+        match op {
+            Op::CreateGmem { size, flags: f } => {
+                let g = files.len();
+                files.push(File { size: *size, mapped: false });
+                let fl = flags(*f, GMEM_FLAGS);
+                if plain_ok {
+                    gmem_flags_needed |= f;
+                    let _ = writeln!(body, "\tg{g} = vm_create_guest_memfd(vm, {size:#x}, {fl});");
+                } else {
+                    let _ = writeln!(body, "\tg{g} = __vm_create_guest_memfd(vm, {size:#x}, {fl});");
+                    let err = errno.clone().unwrap_or_default();
+                    let _ = writeln!(body, "{}", call("expect_errno", &[what_c.clone(), model.clone(), format!("g{g}"), err]));
+                }
+            }
+            Op::Map { gmem } => {
+                let g = gmem.0 as usize;
+                let size = files[g].size;
+                let _ = writeln!(body, "\tg{g}_mem = mmap(NULL, {size:#x}, PROT_READ | PROT_WRITE, MAP_SHARED, g{g}, 0);");
+                uses_r = true;
+                let err = errno.clone().unwrap_or_default();
+                let _ = writeln!(body, "\tr = g{g}_mem == MAP_FAILED ? -1 : 0;");
+                let _ = writeln!(body, "{}", call("expect_errno", &[what_c.clone(), model.clone(), "r".into(), err]));
+                files[g].mapped = plain_ok;
+            }
+            Op::Bind { slot, flags: f, fd, gpa: at, size, offset } => {
+                let gmem_slot = f & KVM_MEM_GUEST_MEMFD != 0;
+                let fd_expr = match fd {
+                    FdArg::Gmem(g) if gmem_slot => format!("g{}", g.0),
+                    FdArg::NotGmem => "vm->fd /* not a guest_memfd */".into(),
+                    _ => "-1".into(),
+                };
+                // The shared side, as the KVM backend gives it: the file's own mapping
+                // where the slot fits in it, else fresh anonymous memory.
+                let mapped = match fd {
+                    FdArg::Gmem(g) if gmem_slot => files.get(g.0 as usize).filter(|file| {
+                        file.mapped && offset % PAGE_SIZE == 0 && offset.checked_add(*size).is_some_and(|end| end <= file.size)
+                    }),
+                    _ => None,
+                };
+                let hva = match (mapped, fd) {
+                    (Some(_), FdArg::Gmem(g)) => format!("g{}_mem + {offset:#x}", g.0),
+                    _ => {
+                        uses_anon = true;
+                        format!("anon_mem({:#x})", size.max(&PAGE_SIZE))
+                    }
+                };
+                let args = [
+                    "vm".to_string(),
+                    slot.to_string(),
+                    flags(u64::from(*f), SLOT_FLAGS),
+                    gpa(*at),
+                    format!("{size:#x}"),
+                    hva,
+                    fd_expr,
+                    format!("{offset:#x}"),
+                ];
+                if plain_ok {
+                    let _ = writeln!(body, "{}", call("vm_set_user_memory_region2", &args));
+                } else {
+                    let r = call("r = __vm_set_user_memory_region2", &args);
+                    expect(r.trim_start_matches("\tr = ").trim_end_matches(';').to_string(), &mut body)?;
+                }
+            }
+            Op::Unbind { slot } => {
+                let args = format!("vm, {slot}, 0, 0, 0, NULL, 0, 0");
+                if plain_ok {
+                    let _ = writeln!(body, "\tvm_set_user_memory_region2({args});");
+                } else {
+                    expect(format!("__vm_set_user_memory_region2({args})"), &mut body)?;
+                }
+            }
+            Op::SetAttributes { gpa: at, size, attributes } => {
+                let attrs = flags(*attributes, ATTRIBUTES);
+                if plain_ok && (*attributes == 0 || *attributes == KVM_MEMORY_ATTRIBUTE_PRIVATE) {
+                    needs_attributes |= *attributes != 0;
+                    let _ = writeln!(body, "\tvm_set_memory_attributes(vm, {}, {size:#x}, {attrs});", gpa(*at));
+                } else {
+                    let call = format!(
+                        "__vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES,\n\t\t       &(struct kvm_memory_attributes){{ .address = {}, .size = {size:#x}, .attributes = {attrs} }})",
+                        gpa(*at)
+                    );
+                    expect(call, &mut body)?;
+                }
+            }
+            Op::Punch { gmem, offset, len } => {
+                expect(format!("fallocate(g{}, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, {offset:#x}, {len:#x})", gmem.0), &mut body)?
+            }
+            Op::Allocate { gmem, mode, offset, len } => {
+                let mode = match *mode {
+                    0 => "0".to_string(),
+                    1 => "FALLOC_FL_KEEP_SIZE".to_string(),
+                    m => format!("{:#x}", m as u32),
+                };
+                expect(format!("fallocate(g{}, {mode}, {offset:#x}, {len:#x})", gmem.0), &mut body)?
+            }
+            Op::CloseGmem { gmem } => expect(format!("close(g{})", gmem.0), &mut body)?,
+            Op::Check => {
+                let _ = writeln!(body, "\t/* gmemfuzz compares the whole state here; this test checks op results only */");
+            }
+            Op::HostRead { gmem, offset, width } => {
+                let at = format!("*({} *)(g{}_mem + {offset:#x})", c_type(width.bytes()), gmem.0);
+                match outcome {
+                    Outcome::Value(v) => {
+                        uses_val = true;
+                        let _ = writeln!(body, "\tval = READ_ONCE({at});");
+                        let _ = writeln!(
+                            body,
+                            "\tTEST_ASSERT(val == {v:#x}, \"%s: the model expects %s, the host read 0x%lx\", {what_c}, {model}, val);"
+                        );
+                    }
+                    Outcome::Sigbus => {
+                        let _ = writeln!(body, "\tTEST_EXPECT_SIGBUS(READ_ONCE({at}));");
+                    }
+                    other => return Err(format!("{what}: the model expects {other}, not a value or SIGBUS")),
+                }
+            }
+            Op::HostWrite { gmem, offset, width, value } => {
+                let store = format!("WRITE_ONCE(*({} *)(g{}_mem + {offset:#x}), {value:#x})", c_type(width.bytes()), gmem.0);
+                match outcome {
+                    Outcome::Ok => {
+                        let _ = writeln!(body, "\t{store};");
+                    }
+                    Outcome::Sigbus => {
+                        let _ = writeln!(body, "\tTEST_EXPECT_SIGBUS({store});");
+                    }
+                    other => return Err(format!("{what}: the model expects {other}, not ok or SIGBUS")),
+                }
+            }
+            Op::Guest { accesses } => {
+                let Outcome::Guest(results) = &outcome else {
+                    return Err(format!("{what}: the model expects {outcome} for a guest op"));
+                };
+                let mut guest = format!("/* {what} */\nstatic void guest_op{i}(void)\n{{\n");
+                let mut host = call("guest_start", &["vcpu".into(), format!("guest_op{i}"), what_c.clone(), model.clone()]) + "\n";
+                let mut reads_value = false;
+                let mut faulted = false;
+                for (a, result) in accesses.iter().zip(results) {
+                    let width = a.width.bytes();
+                    for page in a.gpa / PAGE_SIZE..=(a.gpa + width - 1) / PAGE_SIZE {
+                        pages.insert(page);
+                    }
+                    let at = format!("*({} *){}", c_type(width), gpa(a.gpa));
+                    let (access, write) = match a.kind {
+                        AccessKind::Read => (format!("READ_ONCE({at})"), false),
+                        AccessKind::Write(v) => (format!("WRITE_ONCE({at}, {:#x})", a.width.truncate(v)), true),
+                    };
+                    match (result, a.kind) {
+                        (AccessResult::Read(v), AccessKind::Read) => {
+                            reads_value = true;
+                            let _ = writeln!(guest, "\tval = {access};");
+                            let _ = writeln!(
+                                guest,
+                                "\t__GUEST_ASSERT(val == {v:#x},\n\t\t       \"op #{i}: the model expects a load of {v:#x}, the guest read 0x%lx\", val);"
+                            );
+                        }
+                        (AccessResult::Wrote, AccessKind::Write(_)) => {
+                            let _ = writeln!(guest, "\t{access};");
+                        }
+                        (AccessResult::Mmio, _) => {
+                            let _ = writeln!(guest, "\t{}{access};\t/* the model: KVM_EXIT_MMIO */", if write { "" } else { "(void)" });
+                            let _ = writeln!(host, "\texpect_mmio(vcpu, {}, {width}, {write});", gpa(a.gpa));
+                        }
+                        (AccessResult::MemoryFault { gpa: fault, size, flags: f }, _) => {
+                            let _ =
+                                writeln!(guest, "\t{}{access};\t/* the model: KVM_EXIT_MEMORY_FAULT */", if write { "" } else { "(void)" });
+                            let _ = writeln!(host, "\texpect_memory_fault(vcpu, {}, {size:#x}, {});", gpa(*fault), flags(*f, EXIT_FLAGS));
+                            faulted = true;
+                        }
+                        (AccessResult::NotRun, _) => {
+                            let _ = writeln!(guest, "\t/* not run: the memory fault ended the op */");
+                        }
+                        (AccessResult::Unknown, _) => {
+                            return Err(format!("{what}: the model cannot predict one of its accesses; a selftest needs each predicted"))
+                        }
+                        (r, _) => {
+                            return Err(format!("{what}: the model expects {r} for a {} access", if write { "store" } else { "load" }))
+                        }
+                    }
+                }
+                if reads_value {
+                    guest.insert_str(guest.find("{\n").expect("a body") + 2, "\tu64 val;\n\n");
+                }
+                let _ = writeln!(guest, "\tGUEST_SYNC({i});\n}}\n");
+                if !faulted {
+                    let _ = writeln!(host, "\texpect_sync(vcpu, {i});");
+                }
+                guest_fns.push_str(&guest);
+                body.push_str(&host);
+            }
+            _ => unreachable!("check_scope refuses {op:?}"),
+        }
+    }
+
+    let mut c = String::new();
+    let w = &mut c;
+    let _ = writeln!(w, "// SPDX-License-Identifier: GPL-2.0-only\n/*");
+    let intro = format!(
+        "{name}: made by `gmemfuzz selftest` from {} (VM type {}), gmemfuzz's reference model against KVM op by op. \
+         Each op below cites its line in the program; each assertion is what the model expects, for: {}.",
+        origin.file,
+        profile.vm_type,
+        profile.summary()
+    );
+    for line in wrap(&intro, 88) {
+        let _ = writeln!(w, " * {line}");
+    }
+    let _ = writeln!(w, " *\n * The program:");
+    for line in print(program).lines().filter(|l| !l.starts_with("gmemfuzz-program")) {
+        let _ = writeln!(w, " *   {line}");
+    }
+    let _ = writeln!(w, " *");
+    for line in wrap(NOTES, 88) {
+        let _ = writeln!(w, " * {line}");
+    }
+    let _ = writeln!(w, " */");
+    c.push_str(INCLUDES);
+    let has_guest = !guest_fns.is_empty();
+    if has_guest {
+        c.push_str(GUEST_HELPERS);
+        for (helper, used) in [
+            (EXPECT_MMIO, body.contains("expect_mmio(")),
+            (EXPECT_FAULT, body.contains("expect_memory_fault(")),
+            (EXPECT_SYNC, body.contains("expect_sync(")),
+        ] {
+            if used {
+                c.push_str(helper);
+            }
+        }
+    }
+    if uses_r {
+        c.push_str(EXPECT_ERRNO);
+    }
+    if uses_anon {
+        c.push_str(ANON_MEM);
+    }
+    c.push('\n');
+    c.push_str(&guest_fns);
+
+    let _ = writeln!(c, "static void test_{name}(void)\n{{");
+    let _ = writeln!(c, "\tstruct kvm_vcpu *vcpu;\n\tstruct kvm_vm *vm;");
+    // A file no later op names needs no variable.
+    let mut names = Vec::new();
+    for g in 0..files.len() {
+        let var = format!("g{g}");
+        if uses(&body, &var) > 1 {
+            names.push(var);
+        } else {
+            body = body.replace(&format!("\t{var} = vm_create_guest_memfd("), "\tvm_create_guest_memfd(");
+        }
+    }
+    if !names.is_empty() {
+        let _ = writeln!(c, "\tint {};", names.join(", "));
+    }
+    let maps: Vec<String> = program
+        .ops
+        .iter()
+        .filter_map(|op| if let Op::Map { gmem } = op { Some(format!("*g{}_mem", gmem.0)) } else { None })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !maps.is_empty() {
+        let _ = writeln!(c, "\tu8 {};", maps.join(", "));
+    }
+    if uses_r {
+        let _ = writeln!(c, "\tint r;");
+    }
+    if uses_val {
+        let _ = writeln!(c, "\tu64 val;");
+    }
+    c.push('\n');
+    if profile.vm_type == 1 {
+        let _ = writeln!(c, "\tvm = vm_create_shape_with_one_vcpu(protected_vm_shape, &vcpu, NULL);");
+    } else {
+        let _ = writeln!(c, "\tvm = vm_create_with_one_vcpu(&vcpu, NULL);");
+    }
+    if has_guest {
+        let _ = writeln!(c, "\tvcpu_regs_get(vcpu, &first_regs);");
+        let _ = writeln!(c, "\n\t/* The pages the guest touches, at GVA == GPA (no memory needed behind them). */");
+        for (first, count) in runs(&pages) {
+            let _ = writeln!(c, "\tvirt_map(vm, {0}, {0}, {count});", gpa(first * PAGE_SIZE));
+        }
+    }
+    c.push_str(&body);
+    let _ = writeln!(c, "\n\tkvm_vm_free(vm);\n}}\n");
+
+    let _ = writeln!(c, "int main(int argc, char *argv[])\n{{");
+    if profile.vm_type == 1 {
+        let _ = writeln!(c, "\tTEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));");
+    }
+    if !files.is_empty() {
+        let _ = writeln!(c, "\tTEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));");
+    }
+    if gmem_flags_needed != 0 {
+        let _ = writeln!(
+            c,
+            "\tTEST_REQUIRE((kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & ({0})) == ({0}));",
+            flags(gmem_flags_needed, GMEM_FLAGS)
+        );
+    }
+    if needs_attributes {
+        let _ = writeln!(c, "\tTEST_REQUIRE(kvm_check_cap(KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE);");
+    }
+    if !c.ends_with("{\n") {
+        c.push('\n');
+    }
+    let _ = writeln!(c, "\ttest_{name}();\n\treturn 0;\n}}");
+    if profile.vm_type == 1 {
+        c = c.replace("@SHAPE@", PROTECTED_SHAPE);
+    } else {
+        c = c.replace("@SHAPE@", "");
+    }
+    Ok(c)
+}
+
+const NOTES: &str = "The library's memory (memslot 0) starts at GPA 0, so the program's GPAs are moved up by \
+GPA_BASE; the guest maps each page it touches at a GVA equal to its GPA. Each guest op is a guest function, entered \
+afresh; the exits the model expects are asserted on the host. Page contents and residency, which gmemfuzz also \
+compares after invalidating ops, are not checked here.";
+
+/// `text` in lines of at most `width` characters (a longer word stands alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
+
+/// A call statement at one tab of indentation, its arguments wrapped at 100 columns and
+/// aligned with the opening parenthesis (the kernel's style).
+fn call(function: &str, args: &[String]) -> String {
+    let open = 8 + function.len() + 1;
+    let pad = format!("{}{}", "\t".repeat(open / 8), " ".repeat(open % 8));
+    let mut s = format!("\t{function}(");
+    let mut col = open;
+    for (k, arg) in args.iter().enumerate() {
+        let piece = if k + 1 == args.len() { format!("{arg});") } else { format!("{arg},") };
+        if k > 0 && col + 1 + piece.len() > 100 {
+            s.push('\n');
+            s.push_str(&pad);
+            col = open;
+        } else if k > 0 {
+            s.push(' ');
+            col += 1;
+        }
+        s.push_str(&piece);
+        col += piece.len();
+    }
+    s
+}
+
+/// How often `ident` appears in `code` as a whole identifier.
+fn uses(code: &str, ident: &str) -> usize {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    code.match_indices(ident)
+        .filter(|(at, _)| !word(code[..*at].chars().next_back()) && !word(code[at + ident.len()..].chars().next()))
+        .count()
+}
+
+/// Consecutive page numbers as (first, count) runs.
+fn runs(pages: &BTreeSet<u64>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &p in pages {
+        match out.last_mut() {
+            Some((first, count)) if *first + *count == p => *count += 1,
+            _ => out.push((p, 1)),
+        }
+    }
+    out
+}
+
+const INCLUDES: &str = r#"#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/falloc.h>
+#include <linux/kvm.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+/* The program's GPAs, above the library's memory. */
+#define GPA_BASE	(1ULL << 32)
+#define GPA(x)		(GPA_BASE + (x))
+@SHAPE@"#;
+
+const PROTECTED_SHAPE: &str = r#"
+static const struct vm_shape protected_vm_shape = {
+	.mode = VM_MODE_DEFAULT,
+	.type = KVM_X86_SW_PROTECTED_VM,
+};
+"#;
+
+const GUEST_HELPERS: &str = r#"
+/* The vCPU's registers as the library made them: each guest op starts from them. */
+static struct kvm_regs first_regs;
+/* The guest op being run, and what the model expects of it, for failure messages. */
+static const char *cur_op, *cur_model;
+
+static void guest_start(struct kvm_vcpu *vcpu, void *guest_fn, const char *op,
+			const char *model)
+{
+	struct kvm_regs regs = first_regs;
+
+	regs.rip = (unsigned long)guest_fn;
+	vcpu_regs_set(vcpu, &regs);
+	cur_op = op;
+	cur_model = model;
+}
+
+/* What KVM_RUN did (@r, @err: its return value and errno), in words. */
+static const char *kvm_did(struct kvm_vcpu *vcpu, int r, int err)
+{
+	static char buf[256];
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+
+	if (r && err != EFAULT) {
+		snprintf(buf, sizeof(buf), "KVM_RUN failed: errno %d (%s)", err, strerror(err));
+	} else if (run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+		snprintf(buf, sizeof(buf),
+			 "KVM_EXIT_MEMORY_FAULT gpa=0x%llx size=0x%llx flags=0x%llx (%s)",
+			 run->memory_fault.gpa, run->memory_fault.size, run->memory_fault.flags,
+			 run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? "private" : "shared");
+	} else if (run->exit_reason == KVM_EXIT_MMIO) {
+		snprintf(buf, sizeof(buf), "KVM_EXIT_MMIO %s gpa=0x%llx len=%u",
+			 run->mmio.is_write ? "write" : "read", run->mmio.phys_addr, run->mmio.len);
+	} else if (get_ucall(vcpu, &uc) == UCALL_ABORT) {
+		REPORT_GUEST_ASSERT(uc);
+	} else if (uc.cmd == UCALL_SYNC) {
+		snprintf(buf, sizeof(buf), "the guest finished the op (GUEST_SYNC(%lu))", uc.args[1]);
+	} else {
+		snprintf(buf, sizeof(buf), "exit reason %u (%s)", run->exit_reason,
+			 exit_reason_str(run->exit_reason));
+	}
+	return buf;
+}
+"#;
+
+const EXPECT_MMIO: &str = r#"
+/* The model expects the access at @gpa to exit to userspace as MMIO; loads read 0. */
+static void expect_mmio(struct kvm_vcpu *vcpu, gpa_t gpa, u32 len, bool write)
+{
+	struct kvm_run *run = vcpu->run;
+	int r = __vcpu_run(vcpu), err = errno;
+
+	TEST_ASSERT(!r && run->exit_reason == KVM_EXIT_MMIO &&
+		    run->mmio.phys_addr >= gpa && run->mmio.phys_addr < gpa + len &&
+		    run->mmio.is_write == write,
+		    "%s: the model expects %s (KVM_EXIT_MMIO at 0x%lx), KVM: %s",
+		    cur_op, cur_model, gpa, kvm_did(vcpu, r, err));
+	memset(run->mmio.data, 0, sizeof(run->mmio.data));
+}
+"#;
+
+const EXPECT_FAULT: &str = r#"
+/* The model expects KVM_RUN to fail with EFAULT and KVM_EXIT_MEMORY_FAULT. */
+static void expect_memory_fault(struct kvm_vcpu *vcpu, gpa_t gpa, u64 size, u64 flags)
+{
+	struct kvm_run *run = vcpu->run;
+	int r = __vcpu_run(vcpu), err = errno;
+
+	TEST_ASSERT(r == -1 && err == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
+		    run->memory_fault.gpa == gpa && run->memory_fault.size == size &&
+		    run->memory_fault.flags == flags,
+		    "%s: the model expects %s (KVM_EXIT_MEMORY_FAULT gpa=0x%lx size=0x%lx flags=0x%lx), KVM: %s",
+		    cur_op, cur_model, gpa, size, flags, kvm_did(vcpu, r, err));
+}
+"#;
+
+const EXPECT_SYNC: &str = r#"
+/* The model expects the guest's accesses to complete: the guest reaches GUEST_SYNC(@op). */
+static void expect_sync(struct kvm_vcpu *vcpu, u64 op)
+{
+	struct ucall uc;
+	int r = __vcpu_run(vcpu), err = errno;
+
+	TEST_ASSERT(!r && get_ucall(vcpu, &uc) == UCALL_SYNC && uc.args[1] == op,
+		    "%s: the model expects %s, KVM: %s", cur_op, cur_model, kvm_did(vcpu, r, err));
+}
+"#;
+
+const EXPECT_ERRNO: &str = r#"
+/* The model expects the call that returned @r to succeed (@err 0) or to fail with @err. */
+static void expect_errno(const char *op, const char *model, int r, int err)
+{
+	int e = errno;
+
+	if (!err)
+		TEST_ASSERT(r >= 0, "%s: the model expects %s, the call failed: errno %d (%s)",
+			    op, model, e, strerror(e));
+	else
+		TEST_ASSERT(r == -1 && e == err, "%s: the model expects %s, the call returned %d (errno %d)",
+			    op, model, r, r == -1 ? e : 0);
+}
+"#;
+
+const ANON_MEM: &str = r#"
+/* Anonymous memory for a memslot's shared side (userspace_addr). */
+static void *anon_mem(size_t len)
+{
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	TEST_ASSERT(mem != MAP_FAILED, "mmap() of %zu bytes failed", len);
+	return mem;
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repro::parse;
+
+    const STALE_MMIO: &str = include_str!("../../../corpus/lane/stale_mmio_spte_on_private_gfn.txt");
+
+    fn selftest(text: &str, vm_type: u64, file: &str) -> Result<String, String> {
+        let program = parse(text).expect("a program");
+        let lines = op_lines(text, program.ops.len());
+        emit(&program, &Profile::assumed(vm_type), &Origin { file, lines })
+    }
+
+    fn assert_has(c: &str, wanted: &[&str]) {
+        for want in wanted {
+            assert!(c.contains(want), "no `{want}` in:\n{c}");
+        }
+    }
+
+    #[test]
+    fn the_stale_mmio_program_becomes_a_selftest_with_the_models_expectations() {
+        let c = selftest(STALE_MMIO, 1, "corpus/lane/stale_mmio_spte_on_private_gfn.txt").unwrap();
+        assert_has(
+            &c,
+            &[
+            "#include \"kvm_util.h\"",
+            "#include \"ucall_common.h\"",
+            "static void test_stale_mmio_spte_on_private_gfn(void)",
+            "vm = vm_create_shape_with_one_vcpu(protected_vm_shape, &vcpu, NULL);",
+            "virt_map(vm, GPA(0x104000), GPA(0x104000), 1);",
+            "/* op #0 (line 16): create_gmem size=0x1000 flags=0x0 */",
+            "g0 = vm_create_guest_memfd(vm, 0x1000, 0x0);",
+            // The first access has no memslot: an MMIO exit, then the guest goes on.
+            "\tguest_start(vcpu, guest_op1, \"op #1 (line 17): guest r4@0x104000\", \"[mmio-exit]\");\n\texpect_mmio(vcpu, GPA(0x104000), 4, false);\n\texpect_sync(vcpu, 1);",
+            "vm_set_user_memory_region2(vm, 2, KVM_MEM_GUEST_MEMFD, GPA(0x104000), 0x1000,",
+            "vm_set_memory_attributes(vm, GPA(0x104000), 0x1000, KVM_MEMORY_ATTRIBUTE_PRIVATE);",
+            // The private page reads 0: asserted in the guest, and the guest must finish.
+            "__GUEST_ASSERT(val == 0x0,",
+            "guest_start(vcpu, guest_op4, \"op #4 (line 20): guest r4@0x104000\", \"[read 0x0]\");\n\texpect_sync(vcpu, 4);",
+            "TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));",
+            "TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));",
+            "TEST_REQUIRE(kvm_check_cap(KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE);",
+            "\"%s: the model expects %s, KVM: %s\"",
+            ],
+        );
+        // Only the helpers it uses (the selftests build with -Wall).
+        assert!(!c.contains("expect_memory_fault(") && !c.contains("expect_errno("), "{c}");
+        for line in c.lines().filter(|l| !l.contains('"') && !l.contains("/*")) {
+            assert!(line.replace('\t', "        ").len() <= 100, "a long line: {line}");
+        }
+    }
+
+    #[test]
+    fn errors_faults_and_host_accesses_are_asserted_as_the_model_expects() {
+        let text = "gmemfuzz-program v2\n\
+                    create_gmem size=0x1000 flags=0x0\n\
+                    bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x104000 size=0x1000 offset=0\n\
+                    set_attributes gpa=0x104000 size=0x1000 attributes=PRIVATE\n\
+                    unbind slot=2\n\
+                    guest r4@0x104000 w8@0x105000=0x7\n\
+                    bind slot=7 flags=GUEST_MEMFD fd=g0 gpa=0x100000 size=0x1000 offset=0x7ffffffffffff000\n\
+                    create_gmem size=0x2000 flags=MMAP\n\
+                    map g1\n\
+                    host_read g1 offset=0x8 width=4\n\
+                    check\n";
+        let c = selftest(text, 1, "mix.txt").unwrap();
+        assert_has(
+            &c,
+            &[
+                "expect_memory_fault(vcpu, GPA(0x104000), 0x1000, KVM_MEMORY_EXIT_FLAG_PRIVATE);",
+                "/* not run: the memory fault ended the op */",
+                "r = __vm_set_user_memory_region2(vm, 7, KVM_MEM_GUEST_MEMFD, GPA(0x100000), 0x1000,",
+                "\"error EINVAL\", r, EINVAL);",
+                "g1 = vm_create_guest_memfd(vm, 0x2000, GUEST_MEMFD_FLAG_MMAP);",
+                "g1_mem = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, g1, 0);",
+                "TEST_EXPECT_SIGBUS(READ_ONCE(*(u32 *)(g1_mem + 0x8)));",
+                "/* gmemfuzz compares the whole state here; this test checks op results only */",
+            ],
+        );
+        // After a memory fault the guest is not asked to finish the op.
+        assert!(!c.contains("expect_sync(vcpu, 4)"), "{c}");
+    }
+
+    #[test]
+    fn other_op_kinds_and_groups_are_refused_in_one_line() {
+        let group = include_str!("../../../docs/findings/gmem-release-vs-memslot-delete.txt");
+        let e = selftest(group, 1, "g.txt").unwrap_err();
+        assert!(e.contains("op #2 is a concurrent group") && !e.contains('\n'), "{e}");
+        let e = selftest(
+            "gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=MMAP\nmap g0\nmadvise g0 offset=0 len=0x1000 advice=REMOVE\n",
+            1,
+            "m.txt",
+        )
+        .unwrap_err();
+        assert!(e.contains("op #2 is `madvise`") && !e.contains('\n'), "{e}");
+        assert!(check_scope(&parse("gmemfuzz-program v2\ncheck\n").unwrap(), 5).unwrap_err().contains("VM type 5"));
+    }
+
+    #[test]
+    fn names_lines_and_wrapping() {
+        assert_eq!(test_name("corpus/lane/stale_mmio_spte_on_private_gfn.txt"), "stale_mmio_spte_on_private_gfn");
+        assert_eq!(test_name("docs/findings/gmem-release-vs-memslot-delete.txt"), "gmem_release_vs_memslot_delete");
+        assert_eq!(test_name("1.txt"), "program_1");
+        assert_eq!(op_lines("gmemfuzz-program v2\n# c\n\ncheck\n  check\n", 2), Some(vec![4, 5]));
+        assert_eq!(op_lines("gmemfuzz-program v2\ncheck\n", 2), None);
+        let args: Vec<String> = (0..12).map(|i| format!("argument_{i}")).collect();
+        let s = call("f", &args);
+        assert!(s.lines().count() > 1 && s.lines().all(|l| l.replace('\t', "        ").len() <= 100), "{s}");
+        assert!(s.lines().nth(1).unwrap().starts_with("\t  argument_"), "aligned with `(`: {s}");
+        assert_eq!(runs(&[3, 4, 5, 9].into_iter().collect()), vec![(3, 3), (9, 1)]);
+    }
+}
