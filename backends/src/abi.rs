@@ -12,6 +12,12 @@
 /// The page size of every platform gmemfuzz runs on (x86-64).
 pub const PAGE_SIZE: u64 = 4096;
 
+/// The kernel's `PAGE_ALIGN(len)` on a length: rounded up to a page, wrapping to 0 for the
+/// last page's worth of lengths (mbind() and madvise() then refuse or do nothing).
+pub const fn page_align(len: u64) -> u64 {
+    len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
+
 /// guest_memfd creation flags (include/uapi/linux/kvm.h, 6.18; not in kvm-bindings 0.14).
 pub const GUEST_MEMFD_FLAG_MMAP: u64 = 1 << 0;
 pub const GUEST_MEMFD_FLAG_INIT_SHARED: u64 = 1 << 1;
@@ -122,7 +128,7 @@ pub mod mempolicy {
     /// The length do_mbind() works on: `len = PAGE_ALIGN(len);`, which wraps to 0 for the
     /// last page's worth of lengths (then `if (end == start) return 0;`).
     pub const fn aligned_len(len: u64) -> u64 {
-        len.wrapping_add(super::PAGE_SIZE - 1) & !(super::PAGE_SIZE - 1)
+        super::page_align(len)
     }
 
     /// What `Op::GetMempolicy` reports, as one value: the mode word (mode and mode flags)

@@ -563,7 +563,7 @@ impl KvmBackend {
     /// madvise() on `gmem`'s mapping; the range (`len` page-aligned as the kernel aligns
     /// it) must lie inside the mapping, so no other memory is advised.
     fn madvise(&self, gmem: GmemId, offset: u64, len: u64, advice: u32) -> Outcome {
-        let aligned = len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let aligned = crate::abi::page_align(len);
         let addr = match self.mapped_range(gmem, offset, aligned) {
             Ok(a) => a,
             Err(why) => return Outcome::Skipped(why),

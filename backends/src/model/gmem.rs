@@ -215,7 +215,7 @@ impl Model {
     /// not sent.
     pub(super) fn madvise(&mut self, gmem: GmemId, offset: u64, len: u64, advice: u32) -> Outcome {
         // check_input_range(): `len = PAGE_ALIGN(len_in)`, which wraps to 0 near the top.
-        let aligned = len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let aligned = crate::abi::page_align(len);
         let file = match self.mapped_range(gmem, offset, aligned) {
             Ok(f) => f,
             Err(why) => return Outcome::Skipped(why),
