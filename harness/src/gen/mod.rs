@@ -157,8 +157,7 @@ impl Generator {
             OpKind::Mbind => self.mbind(u)?,
             OpKind::GetMempolicy => self.get_mempolicy(u)?,
             OpKind::PreFault => {
-                // Pages of a slot, mostly; now and then past its end or outside every slot.
-                let Op::SetAttributes { gpa, size, .. } = self.attributes(u)? else { unreachable!("attributes() makes one") };
+                let (gpa, size) = self.gpa_range(u)?;
                 Op::PreFault { gpa, size }
             }
             OpKind::Madvise => {
@@ -374,7 +373,8 @@ impl Generator {
         Ok(Op::ModifySlot { slot, gpa, flags })
     }
 
-    fn attributes(&mut self, u: &mut Unstructured) -> Result<Op> {
+    /// A GPA range: pages of a slot, mostly; now and then past its end or outside every slot.
+    fn gpa_range(&self, u: &mut Unstructured) -> Result<(u64, u64)> {
         let (gpa, pages) = match self.slots.is_empty() {
             false => {
                 let s = u.choose(&self.slots)?;
@@ -383,7 +383,11 @@ impl Generator {
             }
             true => (layout::WINDOW_GPA, 1),
         };
-        let size = Bytes::pick(u, pages * PAGE_SIZE, gpa)?;
+        Ok((gpa, Bytes::pick(u, pages * PAGE_SIZE, gpa)?))
+    }
+
+    fn attributes(&mut self, u: &mut Unstructured) -> Result<Op> {
+        let (gpa, size) = self.gpa_range(u)?;
         let supported = self.profile.attributes;
         let attributes = if u.ratio(1u8, 16)? { 1 << u.int_in_range(0..=63)? } else { *u.choose(&[0, supported])? };
         Ok(Op::SetAttributes { gpa, size, attributes })
