@@ -31,6 +31,8 @@
 #        is a full kernel whose lean twin is cached, unless GMEMFUZZ_LANE_CONFIG is set),
 #      GMEMFUZZ_KERNEL_VERSION, GMEMFUZZ_KERNEL_SRC, GMEMFUZZ_KASAN=1,
 #      GMEMFUZZ_LOCKDEP=1, GMEMFUZZ_JOBS (default nproc),
+#      GMEMFUZZ_SW_RMP=1 (the SNP-like software platform: patches/sw-rmp-SERIES.patch applied
+#        to a packaged source, which a user's tree must already carry, + kernel-sw-rmp.config),
 #      GMEMFUZZ_LANE_CONFIG=lean|full (only that configuration is looked up or built),
 #      GMEMFUZZ_LANE_SEED=DIR (read-only prebuilt kernels, one directory per cache key
 #        as this script leaves them in $CACHE/out: a seed whose name is the key this
@@ -66,6 +68,7 @@ frags_of() {
     [ "$1" = lean ] && echo "$LANE_DIR/kernel-lean.config"
     [ "${GMEMFUZZ_KASAN:-0}" = 1 ] && echo "$LANE_DIR/kernel-kasan.config"
     [ "${GMEMFUZZ_LOCKDEP:-0}" = 1 ] && echo "$LANE_DIR/kernel-lockdep.config"
+    [ "${GMEMFUZZ_SW_RMP:-0}" = 1 ] && echo "$LANE_DIR/kernel-sw-rmp.config"
     return 0
 }
 for c in lean full; do
@@ -233,6 +236,18 @@ else
     [ -f "$SRC_TAR" ] || die "$SRC_TAR missing although $SRC_PKG is installed"
     SRC_ID="src=$SRC_PKG=$SRC_VER"
 fi
+# The SNP-like software platform: a patch of the source, which is part of what a kernel is.
+PATCH=""
+if [ "${GMEMFUZZ_SW_RMP:-0}" = 1 ]; then
+    if [ -n "$TREE" ]; then
+        [ -f "$SRC/arch/x86/kvm/sw_rmp.c" ] \
+            || die "GMEMFUZZ_SW_RMP=1 with GMEMFUZZ_KERNEL_SRC=$TREE: the tree lacks the software platform; apply $LANE_DIR/patches/sw-rmp-<series>.patch to it first"
+    else
+        PATCH="$LANE_DIR/patches/sw-rmp-$VERSION.patch"
+        [ -f "$PATCH" ] || die "GMEMFUZZ_SW_RMP=1: no software platform patch for Linux $VERSION (have: $(cd "$LANE_DIR/patches" && ls sw-rmp-*.patch | sed 's/sw-rmp-//; s/.patch//' | xargs))"
+        SRC_ID="$SRC_ID patch=sw-rmp-$(sha256sum "$PATCH" | cut -c1-16)"
+    fi
+fi
 
 # --- cache key ----------------------------------------------------------------
 KEY="$(key_of "$BUILD_CONFIG" "$SRC_ID")"
@@ -279,13 +294,18 @@ cached
 
 # --- unpack a packaged source once (under a lock of its own) ------------------
 if [ -z "$TREE" ]; then
-  SRC="$CACHE/src/$SRC_VER"
-  exec 8>"$CACHE/src-$SRC_VER.lock"
-  flock 8 || die "cannot lock $CACHE/src-$SRC_VER.lock"
+  SRC_DIR="$SRC_VER${PATCH:++${SRC_ID##* patch=}}"
+  SRC="$CACHE/src/$SRC_DIR"
+  exec 8>"$CACHE/src-$SRC_DIR.lock"
+  flock 8 || die "cannot lock $CACHE/src-$SRC_DIR.lock"
   if [ ! -f "$SRC/.gmemfuzz-untarred" ]; then
     log "untarring $SRC_TAR -> $SRC"
     rm -rf "$SRC"; mkdir -p "$SRC"
     tar -xf "$SRC_TAR" -C "$SRC" --strip-components=1
+    if [ -n "$PATCH" ]; then
+        log "applying $PATCH"
+        patch -d "$SRC" -p1 -s --no-backup-if-mismatch < "$PATCH" || die "$PATCH does not apply to $SRC_VER"
+    fi
     touch "$SRC/.gmemfuzz-untarred"
   fi
   exec 8>&-

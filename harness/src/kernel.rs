@@ -57,23 +57,32 @@ impl Default for KernelChoice {
 
 /// The kernel's own bug detectors the lane builds in on request (`--kasan`, `--lockdep`:
 /// the fragments `kernel-kasan.config` and `kernel-lockdep.config`), each a crash oracle
-/// for races: a use-after-free or a lock-order inversion the guest may never see.
+/// for races: a use-after-free or a lock-order inversion the guest may never see. And the
+/// SNP-like software platform (`--sw-rmp`: `patches/sw-rmp-SERIES.patch` and
+/// `kernel-sw-rmp.config`): a reverse map kept by guest_memfd's platform hooks for
+/// software-protected VMs, which WARNs where a hook call is missing or misplaced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Detectors {
     pub kasan: bool,
     pub lockdep: bool,
+    pub sw_rmp: bool,
 }
 
 impl Detectors {
-    /// Each detector, its build switch for `build-kernel.sh` and the option it turns on.
-    fn each(self) -> [(bool, &'static str, &'static str, &'static str); 2] {
-        [(self.kasan, "KASAN", "GMEMFUZZ_KASAN", "CONFIG_KASAN"), (self.lockdep, "lockdep", "GMEMFUZZ_LOCKDEP", "CONFIG_PROVE_LOCKING")]
+    /// Each detector, its build switch for `build-kernel.sh`, the option it turns on and
+    /// the `lane` flag that asks for it.
+    fn each(self) -> [(bool, &'static str, &'static str, &'static str, &'static str); 3] {
+        [
+            (self.kasan, "KASAN", "GMEMFUZZ_KASAN", "CONFIG_KASAN", "--kasan"),
+            (self.lockdep, "lockdep", "GMEMFUZZ_LOCKDEP", "CONFIG_PROVE_LOCKING", "--lockdep"),
+            (self.sw_rmp, "software RMP", "GMEMFUZZ_SW_RMP", "CONFIG_KVM_SW_PROTECTED_RMP", "--sw-rmp"),
+        ]
     }
 
     /// The detectors a .config turns on.
     pub fn of_config(config: &str) -> Detectors {
         let on = |opt: &str| config.lines().any(|l| l == format!("{opt}=y"));
-        Detectors { kasan: on("CONFIG_KASAN"), lockdep: on("CONFIG_PROVE_LOCKING") }
+        Detectors { kasan: on("CONFIG_KASAN"), lockdep: on("CONFIG_PROVE_LOCKING"), sw_rmp: on("CONFIG_KVM_SW_PROTECTED_RMP") }
     }
 
     /// "KASAN, lockdep", or "none".
@@ -140,7 +149,7 @@ pub fn image_version(image: &Path) -> Result<String> {
 
 fn recipe(choice: &KernelChoice, detectors: Detectors) -> Result<Command> {
     let mut c = script("build-kernel.sh");
-    for (on, _, switch, _) in detectors.each() {
+    for (on, _, switch, _, _) in detectors.each() {
         if on {
             c.env(switch, "1");
         }
@@ -187,9 +196,9 @@ pub fn kernel(choice: &KernelChoice, detectors: Detectors) -> Result<LaneKernel>
         }
         let kernel = LaneKernel::at(image).with_context(|| format!("--kernel {}", image.display()))?;
         check_config(image)?;
-        for (asked, name, _, option) in detectors.each() {
+        for (asked, name, _, option, flag) in detectors.each() {
             if asked && !kernel.detectors.each().iter().any(|d| d.0 && d.1 == name) {
-                bail!("--{} asks for {option}=y, which the .config beside --kernel {} does not set (or is not there to read); give a bzImage built with it, or --kernel-src/--kernel-version to have the lane build one", name.to_lowercase(), image.display());
+                bail!("{flag} asks for {option}=y, which the .config beside --kernel {} does not set (or is not there to read); give a bzImage built with it, or --kernel-src/--kernel-version to have the lane build one", image.display());
             }
         }
         return Ok(kernel);
@@ -275,10 +284,12 @@ mod tests {
     fn detectors_are_read_from_the_config() {
         let config = "CONFIG_KVM=y\nCONFIG_KASAN=y\nCONFIG_KASAN_GENERIC=y\n# CONFIG_PROVE_LOCKING is not set\n";
         let d = Detectors::of_config(config);
-        assert_eq!(d, Detectors { kasan: true, lockdep: false });
+        assert_eq!(d, Detectors { kasan: true, lockdep: false, sw_rmp: false });
         assert_eq!((d.names().as_str(), d.boot_args()), ("KASAN", "kasan_multi_shot no5lvl"));
         let both = Detectors::of_config("CONFIG_KASAN=y\nCONFIG_PROVE_LOCKING=y\n");
         assert_eq!(both.names(), "KASAN, lockdep");
+        let platform = Detectors::of_config("CONFIG_KVM_SW_PROTECTED_VM=y\nCONFIG_KVM_SW_PROTECTED_RMP=y\n");
+        assert_eq!((platform.names().as_str(), platform.boot_args()), ("software RMP", ""));
         assert_eq!((Detectors::default().names().as_str(), Detectors::default().boot_args()), ("none", ""));
     }
 

@@ -100,6 +100,12 @@ pub struct LaneOptions {
     /// Build the kernel with lockdep (harness/lane/kernel-lockdep.config).
     #[arg(long)]
     pub lockdep: bool,
+    /// Build the kernel with the SNP-like software platform (harness/lane/patches/sw-rmp-*.patch,
+    /// kernel-sw-rmp.config; Linux 7.2): a reverse map that guest_memfd's platform hooks keep for
+    /// software-protected VMs, WARNing (a splat, reported with its program) where a hook call
+    /// is missing or misplaced; the map is in /sys/kernel/debug/kvm_sw_rmp
+    #[arg(long)]
+    pub sw_rmp: bool,
     /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
     /// every try, and say how many reproduced what it records (a divergence, or the
     /// kernel splat it expects).
@@ -130,7 +136,7 @@ impl LaneOptions {
 
     /// The bug detectors to build into it (`--kasan`, `--lockdep`).
     pub fn detectors(&self) -> Detectors {
-        Detectors { kasan: self.kasan, lockdep: self.lockdep }
+        Detectors { kasan: self.kasan, lockdep: self.lockdep, sw_rmp: self.sw_rmp }
     }
 
     /// Instead of fuzzing: the one program a boot replays or minimizes.
