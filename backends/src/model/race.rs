@@ -38,10 +38,12 @@
 //! - A host access is one aligned instruction (`kvm::hostmem`; `Group::check` refuses an
 //!   unaligned one).
 //!
-//! The search leaves out orders that cannot differ: where one member's next step commutes
-//! with every step the others have left (`commute`: their footprints do not conflict), it
-//! takes that step alone (partial-order reduction). Where nothing explains the backend's
-//! answer, every order is searched again to say what each step allowed.
+//! The search leaves out orders that cannot differ (partial-order reduction): from each
+//! state it tries only the next steps of a persistent set of members, the smallest set that
+//! holds every member with a step left that conflicts (`commute`: their footprints meet)
+//! with the next step of a member in it; where one member's next step commutes with every
+//! step the others have left, it takes that step alone. Where nothing explains the
+//! backend's answer, every order is searched again to say what each step allowed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -593,17 +595,7 @@ impl Model {
         for (id, f) in self.gmems.iter() {
             (id, f.fingerprint()).hash(&mut h);
         }
-        for (id, s) in self.slots.iter() {
-            (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut h);
-            s.binding.map(|b| (b.gmem, b.pgoff, b.file_gone)).hash(&mut h);
-            match s.shared {
-                Shared::Anon => 0u8.hash(&mut h),
-                Shared::GmemMap { gmem, pgoff, generation } => (1u8, gmem, pgoff, generation).hash(&mut h),
-            }
-            for (index, page) in s.anon.iter() {
-                (index, page.content_hash()).hash(&mut h);
-            }
-        }
+        self.slots_print().hash(&mut h);
         for range in self.attributes.iter() {
             range.hash(&mut h);
         }
@@ -651,6 +643,27 @@ impl Hasher for StateHasher {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+impl Model {
+    /// The slots' part of `fingerprint`, computed once per version of the slots.
+    fn slots_print(&self) -> u64 {
+        *self.slots_print.get_or_init(|| {
+            let mut sh = StateHasher::default();
+            for (id, s) in self.slots.iter() {
+                (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut sh);
+                s.binding.map(|b| (b.gmem, b.pgoff, b.file_gone)).hash(&mut sh);
+                match s.shared {
+                    Shared::Anon => 0u8.hash(&mut sh),
+                    Shared::GmemMap { gmem, pgoff, generation } => (1u8, gmem, pgoff, generation).hash(&mut sh),
+                }
+                for (index, page) in s.anon.iter() {
+                    (index, page.content_hash()).hash(&mut sh);
+                }
+            }
+            sh.finish()
+        })
     }
 }
 
@@ -784,10 +797,41 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// Whether member `m`'s next step commutes with every step the other members have left
-    /// (from `pos`): then the orders that take it later end as the one that takes it now.
-    fn commutes_with_the_rest(&mut self, pos: &Positions, m: usize) -> bool {
-        (0..self.steps.len()).filter(|&j| j != m).all(|j| self.last_conflict(m, pos[m], j).is_none_or(|last| last < pos[j]))
+    /// The members whose next steps the search need try from `pos` (a persistent set,
+    /// Godefroid's "Partial-Order Methods for the Verification of Concurrent Systems",
+    /// LNCS 1032, ch. 4): the smallest set that holds, with each of its members, every other
+    /// member that has a step left conflicting with that member's next step. Steps of the
+    /// members left out commute with the next steps of those in it, so any order that takes
+    /// some of them first ends as the order that takes the in-set step (the first in it
+    /// that runs) first: every end state is still reached. A step that no prediction admits
+    /// here can only be made admissible by a conflicting step, whose member is then in the
+    /// set. As bits, in `movable` order; all of `movable` where nothing smaller holds.
+    fn persistent(&mut self, pos: &Positions, movable: &[usize]) -> u32 {
+        let all: u32 = (1 << movable.len()) - 1;
+        let mut best = all;
+        for seed in 0..movable.len() {
+            let (mut set, mut grew): (u32, bool) = (1 << seed, true);
+            while grew && set != all {
+                grew = false;
+                let members = set;
+                for t in (0..movable.len()).filter(|&t| members & (1 << t) != 0) {
+                    for j in (0..movable.len()).filter(|&j| members & (1 << j) == 0) {
+                        let (mt, mj) = (movable[t], movable[j]);
+                        if set & (1 << j) == 0 && self.last_conflict(mt, pos[mt], mj).is_some_and(|last| last >= pos[mj]) {
+                            set |= 1 << j;
+                            grew = true;
+                        }
+                    }
+                }
+            }
+            if set.count_ones() < best.count_ones() {
+                best = set;
+                if set.count_ones() == 1 {
+                    break;
+                }
+            }
+        }
+        best
     }
 
     /// The last position of member `j` whose step conflicts with step `s` of member `m`.
@@ -811,7 +855,8 @@ impl<'a> Search<'a> {
         let mut stack =
             vec![Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] }];
         while let Some(node) = stack.pop() {
-            if !self.seen.insert((node.pos, node.low, print(&node.model, &node.exits))) {
+            let fingerprint = print(&node.model, &node.exits);
+            if !self.seen.insert((node.pos, node.low, fingerprint)) {
                 continue;
             }
             self.nodes += 1;
@@ -826,30 +871,31 @@ impl<'a> Search<'a> {
             }
             let movable = &movable[..count];
             if movable.is_empty() {
-                if self.final_prints.insert(print(&node.model, &node.exits)) {
+                if self.final_prints.insert(fingerprint) {
                     self.finals.push(World { model: node.model, mmio_exits: node.exits });
                 }
                 continue;
             }
-            let alone = match self.orders {
-                Orders::Reduced if movable.len() > 1 => movable.iter().copied().find(|&m| self.commutes_with_the_rest(&node.pos, m)),
-                _ => None,
+            let chosen = match self.orders {
+                Orders::Reduced if movable.len() > 1 => self.persistent(&node.pos, movable),
+                _ => (1 << movable.len()) - 1,
             };
-            if let Some(m) = alone {
-                self.cut = true;
-                if let Some(child) = self.advance(node, m) {
-                    stack.push(child);
-                }
-                continue;
+            let mut explore = [0; MAX_MEMBERS];
+            let mut count = 0;
+            for (_, &m) in movable.iter().enumerate().filter(|(i, _)| chosen & (1 << i) != 0) {
+                explore[count] = m;
+                count += 1;
             }
+            let explore = &explore[..count];
+            self.cut |= explore.len() < movable.len();
             // Members in reverse, so the stack tries member 0's step first (the order
             // `group_in_order` takes comes out first); the last child takes the node itself.
-            for &m in movable[1..].iter().rev() {
+            for &m in explore[1..].iter().rev() {
                 if let Some(child) = self.advance(node.clone(), m) {
                     stack.push(child);
                 }
             }
-            if let Some(child) = self.advance(node, movable[0]) {
+            if let Some(child) = self.advance(node, explore[0]) {
                 stack.push(child);
             }
         }
