@@ -42,8 +42,10 @@
 //! state it tries only the next steps of a persistent set of members, the smallest set that
 //! holds every member with a step left that conflicts (`commute`: their footprints meet)
 //! with the next step of a member in it; where one member's next step commutes with every
-//! step the others have left, it takes that step alone. Where nothing explains the
-//! backend's answer, every order is searched again to say what each step allowed.
+//! step the others have left, it takes that step alone; and a state does not retake a
+//! commuting step that an earlier sibling took (sleep sets, `Search::search`). Where nothing
+//! explains the backend's answer, every order is searched again to say what each step
+//! allowed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
