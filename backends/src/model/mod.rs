@@ -290,10 +290,13 @@ impl Model {
             let ranges: Vec<String> = self.attributes.iter().map(|(s, e, a)| format!("gfn {s:#x}..{e:#x}: {a:#x}")).collect();
             s += &format!("  attributes: {}\n", ranges.join(", "));
         }
-        if !mmio_exits.is_empty() {
-            // What the known stale-MMIO-SPTE bug needs (harness::known).
-            let gfns: Vec<String> = mmio_exits.iter().map(|g| format!("{g:#x}")).collect();
-            s += &format!("  gfns that exited as MMIO: {}\n", gfns.join(", "));
+        // What the known stale-MMIO-SPTE bug needs (harness::known).
+        let list = |gfns: &mut dyn Iterator<Item = u64>| gfns.map(|g| format!("{g:#x}")).collect::<Vec<_>>().join(", ");
+        if mmio_exits.iter().next().is_some() {
+            s += &format!("  gfns that exited as MMIO: {}\n", list(&mut mmio_exits.iter()));
+        }
+        if mmio_exits.raced().next().is_some() {
+            s += &format!("  gfns racing guest accesses touched: {}\n", list(&mut mmio_exits.raced()));
         }
         s += &format!("  vm alive: {}\n", self.vm_alive);
         s

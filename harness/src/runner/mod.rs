@@ -8,6 +8,7 @@
 pub mod policy;
 
 use gmemfuzz_backends::model::{Effect, MmioExits, Model, Prediction, RaceError, World};
+use gmemfuzz_backends::op::PAGE_SIZE;
 use gmemfuzz_backends::Group;
 use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, Outcome, Probe, Verdict};
 
@@ -248,6 +249,20 @@ impl<B: Backend> Runner<B> {
     }
 }
 
+/// Records in `exits` every GFN a guest member of `group` touched: KVM may keep an MMIO
+/// SPTE there that no exit showed (`MmioExits::may_keep_mmio_spte`).
+fn note_raced_gfns(exits: &mut MmioExits, group: &Group) {
+    for m in &group.members {
+        if let Op::Guest { accesses } = &m.op {
+            for a in accesses {
+                for gfn in a.gpa / PAGE_SIZE..=(a.gpa + a.width.bytes() - 1) / PAGE_SIZE {
+                    exits.insert_raced(gfn);
+                }
+            }
+        }
+    }
+}
+
 impl<B: Backend> Runner<B> {
     /// Runs a concurrent group on the backend and asks the model which orders of its
     /// members explain what the backend did (`Model::race`, from every state the model may
@@ -296,6 +311,9 @@ impl<B: Backend> Runner<B> {
             let d = self.context(&self.model, &self.mmio_exits, &[], index, op).race_mismatch(&m);
             observer.event(&Event::Op { index, op, expected: &Outcome::Unknown, actual: &actual });
             return Err(RunError::Divergence(Box::new(d)));
+        }
+        for w in &mut finals {
+            note_raced_gfns(&mut w.mmio_exits, group);
         }
         let first = finals.remove(0);
         (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
@@ -461,4 +479,27 @@ pub fn same_on_fresh<B: Backend>(reused: &Result<Trace, RunError>, fresh: &mut R
         Err(e) => e.to_string(),
     };
     Err(HarnessError::Bug(format!("reset left state behind: reused VM gave\n{}\nfresh VM gave\n{}", describe(reused), describe(&b))))
+}
+
+#[cfg(test)]
+mod tests {
+    use gmemfuzz_backends::group::Member;
+    use gmemfuzz_backends::model::MmioExits;
+    use gmemfuzz_backends::op::{Access, AccessKind, GmemId, Op, Width};
+    use gmemfuzz_backends::Group;
+
+    /// Every page a guest member's access touches counts as raced (one that crosses a page
+    /// touches two); other members' pages do not.
+    #[test]
+    fn a_groups_guest_accesses_mark_their_gfns_raced() {
+        let read = |gpa, width| Access { gpa, width, kind: AccessKind::Read };
+        let guest = Op::Guest { accesses: vec![read(0x113000, Width::W8), read(0x114ffe, Width::W4)] };
+        let punch = Op::Punch { gmem: GmemId(0), offset: 0x200000, len: 0x1000 };
+        let group = Group { members: vec![Member { op: guest, repeat: 2 }, Member { op: punch, repeat: 1 }] };
+        let mut exits = MmioExits::default();
+        super::note_raced_gfns(&mut exits, &group);
+        assert_eq!(exits.raced().collect::<Vec<_>>(), vec![0x113, 0x114, 0x115]);
+        assert!(exits.may_keep_mmio_spte(0x115) && !exits.contains(0x115), "raced, not exited");
+        assert!(!exits.may_keep_mmio_spte(0x200));
+    }
 }
