@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 /// Attributes by GFN range, `start -> (end, attributes)`: ranges never overlap and never
 /// hold 0, as in the kernel, where a GFN set to 0 has no entry
 /// (kvm_vm_set_mem_attributes(): `entry = attributes ? xa_mk_value(attributes) : NULL;`).
+/// Shared between clones of the model until one of them sets attributes (the race search
+/// clones the model once per state it tries).
 #[derive(Clone, Default, Debug)]
 pub struct AttributeRanges {
-    ranges: BTreeMap<u64, (u64, u64)>,
+    ranges: std::sync::Arc<BTreeMap<u64, (u64, u64)>>,
 }
 
 impl AttributeRanges {
@@ -42,17 +44,19 @@ impl AttributeRanges {
 
     /// Sets [start, end) to `attributes`, splitting the ranges it cuts.
     pub fn set(&mut self, start: u64, end: u64, attributes: u64) {
-        for (s, e, a) in self.overlapping(start, end) {
-            self.ranges.remove(&s);
+        let overlapping = self.overlapping(start, end);
+        let ranges = std::sync::Arc::make_mut(&mut self.ranges);
+        for (s, e, a) in overlapping {
+            ranges.remove(&s);
             if s < start {
-                self.ranges.insert(s, (start, a));
+                ranges.insert(s, (start, a));
             }
             if e > end {
-                self.ranges.insert(end, (e, a));
+                ranges.insert(end, (e, a));
             }
         }
         if attributes != 0 {
-            self.ranges.insert(start, (end, attributes));
+            ranges.insert(start, (end, attributes));
         }
     }
 

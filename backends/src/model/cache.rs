@@ -26,9 +26,28 @@ pub struct PageCache {
 
 #[derive(Clone, Default)]
 struct Chunk {
-    /// Each page and whether it is prepared.
-    pages: BTreeMap<u64, (Page, bool)>,
+    /// Each page and whether it is prepared, by ascending index: a vector, so that the copy
+    /// a change makes of a shared chunk is one allocation (a map's is one per node).
+    pages: Vec<(u64, (Page, bool))>,
     fingerprint: OnceLock<u64>,
+}
+
+impl Chunk {
+    /// Where page `index` is, or would go.
+    fn find(&self, index: u64) -> Result<usize, usize> {
+        self.pages.binary_search_by_key(&index, |(i, _)| *i)
+    }
+
+    fn get(&self, index: u64) -> Option<&(Page, bool)> {
+        self.find(index).ok().map(|at| &self.pages[at].1)
+    }
+
+    /// The pages in [first, end), ascending.
+    fn range(&self, first: u64, end: u64) -> &[(u64, (Page, bool))] {
+        let from = self.find(first).unwrap_or_else(|at| at);
+        let to = self.find(end).unwrap_or_else(|at| at);
+        &self.pages[from..to.max(from)]
+    }
 }
 
 impl PageCache {
@@ -41,7 +60,7 @@ impl PageCache {
     }
 
     fn entry(&self, index: u64) -> Option<&(Page, bool)> {
-        self.chunks.get(&(index / CHUNK))?.pages.get(&index)
+        self.chunks.get(&(index / CHUNK))?.get(index)
     }
 
     pub fn get(&self, index: u64) -> Option<&Page> {
@@ -68,7 +87,9 @@ impl PageCache {
         if !self.contains(index) {
             return None;
         }
-        self.chunk_mut(index).pages.get_mut(&index).map(|(page, _)| page)
+        let chunk = self.chunk_mut(index);
+        let at = chunk.find(index).ok()?;
+        Some(&mut chunk.pages[at].1 .0)
     }
 
     /// Makes the page exist (zero) if it does not, and marks it prepared if `prepare`.
@@ -76,7 +97,15 @@ impl PageCache {
     pub fn populate(&mut self, index: u64, prepare: bool) -> (bool, &mut Page) {
         let made = !self.contains(index);
         self.len += usize::from(made);
-        let (page, prepared) = self.chunk_mut(index).pages.entry(index).or_insert_with(|| (Page::zero(), false));
+        let chunk = self.chunk_mut(index);
+        let at = match chunk.find(index) {
+            Ok(at) => at,
+            Err(at) => {
+                chunk.pages.insert(at, (index, (Page::zero(), false)));
+                at
+            }
+        };
+        let (page, prepared) = &mut chunk.pages[at].1;
         *prepared |= prepare;
         (made, page)
     }
@@ -87,7 +116,8 @@ impl PageCache {
             return None;
         }
         let chunk = self.chunk_mut(index);
-        let (page, _) = chunk.pages.remove(&index).expect("looked up above");
+        let at = chunk.find(index).expect("looked up above");
+        let (_, (page, _)) = chunk.pages.remove(at);
         if chunk.pages.is_empty() {
             self.chunks.remove(&(index / CHUNK));
         }
@@ -106,7 +136,7 @@ impl PageCache {
             return Vec::new();
         }
         let chunks = self.chunks.range(first / CHUNK..=(end - 1) / CHUNK);
-        chunks.flat_map(|(_, c)| c.pages.range(first..end).map(|(i, _)| *i)).collect()
+        chunks.flat_map(|(_, c)| c.range(first, end).iter().map(|(i, _)| *i)).collect()
     }
 
     /// The prepared pages' indices, ascending.

@@ -3,8 +3,9 @@
 //! `create_gmem` op of the program whatever its outcome (and removing an op renumbers
 //! from the program alone).
 //!
-//! Each file is shared between clones of the model until one of them changes it (the race
-//! search clones the model once per state it tries, and most steps touch one file).
+//! Each file, and the list, is shared between clones of the model until one of them changes
+//! it (the race search clones the model once per state it tries, and most steps touch one
+//! file): a clone is one reference count.
 
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
@@ -14,13 +15,13 @@ use crate::op::GmemId;
 
 #[derive(Clone, Default)]
 pub struct Files {
-    files: Vec<Option<Arc<GmemFile>>>,
+    files: Arc<Vec<Option<Arc<GmemFile>>>>,
 }
 
 impl Files {
     /// Records a create: the file it made, or `None` where it failed.
     pub fn push(&mut self, file: Option<GmemFile>) {
-        self.files.push(file.map(Arc::new));
+        Arc::make_mut(&mut self.files).push(file.map(Arc::new));
     }
 
     /// The file `id` names, if its create made one.
@@ -50,7 +51,7 @@ impl Index<GmemId> for Files {
 
 impl IndexMut<GmemId> for Files {
     fn index_mut(&mut self, id: GmemId) -> &mut GmemFile {
-        let file = self.files.get_mut(id.0 as usize).and_then(Option::as_mut).expect("a file looked up before");
+        let file = Arc::make_mut(&mut self.files).get_mut(id.0 as usize).and_then(Option::as_mut).expect("a file looked up before");
         let file = Arc::make_mut(file);
         // Whoever asks for the file mutably may change it.
         file.fingerprint = Default::default();

@@ -145,7 +145,7 @@ impl Model {
         // kvm_gmem_allocate(): kvm_gmem_get_folio() for every index; folios are not
         // cleared here but before first use (fault or get_pfn), so they read as zero.
         for index in first..end {
-            self.populate(gmem, index, "allocate", false);
+            self.ensure_page(gmem, index, "allocate", false);
         }
         self.tell(Effect::Allocated { gmem, first, end });
         Outcome::Ok
@@ -179,10 +179,26 @@ impl Model {
         self.gmems[gmem].pages.populate(index, prepare).1
     }
 
-    /// Drops pages [first, end) of a file from its page cache.
+    /// `populate` where the page is missing, or a fault finds it not yet prepared; else
+    /// nothing, and the file is left as it is: clones of the model share a file, with its
+    /// part of the fingerprint, until one of them changes it (the race search clones the
+    /// model once per state it tries, and most accesses find their page).
+    pub(super) fn ensure_page(&mut self, gmem: GmemId, index: u64, by: &'static str, prepare: bool) {
+        let pages = &self.gmems[gmem].pages;
+        if !(pages.is_prepared(index) || (!prepare && pages.contains(index))) {
+            self.populate(gmem, index, by, prepare);
+        }
+    }
+
+    /// Drops pages [first, end) of a file from its page cache (a range without pages leaves
+    /// the file untouched, as `ensure_page` does).
     pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
+        let indices = self.gmems[gmem].pages.indices_in(first, end);
+        if indices.is_empty() {
+            return;
+        }
         let file = &mut self.gmems[gmem];
-        for index in file.pages.indices_in(first, end) {
+        for index in indices {
             let page = file.pages.remove(index).expect("listed above");
             self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
         }
@@ -258,7 +274,7 @@ impl Model {
             }
             libc::MADV_POPULATE_READ | libc::MADV_POPULATE_WRITE => {
                 for index in first..end {
-                    self.populate(gmem, index, "madvise-populate", true);
+                    self.ensure_page(gmem, index, "madvise-populate", true);
                 }
                 self.tell(Effect::Allocated { gmem, first, end });
                 Outcome::Ok
@@ -355,10 +371,11 @@ impl Model {
             let at = offset + done;
             let (index, in_page) = (at / PAGE_SIZE, at % PAGE_SIZE);
             let len = (PAGE_SIZE - in_page).min(w - done);
-            let page = self.populate(gmem, index, "host fault", true);
+            self.ensure_page(gmem, index, "host fault", true);
             match store {
-                None => value |= page.load(in_page, len) << (8 * done),
+                None => value |= self.gmems[gmem].pages.get(index).expect("made above").load(in_page, len) << (8 * done),
                 Some(v) => {
+                    let page = self.gmems[gmem].pages.get_mut(index).expect("made above");
                     let piece = (v >> (8 * done)) & (u64::MAX >> (64 - 8 * len));
                     let old = page.store(in_page, len, piece);
                     let key = PageKey::Gmem { gmem: gmem.0, index };

@@ -143,6 +143,9 @@ pub struct Model {
     gmems: Files,
     /// Shared between clones until one of them changes a slot.
     slots: std::sync::Arc<BTreeMap<u32, Slot>>,
+    /// The slots' part of `fingerprint`, once asked; `slots_mut` clears it (slots change
+    /// seldom, and a slot's anonymous pages are many hashes).
+    slots_print: std::sync::OnceLock<u64>,
     /// Memory attributes by GFN range; absent = 0 (shared).
     attributes: AttributeRanges,
     history: History,
@@ -162,6 +165,7 @@ impl Model {
             vm_alive: true,
             gmems: Files::default(),
             slots: Default::default(),
+            slots_print: Default::default(),
             attributes: AttributeRanges::default(),
             history: History::default(),
             told: Vec::new(),
@@ -192,6 +196,7 @@ impl Model {
 
     /// The slots, to change (unshared first).
     fn slots_mut(&mut self) -> &mut BTreeMap<u32, Slot> {
+        self.slots_print = Default::default();
         std::sync::Arc::make_mut(&mut self.slots)
     }
 

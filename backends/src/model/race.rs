@@ -38,12 +38,16 @@
 //! - A host access is one aligned instruction (`kvm::hostmem`; `Group::check` refuses an
 //!   unaligned one).
 //!
-//! The search leaves out orders that cannot differ: where one member's next step commutes
-//! with every step the others have left (`commute`: their footprints do not conflict), it
-//! takes that step alone (partial-order reduction). Where nothing explains the backend's
-//! answer, every order is searched again to say what each step allowed.
+//! The search leaves out orders that cannot differ (partial-order reduction): from each
+//! state it tries only the next steps of a persistent set of members, the smallest set that
+//! holds every member with a step left that conflicts (`commute`: their footprints meet)
+//! with the next step of a member in it; where one member's next step commutes with every
+//! step the others have left, it takes that step alone; and a state does not retake a
+//! commuting step that an earlier sibling took (sleep sets, `Search::search`). Where nothing
+//! explains the backend's answer, every order is searched again to say what each step
+//! allowed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::commute::Footprint;
@@ -593,17 +597,7 @@ impl Model {
         for (id, f) in self.gmems.iter() {
             (id, f.fingerprint()).hash(&mut h);
         }
-        for (id, s) in self.slots.iter() {
-            (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut h);
-            s.binding.map(|b| (b.gmem, b.pgoff, b.file_gone)).hash(&mut h);
-            match s.shared {
-                Shared::Anon => 0u8.hash(&mut h),
-                Shared::GmemMap { gmem, pgoff, generation } => (1u8, gmem, pgoff, generation).hash(&mut h),
-            }
-            for (index, page) in s.anon.iter() {
-                (index, page.content_hash()).hash(&mut h);
-            }
-        }
+        self.slots_print().hash(&mut h);
         for range in self.attributes.iter() {
             range.hash(&mut h);
         }
@@ -651,6 +645,27 @@ impl Hasher for StateHasher {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+impl Model {
+    /// The slots' part of `fingerprint`, computed once per version of the slots.
+    fn slots_print(&self) -> u64 {
+        *self.slots_print.get_or_init(|| {
+            let mut sh = StateHasher::default();
+            for (id, s) in self.slots.iter() {
+                (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut sh);
+                s.binding.map(|b| (b.gmem, b.pgoff, b.file_gone)).hash(&mut sh);
+                match s.shared {
+                    Shared::Anon => 0u8.hash(&mut sh),
+                    Shared::GmemMap { gmem, pgoff, generation } => (1u8, gmem, pgoff, generation).hash(&mut sh),
+                }
+                for (index, page) in s.anon.iter() {
+                    (index, page.content_hash()).hash(&mut sh);
+                }
+            }
+            sh.finish()
+        })
     }
 }
 
@@ -731,7 +746,8 @@ struct Search<'a> {
     /// For each step, the position of the first step of the next repetition (where a fault
     /// ends a guest repetition).
     next_rep: Vec<Vec<usize>>,
-    seen: HashSet<NodeKey, std::hash::BuildHasherDefault<StateHasher>>,
+    /// Each state reached, with the members it slept (`search`).
+    seen: HashMap<NodeKey, u32, std::hash::BuildHasherDefault<StateHasher>>,
     finals: Vec<World>,
     final_prints: HashSet<u64, std::hash::BuildHasherDefault<StateHasher>>,
     /// Predictions met at each step, and the deepest step where none admitted the backend.
@@ -748,6 +764,10 @@ struct Search<'a> {
     /// For each member, step and other member: the last position of the other member whose
     /// step conflicts with that step (`None`: none does), found when first asked.
     last_conflict: Vec<Vec<Vec<Option<Option<usize>>>>>,
+    /// Each member's first step's index among all the steps, and whether two steps (by
+    /// those indices) conflict, found when first asked (sleep sets ask often).
+    first_step: Vec<usize>,
+    conflict: Vec<Option<bool>>,
     /// Whether a node took one member's step where others could have moved.
     cut: bool,
 }
@@ -765,6 +785,8 @@ impl<'a> Search<'a> {
             Orders::Every => Vec::new(),
         };
         let last_conflict = footprints.iter().map(|m| vec![vec![None; steps.len()]; m.len()]).collect();
+        let first_step: Vec<usize> = footprints.iter().scan(0, |at, m| Some(std::mem::replace(at, *at + m.len()))).collect();
+        let total: usize = footprints.iter().map(Vec::len).sum();
         Search {
             steps,
             actual,
@@ -772,6 +794,8 @@ impl<'a> Search<'a> {
             orders,
             footprints,
             last_conflict,
+            first_step,
+            conflict: vec![None; total * total],
             cut: false,
             seen: Default::default(),
             finals: Vec::new(),
@@ -784,10 +808,41 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// Whether member `m`'s next step commutes with every step the other members have left
-    /// (from `pos`): then the orders that take it later end as the one that takes it now.
-    fn commutes_with_the_rest(&mut self, pos: &Positions, m: usize) -> bool {
-        (0..self.steps.len()).filter(|&j| j != m).all(|j| self.last_conflict(m, pos[m], j).is_none_or(|last| last < pos[j]))
+    /// The members whose next steps the search need try from `pos` (a persistent set,
+    /// Godefroid's "Partial-Order Methods for the Verification of Concurrent Systems",
+    /// LNCS 1032, ch. 4): the smallest set that holds, with each of its members, every other
+    /// member that has a step left conflicting with that member's next step. Steps of the
+    /// members left out commute with the next steps of those in it, so any order that takes
+    /// some of them first ends as the order that takes the in-set step (the first in it
+    /// that runs) first: every end state is still reached. A step that no prediction admits
+    /// here can only be made admissible by a conflicting step, whose member is then in the
+    /// set. As bits, in `movable` order; all of `movable` where nothing smaller holds.
+    fn persistent_in(&mut self, pos: &Positions, movable: &[usize]) -> u32 {
+        let all: u32 = (1 << movable.len()) - 1;
+        let mut best = all;
+        for seed in 0..movable.len() {
+            let (mut set, mut grew): (u32, bool) = (1 << seed, true);
+            while grew && set != all {
+                grew = false;
+                let members = set;
+                for t in (0..movable.len()).filter(|&t| members & (1 << t) != 0) {
+                    for j in (0..movable.len()).filter(|&j| members & (1 << j) == 0) {
+                        let (mt, mj) = (movable[t], movable[j]);
+                        if set & (1 << j) == 0 && self.last_conflict(mt, pos[mt], mj).is_some_and(|last| last >= pos[mj]) {
+                            set |= 1 << j;
+                            grew = true;
+                        }
+                    }
+                }
+            }
+            if set.count_ones() < best.count_ones() {
+                best = set;
+                if set.count_ones() == 1 {
+                    break;
+                }
+            }
+        }
+        best
     }
 
     /// The last position of member `j` whose step conflicts with step `s` of member `m`.
@@ -806,51 +861,103 @@ impl<'a> Search<'a> {
         (result, SearchSize { nodes: self.nodes, cut: self.cut })
     }
 
+    /// The members whose next steps to try from a state first reached at `pos`, as bits by
+    /// member: a persistent set where the search is reduced, every member with a step left
+    /// otherwise.
+    fn chosen(&mut self, pos: &Positions, movable: &[usize]) -> u32 {
+        let in_movable = match self.orders {
+            Orders::Reduced if movable.len() > 1 => self.persistent_in(pos, movable),
+            _ => (1 << movable.len()) - 1,
+        };
+        self.cut |= in_movable.count_ones() < movable.len() as u32;
+        movable.iter().enumerate().filter(|(i, _)| in_movable & (1 << i) != 0).fold(0, |bits, (_, &m)| bits | 1 << m)
+    }
+
+    /// Whether the next steps of members `a` and `b` at `pos` commute (reduced search only).
+    fn independent(&mut self, pos: &Positions, a: usize, b: usize) -> bool {
+        let total = self.first_step.last().map_or(0, |&f| f + self.footprints[self.footprints.len() - 1].len());
+        let at = (self.first_step[a] + pos[a]) * total + self.first_step[b] + pos[b];
+        if let Some(known) = self.conflict[at] {
+            return !known;
+        }
+        let conflicts = self.footprints[a][pos[a]].conflicts(&self.footprints[b][pos[b]]);
+        self.conflict[at] = Some(conflicts);
+        !conflicts
+    }
+
+    /// Depth first over (positions, halves in progress, state), with sleep sets (Godefroid,
+    /// ch. 5, stateful search): a child does not take the step of a member whose step an
+    /// earlier sibling took (or its parent slept) and that commutes with the step that made
+    /// the child, since that order's states are reached through the sibling. A state met
+    /// again with a smaller sleep set takes the steps it slept before and not now. Only the
+    /// reduced search sleeps; the full one tries every order of every step.
     fn search(&mut self, start: &World) -> Result<Vec<World>, RaceError> {
         let n = self.steps.len();
-        let mut stack =
-            vec![Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] }];
-        while let Some(node) = stack.pop() {
-            if !self.seen.insert((node.pos, node.low, print(&node.model, &node.exits))) {
-                continue;
-            }
-            self.nodes += 1;
-            if self.nodes > MAX_NODES {
-                return Err(RaceError::TooLarge);
-            }
-            let mut movable = [0; MAX_MEMBERS];
-            let mut count = 0;
-            for m in (0..n).filter(|&m| node.pos[m] < self.steps[m].len()) {
-                movable[count] = m;
-                count += 1;
-            }
-            let movable = &movable[..count];
-            if movable.is_empty() {
-                if self.final_prints.insert(print(&node.model, &node.exits)) {
-                    self.finals.push(World { model: node.model, mmio_exits: node.exits });
+        let sleeps = self.orders == Orders::Reduced;
+        let root = Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] };
+        let mut stack = vec![(root, 0u32)];
+        while let Some((node, sleep)) = stack.pop() {
+            let fingerprint = print(&node.model, &node.exits);
+            let (mut explore, mut sleep) = match self.seen.entry((node.pos, node.low, fingerprint)) {
+                std::collections::hash_map::Entry::Occupied(mut seen) => {
+                    let slept = *seen.get();
+                    if slept & !sleep == 0 {
+                        continue;
+                    }
+                    seen.insert(slept & sleep);
+                    (slept & !sleep, slept & sleep)
                 }
-                continue;
-            }
-            let alone = match self.orders {
-                Orders::Reduced if movable.len() > 1 => movable.iter().copied().find(|&m| self.commutes_with_the_rest(&node.pos, m)),
-                _ => None,
+                std::collections::hash_map::Entry::Vacant(first) => {
+                    first.insert(sleep);
+                    self.nodes += 1;
+                    if self.nodes > MAX_NODES {
+                        return Err(RaceError::TooLarge);
+                    }
+                    let mut movable = [0; MAX_MEMBERS];
+                    let mut count = 0;
+                    for m in (0..n).filter(|&m| node.pos[m] < self.steps[m].len()) {
+                        movable[count] = m;
+                        count += 1;
+                    }
+                    if count == 0 {
+                        if self.final_prints.insert(fingerprint) {
+                            self.finals.push(World { model: node.model, mmio_exits: node.exits });
+                        }
+                        continue;
+                    }
+                    (self.chosen(&node.pos, &movable[..count]) & !sleep, sleep)
+                }
             };
-            if let Some(m) = alone {
-                self.cut = true;
-                if let Some(child) = self.advance(node, m) {
-                    stack.push(child);
-                }
+            // Each child's sleep set, members in order: what the parent slept and the
+            // siblings before took, less what conflicts with the child's step.
+            let mut children = [(0usize, 0u32); MAX_MEMBERS];
+            let mut count = 0;
+            while explore != 0 {
+                let m = explore.trailing_zeros() as usize;
+                explore &= explore - 1;
+                let asleep = if sleeps {
+                    (0..n).filter(|&s| sleep & (1 << s) != 0 && self.independent(&node.pos, s, m)).fold(0, |bits, s| bits | 1 << s)
+                } else {
+                    0
+                };
+                children[count] = (m, asleep);
+                count += 1;
+                sleep |= 1 << m;
+            }
+            if count == 0 {
+                // Every step of the persistent set sleeps: its orders are tried elsewhere.
                 continue;
             }
-            // Members in reverse, so the stack tries member 0's step first (the order
+            // In reverse, so the stack tries member 0's step first (the order
             // `group_in_order` takes comes out first); the last child takes the node itself.
-            for &m in movable[1..].iter().rev() {
+            for &(m, asleep) in children[1..count].iter().rev() {
                 if let Some(child) = self.advance(node.clone(), m) {
-                    stack.push(child);
+                    stack.push((child, asleep));
                 }
             }
-            if let Some(child) = self.advance(node, movable[0]) {
-                stack.push(child);
+            let (m, asleep) = children[0];
+            if let Some(child) = self.advance(node, m) {
+                stack.push((child, asleep));
             }
         }
         // A reduced search keeps no predictions: its caller searches every order to say

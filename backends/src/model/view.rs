@@ -38,8 +38,11 @@ impl Model {
                 Target::Mmio
             }
             Route::Gmem { gmem, index, .. } | Route::Mapping { gmem, index, .. } => {
-                self.populate(gmem, index, "guest fault", true);
+                self.ensure_page(gmem, index, "guest fault", true);
                 Target::Page(PageKey::Gmem { gmem: gmem.0, index })
+            }
+            Route::Anon { slot: id, index, .. } if self.slots[&id].anon.contains_key(&index) => {
+                Target::Page(PageKey::Anon { slot: id, index })
             }
             Route::Anon { slot: id, index, .. } => {
                 let slot = self.slots_mut().get_mut(&id).expect("routed there");
@@ -50,6 +53,14 @@ impl Model {
                 Target::Page(PageKey::Anon { slot: id, index })
             }
         }
+    }
+
+    fn page(&self, key: PageKey) -> &super::Page {
+        match key {
+            PageKey::Gmem { gmem, index } => self.gmems[GmemId(gmem)].pages.get(index),
+            PageKey::Anon { slot, index } => self.slots.get(&slot).and_then(|s| s.anon.get(&index)),
+        }
+        .expect("resolve() made the page")
     }
 
     fn page_mut(&mut self, key: PageKey) -> &mut super::Page {
@@ -89,10 +100,10 @@ impl Model {
                 }
                 Target::Page(key) => {
                     let op_index = self.op_index;
-                    let page = self.page_mut(key);
                     match access.kind {
-                        AccessKind::Read => AccessResult::Read(page.load(offset, w)),
+                        AccessKind::Read => AccessResult::Read(self.page(key).load(offset, w)),
                         AccessKind::Write(v) => {
+                            let page = self.page_mut(key);
                             let new = access.width.truncate(v);
                             let old = page.store(offset, w, new);
                             let event = PageEvent::Written { by: "guest", offset: offset as u16, width: w as u8, old, new };
