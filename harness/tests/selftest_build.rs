@@ -38,7 +38,7 @@ fn generate(path: &Path, vm_type: u64) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let lines = op_lines(&text, doc.program.ops.len());
     let file = path.strip_prefix(root()).unwrap_or(path).display().to_string();
-    emit(&doc.program, &Profile::assumed(vm_type), &Origin { file: &file, lines }).unwrap()
+    emit(&doc.program, &Profile::assumed(vm_type), &Origin { file: &file, lines, name: None }).unwrap()
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub struct Origin<'a> {
     pub file: &'a str,
     /// Each op's line in the file, where known (one per op).
     pub lines: Option<Vec<usize>>,
+    /// The test's name, where the file's does not suit (`nightly`'s `program.txt`).
+    pub name: Option<&'a str>,
 }
 
 /// The line of each op in a text program: the lines that are neither the version header,
@@ -213,7 +215,7 @@ pub fn check_scope(program: &Program, vm_type: u64) -> Result<(), String> {
 pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result<String, String> {
     check_scope(program, profile.vm_type)?;
     let (expected, _end) = expectations(program, profile)?;
-    let name = test_name(origin.file);
+    let name = test_name(origin.name.unwrap_or(origin.file));
     let label = |i: usize| {
         let op = match &program.ops[i] {
             Op::Group(g) => format!("a group of {}", g.members.iter().map(|m| op_line(&m.op)).collect::<Vec<_>>().join(" | ")),
@@ -693,7 +695,7 @@ mod tests {
     fn selftest(text: &str, vm_type: u64, file: &str) -> Result<String, String> {
         let program = parse(text).expect("a program");
         let lines = op_lines(text, program.ops.len());
-        emit(&program, &Profile::assumed(vm_type), &Origin { file, lines })
+        emit(&program, &Profile::assumed(vm_type), &Origin { file, lines, name: None })
     }
 
     fn assert_has(c: &str, wanted: &[&str]) {
