@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use gmemfuzz_backends::op::{AccessKind, Op, PAGE_SIZE};
 use gmemfuzz_backends::{Group, Outcome};
 
-use super::{c_type, errno_call, gpa, File};
+use super::{c_type, comment, errno_call, gpa, File};
 use crate::repro::c::c_string;
 use crate::repro::text::op_line;
 
@@ -42,7 +42,7 @@ pub(super) fn emit(index: usize, group: &Group, outcomes: &[Vec<Outcome>], files
             return Err(format!("op #{index} member {j} ({line}) may take SIGBUS on its thread: a selftest does not make that"));
         }
         let name = format!("group{index}_member{j}");
-        let _ = writeln!(out.functions, "/* op #{index}, member {j}: {line} */");
+        let _ = writeln!(out.functions, "{}", comment(&format!("op #{index}, member {j}: {line}"), 0));
         let row = match &m.op {
             Op::Guest { accesses } => {
                 let _ = writeln!(out.functions, "static void {name}(void)\n{{");
@@ -157,7 +157,7 @@ static void run_group(struct member *m, int n)
 		pthread_join(threads[i], NULL);
 	pthread_barrier_destroy(&group_barrier);
 	for (i = 0; i < n && !iteration; i++)
-		pr_info("%s: %s %d\n", m[i].op, m[i].guest ? "last exit reason (or -errno)" : "last result",
-			m[i].last);
+		pr_info("%s: %s %d\n", m[i].op,
+			m[i].guest ? "last exit reason (or -errno)" : "last result", m[i].last);
 }
 "#;

@@ -16,7 +16,7 @@ pub(super) const INCLUDES: &str = r#"#include <errno.h>
 #include "ucall_common.h"
 
 /* The program's GPAs, above the library's memory. */
-#define GPA_BASE	(1ULL << 32)
+#define GPA_BASE	BIT_ULL(32)
 #define GPA(x)		(GPA_BASE + (x))
 @SHAPE@"#;
 
@@ -57,14 +57,16 @@ static const char *kvm_did(struct kvm_vcpu *vcpu, int r, int err)
 		snprintf(buf, sizeof(buf),
 			 "KVM_EXIT_MEMORY_FAULT gpa=0x%llx size=0x%llx flags=0x%llx (%s)",
 			 run->memory_fault.gpa, run->memory_fault.size, run->memory_fault.flags,
-			 run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? "private" : "shared");
+			 run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ?
+			 "private" : "shared");
 	} else if (run->exit_reason == KVM_EXIT_MMIO) {
 		snprintf(buf, sizeof(buf), "KVM_EXIT_MMIO %s gpa=0x%llx len=%u",
 			 run->mmio.is_write ? "write" : "read", run->mmio.phys_addr, run->mmio.len);
 	} else if (get_ucall(vcpu, &uc) == UCALL_ABORT) {
 		REPORT_GUEST_ASSERT(uc);
 	} else if (uc.cmd == UCALL_SYNC) {
-		snprintf(buf, sizeof(buf), "the guest finished the op (GUEST_SYNC(%lu))", uc.args[1]);
+		snprintf(buf, sizeof(buf), "the guest finished the op (GUEST_SYNC(%lu))",
+			 uc.args[1]);
 	} else {
 		snprintf(buf, sizeof(buf), "exit reason %u (%s)", run->exit_reason,
 			 exit_reason_str(run->exit_reason));
@@ -126,7 +128,8 @@ static void expect_errno(const char *op, const char *model, int r, int err)
 		TEST_ASSERT(r >= 0, "%s: the model expects %s, the call failed: errno %d (%s)",
 			    op, model, e, strerror(e));
 	else
-		TEST_ASSERT(r == -1 && e == err, "%s: the model expects %s, the call returned %d (errno %d)",
+		TEST_ASSERT(r == -1 && e == err,
+			    "%s: the model expects %s, the call returned %d (errno %d)",
 			    op, model, r, r == -1 ? e : 0);
 }
 "#;

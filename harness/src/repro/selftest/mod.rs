@@ -239,7 +239,7 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
     for (i, op) in program.ops.iter().enumerate() {
         let what = label(i);
         let outcome = expected[i].outcome.clone().ok_or_else(|| format!("{what}: the model gave no outcome (a model bug)"))?;
-        let _ = writeln!(body, "\n\t/* {what} */");
+        let _ = writeln!(body, "\n{}", comment(&what, 1));
         if let Outcome::Skipped(reason) = &outcome {
             let _ = writeln!(body, "\t/* not sent: every backend skips it ({reason:?}) */");
             if let Op::CreateGmem { size, .. } = op {
@@ -251,7 +251,12 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
             return Err(format!("{what}: the model cannot predict its outcome; a selftest needs every op predicted"));
         }
         let model = c_string(&outcome.to_string());
-        let what_c = c_string(&what);
+        // The op's name in failure messages: whole where it fits on a line with its call, else
+        // its number and line (the comment above the call has the whole op).
+        let what_c = match what.split_once(": ") {
+            Some((short, _)) if what.len() > 64 => c_string(short),
+            _ => c_string(&what),
+        };
         let errno = errno_of(&outcome);
         let plain_ok = matches!(outcome, Outcome::Ok);
         // A call that returns -1 and sets errno: the model's errno asserted.
@@ -410,7 +415,7 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                 let Outcome::Guest(results) = &outcome else {
                     return Err(format!("{what}: the model expects {outcome} for a guest op"));
                 };
-                let mut guest = format!("/* {what} */\nstatic void guest_op{i}(void)\n{{\n");
+                let mut guest = format!("{}\nstatic void guest_op{i}(void)\n{{\n", comment(&what, 0));
                 let mut host = call("guest_start", &["vcpu".into(), format!("guest_op{i}"), what_c.clone(), model.clone()]) + "\n";
                 let mut reads_value = false;
                 let mut faulted = false;
@@ -640,6 +645,20 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         }
     }
     lines
+}
+
+/// A C comment at `tabs` tabs of indentation: one line where it fits in 100 columns, else
+/// the kernel's multi-line style, wrapped.
+fn comment(text: &str, tabs: usize) -> String {
+    let indent = "\t".repeat(tabs);
+    if tabs * 8 + text.len() + 6 <= 100 {
+        return format!("{indent}/* {text} */");
+    }
+    let mut s = format!("{indent}/*\n");
+    for line in wrap(text, 100 - tabs * 8 - 3) {
+        let _ = writeln!(s, "{indent} * {line}");
+    }
+    s + &format!("{indent} */")
 }
 
 /// A call statement at one tab of indentation, its arguments wrapped at 100 columns and
