@@ -14,9 +14,12 @@
 //! `GPA_BASE` (4 GiB, which keeps every alignment a program can ask for up to 4 GiB); the
 //! guest maps each page it touches at a GVA equal to its GPA (`virt_map`).
 //!
+//! A concurrent group runs on threads as the C reproducer runs it and asserts nothing
+//! ([`group`]); the test ends at its first group.
+//!
 //! What it does not do yet: the state the runner compares after invalidating ops (page
-//! contents, residency) is not checked, and programs with ops outside [`KINDS`], with a
-//! concurrent group, or with a guest access the model cannot predict are refused.
+//! contents, residency) is not checked, and programs with ops outside [`KINDS`], with ops
+//! after a group, or with a guest access the model cannot predict are refused.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
