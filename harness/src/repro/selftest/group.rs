@@ -59,7 +59,7 @@ pub(super) fn emit(index: usize, group: &Group, outcomes: &[Vec<Outcome>], files
                 *vcpus += 1;
                 let _ = writeln!(setup, "\tm[{}].vcpu = vm_vcpu_add(vm, {}, {name});", rows.len(), *vcpus);
                 let _ = writeln!(setup, "\tvcpu_regs_get(m[{0}].vcpu, &m[{0}].regs);", rows.len());
-                format!("{{ .guest = true, .repeat = {}, .op = {} }}", m.repeat, c_string(&line))
+                row(&format!(".guest = true, .repeat = {},", m.repeat), &c_string(&line))
             }
             op => {
                 let call = match op {
@@ -79,7 +79,7 @@ pub(super) fn emit(index: usize, group: &Group, outcomes: &[Vec<Outcome>], files
                     }
                 };
                 let _ = writeln!(out.functions, "static int {name}(void)\n{{\n\t{call};\n}}\n");
-                format!("{{ .fn = {name}, .repeat = {}, .op = {} }}", m.repeat, c_string(&line))
+                row(&format!(".fn = {name}, .repeat = {},", m.repeat), &c_string(&line))
             }
         };
         rows.push(row);
@@ -93,6 +93,17 @@ pub(super) fn emit(index: usize, group: &Group, outcomes: &[Vec<Outcome>], files
     out.body.push_str(&setup.replace("\n\t", "\n\t\t").replacen('\t', "\t\t", 1));
     let _ = writeln!(out.body, "\t\trun_group(m, {n});\n\t}}");
     Ok(out)
+}
+
+/// A member's initializer, at three tabs: on one line where it fits in 100 columns.
+fn row(fields: &str, op: &str) -> String {
+    let one = format!("{{ {fields} .op = {op} }}");
+    // Three tabs, the row and its comma.
+    if 24 + one.len() < 100 {
+        one
+    } else {
+        format!("{{ {fields}\n\t\t\t  .op = {op} }}")
+    }
 }
 
 /// The C that runs a group's members.

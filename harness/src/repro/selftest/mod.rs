@@ -276,9 +276,9 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                 let fl = flags(*f, GMEM_FLAGS);
                 if plain_ok {
                     gmem_flags_needed |= f;
-                    let _ = writeln!(body, "\tg{g} = vm_create_guest_memfd(vm, {size:#x}, {fl});");
+                    let _ = writeln!(body, "{}", call(&format!("g{g} = vm_create_guest_memfd"), &create_args(*size, &fl)));
                 } else {
-                    let _ = writeln!(body, "\tg{g} = __vm_create_guest_memfd(vm, {size:#x}, {fl});");
+                    let _ = writeln!(body, "{}", call(&format!("g{g} = __vm_create_guest_memfd"), &create_args(*size, &fl)));
                     let err = errno.clone().unwrap_or_default();
                     let _ = writeln!(body, "{}", call("expect_errno", &[what_c.clone(), model.clone(), format!("g{g}"), err]));
                 }
@@ -528,7 +528,10 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
     for g in 0..files.len() {
         let var = format!("g{g}");
         if uses(&body, &var) + uses(&group_fns, &var) <= 1 {
-            body = body.replace(&format!("\t{var} = vm_create_guest_memfd("), "\tvm_create_guest_memfd(");
+            if let Some(Op::CreateGmem { size, flags: f }) = program.ops.iter().filter(|op| matches!(op, Op::CreateGmem { .. })).nth(g) {
+                let args = create_args(*size, &flags(*f, GMEM_FLAGS));
+                body = body.replace(&call(&format!("{var} = vm_create_guest_memfd"), &args), &call("vm_create_guest_memfd", &args));
+            }
         }
     }
     let shared = shared_variables(program, &body, &group_fns, files.len());
@@ -585,11 +588,9 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
         let _ = writeln!(c, "\tTEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));");
     }
     if gmem_flags_needed != 0 {
-        let _ = writeln!(
-            c,
-            "\tTEST_REQUIRE((kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & ({0})) == ({0}));",
-            flags(gmem_flags_needed, GMEM_FLAGS)
-        );
+        for flag in flags(gmem_flags_needed, GMEM_FLAGS).split(" | ") {
+            let _ = writeln!(c, "\tTEST_REQUIRE(kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & {flag});");
+        }
     }
     if needs_attributes {
         let _ = writeln!(c, "\tTEST_REQUIRE(kvm_check_cap(KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE);");
@@ -662,6 +663,11 @@ fn comment(text: &str, tabs: usize) -> String {
         let _ = writeln!(s, "{indent} * {line}");
     }
     s + &format!("{indent} */")
+}
+
+/// The arguments of `vm_create_guest_memfd()`.
+fn create_args(size: u64, flags: &str) -> [String; 3] {
+    ["vm".into(), format!("{size:#x}"), flags.into()]
 }
 
 /// A call statement at one tab of indentation, its arguments wrapped at 100 columns and
