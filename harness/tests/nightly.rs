@@ -147,6 +147,11 @@ fn an_injected_fault_gives_exactly_one_minimized_finding_with_a_c_reproducer() {
     let program = std::fs::read_to_string(dir.join("program.txt")).unwrap();
     assert!(program.contains("punch") && program.contains("# expect: divergence"), "{program}");
     compiles(&dir.join("repro.c"));
+    // A selftest beside it, or a note saying why not (it is built in a kernel tree, not here).
+    match std::fs::read_to_string(dir.join("selftest.c")) {
+        Ok(test) => assert!(test.contains("#include \"kvm_util.h\"") && test.contains("punch"), "{test}"),
+        Err(_) => assert!(f["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with("no selftest: ")), "{f}"),
+    }
     for v in f["variants"].as_array().unwrap() {
         assert_eq!(v["signature"]["op"], "punch", "{v}");
         compiles(Path::new(v["c_repro"].as_str().unwrap()));

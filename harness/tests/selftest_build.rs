@@ -17,24 +17,28 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The programs whose selftests must build: the lane's regressions, on VM type 1.
-fn programs() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("corpus/lane"))
-        .unwrap()
+/// The programs whose selftests must build, each with its VM type: the lane's regressions
+/// and the findings' programs on VM type 1, the signed bind offset's on VM type 0.
+fn programs() -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<(PathBuf, u64)> = ["corpus/lane", "docs/findings"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .map(|p| (p, 1))
         .collect();
     files.sort();
-    assert!(!files.is_empty());
+    assert!(files.iter().any(|(p, _)| p.ends_with("gmem-release-vs-memslot-delete.txt")), "the group's finding");
+    files.push((root().join("corpus/regressions/gmem_bind_offset_signed_overflow.txt"), 0));
     files
 }
 
-fn generate(path: &Path) -> String {
-    let doc = load_document(path, Some(1)).unwrap();
+fn generate(path: &Path, vm_type: u64) -> String {
+    let doc = load_document(path, Some(vm_type)).unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     let lines = op_lines(&text, doc.program.ops.len());
     let file = path.strip_prefix(root()).unwrap_or(path).display().to_string();
-    emit(&doc.program, &Profile::assumed(1), &Origin { file: &file, lines }).unwrap()
+    emit(&doc.program, &Profile::assumed(vm_type), &Origin { file: &file, lines, name: None }).unwrap()
 }
 
 #[test]
@@ -61,10 +65,10 @@ fn generated_selftests_build_against_the_kvm_selftests_library() {
     );
     let out = std::env::temp_dir().join(format!("gmemfuzz-selftest-build-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    for program in programs() {
+    for (program, vm_type) in programs() {
         let name = program.file_stem().unwrap().to_string_lossy().into_owned();
         let source = out.join(format!("{name}.c"));
-        std::fs::write(&source, generate(&program)).unwrap();
+        std::fs::write(&source, generate(&program, vm_type)).unwrap();
         // The selftests' own flags (Makefile.kvm), warnings as errors.
         let status = Command::new("gcc")
             .args(["-D_GNU_SOURCE=", "-std=gnu99", "-Wall", "-Wstrict-prototypes", "-Wuninitialized", "-Werror", "-O2"])
@@ -90,15 +94,16 @@ fn generated_selftests_build_against_the_kvm_selftests_library() {
 }
 
 #[test]
-fn a_program_with_a_group_is_refused_in_one_line_with_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_gmemfuzz"))
-        .arg("selftest")
-        .arg(root().join("docs/findings/gmem-release-vs-memslot-delete.txt"))
-        .output()
-        .unwrap();
+fn an_op_it_does_not_make_is_refused_in_one_line_with_exit_2() {
+    let dir = std::env::temp_dir().join(format!("gmemfuzz-selftest-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("destroy.txt");
+    std::fs::write(&program, "gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=0x0\ndestroy_vm\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gmemfuzz")).arg("selftest").arg(&program).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("concurrent group") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(stderr.contains("op #1 is `destroy_vm`") && !stderr.contains("backtrace"), "{stderr}");
     assert!(out.stdout.is_empty());
 }

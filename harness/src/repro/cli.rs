@@ -310,7 +310,7 @@ pub fn selftest(path: &Path, out: Option<&Path>, vm_type: Option<u64>) -> i32 {
     // The file as the user would name it from here: relative where it lies below.
     let here = std::env::current_dir().ok();
     let file = here.as_deref().and_then(|d| path.strip_prefix(d).ok()).unwrap_or(path).display().to_string();
-    let source = match selftest::emit(&program, &profile, &selftest::Origin { file: &file, lines }) {
+    let source = match selftest::emit(&program, &profile, &selftest::Origin { file: &file, lines, name: None }) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

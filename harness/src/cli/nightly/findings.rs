@@ -30,6 +30,7 @@ use serde::Serialize;
 use crate::fuzz::sim::{profiles as sim_profiles, run_sim, sim_backend, SimFinding};
 use crate::oracle::Divergence;
 use crate::program::Program;
+use crate::repro::selftest::{self, op_lines, Origin};
 use crate::repro::shrink::{minimize_with, Signature as ShrinkSignature};
 use crate::repro::text::{print_document, Document, Expectation};
 use crate::repro::{c, load_document};
@@ -155,9 +156,15 @@ pub struct Variant {
     pub c_repro: Option<PathBuf>,
     /// Why something is missing (no minimization, no C reproducer).
     pub notes: Vec<String>,
+    /// The KVM selftest's path (`selftest.c` beside `repro.c`), where `gmemfuzz selftest`
+    /// makes the program (else a note says why not).
+    pub selftest: Option<PathBuf>,
     /// The C reproducer's source, until `write_finding` writes it.
     #[serde(skip)]
     c_source: Option<String>,
+    /// The selftest's source, likewise.
+    #[serde(skip)]
+    selftest_source: Option<String>,
 }
 
 /// One deduplicated finding, as the report shows it: its smallest variant's program and
@@ -176,6 +183,8 @@ pub struct Finding {
     pub minimization_cut_short: bool,
     /// `findings/<slug>/repro.c`, the smallest variant's.
     pub c_repro: Option<PathBuf>,
+    /// `findings/<slug>/selftest.c`, the smallest variant's.
+    pub selftest: Option<PathBuf>,
     pub notes: Vec<String>,
     pub variants: Vec<Variant>,
 }
@@ -284,12 +293,18 @@ fn variant(
                 .into(),
         );
     }
-    let c_source = if target == "diff_kvm" {
+    let (c_source, selftest_source) = if target == "diff_kvm" {
         let profile = crate::cli::kvm(doc.vm_type.unwrap_or(0))?.profile().clone();
-        c::emit(&program, &profile, "").map_err(|why| notes.push(format!("no C reproducer: {why}"))).ok()
+        let c = c::emit(&program, &profile, "").map_err(|why| notes.push(format!("no C reproducer: {why}"))).ok();
+        // A selftest beside it; where `gmemfuzz selftest` does not make the program, the
+        // note says why and the night goes on.
+        let slug = signature.slug();
+        let origin = Origin { file: "program.txt", lines: op_lines(&text, program.ops.len()), name: Some(&slug) };
+        let test = selftest::emit(&program, &profile, &origin).map_err(|why| notes.push(format!("no selftest: {why}"))).ok();
+        (c, test)
     } else {
         notes.push("no C reproducer: the C reproducer runs real KVM; this finding is the model's or the simulation's".into());
-        None
+        (None, None)
     };
     Ok(Variant {
         slug: signature.slug(),
@@ -301,13 +316,16 @@ fn variant(
         minimized,
         minimization_cut_short: cut_short,
         c_repro: None,
+        selftest: None,
         c_source,
+        selftest_source,
         notes,
     })
 }
 
-/// Writes `dir/<slug>/`: the smallest variant's `program.txt` and `repro.c`, and each
-/// variant's `original.txt`, `program.txt` and `repro.c` in `<slug>/<variant slug>/`.
+/// Writes `dir/<slug>/`: the smallest variant's `program.txt`, `repro.c` and `selftest.c`,
+/// and each variant's `original.txt`, `program.txt`, `repro.c` and `selftest.c` in
+/// `<slug>/<variant slug>/`.
 fn write_finding(signature: Signature, mut variants: Vec<Variant>, dir: &Path) -> Result<Finding> {
     let slug = signature.slug();
     let dir = dir.join(&slug);
@@ -322,6 +340,11 @@ fn write_finding(signature: Signature, mut variants: Vec<Variant>, dir: &Path) -
             std::fs::write(&path, source)?;
             v.c_repro = Some(path);
         }
+        if let Some(source) = v.selftest_source.take() {
+            let path = vdir.join("selftest.c");
+            std::fs::write(&path, source)?;
+            v.selftest = Some(path);
+        }
     }
     // Minimized before not, then the smallest.
     variants.sort_by_key(|v| (!v.minimized, v.program_ops));
@@ -331,6 +354,13 @@ fn write_finding(signature: Signature, mut variants: Vec<Variant>, dir: &Path) -
         Some(path) => {
             std::fs::copy(path, dir.join("repro.c"))?;
             Some(dir.join("repro.c"))
+        }
+        None => None,
+    };
+    let selftest = match &first.selftest {
+        Some(path) => {
+            std::fs::copy(path, dir.join("selftest.c"))?;
+            Some(dir.join("selftest.c"))
         }
         None => None,
     };
@@ -344,6 +374,7 @@ fn write_finding(signature: Signature, mut variants: Vec<Variant>, dir: &Path) -
         minimized: first.minimized,
         minimization_cut_short: variants.iter().any(|v| v.minimization_cut_short),
         c_repro,
+        selftest,
         notes: first.notes.clone(),
         variants,
     })
@@ -465,5 +496,40 @@ mod tests {
         let harness = Signature::other("diff_kvm", "harness-error");
         assert_eq!(harness.bug(), harness);
         assert_ne!(harness.bug(), Signature::other("diff_kvm", "not-reproduced").bug());
+    }
+
+    #[test]
+    fn a_finding_keeps_its_selftest_beside_the_c_reproducer() {
+        let dir = std::env::temp_dir().join(format!("gmemfuzz-finding-selftest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let crash = dir.join("crash-1.txt");
+        std::fs::write(&crash, "gmemfuzz-program v2\ncheck\n").unwrap();
+        let signature =
+            Signature { target: "diff_kvm".into(), kind: "result-mismatch".into(), op: "punch".into(), subject: "result".into() };
+        let variant = |ops, selftest: Option<&str>| Variant {
+            signature: signature.clone(),
+            slug: format!("{}-{ops}", signature.slug()),
+            crashes: vec![crash.clone()],
+            headline: "h".into(),
+            program: "gmemfuzz-program v2\ncheck\n".into(),
+            program_ops: ops,
+            minimized: true,
+            minimization_cut_short: false,
+            c_repro: None,
+            selftest: None,
+            notes: if selftest.is_some() { vec![] } else { vec!["no selftest: op #0 is `destroy_vm`: ...".into()] },
+            c_source: Some("/* repro */".into()),
+            selftest_source: selftest.map(str::to_string),
+        };
+        let finding =
+            write_finding(signature.clone(), vec![variant(3, Some("/* selftest */")), variant(5, None)], &dir.join("findings")).unwrap();
+        let top = dir.join("findings").join(signature.slug());
+        assert_eq!(finding.selftest.as_deref(), Some(top.join("selftest.c").as_path()));
+        assert_eq!(std::fs::read_to_string(top.join("selftest.c")).unwrap(), "/* selftest */");
+        assert!(top.join(&finding.variants[0].slug).join("selftest.c").exists());
+        // The variant it refused has no selftest, and its note says why.
+        assert!(finding.variants[1].selftest.is_none() && finding.variants[1].notes[0].starts_with("no selftest: "));
+        assert!(!top.join(&finding.variants[1].slug).join("selftest.c").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -111,6 +111,9 @@ impl Report {
                     if f.c_repro.is_some() { format!(", C reproducer `findings/{}/repro.c`", f.slug) } else { String::new() }
                 );
                 let _ = writeln!(md, "```\n{}```", f.program);
+                if f.selftest.is_some() {
+                    let _ = writeln!(md, "\nKVM selftest: `findings/{}/selftest.c` (for tools/testing/selftests/kvm/x86/).", f.slug);
+                }
                 for note in &f.notes {
                     let _ = writeln!(md, "\n{note}");
                 }

@@ -14,24 +14,33 @@
 //! `GPA_BASE` (4 GiB, which keeps every alignment a program can ask for up to 4 GiB); the
 //! guest maps each page it touches at a GVA equal to its GPA (`virt_map`).
 //!
+//! A concurrent group runs on threads as the C reproducer runs it and asserts nothing
+//! ([`group`]); the test ends at its first group.
+//!
 //! What it does not do yet: the state the runner compares after invalidating ops (page
-//! contents, residency) is not checked, and programs with ops outside [`KINDS`], with a
-//! concurrent group, or with a guest access the model cannot predict are refused.
+//! contents, residency) is not checked, and programs with ops outside [`KINDS`], with ops
+//! after a group, or with a guest access the model cannot predict are refused.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use gmemfuzz_backends::op::{
     AccessKind, FdArg, Op, OpKind, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEMORY_ATTRIBUTE_PRIVATE,
-    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
+    KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, MADVICE, PAGE_SIZE,
 };
 use gmemfuzz_backends::{AccessResult, Outcome, Profile};
 
 use super::c::{c_string, expectations};
 use super::text::{op_line, print};
 use crate::program::Program;
+use library::{ANON_MEM, EXPECT_ERRNO, EXPECT_FAULT, EXPECT_MMIO, EXPECT_SYNC, GUEST_HELPERS, INCLUDES, PROTECTED_SHAPE};
 
-/// The op kinds a selftest is made for (those of the findings' programs, and allocate).
+mod group;
+mod library;
+
+/// The op kinds a selftest is made for. Not (yet): modify_slot (the slot's memory would
+/// have to be kept), destroy_vm (the library owns the VM's fds), mbind and get_mempolicy
+/// (libnuma's headers, which the selftests do not assume).
 pub const KINDS: &[OpKind] = &[
     OpKind::CreateGmem,
     OpKind::Map,
@@ -41,10 +50,15 @@ pub const KINDS: &[OpKind] = &[
     OpKind::Punch,
     OpKind::Allocate,
     OpKind::CloseGmem,
+    OpKind::Unmap,
+    OpKind::Truncate,
+    OpKind::Madvise,
+    OpKind::PreFault,
     OpKind::Guest,
     OpKind::HostRead,
     OpKind::HostWrite,
     OpKind::Check,
+    OpKind::Group,
 ];
 
 /// Where the program came from, for the test's comments.
@@ -53,6 +67,8 @@ pub struct Origin<'a> {
     pub file: &'a str,
     /// Each op's line in the file, where known (one per op).
     pub lines: Option<Vec<usize>>,
+    /// The test's name, where the file's does not suit (`nightly`'s `program.txt`).
+    pub name: Option<&'a str>,
 }
 
 /// The line of each op in a text program: the lines that are neither the version header,
@@ -139,20 +155,59 @@ fn errno_of(outcome: &Outcome) -> Option<String> {
     }
 }
 
+/// The C call of an op that returns 0, or -1 with errno: what a test asserts where the model
+/// expects an error, and what a group's member does. `None` for the other ops.
+fn errno_call(op: &Op, files: &[File]) -> Option<String> {
+    Some(match op {
+        Op::Unbind { slot } => format!("__vm_set_user_memory_region2(vm, {slot}, 0, 0, 0, NULL, 0, 0)"),
+        Op::SetAttributes { gpa: at, size, attributes } => format!(
+            "__vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES,\n\t\t       &(struct kvm_memory_attributes){{ .address = {}, .size = {size:#x}, .attributes = {} }})",
+            gpa(*at),
+            flags(*attributes, ATTRIBUTES)
+        ),
+        Op::Punch { gmem, offset, len } => format!("fallocate(g{}, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, {offset:#x}, {len:#x})", gmem.0),
+        Op::Allocate { gmem, mode, offset, len } => {
+            let mode = match *mode {
+                0 => "0".to_string(),
+                1 => "FALLOC_FL_KEEP_SIZE".to_string(),
+                m => format!("{:#x}", m as u32),
+            };
+            format!("fallocate(g{}, {mode}, {offset:#x}, {len:#x})", gmem.0)
+        }
+        Op::CloseGmem { gmem } => format!("close(g{})", gmem.0),
+        Op::Unmap { gmem } => format!("munmap(g{0}_mem, {1:#x})", gmem.0, files.get(gmem.0 as usize)?.size),
+        Op::Truncate { gmem, size } => format!("ftruncate(g{}, {size:#x})", gmem.0),
+        Op::Madvise { gmem, offset, len, advice } => {
+            let name = MADVICE.iter().find(|(_, v)| *v == u64::from(*advice)).map_or(format!("{advice}"), |(n, _)| format!("MADV_{n}"));
+            format!("madvise(g{}_mem + {offset:#x}, {len:#x}, {name})", gmem.0)
+        }
+        _ => return None,
+    })
+}
+
 /// Refuses what this generator does not make: one line naming the op.
 pub fn check_scope(program: &Program, vm_type: u64) -> Result<(), String> {
     if vm_type > 1 {
         return Err(format!("VM type {vm_type}: `gmemfuzz selftest` makes tests for VM types 0 and 1 (KVM_X86_SW_PROTECTED_VM) only"));
     }
+    let first_group = program.ops.iter().position(|op| matches!(op, Op::Group(_)));
     for (i, op) in program.ops.iter().enumerate() {
-        if matches!(op, Op::Group(_)) {
-            return Err(format!("op #{i} is a concurrent group: `gmemfuzz selftest` does not make groups (threads) yet"));
+        let members: Vec<&Op> = match op {
+            Op::Group(group) => group.members.iter().map(|m| &m.op).collect(),
+            op => vec![op],
+        };
+        for op in members {
+            if !KINDS.contains(&op.kind()) {
+                return Err(format!(
+                    "op #{i} is `{}`: `gmemfuzz selftest` makes tests of {} only",
+                    op.kind().name(),
+                    KINDS.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                ));
+            }
         }
-        if !KINDS.contains(&op.kind()) {
+        if first_group.is_some_and(|g| i > g) && !matches!(op, Op::Check) {
             return Err(format!(
-                "op #{i} is `{}`: `gmemfuzz selftest` makes tests of {} only",
-                op.kind().name(),
-                KINDS.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                "op #{i} follows a concurrent group: what a race leaves is a set of states, so a selftest ends at its first group"
             ));
         }
     }
@@ -163,10 +218,16 @@ pub fn check_scope(program: &Program, vm_type: u64) -> Result<(), String> {
 pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result<String, String> {
     check_scope(program, profile.vm_type)?;
     let (expected, _end) = expectations(program, profile)?;
-    let name = test_name(origin.file);
-    let label = |i: usize| match &origin.lines {
-        Some(lines) => format!("op #{i} (line {}): {}", lines[i], op_line(&program.ops[i])),
-        None => format!("op #{i}: {}", op_line(&program.ops[i])),
+    let name = test_name(origin.name.unwrap_or(origin.file));
+    let label = |i: usize| {
+        let op = match &program.ops[i] {
+            Op::Group(g) => format!("a group of {}", g.members.iter().map(|m| op_line(&m.op)).collect::<Vec<_>>().join(" | ")),
+            op => op_line(op),
+        };
+        match &origin.lines {
+            Some(lines) => format!("op #{i} (line {}): {op}", lines[i]),
+            None => format!("op #{i}: {op}"),
+        }
     };
 
     let mut guest_fns = String::new();
@@ -175,12 +236,13 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
     let mut pages = BTreeSet::new();
     let (mut uses_anon, mut uses_val, mut uses_r) = (false, false, false);
     let mut needs_attributes = false;
+    let (mut needs_pre_fault, mut has_group, mut vcpus, mut group_fns) = (false, false, 0u32, String::new());
     let mut gmem_flags_needed = 0u64;
 
     for (i, op) in program.ops.iter().enumerate() {
         let what = label(i);
         let outcome = expected[i].outcome.clone().ok_or_else(|| format!("{what}: the model gave no outcome (a model bug)"))?;
-        let _ = writeln!(body, "\n\t/* {what} */");
+        let _ = writeln!(body, "\n{}", comment(&what, 1));
         if let Outcome::Skipped(reason) = &outcome {
             let _ = writeln!(body, "\t/* not sent: every backend skips it ({reason:?}) */");
             if let Op::CreateGmem { size, .. } = op {
@@ -192,7 +254,12 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
             return Err(format!("{what}: the model cannot predict its outcome; a selftest needs every op predicted"));
         }
         let model = c_string(&outcome.to_string());
-        let what_c = c_string(&what);
+        // The op's name in failure messages: whole where it fits on a line with its call, else
+        // its number and line (the comment above the call has the whole op).
+        let what_c = match what.split_once(": ") {
+            Some((short, _)) if what.len() > 64 => c_string(short),
+            _ => c_string(&what),
+        };
         let errno = errno_of(&outcome);
         let plain_ok = matches!(outcome, Outcome::Ok);
         // A call that returns -1 and sets errno: the model's errno asserted.
@@ -209,9 +276,9 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                 let fl = flags(*f, GMEM_FLAGS);
                 if plain_ok {
                     gmem_flags_needed |= f;
-                    let _ = writeln!(body, "\tg{g} = vm_create_guest_memfd(vm, {size:#x}, {fl});");
+                    let _ = writeln!(body, "{}", call(&format!("g{g} = vm_create_guest_memfd"), &create_args(*size, &fl)));
                 } else {
-                    let _ = writeln!(body, "\tg{g} = __vm_create_guest_memfd(vm, {size:#x}, {fl});");
+                    let _ = writeln!(body, "{}", call(&format!("g{g} = __vm_create_guest_memfd"), &create_args(*size, &fl)));
                     let err = errno.clone().unwrap_or_default();
                     let _ = writeln!(body, "{}", call("expect_errno", &[what_c.clone(), model.clone(), format!("g{g}"), err]));
                 }
@@ -265,13 +332,8 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                     expect(r.trim_start_matches("\tr = ").trim_end_matches(';').to_string(), &mut body)?;
                 }
             }
-            Op::Unbind { slot } => {
-                let args = format!("vm, {slot}, 0, 0, 0, NULL, 0, 0");
-                if plain_ok {
-                    let _ = writeln!(body, "\tvm_set_user_memory_region2({args});");
-                } else {
-                    expect(format!("__vm_set_user_memory_region2({args})"), &mut body)?;
-                }
+            Op::Unbind { slot } if plain_ok => {
+                let _ = writeln!(body, "\tvm_set_user_memory_region2(vm, {slot}, 0, 0, 0, NULL, 0, 0);");
             }
             Op::SetAttributes { gpa: at, size, attributes } => {
                 let attrs = flags(*attributes, ATTRIBUTES);
@@ -279,25 +341,47 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                     needs_attributes |= *attributes != 0;
                     let _ = writeln!(body, "\tvm_set_memory_attributes(vm, {}, {size:#x}, {attrs});", gpa(*at));
                 } else {
-                    let call = format!(
-                        "__vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES,\n\t\t       &(struct kvm_memory_attributes){{ .address = {}, .size = {size:#x}, .attributes = {attrs} }})",
-                        gpa(*at)
-                    );
-                    expect(call, &mut body)?;
+                    expect(errno_call(op, &files).expect("an ioctl"), &mut body)?;
                 }
             }
-            Op::Punch { gmem, offset, len } => {
-                expect(format!("fallocate(g{}, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, {offset:#x}, {len:#x})", gmem.0), &mut body)?
+            Op::Unmap { gmem } => {
+                expect(errno_call(op, &files).expect("munmap"), &mut body)?;
+                files[gmem.0 as usize].mapped &= !plain_ok;
             }
-            Op::Allocate { gmem, mode, offset, len } => {
-                let mode = match *mode {
-                    0 => "0".to_string(),
-                    1 => "FALLOC_FL_KEEP_SIZE".to_string(),
-                    m => format!("{:#x}", m as u32),
+            Op::PreFault { gpa: at, size } => {
+                needs_pre_fault = true;
+                uses_r = true;
+                let _ = writeln!(body, "\trange = (struct kvm_pre_fault_memory){{ .gpa = {}, .size = {size:#x} }};", gpa(*at));
+                let _ = writeln!(body, "\tr = __vcpu_ioctl(vcpu, KVM_PRE_FAULT_MEMORY, &range);");
+                match outcome {
+                    Outcome::Value(left) => {
+                        let _ = writeln!(
+                            body,
+                            "\tTEST_ASSERT(!r && range.size == {left:#x}, \"%s: the model expects %s (the size left unmapped), KVM: %d, size 0x%llx left\",\n\t\t    {what_c}, {model}, r ? -errno : r, range.size);"
+                        );
+                    }
+                    _ => {
+                        let err = errno.clone().ok_or_else(|| format!("{what}: the model expects {outcome} for a pre-fault"))?;
+                        let _ = writeln!(body, "{}", call("expect_errno", &[what_c.clone(), model.clone(), "r".into(), err]));
+                    }
+                }
+            }
+            Op::Group(group) => {
+                let Outcome::Group(outcomes) = &outcome else {
+                    return Err(format!("{what}: the model expects {outcome} for a group"));
                 };
-                expect(format!("fallocate(g{}, {mode}, {offset:#x}, {len:#x})", gmem.0), &mut body)?
+                let g = group::emit(i, group, outcomes, &files, &mut vcpus)?;
+                group_fns.push_str(&g.functions);
+                body.push_str(&g.body);
+                pages.extend(g.pages);
+                has_group = true;
             }
-            Op::CloseGmem { gmem } => expect(format!("close(g{})", gmem.0), &mut body)?,
+            Op::Unbind { .. }
+            | Op::Punch { .. }
+            | Op::Allocate { .. }
+            | Op::CloseGmem { .. }
+            | Op::Truncate { .. }
+            | Op::Madvise { .. } => expect(errno_call(op, &files).expect("a call that sets errno"), &mut body)?,
             Op::Check => {
                 let _ = writeln!(body, "\t/* gmemfuzz compares the whole state here; this test checks op results only */");
             }
@@ -334,7 +418,7 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                 let Outcome::Guest(results) = &outcome else {
                     return Err(format!("{what}: the model expects {outcome} for a guest op"));
                 };
-                let mut guest = format!("/* {what} */\nstatic void guest_op{i}(void)\n{{\n");
+                let mut guest = format!("{}\nstatic void guest_op{i}(void)\n{{\n", comment(&what, 0));
                 let mut host = call("guest_start", &["vcpu".into(), format!("guest_op{i}"), what_c.clone(), model.clone()]) + "\n";
                 let mut reads_value = false;
                 let mut faulted = false;
@@ -437,33 +521,40 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
     if uses_anon {
         c.push_str(ANON_MEM);
     }
-    c.push('\n');
-    c.push_str(&guest_fns);
-
-    let _ = writeln!(c, "static void test_{name}(void)\n{{");
-    let _ = writeln!(c, "\tstruct kvm_vcpu *vcpu;\n\tstruct kvm_vm *vm;");
+    if has_group {
+        c.push_str(group::RUN_GROUP);
+    }
     // A file no later op names needs no variable.
-    let mut names = Vec::new();
     for g in 0..files.len() {
         let var = format!("g{g}");
-        if uses(&body, &var) > 1 {
-            names.push(var);
-        } else {
-            body = body.replace(&format!("\t{var} = vm_create_guest_memfd("), "\tvm_create_guest_memfd(");
+        if uses(&body, &var) + uses(&group_fns, &var) <= 1 {
+            if let Some(Op::CreateGmem { size, flags: f }) = program.ops.iter().filter(|op| matches!(op, Op::CreateGmem { .. })).nth(g) {
+                let args = create_args(*size, &flags(*f, GMEM_FLAGS));
+                body = body.replace(&call(&format!("{var} = vm_create_guest_memfd"), &args), &call("vm_create_guest_memfd", &args));
+            }
         }
     }
-    if !names.is_empty() {
-        let _ = writeln!(c, "\tint {};", names.join(", "));
+    let shared = shared_variables(program, &body, &group_fns, files.len());
+    if has_group {
+        // The members' functions name the VM and the files: they live at file scope.
+        c.push('\n');
+        for line in &shared {
+            let _ = writeln!(c, "static {line}");
+        }
     }
-    let maps: Vec<String> = program
-        .ops
-        .iter()
-        .filter_map(|op| if let Op::Map { gmem } = op { Some(format!("*g{}_mem", gmem.0)) } else { None })
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if !maps.is_empty() {
-        let _ = writeln!(c, "\tu8 {};", maps.join(", "));
+    c.push('\n');
+    c.push_str(&guest_fns);
+    c.push_str(&group_fns);
+
+    let _ = writeln!(c, "static void test_{name}(void)\n{{");
+    let _ = writeln!(c, "\tstruct kvm_vcpu *vcpu;");
+    if !has_group {
+        for line in &shared {
+            let _ = writeln!(c, "\t{line}");
+        }
+    }
+    if needs_pre_fault {
+        let _ = writeln!(c, "\tstruct kvm_pre_fault_memory range;");
     }
     if uses_r {
         let _ = writeln!(c, "\tint r;");
@@ -479,6 +570,8 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
     }
     if has_guest {
         let _ = writeln!(c, "\tvcpu_regs_get(vcpu, &first_regs);");
+    }
+    if !pages.is_empty() {
         let _ = writeln!(c, "\n\t/* The pages the guest touches, at GVA == GPA (no memory needed behind them). */");
         for (first, count) in runs(&pages) {
             let _ = writeln!(c, "\tvirt_map(vm, {0}, {0}, {count});", gpa(first * PAGE_SIZE));
@@ -495,25 +588,45 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
         let _ = writeln!(c, "\tTEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));");
     }
     if gmem_flags_needed != 0 {
-        let _ = writeln!(
-            c,
-            "\tTEST_REQUIRE((kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & ({0})) == ({0}));",
-            flags(gmem_flags_needed, GMEM_FLAGS)
-        );
+        for flag in flags(gmem_flags_needed, GMEM_FLAGS).split(" | ") {
+            let _ = writeln!(c, "\tTEST_REQUIRE(kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & {flag});");
+        }
     }
     if needs_attributes {
         let _ = writeln!(c, "\tTEST_REQUIRE(kvm_check_cap(KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE);");
     }
+    if needs_pre_fault {
+        let _ = writeln!(c, "\tTEST_REQUIRE(kvm_has_cap(KVM_CAP_PRE_FAULT_MEMORY));");
+    }
     if !c.ends_with("{\n") {
         c.push('\n');
     }
-    let _ = writeln!(c, "\ttest_{name}();\n\treturn 0;\n}}");
-    if profile.vm_type == 1 {
-        c = c.replace("@SHAPE@", PROTECTED_SHAPE);
+    if has_group {
+        let _ = writeln!(c, "\tfor (iteration = 0; iteration < ITERATIONS; iteration++)\n\t\ttest_{name}();");
+        let _ = writeln!(c, "\tpr_info(\"%d iterations\\n\", ITERATIONS);\n\treturn 0;\n}}");
     } else {
-        c = c.replace("@SHAPE@", "");
+        let _ = writeln!(c, "\ttest_{name}();\n\treturn 0;\n}}");
     }
+    let includes = if has_group { "#include <pthread.h>\n#include <string.h>" } else { "#include <string.h>" };
+    c = c.replacen("#include <string.h>", includes, 1);
+    c = c.replace("@SHAPE@", if profile.vm_type == 1 { PROTECTED_SHAPE } else { "" });
     Ok(c)
+}
+
+/// The declarations of the VM, the files that ops name after their creation, and the files'
+/// mappings: local to the test, or at file scope where a group's members name them.
+fn shared_variables(program: &Program, body: &str, group_fns: &str, files: usize) -> Vec<String> {
+    let mut lines = vec!["struct kvm_vm *vm;".to_string()];
+    let names: Vec<String> = (0..files).map(|g| format!("g{g}")).filter(|var| uses(body, var) + uses(group_fns, var) > 1).collect();
+    if !names.is_empty() {
+        lines.push(format!("int {};", names.join(", ")));
+    }
+    let maps: BTreeSet<String> =
+        program.ops.iter().filter_map(|op| if let Op::Map { gmem } = op { Some(format!("*g{}_mem", gmem.0)) } else { None }).collect();
+    if !maps.is_empty() {
+        lines.push(format!("u8 {};", maps.into_iter().collect::<Vec<_>>().join(", ")));
+    }
+    lines
 }
 
 const NOTES: &str = "The library's memory (memslot 0) starts at GPA 0, so the program's GPAs are moved up by \
@@ -536,6 +649,25 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         }
     }
     lines
+}
+
+/// A C comment at `tabs` tabs of indentation: one line where it fits in 100 columns, else
+/// the kernel's multi-line style, wrapped.
+fn comment(text: &str, tabs: usize) -> String {
+    let indent = "\t".repeat(tabs);
+    if tabs * 8 + text.len() + 6 <= 100 {
+        return format!("{indent}/* {text} */");
+    }
+    let mut s = format!("{indent}/*\n");
+    for line in wrap(text, 100 - tabs * 8 - 3) {
+        let _ = writeln!(s, "{indent} * {line}");
+    }
+    s + &format!("{indent} */")
+}
+
+/// The arguments of `vm_create_guest_memfd()`.
+fn create_args(size: u64, flags: &str) -> [String; 3] {
+    ["vm".into(), format!("{size:#x}"), flags.into()]
 }
 
 /// A call statement at one tab of indentation, its arguments wrapped at 100 columns and
@@ -581,159 +713,17 @@ fn runs(pages: &BTreeSet<u64>) -> Vec<(u64, u64)> {
     out
 }
 
-const INCLUDES: &str = r#"#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <linux/falloc.h>
-#include <linux/kvm.h>
-
-#include "kvm_util.h"
-#include "processor.h"
-#include "test_util.h"
-#include "ucall_common.h"
-
-/* The program's GPAs, above the library's memory. */
-#define GPA_BASE	(1ULL << 32)
-#define GPA(x)		(GPA_BASE + (x))
-@SHAPE@"#;
-
-const PROTECTED_SHAPE: &str = r#"
-static const struct vm_shape protected_vm_shape = {
-	.mode = VM_MODE_DEFAULT,
-	.type = KVM_X86_SW_PROTECTED_VM,
-};
-"#;
-
-const GUEST_HELPERS: &str = r#"
-/* The vCPU's registers as the library made them: each guest op starts from them. */
-static struct kvm_regs first_regs;
-/* The guest op being run, and what the model expects of it, for failure messages. */
-static const char *cur_op, *cur_model;
-
-static void guest_start(struct kvm_vcpu *vcpu, void *guest_fn, const char *op,
-			const char *model)
-{
-	struct kvm_regs regs = first_regs;
-
-	regs.rip = (unsigned long)guest_fn;
-	vcpu_regs_set(vcpu, &regs);
-	cur_op = op;
-	cur_model = model;
-}
-
-/* What KVM_RUN did (@r, @err: its return value and errno), in words. */
-static const char *kvm_did(struct kvm_vcpu *vcpu, int r, int err)
-{
-	static char buf[256];
-	struct kvm_run *run = vcpu->run;
-	struct ucall uc;
-
-	if (r && err != EFAULT) {
-		snprintf(buf, sizeof(buf), "KVM_RUN failed: errno %d (%s)", err, strerror(err));
-	} else if (run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-		snprintf(buf, sizeof(buf),
-			 "KVM_EXIT_MEMORY_FAULT gpa=0x%llx size=0x%llx flags=0x%llx (%s)",
-			 run->memory_fault.gpa, run->memory_fault.size, run->memory_fault.flags,
-			 run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? "private" : "shared");
-	} else if (run->exit_reason == KVM_EXIT_MMIO) {
-		snprintf(buf, sizeof(buf), "KVM_EXIT_MMIO %s gpa=0x%llx len=%u",
-			 run->mmio.is_write ? "write" : "read", run->mmio.phys_addr, run->mmio.len);
-	} else if (get_ucall(vcpu, &uc) == UCALL_ABORT) {
-		REPORT_GUEST_ASSERT(uc);
-	} else if (uc.cmd == UCALL_SYNC) {
-		snprintf(buf, sizeof(buf), "the guest finished the op (GUEST_SYNC(%lu))", uc.args[1]);
-	} else {
-		snprintf(buf, sizeof(buf), "exit reason %u (%s)", run->exit_reason,
-			 exit_reason_str(run->exit_reason));
-	}
-	return buf;
-}
-"#;
-
-const EXPECT_MMIO: &str = r#"
-/* The model expects the access at @gpa to exit to userspace as MMIO; loads read 0. */
-static void expect_mmio(struct kvm_vcpu *vcpu, gpa_t gpa, u32 len, bool write)
-{
-	struct kvm_run *run = vcpu->run;
-	int r = __vcpu_run(vcpu), err = errno;
-
-	TEST_ASSERT(!r && run->exit_reason == KVM_EXIT_MMIO &&
-		    run->mmio.phys_addr >= gpa && run->mmio.phys_addr < gpa + len &&
-		    run->mmio.is_write == write,
-		    "%s: the model expects %s (KVM_EXIT_MMIO at 0x%lx), KVM: %s",
-		    cur_op, cur_model, gpa, kvm_did(vcpu, r, err));
-	memset(run->mmio.data, 0, sizeof(run->mmio.data));
-}
-"#;
-
-const EXPECT_FAULT: &str = r#"
-/* The model expects KVM_RUN to fail with EFAULT and KVM_EXIT_MEMORY_FAULT. */
-static void expect_memory_fault(struct kvm_vcpu *vcpu, gpa_t gpa, u64 size, u64 flags)
-{
-	struct kvm_run *run = vcpu->run;
-	int r = __vcpu_run(vcpu), err = errno;
-
-	TEST_ASSERT(r == -1 && err == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
-		    run->memory_fault.gpa == gpa && run->memory_fault.size == size &&
-		    run->memory_fault.flags == flags,
-		    "%s: the model expects %s (KVM_EXIT_MEMORY_FAULT gpa=0x%lx size=0x%lx flags=0x%lx), KVM: %s",
-		    cur_op, cur_model, gpa, size, flags, kvm_did(vcpu, r, err));
-}
-"#;
-
-const EXPECT_SYNC: &str = r#"
-/* The model expects the guest's accesses to complete: the guest reaches GUEST_SYNC(@op). */
-static void expect_sync(struct kvm_vcpu *vcpu, u64 op)
-{
-	struct ucall uc;
-	int r = __vcpu_run(vcpu), err = errno;
-
-	TEST_ASSERT(!r && get_ucall(vcpu, &uc) == UCALL_SYNC && uc.args[1] == op,
-		    "%s: the model expects %s, KVM: %s", cur_op, cur_model, kvm_did(vcpu, r, err));
-}
-"#;
-
-const EXPECT_ERRNO: &str = r#"
-/* The model expects the call that returned @r to succeed (@err 0) or to fail with @err. */
-static void expect_errno(const char *op, const char *model, int r, int err)
-{
-	int e = errno;
-
-	if (!err)
-		TEST_ASSERT(r >= 0, "%s: the model expects %s, the call failed: errno %d (%s)",
-			    op, model, e, strerror(e));
-	else
-		TEST_ASSERT(r == -1 && e == err, "%s: the model expects %s, the call returned %d (errno %d)",
-			    op, model, r, r == -1 ? e : 0);
-}
-"#;
-
-const ANON_MEM: &str = r#"
-/* Anonymous memory for a memslot's shared side (userspace_addr). */
-static void *anon_mem(size_t len)
-{
-	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	TEST_ASSERT(mem != MAP_FAILED, "mmap() of %zu bytes failed", len);
-	return mem;
-}
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::repro::parse;
 
-    const STALE_MMIO: &str = include_str!("../../../corpus/lane/stale_mmio_spte_on_private_gfn.txt");
+    const STALE_MMIO: &str = include_str!("../../../../corpus/lane/stale_mmio_spte_on_private_gfn.txt");
 
     fn selftest(text: &str, vm_type: u64, file: &str) -> Result<String, String> {
         let program = parse(text).expect("a program");
         let lines = op_lines(text, program.ops.len());
-        emit(&program, &Profile::assumed(vm_type), &Origin { file, lines })
+        emit(&program, &Profile::assumed(vm_type), &Origin { file, lines, name: None })
     }
 
     fn assert_has(c: &str, wanted: &[&str]) {
@@ -807,18 +797,78 @@ mod tests {
     }
 
     #[test]
-    fn other_op_kinds_and_groups_are_refused_in_one_line() {
-        let group = include_str!("../../../docs/findings/gmem-release-vs-memslot-delete.txt");
-        let e = selftest(group, 1, "g.txt").unwrap_err();
-        assert!(e.contains("op #2 is a concurrent group") && !e.contains('\n'), "{e}");
-        let e = selftest(
-            "gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=MMAP\nmap g0\nmadvise g0 offset=0 len=0x1000 advice=REMOVE\n",
-            1,
-            "m.txt",
-        )
-        .unwrap_err();
-        assert!(e.contains("op #2 is `madvise`") && !e.contains('\n'), "{e}");
+    fn other_op_kinds_and_ops_after_a_group_are_refused_in_one_line() {
+        let e = selftest("gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=0x0\ndestroy_vm\n", 1, "d.txt").unwrap_err();
+        assert!(e.contains("op #1 is `destroy_vm`") && !e.contains('\n'), "{e}");
+        let group = include_str!("../../../../docs/findings/gmem-release-vs-memslot-delete.txt");
+        let e = selftest(&format!("{group}punch g0 offset=0 len=0x1000\n"), 1, "g.txt").unwrap_err();
+        assert!(e.contains("op #3 follows a concurrent group") && !e.contains('\n'), "{e}");
+        assert!(selftest(&format!("{group}check\n"), 1, "g.txt").is_ok(), "a check after a group compares nothing here");
         assert!(check_scope(&parse("gmemfuzz-program v2\ncheck\n").unwrap(), 5).unwrap_err().contains("VM type 5"));
+    }
+
+    #[test]
+    fn a_group_becomes_threads_released_together_and_asserts_nothing() {
+        let group = include_str!("../../../../docs/findings/gmem-release-vs-memslot-delete.txt");
+        let c = selftest(group, 1, "docs/findings/gmem-release-vs-memslot-delete.txt").unwrap();
+        assert_has(
+            &c,
+            &[
+                "#include <pthread.h>",
+                "static struct kvm_vm *vm;\nstatic int g0;\n",
+                "static int group2_member0(void)\n{\n\treturn close(g0) ? -errno : 0;\n}",
+                "return __vm_set_user_memory_region2(vm, 9, 0, 0, 0, NULL, 0, 0) ? -errno : 0;",
+                "{ .fn = group2_member0, .repeat = 1, .op = \"close_gmem g0\" },",
+                "run_group(m, 2);",
+                "pthread_barrier_wait(&group_barrier);",
+                "for (iteration = 0; iteration < ITERATIONS; iteration++)\n\t\ttest_gmem_release_vs_memslot_delete();",
+            ],
+        );
+        // The test's function keeps only the vCPU: the VM and the file are at file scope.
+        assert!(!c.contains("\tstruct kvm_vm *vm;"), "{c}");
+        // A guest member on a vCPU of its own, its pages mapped; a host access member.
+        let text = "gmemfuzz-program v2\n\
+                    create_gmem size=0x2000 flags=MMAP|INIT_SHARED\n\
+                    map g0\n\
+                    bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x104000 size=0x2000 offset=0\n\
+                    group\n  x3 guest w4@0x104000=0x1\n  punch g0 offset=0 len=0x1000\n  x2 host_read g0 offset=0x1000 width=8\nend\n";
+        let c = selftest(text, 0, "gm.txt").unwrap();
+        assert_has(
+            &c,
+            &[
+                "static void group3_member0(void)\n{\n\tWRITE_ONCE(*(u32 *)GPA(0x104000), 0x1);\n\tGUEST_SYNC(3);\n}",
+                "\t\tm[0].vcpu = vm_vcpu_add(vm, 1, group3_member0);\n\t\tvcpu_regs_get(m[0].vcpu, &m[0].regs);",
+                "{ .guest = true, .repeat = 3, .op = \"guest w4@0x104000=0x1\" },",
+                "virt_map(vm, GPA(0x104000), GPA(0x104000), 1);",
+                "(void)READ_ONCE(*(u64 *)(g0_mem + 0x1000));\n\treturn 0;",
+                "static u8 *g0_mem;",
+            ],
+        );
+    }
+
+    #[test]
+    fn unmap_truncate_madvise_and_pre_fault_are_asserted_as_the_model_expects() {
+        let text = "gmemfuzz-program v2\n\
+                    create_gmem size=0x2000 flags=MMAP|INIT_SHARED\n\
+                    map g0\n\
+                    madvise g0 offset=0 len=0x1000 advice=REMOVE\n\
+                    truncate g0 size=0x4000\n\
+                    unmap g0\n\
+                    bind slot=2 flags=GUEST_MEMFD fd=g0 gpa=0x104000 size=0x2000 offset=0\n\
+                    pre_fault gpa=0x104000 size=0x1000\n";
+        let c = selftest(text, 0, "m.txt").unwrap();
+        assert_has(
+            &c,
+            &[
+                "r = madvise(g0_mem + 0x0, 0x1000, MADV_REMOVE);",
+                "r = ftruncate(g0, 0x4000);",
+                "r = munmap(g0_mem, 0x2000);",
+                "range = (struct kvm_pre_fault_memory){ .gpa = GPA(0x104000), .size = 0x1000 };",
+                "r = __vcpu_ioctl(vcpu, KVM_PRE_FAULT_MEMORY, &range);",
+                "TEST_REQUIRE(kvm_has_cap(KVM_CAP_PRE_FAULT_MEMORY));",
+            ],
+        );
+        assert!(c.contains("TEST_ASSERT(!r && range.size == 0x0,") || c.contains("r, E"), "pre-fault asserted: {c}");
     }
 
     #[test]
