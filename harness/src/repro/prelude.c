@@ -182,7 +182,7 @@ static void *anon_map(size_t len)
 /* len bytes of anonymous memory at an address congruent to `to` modulo SLOT_ALIGN. */
 static void *aligned_anon_map(size_t len, uint64_t to)
 {
-    uint8_t *whole = anon_map(len + SLOT_ALIGN);
+    uint8_t *whole = len > SIZE_MAX - SLOT_ALIGN ? MAP_FAILED : anon_map(len + SLOT_ALIGN);
     if (whole == MAP_FAILED)
         return MAP_FAILED;
     size_t skip = (to - (uint64_t)(uintptr_t)whole) % SLOT_ALIGN;
