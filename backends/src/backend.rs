@@ -31,4 +31,18 @@ pub trait Backend {
     /// them, e.g. all guest reads in one KVM_RUN). The model answers `None` where the
     /// kernel may legitimately show either.
     fn observe(&mut self, probes: &[Probe]) -> Result<Vec<Option<Observation>>, HarnessError>;
+    /// The pages the kernel's MMU maps for the current VM now, by size, where the backend
+    /// can read them (KVM's VM statistics); for the stats line, never compared.
+    fn mmu_pages(&self) -> Option<MmuPages> {
+        None
+    }
+}
+
+/// A VM's MMU page counts at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmuPages {
+    /// Which VM: a new one (its counters start at 0) has a new number.
+    pub vm: u64,
+    /// Mapped 4 KiB, 2 MiB and 1 GiB pages.
+    pub pages: [u64; 3],
 }

@@ -11,7 +11,7 @@ pub mod outcome;
 pub mod profile;
 pub mod sim;
 
-pub use backend::{Backend, HarnessError};
+pub use backend::{Backend, HarnessError, MmuPages};
 pub use group::{Group, Member};
 pub use op::{Access, AccessKind, FdArg, GmemId, Op, OpKind, Width};
 pub use outcome::{admits_observation, AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason, Verdict};

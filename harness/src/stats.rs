@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use gmemfuzz_backends::model::Model;
-use gmemfuzz_backends::op::{FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
+use gmemfuzz_backends::op::{FdArg, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, MADVICE, PAGE_SIZE};
 use gmemfuzz_backends::outcome::AccessResult;
-use gmemfuzz_backends::{Op, OpKind, Outcome};
+use gmemfuzz_backends::{MmuPages, Op, OpKind, Outcome};
 
 #[derive(Default, Clone, Debug)]
 pub struct Stats {
@@ -180,6 +180,61 @@ pub struct Reach {
     /// Guest accesses to shared GFNs of guest_memfd-only slots (KVM_MEMSLOT_GMEM_ONLY: the
     /// file serves them); ok where the access read or wrote.
     pub gmem_only_accesses: Tried,
+    /// madvise by advice (`MADVICE` order).
+    pub madvise: [Tried; MADVICE.len()],
+    /// Huge mappings, from the VM's MMU page counts around each op.
+    pub huge: Huge,
+}
+
+/// Huge mappings the kernel's MMU made and dropped, read from KVM's VM statistics
+/// (`Backend::mmu_pages`) after each op: the changes of `pages_2m` / `pages_1g`.
+#[derive(Default, Clone, Debug)]
+pub struct Huge {
+    /// The last counts read (reset: a new baseline, not a change).
+    last: Option<MmuPages>,
+    /// 2 MiB and 1 GiB mappings installed (increases) and dropped (zapped or split).
+    pub installed: [u64; 2],
+    pub dropped: [u64; 2],
+    /// Ops after which the VM held at least one huge mapping.
+    pub ops_with_huge: u64,
+    /// Successful modify_slots turning dirty logging off after which 4 KiB mappings were
+    /// zapped: recover_huge_pages_range() (arch/x86/kvm/mmu/tdp_mmu.c) making room for
+    /// huge ones; and those that found none to zap.
+    pub recoveries: Tried,
+}
+
+impl Huge {
+    /// Takes `now` as the counts to compare the next ones with (after a reset).
+    pub fn baseline(&mut self, now: Option<MmuPages>) {
+        self.last = now;
+    }
+
+    /// Counts the change from the last counts to `now`; the 4 KiB mappings zapped.
+    pub fn sample(&mut self, now: Option<MmuPages>) -> u64 {
+        let Some(now) = now else {
+            self.last = None;
+            return 0;
+        };
+        // A new VM starts with no mappings.
+        let before = self.last.filter(|l| l.vm == now.vm).map_or([0; 3], |l| l.pages);
+        for i in 0..2 {
+            let (b, n) = (before[i + 1], now.pages[i + 1]);
+            self.installed[i] += n.saturating_sub(b);
+            self.dropped[i] += b.saturating_sub(n);
+        }
+        self.ops_with_huge += u64::from(now.pages[1] + now.pages[2] > 0);
+        self.last = Some(now);
+        before[0].saturating_sub(now.pages[0])
+    }
+}
+
+impl fmt::Display for Huge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [i2, i1] = self.installed;
+        let [d2, d1] = self.dropped;
+        write!(f, "huge mappings: 2MiB +{i2} -{d2} 1GiB +{i1} -{d1} ops-with-huge {}", self.ops_with_huge)?;
+        write!(f, " dirty-log-off recoveries zapping 4KiB {}", self.recoveries)
+    }
 }
 
 /// What `Reach` needs of an op, taken before the model applies it.
@@ -190,6 +245,7 @@ pub struct ReachNote {
     second_binding: bool,
     /// Indices of the guest accesses that go to a guest_memfd-only slot as shared.
     gmem_only_accesses: Vec<usize>,
+    madvise: Option<usize>,
 }
 
 impl Reach {
@@ -210,6 +266,7 @@ impl Reach {
                     note.second_binding = model.slots().values().any(|s| s.binding.is_some_and(|b| b.gmem == id && !b.file_gone));
                 }
             }
+            Op::Madvise { advice, .. } => note.madvise = MADVICE.iter().position(|&(_, v)| v == u64::from(advice)),
             Op::Guest { ref accesses } => {
                 let gmem_only = |gfn: u64| model.guest_slot(gfn).is_some_and(|(_, s)| s.gmem_only);
                 note.gmem_only_accesses = accesses
@@ -224,13 +281,21 @@ impl Reach {
         note
     }
 
-    /// Counts what `note` saw, now that the op ended with `actual`.
-    pub fn after(&mut self, note: ReachNote, actual: &Outcome) {
+    /// Counts what `note` saw, now that the op ended with `actual` and the VM's MMU maps
+    /// `pages` (where the backend tells).
+    pub fn after(&mut self, note: ReachNote, actual: &Outcome, pages: Option<MmuPages>) {
         let ok = *actual == Outcome::Ok;
         if matches!(actual, Outcome::Skipped(_)) {
             return;
         }
+        let zapped_4k = self.huge.sample(pages);
+        if let Some(i) = note.madvise {
+            self.madvise[i].note(ok);
+        }
         if let Some((moved, old, new)) = note.modify {
+            if ok && !moved && old & KVM_MEM_LOG_DIRTY_PAGES != 0 && new & KVM_MEM_LOG_DIRTY_PAGES == 0 {
+                self.huge.recoveries.note(zapped_4k > 0);
+            }
             if moved {
                 self.moves.note(ok);
             } else if old != new {
@@ -274,6 +339,35 @@ impl fmt::Display for Reach {
             write!(f, " {name} +{} -{}", self.flag_add[i], self.flag_drop[i])?;
         }
         write!(f, "; binds 2MiB-aligned {} 1GiB-aligned {} second-binding {}", self.binds_2m, self.binds_1g, self.second_bindings)?;
-        write!(f, "; guest accesses via gmem-only slots {}", self.gmem_only_accesses)
+        write!(f, "; guest accesses via gmem-only slots {}", self.gmem_only_accesses)?;
+        write!(f, "; madvise")?;
+        for (i, (name, _)) in MADVICE.iter().enumerate() {
+            write!(f, " {name} {}", self.madvise[i])?;
+        }
+        write!(f, "; {}", self.huge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(vm: u64, pages: [u64; 3]) -> Option<MmuPages> {
+        Some(MmuPages { vm, pages })
+    }
+
+    #[test]
+    fn huge_mappings_are_counted_from_changes_within_one_vm() {
+        let mut h = Huge::default();
+        // Mappings left from before the program are the baseline, not installs.
+        h.baseline(at(1, [10, 2, 0]));
+        assert_eq!(h.sample(at(1, [10, 5, 0])), 0);
+        // A recovery zaps 4 KiB mappings; a split drops a 2 MiB one.
+        assert_eq!(h.sample(at(1, [4, 4, 0])), 6);
+        // A new VM starts from nothing; a backend without statistics resets the baseline.
+        assert_eq!(h.sample(at(2, [1, 1, 1])), 0);
+        assert_eq!(h.sample(None), 0);
+        assert_eq!(h.sample(at(2, [1, 1, 1])), 0);
+        assert_eq!((h.installed, h.dropped, h.ops_with_huge), ([3 + 1 + 1, 1 + 1], [1, 0], 4));
     }
 }

@@ -13,6 +13,10 @@ use std::sync::Once;
 
 use crate::op::{Width, PAGE_SIZE};
 
+/// What slot memory's address is congruent to its GPA modulo (a file mapping's to its file
+/// offset): 1 GiB, the largest x86 page KVM maps (address space is all it costs).
+pub const SLOT_ALIGN: u64 = 1 << 30;
+
 thread_local! {
     /// Where to resume after a SIGBUS in an armed access; 0 when no access is armed.
     static FIXUP: Cell<usize> = const { Cell::new(0) };
@@ -135,14 +139,63 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    /// MAP_SHARED, read/write, of `len` bytes of `fd` from offset 0.
+    /// MAP_SHARED, read/write, of `len` bytes of `fd` from offset 0, at an address aligned
+    /// to [`SLOT_ALIGN`]: a slot bound at file offset O and a GPA congruent to O then passes
+    /// KVM's alignment check for large pages (see [`Mapping::anonymous_for_gpa`]).
     pub fn shared(fd: libc::c_int, len: usize) -> io::Result<Mapping> {
-        Self::map(len, libc::MAP_SHARED, fd)
+        let room = Self::aligned_room(len, 0)?;
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
+        // SAFETY: MAP_FIXED over `room`, an anonymous mapping this value owns, replaces
+        // exactly that range; `room` is dropped below only if the mmap failed.
+        let addr = unsafe { libc::mmap(room.addr() as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0) };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(room)
     }
 
     /// Private anonymous memory, not reserved (the guest touches little of it).
     pub fn anonymous(len: usize) -> io::Result<Mapping> {
         Self::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1)
+    }
+
+    /// Anonymous memory for a memslot at `gpa` that KVM may map with 2 MiB pages: its
+    /// address is congruent to `gpa` modulo [`SLOT_ALIGN`], and it asks for transparent
+    /// hugepages (MADV_HUGEPAGE: the lane kernel's THP is in madvise mode).
+    ///
+    /// kvm_alloc_memslot_metadata() (arch/x86/kvm/x86.c, 7.2) disallows every large page of
+    /// a level in a slot when `(slot->base_gfn ^ ugfn) & (KVM_PAGES_PER_HPAGE(level) - 1)`,
+    /// ugfn being userspace_addr's page number, for the shared and private sides alike; and
+    /// host_pfn_mapping_level() (arch/x86/kvm/mmu/mmu.c) maps a shared GFN huge only where
+    /// the host's own page table does, i.e. where a THP backs it (2 MiB at most: anonymous
+    /// memory has no PUD-sized THP, so the 1 GiB congruence only keeps that level's
+    /// attribute tracking alive).
+    pub fn anonymous_for_gpa(len: usize, gpa: u64) -> io::Result<Mapping> {
+        let m = Self::aligned_room(len, gpa)?;
+        // EINVAL on a kernel without THP: the memory is then plain 4 KiB pages, still valid.
+        // SAFETY: madvise on our own mapping changes only how it is backed.
+        unsafe { libc::madvise(m.addr() as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
+        Ok(m)
+    }
+
+    /// `len` bytes of private anonymous memory at an address congruent to `to` modulo
+    /// [`SLOT_ALIGN`]: a larger mapping (address space only: MAP_NORESERVE, untouched)
+    /// trimmed at both ends.
+    fn aligned_room(len: usize, to: u64) -> io::Result<Mapping> {
+        let spare = SLOT_ALIGN as usize;
+        let whole = Self::anonymous(len.checked_add(spare).ok_or(io::Error::from_raw_os_error(libc::ENOMEM))?)?;
+        let base = whole.addr() as usize;
+        let skip = (to as usize).wrapping_sub(base) % spare;
+        std::mem::forget(whole);
+        // SAFETY: the head and tail are the parts of the fresh mapping above (forgotten,
+        // so nothing unmaps them twice) outside [base + skip, base + skip + len).
+        unsafe {
+            if skip > 0 {
+                libc::munmap(base as *mut libc::c_void, skip);
+            }
+            libc::munmap((base + skip + len) as *mut libc::c_void, spare - skip);
+        }
+        Ok(Mapping { addr: NonNull::new((base + skip) as *mut u8).expect("inside a mapping"), len })
     }
 
     fn map(len: usize, flags: libc::c_int, fd: libc::c_int) -> io::Result<Mapping> {
@@ -233,6 +286,27 @@ mod tests {
             // SAFETY: as for the store.
             assert_eq!(unsafe { load(addr, w) }, HostAccess::Done(w.truncate(value)), "width {w:?}");
         }
+    }
+
+    #[test]
+    fn slot_memory_is_congruent_to_its_gpa_and_file_mappings_aligned() {
+        for gpa in [0, PAGE_SIZE, 3 << 20, (5 << 30) + (7 << 12)] {
+            let m = Mapping::anonymous_for_gpa(4 << 20, gpa).unwrap();
+            assert_eq!((m.addr() as u64).wrapping_sub(gpa) % SLOT_ALIGN, 0, "gpa {gpa:#x}");
+            // SAFETY: the last byte of the mapping `m` owns.
+            assert_eq!(unsafe { store(m.addr().add(m.len() - 1), Width::W1, 5) }, HostAccess::Done(0));
+        }
+        // SAFETY: a NUL-terminated name; the fd is checked below.
+        let fd = unsafe { libc::memfd_create(c"gmemfuzz-test".as_ptr(), 0) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` is the memfd made above.
+        assert_eq!(unsafe { libc::ftruncate(fd, 8 * PAGE_SIZE as i64) }, 0);
+        let m = Mapping::shared(fd, 8 * PAGE_SIZE as usize).unwrap();
+        assert_eq!(m.addr() as u64 % SLOT_ALIGN, 0);
+        // SAFETY: inside the file and the mapping.
+        assert_eq!(unsafe { store(m.addr(), Width::W8, 9) }, HostAccess::Done(0));
+        // SAFETY: the mapping keeps the file; the fd is ours and used no more.
+        unsafe { libc::close(fd) };
     }
 
     /// A shared mapping of two pages over a one-page memfd: the second page raises SIGBUS.

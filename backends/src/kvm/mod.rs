@@ -5,6 +5,7 @@ pub mod host;
 pub mod hostmem;
 mod profile;
 mod race;
+mod stats;
 mod vcpu;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +16,7 @@ use kvm_bindings::{kvm_create_guest_memfd, kvm_memory_attributes, kvm_userspace_
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
 use crate::abi::{self, command, mailbox, mempolicy};
-use crate::backend::{Backend, HarnessError};
+use crate::backend::{Backend, HarnessError, MmuPages};
 use crate::model::MAX_RESIDENCY_PAGES;
 use crate::op::{layout, Access, AccessKind, FdArg, GmemId, Op, OpKind, Width, KVM_MEM_GUEST_MEMFD, PAGE_SIZE};
 use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Probe, SkipReason};
@@ -42,6 +43,9 @@ struct Vm {
     // Field order is drop order: the vCPU fds go before the VM fd.
     vcpu: VcpuFd,
     extra: Vec<VcpuFd>,
+    /// Its statistics, where the kernel has them; `serial` tells this VM from earlier ones.
+    stats: Option<stats::VmStats>,
+    serial: u64,
     fd: VmFd,
 }
 
@@ -269,7 +273,9 @@ impl KvmBackend {
             unsafe { fd.set_user_memory_region2(region) }.map_err(|e| resource("harness memslot", e))?;
         }
         let vcpu = vcpu::create(&fd, 0)?;
-        Ok(Vm { vcpu, extra: Vec::new(), fd })
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Vm { vcpu, extra: Vec::new(), stats: stats::VmStats::open(&fd), serial, fd })
     }
 
     /// `new`, then the options: what the harness's configuration (`gmemfuzz::config`,
@@ -385,7 +391,7 @@ impl KvmBackend {
                 (m.addr() as u64 + offset, None)
             }
             _ => {
-                let anon = Mapping::anonymous(size.max(PAGE_SIZE) as usize).map_err(|e| resource("slot memory", e))?;
+                let anon = Mapping::anonymous_for_gpa(size.max(PAGE_SIZE) as usize, gpa).map_err(|e| resource("slot memory", e))?;
                 (anon.addr() as u64, Some(anon))
             }
         };
@@ -752,6 +758,12 @@ impl Backend for KvmBackend {
 
     fn reset(&mut self) -> Result<(), HarnessError> {
         self.reset_state()
+    }
+
+    fn mmu_pages(&self) -> Option<MmuPages> {
+        let vm = self.vm.as_ref()?;
+        let pages = vm.stats.as_ref()?.pages().ok()?;
+        Some(MmuPages { vm: vm.serial, pages })
     }
 
     fn reset_phases(&self) -> Vec<(&'static str, f64)> {

@@ -105,7 +105,12 @@ pub const MADVICE: Names = &[
     ("REMOVE", libc::MADV_REMOVE as u64),
     ("POPULATE_READ", libc::MADV_POPULATE_READ as u64),
     ("POPULATE_WRITE", libc::MADV_POPULATE_WRITE as u64),
+    // Not in the libc crate: include/uapi/asm-generic/mman-common.h, `#define MADV_COLLAPSE 25`.
+    ("COLLAPSE", MADV_COLLAPSE as u64),
 ];
+
+/// MADV_COLLAPSE (include/uapi/asm-generic/mman-common.h, 6.1 on).
+pub const MADV_COLLAPSE: i32 = 25;
 
 /// How an op may take part in a concurrent group (`crate::group`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -259,8 +259,8 @@ impl Generator {
         // time goes to on this host (instruction emulation under PVM).
         let shape = match u.int_in_range(0..=31u8)? {
             0..=3 if gmem_slot && !bound.is_empty() => Shape::Beside(*u.choose(&bound)?),
-            4 => Shape::Huge(PAGES_2M),
-            5 if u.ratio(1u8, 4)? => Shape::Huge(values::PAGES_1G),
+            4..=6 => Shape::Huge(PAGES_2M),
+            7 if u.ratio(1u8, 4)? => Shape::Huge(values::PAGES_1G),
             _ => Shape::Small,
         };
         let (gmem, pages, offset_pages, gfn) = self.place(u, shape, gmem_slot)?;
@@ -375,6 +375,17 @@ impl Generator {
 
     /// A GPA range: pages of a slot, mostly; now and then past its end or outside every slot.
     fn gpa_range(&self, u: &mut Unstructured) -> Result<(u64, u64)> {
+        let huge: Vec<&Slot> = self.slots.iter().filter(|s| s.pages >= PAGES_2M && s.gfn % PAGES_2M == 0).collect();
+        if !huge.is_empty() && u.ratio(1u8, 2)? {
+            // A whole 2 MiB of a huge slot (where there is one, half the time): a conversion
+            // that makes the hugepage uniform again (hugepage_has_attrs(),
+            // kvm_arch_post_set_memory_attributes() in arch/x86/kvm/mmu/mmu.c), or a
+            // pre-fault that may map it huge; the other half mixes it.
+            let s = u.choose(&huge)?;
+            let first = u.int_in_range(0..=s.pages / PAGES_2M - 1)? * PAGES_2M;
+            let gpa = (s.gfn + first) * PAGE_SIZE;
+            return Ok((gpa, Bytes::pick(u, PAGES_2M * PAGE_SIZE, gpa)?));
+        }
         let (gpa, pages) = match self.slots.is_empty() {
             false => {
                 let s = u.choose(&self.slots)?;

@@ -63,6 +63,23 @@ fn binds_reach_hugepage_alignment_and_second_bindings() {
     assert!(reach.second_bindings.ok > 0 && reach.second_bindings.ok < reach.second_bindings.tried, "disjoint and overlapping: {reach}");
 }
 
+/// Whole 2 MiB conversions and pre-faults of huge slots (issue 23): on a profile with
+/// private memory, where set_attributes is drawn at its full rate.
+#[test]
+fn conversions_and_pre_faults_cover_whole_hugepages() {
+    let (mut attrs, mut pre_faults) = (0, 0);
+    for p in programs(&Profile::sw_protected_7_2(), 1000) {
+        for op in &p.ops {
+            match *op {
+                Op::SetAttributes { gpa, size, .. } if gpa % values::HUGE_2M == 0 && size == values::HUGE_2M => attrs += 1,
+                Op::PreFault { gpa, size } if gpa % values::HUGE_2M == 0 && size == values::HUGE_2M => pre_faults += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(attrs >= 15 && pre_faults >= 10, "whole 2 MiB set_attributes {attrs}, pre_fault {pre_faults}");
+}
+
 #[test]
 fn values_sit_on_both_sides_of_the_wraps() {
     let (mut gpa_wraps, mut offset_wraps, mut sign, mut below_sign) = (0, 0, 0, 0);

@@ -175,6 +175,32 @@ static void *anon_map(size_t len)
     return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 }
 
+/* Slot memory is congruent to its GPA (a file mapping to its file offset) modulo 1 GiB, or
+ * kvm_alloc_memslot_metadata() disallows large pages for the whole slot. */
+#define SLOT_ALIGN (1ull << 30)
+
+/* len bytes of anonymous memory at an address congruent to `to` modulo SLOT_ALIGN. */
+static void *aligned_anon_map(size_t len, uint64_t to)
+{
+    uint8_t *whole = len > SIZE_MAX - SLOT_ALIGN ? MAP_FAILED : anon_map(len + SLOT_ALIGN);
+    if (whole == MAP_FAILED)
+        return MAP_FAILED;
+    size_t skip = (to - (uint64_t)(uintptr_t)whole) % SLOT_ALIGN;
+    if (skip)
+        munmap(whole, skip);
+    munmap(whole + skip + len, SLOT_ALIGN - skip);
+    return whole + skip;
+}
+
+/* Slot memory KVM may map with 2 MiB pages: aligned, and backed by THP where the kernel has it. */
+static void *slot_anon_map(size_t len, uint64_t gpa)
+{
+    void *p = aligned_anon_map(len, gpa);
+    if (p != MAP_FAILED)
+        madvise(p, len, MADV_HUGEPAGE); /* EINVAL without THP: plain pages then */
+    return p;
+}
+
 static int make_vcpu(int id, struct kvm_run **run_out);
 
 static void create_vm(unsigned long type)
@@ -407,9 +433,13 @@ static void do_map(int id)
 {
     if (!have_gmem(id))
         return;
-    void *p = mmap(NULL, gmems[id].size, PROT_READ | PROT_WRITE, MAP_SHARED, gmems[id].fd, 0 /* file offset */);
+    void *room = aligned_anon_map(gmems[id].size, 0);
+    void *p = room == MAP_FAILED ? MAP_FAILED
+        : mmap(room, gmems[id].size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, gmems[id].fd, 0 /* file offset */);
     if (p != MAP_FAILED)
         gmems[id].map = p;
+    else if (room != MAP_FAILED)
+        munmap(room, gmems[id].size);
     set_result(p == MAP_FAILED ? -1 : 0);
 }
 
@@ -450,7 +480,7 @@ static void do_bind(uint32_t slot, uint32_t flags, int kind, int id, uint64_t gp
         uaddr = (uint64_t)(uintptr_t)(fmap + offset);
     } else {
         anon_len = size > PAGE ? size : PAGE;
-        anon = anon_map(anon_len);
+        anon = slot_anon_map(anon_len, gpa);
         if (anon == MAP_FAILED)
             die("slot memory");
         uaddr = (uint64_t)(uintptr_t)anon;

@@ -148,6 +148,7 @@ impl<B: Backend> Runner<B> {
         let t = Stopwatch::start();
         self.backend.reset()?;
         self.stats.time.reset += t.secs();
+        self.stats.reach.huge.baseline(self.backend.mmu_pages());
         let mut compared_last = false;
         for (index, op) in program.ops.iter().enumerate() {
             self.model.set_op_index(index);
@@ -187,7 +188,7 @@ impl<B: Backend> Runner<B> {
                 }
             };
             self.stats.count(op, &actual);
-            self.stats.reach.after(reach, &actual);
+            self.stats.reach.after(reach, &actual, self.backend.mmu_pages());
             // Parts the model cannot predict match anything; they are counted.
             self.stats.skipped_unknown += u64::from(predicted.outcome.admits(&actual).unknown());
             let Prediction { outcome: expected, effects } = match self.worlds.is_empty() {
@@ -272,6 +273,7 @@ impl<B: Backend> Runner<B> {
         let actual = self.backend.apply(op)?;
         self.stats.time.add_op(op.kind(), t.elapsed());
         self.stats.count(op, &actual);
+        self.stats.reach.huge.sample(self.backend.mmu_pages());
         let t = Stopwatch::start();
         let mut finals: Vec<World> = Vec::new();
         let mut mismatch = None;
