@@ -111,6 +111,17 @@ impl Detectors {
     }
 }
 
+/// Where a kernel with the software platform (`--sw-rmp`) lists its reverse map: a first
+/// line of counters ("# assigned N prepares N shared_prepares N reclaims N violations N"),
+/// then one line per assigned PFN.
+pub const SW_RMP_MAP: &str = "/sys/kernel/debug/kvm_sw_rmp";
+
+/// The software platform's counters, on a kernel that has it.
+pub fn sw_rmp_counters() -> Option<String> {
+    let text = std::fs::read_to_string(SW_RMP_MAP).ok()?;
+    Some(text.lines().next()?.trim_start_matches("# ").to_string())
+}
+
 /// A bootable lane kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaneKernel {

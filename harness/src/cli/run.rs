@@ -371,6 +371,9 @@ impl<'a> Session<'a> {
         let (opts, runner) = (self.opts, &mut self.runner);
         runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
         println!("{}", runner.stats);
+        if let Some(counters) = crate::kernel::sw_rmp_counters() {
+            println!("software RMP: {counters}");
+        }
         self.sink.put(&Record::stats(&runner.stats, opts.vm_type))?;
         if let Some(c) = &mut self.coverage {
             c.write_pcs(opts)?;
