@@ -1,5 +1,5 @@
 //! Which kernel the lane boots and the coverage report reads: a recipe `build-kernel.sh`
-//! builds and caches (Debian's 7.2 or 6.12, or the user's own tree), or a bzImage the user
+//! builds and caches (Debian's 7.2, 7.3-rc7 or 6.12, or the user's own tree), or a bzImage the user
 //! gives, checked for what the lane needs. The lab's bottom: the lane and `coverage` stand on
 //! it, and it runs the scripts of `harness/lane/` for them.
 

@@ -64,3 +64,14 @@ fn regressions_show_what_they_record() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The lane's regressions (corpus/lane) each record their VM type: the lane's check boot and
+/// `lane --replay` replay them on it, and a file without one would replay on VM type 0,
+/// clean whatever the kernel does (how the stale MMIO SPTE once looked fixed on 7.3-rc7).
+#[test]
+fn lane_regressions_record_their_vm_type() {
+    for version in ["6.12.118", "7.2.13", "7.3.0-rc7"] {
+        let pinned = gmemfuzz::lane::regressions_for(version).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(!pinned.is_empty(), "no lane regression names Linux {version}");
+    }
+}

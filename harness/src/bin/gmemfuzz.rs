@@ -45,7 +45,7 @@ enum Command {
         /// The bzImage the PCs came from (a lane build: its build directory must be there).
         #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
         kernel: Option<std::path::PathBuf>,
-        /// The lane's build of Debian's source of this series (7.2 or 6.12).
+        /// The lane's build of Debian's source of this series (7.2, 7.3-rc7 or 6.12).
         #[arg(long, default_value = gmemfuzz::kernel::DEFAULT_SERIES, conflicts_with = "kernel_src")]
         kernel_version: String,
         /// The lane's build of this kernel tree.

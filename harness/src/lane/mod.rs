@@ -39,7 +39,7 @@ pub struct LaneOptions {
     /// when beside it, is checked for what the lane needs.
     #[arg(long, conflicts_with_all = ["kernel_version", "kernel_src"])]
     pub kernel: Option<PathBuf>,
-    /// Build and boot Debian's source of this series (7.2 or 6.12).
+    /// Build and boot Debian's source of this series (7.2, 7.3-rc7 or 6.12).
     #[arg(long, default_value = DEFAULT_SERIES, conflicts_with = "kernel_src")]
     pub kernel_version: String,
     /// Build and boot this kernel tree: configured with the lane's fragment and built in a
@@ -232,11 +232,16 @@ fn lane_corpus() -> Vec<PathBuf> {
 }
 
 /// The lane regressions whose expectation holds on a kernel of this version (`# kernels:`).
+/// Each must record its VM type: `replay` of a file without one takes VM type 0, where the
+/// lane's private-memory regressions run clean whatever the kernel does.
 pub fn regressions_for(version: &str) -> Result<Vec<PathBuf>> {
     let mut pinned = Vec::new();
     for file in lane_corpus() {
         let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         let doc = text::parse_document(&text).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
+        if doc.vm_type.is_none() {
+            bail!("{}: a lane regression records no VM type: add a `# vm-type:` line", file.display());
+        }
         if doc.pins_kernel(version) {
             pinned.push(file);
         }
@@ -465,7 +470,8 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
     let json = format!("--json /out/{RESULTS}");
     let regressions = regressions_for(&kernel.version)?;
     let files: Vec<String> = regressions.iter().map(|p| format!("/lane/{}", p.file_name().expect("a file").to_string_lossy())).collect();
-    let replays: String = files.iter().map(|f| format!("/bin/gmemfuzz replay {f} --vm-type 1 {json}; ")).collect();
+    // Each file records its VM type (`# vm-type:`), as `lane --replay` needs it to.
+    let replays: String = files.iter().map(|f| format!("/bin/gmemfuzz replay {f} {json}; ")).collect();
     // The marker is printed in two pieces: init echoes the command line itself.
     let (half, rest) = NO_KVM.split_at(8);
     let cmd = format!("[ -c /dev/kvm ] || echo '{half}''{rest}'; /bin/gmemfuzz scenarios --vm-type 1 {json}; {replays}true");

@@ -116,10 +116,7 @@ pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going
         };
         ran += 1;
         let splat = kernel_log.as_mut().and_then(|log| log.new_splats().into_iter().find(|s| Some(s.kind) == expected_splat));
-        let reproduced = match expected_splat {
-            Some(_) => splat.is_some(),
-            None => report.diverged() && doc.expect.is_none_or(|e| observed(&report.verdict) == Some(e)),
-        };
+        let reproduced = reproduces(doc.expect, splat.is_some(), &report.verdict);
         hits += u32::from(reproduced);
         // Show the first run that reproduced, else the first that diverged, else the last.
         if shown.as_ref().is_none_or(|(r, _, hit)| !hit && (reproduced || !r.diverged())) {
@@ -160,6 +157,18 @@ pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going
         DIVERGED
     } else {
         OK
+    }
+}
+
+/// Whether a run shows what its program records: the expected splat (`logged_it`: the kernel
+/// logged one of its kind), another recorded expectation (a clean run included: a lane
+/// regression pinned as `expect: clean` on a kernel with the fix), or, where the file
+/// records none, any divergence.
+fn reproduces<T>(expect: Option<Expectation>, logged_it: bool, verdict: &Result<T, RunError>) -> bool {
+    match expect {
+        Some(Expectation::Splat { .. }) => logged_it,
+        Some(e) => observed(verdict) == Some(e),
+        None => matches!(verdict, Err(RunError::Divergence(_))),
     }
 }
 
@@ -355,11 +364,47 @@ pub fn add_regression(path: &Path, name: &str, minimize_first: bool, vm_type: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::DivergenceKind;
 
     fn file(name: &str, text: &str) -> PathBuf {
         let path = std::env::temp_dir().join(format!("gmemfuzz-cli-{}-{name}.txt", std::process::id()));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    fn diverged_at(op_index: usize) -> Result<(), RunError> {
+        use crate::oracle::{Seen, Subject};
+        use gmemfuzz_backends::Outcome;
+        let op = super::super::text::parse_document("gmemfuzz-program v1\ncheck\n").unwrap().program.ops[0].clone();
+        Err(RunError::Divergence(Box::new(crate::oracle::Divergence {
+            kind: DivergenceKind::UnexpectedExit,
+            op_index,
+            op,
+            subject: Subject::Result,
+            expected: Seen::Outcome(Outcome::Ok),
+            actual: Seen::Outcome(Outcome::Ok),
+            page: None,
+            backend: "kvm".into(),
+            profile: String::new(),
+            model_state: String::new(),
+        })))
+    }
+
+    #[test]
+    fn a_run_reproduces_what_the_file_records_a_clean_run_included() {
+        let clean: Result<(), RunError> = Ok(());
+        let at_3 = Some(Expectation::Divergence { kind: DivergenceKind::UnexpectedExit, op: 3 });
+        // A lane regression pinned clean on a kernel with the fix: a clean run is a hit.
+        assert!(reproduces(Some(Expectation::Clean), false, &clean));
+        assert!(!reproduces(Some(Expectation::Clean), false, &diverged_at(3)));
+        assert!(reproduces(at_3, false, &diverged_at(3)));
+        assert!(!reproduces(at_3, false, &diverged_at(4)));
+        assert!(!reproduces(at_3, false, &clean));
+        // No expectation: any divergence.
+        assert!(reproduces(None, false, &diverged_at(4)));
+        assert!(!reproduces(None, false, &clean));
+        let splat = Some(Expectation::Splat { kind: crate::splat::kind_named("KASAN").unwrap() });
+        assert!(reproduces(splat, true, &clean) && !reproduces(splat, false, &diverged_at(1)));
     }
 
     #[test]
