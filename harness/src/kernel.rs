@@ -111,6 +111,27 @@ impl Detectors {
     }
 }
 
+/// A platform-hook bug that a kernel with the software platform injects into guest_memfd
+/// when booted with `kvm_sw_rmp_bug=NAME` (`lane --sw-rmp-bug`): for the lane's own tests,
+/// to show that fuzzing finds a kernel that drops or misplaces a hook call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookBug {
+    /// A punched folio is freed without the invalidate hook.
+    SkipOnPunch,
+    /// The invalidate hook is called for a punched range before its SPTEs are zapped.
+    EarlyOnPunch,
+    /// The folios freed when a file's last reference goes skip the invalidate hook.
+    SkipOnRelease,
+}
+
+impl HookBug {
+    /// The kernel parameter that injects it.
+    pub fn boot_arg(self) -> String {
+        let name = clap::ValueEnum::to_possible_value(&self).expect("no variant is skipped");
+        format!("kvm_sw_rmp_bug={}", name.get_name())
+    }
+}
+
 /// Where a kernel with the software platform (`--sw-rmp`) lists its reverse map: a first
 /// line of counters ("# assigned N prepares N shared_prepares N reclaims N violations N"),
 /// then one line per assigned PFN.
@@ -130,12 +151,32 @@ pub struct LaneKernel {
     pub version: String,
     /// The bug detectors its .config (when one is found beside it) turns on.
     pub detectors: Detectors,
+    /// The hook bug its boots inject (a kernel with the software platform only).
+    pub hook_bug: Option<HookBug>,
 }
 
 impl LaneKernel {
     pub fn at(image: &Path) -> Result<LaneKernel> {
         let detectors = config_of(image).map(|(_, config)| Detectors::of_config(&config)).unwrap_or_default();
-        Ok(LaneKernel { image: image.to_path_buf(), version: image_version(image)?, detectors })
+        Ok(LaneKernel { image: image.to_path_buf(), version: image_version(image)?, detectors, hook_bug: None })
+    }
+
+    /// This kernel booted with `bug` injected; refused where it lacks the software platform,
+    /// which is where the bug lives.
+    pub fn injecting(&self, bug: HookBug) -> Result<LaneKernel> {
+        if !self.detectors.sw_rmp {
+            anyhow::bail!(
+                "--sw-rmp-bug needs a kernel with the software platform (--sw-rmp); {} has no CONFIG_KVM_SW_PROTECTED_RMP",
+                self.image.display()
+            );
+        }
+        Ok(LaneKernel { hook_bug: Some(bug), ..self.clone() })
+    }
+
+    /// Kernel parameters every boot of it takes.
+    pub fn boot_args(&self) -> String {
+        let bug = self.hook_bug.map(HookBug::boot_arg);
+        [Some(self.detectors.boot_args().to_string()), bug].into_iter().flatten().filter(|a| !a.is_empty()).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -302,6 +343,18 @@ mod tests {
         let platform = Detectors::of_config("CONFIG_KVM_SW_PROTECTED_VM=y\nCONFIG_KVM_SW_PROTECTED_RMP=y\n");
         assert_eq!((platform.names().as_str(), platform.boot_args()), ("software RMP", ""));
         assert_eq!((Detectors::default().names().as_str(), Detectors::default().boot_args()), ("none", ""));
+    }
+
+    #[test]
+    fn an_injected_hook_bug_is_a_boot_argument_of_a_kernel_with_the_software_platform() {
+        let plain = LaneKernel { image: "bzImage".into(), version: "7.2.13".into(), detectors: Detectors::default(), hook_bug: None };
+        let err = plain.injecting(HookBug::SkipOnPunch).unwrap_err().to_string();
+        assert!(err.contains("--sw-rmp-bug needs a kernel with the software platform"), "{err}");
+        let platform = LaneKernel { detectors: Detectors { kasan: true, lockdep: false, sw_rmp: true }, ..plain };
+        assert_eq!(platform.boot_args(), "kasan_multi_shot no5lvl");
+        let bugged = platform.injecting(HookBug::EarlyOnPunch).unwrap();
+        assert_eq!(bugged.boot_args(), "kasan_multi_shot no5lvl kvm_sw_rmp_bug=early-on-punch");
+        assert_eq!(HookBug::SkipOnRelease.boot_arg(), "kvm_sw_rmp_bug=skip-on-release");
     }
 
     #[test]

@@ -106,6 +106,11 @@ pub struct LaneOptions {
     /// is missing or misplaced; the map is in /sys/kernel/debug/kvm_sw_rmp
     #[arg(long)]
     pub sw_rmp: bool,
+    /// The lane's own test of the software platform: the fuzzing and repro boots inject
+    /// this platform-hook bug into guest_memfd (`kvm_sw_rmp_bug=` on the kernel's command
+    /// line; the check boot runs without it), which fuzzing should find as a WARN.
+    #[arg(long, value_enum, value_name = "BUG")]
+    pub sw_rmp_bug: Option<crate::kernel::HookBug>,
     /// Instead of fuzzing: boot once and replay this program (a finding) --repeat times,
     /// every try, and say how many reproduced what it records (a divergence, or the
     /// kernel splat it expects).
@@ -375,7 +380,7 @@ fn boot_sharing(
     boot.args(["--kernel", &kernel.image.display().to_string(), "--initrd", &initrd.display().to_string()])
         .args(["--out", &out.display().to_string(), "--timeout", &(timeout + 30).to_string(), "--smp", &smp.to_string()])
         .args(["--accel", accelerator(kernel).name()])
-        .args(["--append", kernel.detectors.boot_args()])
+        .args(["--append", &kernel.boot_args()])
         .args(["--cmd", cmd, "--quiet"]);
     if let Some(dir) = share {
         boot.arg("--share").arg(dir);
@@ -574,14 +579,20 @@ pub fn run(opts: &LaneOptions) -> Result<LaneReport> {
     };
     let initrd = initramfs(&me, &work, opts.libfuzzer.as_deref(), kcov_ranges.as_deref())?;
     let mut report = LaneReport::default();
+    // As with --skip-op, the check boot runs the kernel as it is and the others inject.
+    let injected = match opts.sw_rmp_bug {
+        Some(bug) => kernel.injecting(bug)?,
+        None => kernel.clone(),
+    };
     if let Some(what) = &opts.repro() {
-        repro_boot(opts, &kernel, &initrd, what, &mut report)?;
+        repro_boot(opts, &injected, &initrd, what, &mut report)?;
         return Ok(report);
     }
     check(&kernel, &initrd, &opts.out.join("boot-check"), opts.smp, &mut report)?;
     if opts.scenarios_only {
         return Ok(report);
     }
+    let kernel = injected;
 
     let start = Instant::now();
     let jobs = opts.jobs();
