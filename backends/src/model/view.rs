@@ -329,7 +329,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 Target::Mmio => Some(Observation::GuestExit(AccessResult::Mmio)),
                 Target::Fault { gpa, flags } => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
                 Target::Page(key) => {
-                    Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(model.page_mut(key).bytes(), sample))))
+                    Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(&model.page(key).shared_bytes(), sample))))
                 }
             }
         }
