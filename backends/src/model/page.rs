@@ -272,8 +272,11 @@ type KeyHasher = std::hash::BuildHasherDefault<super::race::StateHasher>;
 
 /// How many events a page keeps; older ones are forgotten.
 const EVENTS_PER_PAGE: usize = 16;
-/// How many events wait in `recent` before they are settled.
+/// How many events wait in `recent` before they are settled, where the settled maps are
+/// this history's alone.
 const RECENT_EVENTS: usize = 32;
+/// How many wait before they are settled all the same.
+const MAX_RECENT_EVENTS: usize = 256;
 
 impl History {
     pub fn record(&mut self, op_index: usize, key: PageKey, event: PageEvent) {
@@ -287,7 +290,10 @@ impl History {
     fn push(&mut self, op_index: usize, key: PageKey, event: PageEvent, dropped: Option<Page>) {
         self.recent = Some(Arc::new(Recent { op_index, key, event, dropped, before: self.recent.take() }));
         self.recent_len += 1;
-        if self.recent_len >= RECENT_EVENTS {
+        // Settling copies the maps where clones share them: a search's states wait (their
+        // events are few), up to a bound that keeps lookups short.
+        let settles = Arc::get_mut(&mut self.settled).is_some() || self.recent_len >= MAX_RECENT_EVENTS;
+        if self.recent_len >= RECENT_EVENTS && settles {
             let list = self.recent.take();
             let mut oldest_first: Vec<&Recent> = std::iter::successors(list.as_deref(), |r| r.before.as_deref()).collect();
             oldest_first.reverse();
