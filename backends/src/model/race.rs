@@ -507,7 +507,7 @@ impl Model {
                     }
                 }
                 Step::Access { rep, index, access, part } => {
-                    let result = part.result(&mut low[m], single(model.guest(std::slice::from_ref(access))));
+                    let result = part.result(&mut low[m], model.guest_one(access));
                     if let (Some(result), Outcome::Guest(results)) = (result, &mut out[m][*rep]) {
                         results[*index] = result;
                         if let AccessResult::MemoryFault { .. } = result {
@@ -732,14 +732,6 @@ fn combine(low: AccessResult, high: AccessResult) -> AccessResult {
     }
 }
 
-fn single(outcome: Outcome) -> AccessResult {
-    match outcome {
-        Outcome::Guest(r) if r.len() == 1 => r[0],
-        // A single access the whole op was checked to reach: the model never skips it.
-        other => unreachable!("one guest access answered {other}"),
-    }
-}
-
 struct Search<'a> {
     steps: &'a [Vec<Step>],
     actual: &'a [Vec<Outcome>],
@@ -770,6 +762,8 @@ struct Search<'a> {
     conflict: Vec<Option<bool>>,
     /// Whether a node took one member's step where others could have moved.
     cut: bool,
+    /// The effects of the step being taken (`advance`), empty between steps.
+    told: Vec<super::Effect>,
 }
 
 impl<'a> Search<'a> {
@@ -797,6 +791,7 @@ impl<'a> Search<'a> {
             first_step,
             conflict: vec![None; total * total],
             cut: false,
+            told: Vec::new(),
             seen: Default::default(),
             finals: Vec::new(),
             final_prints: Default::default(),
@@ -1026,16 +1021,21 @@ impl<'a> Search<'a> {
 
     /// Member `m` takes its next step from `node`: the child, or `None` where the step's
     /// prediction does not admit what the backend did.
-    fn advance(&mut self, child: Node, m: usize) -> Option<Node> {
-        let mut child = self.step(child, m)?;
+    fn advance(&mut self, mut child: Node, m: usize) -> Option<Node> {
+        // The step tells into a buffer the search keeps (a clone's is empty, and would
+        // allocate on the first effect).
+        child.model.told = std::mem::take(&mut self.told);
+        let admitted = self.step(&mut child, m);
         // What the step did is in the child's state but for its MMIO exits, kept beside it.
         child.exits.extend(&child.model.told);
-        child.model.told.clear();
-        Some(child)
+        self.told = std::mem::take(&mut child.model.told);
+        self.told.clear();
+        admitted.then_some(child)
     }
 
-    /// `advance`, but for keeping what the step told.
-    fn step(&mut self, mut child: Node, m: usize) -> Option<Node> {
+    /// `advance`, but for keeping what the step told: whether the step's prediction admits
+    /// what the backend did.
+    fn step(&mut self, child: &mut Node, m: usize) -> bool {
         let pos = child.pos[m];
         let depth: usize = child.pos.iter().sum();
         let (steps, actual) = (self.steps, self.actual);
@@ -1071,7 +1071,7 @@ impl<'a> Search<'a> {
                 let out = child.model.apply_one(op);
                 let ok = out.admits(actual).agrees();
                 if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
-                    return None;
+                    return false;
                 }
             }
             Step::Page { op, last, .. } => {
@@ -1079,21 +1079,21 @@ impl<'a> Search<'a> {
                 if *last {
                     let ok = out.admits(actual).agrees();
                     if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
-                        return None;
+                        return false;
                     }
                 }
             }
             Step::Access { index, access, part, .. } => {
                 let Outcome::Guest(results) = actual else { unreachable!("shape checked") };
                 let got = results[*index];
-                if self.straddles_conversion(&child, m, access, got) {
+                if self.straddles_conversion(child, m, access, got) {
                     // The fault began before a conversion another member makes and checked
                     // again after it: KVM_RUN failed with the first view, nothing changed.
                     child.low[m] = None;
                     child.pos[m] = self.next_rep[m][pos];
-                    return Some(child);
+                    return true;
                 }
-                let result = part.result(&mut child.low[m], single(child.model.guest(std::slice::from_ref(access))));
+                let result = part.result(&mut child.low[m], child.model.guest_one(access));
                 if let Some(result) = result {
                     if explain {
                         let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
@@ -1103,7 +1103,7 @@ impl<'a> Search<'a> {
                     }
                     let ok = result.admits(&got);
                     if !fail(self, (m, rep, Some(*index)), &|| StepResult::Access(result), ok) {
-                        return None;
+                        return false;
                     }
                     if let AccessResult::MemoryFault { .. } = result {
                         // KVM_RUN failed: the rest of this repetition did not run.
@@ -1113,7 +1113,7 @@ impl<'a> Search<'a> {
                 }
             }
         }
-        Some(child)
+        true
     }
 }
 
