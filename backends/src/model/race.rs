@@ -252,14 +252,77 @@ struct Node {
     /// The MMIO exits of the program so far, the steps taken included.
     exits: MmioExits,
     pos: Positions,
-    low: [Option<AccessResult>; MAX_MEMBERS],
+    low: [Low; MAX_MEMBERS],
 }
 
 type Positions = [usize; MAX_MEMBERS];
 
+/// The result of the low half of an 8-byte access whose high half is yet to run, as one word
+/// (nodes are moved and keyed by the hundred thousand): 0 where none waits. A low half that
+/// faulted ended its repetition, so what waits is a 4-byte load's value, a store, an MMIO
+/// exit or an unknown result.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Low(u64);
+
+impl Low {
+    const READ: u64 = 1 << 32;
+    const WROTE: u64 = 2 << 32;
+    const MMIO: u64 = 3 << 32;
+    const UNKNOWN: u64 = 4 << 32;
+
+    fn of(result: Option<AccessResult>) -> Low {
+        Low(match result {
+            None => 0,
+            Some(AccessResult::Read(v)) => Low::READ | u64::from(u32::try_from(v).expect("a 4-byte load")),
+            Some(AccessResult::Wrote) => Low::WROTE,
+            Some(AccessResult::Mmio) => Low::MMIO,
+            Some(AccessResult::Unknown) => Low::UNKNOWN,
+            Some(other) => unreachable!("a low half that waits for its high half answered {other}"),
+        })
+    }
+
+    fn get(self) -> Option<AccessResult> {
+        match self.0 & !0xffff_ffff {
+            0 => None,
+            Low::READ => Some(AccessResult::Read(self.0 & 0xffff_ffff)),
+            Low::WROTE => Some(AccessResult::Wrote),
+            Low::MMIO => Some(AccessResult::Mmio),
+            _ => Some(AccessResult::Unknown),
+        }
+    }
+}
+
 /// What identifies a node: positions, halves in progress, the fingerprint of its model and
-/// MMIO exits.
-type NodeKey = (Positions, [Option<AccessResult>; MAX_MEMBERS], u64);
+/// MMIO exits; hashed once, when made, as one word (`NodeKey::new`).
+#[derive(PartialEq, Eq)]
+struct NodeKey {
+    hash: u64,
+    print: u64,
+    pos: [u32; MAX_MEMBERS],
+    low: [Low; MAX_MEMBERS],
+}
+
+impl NodeKey {
+    fn new(node: &Node, print: u64) -> NodeKey {
+        let pos = node.pos.map(|p| u32::try_from(p).expect("a member's steps fit in u32"));
+        let mut h = StateHasher::default();
+        h.write_u64(print);
+        for pair in pos.chunks(2) {
+            h.write_u64(pair.iter().rev().fold(0, |word, &p| word << 32 | u64::from(p)));
+        }
+        if node.low != [Low::default(); MAX_MEMBERS] {
+            node.low.iter().for_each(|l| h.write_u64(l.0));
+        }
+        NodeKey { hash: h.finish(), print, pos, low: node.low }
+    }
+}
+
+/// The word `NodeKey::new` made: the map hashes nothing else.
+impl Hash for NodeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
 
 /// A mismatch key: member, repetition, access.
 type At = (usize, usize, Option<usize>);
@@ -889,11 +952,12 @@ impl<'a> Search<'a> {
     fn search(&mut self, start: &World) -> Result<Vec<World>, RaceError> {
         let n = self.steps.len();
         let sleeps = self.orders == Orders::Reduced;
-        let root = Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] };
+        let root =
+            Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [Low::default(); MAX_MEMBERS] };
         let mut stack = vec![(root, 0u32)];
         while let Some((node, sleep)) = stack.pop() {
             let fingerprint = print(&node.model, &node.exits);
-            let (mut explore, mut sleep) = match self.seen.entry((node.pos, node.low, fingerprint)) {
+            let (mut explore, mut sleep) = match self.seen.entry(NodeKey::new(&node, fingerprint)) {
                 std::collections::hash_map::Entry::Occupied(mut seen) => {
                     let slept = *seen.get();
                     if slept & !sleep == 0 {
@@ -1089,11 +1153,15 @@ impl<'a> Search<'a> {
                 if self.straddles_conversion(child, m, access, got) {
                     // The fault began before a conversion another member makes and checked
                     // again after it: KVM_RUN failed with the first view, nothing changed.
-                    child.low[m] = None;
+                    child.low[m] = Low::default();
                     child.pos[m] = self.next_rep[m][pos];
                     return true;
                 }
-                let result = part.result(&mut child.low[m], child.model.guest_one(access));
+                let mut low = child.low[m].get();
+                let result = part.result(&mut low, child.model.guest_one(access));
+                // A fault ends the repetition (below): no high half follows.
+                let faulted = matches!(result, Some(AccessResult::MemoryFault { .. }));
+                child.low[m] = if faulted { Low::default() } else { Low::of(low) };
                 if let Some(result) = result {
                     if explain {
                         let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
@@ -1107,7 +1175,7 @@ impl<'a> Search<'a> {
                     }
                     if let AccessResult::MemoryFault { .. } = result {
                         // KVM_RUN failed: the rest of this repetition did not run.
-                        child.low[m] = None;
+                        child.low[m] = Low::default();
                         child.pos[m] = self.next_rep[m][pos];
                     }
                 }
