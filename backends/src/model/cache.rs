@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::race::StateHasher;
 use super::Page;
@@ -29,7 +29,7 @@ struct Chunk {
     /// Each page and whether it is prepared, by ascending index: a vector, so that the copy
     /// a change makes of a shared chunk is one allocation (a map's is one per node).
     pages: Vec<(u64, (Page, bool))>,
-    fingerprint: OnceLock<u64>,
+    fingerprint: super::memo::Memo,
 }
 
 impl Chunk {
@@ -79,7 +79,7 @@ impl PageCache {
     /// The chunk of `index`, to change (made, and unshared, as needed).
     fn chunk_mut(&mut self, index: u64) -> &mut Chunk {
         let chunk = Arc::make_mut(self.chunks.entry(index / CHUNK).or_default());
-        chunk.fingerprint = OnceLock::new();
+        chunk.fingerprint = Default::default();
         chunk
     }
 

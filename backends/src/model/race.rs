@@ -714,7 +714,7 @@ impl Hasher for StateHasher {
 impl Model {
     /// The slots' part of `fingerprint`, computed once per version of the slots.
     fn slots_print(&self) -> u64 {
-        *self.slots_print.get_or_init(|| {
+        self.slots_print.get_or_init(|| {
             let mut sh = StateHasher::default();
             for (id, s) in self.slots.iter() {
                 (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut sh);
@@ -736,7 +736,7 @@ impl super::GmemFile {
     /// The file's part of `Model::fingerprint`, computed once per version of the file (most
     /// steps of a search leave most files as they were).
     fn fingerprint(&self) -> u64 {
-        *self.fingerprint.get_or_init(|| {
+        self.fingerprint.get_or_init(|| {
             let mut h = StateHasher::default();
             (self.size, self.flags, self.fd_open, self.mapped, self.map_generation, self.released).hash(&mut h);
             self.pages.hash_into(&mut h);
