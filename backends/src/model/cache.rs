@@ -6,7 +6,6 @@
 //! the race search clones the model once per state it tries, and a step changes a page or
 //! two of files that may hold hundreds (an allocate of a 2 MiB file makes 512).
 
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -18,9 +17,11 @@ const CHUNK: u64 = 64;
 
 #[derive(Clone, Default)]
 pub struct PageCache {
-    /// Chunks by `index / CHUNK`; a chunk with no page is removed, so that equal caches
-    /// have equal chunks.
-    chunks: BTreeMap<u64, Arc<Chunk>>,
+    /// Chunks by ascending `index / CHUNK`; a chunk with no page is removed, so that equal
+    /// caches have equal chunks. A vector: a file has a chunk or two, and the copy a change
+    /// makes of a shared file is then one allocation (a map's is one per node, and its drop
+    /// walks them).
+    chunks: Vec<(u64, Arc<Chunk>)>,
     len: usize,
 }
 
@@ -59,8 +60,14 @@ impl PageCache {
         self.len == 0
     }
 
+    /// Where chunk `key` is, or would go.
+    fn find_chunk(&self, key: u64) -> Result<usize, usize> {
+        self.chunks.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
     fn entry(&self, index: u64) -> Option<&(Page, bool)> {
-        self.chunks.get(&(index / CHUNK))?.get(index)
+        let at = self.find_chunk(index / CHUNK).ok()?;
+        self.chunks[at].1.get(index)
     }
 
     pub fn get(&self, index: u64) -> Option<&Page> {
@@ -78,7 +85,12 @@ impl PageCache {
 
     /// The chunk of `index`, to change (made, and unshared, as needed).
     fn chunk_mut(&mut self, index: u64) -> &mut Chunk {
-        let chunk = Arc::make_mut(self.chunks.entry(index / CHUNK).or_default());
+        let key = index / CHUNK;
+        let at = self.find_chunk(key).unwrap_or_else(|at| {
+            self.chunks.insert(at, (key, Arc::default()));
+            at
+        });
+        let chunk = Arc::make_mut(&mut self.chunks[at].1);
         chunk.fingerprint = Default::default();
         chunk
     }
@@ -119,7 +131,8 @@ impl PageCache {
         let at = chunk.find(index).expect("looked up above");
         let (_, (page, _)) = chunk.pages.remove(at);
         if chunk.pages.is_empty() {
-            self.chunks.remove(&(index / CHUNK));
+            let at = self.find_chunk(index / CHUNK).expect("the chunk of a page");
+            self.chunks.remove(at);
         }
         self.len -= 1;
         Some(page)
@@ -127,7 +140,7 @@ impl PageCache {
 
     /// Every page, by ascending index.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Page)> {
-        self.chunks.values().flat_map(|c| c.pages.iter().map(|(i, (page, _))| (*i, page)))
+        self.chunks.iter().flat_map(|(_, c)| c.pages.iter().map(|(i, (page, _))| (*i, page)))
     }
 
     /// The indices of the pages in [first, end), ascending.
@@ -135,13 +148,14 @@ impl PageCache {
         if first >= end {
             return Vec::new();
         }
-        let chunks = self.chunks.range(first / CHUNK..=(end - 1) / CHUNK);
-        chunks.flat_map(|(_, c)| c.range(first, end).iter().map(|(i, _)| *i)).collect()
+        let from = self.find_chunk(first / CHUNK).unwrap_or_else(|at| at);
+        let to = self.find_chunk((end - 1) / CHUNK).map_or_else(|at| at, |at| at + 1);
+        self.chunks[from..to.max(from)].iter().flat_map(|(_, c)| c.range(first, end).iter().map(|(i, _)| *i)).collect()
     }
 
     /// The prepared pages' indices, ascending.
     pub fn prepared(&self) -> impl Iterator<Item = u64> + '_ {
-        self.chunks.values().flat_map(|c| c.pages.iter().filter(|(_, (_, prepared))| *prepared).map(|(i, _)| *i))
+        self.chunks.iter().flat_map(|(_, c)| c.pages.iter().filter(|(_, (_, prepared))| *prepared).map(|(i, _)| *i))
     }
 
     /// Feeds the cache's content (indices, page contents, prepared) to `h`; each chunk's part
