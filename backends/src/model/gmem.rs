@@ -390,9 +390,12 @@ impl Model {
             match store {
                 None => value |= self.gmems[gmem].pages.get(index).expect("made above").load(in_page, len) << (8 * done),
                 Some(v) => {
-                    let page = self.gmems[gmem].pages.get_mut(index).expect("made above");
                     let piece = (v >> (8 * done)) & (u64::MAX >> (64 - 8 * len));
-                    let old = page.store(in_page, len, piece);
+                    let old = self.gmems[gmem].pages.get(index).expect("made above").load(in_page, len);
+                    // As a guest store of what the page holds (`Model::access`): no change.
+                    if old != piece {
+                        self.gmems[gmem].pages.get_mut(index).expect("made above").store(in_page, len, piece);
+                    }
                     let key = PageKey::Gmem { gmem: gmem.0, index };
                     let event = PageEvent::Written { by: "host", offset: in_page as u16, width: len as u8, old, new: piece };
                     self.history.record(op_index, key, event);

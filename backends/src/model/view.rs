@@ -116,9 +116,14 @@ impl Model {
                 match access.kind {
                     AccessKind::Read => AccessResult::Read(self.page(key).load(offset, w)),
                     AccessKind::Write(v) => {
-                        let page = self.page_mut(key);
                         let new = access.width.truncate(v);
-                        let old = page.store(offset, w, new);
+                        let old = self.page(key).load(offset, w);
+                        // A store of what the page holds changes nothing but the history, and
+                        // leaves the page shared (the race search's states repeat a member's
+                        // store again and again; unsharing copies the file's structures).
+                        if old != new {
+                            self.page_mut(key).store(offset, w, new);
+                        }
                         let event = PageEvent::Written { by: "guest", offset: offset as u16, width: w as u8, old, new };
                         self.history.record(op_index, key, event);
                         AccessResult::Wrote
