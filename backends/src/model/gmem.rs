@@ -193,15 +193,22 @@ impl Model {
     /// Drops pages [first, end) of a file from its page cache (a range without pages leaves
     /// the file untouched, as `ensure_page` does).
     pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
-        let indices = self.gmems[gmem].pages.indices_in(first, end);
-        if indices.is_empty() {
+        // One page (each step of a punch the race search splits) is looked up, not listed.
+        if end == first + 1 {
+            if self.gmems[gmem].pages.contains(first) {
+                self.drop_page(gmem, first, by);
+            }
             return;
         }
-        let file = &mut self.gmems[gmem];
-        for index in indices {
-            let page = file.pages.remove(index).expect("listed above");
-            self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
+        for index in self.gmems[gmem].pages.indices_in(first, end) {
+            self.drop_page(gmem, index, by);
         }
+    }
+
+    /// Drops page `index` of a file, which it holds.
+    fn drop_page(&mut self, gmem: GmemId, index: u64, by: &'static str) {
+        let page = self.gmems[gmem].pages.remove(index).expect("a page the file holds");
+        self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
     }
 
     pub(super) fn close_gmem(&mut self, gmem: GmemId) -> Outcome {

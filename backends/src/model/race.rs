@@ -303,17 +303,23 @@ struct NodeKey {
 }
 
 impl NodeKey {
+    /// The hash only spreads keys over the map (keys compare whole), so each field is
+    /// multiplied by its own odd constant and added to the fingerprint, already a hash.
     fn new(node: &Node, print: u64) -> NodeKey {
+        const ODD: [u64; 2 * MAX_MEMBERS] = [
+            0x9e37_79b9_7f4a_7c15,
+            0xbf58_476d_1ce4_e5b9,
+            0x94d0_49bb_1331_11eb,
+            0xd6e8_feb8_6659_fd93,
+            0xa076_1d64_78bd_642f,
+            0xe703_7ed1_a0b4_28db,
+            0x8ebc_6af0_9c88_c6e3,
+            0x5899_65cc_7537_4cc3,
+        ];
         let pos = node.pos.map(|p| u32::try_from(p).expect("a member's steps fit in u32"));
-        let mut h = StateHasher::default();
-        h.write_u64(print);
-        for pair in pos.chunks(2) {
-            h.write_u64(pair.iter().rev().fold(0, |word, &p| word << 32 | u64::from(p)));
-        }
-        if node.low != [Low::default(); MAX_MEMBERS] {
-            node.low.iter().for_each(|l| h.write_u64(l.0));
-        }
-        NodeKey { hash: h.finish(), print, pos, low: node.low }
+        let words = pos.iter().map(|&p| u64::from(p)).chain(node.low.iter().map(|l| l.0));
+        let hash = words.zip(ODD).fold(print, |h, (word, odd)| h.wrapping_add(word.wrapping_mul(odd)));
+        NodeKey { hash, print, pos, low: node.low }
     }
 }
 
