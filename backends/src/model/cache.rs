@@ -138,6 +138,42 @@ impl PageCache {
         Some(page)
     }
 
+    /// Drops the pages in [first, end): each with its index, ascending. A chunk wholly inside
+    /// the range goes whole, without the copy that unsharing it would make (a close or a
+    /// large punch in a race search drops hundreds of pages of a chunk clones share), and a
+    /// chunk cut by the range is copied once, not shifted once per page.
+    pub fn remove_range(&mut self, first: u64, end: u64) -> Vec<(u64, Page)> {
+        let mut dropped = Vec::new();
+        if first >= end {
+            return dropped;
+        }
+        let inside = |i: u64| first <= i && i < end;
+        let whole = |c: &Chunk| c.pages.iter().all(|(i, _)| inside(*i));
+        let from = self.find_chunk(first / CHUNK).unwrap_or_else(|at| at);
+        let to = self.find_chunk((end - 1) / CHUNK).map_or_else(|at| at, |at| at + 1).max(from);
+        for (_, chunk) in &mut self.chunks[from..to] {
+            if whole(chunk) {
+                dropped.extend(chunk.pages.iter().map(|(i, (page, _))| (*i, page.clone())));
+            } else if chunk.pages.iter().any(|(i, _)| inside(*i)) {
+                let chunk = Arc::make_mut(chunk);
+                chunk.fingerprint = Default::default();
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut chunk.pages).into_iter().partition(|(i, _)| inside(*i));
+                chunk.pages = kept;
+                dropped.extend(gone.into_iter().map(|(i, (page, _))| (i, page)));
+            }
+        }
+        // The chunks emptied are those wholly inside (a chunk is never empty otherwise).
+        self.chunks.retain(|(_, c)| !whole(c));
+        self.len -= dropped.len();
+        dropped
+    }
+
+    /// Whether a page in [first, end) exists.
+    pub fn any_in(&self, first: u64, end: u64) -> bool {
+        let from = self.find_chunk(first / CHUNK).unwrap_or_else(|at| at);
+        self.chunks[from..].iter().take_while(|(key, _)| *key * CHUNK < end).any(|(_, c)| !c.range(first, end).is_empty())
+    }
+
     /// Every page, by ascending index.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Page)> {
         self.chunks.iter().flat_map(|(_, c)| c.pages.iter().map(|(i, (page, _))| (*i, page)))
@@ -191,5 +227,24 @@ mod tests {
         assert_eq!(copy.prepared().collect::<Vec<_>>(), vec![3, CHUNK + 1]);
         cache.remove(CHUNK + 1);
         assert!(cache.is_empty() && cache.chunks.is_empty(), "an empty chunk goes");
+    }
+
+    #[test]
+    fn a_range_drops_whole_chunks_and_cuts_the_others_leaving_clones_as_they_were() {
+        let mut cache = PageCache::default();
+        let made = [1, 5, CHUNK, CHUNK + 9, 2 * CHUNK + 3, 3 * CHUNK];
+        for &i in &made {
+            cache.populate(i, true).1.store(0, 8, i);
+        }
+        let copy = cache.clone();
+        assert!(cache.any_in(2, CHUNK + 1) && !cache.any_in(6, CHUNK) && !cache.any_in(3 * CHUNK + 1, 4 * CHUNK));
+        let dropped = cache.remove_range(5, 2 * CHUNK + 4);
+        let indices: Vec<u64> = dropped.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indices, vec![5, CHUNK, CHUNK + 9, 2 * CHUNK + 3], "ascending");
+        assert!(dropped.iter().all(|(i, page)| page.load(0, 8) == *i), "each page with its content");
+        assert_eq!(cache.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![1, 3 * CHUNK]);
+        assert_eq!((cache.len(), cache.chunks.len()), (2, 2), "the chunks wholly inside went");
+        assert_eq!(copy.iter().map(|(i, _)| i).collect::<Vec<_>>(), made.to_vec(), "the clone kept every page");
+        assert!(cache.remove_range(6, CHUNK).is_empty() && cache.len() == 2);
     }
 }

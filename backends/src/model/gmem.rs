@@ -200,8 +200,11 @@ impl Model {
             }
             return;
         }
-        for index in self.gmems[gmem].pages.indices_in(first, end) {
-            self.drop_page(gmem, index, by);
+        if !self.gmems[gmem].pages.any_in(first, end) {
+            return;
+        }
+        for (index, page) in self.gmems[gmem].pages.remove_range(first, end) {
+            self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
         }
     }
 
