@@ -57,12 +57,13 @@ impl std::fmt::Debug for Dropped {
 /// A page whose content the model knows. The bytes are shared between clones until one
 /// of them stores (the race search clones the model once per state it tries); a store to
 /// shared bytes goes to a few qwords kept beside them (`Patch`) rather than copying the
-/// page, which happens only once the patch is full.
+/// page, which happens only once the patch is full. The patch is shared too, behind an Arc,
+/// so that a page stays three words (pages fill chunks and history events by the hundred).
 #[derive(Clone)]
 pub struct Page {
     bytes: Arc<PageBytes>,
-    /// Qwords stored over `bytes` while they were shared.
-    patch: Patch,
+    /// Qwords stored over `bytes` while they were shared; `None` where there are none.
+    patch: Option<Arc<Patch>>,
     /// A hash of the content, kept up to date by `store` (see `content_hash`).
     hash: u64,
 }
@@ -143,13 +144,13 @@ impl Eq for Page {}
 impl Page {
     /// A zero page: its bytes are one page shared by all zero pages until one is stored to.
     pub fn zero() -> Page {
-        Page { bytes: zero_bytes().clone(), patch: Patch::default(), hash: zero_hash() }
+        Page { bytes: zero_bytes().clone(), patch: None, hash: zero_hash() }
     }
 
     /// `outcome::page_digest` of the content (known without hashing for a page never stored to).
     pub fn digest(&self) -> u32 {
         static ZERO: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        if Arc::ptr_eq(&self.bytes, zero_bytes()) && self.patch.len == 0 {
+        if Arc::ptr_eq(&self.bytes, zero_bytes()) && self.patch.is_none() {
             return *ZERO.get_or_init(|| crate::outcome::page_digest(zero_bytes()));
         }
         crate::outcome::page_digest(&self.shared_bytes())
@@ -162,17 +163,17 @@ impl Page {
     }
 
     fn qword(&self, index: usize) -> u64 {
-        self.patch.get(index).unwrap_or_else(|| u64::from_le_bytes(self.bytes[index * 8..index * 8 + 8].try_into().expect("8 bytes")))
+        let patched = self.patch.as_ref().and_then(|p| p.get(index));
+        patched.unwrap_or_else(|| u64::from_le_bytes(self.bytes[index * 8..index * 8 + 8].try_into().expect("8 bytes")))
     }
 
     /// The content, shared where nothing is patched over the bytes (else a copy with the
     /// patch applied; a store to this page later copies shared bytes first).
     pub fn shared_bytes(&self) -> Arc<PageBytes> {
-        if self.patch.len == 0 {
-            return self.bytes.clone();
-        }
         let mut bytes = self.bytes.clone();
-        apply(Arc::make_mut(&mut bytes), &self.patch);
+        if let Some(patch) = &self.patch {
+            apply(Arc::make_mut(&mut bytes), patch);
+        }
         bytes
     }
 
@@ -208,18 +209,17 @@ impl Page {
     /// Writes qword `index`: into the bytes where this page alone holds them, else into the
     /// patch, copying the bytes (with the patch applied) only where the patch is full.
     fn set_qword(&mut self, index: usize, value: u64) {
-        if let Some(bytes) = Arc::get_mut(&mut self.bytes) {
-            apply(bytes, &self.patch);
-            self.patch = Patch::default();
-            bytes[index * 8..index * 8 + 8].copy_from_slice(&value.to_le_bytes());
-            return;
+        if Arc::get_mut(&mut self.bytes).is_none() {
+            let patch = Arc::make_mut(self.patch.get_or_insert_with(Default::default));
+            if patch.set(index, value) {
+                return;
+            }
         }
-        if !self.patch.set(index, value) {
-            let bytes = Arc::make_mut(&mut self.bytes);
-            apply(bytes, &self.patch);
-            self.patch = Patch::default();
-            bytes[index * 8..index * 8 + 8].copy_from_slice(&value.to_le_bytes());
+        let bytes = Arc::make_mut(&mut self.bytes);
+        if let Some(patch) = self.patch.take() {
+            apply(bytes, &patch);
         }
+        bytes[index * 8..index * 8 + 8].copy_from_slice(&value.to_le_bytes());
     }
 }
 
