@@ -6,9 +6,8 @@
 //! the race search clones the model once per state it tries, and a step changes a page or
 //! two of files that may hold hundreds (an allocate of a 2 MiB file makes 512).
 
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::race::StateHasher;
 use super::Page;
@@ -18,9 +17,11 @@ const CHUNK: u64 = 64;
 
 #[derive(Clone, Default)]
 pub struct PageCache {
-    /// Chunks by `index / CHUNK`; a chunk with no page is removed, so that equal caches
-    /// have equal chunks.
-    chunks: BTreeMap<u64, Arc<Chunk>>,
+    /// Chunks by ascending `index / CHUNK`; a chunk with no page is removed, so that equal
+    /// caches have equal chunks. A vector: a file has a chunk or two, and the copy a change
+    /// makes of a shared file is then one allocation (a map's is one per node, and its drop
+    /// walks them).
+    chunks: Vec<(u64, Arc<Chunk>)>,
     len: usize,
 }
 
@@ -29,7 +30,7 @@ struct Chunk {
     /// Each page and whether it is prepared, by ascending index: a vector, so that the copy
     /// a change makes of a shared chunk is one allocation (a map's is one per node).
     pages: Vec<(u64, (Page, bool))>,
-    fingerprint: OnceLock<u64>,
+    fingerprint: super::memo::Memo,
 }
 
 impl Chunk {
@@ -59,8 +60,14 @@ impl PageCache {
         self.len == 0
     }
 
+    /// Where chunk `key` is, or would go.
+    fn find_chunk(&self, key: u64) -> Result<usize, usize> {
+        self.chunks.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
     fn entry(&self, index: u64) -> Option<&(Page, bool)> {
-        self.chunks.get(&(index / CHUNK))?.get(index)
+        let at = self.find_chunk(index / CHUNK).ok()?;
+        self.chunks[at].1.get(index)
     }
 
     pub fn get(&self, index: u64) -> Option<&Page> {
@@ -78,8 +85,13 @@ impl PageCache {
 
     /// The chunk of `index`, to change (made, and unshared, as needed).
     fn chunk_mut(&mut self, index: u64) -> &mut Chunk {
-        let chunk = Arc::make_mut(self.chunks.entry(index / CHUNK).or_default());
-        chunk.fingerprint = OnceLock::new();
+        let key = index / CHUNK;
+        let at = self.find_chunk(key).unwrap_or_else(|at| {
+            self.chunks.insert(at, (key, Arc::default()));
+            at
+        });
+        let chunk = Arc::make_mut(&mut self.chunks[at].1);
+        chunk.fingerprint = Default::default();
         chunk
     }
 
@@ -119,15 +131,52 @@ impl PageCache {
         let at = chunk.find(index).expect("looked up above");
         let (_, (page, _)) = chunk.pages.remove(at);
         if chunk.pages.is_empty() {
-            self.chunks.remove(&(index / CHUNK));
+            let at = self.find_chunk(index / CHUNK).expect("the chunk of a page");
+            self.chunks.remove(at);
         }
         self.len -= 1;
         Some(page)
     }
 
+    /// Drops the pages in [first, end): each with its index, ascending. A chunk wholly inside
+    /// the range goes whole, without the copy that unsharing it would make (a close or a
+    /// large punch in a race search drops hundreds of pages of a chunk clones share), and a
+    /// chunk cut by the range is copied once, not shifted once per page.
+    pub fn remove_range(&mut self, first: u64, end: u64) -> Vec<(u64, Page)> {
+        let mut dropped = Vec::new();
+        if first >= end {
+            return dropped;
+        }
+        let inside = |i: u64| first <= i && i < end;
+        let whole = |c: &Chunk| c.pages.iter().all(|(i, _)| inside(*i));
+        let from = self.find_chunk(first / CHUNK).unwrap_or_else(|at| at);
+        let to = self.find_chunk((end - 1) / CHUNK).map_or_else(|at| at, |at| at + 1).max(from);
+        for (_, chunk) in &mut self.chunks[from..to] {
+            if whole(chunk) {
+                dropped.extend(chunk.pages.iter().map(|(i, (page, _))| (*i, page.clone())));
+            } else if chunk.pages.iter().any(|(i, _)| inside(*i)) {
+                let chunk = Arc::make_mut(chunk);
+                chunk.fingerprint = Default::default();
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut chunk.pages).into_iter().partition(|(i, _)| inside(*i));
+                chunk.pages = kept;
+                dropped.extend(gone.into_iter().map(|(i, (page, _))| (i, page)));
+            }
+        }
+        // The chunks emptied are those wholly inside (a chunk is never empty otherwise).
+        self.chunks.retain(|(_, c)| !whole(c));
+        self.len -= dropped.len();
+        dropped
+    }
+
+    /// Whether a page in [first, end) exists.
+    pub fn any_in(&self, first: u64, end: u64) -> bool {
+        let from = self.find_chunk(first / CHUNK).unwrap_or_else(|at| at);
+        self.chunks[from..].iter().take_while(|(key, _)| *key * CHUNK < end).any(|(_, c)| !c.range(first, end).is_empty())
+    }
+
     /// Every page, by ascending index.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Page)> {
-        self.chunks.values().flat_map(|c| c.pages.iter().map(|(i, (page, _))| (*i, page)))
+        self.chunks.iter().flat_map(|(_, c)| c.pages.iter().map(|(i, (page, _))| (*i, page)))
     }
 
     /// The indices of the pages in [first, end), ascending.
@@ -135,13 +184,14 @@ impl PageCache {
         if first >= end {
             return Vec::new();
         }
-        let chunks = self.chunks.range(first / CHUNK..=(end - 1) / CHUNK);
-        chunks.flat_map(|(_, c)| c.range(first, end).iter().map(|(i, _)| *i)).collect()
+        let from = self.find_chunk(first / CHUNK).unwrap_or_else(|at| at);
+        let to = self.find_chunk((end - 1) / CHUNK).map_or_else(|at| at, |at| at + 1);
+        self.chunks[from..to.max(from)].iter().flat_map(|(_, c)| c.range(first, end).iter().map(|(i, _)| *i)).collect()
     }
 
     /// The prepared pages' indices, ascending.
     pub fn prepared(&self) -> impl Iterator<Item = u64> + '_ {
-        self.chunks.values().flat_map(|c| c.pages.iter().filter(|(_, (_, prepared))| *prepared).map(|(i, _)| *i))
+        self.chunks.iter().flat_map(|(_, c)| c.pages.iter().filter(|(_, (_, prepared))| *prepared).map(|(i, _)| *i))
     }
 
     /// Feeds the cache's content (indices, page contents, prepared) to `h`; each chunk's part
@@ -177,5 +227,24 @@ mod tests {
         assert_eq!(copy.prepared().collect::<Vec<_>>(), vec![3, CHUNK + 1]);
         cache.remove(CHUNK + 1);
         assert!(cache.is_empty() && cache.chunks.is_empty(), "an empty chunk goes");
+    }
+
+    #[test]
+    fn a_range_drops_whole_chunks_and_cuts_the_others_leaving_clones_as_they_were() {
+        let mut cache = PageCache::default();
+        let made = [1, 5, CHUNK, CHUNK + 9, 2 * CHUNK + 3, 3 * CHUNK];
+        for &i in &made {
+            cache.populate(i, true).1.store(0, 8, i);
+        }
+        let copy = cache.clone();
+        assert!(cache.any_in(2, CHUNK + 1) && !cache.any_in(6, CHUNK) && !cache.any_in(3 * CHUNK + 1, 4 * CHUNK));
+        let dropped = cache.remove_range(5, 2 * CHUNK + 4);
+        let indices: Vec<u64> = dropped.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indices, vec![5, CHUNK, CHUNK + 9, 2 * CHUNK + 3], "ascending");
+        assert!(dropped.iter().all(|(i, page)| page.load(0, 8) == *i), "each page with its content");
+        assert_eq!(cache.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![1, 3 * CHUNK]);
+        assert_eq!((cache.len(), cache.chunks.len()), (2, 2), "the chunks wholly inside went");
+        assert_eq!(copy.iter().map(|(i, _)| i).collect::<Vec<_>>(), made.to_vec(), "the clone kept every page");
+        assert!(cache.remove_range(6, CHUNK).is_empty() && cache.len() == 2);
     }
 }

@@ -50,16 +50,18 @@ pub struct Prediction {
 /// reads the effects: the runner for each state, the race search for each order.
 /// Beside them, the GFNs a guest member of a group touched (`insert_raced`): there KVM may
 /// keep an MMIO SPTE that no exit the harness saw shows (see `may_keep_mmio_spte`).
+/// Both sets are shared between clones until one of them adds a GFN it lacks (the race
+/// search clones them once per state it tries, and a GFN exits again and again).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MmioExits {
-    exited: Vec<u64>,
-    raced: Vec<u64>,
+    exited: std::sync::Arc<Vec<u64>>,
+    raced: std::sync::Arc<Vec<u64>>,
 }
 
-/// Inserts `gfn` into the sorted set `set`.
-fn insert_sorted(set: &mut Vec<u64>, gfn: u64) {
+/// Inserts `gfn` into the sorted set `set` (unshared first, where it is new).
+fn insert_sorted(set: &mut std::sync::Arc<Vec<u64>>, gfn: u64) {
     if let Err(at) = set.binary_search(&gfn) {
-        set.insert(at, gfn);
+        std::sync::Arc::make_mut(set).insert(at, gfn);
     }
 }
 

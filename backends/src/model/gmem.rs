@@ -193,15 +193,25 @@ impl Model {
     /// Drops pages [first, end) of a file from its page cache (a range without pages leaves
     /// the file untouched, as `ensure_page` does).
     pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
-        let indices = self.gmems[gmem].pages.indices_in(first, end);
-        if indices.is_empty() {
+        // One page (each step of a punch the race search splits) is looked up, not listed.
+        if end == first + 1 {
+            if self.gmems[gmem].pages.contains(first) {
+                self.drop_page(gmem, first, by);
+            }
             return;
         }
-        let file = &mut self.gmems[gmem];
-        for index in indices {
-            let page = file.pages.remove(index).expect("listed above");
+        if !self.gmems[gmem].pages.any_in(first, end) {
+            return;
+        }
+        for (index, page) in self.gmems[gmem].pages.remove_range(first, end) {
             self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
         }
+    }
+
+    /// Drops page `index` of a file, which it holds.
+    fn drop_page(&mut self, gmem: GmemId, index: u64, by: &'static str) {
+        let page = self.gmems[gmem].pages.remove(index).expect("a page the file holds");
+        self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
     }
 
     pub(super) fn close_gmem(&mut self, gmem: GmemId) -> Outcome {
@@ -390,9 +400,12 @@ impl Model {
             match store {
                 None => value |= self.gmems[gmem].pages.get(index).expect("made above").load(in_page, len) << (8 * done),
                 Some(v) => {
-                    let page = self.gmems[gmem].pages.get_mut(index).expect("made above");
                     let piece = (v >> (8 * done)) & (u64::MAX >> (64 - 8 * len));
-                    let old = page.store(in_page, len, piece);
+                    let old = self.gmems[gmem].pages.get(index).expect("made above").load(in_page, len);
+                    // As a guest store of what the page holds (`Model::access`): no change.
+                    if old != piece {
+                        self.gmems[gmem].pages.get_mut(index).expect("made above").store(in_page, len, piece);
+                    }
                     let key = PageKey::Gmem { gmem: gmem.0, index };
                     let event = PageEvent::Written { by: "host", offset: in_page as u16, width: len as u8, old, new: piece };
                     self.history.record(op_index, key, event);

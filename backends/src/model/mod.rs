@@ -15,6 +15,7 @@ mod effect;
 mod fault;
 mod files;
 mod gmem;
+mod memo;
 mod mempolicy;
 mod memslot;
 mod page;
@@ -62,7 +63,7 @@ pub struct GmemFile {
     /// `Numa::file_policy`; they outlive the mapping they were set through.
     pub file_policy: mempolicy::Policies,
     /// `race::file_fingerprint`, once asked; `Files` clears it whenever the file changes.
-    fingerprint: std::sync::OnceLock<u64>,
+    fingerprint: memo::Memo,
 }
 
 impl GmemFile {
@@ -145,7 +146,7 @@ pub struct Model {
     slots: std::sync::Arc<BTreeMap<u32, Slot>>,
     /// The slots' part of `fingerprint`, once asked; `slots_mut` clears it (slots change
     /// seldom, and a slot's anonymous pages are many hashes).
-    slots_print: std::sync::OnceLock<u64>,
+    slots_print: memo::Memo,
     /// Memory attributes by GFN range; absent = 0 (shared).
     attributes: AttributeRanges,
     history: History,

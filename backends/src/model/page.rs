@@ -55,12 +55,52 @@ impl std::fmt::Debug for Dropped {
 }
 
 /// A page whose content the model knows. The bytes are shared between clones until one
-/// of them stores (the race search clones the model once per state it tries).
+/// of them stores (the race search clones the model once per state it tries); a store to
+/// shared bytes goes to a few qwords kept beside them (`Patch`) rather than copying the
+/// page, which happens only once the patch is full. The patch is shared too, behind an Arc,
+/// so that a page stays three words (pages fill chunks and history events by the hundred).
 #[derive(Clone)]
 pub struct Page {
     bytes: Arc<PageBytes>,
+    /// Qwords stored over `bytes` while they were shared; `None` where there are none.
+    patch: Option<Arc<Patch>>,
     /// A hash of the content, kept up to date by `store` (see `content_hash`).
     hash: u64,
+}
+
+/// How many stored qwords a page keeps beside shared bytes before it copies them: a racing
+/// member stores to a qword or two of a page, again and again.
+const PATCH_QWORDS: usize = 4;
+
+/// Qwords that replace those of a page's shared bytes: distinct indices, in no order.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Patch {
+    len: u8,
+    index: [u16; PATCH_QWORDS],
+    value: [u64; PATCH_QWORDS],
+}
+
+impl Patch {
+    fn get(&self, index: usize) -> Option<u64> {
+        (0..self.len as usize).find(|&i| self.index[i] as usize == index).map(|i| self.value[i])
+    }
+
+    /// Sets qword `index`; false where the patch is full and does not hold it.
+    fn set(&mut self, index: usize, value: u64) -> bool {
+        let len = self.len as usize;
+        let at = (0..len).find(|&i| self.index[i] as usize == index).unwrap_or(len);
+        if at == PATCH_QWORDS {
+            return false;
+        }
+        self.index[at] = index as u16;
+        self.value[at] = value;
+        self.len = self.len.max(at as u8 + 1);
+        true
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (0..self.len as usize).map(|i| (self.index[i] as usize, self.value[i]))
+    }
 }
 
 /// One qword's part of a page's hash: its index and value, mixed (splitmix64's finalizer).
@@ -80,13 +120,22 @@ fn zero_bytes() -> &'static Arc<PageBytes> {
 /// The hash of an all-zero page.
 fn zero_hash() -> u64 {
     static ZERO: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *ZERO.get_or_init(|| (0..PAGE_SIZE as usize / 8).fold(0u64, |h, i| h.wrapping_add(qword_mix(i, 0))))
+    *ZERO.get_or_init(|| (0..QWORDS).fold(0u64, |h, i| h.wrapping_add(qword_mix(i, 0))))
 }
+
+/// Qwords per page.
+const QWORDS: usize = PAGE_SIZE as usize / 8;
 
 /// Pages are equal where their contents are.
 impl PartialEq for Page {
     fn eq(&self, other: &Page) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes == other.bytes)
+        if self.hash != other.hash {
+            return false;
+        }
+        if Arc::ptr_eq(&self.bytes, &other.bytes) && self.patch == other.patch {
+            return true;
+        }
+        (0..QWORDS).all(|q| self.qword(q) == other.qword(q))
     }
 }
 
@@ -95,16 +144,16 @@ impl Eq for Page {}
 impl Page {
     /// A zero page: its bytes are one page shared by all zero pages until one is stored to.
     pub fn zero() -> Page {
-        Page { bytes: zero_bytes().clone(), hash: zero_hash() }
+        Page { bytes: zero_bytes().clone(), patch: None, hash: zero_hash() }
     }
 
     /// `outcome::page_digest` of the content (known without hashing for a page never stored to).
     pub fn digest(&self) -> u32 {
         static ZERO: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        if Arc::ptr_eq(&self.bytes, zero_bytes()) {
+        if Arc::ptr_eq(&self.bytes, zero_bytes()) && self.patch.is_none() {
             return *ZERO.get_or_init(|| crate::outcome::page_digest(zero_bytes()));
         }
-        crate::outcome::page_digest(&self.bytes)
+        crate::outcome::page_digest(&self.shared_bytes())
     }
 
     /// A hash of the content: the sum of each qword's mix, so a store updates it in O(1).
@@ -114,42 +163,70 @@ impl Page {
     }
 
     fn qword(&self, index: usize) -> u64 {
-        u64::from_le_bytes(self.bytes[index * 8..index * 8 + 8].try_into().expect("8 bytes"))
+        let patched = self.patch.as_ref().and_then(|p| p.get(index));
+        patched.unwrap_or_else(|| u64::from_le_bytes(self.bytes[index * 8..index * 8 + 8].try_into().expect("8 bytes")))
     }
 
-    pub fn bytes(&self) -> &PageBytes {
-        &self.bytes
-    }
-
-    /// The bytes, shared (a store to this page later copies them first).
+    /// The content, shared where nothing is patched over the bytes (else a copy with the
+    /// patch applied; a store to this page later copies shared bytes first).
     pub fn shared_bytes(&self) -> Arc<PageBytes> {
-        self.bytes.clone()
+        let mut bytes = self.bytes.clone();
+        if let Some(patch) = &self.patch {
+            apply(Arc::make_mut(&mut bytes), patch);
+        }
+        bytes
     }
 
     /// Little-endian load of `width` bytes; the caller keeps the access inside the page.
     pub fn load(&self, offset: u64, width: u64) -> u64 {
-        let mut v = 0u64;
-        for i in (0..width).rev() {
-            v = (v << 8) | self.bytes[(offset + i) as usize] as u64;
-        }
-        v
+        let (first, shift) = ((offset / 8) as usize, 8 * (offset % 8) as u32);
+        let last = ((offset + width.max(1) - 1) / 8) as usize;
+        let low = u128::from(self.qword(first));
+        let both = if last == first { low } else { low | u128::from(self.qword(last)) << 64 };
+        let mask = if width >= 8 { u64::MAX } else { (1u64 << (8 * width)) - 1 };
+        (both >> shift) as u64 & mask
     }
 
     /// Little-endian store; returns what was there before.
     pub fn store(&mut self, offset: u64, width: u64, value: u64) -> u64 {
         let old = self.load(offset, width);
-        let qwords = (offset / 8) as usize..=((offset + width.max(1) - 1) / 8) as usize;
-        for q in qwords.clone() {
-            self.hash = self.hash.wrapping_sub(qword_mix(q, self.qword(q)));
+        if width == 0 {
+            return old;
         }
-        let bytes = Arc::make_mut(&mut self.bytes);
-        for i in 0..width {
-            bytes[(offset + i) as usize] = (value >> (8 * i)) as u8;
-        }
-        for q in qwords {
-            self.hash = self.hash.wrapping_add(qword_mix(q, self.qword(q)));
+        let (first, shift) = ((offset / 8) as usize, 8 * (offset % 8) as u32);
+        let last = ((offset + width - 1) / 8) as usize;
+        let mask = (if width >= 8 { u128::from(u64::MAX) } else { (1u128 << (8 * width)) - 1 }) << shift;
+        let value = u128::from(value) << shift & mask;
+        for (q, part) in [(first, 0), (last, 64)].into_iter().take(1 + usize::from(last != first)) {
+            let before = self.qword(q);
+            let after = (before & !((mask >> part) as u64)) | (value >> part) as u64;
+            self.hash = self.hash.wrapping_sub(qword_mix(q, before)).wrapping_add(qword_mix(q, after));
+            self.set_qword(q, after);
         }
         old
+    }
+
+    /// Writes qword `index`: into the bytes where this page alone holds them, else into the
+    /// patch, copying the bytes (with the patch applied) only where the patch is full.
+    fn set_qword(&mut self, index: usize, value: u64) {
+        if Arc::get_mut(&mut self.bytes).is_none() {
+            let patch = Arc::make_mut(self.patch.get_or_insert_with(Default::default));
+            if patch.set(index, value) {
+                return;
+            }
+        }
+        let bytes = Arc::make_mut(&mut self.bytes);
+        if let Some(patch) = self.patch.take() {
+            apply(bytes, &patch);
+        }
+        bytes[index * 8..index * 8 + 8].copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// Writes the patch's qwords into `bytes`.
+fn apply(bytes: &mut PageBytes, patch: &Patch) {
+    for (q, v) in patch.entries() {
+        bytes[q * 8..q * 8 + 8].copy_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -170,7 +247,7 @@ struct Recent {
     op_index: usize,
     key: PageKey,
     event: PageEvent,
-    dropped: Option<Arc<PageBytes>>,
+    dropped: Option<Page>,
     before: Option<Arc<Recent>>,
 }
 
@@ -186,7 +263,7 @@ struct Settled {
     events: HashMap<PageKey, Vec<(usize, PageEvent)>, KeyHasher>,
     /// Content of pages as they were when last dropped: a read that returns this content
     /// after the drop is a stale read.
-    dropped: HashMap<PageKey, (usize, Arc<PageBytes>), KeyHasher>,
+    dropped: HashMap<PageKey, (usize, Page), KeyHasher>,
 }
 
 /// Page keys are the model's own, not an attacker's: the state hasher spreads them well at a
@@ -195,8 +272,11 @@ type KeyHasher = std::hash::BuildHasherDefault<super::race::StateHasher>;
 
 /// How many events a page keeps; older ones are forgotten.
 const EVENTS_PER_PAGE: usize = 16;
-/// How many events wait in `recent` before they are settled.
+/// How many events wait in `recent` before they are settled, where the settled maps are
+/// this history's alone.
 const RECENT_EVENTS: usize = 32;
+/// How many wait before they are settled all the same.
+const MAX_RECENT_EVENTS: usize = 256;
 
 impl History {
     pub fn record(&mut self, op_index: usize, key: PageKey, event: PageEvent) {
@@ -204,13 +284,16 @@ impl History {
     }
 
     pub fn record_drop(&mut self, op_index: usize, key: PageKey, by: &'static str, page: &Page) {
-        self.push(op_index, key, PageEvent::Dropped { by, content: Dropped(page.clone()) }, Some(page.bytes.clone()));
+        self.push(op_index, key, PageEvent::Dropped { by, content: Dropped(page.clone()) }, Some(page.clone()));
     }
 
-    fn push(&mut self, op_index: usize, key: PageKey, event: PageEvent, dropped: Option<Arc<PageBytes>>) {
+    fn push(&mut self, op_index: usize, key: PageKey, event: PageEvent, dropped: Option<Page>) {
         self.recent = Some(Arc::new(Recent { op_index, key, event, dropped, before: self.recent.take() }));
         self.recent_len += 1;
-        if self.recent_len >= RECENT_EVENTS {
+        // Settling copies the maps where clones share them: a search's states wait (their
+        // events are few), up to a bound that keeps lookups short.
+        let settles = Arc::get_mut(&mut self.settled).is_some() || self.recent_len >= MAX_RECENT_EVENTS;
+        if self.recent_len >= RECENT_EVENTS && settles {
             let list = self.recent.take();
             let mut oldest_first: Vec<&Recent> = std::iter::successors(list.as_deref(), |r| r.before.as_deref()).collect();
             oldest_first.reverse();
@@ -222,8 +305,8 @@ impl History {
                     events.remove(0);
                 }
                 events.push((op_index, event));
-                if let Some(bytes) = dropped {
-                    settled.dropped.insert(key, (op_index, bytes));
+                if let Some(page) = dropped {
+                    settled.dropped.insert(key, (op_index, page));
                 }
             }
             self.recent_len = 0;
@@ -247,8 +330,47 @@ impl History {
     }
 
     /// The content the page held before it was last dropped, and the op that dropped it.
-    pub fn before_drop(&self, key: &PageKey) -> Option<(usize, &PageBytes)> {
-        let recent = self.recent().find_map(|r| r.dropped.as_ref().filter(|_| r.key == *key).map(|b| (r.op_index, &**b)));
-        recent.or_else(|| self.settled.dropped.get(key).map(|(i, b)| (*i, &**b)))
+    pub fn before_drop(&self, key: &PageKey) -> Option<(usize, Arc<PageBytes>)> {
+        let recent = self.recent().find_map(|r| r.dropped.as_ref().filter(|_| r.key == *key).map(|p| (r.op_index, p)));
+        recent.or_else(|| self.settled.dropped.get(key).map(|(i, p)| (*i, p))).map(|(i, p)| (i, p.shared_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page's bytes as a plain array, from loads alone.
+    fn content(page: &Page) -> Vec<u64> {
+        (0..QWORDS as u64).map(|q| page.load(q * 8, 8)).collect()
+    }
+
+    #[test]
+    fn stores_to_shared_bytes_patch_then_copy_and_clones_keep_their_content() {
+        let mut page = Page::zero();
+        page.store(8, 8, 0x1122_3344_5566_7788);
+        let shared = page.clone();
+        let mut expected = content(&page);
+        // Straddling two qwords, then more qwords than a patch holds.
+        page.store(14, 4, 0xaabb_ccdd);
+        expected[1] = (expected[1] & 0x0000_ffff_ffff_ffff) | 0xccdd << 48;
+        expected[2] = 0xaabb;
+        for q in 3..3 + PATCH_QWORDS as u64 + 2 {
+            page.store(q * 8 + 1, 2, q);
+            expected[q as usize] = q << 8;
+            assert_eq!(content(&page), expected, "after qword {q}");
+        }
+        assert_eq!(page.load(15, 2), 0xbbcc, "a load across the qwords");
+        assert_eq!(content(&shared)[1..3], [0x1122_3344_5566_7788, 0], "the clone kept its bytes");
+        let bytes = page.shared_bytes();
+        let flat: Vec<u64> = bytes.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(flat, expected, "the bytes with the patch applied");
+        let mut again = shared.clone();
+        again.store(14, 4, 0xaabb_ccdd);
+        for q in 3..3 + PATCH_QWORDS as u64 + 2 {
+            again.store(q * 8 + 1, 2, q);
+        }
+        assert!(again == page && again.content_hash() == page.content_hash(), "equal content, equal pages");
+        assert!(shared != page);
     }
 }

@@ -252,14 +252,83 @@ struct Node {
     /// The MMIO exits of the program so far, the steps taken included.
     exits: MmioExits,
     pos: Positions,
-    low: [Option<AccessResult>; MAX_MEMBERS],
+    low: [Low; MAX_MEMBERS],
 }
 
 type Positions = [usize; MAX_MEMBERS];
 
+/// The result of the low half of an 8-byte access whose high half is yet to run, as one word
+/// (nodes are moved and keyed by the hundred thousand): 0 where none waits. A low half that
+/// faulted ended its repetition, so what waits is a 4-byte load's value, a store, an MMIO
+/// exit or an unknown result.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Low(u64);
+
+impl Low {
+    const READ: u64 = 1 << 32;
+    const WROTE: u64 = 2 << 32;
+    const MMIO: u64 = 3 << 32;
+    const UNKNOWN: u64 = 4 << 32;
+
+    fn of(result: Option<AccessResult>) -> Low {
+        Low(match result {
+            None => 0,
+            Some(AccessResult::Read(v)) => Low::READ | u64::from(u32::try_from(v).expect("a 4-byte load")),
+            Some(AccessResult::Wrote) => Low::WROTE,
+            Some(AccessResult::Mmio) => Low::MMIO,
+            Some(AccessResult::Unknown) => Low::UNKNOWN,
+            Some(other) => unreachable!("a low half that waits for its high half answered {other}"),
+        })
+    }
+
+    fn get(self) -> Option<AccessResult> {
+        match self.0 & !0xffff_ffff {
+            0 => None,
+            Low::READ => Some(AccessResult::Read(self.0 & 0xffff_ffff)),
+            Low::WROTE => Some(AccessResult::Wrote),
+            Low::MMIO => Some(AccessResult::Mmio),
+            _ => Some(AccessResult::Unknown),
+        }
+    }
+}
+
 /// What identifies a node: positions, halves in progress, the fingerprint of its model and
-/// MMIO exits.
-type NodeKey = (Positions, [Option<AccessResult>; MAX_MEMBERS], u64);
+/// MMIO exits; hashed once, when made, as one word (`NodeKey::new`).
+#[derive(PartialEq, Eq)]
+struct NodeKey {
+    hash: u64,
+    print: u64,
+    pos: [u32; MAX_MEMBERS],
+    low: [Low; MAX_MEMBERS],
+}
+
+impl NodeKey {
+    /// The hash only spreads keys over the map (keys compare whole), so each field is
+    /// multiplied by its own odd constant and added to the fingerprint, already a hash.
+    fn new(node: &Node, print: u64) -> NodeKey {
+        const ODD: [u64; 2 * MAX_MEMBERS] = [
+            0x9e37_79b9_7f4a_7c15,
+            0xbf58_476d_1ce4_e5b9,
+            0x94d0_49bb_1331_11eb,
+            0xd6e8_feb8_6659_fd93,
+            0xa076_1d64_78bd_642f,
+            0xe703_7ed1_a0b4_28db,
+            0x8ebc_6af0_9c88_c6e3,
+            0x5899_65cc_7537_4cc3,
+        ];
+        let pos = node.pos.map(|p| u32::try_from(p).expect("a member's steps fit in u32"));
+        let words = pos.iter().map(|&p| u64::from(p)).chain(node.low.iter().map(|l| l.0));
+        let hash = words.zip(ODD).fold(print, |h, (word, odd)| h.wrapping_add(word.wrapping_mul(odd)));
+        NodeKey { hash, print, pos, low: node.low }
+    }
+}
+
+/// The word `NodeKey::new` made: the map hashes nothing else.
+impl Hash for NodeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
 
 /// A mismatch key: member, repetition, access.
 type At = (usize, usize, Option<usize>);
@@ -507,7 +576,7 @@ impl Model {
                     }
                 }
                 Step::Access { rep, index, access, part } => {
-                    let result = part.result(&mut low[m], single(model.guest(std::slice::from_ref(access))));
+                    let result = part.result(&mut low[m], model.guest_one(access));
                     if let (Some(result), Outcome::Guest(results)) = (result, &mut out[m][*rep]) {
                         results[*index] = result;
                         if let AccessResult::MemoryFault { .. } = result {
@@ -651,7 +720,7 @@ impl Hasher for StateHasher {
 impl Model {
     /// The slots' part of `fingerprint`, computed once per version of the slots.
     fn slots_print(&self) -> u64 {
-        *self.slots_print.get_or_init(|| {
+        self.slots_print.get_or_init(|| {
             let mut sh = StateHasher::default();
             for (id, s) in self.slots.iter() {
                 (id, s.base_gfn, s.npages, s.flags, s.gmem_only).hash(&mut sh);
@@ -673,7 +742,7 @@ impl super::GmemFile {
     /// The file's part of `Model::fingerprint`, computed once per version of the file (most
     /// steps of a search leave most files as they were).
     fn fingerprint(&self) -> u64 {
-        *self.fingerprint.get_or_init(|| {
+        self.fingerprint.get_or_init(|| {
             let mut h = StateHasher::default();
             (self.size, self.flags, self.fd_open, self.mapped, self.map_generation, self.released).hash(&mut h);
             self.pages.hash_into(&mut h);
@@ -732,14 +801,6 @@ fn combine(low: AccessResult, high: AccessResult) -> AccessResult {
     }
 }
 
-fn single(outcome: Outcome) -> AccessResult {
-    match outcome {
-        Outcome::Guest(r) if r.len() == 1 => r[0],
-        // A single access the whole op was checked to reach: the model never skips it.
-        other => unreachable!("one guest access answered {other}"),
-    }
-}
-
 struct Search<'a> {
     steps: &'a [Vec<Step>],
     actual: &'a [Vec<Outcome>],
@@ -770,6 +831,8 @@ struct Search<'a> {
     conflict: Vec<Option<bool>>,
     /// Whether a node took one member's step where others could have moved.
     cut: bool,
+    /// The effects of the step being taken (`advance`), empty between steps.
+    told: Vec<super::Effect>,
 }
 
 impl<'a> Search<'a> {
@@ -797,6 +860,7 @@ impl<'a> Search<'a> {
             first_step,
             conflict: vec![None; total * total],
             cut: false,
+            told: Vec::new(),
             seen: Default::default(),
             finals: Vec::new(),
             final_prints: Default::default(),
@@ -894,11 +958,12 @@ impl<'a> Search<'a> {
     fn search(&mut self, start: &World) -> Result<Vec<World>, RaceError> {
         let n = self.steps.len();
         let sleeps = self.orders == Orders::Reduced;
-        let root = Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [None; MAX_MEMBERS] };
+        let root =
+            Node { model: start.model.clone(), exits: start.mmio_exits.clone(), pos: [0; MAX_MEMBERS], low: [Low::default(); MAX_MEMBERS] };
         let mut stack = vec![(root, 0u32)];
         while let Some((node, sleep)) = stack.pop() {
             let fingerprint = print(&node.model, &node.exits);
-            let (mut explore, mut sleep) = match self.seen.entry((node.pos, node.low, fingerprint)) {
+            let (mut explore, mut sleep) = match self.seen.entry(NodeKey::new(&node, fingerprint)) {
                 std::collections::hash_map::Entry::Occupied(mut seen) => {
                     let slept = *seen.get();
                     if slept & !sleep == 0 {
@@ -1026,16 +1091,21 @@ impl<'a> Search<'a> {
 
     /// Member `m` takes its next step from `node`: the child, or `None` where the step's
     /// prediction does not admit what the backend did.
-    fn advance(&mut self, child: Node, m: usize) -> Option<Node> {
-        let mut child = self.step(child, m)?;
+    fn advance(&mut self, mut child: Node, m: usize) -> Option<Node> {
+        // The step tells into a buffer the search keeps (a clone's is empty, and would
+        // allocate on the first effect).
+        child.model.told = std::mem::take(&mut self.told);
+        let admitted = self.step(&mut child, m);
         // What the step did is in the child's state but for its MMIO exits, kept beside it.
         child.exits.extend(&child.model.told);
-        child.model.told.clear();
-        Some(child)
+        self.told = std::mem::take(&mut child.model.told);
+        self.told.clear();
+        admitted.then_some(child)
     }
 
-    /// `advance`, but for keeping what the step told.
-    fn step(&mut self, mut child: Node, m: usize) -> Option<Node> {
+    /// `advance`, but for keeping what the step told: whether the step's prediction admits
+    /// what the backend did.
+    fn step(&mut self, child: &mut Node, m: usize) -> bool {
         let pos = child.pos[m];
         let depth: usize = child.pos.iter().sum();
         let (steps, actual) = (self.steps, self.actual);
@@ -1071,7 +1141,7 @@ impl<'a> Search<'a> {
                 let out = child.model.apply_one(op);
                 let ok = out.admits(actual).agrees();
                 if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
-                    return None;
+                    return false;
                 }
             }
             Step::Page { op, last, .. } => {
@@ -1079,21 +1149,25 @@ impl<'a> Search<'a> {
                 if *last {
                     let ok = out.admits(actual).agrees();
                     if !fail(self, (m, rep, None), &|| StepResult::Outcome(out.clone()), ok) {
-                        return None;
+                        return false;
                     }
                 }
             }
             Step::Access { index, access, part, .. } => {
                 let Outcome::Guest(results) = actual else { unreachable!("shape checked") };
                 let got = results[*index];
-                if self.straddles_conversion(&child, m, access, got) {
+                if self.straddles_conversion(child, m, access, got) {
                     // The fault began before a conversion another member makes and checked
                     // again after it: KVM_RUN failed with the first view, nothing changed.
-                    child.low[m] = None;
+                    child.low[m] = Low::default();
                     child.pos[m] = self.next_rep[m][pos];
-                    return Some(child);
+                    return true;
                 }
-                let result = part.result(&mut child.low[m], single(child.model.guest(std::slice::from_ref(access))));
+                let mut low = child.low[m].get();
+                let result = part.result(&mut low, child.model.guest_one(access));
+                // A fault ends the repetition (below): no high half follows.
+                let faulted = matches!(result, Some(AccessResult::MemoryFault { .. }));
+                child.low[m] = if faulted { Low::default() } else { Low::of(low) };
                 if let Some(result) = result {
                     if explain {
                         let predicted = self.predicted_accesses.entry((m, rep, Some(*index))).or_default();
@@ -1103,17 +1177,17 @@ impl<'a> Search<'a> {
                     }
                     let ok = result.admits(&got);
                     if !fail(self, (m, rep, Some(*index)), &|| StepResult::Access(result), ok) {
-                        return None;
+                        return false;
                     }
                     if let AccessResult::MemoryFault { .. } = result {
                         // KVM_RUN failed: the rest of this repetition did not run.
-                        child.low[m] = None;
+                        child.low[m] = Low::default();
                         child.pos[m] = self.next_rep[m][pos];
                     }
                 }
             }
         }
-        Some(child)
+        true
     }
 }
 

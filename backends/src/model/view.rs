@@ -87,38 +87,54 @@ impl Model {
                 results.push(AccessResult::NotRun);
                 continue;
             }
-            let write = matches!(access.kind, AccessKind::Write(_));
-            let target = self.resolve(access.gpa / PAGE_SIZE, write);
-            let offset = access.gpa % PAGE_SIZE;
-            let w = access.width.bytes();
-            let result = match target {
-                Target::Mmio => AccessResult::Mmio,
-                Target::Fault { gpa, flags } => {
-                    // KVM_RUN fails; the harness does not re-enter the vCPU for this op.
-                    stopped = true;
-                    AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags }
-                }
-                Target::Page(key) => {
-                    let op_index = self.op_index;
-                    match access.kind {
-                        AccessKind::Read => AccessResult::Read(self.page(key).load(offset, w)),
-                        AccessKind::Write(v) => {
-                            let page = self.page_mut(key);
-                            let new = access.width.truncate(v);
-                            let old = page.store(offset, w, new);
-                            let event = PageEvent::Written { by: "guest", offset: offset as u16, width: w as u8, old, new };
-                            self.history.record(op_index, key, event);
-                            AccessResult::Wrote
-                        }
-                    }
-                }
-            };
-            if let Target::Page(page) = target {
-                self.tell(Effect::Touched { access: results.len(), page, offset });
-            }
+            let result = self.access(access, results.len());
+            // KVM_RUN fails on a fault; the harness does not re-enter the vCPU for this op.
+            stopped = matches!(result, AccessResult::MemoryFault { .. });
             results.push(result);
         }
         Outcome::Guest(results)
+    }
+
+    /// One guest access, alone: what `guest` answers for it, without the vector (the race
+    /// search takes one access per step). The caller's group was checked to reach it.
+    pub(super) fn guest_one(&mut self, access: &Access) -> AccessResult {
+        assert!(self.vm_alive && reachable(access), "one guest access the group was checked to reach");
+        self.access(access, 0)
+    }
+
+    /// Access number `index` of a guest op, the VM alive and the access reachable.
+    fn access(&mut self, access: &Access, index: usize) -> AccessResult {
+        let write = matches!(access.kind, AccessKind::Write(_));
+        let target = self.resolve(access.gpa / PAGE_SIZE, write);
+        let offset = access.gpa % PAGE_SIZE;
+        let w = access.width.bytes();
+        let result = match target {
+            Target::Mmio => AccessResult::Mmio,
+            Target::Fault { gpa, flags } => AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags },
+            Target::Page(key) => {
+                let op_index = self.op_index;
+                match access.kind {
+                    AccessKind::Read => AccessResult::Read(self.page(key).load(offset, w)),
+                    AccessKind::Write(v) => {
+                        let new = access.width.truncate(v);
+                        let old = self.page(key).load(offset, w);
+                        // A store of what the page holds changes nothing but the history, and
+                        // leaves the page shared (the race search's states repeat a member's
+                        // store again and again; unsharing copies the file's structures).
+                        if old != new {
+                            self.page_mut(key).store(offset, w, new);
+                        }
+                        let event = PageEvent::Written { by: "guest", offset: offset as u16, width: w as u8, old, new };
+                        self.history.record(op_index, key, event);
+                        AccessResult::Wrote
+                    }
+                }
+            }
+        };
+        if let Target::Page(page) = target {
+            self.tell(Effect::Touched { access: index, page, offset });
+        }
+        result
     }
 }
 
@@ -329,7 +345,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 Target::Mmio => Some(Observation::GuestExit(AccessResult::Mmio)),
                 Target::Fault { gpa, flags } => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
                 Target::Page(key) => {
-                    Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(model.page_mut(key).bytes(), sample))))
+                    Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(&model.page(key).shared_bytes(), sample))))
                 }
             }
         }

@@ -115,7 +115,7 @@ impl SimBackend {
 
     fn content(&self, pfn: Option<u64>) -> Observation {
         let bytes = match pfn {
-            Some(pfn) => std::sync::Arc::new(*self.pfns.page(pfn).bytes()),
+            Some(pfn) => self.pfns.page(pfn).shared_bytes(),
             None => std::sync::Arc::new([0u8; PAGE_SIZE as usize]),
         };
         Observation::Content(PageContent::Bytes(bytes))

@@ -141,7 +141,7 @@ impl Context<'_> {
                 }
                 let stale = key
                     .and_then(|k| self.model.history().before_drop(&k))
-                    .is_some_and(|(_, before)| probe.digest_of(before) == a.digest() && probe.digest_of(before) != e.digest());
+                    .is_some_and(|(_, before)| probe.digest_of(&before) == a.digest() && probe.digest_of(&before) != e.digest());
                 report(if stale { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch }, key)
             }
             (e, a) if e == a => None,
