@@ -68,6 +68,39 @@ pub const KNOWN: &[KnownBug] = &[
     },
 ];
 
+/// A kernel splat gmemfuzz has already found and written up, matched by value: the kind of
+/// report, the function it names in its first line, and a function on its call trace.
+/// The fuzzing loop counts it (`known`) and goes on; the lane does not report it again.
+pub struct KnownSplat {
+    pub name: &'static str,
+    /// Where it is written up, with a reproducer.
+    pub reference: &'static str,
+    kind: &'static str,
+    /// `at FUNCTION+` in the report's first line (the line number moves between kernels).
+    at: &'static str,
+    /// A function the call trace passes through.
+    via: &'static str,
+}
+
+pub const KNOWN_SPLATS: &[KnownSplat] = &[
+    // Linux 7.2.13 and 7.3-rc7: turning dirty logging off on a plain (non-guest_memfd) slot
+    // whose 2 MiB range is private by attributes makes recover_huge_pages_range() ask
+    // kvm_mmu_max_mapping_level() about a private GFN without a fault, which reaches
+    // kvm_gmem_max_mapping_level()'s WARN_ONCE("Get pfn+order from guest_memfd").
+    KnownSplat {
+        name: "recover-huge-pages-private-plain-slot",
+        reference: "docs/findings/recover-huge-pages-private-plain-slot.md",
+        kind: "WARN",
+        at: "at kvm_mmu_max_mapping_level+",
+        via: "recover_huge_pages_range",
+    },
+];
+
+/// The known splat this report is, if any.
+pub fn classify_splat(splat: &crate::splat::Splat) -> Option<&'static KnownSplat> {
+    KNOWN_SPLATS.iter().find(|k| splat.kind == k.kind && splat.headline().contains(k.at) && splat.excerpt.contains(k.via))
+}
+
 /// The known bug this divergence is, if any.
 pub fn classify(d: &Divergence, model: &Model, mmio_exits: &MmioExits) -> Option<&'static KnownBug> {
     KNOWN.iter().find(|k| (k.matches)(d, model, mmio_exits))
@@ -115,5 +148,34 @@ mod tests {
         let mut raced_elsewhere = MmioExits::default();
         raced_elsewhere.insert_raced(GPA / 4096 + 1);
         assert_eq!(diverged(&raced_elsewhere), None);
+    }
+
+    /// The report as the 7.2.13 lane's console showed it (timestamps kept, registers cut).
+    const RECOVER_WARN: &str = "\
+[  454.454725] Get pfn+order from guest_memfd
+[  454.455603] WARNING: arch/x86/kvm/mmu/mmu.c:3391 at kvm_mmu_max_mapping_level+0x1cf/0x4e0, CPU#0: gmemfuzz/51
+[  454.466372] CPU: 0 UID: 0 PID: 51 Comm: gmemfuzz Not tainted 7.2.13 #1 PREEMPT(lazy)
+[  454.470648] RIP: 0010:kvm_mmu_max_mapping_level+0x1cf/0x4e0
+[  454.488706] Call Trace:
+[  454.489963]  recover_huge_pages_range+0x344/0x480
+[  454.491710]  kvm_tdp_mmu_recover_huge_pages+0x95/0xb0
+[  454.492984]  kvm_mmu_recover_huge_pages+0x515/0x540
+[  454.498961]  kvm_arch_commit_memory_region+0x315/0x350
+[  454.528950]  </TASK>
+[  454.529838] ---[ end trace 0000000000000000 ]---
+";
+
+    #[test]
+    fn the_recover_huge_pages_warn_is_known_by_its_function_and_caller() {
+        use super::classify_splat;
+        let splats = crate::splat::scan(RECOVER_WARN);
+        assert_eq!(splats.len(), 1, "{splats:?}");
+        assert_eq!(classify_splat(&splats[0]).map(|k| k.name), Some("recover-huge-pages-private-plain-slot"));
+        // The same WARN reached from a fault (not recovery), or another WARN in the
+        // function, is not this bug.
+        let from_fault = RECOVER_WARN.replace("recover_huge_pages_range", "kvm_tdp_page_fault");
+        assert_eq!(classify_splat(&crate::splat::scan(&from_fault)[0]).map(|k| k.name), None);
+        let elsewhere = RECOVER_WARN.replace("at kvm_mmu_max_mapping_level+", "at kvm_mmu_hugepage_adjust+");
+        assert_eq!(classify_splat(&crate::splat::scan(&elsewhere)[0]).map(|k| k.name), None);
     }
 }

@@ -514,8 +514,19 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
         eprintln!("gmemfuzz lane: {expected} lane regressions, but the boot reported {replayed}");
         report.regressions_differed.push(format!("{} of {expected} lane regressions did not report", expected - replayed));
     }
-    report.splats.extend(scan_console(console));
+    report.splats.extend(unknown_splats(console, out));
     Ok(())
+}
+
+/// The splats on a check or fuzzing boot's console that are not known kernel bugs
+/// (`known::KNOWN_SPLATS`, a lane regression may expect one); the known ones are named.
+fn unknown_splats(console: &str, dir: &Path) -> Vec<Splat> {
+    let (known, unknown): (Vec<Splat>, Vec<Splat>) =
+        scan_console(console).into_iter().partition(|s| crate::known::classify_splat(s).is_some());
+    for bug in known.iter().filter_map(crate::known::classify_splat) {
+        eprintln!("gmemfuzz lane: known kernel splat {} ({}), console in {}", bug.name, bug.reference, dir.display());
+    }
+    unknown
 }
 
 /// What a fuzzing boot's results say.
@@ -846,7 +857,7 @@ fn say_boot(job: u32, seed: u64, dir: &Path, end: &BootEnd, stats: Option<String
     let line = format!("QEMU {job}, boot with seed {seed}: {:.1} s under QEMU, of which {booting} s booting to /init", end.seconds);
     eprintln!("gmemfuzz lane: {line}");
     report.stats.push(line);
-    let splats = scan_console(&end.console);
+    let splats = unknown_splats(&end.console, dir);
     for s in &splats {
         eprintln!("gmemfuzz lane: KERNEL SPLAT ({}), console in {}:\n{}", s.kind, dir.display(), s.excerpt);
     }

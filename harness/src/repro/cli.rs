@@ -104,6 +104,8 @@ pub fn replay(path: &Path, vm_type: Option<u64>, repeat: Option<u32>, keep_going
         Ok(b) => Runner::new(b),
         Err(code) => return code,
     };
+    // A splat on the release of the program's files is this program's.
+    runner.release_after_run = true;
     let has_group = doc.program.ops.iter().any(|op| matches!(op, gmemfuzz_backends::Op::Group(_)));
     let tries = repeat.unwrap_or(if has_group { RACE_TRIES } else { 1 }).max(1);
     println!("gmemfuzz replay of {} ({} ops) on {}", path.display(), doc.program.ops.len(), runner.backend.profile().summary());
@@ -212,11 +214,13 @@ fn minimized_splat(program: &Program, vm_type: u64, kind: &'static str) -> Resul
         })
     };
     let mut runner = Runner::new(kvm(vm_type)?);
+    runner.release_after_run = true;
     let Some(first) = splat_in(&mut runner, program) else {
         return Err(fail(format!("no {kind} splat in {} runs of the program: nothing to minimize", tries_for(program))));
     };
     let (best, _, runs) = minimize_by(program, None, first, |p| splat_in(&mut runner, p));
     let mut fresh = Runner::new(kvm(vm_type)?);
+    fresh.release_after_run = true;
     let Some(splat) = splat_in(&mut fresh, &best) else {
         return Err(fail(format!("the minimized program made no {kind} splat in {} runs on a new VM (flaky?)", tries_for(&best))));
     };

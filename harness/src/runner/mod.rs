@@ -85,6 +85,12 @@ pub struct Runner<B: Backend> {
     pub filter_known: bool,
     /// Check the model's own invariants after every op (a broken one is a harness bug).
     pub check_model_invariants: bool,
+    /// Release what a program made (files, slots, attributes: the backend's reset) at the
+    /// end of its run, not at the start of the next: what the kernel does on the release
+    /// (the platform's invalidate hook, a splat there) then falls within this program's run,
+    /// where a caller reading the kernel log after `run` looks for it. Off by default: a
+    /// simulated backend reports its invariants after `run`, and its reset clears them.
+    pub release_after_run: bool,
 }
 
 impl<B: Backend> Runner<B> {
@@ -99,6 +105,7 @@ impl<B: Backend> Runner<B> {
             check_after_invalidation: true,
             filter_known: false,
             check_model_invariants: false,
+            release_after_run: false,
         }
     }
 
@@ -112,7 +119,15 @@ impl<B: Backend> Runner<B> {
         let mut trace = Trace { outcomes: Vec::with_capacity(program.ops.len()), known_bug: None };
         self.stats.programs += 1;
         let (clock, groups) = (Stopwatch::start(), self.stats.races.groups);
-        let steps = self.steps(program, &mut trace, observer);
+        let mut steps = self.steps(program, &mut trace, observer);
+        if self.release_after_run {
+            let t = Stopwatch::start();
+            let released = self.backend.reset();
+            self.stats.time.reset += t.secs();
+            if let (Ok(()), Err(e)) = (&steps, released) {
+                steps = Err(RunError::Harness(e));
+            }
+        }
         if self.stats.races.groups > groups {
             // A program where a group ran: counted apart, for racing programs/s.
             self.stats.time.racing_programs += 1;

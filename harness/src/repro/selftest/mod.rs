@@ -743,15 +743,15 @@ mod tests {
             "static void test_stale_mmio_spte_on_private_gfn(void)",
             "vm = vm_create_shape_with_one_vcpu(protected_vm_shape, &vcpu, NULL);",
             "virt_map(vm, GPA(0x104000), GPA(0x104000), 1);",
-            "/* op #0 (line 16): create_gmem size=0x1000 flags=0x0 */",
+            "/* op #0 (line 17): create_gmem size=0x1000 flags=0x0 */",
             "g0 = vm_create_guest_memfd(vm, 0x1000, 0x0);",
             // The first access has no memslot: an MMIO exit, then the guest goes on.
-            "\tguest_start(vcpu, guest_op1, \"op #1 (line 17): guest r4@0x104000\", \"[mmio-exit]\");\n\texpect_mmio(vcpu, GPA(0x104000), 4, false);\n\texpect_sync(vcpu, 1);",
+            "\tguest_start(vcpu, guest_op1, \"op #1 (line 18): guest r4@0x104000\", \"[mmio-exit]\");\n\texpect_mmio(vcpu, GPA(0x104000), 4, false);\n\texpect_sync(vcpu, 1);",
             "vm_set_user_memory_region2(vm, 2, KVM_MEM_GUEST_MEMFD, GPA(0x104000), 0x1000,",
             "vm_set_memory_attributes(vm, GPA(0x104000), 0x1000, KVM_MEMORY_ATTRIBUTE_PRIVATE);",
             // The private page reads 0: asserted in the guest, and the guest must finish.
             "__GUEST_ASSERT(val == 0x0,",
-            "guest_start(vcpu, guest_op4, \"op #4 (line 20): guest r4@0x104000\", \"[read 0x0]\");\n\texpect_sync(vcpu, 4);",
+            "guest_start(vcpu, guest_op4, \"op #4 (line 21): guest r4@0x104000\", \"[read 0x0]\");\n\texpect_sync(vcpu, 4);",
             "TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));",
             "TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));",
             "TEST_REQUIRE(kvm_check_cap(KVM_CAP_MEMORY_ATTRIBUTES) & KVM_MEMORY_ATTRIBUTE_PRIVATE);",
