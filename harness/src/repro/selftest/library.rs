@@ -135,13 +135,17 @@ static void expect_errno(const char *op, const char *model, int r, int err)
 "#;
 
 pub(super) const ANON_MEM: &str = r#"
-/* Anonymous memory for a memslot's shared side (userspace_addr). */
+/*
+ * Anonymous memory for a memslot's shared side (userspace_addr), 2 MiB aligned as the
+ * program's GPAs are placed, so that KVM may map the slot with huge pages.
+ */
 static void *anon_mem(size_t len)
 {
-	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	size_t huge = 2ul << 20;
+	char *mem = mmap(NULL, len + huge, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	TEST_ASSERT(mem != MAP_FAILED, "mmap() of %zu bytes failed", len);
-	return mem;
+	return (void *)(((unsigned long)mem + huge - 1) & ~(huge - 1));
 }
 "#;

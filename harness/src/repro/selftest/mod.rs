@@ -21,7 +21,7 @@
 //! contents, residency) is not checked, and programs with ops outside [`KINDS`], with ops
 //! after a group, or with a guest access the model cannot predict are refused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use gmemfuzz_backends::op::{
@@ -38,14 +38,14 @@ use library::{ANON_MEM, EXPECT_ERRNO, EXPECT_FAULT, EXPECT_MMIO, EXPECT_SYNC, GU
 mod group;
 mod library;
 
-/// The op kinds a selftest is made for. Not (yet): modify_slot (the slot's memory would
-/// have to be kept), destroy_vm (the library owns the VM's fds), mbind and get_mempolicy
-/// (libnuma's headers, which the selftests do not assume).
+/// The op kinds a selftest is made for. Not (yet): destroy_vm (the library owns the VM's
+/// fds), mbind and get_mempolicy (libnuma's headers, which the selftests do not assume).
 pub const KINDS: &[OpKind] = &[
     OpKind::CreateGmem,
     OpKind::Map,
     OpKind::Bind,
     OpKind::Unbind,
+    OpKind::ModifySlot,
     OpKind::SetAttributes,
     OpKind::Punch,
     OpKind::Allocate,
@@ -233,6 +233,11 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
     let mut guest_fns = String::new();
     let mut body = String::new();
     let mut files: Vec<File> = Vec::new();
+    // Each bound slot's size, memory and file, for a later modify_slot (which the KVM
+    // backend sends with them, the new GPA and flags, and offset 0).
+    let mut slots: BTreeMap<u32, [String; 3]> = BTreeMap::new();
+    let modified: BTreeSet<u32> =
+        program.ops.iter().filter_map(|op| if let Op::ModifySlot { slot, .. } = op { Some(*slot) } else { None }).collect();
     let mut pages = BTreeSet::new();
     let (mut uses_anon, mut uses_val, mut uses_r) = (false, false, false);
     let mut needs_attributes = false;
@@ -310,11 +315,20 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                 };
                 let hva = match (mapped, fd) {
                     (Some(_), FdArg::Gmem(g)) => format!("g{}_mem + {offset:#x}", g.0),
+                    // Memory a later modify_slot passes again: kept in a variable.
+                    _ if modified.contains(slot) => {
+                        uses_anon = true;
+                        let _ = writeln!(body, "	void *op{i}_mem = anon_mem({:#x});", size.max(&PAGE_SIZE));
+                        format!("op{i}_mem")
+                    }
                     _ => {
                         uses_anon = true;
                         format!("anon_mem({:#x})", size.max(&PAGE_SIZE))
                     }
                 };
+                if plain_ok {
+                    slots.insert(*slot, [format!("{size:#x}"), hva.clone(), fd_expr.clone()]);
+                }
                 let args = [
                     "vm".to_string(),
                     slot.to_string(),
@@ -333,7 +347,18 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
                 }
             }
             Op::Unbind { slot } if plain_ok => {
+                slots.remove(slot);
                 let _ = writeln!(body, "\tvm_set_user_memory_region2(vm, {slot}, 0, 0, 0, NULL, 0, 0);");
+            }
+            Op::ModifySlot { slot, gpa: at, flags: f } => {
+                let [size, hva, fd] = slots.get(slot).cloned().ok_or_else(|| format!("{what}: a slot this test did not bind"))?;
+                let args = ["vm".to_string(), slot.to_string(), flags(u64::from(*f), SLOT_FLAGS), gpa(*at), size, hva, fd, "0x0".into()];
+                if plain_ok {
+                    let _ = writeln!(body, "{}", call("vm_set_user_memory_region2", &args));
+                } else {
+                    let r = call("r = __vm_set_user_memory_region2", &args);
+                    expect(r.trim_start_matches("\tr = ").trim_end_matches(';').to_string(), &mut body)?;
+                }
             }
             Op::SetAttributes { gpa: at, size, attributes } => {
                 let attrs = flags(*attributes, ATTRIBUTES);
@@ -844,6 +869,25 @@ mod tests {
                 "static u8 *g0_mem;",
             ],
         );
+    }
+
+    #[test]
+    fn modify_slot_passes_the_bound_memory_again_with_the_new_gpa_and_flags() {
+        let c = selftest(include_str!("../../../../corpus/lane/recover_huge_pages_private_plain_slot.txt"), 1, "r.txt").unwrap();
+        assert_has(
+            &c,
+            &[
+                "\tvoid *op1_mem = anon_mem(0x200000);",
+                "vm_set_user_memory_region2(vm, 6, KVM_MEM_LOG_DIRTY_PAGES, GPA(0x4ea00000), 0x200000,\n\t\t\t\t   op1_mem, -1, 0x0);",
+                "vm_set_user_memory_region2(vm, 6, 0x0, GPA(0x4ea00000), 0x200000, op1_mem, -1, 0x0);",
+            ],
+        );
+        // A slot the program never bound is refused, not guessed.
+        let unbound = "gmemfuzz-program v2\ncreate_gmem size=0x1000 flags=0\nmodify_slot slot=3 gpa=0x100000 flags=0x0\n";
+        match selftest(unbound, 1, "u.txt") {
+            Ok(c) => assert!(c.contains("not sent"), "{c}"),
+            Err(e) => assert!(e.contains("did not bind"), "{e}"),
+        }
     }
 
     #[test]
