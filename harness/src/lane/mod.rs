@@ -521,10 +521,12 @@ pub fn check(kernel: &LaneKernel, initrd: &Path, out: &Path, smp: u32, report: &
 /// The splats on a check or fuzzing boot's console that are not known kernel bugs
 /// (`known::KNOWN_SPLATS`, a lane regression may expect one); the known ones are named.
 fn unknown_splats(console: &str, dir: &Path) -> Vec<Splat> {
-    let (known, unknown): (Vec<Splat>, Vec<Splat>) =
-        scan_console(console).into_iter().partition(|s| crate::known::classify_splat(s).is_some());
-    for bug in known.iter().filter_map(crate::known::classify_splat) {
-        eprintln!("gmemfuzz lane: known kernel splat {} ({}), console in {}", bug.name, bug.reference, dir.display());
+    let mut unknown = Vec::new();
+    for splat in scan_console(console) {
+        match crate::known::classify_splat(&splat) {
+            Some(bug) => eprintln!("gmemfuzz lane: known kernel splat {} ({}), console in {}", bug.name, bug.reference, dir.display()),
+            None => unknown.push(splat),
+        }
     }
     unknown
 }
