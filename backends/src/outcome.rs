@@ -323,6 +323,9 @@ pub enum Probe {
     GuestPage { gpa: u64, sample: Sample },
     /// The content of the anonymous memory behind a slot's shared side, page `page`.
     AnonPage { slot: u32, page: u64 },
+    /// The platform's reverse map of the current VM, where the kernel keeps one
+    /// (`Profile::platform_map`): the GFN each PFN is assigned to.
+    PlatformMap,
 }
 
 impl Probe {
@@ -346,6 +349,8 @@ pub enum Observation {
     Sigbus,
     /// Nothing to observe (the object is gone on this side).
     Absent,
+    /// The GFNs the platform's reverse map assigns the VM's PFNs to, one per PFN, ascending.
+    PlatformMap(Vec<u64>),
 }
 
 /// Compares the model's answer to one probe with a backend's. `None` (on either side) is

@@ -29,6 +29,13 @@ pub struct Profile {
     /// 6.12 (`goto err` with `r = -EINVAL`), EEXIST on 7.2 (`r = -EEXIST;`). Probed
     /// (`KvmBackend::probe_bound_range_errno`).
     pub bound_range_errno: Errno,
+    /// Whether that check comes after the architecture's memslot checks (x86: a slot past
+    /// `max_gfn` is EINVAL) rather than before them. 6.12.118 checks the file in
+    /// kvm_gmem_prepare_memory_region() before kvm_set_memslot() and the bound range in
+    /// kvm_gmem_commit_memory_region(), after kvm_prepare_memory_region(); 7.2 and 7.3 do both
+    /// in kvm_gmem_bind(), before kvm_set_memslot(). Probed
+    /// (`KvmBackend::probe_bound_range_late`).
+    pub bound_range_late: bool,
     /// KVM_CAP_MULTI_ADDRESS_SPACE on the VM fd: memslot address spaces (0 reads as 1).
     pub address_spaces: u32,
     /// FALLOC_FL_WRITE_ZEROES (0x80) is in vfs_fallocate's FALLOC_FL_MODE_MASK (6.17+).
@@ -44,6 +51,10 @@ pub struct Profile {
     /// (EOPNOTSUPP without two-dimensional paging, kvm_tdp_page_prefault(); ENOTTY or
     /// EINVAL where the ioctl is unknown). Probed (`KvmBackend::probe_pre_fault`).
     pub pre_fault_errno: Option<Errno>,
+    /// The kernel keeps the SNP-like software platform's reverse map
+    /// (CONFIG_KVM_SW_PROTECTED_RMP, harness/lane/patches/sw-rmp-*.patch) and lists this
+    /// VM's part of it in its debugfs directory (`sw_rmp`). Probed: the file exists.
+    pub platform_map: bool,
 }
 
 /// The NUMA side of the kernel and this task, for `Op::Mbind` and `Op::GetMempolicy`.
@@ -101,6 +112,7 @@ impl Profile {
             // Probed on this project's 6.18 host (platform-facts: "a second binding of an
             // overlapping file range -> EINVAL").
             bound_range_errno: Errno::EINVAL,
+            bound_range_late: false,
             address_spaces: 1,
             falloc_write_zeroes: true,
             // Probed on this project's 6.18 host (kvm_pvm, no TDP: 52 bits).
@@ -111,6 +123,7 @@ impl Profile {
             // kvm_pvm uses shadow paging: kvm_tdp_page_prefault() `if
             // (vcpu->arch.mmu->page_fault != kvm_tdp_page_fault) return -EOPNOTSUPP;`.
             pre_fault_errno: Some(Errno::EOPNOTSUPP),
+            platform_map: false,
         }
     }
 
@@ -127,6 +140,8 @@ impl Profile {
             // 6.12 kvm_gmem_bind(): `int r = -EINVAL;` ... `xa_find(...)) {
             // filemap_invalidate_unlock(inode->i_mapping); goto err; }`
             bound_range_errno: Errno::EINVAL,
+            // 6.12.0's kvm_gmem_bind(); Debian's 6.12.118 checks it late (probed there).
+            bound_range_late: false,
             address_spaces: 1,
             falloc_write_zeroes: false,
             // QEMU/TCG `-cpu max` without phys-bits: TCG_PHYS_ADDR_BITS, 40; NPT is enabled.
@@ -135,6 +150,8 @@ impl Profile {
             numa: Numa::ONE_NODE,
             // QEMU's NPT: KVM uses the TDP MMU (kvm_tdp_page_fault), so pre-faulting works.
             pre_fault_errno: None,
+            // Only a kernel built with the lane's software platform has one (probed).
+            platform_map: false,
         }
     }
 
@@ -164,7 +181,7 @@ impl Profile {
 
     pub fn summary(&self) -> String {
         format!(
-            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {} pre_fault {}",
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} bound_range_late {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {} pre_fault {} platform_map {}",
             self.kernel,
             self.vm_type,
             self.guest_memfd,
@@ -173,13 +190,15 @@ impl Profile {
             self.attributes,
             self.gmem_only_slots,
             self.bound_range_errno,
+            self.bound_range_late,
             self.address_spaces,
             self.falloc_write_zeroes,
             self.max_gfn,
             self.numa.nodes,
             self.numa.file_policy,
             self.numa.move_all,
-            self.pre_fault_errno.map_or("ok".to_string(), |e| e.to_string())
+            self.pre_fault_errno.map_or("ok".to_string(), |e| e.to_string()),
+            self.platform_map
         )
     }
 }

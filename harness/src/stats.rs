@@ -30,6 +30,10 @@ pub struct Stats {
     pub verified_resets: u64,
     /// Concurrent groups: how many ran and what they reached.
     pub races: Races,
+    /// The platform's reverse map: how many times it was compared, and the most GFNs it
+    /// listed then (`Probe::PlatformMap`, kernels with the software platform).
+    pub platform_maps: u64,
+    pub platform_most_gfns: u64,
 }
 
 /// How far concurrent groups reach (issue 12): counted from each group, the backend's
@@ -129,6 +133,9 @@ impl fmt::Display for Stats {
         }
         if self.verified_resets > 0 {
             write!(f, " | same on a fresh VM: {}", self.verified_resets)?;
+        }
+        if self.platform_maps > 0 {
+            write!(f, " | reverse map compared {} times (at most {} GFNs)", self.platform_maps, self.platform_most_gfns)?;
         }
         let unreached = self.unreached();
         if !unreached.is_empty() {

@@ -46,6 +46,9 @@ struct Vm {
     /// Its statistics, where the kernel has them; `serial` tells this VM from earlier ones.
     stats: Option<stats::VmStats>,
     serial: u64,
+    /// The VM's part of the software platform's reverse map, where the kernel has one
+    /// (`Profile::platform_map`).
+    platform_map: Option<std::path::PathBuf>,
     fd: VmFd,
 }
 
@@ -139,7 +142,7 @@ impl KvmBackend {
         // (checked by the guest module's test and just above).
         unsafe { std::ptr::copy_nonoverlapping(program.as_ptr(), code.addr(), program.len()) };
         let vm = Self::create_vm(&kvm, vm_type, &code, &mailbox)?;
-        let profile = probe_profile(&vm.fd, vm_type)?;
+        let profile = Profile { platform_map: vm.platform_map.is_some(), ..probe_profile(&vm.fd, vm_type)? };
         let mut backend = KvmBackend {
             kvm,
             profile,
@@ -161,6 +164,8 @@ impl KvmBackend {
         let page = Mapping::anonymous(PAGE_SIZE as usize).map_err(|e| resource("max-gfn probe memory", e))?;
         let vm = &backend.vm.as_ref().expect("made above").fd;
         backend.profile.max_gfn = profile::probe_max_gfn(vm, layout::FIRST_PROGRAM_SLOT + 1, page.addr() as u64)?;
+        backend.reset_state()?;
+        backend.profile.bound_range_late = backend.probe_bound_range_late()?;
         backend.reset_state()?;
         backend.profile.numa = backend.probe_numa()?;
         backend.reset_state()?;
@@ -256,6 +261,21 @@ impl KvmBackend {
         }
     }
 
+    /// Whether the bound-range check comes after x86's memslot checks
+    /// (`Profile::bound_range_late`): a second binding of a bound page, placed past
+    /// `max_gfn`, fails with EINVAL (the address, checked first) or the bound-range errno.
+    fn probe_bound_range_late(&mut self) -> Result<bool, HarnessError> {
+        let (slot, gpa) = (layout::FIRST_PROGRAM_SLOT, layout::WINDOW_GPA);
+        let ops = [Op::CreateGmem { size: PAGE_SIZE, flags: 0 }, Self::probe_bind(slot, GmemId(0), gpa, 0)];
+        self.probe_setup("bound-range order", &ops)?;
+        let past = (self.profile.max_gfn + 1) * PAGE_SIZE;
+        match self.apply(&Self::probe_bind(slot + 1, GmemId(0), past, 0))? {
+            Outcome::Err(Errno::EINVAL) => Ok(true),
+            Outcome::Err(errno) if errno == self.profile.bound_range_errno => Ok(false),
+            other => Err(HarnessError::Bug(format!("bound-range order probe: a bound page bound again past max_gfn gave {other}"))),
+        }
+    }
+
     fn create_vm(kvm: &Kvm, vm_type: u64, code: &Mapping, mailbox: &Mapping) -> Result<Vm, HarnessError> {
         let fd = kvm.create_vm_with_type(vm_type).map_err(|e| {
             // Name the capability the host lacks, where the probe finds one.
@@ -275,7 +295,8 @@ impl KvmBackend {
         let vcpu = vcpu::create(&fd, 0)?;
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Vm { vcpu, extra: Vec::new(), stats: stats::VmStats::open(&fd), serial, fd })
+        let platform_map = Some(platform_map_path(&fd)).filter(|p| p.exists());
+        Ok(Vm { vcpu, extra: Vec::new(), stats: stats::VmStats::open(&fd), serial, platform_map, fd })
     }
 
     /// `new`, then the options: what the harness's configuration (`gmemfuzz::config`,
@@ -638,6 +659,7 @@ impl KvmBackend {
                 _ => Observation::Absent,
             },
             Probe::GuestPage { .. } => unreachable!("guest probes are batched"),
+            Probe::PlatformMap => unreachable!("the platform is read by observe_platform"),
         }
     }
 
@@ -889,10 +911,21 @@ impl Backend for KvmBackend {
         let mut answers: Vec<Option<Observation>> = probes
             .iter()
             .map(|p| match p {
-                Probe::GuestPage { .. } => None,
-                host => Some(self.observe_host(host)),
+                Probe::GuestPage { .. } => Ok(None),
+                // Before the guest's reads, which fault pages in (and so assign them): the
+                // model asks it first.
+                Probe::PlatformMap => self.observe_platform().map(Some),
+                host => Ok(Some(self.observe_host(host))),
             })
-            .collect();
+            .collect::<Result<_, HarnessError>>()?;
+        self.observe_guest(probes, &mut answers)?;
+        Ok(answers)
+    }
+}
+
+impl KvmBackend {
+    /// The guest probes of `probes`, in one run of vCPU 0, into `answers`.
+    fn observe_guest(&mut self, probes: &[Probe], answers: &mut [Option<Observation>]) -> Result<(), HarnessError> {
         let guest: Vec<(usize, u64, u64)> = probes
             .iter()
             .enumerate()
@@ -902,13 +935,13 @@ impl Backend for KvmBackend {
             })
             .collect();
         if guest.is_empty() {
-            return Ok(answers);
+            return Ok(());
         }
         if self.vm.is_none() {
             for (i, _, _) in guest {
                 answers[i] = Some(Observation::Absent);
             }
-            return Ok(answers);
+            return Ok(());
         }
         let commands: Vec<_> = guest.iter().map(|&(_, gpa, sample)| (command::DIGEST, gpa & !(PAGE_SIZE - 1), sample)).collect();
         let exits = self.run_commands(&commands, false)?;
@@ -921,6 +954,57 @@ impl Backend for KvmBackend {
                 }
             });
         }
-        Ok(answers)
+        Ok(())
+    }
+
+    /// The VM's reverse map (`Probe::PlatformMap`): its debugfs file lists "pfn gfn mapped"
+    /// in hex, one line per assigned PFN.
+    fn observe_platform(&self) -> Result<Observation, HarnessError> {
+        let Some(path) = self.vm.as_ref().and_then(|vm| vm.platform_map.as_ref()) else { return Ok(Observation::Absent) };
+        let text = std::fs::read_to_string(path).map_err(|e| resource(&format!("reading {}", path.display()), e))?;
+        parse_platform_map(&text)
+            .map(Observation::PlatformMap)
+            .map_err(|line| HarnessError::Bug(format!("{}: a line that is not \"pfn gfn mapped\" in hex: {line:?}", path.display())))
+    }
+}
+
+/// Where the kernel lists VM `fd`'s part of the software platform's reverse map: its debugfs
+/// directory, named by kvm_create_vm_debugfs() `"%d-%s", task_pid_nr(current), fdname`
+/// (the creating thread's id and the VM's fd), file `sw_rmp` (sw-rmp patch).
+fn platform_map_path(fd: &VmFd) -> std::path::PathBuf {
+    // SAFETY: gettid() takes nothing and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    format!("/sys/kernel/debug/kvm/{tid}-{}/sw_rmp", fd.as_raw_fd()).into()
+}
+
+/// The GFNs of a reverse-map listing ("pfn gfn mapped" in hex, a line per PFN), ascending;
+/// the first line that is not one, as the error.
+fn parse_platform_map(text: &str) -> Result<Vec<u64>, String> {
+    let mut gfns = text
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields[..] {
+                [pfn, gfn, mapped] if u64::from_str_radix(pfn, 16).is_ok() && mapped.parse::<i64>().is_ok() => {
+                    u64::from_str_radix(gfn, 16).map_err(|_| line.to_string())
+                }
+                _ => Err(line.to_string()),
+            }
+        })
+        .collect::<Result<Vec<u64>, String>>()?;
+    gfns.sort_unstable();
+    Ok(gfns)
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::parse_platform_map;
+
+    #[test]
+    fn a_reverse_map_listing_gives_its_gfns_in_order_and_a_stray_line_is_named() {
+        assert_eq!(parse_platform_map("1f3a0 113 1\n1f39f 110 0\n"), Ok(vec![0x110, 0x113]));
+        assert_eq!(parse_platform_map(""), Ok(vec![]));
+        assert_eq!(parse_platform_map("1f3a0 113 1\n# assigned 3\n"), Err("# assigned 3".to_string()));
+        assert_eq!(parse_platform_map("1f3a0 zz 1\n"), Err("1f3a0 zz 1".to_string()));
     }
 }

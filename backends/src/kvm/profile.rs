@@ -44,6 +44,8 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         // Replaced by behavioural probes in KvmBackend::new.
         gmem_only_slots: gmem_flags & GUEST_MEMFD_FLAG_MMAP != 0,
         bound_range_errno: Errno::EINVAL,
+        // Replaced by probe_bound_range_late in KvmBackend::new.
+        bound_range_late: false,
         address_spaces: raw_cap(kvm_bindings::KVM_CAP_MULTI_ADDRESS_SPACE) as u32,
         falloc_write_zeroes: probe_falloc_write_zeroes(vm)?,
         // Replaced by probe_max_gfn in KvmBackend::new.
@@ -52,6 +54,8 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         numa: probe_numa_task(),
         // Replaced by probe_pre_fault in KvmBackend::new.
         pre_fault_errno: None,
+        // Replaced in KvmBackend::new: whether the VM's debugfs directory lists its map.
+        platform_map: false,
     })
 }
 

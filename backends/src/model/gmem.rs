@@ -48,6 +48,7 @@ impl Model {
             pages: Default::default(),
             map_policy: Default::default(),
             file_policy: Default::default(),
+            assigned: Default::default(),
             fingerprint: Default::default(),
         }));
         Outcome::Ok
@@ -203,6 +204,7 @@ impl Model {
         if !self.gmems[gmem].pages.any_in(first, end) {
             return;
         }
+        self.reclaim(gmem, first, end);
         for (index, page) in self.gmems[gmem].pages.remove_range(first, end) {
             self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
         }
@@ -210,6 +212,7 @@ impl Model {
 
     /// Drops page `index` of a file, which it holds.
     fn drop_page(&mut self, gmem: GmemId, index: u64, by: &'static str) {
+        self.reclaim(gmem, index, index + 1);
         let page = self.gmems[gmem].pages.remove(index).expect("a page the file holds");
         self.history.record_drop(self.op_index, PageKey::Gmem { gmem: gmem.0, index }, by, &page);
     }

@@ -1,7 +1,7 @@
 //! Memslots (KVM_SET_USER_MEMORY_REGION2) and memory attributes (KVM_SET_MEMORY_ATTRIBUTES).
 
 use super::{Binding, Effect, Model, PageKey, Shared, Slot};
-use crate::op::{layout, FdArg, Op, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
+use crate::op::{layout, FdArg, GmemId, Op, KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE};
 use crate::outcome::{Errno, Outcome, SkipReason};
 
 /// x86 KVM_USER_MEM_SLOTS (arch/x86/include/asm/kvm_host.h): 32764.
@@ -119,8 +119,9 @@ impl Model {
             return Outcome::Err(Errno::EEXIST);
         }
         let mut new = Slot { base_gfn, npages, flags, binding: None, gmem_only: false, shared: Shared::Anon, anon: Default::default() };
+        let late = self.profile.bound_range_late;
         if flags & KVM_MEM_GUEST_MEMFD != 0 {
-            match self.gmem_bind_check(fd, offset, size) {
+            match self.gmem_bind_check(fd, offset, size, !late) {
                 Ok(binding) => {
                     let file = &self.gmems[binding.gmem];
                     // 6.18 and 7.2 kvm_gmem_bind(): `if (kvm_gmem_supports_mmap(inode))
@@ -139,13 +140,21 @@ impl Model {
         if self.beyond_max_gfn(base_gfn, npages) {
             return Outcome::Err(Errno::EINVAL);
         }
+        // `Profile::bound_range_late` (6.12.118): kvm_set_memslot() calls
+        // kvm_gmem_commit_memory_region() after kvm_prepare_memory_region(): `if
+        // (!xa_empty(&gmem->bindings) && xa_find(...)) { ...; return -EEXIST; }`.
+        if let Some(binding) = new.binding.filter(|_| late) {
+            if self.bound_range_taken(binding.gmem, offset, size) {
+                return Outcome::Err(self.profile.bound_range_errno);
+            }
+        }
         self.slots_mut().insert(slot, new);
         Outcome::Ok
     }
 
     /// kvm_gmem_bind(): the file must be a guest_memfd of this VM, the range inside the file
-    /// and not bound to another slot.
-    fn gmem_bind_check(&self, fd: FdArg, offset: u64, size: u64) -> Result<Binding, Errno> {
+    /// and (`bound`: where the kernel checks it here) not bound to another slot.
+    fn gmem_bind_check(&self, fd: FdArg, offset: u64, size: u64, bound: bool) -> Result<Binding, Errno> {
         let gmem = match fd {
             // `file = fget(fd); if (!file) return -EBADF;`
             FdArg::Invalid => return Err(Errno::EBADF),
@@ -161,14 +170,17 @@ impl Model {
         // `if (!xa_empty(&gmem->bindings) && xa_find(&gmem->bindings, &start, end - 1, XA_PRESENT))`:
         // 6.12 `goto err` (r = -EINVAL; probe on 6.18: "a second binding of an overlapping
         // file range -> EINVAL"), 7.2 `r = -EEXIST;`. The profile carries the probed errno.
+        if bound && self.bound_range_taken(gmem, offset, size) {
+            return Err(self.profile.bound_range_errno);
+        }
+        Ok(Binding { gmem, pgoff: offset / PAGE_SIZE, file_gone: false })
+    }
+
+    /// Whether another slot binds a page of `gmem` in [offset, offset + size).
+    fn bound_range_taken(&self, gmem: GmemId, offset: u64, size: u64) -> bool {
         let (start, end) = (offset / PAGE_SIZE, (offset + size) / PAGE_SIZE);
         let taken = self.slots.values().filter_map(|s| s.binding.map(|b| (b, s.npages)));
-        for (b, npages) in taken {
-            if b.gmem == gmem && !b.file_gone && b.pgoff < end && start < b.pgoff + npages {
-                return Err(self.profile.bound_range_errno);
-            }
-        }
-        Ok(Binding { gmem, pgoff: start, file_gone: false })
+        taken.into_iter().any(|(b, npages)| b.gmem == gmem && !b.file_gone && b.pgoff < end && start < b.pgoff + npages)
     }
 
     /// kvm_check_memslot_overlap(slots, id, ...) over the memslots of `slot`'s address space

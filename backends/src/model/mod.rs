@@ -19,6 +19,7 @@ mod memo;
 mod mempolicy;
 mod memslot;
 mod page;
+mod platform;
 mod race;
 mod view;
 
@@ -62,6 +63,8 @@ pub struct GmemFile {
     /// NUMA policies the file keeps (the inode's shared policy), where
     /// `Numa::file_policy`; they outlive the mapping they were set through.
     pub file_policy: mempolicy::Policies,
+    /// The GFN the software platform's reverse map assigns each page to (`platform.rs`).
+    pub assigned: platform::Assignments,
     /// `race::file_fingerprint`, once asked; `Files` clears it whenever the file changes.
     fingerprint: memo::Memo,
 }

@@ -220,3 +220,78 @@ fn every_op_kind_has_a_rule() {
         let _ = model.predict(&Op::Check);
     }
 }
+
+/// The software platform's reverse map (`platform.rs`): a private fault assigns the page to
+/// its GFN (again after a rebinding elsewhere), a guest probe's fault too; punch-hole and
+/// release reclaim; shared accesses and files with MMAP (guest_memfd-only slots) never assign.
+#[test]
+fn the_platform_map_follows_private_faults_punches_and_releases() {
+    let mut model = Model::new(Profile { platform_map: true, ..Profile::sw_protected_7_2() });
+    let (gpa, gfn) = (layout::WINDOW_GPA, layout::WINDOW_GPA / P);
+    let map = |m: &mut Model| m.observe(&[Probe::PlatformMap]).unwrap().remove(0);
+    let gfns = |g: Vec<u64>| Some(Observation::PlatformMap(g));
+    assert_eq!(run(&mut model, Op::CreateGmem { size: 4 * P, flags: 0 }), Outcome::Ok);
+    assert_eq!(run(&mut model, gmem_slot(SLOT, gpa, 4 * P)), Outcome::Ok);
+    // Shared: the fault goes through userspace_addr, not guest_memfd.
+    assert_eq!(run(&mut model, read(gpa)), Outcome::Guest(vec![AccessResult::Read(0)]));
+    assert_eq!(map(&mut model), gfns(vec![]));
+    assert_eq!(run(&mut model, Op::SetAttributes { gpa, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }), Outcome::Ok);
+    assert_eq!(run(&mut model, read(gpa + 2 * P)), Outcome::Guest(vec![AccessResult::Read(0)]));
+    assert_eq!(run(&mut model, Op::PreFault { gpa, size: P }), Outcome::Value(0));
+    assert_eq!(map(&mut model), gfns(vec![gfn, gfn + 2]));
+    // Conversions and unbinding leave it; a fault at the page's new GFN assigns it there.
+    assert_eq!(run(&mut model, Op::SetAttributes { gpa, size: 4 * P, attributes: 0 }), Outcome::Ok);
+    assert_eq!(run(&mut model, Op::Unbind { slot: SLOT }), Outcome::Ok);
+    assert_eq!(map(&mut model), gfns(vec![gfn, gfn + 2]));
+    let moved = gpa + 0x10_0000;
+    assert_eq!(run(&mut model, gmem_slot(SLOT, moved, 4 * P)), Outcome::Ok);
+    assert_eq!(run(&mut model, Op::SetAttributes { gpa: moved, size: 4 * P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }), Outcome::Ok);
+    assert_eq!(run(&mut model, read(moved + 2 * P)), Outcome::Guest(vec![AccessResult::Read(0)]));
+    assert_eq!(map(&mut model), gfns(vec![gfn, moved / P + 2]));
+    // The probes ask the map first; a guest probe then faults page 1 in, which the next
+    // round shows.
+    let probes = model.probes();
+    assert_eq!(probes.first(), Some(&Probe::PlatformMap));
+    let answers = model.observe(&probes).unwrap();
+    assert_eq!(answers[0], gfns(vec![gfn, moved / P + 2]));
+    assert!(matches!(map(&mut model), Some(Observation::PlatformMap(g)) if g.contains(&(moved / P + 1))));
+    // Punch-hole reclaims page 0; release reclaims the rest.
+    assert_eq!(run(&mut model, Op::Punch { gmem: GmemId(0), offset: 0, len: P }), Outcome::Ok);
+    assert!(!matches!(map(&mut model), Some(Observation::PlatformMap(g)) if g.contains(&gfn)));
+    assert_eq!(run(&mut model, Op::CloseGmem { gmem: GmemId(0) }), Outcome::Ok);
+    assert_eq!(map(&mut model), gfns(vec![]));
+    // A file with MMAP makes a guest_memfd-only slot, which the platform does not track.
+    assert_eq!(run(&mut model, Op::CreateGmem { size: P, flags: GUEST_MEMFD_FLAG_MMAP }), Outcome::Ok);
+    let g1 =
+        Op::Bind { slot: SLOT + 1, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(GmemId(1)), gpa: moved + 0x10_0000, size: P, offset: 0 };
+    assert_eq!(run(&mut model, g1), Outcome::Ok);
+    assert_eq!(
+        run(&mut model, Op::SetAttributes { gpa: moved + 0x10_0000, size: P, attributes: KVM_MEMORY_ATTRIBUTE_PRIVATE }),
+        Outcome::Ok
+    );
+    assert_eq!(run(&mut model, read(moved + 0x10_0000)), Outcome::Guest(vec![AccessResult::Read(0)]));
+    assert_eq!(map(&mut model), gfns(vec![]));
+    // Without a kernel map, the runner is never asked to compare one.
+    assert!(!Model::new(Profile::sw_protected_7_2()).probes().contains(&Probe::PlatformMap));
+}
+
+/// Debian's 6.12.118 checks a guest_memfd binding's range after x86's memslot checks
+/// (`Profile::bound_range_late`): a bound page bound again past `max_gfn` is EINVAL there,
+/// the bound-range errno where the range is checked first (7.2). Found by the lane on
+/// 6.12.118 (a divergence at `bind ... gpa=0x8000000000000000`).
+#[test]
+fn where_the_bound_range_is_checked_late_an_address_past_max_gfn_is_einval_first() {
+    let (gpa, past) = (layout::WINDOW_GPA, 0x8000_0000_0000_0000);
+    for (late, errno) in [(false, Errno::EEXIST), (true, Errno::EINVAL)] {
+        let profile = Profile { bound_range_late: late, bound_range_errno: Errno::EEXIST, ..Profile::sw_protected_6_12() };
+        let mut model = Model::new(profile);
+        assert_eq!(run(&mut model, Op::CreateGmem { size: 2 * P, flags: 0 }), Outcome::Ok);
+        assert_eq!(run(&mut model, gmem_slot(SLOT, gpa, P)), Outcome::Ok);
+        assert_eq!(run(&mut model, gmem_slot(SLOT + 1, past, P)), Outcome::Err(errno), "late {late}");
+        // Within max_gfn both orders give the bound-range errno; a free page binds.
+        assert_eq!(run(&mut model, gmem_slot(SLOT + 1, gpa + 16 * P, P)), Outcome::Err(Errno::EEXIST));
+        let free =
+            Op::Bind { slot: SLOT + 1, flags: KVM_MEM_GUEST_MEMFD, fd: FdArg::Gmem(GmemId(0)), gpa: gpa + 16 * P, size: P, offset: P };
+        assert_eq!(run(&mut model, free), Outcome::Ok);
+    }
+}

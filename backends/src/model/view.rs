@@ -37,7 +37,14 @@ impl Model {
                 }
                 Target::Mmio
             }
-            Route::Gmem { gmem, index, .. } | Route::Mapping { gmem, index, .. } => {
+            Route::Gmem { gmem, index, private } => {
+                self.ensure_page(gmem, index, "guest fault", true);
+                if private {
+                    self.assign(gmem, index, gfn);
+                }
+                Target::Page(PageKey::Gmem { gmem: gmem.0, index })
+            }
+            Route::Mapping { gmem, index, .. } => {
                 self.ensure_page(gmem, index, "guest fault", true);
                 Target::Page(PageKey::Gmem { gmem: gmem.0, index })
             }
@@ -220,6 +227,11 @@ pub(super) fn probes(model: &Model) -> Vec<Probe> {
         }
     }
     if model.vm_alive {
+        // First: the guest probes fault pages in, which assigns them, and would hide an entry
+        // the op left behind for a page they fault in again (its PFN reused).
+        if model.profile.platform_map {
+            probes.insert(0, Probe::PlatformMap);
+        }
         probes.extend(guest_probes(model));
     }
     probes
@@ -283,7 +295,7 @@ fn sample_for(model: &Model, key: PageKey) -> crate::outcome::Sample {
 
 pub(super) fn probe_page(model: &Model, probe: &Probe) -> Option<PageKey> {
     match *probe {
-        Probe::Residency { .. } => None,
+        Probe::Residency { .. } | Probe::PlatformMap => None,
         Probe::HostPage { gmem, page } => Some(PageKey::Gmem { gmem: gmem.0, index: page }),
         Probe::AnonPage { slot, page } => Some(PageKey::Anon { slot, index: page }),
         Probe::GuestPage { gpa, .. } => {
@@ -337,6 +349,7 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
             }
             Some(s.anon.get(&page).map_or_else(zero, content))
         }
+        Probe::PlatformMap => Some(if model.vm_alive { model.platform_map() } else { Observation::Absent }),
         Probe::GuestPage { gpa, sample } => {
             if !model.vm_alive {
                 return Some(Observation::Absent);

@@ -32,6 +32,9 @@ pub enum DivergenceKind {
     /// An access exited (MMIO, memory fault, SIGBUS) where the other side did not, or
     /// differently.
     UnexpectedExit,
+    /// The platform's reverse map lists other GFNs than the model assigned: a platform hook
+    /// missed, misplaced or called for the wrong page.
+    PlatformMismatch,
 }
 
 impl DivergenceKind {
@@ -72,6 +75,7 @@ impl Subject {
             Subject::Probe { probe: Probe::HostPage { .. }, .. } => "probe-host-page",
             Subject::Probe { probe: Probe::GuestPage { .. }, .. } => "probe-guest-page",
             Subject::Probe { probe: Probe::AnonPage { .. }, .. } => "probe-anon-page",
+            Subject::Probe { probe: Probe::PlatformMap, .. } => "probe-platform-map",
             Subject::Race { .. } => "race",
         }
     }
@@ -246,5 +250,11 @@ pub fn show_observation(o: &Observation) -> String {
         Observation::GuestExit(e) => format!("guest exit: {e}"),
         Observation::Sigbus => "SIGBUS".into(),
         Observation::Absent => "absent".into(),
+        Observation::PlatformMap(gfns) => format!("reverse map: {} PFNs assigned, to GFNs {}", gfns.len(), gfn_list(gfns)),
     }
+}
+
+/// GFNs in hex, as a list.
+pub fn gfn_list(gfns: &[u64]) -> String {
+    format!("[{}]", gfns.iter().map(|g| format!("{g:#x}")).collect::<Vec<_>>().join(", "))
 }

@@ -159,6 +159,7 @@ impl Context<'_> {
                 let kind = if kept.is_some() { DivergenceKind::StaleRead } else { DivergenceKind::StateMismatch };
                 report(kind, kept.map(|i| PageKey::Gmem { gmem: gmem.0, index: i as u64 }))
             }
+            (Observation::PlatformMap(_), Observation::PlatformMap(_)) => report(DivergenceKind::PlatformMismatch, key),
             _ => report(DivergenceKind::UnexpectedExit, key),
         }
     }

@@ -67,6 +67,9 @@ fn observation_text(o: &Observation) -> String {
         Observation::GuestExit(e) => format!("guest exit: {e}"),
         Observation::Sigbus => "SIGBUS".into(),
         Observation::Absent => "absent".into(),
+        Observation::PlatformMap(gfns) => {
+            format!("platform [{}]", gfns.iter().map(|g| format!("{g:#x}")).collect::<Vec<_>>().join(" "))
+        }
     }
 }
 
@@ -91,6 +94,12 @@ fn probe_calls(i: usize, at: CompareAt, probes: &[(Probe, Option<String>)]) -> S
             Probe::GuestPage { gpa, sample } => {
                 let sample = gmemfuzz_backends::abi::pack_sample(sample);
                 guest.push((gpa, what, opt_string(expected), sample));
+                continue;
+            }
+            Probe::PlatformMap => {
+                // Compared only where this kernel keeps the map.
+                let expected = opt_string(expected);
+                let _ = writeln!(s, "    {{ int here = probe_platform_map(); report_probe({i}, {what}, here ? {expected} : NULL); }}");
                 continue;
             }
         };
@@ -416,6 +425,9 @@ fn words() -> Vec<(&'static str, String)> {
     let (sep, close) = rest.split_once(&wrote).expect("two results");
     let resident = observation_text(&Observation::Residency(vec![true, false]));
     let (resident_open, resident_close) = resident.split_once("10").expect("residency lists its pages");
+    let platform = observation_text(&Observation::PlatformMap(vec![0xa, 0xb]));
+    let (platform_open, rest) = platform.split_once("0xa").expect("the map lists its GFNs");
+    let (platform_sep, platform_close) = rest.split_once("0xb").expect("two GFNs");
     let mmio = AccessResult::Mmio.to_string();
     let guest_exit = observation_text(&Observation::GuestExit(AccessResult::Mmio));
     vec![
@@ -454,6 +466,10 @@ fn words() -> Vec<(&'static str, String)> {
         ("OBS_RESIDENT_YES", "1".into()),
         ("OBS_RESIDENT_NO", "0".into()),
         ("OBS_RESIDENT_CLOSE", resident_close.to_string()),
+        ("OBS_PLATFORM_OPEN", platform_open.to_string()),
+        ("OBS_PLATFORM_SEP", platform_sep.to_string()),
+        ("OBS_PLATFORM_GFN", "0x%llx".into()),
+        ("OBS_PLATFORM_CLOSE", platform_close.to_string()),
         ("OBS_GUEST_EXIT", guest_exit.strip_suffix(&mmio).expect("a guest exit ends in the access result").to_string()),
     ]
 }

@@ -76,6 +76,7 @@ struct access {
 };
 
 static int kvm_fd = -1, vm_fd = -1, vcpu_fd = -1;
+static int vm_tid; /* the thread that made the VM: its debugfs directory is "tid-fd" */
 static struct kvm_run *run;
 static size_t run_size;
 static uint8_t *code_mem, *mailbox;
@@ -98,7 +99,7 @@ static struct {
 } slots[MAX_SLOTS];
 
 /* Per thread: a concurrent group's members each observe on their own thread. */
-static __thread char obs[1024];
+static __thread char obs[16384]; /* a reverse map of 2 MiB lists 512 GFNs */
 static int failures;
 /* Cleared by the first concurrent group: what follows depends on the order its members
  * took, which the model's expectations (one order) do not know; shown, not compared. */
@@ -208,6 +209,7 @@ static void create_vm(unsigned long type)
     vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, type /* VM type */);
     if (vm_fd < 0)
         die("KVM_CREATE_VM");
+    vm_tid = (int)syscall(SYS_gettid);
     /* The harness slots: guest code and the mailbox (plain anonymous memory). */
     if (set_region(CODE_SLOT, 0, CODE_GPA, CODE_SIZE, (uint64_t)(uintptr_t)code_mem, 0, 0))
         die("code memslot");
@@ -737,6 +739,44 @@ static void report_probe(int index, const char *what, const char *expected)
            same ? "" : "    <== DIFFERS");
     if (!same)
         failures++;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The VM's part of the software platform's reverse map, "pfn gfn mapped" a line
+ * (KvmBackend::observe_platform): its GFNs, ascending. 0 where this kernel keeps none
+ * (no CONFIG_KVM_SW_PROTECTED_RMP): then nothing is compared. */
+static int probe_platform_map(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%d-%d/sw_rmp", vm_tid, vm_fd);
+    FILE *f = vm_fd < 0 ? NULL : fopen(path, "r");
+    if (!f) {
+        set_obs(OBS_ABSENT);
+        return 0;
+    }
+    static uint64_t gfns[1 << 16];
+    size_t n = 0;
+    unsigned long long pfn, gfn;
+    int mapped;
+    while (n < sizeof(gfns) / sizeof(gfns[0]) && fscanf(f, "%llx %llx %d", &pfn, &gfn, &mapped) == 3)
+        gfns[n++] = gfn;
+    fclose(f);
+    qsort(gfns, n, sizeof(gfns[0]), cmp_u64);
+    set_obs(OBS_PLATFORM_OPEN);
+    for (size_t i = 0; i < n; i++) {
+        char item[32];
+        snprintf(item, sizeof(item), OBS_PLATFORM_GFN, (unsigned long long)gfns[i]);
+        if (i)
+            append(OBS_PLATFORM_SEP);
+        append(item);
+    }
+    append(OBS_PLATFORM_CLOSE);
+    return 1;
 }
 
 static void probe_residency(int id, uint64_t max_pages)

@@ -122,10 +122,10 @@ impl<B: Backend> Runner<B> {
         let mut steps = self.steps(program, &mut trace, observer);
         if self.release_after_run {
             let t = Stopwatch::start();
-            let released = self.backend.reset();
+            let released = self.backend.reset().map_err(RunError::Harness).and_then(|()| self.platform_after_release(program));
             self.stats.time.reset += t.secs();
             if let (Ok(()), Err(e)) = (&steps, released) {
-                steps = Err(RunError::Harness(e));
+                steps = Err(e);
             }
         }
         if self.stats.races.groups > groups {
@@ -228,6 +228,35 @@ impl<B: Backend> Runner<B> {
         Ok(())
     }
 
+    /// After `release_after_run` released everything the program made: the platform's
+    /// reverse map of the VM must be empty, since every file's release reclaims its pages
+    /// (`platform.rs`); an entry left is this program's, not the next one's. Only the map
+    /// is asked, and no event tells of it: a reproducer ends its program without the release.
+    fn platform_after_release(&mut self, program: &Program) -> Result<(), RunError> {
+        let Some(last) = program.ops.last() else { return Ok(()) };
+        if !self.backend.profile().platform_map {
+            return Ok(());
+        }
+        let actual = self.backend.observe(&[Probe::PlatformMap])?.remove(0);
+        let expected = Some(Observation::PlatformMap(Vec::new()));
+        if gmemfuzz_backends::admits_observation(&expected, &actual).agrees() {
+            return Ok(());
+        }
+        let index = program.ops.len() - 1;
+        let ctx = Context {
+            model: &self.model,
+            mmio_exits: &self.mmio_exits,
+            effects: &[],
+            op_index: index,
+            op: last,
+            backend: self.backend.name(),
+        };
+        let d = ctx
+            .compare_probe(&Probe::PlatformMap, CompareAt::End, &expected, &actual)
+            .ok_or_else(|| HarnessError::Bug(format!("the oracle finds no difference in the reverse map after release: {actual:?}")))?;
+        Err(RunError::Divergence(Box::new(d)))
+    }
+
     /// Asks both sides every probe the model proposes and compares the answers.
     fn compare_state(&mut self, index: usize, op: &Op, at: CompareAt, observer: &mut impl Observer) -> Result<(), RunError> {
         let t = Stopwatch::start();
@@ -246,6 +275,12 @@ impl<B: Backend> Runner<B> {
             expected = self.observe_worlds(&probes, expected, &actual)?;
         }
         self.stats.probes += probes.len() as u64;
+        for a in &actual {
+            if let Some(Observation::PlatformMap(gfns)) = a {
+                self.stats.platform_maps += 1;
+                self.stats.platform_most_gfns = self.stats.platform_most_gfns.max(gfns.len() as u64);
+            }
+        }
         observer.event(&Event::State { index, at, probes: &probes, expected: &expected, actual: &actual });
         let ctx =
             Context { model: &self.model, mmio_exits: &self.mmio_exits, effects: &[], op_index: index, op, backend: self.backend.name() };
