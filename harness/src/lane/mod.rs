@@ -101,9 +101,11 @@ pub struct LaneOptions {
     #[arg(long)]
     pub lockdep: bool,
     /// Build the kernel with the SNP-like software platform (harness/lane/patches/sw-rmp-*.patch,
-    /// kernel-sw-rmp.config; Linux 7.2): a reverse map that guest_memfd's platform hooks keep for
-    /// software-protected VMs, WARNing (a splat, reported with its program) where a hook call
-    /// is missing or misplaced; the map is in /sys/kernel/debug/kvm_sw_rmp
+    /// kernel-sw-rmp.config; Linux 7.2 and 7.3): a reverse map that guest_memfd's platform hooks
+    /// keep for software-protected VMs, WARNing (a splat, reported with its program) where a hook
+    /// call is missing or misplaced; the map is in /sys/kernel/debug/kvm_sw_rmp, and each VM's
+    /// part, which the oracle compares with the model after every invalidating op, in its
+    /// debugfs directory
     #[arg(long)]
     pub sw_rmp: bool,
     /// The lane's own test of the software platform: the fuzzing and repro boots inject
