@@ -25,6 +25,10 @@ pub trait Backend {
     fn reset_phases(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+    /// How many times reset's costly parts ran so far, where the backend counts them.
+    fn reset_counts(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
     /// Perform one op.
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError>;
     /// Answer questions about state, one answer per probe, in order (a backend may batch

@@ -23,6 +23,9 @@ pub struct Breakdown {
     /// The backend's reset by part (`Backend::reset_phases`), where it times them.
     #[serde(default)]
     pub reset_parts: BTreeMap<String, f64>,
+    /// How many times the backend's costly reset parts ran (`Backend::reset_counts`).
+    #[serde(default)]
+    pub reset_counts: BTreeMap<String, u64>,
     /// Programs in which a concurrent group ran, and the seconds they took in the loop.
     #[serde(default)]
     pub racing_programs: u64,
@@ -77,7 +80,9 @@ impl Breakdown {
         let top: Vec<String> = ops.iter().take(5).map(|(k, s)| format!("{k} {:.0}%", share(**s))).collect();
         let parts: Vec<String> =
             self.reset_parts.iter().filter(|(_, s)| **s > 0.0).map(|(k, s)| format!("{k} {:.2}", per_program(*s))).collect();
-        let reset_parts = if parts.is_empty() { String::new() } else { format!("; {}", parts.join(", ")) };
+        let counts: Vec<String> = self.reset_counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let counts = if counts.is_empty() { String::new() } else { format!(" [{}]", counts.join(", ")) };
+        let reset_parts = if parts.is_empty() { String::new() } else { format!("; {}{counts}", parts.join(", ")) };
         let kcov =
             if self.kcov > 0.0 { format!(", kcov {:.0}% ({:.2} ms)", share(self.kcov), per_program(self.kcov)) } else { String::new() };
         format!(

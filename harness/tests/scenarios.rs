@@ -112,6 +112,29 @@ fn reset_leaves_no_state_behind() {
     }
 }
 
+/// A software-protected VM keeps the MMIO SPTE of a GFN a program's access found no memslot
+/// for, and once stale it turns a later private fault on that GFN into a shared one (the
+/// known stale MMIO SPTE bug): reset must scrub it, or the next program, which never touched
+/// MMIO, diverges. Program A exits as MMIO at GFN 0x104; program B (the lane regression
+/// `private_access_without_earlier_mmio.txt`) binds that GFN privately and reads it.
+#[test]
+fn reset_scrubs_the_mmio_sptes_a_program_left() {
+    let Some(backend) = common::kvm_of_type_or_skip("reset_scrubs_the_mmio_sptes_a_program_left", 1) else { return };
+    let parse = |text: &str| gmemfuzz::repro::text::parse(text).expect("a valid program");
+    let mmio = parse("gmemfuzz-program v3\nguest r4@0x104000\n");
+    let private = parse(include_str!("../../corpus/lane/private_access_without_earlier_mmio.txt"));
+    let mut runner = Runner::new(backend);
+    for round in 0..3 {
+        let trace = runner.run(&mmio).unwrap_or_else(|e| panic!("round {round}, the MMIO access: {e}"));
+        assert!(
+            matches!(&trace.outcomes[0], gmemfuzz_backends::Outcome::Guest(r) if r[0] == gmemfuzz_backends::AccessResult::Mmio),
+            "round {round}: the access without a memslot did not exit as MMIO: {:?}",
+            trace.outcomes
+        );
+        runner.run(&private).unwrap_or_else(|e| panic!("round {round}, the private read after reset: {e}"));
+    }
+}
+
 /// Seeded random programs run clean: the model predicts this kernel.
 #[test]
 fn seeded_programs_run_clean() {

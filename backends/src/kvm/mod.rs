@@ -106,16 +106,30 @@ struct ResetTime {
     files: f64,
     scrub: f64,
     new_vm: f64,
+    /// How often the costly parts ran: scrubs (and the GFNs they read), new VMs.
+    scrubs: u64,
+    scrubbed_gfns: u64,
+    new_vms: u64,
 }
 
-/// The most pages one scrub slot spans (its scratch memory is reserved, not touched, beyond
-/// the GFNs read).
-const SCRUB_SPAN: u64 = 1024;
+/// The most pages one scrub slot spans: its scratch memory is address space only
+/// (MAP_NORESERVE) beyond the GFNs faulted, and a memslot change is what a scrub costs, so a
+/// slot spans all the GFNs of a program where it can.
+const SCRUB_SPAN: u64 = 1 << 18;
 
-/// KVM_PRE_FAULT_MEMORY: `_IOWR(KVMIO, 0xd5, struct kvm_pre_fault_memory)` (include/uapi/linux/kvm.h;
-/// kvm-ioctls 0.25 has no call for it).
-const KVM_PRE_FAULT_MEMORY: libc::c_ulong =
-    (3 << 30) | ((std::mem::size_of::<kvm_bindings::kvm_pre_fault_memory>() as libc::c_ulong) << 16) | (0xae << 8) | 0xd5;
+/// The runs of `gfns` (ascending) that one scrub slot each covers: GFNs less than
+/// [`SCRUB_SPAN`] pages apart, never across the harness's own slots, as `(first, last)`.
+fn scrub_runs(gfns: &[u64]) -> Vec<(u64, u64)> {
+    let harness_end = (layout::MAILBOX_GPA + layout::MAILBOX_SIZE) / PAGE_SIZE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &gfn in gfns {
+        match runs.last_mut() {
+            Some((first, last)) if gfn - *first < SCRUB_SPAN && (*first >= harness_end) == (gfn >= harness_end) => *last = gfn,
+            _ => runs.push((gfn, gfn)),
+        }
+    }
+    runs
+}
 
 fn errno(e: kvm_ioctls::Error) -> Outcome {
     Outcome::Err(Errno(e.errno()))
@@ -561,18 +575,19 @@ impl KvmBackend {
         let Some(vm) = self.vm.as_ref() else {
             return Outcome::Skipped(SkipReason::NoVm);
         };
-        let mut range = kvm_bindings::kvm_pre_fault_memory { gpa, size, ..Default::default() };
-        // SAFETY: KVM_PRE_FAULT_MEMORY reads and writes back one kvm_pre_fault_memory, which
-        // lives across the call; the vCPU fd is open.
-        let rc = unsafe { libc::ioctl(vm.vcpu.as_raw_fd(), KVM_PRE_FAULT_MEMORY, &mut range as *mut kvm_bindings::kvm_pre_fault_memory) };
-        let error = std::io::Error::last_os_error();
-        if (rc == 0 && range.size > 0) || error.raw_os_error() == Some(libc::ENOENT) {
-            self.mmio_gfns.insert(range.gpa / PAGE_SIZE);
-        }
-        if rc == 0 {
-            Outcome::Value(range.size)
-        } else {
-            io_errno(error)
+        match vcpu::pre_fault(&vm.vcpu, gpa, size) {
+            Ok(0) => Outcome::Value(0),
+            Ok(left) => {
+                // It stopped at a page it could not map: one without a memslot.
+                self.mmio_gfns.insert((gpa + size - left) / PAGE_SIZE);
+                Outcome::Value(left)
+            }
+            Err(error) => {
+                if error.raw_os_error() == Some(libc::ENOENT) {
+                    self.mmio_gfns.insert(gpa / PAGE_SIZE);
+                }
+                io_errno(error)
+            }
         }
     }
 
@@ -664,36 +679,39 @@ impl KvmBackend {
     }
 
     /// Replaces the MMIO SPTE of every GFN in `mmio_gfns` with an ordinary one and zaps that:
-    /// a one-page slot over each GFN (all shared, no program slot left) makes the SPTEs stale,
-    /// a guest read through each takes an ordinary shared fault that installs a real mapping
-    /// over the MMIO SPTE (mmu.c: handle_mmio_page_fault() returns RET_PF_INVALID for a stale
-    /// one, and the fault goes on), and deleting the slots zaps those mappings. False when it
-    /// could not (too many GFNs, a slot refused, a read that still exited): make a new VM.
+    /// a scratch slot over each run of GFNs (all shared, no program slot left) makes the SPTEs
+    /// stale, a fault on each GFN installs a real mapping over its MMIO SPTE, and deleting the
+    /// slots zaps those mappings (kvm_arch_flush_shadow_memslot() zaps only the slot's range
+    /// for a software-protected VM, and kvm_tdp_mmu_unmap_gfn_range() skips SPTEs that are not
+    /// present, MMIO ones among them: hence the faults). False when it could not (too many
+    /// GFNs, a slot refused, a fault that did not map): make a new VM.
+    ///
+    /// The fault is KVM_PRE_FAULT_MEMORY where the kernel has it: kvm_tdp_map_page() maps
+    /// the GFN through the ordinary fault path without entering the guest, and
+    /// tdp_mmu_map_handle_target_level() replaces whatever non-present SPTE is there. Else a
+    /// guest read: handle_mmio_page_fault() returns RET_PF_INVALID for a stale MMIO SPTE and
+    /// the fault goes on the same way.
     fn scrub_mmio_sptes(&mut self) -> Result<bool, HarnessError> {
         let gfns: Vec<u64> = self.mmio_gfns.iter().copied().collect();
-        // One slot per run of GFNs less than SCRUB_SPAN pages apart: memslot changes are
-        // what a scrub costs (37 ms for one slot per GFN, measured in the lane).
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for &gfn in &gfns {
-            match runs.last_mut() {
-                Some((first, last)) if gfn - *first < SCRUB_SPAN => *last = gfn,
-                _ => runs.push((gfn, gfn)),
-            }
-        }
+        let runs = scrub_runs(&gfns);
         if gfns.len() > layout::SCRUB_MAX_GFNS || runs.len() > layout::SCRUB_MAX_GFNS {
             return Ok(false);
         }
-        let scratch =
-            Mapping::anonymous((SCRUB_SPAN * PAGE_SIZE) as usize).map_err(|e| HarnessError::Resource(format!("scrub memory: {e}")))?;
+        self.reset_time.scrubs += 1;
+        self.reset_time.scrubbed_gfns += gfns.len() as u64;
+        let mut scratch = Vec::with_capacity(runs.len());
         let mut made = 0;
         for (i, (first, last)) in runs.iter().enumerate() {
+            let len = (last - first + 1) * PAGE_SIZE;
+            let memory = Mapping::anonymous(len as usize).map_err(|e| HarnessError::Resource(format!("scrub memory: {e}")))?;
             let region = kvm_userspace_memory_region2 {
                 slot: layout::SCRUB_FIRST_SLOT + i as u32,
                 guest_phys_addr: first * PAGE_SIZE,
-                memory_size: (last - first + 1) * PAGE_SIZE,
-                userspace_addr: scratch.addr() as u64,
+                memory_size: len,
+                userspace_addr: memory.addr() as u64,
                 ..Default::default()
             };
+            scratch.push(memory);
             if self.set_region(region).is_err() {
                 break;
             }
@@ -701,10 +719,15 @@ impl KvmBackend {
         }
         let mut clean = made == runs.len();
         if clean {
-            let reads: Vec<_> = gfns.iter().map(|gfn| (guest::access_code(Width::W1, false), gfn * PAGE_SIZE, 0)).collect();
             self.mmio_gfns.clear();
-            let exits = self.run_commands(&reads, false)?;
-            clean = exits.iter().all(Option::is_none) && self.mmio_gfns.is_empty();
+            clean = if self.profile.pre_fault_errno.is_none() {
+                let vm = self.vm.as_ref().expect("callers check the VM");
+                gfns.iter().all(|gfn| vcpu::pre_fault(&vm.vcpu, gfn * PAGE_SIZE, PAGE_SIZE).is_ok_and(|left| left == 0))
+            } else {
+                let reads: Vec<_> = gfns.iter().map(|gfn| (guest::access_code(Width::W1, false), gfn * PAGE_SIZE, 0)).collect();
+                let exits = self.run_commands(&reads, false)?;
+                exits.iter().all(Option::is_none) && self.mmio_gfns.is_empty()
+            };
         }
         for i in 0..made {
             self.delete_region(layout::SCRUB_FIRST_SLOT + i as u32)
@@ -763,6 +786,7 @@ impl KvmBackend {
         if self.vm.is_none() {
             self.vm = Some(Self::create_vm(&self.kvm, self.profile.vm_type, &self.code, &self.mailbox)?);
             self.mmio_gfns.clear();
+            self.reset_time.new_vms += 1;
         }
         lap(&mut self.reset_time.new_vm);
         Ok(())
@@ -791,6 +815,11 @@ impl Backend for KvmBackend {
     fn reset_phases(&self) -> Vec<(&'static str, f64)> {
         let r = self.reset_time;
         vec![("slots", r.slots), ("attributes", r.attributes), ("files", r.files), ("scrub", r.scrub), ("new VM", r.new_vm)]
+    }
+
+    fn reset_counts(&self) -> Vec<(&'static str, u64)> {
+        let r = self.reset_time;
+        vec![("scrubs", r.scrubs), ("GFNs scrubbed", r.scrubbed_gfns), ("new VMs", r.new_vms)]
     }
 
     fn apply(&mut self, op: &Op) -> Result<Outcome, HarnessError> {

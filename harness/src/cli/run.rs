@@ -376,6 +376,7 @@ impl<'a> Session<'a> {
     fn finish(&mut self) -> Result<()> {
         let (opts, runner) = (self.opts, &mut self.runner);
         runner.stats.time.reset_parts = runner.backend.reset_phases().into_iter().map(|(k, s)| (k.to_string(), s)).collect();
+        runner.stats.time.reset_counts = runner.backend.reset_counts().into_iter().map(|(k, n)| (k.to_string(), n)).collect();
         println!("{}", runner.stats);
         if let Some(counters) = crate::kernel::sw_rmp_counters() {
             println!("software RMP: {counters}");

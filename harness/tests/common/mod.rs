@@ -9,7 +9,13 @@ use gmemfuzz_backends::{Backend, HarnessError, Observation, Op, OpKind, Outcome,
 /// Real KVM, or `None` after saying loudly why this test does not run here. Every test
 /// that does run records its name, so CI can say how many KVM tests executed.
 pub fn kvm_or_skip(test: &str) -> Option<KvmBackend> {
-    match KvmBackend::new(0) {
+    kvm_of_type_or_skip(test, 0)
+}
+
+/// As [`kvm_or_skip`], for a VM of `vm_type` (1: software-protected, which the lane's
+/// kernels have and the host's does not).
+pub fn kvm_of_type_or_skip(test: &str, vm_type: u64) -> Option<KvmBackend> {
+    match KvmBackend::new(vm_type) {
         Ok(backend) => {
             // Inside the lane (`lane::run_test_binaries`) the line says where it ran.
             match std::env::var(gmemfuzz::lane::TESTS_WHERE) {
@@ -19,7 +25,7 @@ pub fn kvm_or_skip(test: &str) -> Option<KvmBackend> {
             Some(backend)
         }
         Err(e) => {
-            eprintln!("SKIPPED {test}: real KVM: {e}");
+            eprintln!("SKIPPED {test}: real KVM (VM type {vm_type}): {e}");
             None
         }
     }
