@@ -462,6 +462,11 @@ impl<B: Backend> Runner<B> {
 
     /// After a group: asks every other state the model may be in the same probes, keeps
     /// those that admit every answer, and makes the model one that does where it does not.
+    /// Where none does (a divergence), the model becomes the state that differs on the
+    /// fewest probes, so that the divergence shown is the one no state explains: a state
+    /// that differs only where a known kernel bug shows (a guest probe through a stale MMIO
+    /// SPTE) is the kernel's state, and another that also differs on what that state
+    /// explains (a page a racing fault left) would hide the bug behind a false lead.
     /// Returns the model's answers (the adopted state's, if it changed).
     fn observe_worlds(
         &mut self,
@@ -469,34 +474,37 @@ impl<B: Backend> Runner<B> {
         expected: Vec<Option<Observation>>,
         actual: &[Option<Observation>],
     ) -> Result<Vec<Option<Observation>>, HarnessError> {
-        let fits =
-            |answers: &[Option<Observation>]| answers.iter().zip(actual).all(|(e, a)| gmemfuzz_backends::admits_observation(e, a).agrees());
-        let mut kept = Vec::with_capacity(self.worlds.len());
-        let mut adopted = None;
+        let misfits = |answers: &[Option<Observation>]| {
+            answers.iter().zip(actual).filter(|(e, a)| !gmemfuzz_backends::admits_observation(e, a).agrees()).count()
+        };
+        let mut answered = Vec::with_capacity(self.worlds.len());
         for mut w in std::mem::take(&mut self.worlds) {
             let (answers, told) = w.model.observe_told(probes);
             w.mmio_exits.extend(&told);
-            if fits(&answers) {
-                if adopted.is_none() {
-                    adopted = Some(answers);
-                }
-                kept.push(w);
-            }
+            answered.push((misfits(&answers), w, answers));
         }
-        if fits(&expected) {
-            self.worlds = kept;
+        let own = misfits(&expected);
+        let Some(closest) = closest_world(own, answered.iter().map(|(n, ..)| *n)) else {
+            self.worlds = answered.into_iter().filter(|(n, ..)| *n == 0).map(|(_, w, _)| w).collect();
             return Ok(expected);
-        }
-        Ok(match adopted {
-            Some(answers) => {
-                let first = kept.remove(0);
-                (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
-                self.worlds = kept;
-                answers
-            }
-            None => expected,
-        })
+        };
+        let (_, first, answers) = answered.remove(closest);
+        (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
+        self.worlds = answered.into_iter().filter(|(n, ..)| *n == 0).map(|(_, w, _)| w).collect();
+        Ok(answers)
     }
+}
+
+/// Which of the other states to adopt, given how many probes the model's own state
+/// (`own`) and each other state differ on: none while the model's fits; else the first that
+/// fits, or the first of those that differ on fewest probes where that is fewer than the
+/// model's.
+fn closest_world(own: usize, others: impl Iterator<Item = usize>) -> Option<usize> {
+    if own == 0 {
+        return None;
+    }
+    let (best, fewest) = others.enumerate().min_by_key(|&(i, n)| (n, i))?;
+    (fewest < own).then_some(best)
 }
 
 /// Runs `program` on a reused backend and on a freshly made one and compares what the
@@ -540,6 +548,8 @@ mod tests {
     use gmemfuzz_backends::op::{Access, AccessKind, GmemId, Op, Width};
     use gmemfuzz_backends::Group;
 
+    use super::closest_world;
+
     /// Every page a guest member's access touches counts as raced (one that crosses a page
     /// touches two); other members' pages do not.
     #[test]
@@ -553,5 +563,14 @@ mod tests {
         assert_eq!(exits.raced().collect::<Vec<_>>(), vec![0x113, 0x114, 0x115]);
         assert!(exits.may_keep_mmio_spte(0x115) && !exits.contains(0x115), "raced, not exited");
         assert!(!exits.may_keep_mmio_spte(0x200));
+    }
+
+    #[test]
+    fn the_closest_state_is_adopted_only_where_it_explains_more() {
+        assert_eq!(closest_world(0, [0, 1].into_iter()), None, "the model's own state fits");
+        assert_eq!(closest_world(2, [3, 0, 0].into_iter()), Some(1), "the first that fits");
+        assert_eq!(closest_world(2, [2, 1, 1].into_iter()), Some(1), "none fits: the first that differs least");
+        assert_eq!(closest_world(1, [1, 2].into_iter()), None, "none differs less than the model's own");
+        assert_eq!(closest_world(1, std::iter::empty()), None);
     }
 }
