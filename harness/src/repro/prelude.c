@@ -876,7 +876,7 @@ static void *member_main(void *arg)
     pthread_barrier_wait(&group_barrier);
     for (int r = 0; r < m->repeat; r++) {
         m->op();
-        snprintf(m->seen[r], sizeof(m->seen[r]), "%.1023s", obs); /* an op's result: short */
+        snprintf(m->seen[r], sizeof(m->seen[r]), "%.*s", (int)sizeof(m->seen[r]) - 1, obs); /* an op's result: short */
     }
     return NULL;
 }

@@ -483,15 +483,15 @@ impl<B: Backend> Runner<B> {
             w.mmio_exits.extend(&told);
             answered.push((misfits(&answers), w, answers));
         }
-        let own = misfits(&expected);
-        let Some(closest) = closest_world(own, answered.iter().map(|(n, ..)| *n)) else {
-            self.worlds = answered.into_iter().filter(|(n, ..)| *n == 0).map(|(_, w, _)| w).collect();
-            return Ok(expected);
-        };
-        let (_, first, answers) = answered.remove(closest);
-        (self.model, self.mmio_exits) = (first.model, first.mmio_exits);
+        let adopted = closest_world(misfits(&expected), answered.iter().map(|(n, ..)| *n)).map(|i| answered.remove(i));
         self.worlds = answered.into_iter().filter(|(n, ..)| *n == 0).map(|(_, w, _)| w).collect();
-        Ok(answers)
+        Ok(match adopted {
+            Some((_, closest, answers)) => {
+                (self.model, self.mmio_exits) = (closest.model, closest.mmio_exits);
+                answers
+            }
+            None => expected,
+        })
     }
 }
 
