@@ -5,14 +5,15 @@
 //! target page (always, so that something observes the race), then up to three more of:
 //! another guest loop (another vCPU), an invalidation of the target (punch or allocate of its
 //! file range, unbind of its slot, alone or beside the close of its file, close or munmap of
-//! its file, set_attributes over it where the kernel has attributes) and host accesses to the
-//! same file page.
+//! its file, set_attributes over it where the kernel has attributes, or over the rest of its
+//! hugepage) and host accesses to the same file page.
 
 use arbitrary::{Result, Unstructured};
 use gmemfuzz_backends::group::{Group, Member};
 use gmemfuzz_backends::op::{layout, Access, AccessKind, GmemId, Op, Width, PAGE_SIZE};
 
-use super::Generator;
+use super::values::{HUGE_2M, PAGES_2M};
+use super::{Generator, Slot};
 
 /// Most positions (`Group::positions`) of a generated group: keeps the model's search of its
 /// orders to about a millisecond.
@@ -28,12 +29,19 @@ struct Target {
     /// Whether `file` is the one the slot is bound to (not a mapped file picked beside a
     /// plain slot).
     bound: bool,
+    /// The GPA of the 2 MiB page around `gpa`, where the slot covers all of it (a huge
+    /// mapping may then hold the target).
+    hugepage: Option<u64>,
 }
 
 impl Generator {
     pub(super) fn group(&mut self, u: &mut Unstructured) -> Result<Op> {
         let target = self.race_target(u)?;
         let mut members = vec![self.guest_loop(u, &target)?];
+        // Over a hugepage, a conversion half the time: what races there is its mapping.
+        if target.hugepage.is_some() && u.arbitrary()? {
+            members.extend(self.attributes_member(u, &target)?);
+        }
         let extra = u.int_in_range(1..=3usize)?;
         for _ in 0..extra {
             let member = match u.int_in_range(0..=9u8)? {
@@ -70,11 +78,8 @@ impl Generator {
                     Some((gmem, _)) => Member { op: Op::Unmap { gmem }, repeat: 1 },
                     None => continue,
                 },
-                7 if self.profile.attributes != 0 => match target.gpa {
-                    Some(gpa) => {
-                        let attributes = *u.choose(&[0, self.profile.attributes])?;
-                        Member { op: Op::SetAttributes { gpa, size: PAGE_SIZE, attributes }, repeat: u.int_in_range(1..=2)? }
-                    }
+                7 => match self.attributes_member(u, &target)? {
+                    Some(member) => member,
                     None => continue,
                 },
                 _ => match target.file {
@@ -99,7 +104,13 @@ impl Generator {
     /// A bound slot and a page of it, mostly; else a mapped file's page.
     fn race_target(&self, u: &mut Unstructured) -> Result<Target> {
         if !self.slots.is_empty() && u.ratio(7u8, 8)? {
-            let s = u.choose(&self.slots)?;
+            // A huge slot half the time where there is one: few programs bind one, and what
+            // races over a hugepage (its mapping, its mixed attributes) is there alone.
+            let huge: Vec<&Slot> = self.slots.iter().filter(|s| s.gfn % PAGES_2M == 0 && s.pages >= PAGES_2M).collect();
+            let s = match huge.is_empty() || u.arbitrary()? {
+                true => u.choose(&self.slots)?,
+                false => *u.choose(&huge)?,
+            };
             let index = u.int_in_range(0..=s.pages.min(4) - 1)?;
             let bound = s.binding.map(|(f, first)| (GmemId(f as u8), first + index));
             // A plain slot over a mapped file's pages is not what `binding` records; a file
@@ -109,13 +120,26 @@ impl Generator {
                 None if !self.mapped.is_empty() => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
                 None => None,
             };
-            return Ok(Target { gpa: Some((s.gfn + index) * PAGE_SIZE), slot: Some(s.id), file, bound: bound.is_some() });
+            let hugepage = (s.gfn % PAGES_2M == 0 && s.pages >= PAGES_2M).then_some(s.gfn * PAGE_SIZE);
+            return Ok(Target { gpa: Some((s.gfn + index) * PAGE_SIZE), slot: Some(s.id), file, bound: bound.is_some(), hugepage });
         }
         let file = match self.mapped.is_empty() {
             true => Some((self.gmem(u)?, 0)),
             false => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
         };
-        Ok(Target { gpa: None, slot: None, file, bound: false })
+        Ok(Target { gpa: None, slot: None, file, bound: false, hugepage: None })
+    }
+
+    /// set_attributes over the target page or, on a hugepage, mostly over the rest of it;
+    /// none where the kernel has no attributes or there is no target page.
+    fn attributes_member(&self, u: &mut Unstructured, target: &Target) -> Result<Option<Member>> {
+        let Some(gpa) = target.gpa.filter(|_| self.profile.attributes != 0) else { return Ok(None) };
+        let attributes = *u.choose(&[0, self.profile.attributes])?;
+        let (gpa, size) = match target.hugepage {
+            Some(huge) if u.ratio(3u8, 4)? => rest_of_hugepage(u, huge, gpa)?,
+            _ => (gpa, PAGE_SIZE),
+        };
+        Ok(Some(Member { op: Op::SetAttributes { gpa, size, attributes }, repeat: u.int_in_range(1..=2)? }))
     }
 
     /// A vCPU loop of one or two accesses on the target page (or anywhere in the window
@@ -147,4 +171,18 @@ impl Generator {
         };
         Ok(Member { op, repeat: u.int_in_range(1..=8)? })
     }
+}
+
+/// The pages of the 2 MiB page at `huge` on one side of the target page `gpa`, all of them: a
+/// conversion of part of a hugepage while a guest member faults the target, whose attributes
+/// do not change. KVM must not map the target huge while the range is in flux
+/// (kvm_arch_pre_set_memory_attributes() adds the hugepages at both ends of the range to the
+/// invalidation, arch/x86/kvm/mmu/mmu.c; 9129633d568e), or the huge mapping covers GFNs that
+/// just changed.
+fn rest_of_hugepage(u: &mut Unstructured, huge: u64, gpa: u64) -> Result<(u64, u64)> {
+    let (below, above) = (gpa - huge, huge + HUGE_2M - gpa - PAGE_SIZE);
+    Ok(match below == 0 || (above != 0 && u.arbitrary()?) {
+        true => (gpa + PAGE_SIZE, above),
+        false => (huge, below),
+    })
 }
