@@ -11,8 +11,12 @@
 //! A concurrent group runs as the KVM backend runs it: each member on a thread, released
 //! together by a barrier, guest members each on a vCPU of its own, and the program shows what
 //! each repetition did. Which results a race allows is a set the model finds by searching
-//! the members' orders (`replay` checks it), so from the first group on the program shows
-//! what it sees and compares nothing (a kernel crash or a KASAN report still reproduces).
+//! the members' orders (`replay` checks it), so the members' results are shown, not
+//! compared. Where every order of a group ends in one state (`Model::order_independent`: a
+//! race whose damage outlives it, such as a mapping installed while attributes change), what
+//! follows is compared as after any op; from the first group that may end otherwise, the
+//! program shows what it sees and compares nothing (a kernel crash or a KASAN report still
+//! reproduces).
 
 use std::fmt::Write as _;
 
@@ -57,6 +61,22 @@ pub(super) fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<
         Ok(_) => Ok((ops, end)),
         Err(e) => Err(format!("the model disagrees with itself (a model bug): {e}")),
     }
+}
+
+/// For each op, whether it is a group every order of which ends in one state, up to the
+/// first group that may end in several (after it nothing is compared): the model's state
+/// before each group is the program's prefix run on the model.
+fn groups_with_one_end(program: &Program, profile: &Profile) -> Vec<bool> {
+    let mut one_end = vec![false; program.ops.len()];
+    for (i, op) in program.ops.iter().enumerate() {
+        let Op::Group(group) = op else { continue };
+        let mut runner = Runner::new(Model::new(profile.clone()));
+        if runner.run(&Program::new(program.ops[..i].to_vec())).is_err() || !runner.model.order_independent(group) {
+            break;
+        }
+        one_end[i] = true;
+    }
+    one_end
 }
 
 /// An observation in the words the C program prints.
@@ -149,6 +169,7 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
         return Err(format!("{creates} create_gmem ops: a C reproducer holds at most {}", u8::MAX as usize + 1));
     }
     let (expected, end) = expectations(program, profile)?;
+    let one_end = groups_with_one_end(program, profile);
     let mut c = String::new();
     let w = &mut c;
     let _ = writeln!(w, "/*\n * gmemfuzz C reproducer (generated; see harness/src/repro/c.rs).");
@@ -200,7 +221,7 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
             _ => "NULL /* the model cannot predict this op: not compared */".to_string(),
         };
         if let (Op::Group(group), Some(Outcome::Group(outcomes))) = (op, &expected[i].outcome) {
-            c.push_str(&group_call(i, group, outcomes));
+            c.push_str(&group_call(i, group, outcomes, one_end[i]));
             c.push_str(&probe_calls(i, CompareAt::AfterOp, &expected[i].probes));
             continue;
         }
@@ -221,7 +242,7 @@ pub fn emit(program: &Program, profile: &Profile, note: &str) -> Result<String, 
 /// The members of group op #`index` on threads released together (`run_group` in the
 /// prelude): guest members each on a vCPU of its own, numbered as the KVM backend numbers
 /// them (the guest members that are sent, in order); members the model skips are not sent.
-fn group_call(index: usize, group: &Group, outcomes: &[Vec<Outcome>]) -> String {
+fn group_call(index: usize, group: &Group, outcomes: &[Vec<Outcome>], one_end: bool) -> String {
     let mut s = format!("    {{\n        static struct member m[{}] = {{\n", group.members.len());
     let mut vcpu = 0;
     for (j, (m, out)) in group.members.iter().zip(outcomes).enumerate() {
@@ -239,7 +260,8 @@ fn group_call(index: usize, group: &Group, outcomes: &[Vec<Outcome>]) -> String 
             c_string(&op_line(&m.op))
         );
     }
-    let _ = write!(s, "        }};\n        run_group({index}, m, {});\n    }}\n", group.members.len());
+    let one_end = if one_end { "1 /* every order ends in one state */" } else { "0 /* the order decides what follows */" };
+    let _ = write!(s, "        }};\n        run_group({index}, m, {}, {one_end});\n    }}\n", group.members.len());
     s
 }
 
@@ -491,6 +513,25 @@ mod tests {
         assert!(p.contains("case 9: return \"EBADF\";"));
         assert!(p.contains("#define WORD_MEMORY_FAULT \"memory-fault(gpa=0x%llx size=0x%llx flags=0x%llx)\""), "{p}");
         assert!(p.contains("#define OBS_DIGEST \"digest 0x%08x\""), "{p}");
+    }
+
+    /// A group every order of which ends in one state keeps the program comparing (the
+    /// stale huge mapping 9129633d568e fixed shows after it); one whose order decides stops it.
+    #[test]
+    fn groups_with_one_end_keep_comparing() {
+        let program = |text: &str| crate::repro::parse(&format!("gmemfuzz-program v3\n{text}")).unwrap();
+        let huge = program(
+            "bind slot=8 flags=0x0 fd=g0 gpa=0x69600000 size=0x200000 offset=0x0\ngroup\n  x8 guest r1@0x69602018\n  \
+             x2 set_attributes gpa=0x69603000 size=0x1fd000 attributes=PRIVATE\nend\n",
+        );
+        let c = emit(&huge, &Profile::sw_protected_7_2(), "").unwrap();
+        assert!(c.contains("run_group(1, m, 2, 1 /* every order ends in one state */);"), "{c}");
+        let punch = program(
+            "create_gmem size=0x2000 flags=MMAP|INIT_SHARED\nmap g0\ngroup\n  x2 host_write g0 offset=0x0 width=8 value=0x1\n  \
+             punch g0 offset=0x0 len=0x1000\nend\n",
+        );
+        let c = emit(&punch, &Profile::host_6_18(), "").unwrap();
+        assert!(c.contains("run_group(2, m, 2, 0 /* the order decides what follows */);"), "{c}");
     }
 
     #[test]
