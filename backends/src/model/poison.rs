@@ -30,8 +30,8 @@ pub struct Poison {
     /// store made it surely dirty (a write fault: do_shared_fault() ->
     /// fault_dirty_shared_page() -> folio_mark_dirty(); a store through a PTE already
     /// writable sets the PTE's dirty bit, which try_to_unmap_one() and zapping pass to the
-    /// folio), `false` where only KVM wrote it (a guest store through an SPTE made writable by
-    /// an earlier read fault dirties nothing the model can see).
+    /// folio), `false` where only a guest access touched it (KVM marks the folio dirty when
+    /// it faults the page in writable, which the model does not see: `Model::guest_dirtied`).
     dirty: BTreeMap<u64, bool>,
 }
 

@@ -62,6 +62,7 @@ impl Model {
             Route::Mapping { gmem, index, .. } if self.gmems[gmem].poison.refuses_host(index) => Target::Unknown,
             Route::Gmem { gmem, index, private } => {
                 self.ensure_page(gmem, index, "guest fault", true);
+                self.guest_dirtied(gmem, index);
                 if private {
                     self.assign(gmem, index, gfn);
                 }
@@ -69,6 +70,7 @@ impl Model {
             }
             Route::Mapping { gmem, index, .. } => {
                 self.ensure_page(gmem, index, "guest fault", true);
+                self.guest_dirtied(gmem, index);
                 Target::Page(PageKey::Gmem { gmem: gmem.0, index })
             }
             Route::Anon { slot: id, index, .. } if self.slots[&id].anon.contains_key(&index) => {
@@ -103,14 +105,15 @@ impl Model {
         .expect("resolve() made the page")
     }
 
-    /// A guest store may leave its guest_memfd folio dirty (`Poison::dirty`); noted only in
-    /// a file with a mapping to poison it through, so other files stay shared between clones.
-    fn guest_dirtied(&mut self, key: PageKey) {
-        if let PageKey::Gmem { gmem, index } = key {
-            let file = &self.gmems[GmemId(gmem)];
-            if file.mapped && file.poison.dirty(index).is_none() {
-                self.gmems[GmemId(gmem)].poison.written(index, false);
-            }
+    /// A guest fault on a guest_memfd page may leave its folio dirty (`Poison::dirty`), a
+    /// read as much as a write: kvm_mmu_finish_page_fault() ->
+    /// `kvm_release_faultin_page(vcpu->kvm, fault->refcounted_page, r == RET_PF_RETRY,
+    /// fault->map_writable)` -> kvm_release_page_dirty() -> kvm_set_page_dirty(), whenever
+    /// KVM could map the page writable. Whether this access faulted (an SPTE may be there
+    /// already) the model does not see: perhaps.
+    fn guest_dirtied(&mut self, gmem: GmemId, index: u64) {
+        if self.gmems[gmem].poison.dirty(index).is_none() {
+            self.gmems[gmem].poison.written(index, false);
         }
     }
 
@@ -167,7 +170,6 @@ impl Model {
                         if old != new {
                             self.page_mut(key).store(offset, w, new);
                         }
-                        self.guest_dirtied(key);
                         let event = PageEvent::Written { by: "guest", offset: offset as u16, width: w as u8, old, new };
                         self.history.record(op_index, key, event);
                         AccessResult::Wrote
