@@ -88,14 +88,14 @@ impl Poison {
         self.dirty.retain(|i, _| !(first..end).contains(i));
     }
 
-    /// Whether truncating [first, end) changes anything.
+    /// Whether truncating [first, end) changes anything (an empty or reversed range: no).
     pub fn any_folio_in(&self, first: u64, end: u64) -> bool {
-        self.folios.range(first..end).next().is_some() || self.dirty.range(first..end).next().is_some()
+        first < end && (self.folios.range(first..end).next().is_some() || self.dirty.range(first..end).next().is_some())
     }
 
-    /// Whether zapping [first, end) changes anything.
+    /// Whether zapping [first, end) changes anything (an empty or reversed range: no).
     pub fn any_pte_in(&self, first: u64, end: u64) -> bool {
-        self.ptes.range(first..end).next().is_some()
+        first < end && self.ptes.range(first..end).next().is_some()
     }
 
     /// The mapping's PTEs of [first, end) zapped (MADV_DONTNEED), or all of them (munmap).
