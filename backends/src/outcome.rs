@@ -23,6 +23,8 @@ impl Errno {
     pub const ENXIO: Errno = Errno(libc::ENXIO);
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);
     pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const EBUSY: Errno = Errno(libc::EBUSY);
+    pub const EHWPOISON: Errno = Errno(libc::EHWPOISON);
 
     /// The errno's name (`EBADF`), from `abi::errno`; `None` for a value with none.
     pub fn name(self) -> Option<&'static str> {

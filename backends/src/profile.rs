@@ -55,6 +55,12 @@ pub struct Profile {
     /// (CONFIG_KVM_SW_PROTECTED_RMP, harness/lane/patches/sw-rmp-*.patch) and lists this
     /// VM's part of it in its debugfs directory (`sw_rmp`). Probed: the file exists.
     pub platform_map: bool,
+    /// madvise(MADV_HWPOISON): `None` where it reaches memory_failure(), else the errno every
+    /// call with a range gets: EINVAL without CONFIG_MEMORY_FAILURE (madvise_behavior_valid()
+    /// knows MADV_HWPOISON only `#ifdef CONFIG_MEMORY_FAILURE`; even an empty range), EPERM
+    /// without CAP_SYS_ADMIN (madvise_inject_error(): `if (!capable(CAP_SYS_ADMIN)) return
+    /// -EPERM;`, after check_input_range()). Probed (kvm::profile::probe_hwpoison).
+    pub hwpoison_errno: Option<Errno>,
 }
 
 /// The NUMA side of the kernel and this task, for `Op::Mbind` and `Op::GetMempolicy`.
@@ -124,6 +130,9 @@ impl Profile {
             // (vcpu->arch.mmu->page_fault != kvm_tdp_page_fault) return -EOPNOTSUPP;`.
             pre_fault_errno: Some(Errno::EOPNOTSUPP),
             platform_map: false,
+            // Not assumed: poisoned pages are never given back to the kernel, so only a
+            // kernel that was probed (and is thrown away after the run) gets the advice.
+            hwpoison_errno: Some(Errno::EINVAL),
         }
     }
 
@@ -152,6 +161,8 @@ impl Profile {
             pre_fault_errno: None,
             // Only a kernel built with the lane's software platform has one (probed).
             platform_map: false,
+            // Not assumed (see host_6_18).
+            hwpoison_errno: Some(Errno::EINVAL),
         }
     }
 
@@ -181,7 +192,7 @@ impl Profile {
 
     pub fn summary(&self) -> String {
         format!(
-            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} bound_range_late {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {} pre_fault {} platform_map {}",
+            "kernel {} vm_type {} guest_memfd {} gmem_flags {:#x} attributes_ioctl {} attributes {:#x} gmem_only_slots {} bound_range_errno {} bound_range_late {} address_spaces {} falloc_write_zeroes {} max_gfn {:#x} numa_nodes {:#x} file_policy {} move_all {} pre_fault {} platform_map {} hwpoison {}",
             self.kernel,
             self.vm_type,
             self.guest_memfd,
@@ -198,7 +209,8 @@ impl Profile {
             self.numa.file_policy,
             self.numa.move_all,
             self.pre_fault_errno.map_or("ok".to_string(), |e| e.to_string()),
-            self.platform_map
+            self.platform_map,
+            self.hwpoison_errno.map_or("ok".to_string(), |e| e.to_string())
         )
     }
 }

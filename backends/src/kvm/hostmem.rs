@@ -4,7 +4,9 @@
 //! makes that an outcome with an exception-table scheme like the kernel's own: each access
 //! is one instruction in an `asm!` block that first arms a per-thread fixup address; the
 //! SIGBUS handler, if armed, moves the faulting thread's RIP to the fixup and records the
-//! fault. Any other SIGBUS gets the default action.
+//! fault. A memory-failure SIGBUS (BUS_MCEERR_AR/AO) that the kernel sends during a call
+//! made through [`catching_memory_failure`] is recorded and the call goes on. Any other
+//! SIGBUS gets the default action.
 
 use std::cell::Cell;
 use std::io;
@@ -22,10 +24,27 @@ thread_local! {
     static FIXUP: Cell<usize> = const { Cell::new(0) };
     /// Set by the handler when it took the fixup.
     static FAULTED: Cell<bool> = const { Cell::new(false) };
+    /// Whether a memory-failure SIGBUS is expected now, and how many arrived.
+    static MCE_EXPECTED: Cell<bool> = const { Cell::new(false) };
+    static MCE_SEEN: Cell<u32> = const { Cell::new(0) };
 }
 
-extern "C" fn on_sigbus(sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+/// Whether `info` is a memory-failure signal: memory_failure()'s kill_proc()
+/// (`force_sig_mceerr(BUS_MCEERR_AR, ...)` to the caller, `send_sig_mceerr(BUS_MCEERR_AO,
+/// ...)` to others) or KVM's kvm_send_hwpoison_signal(). Sent, not raised by the
+/// instruction at RIP: returning from the handler resumes the code after the syscall.
+fn is_memory_failure(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    code == libc::BUS_MCEERR_AR || code == libc::BUS_MCEERR_AO
+}
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let fixup = FIXUP.with(Cell::get);
+    if fixup == 0 && MCE_EXPECTED.with(Cell::get) && is_memory_failure(info) {
+        MCE_SEEN.with(|n| n.set(n.get() + 1));
+        return;
+    }
     if fixup == 0 {
         // Not ours: restore the default action; returning re-executes the access, which
         // then kills the process as SIGBUS normally would.
@@ -56,6 +75,18 @@ fn install_sigbus_handler() {
             assert_eq!(rc, 0, "sigaction(SIGBUS): {}", io::Error::last_os_error());
         }
     });
+}
+
+/// Runs `call` (a syscall that may make the kernel handle a memory failure:
+/// madvise(MADV_HWPOISON), KVM_RUN) with memory-failure SIGBUS recorded rather than fatal,
+/// on this thread; answers its result and how many such signals arrived.
+pub fn catching_memory_failure<T>(call: impl FnOnce() -> T) -> (T, u32) {
+    install_sigbus_handler();
+    MCE_SEEN.with(|n| n.set(0));
+    MCE_EXPECTED.with(|e| e.set(true));
+    let result = call();
+    MCE_EXPECTED.with(|e| e.set(false));
+    (result, MCE_SEEN.with(Cell::get))
 }
 
 /// A load or store through a host mapping, or SIGBUS.

@@ -610,13 +610,21 @@ impl KvmBackend {
             Ok(a) => a,
             Err(why) => return Outcome::Skipped(why),
         };
-        // SAFETY: the range madvise() works on lies inside this backend's mapping of the
-        // file (checked above), which nothing of Rust's borrows.
-        let rc = unsafe { libc::madvise(addr.cast(), len as usize, advice as libc::c_int) };
-        if rc == 0 {
-            Outcome::Ok
-        } else {
-            io_errno(std::io::Error::last_os_error())
+        // MADV_HWPOISON may end in SIGBUS to this thread (model::poison): that is the
+        // outcome, whatever the call returned after it. The errno is read inside, before
+        // anything else can change it.
+        let (result, signals) = hostmem::catching_memory_failure(|| {
+            // SAFETY: the range madvise() works on lies inside this backend's mapping of the
+            // file (checked above), which nothing of Rust's borrows.
+            match unsafe { libc::madvise(addr.cast(), len as usize, advice as libc::c_int) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+        match (signals, result) {
+            (1.., _) => Outcome::Sigbus,
+            (0, Ok(())) => Outcome::Ok,
+            (0, Err(e)) => io_errno(e),
         }
     }
 

@@ -56,7 +56,30 @@ pub fn probe_profile(vm: &VmFd, vm_type: u64) -> Result<Profile, HarnessError> {
         pre_fault_errno: None,
         // Replaced in KvmBackend::new: whether the VM's debugfs directory lists its map.
         platform_map: false,
+        hwpoison_errno: probe_hwpoison(),
     })
+}
+
+/// What madvise(MADV_HWPOISON) answers here (`Profile::hwpoison_errno`), asked without
+/// poisoning anything: an empty range passes check_input_range() (`if (error || !len_in)
+/// return error;`, after madvise_behavior_valid(), which refuses the advice without
+/// CONFIG_MEMORY_FAILURE), and the capability madvise_inject_error() checks is read from
+/// the task's effective set.
+pub fn probe_hwpoison() -> Option<Errno> {
+    // SAFETY: an empty range at a page-aligned address advises no memory.
+    let rc = unsafe { libc::madvise(PAGE_SIZE as usize as *mut libc::c_void, 0, libc::MADV_HWPOISON) };
+    if rc != 0 {
+        return Some(Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL)));
+    }
+    (!effective_capability(21)).then_some(Errno::EPERM)
+}
+
+/// Whether capability `bit` (21: CAP_SYS_ADMIN) is in this task's effective set
+/// (/proc/self/status `CapEff:`, hexadecimal).
+fn effective_capability(bit: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    eff.is_some_and(|caps| caps & (1 << bit) != 0)
 }
 
 /// The task's side of NUMA: the nodes it may use (get_mempolicy(MPOL_F_MEMS_ALLOWED):

@@ -128,8 +128,15 @@ pub fn run_commands(
         let regs = kvm_regs { rip: layout::CODE_GPA, rflags: abi::cpu::RFLAGS, rsp: mailbox::STACK_TOP, rbp: mb.gpa, ..Default::default() };
         vcpu.set_regs(&regs).map_err(|e| resource("KVM_SET_REGS", e))?;
         loop {
-            let exit = vcpu.run();
+            let v = &mut *vcpu;
+            let (exit, signals) = super::hostmem::catching_memory_failure(move || v.run());
             let current = mb.read(mailbox::CURRENT, 4) as usize;
+            if signals > 0 {
+                // kvm_send_hwpoison_signal(): a poisoned page behind userspace_addr, which
+                // the model does not follow (model::view `Target::Unknown`); re-entering
+                // would meet it again.
+                return Err(HarnessError::Bug(format!("KVM sent SIGBUS (hwpoison) at command {current}")));
+            }
             match exit {
                 Ok(VcpuExit::Hlt) => break 'runs,
                 Ok(VcpuExit::MmioRead(gpa, data)) => {
@@ -176,7 +183,13 @@ pub fn pre_fault(vcpu: &VcpuFd, gpa: u64, size: u64) -> std::io::Result<u64> {
     let mut range = kvm_bindings::kvm_pre_fault_memory { gpa, size, ..Default::default() };
     // SAFETY: KVM_PRE_FAULT_MEMORY reads and writes back one kvm_pre_fault_memory, which
     // lives across the call; the vCPU fd is open.
-    let rc = unsafe { libc::ioctl(vcpu.as_raw_fd(), KVM_PRE_FAULT_MEMORY, &mut range as *mut kvm_bindings::kvm_pre_fault_memory) };
+    let call = || unsafe { libc::ioctl(vcpu.as_raw_fd(), KVM_PRE_FAULT_MEMORY, &mut range as *mut kvm_bindings::kvm_pre_fault_memory) };
+    // A poisoned page behind userspace_addr makes KVM send SIGBUS (kvm_send_hwpoison_signal())
+    // and retry until the signal is pending (-EINTR): recorded, not fatal.
+    let (rc, signals) = super::hostmem::catching_memory_failure(call);
+    if signals > 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EHWPOISON));
+    }
     if rc == 0 {
         Ok(range.size)
     } else {

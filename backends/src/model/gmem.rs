@@ -49,6 +49,7 @@ impl Model {
             map_policy: Default::default(),
             file_policy: Default::default(),
             assigned: Default::default(),
+            poison: Default::default(),
             fingerprint: Default::default(),
         }));
         Outcome::Ok
@@ -194,6 +195,11 @@ impl Model {
     /// Drops pages [first, end) of a file from its page cache (a range without pages leaves
     /// the file untouched, as `ensure_page` does).
     pub(super) fn drop_pages(&mut self, gmem: GmemId, first: u64, end: u64, by: &'static str) {
+        // Truncation takes a poisoned folio out like any other (truncate_inode_folio()); the
+        // mapping's hwpoison entries stay (`poison.rs`).
+        if self.gmems[gmem].poison.any_folio_in(first, end) {
+            self.gmems[gmem].poison.truncated(first, end);
+        }
         // One page (each step of a punch the race search splits) is looked up, not listed.
         if end == first + 1 {
             if self.gmems[gmem].pages.contains(first) {
@@ -259,7 +265,8 @@ impl Model {
         // check_input_range(): `if (!PAGE_ALIGNED(start)) return -EINVAL;` (the mapping is
         // page-aligned), `if (len_in && !len) return -EINVAL;`; `if (error || !len_in)
         // return error;`.
-        if !modelled || offset % PAGE_SIZE != 0 || (len != 0 && aligned == 0) {
+        let unbuilt = advice as i32 == libc::MADV_HWPOISON && self.profile.hwpoison_errno == Some(Errno::EINVAL);
+        if !modelled || unbuilt || offset % PAGE_SIZE != 0 || (len != 0 && aligned == 0) {
             return Outcome::Err(Errno::EINVAL);
         }
         if len == 0 && advice as i32 == MADV_COLLAPSE {
@@ -292,11 +299,7 @@ impl Model {
                 Outcome::Skipped(SkipReason::TooLarge)
             }
             libc::MADV_POPULATE_READ | libc::MADV_POPULATE_WRITE => {
-                for index in first..end {
-                    self.ensure_page(gmem, index, "madvise-populate", true);
-                }
-                self.tell(Effect::Allocated { gmem, first, end });
-                Outcome::Ok
+                self.populate_range(gmem, first, end, advice as i32 == libc::MADV_POPULATE_WRITE)
             }
             // MADV_COLLAPSE, 7.2: without THP madvise_behavior_valid() refuses it (EINVAL);
             // with THP, madvise_collapse() (mm/khugepaged.c) asks collapse_possible() ->
@@ -307,10 +310,73 @@ impl Model {
             // virt/kvm/guest_memfd.c), or earlier where no aligned 2 MiB fits the VMA
             // (thp_vma_suitable_order()): `return -EINVAL;`. Nothing changes.
             MADV_COLLAPSE => Outcome::Err(Errno::EINVAL),
+            libc::MADV_HWPOISON => self.hwpoison(gmem, first, shared),
             // MADV_DONTNEED: zap_page_range_single() drops the host's page table entries
             // only; the pages stay in the file (mincore() still finds them, a host access
-            // maps them again, KVM's shared-side mappings are zapped and fault back).
-            _ => Outcome::Ok,
+            // maps them again, KVM's shared-side mappings are zapped and fault back). It
+            // zaps hwpoison entries too (`poison.rs`).
+            _ => {
+                if self.gmems[gmem].poison.any_pte_in(first, end) {
+                    self.gmems[gmem].poison.zapped(first, end);
+                }
+                Outcome::Ok
+            }
+        }
+    }
+
+    /// madvise_populate(): faultin_page_range() faults each page in through
+    /// kvm_gmem_fault_user_mapping(), allocated and cleared as a host access would, with
+    /// `FOLL_TOUCH | FOLL_HWPOISON` (| FOLL_WRITE for POPULATE_WRITE, which marks the folio
+    /// dirty). A page the poison refuses (`Poison::refuses_host`) stops it after the pages
+    /// before it: `case -EHWPOISON: return -EHWPOISON;`.
+    fn populate_range(&mut self, gmem: GmemId, first: u64, end: u64, write: bool) -> Outcome {
+        let refused = (first..end).find(|&i| self.gmems[gmem].poison.refuses_host(i));
+        for index in first..refused.unwrap_or(end) {
+            self.ensure_page(gmem, index, "madvise-populate", true);
+            if write {
+                self.gmems[gmem].poison.written(index, true);
+            }
+        }
+        self.tell(Effect::Allocated { gmem, first, end: refused.unwrap_or(end) });
+        match refused {
+            Some(_) => Outcome::Err(Errno::EHWPOISON),
+            None => Outcome::Ok,
+        }
+    }
+
+    /// MADV_HWPOISON (mm/madvise.c madvise_inject_error(), 7.2 and 7.3), on a range the
+    /// checks above passed, `first` its first page. `if (!capable(CAP_SYS_ADMIN)) return
+    /// -EPERM;`, then page by page get_user_pages_fast(start, 1, 0, &page) and
+    /// memory_failure(pfn, MF_ACTION_REQUIRED | MF_COUNT_INCREASED | MF_SW_SIMULATED); the
+    /// first error ends the loop, and every page of a guest_memfd ends it, so only `first`
+    /// matters:
+    /// - The GUP faults through kvm_gmem_fault_user_mapping(): VM_FAULT_SIGBUS without
+    ///   INIT_SHARED, and VM_FAULT_HWPOISON on a poisoned page (`Poison::refuses_host`), are
+    ///   both -EFAULT without FOLL_HWPOISON (vm_fault_to_errno()).
+    /// - Otherwise the page is allocated and cleared as a host read would, and
+    ///   memory_failure() poisons it (`poison.rs`): me_pagecache_clean() ->
+    ///   truncate_error_folio() gets MF_DELAYED from kvm_gmem_error_folio(), which it takes
+    ///   for a failure (`if (err != 0) pr_info("%#lx: Failed to punch page: %d\n", ...)`,
+    ///   MF_FAILED; has_extra_refcount() fails it too, the page cache still holding it), so
+    ///   action_result() returns -EBUSY: EBUSY. Before that, hwpoison_user_mappings() sends
+    ///   the caller SIGBUS (kill_procs() -> kill_proc(): `force_sig_mceerr(BUS_MCEERR_AR,
+    ///   ...)`) only `forcekill = folio_test_dirty(folio) || ...`: a dirty folio gives
+    ///   SIGBUS (the harness reports that over the errno), a clean one EBUSY alone, one only
+    ///   the guest wrote either (`Poison::dirty`).
+    fn hwpoison(&mut self, gmem: GmemId, first: u64, shared: bool) -> Outcome {
+        if let Some(errno) = self.profile.hwpoison_errno {
+            return Outcome::Err(errno);
+        }
+        if !shared || self.gmems[gmem].poison.refuses_host(first) {
+            return Outcome::Err(Errno::EFAULT);
+        }
+        self.ensure_page(gmem, first, "hwpoison fault", true);
+        let dirty = self.gmems[gmem].poison.dirty(first);
+        self.gmems[gmem].poison.poison(first);
+        match dirty {
+            Some(true) => Outcome::Sigbus,
+            Some(false) => Outcome::Unknown,
+            None => Outcome::Err(Errno::EBUSY),
         }
     }
 
@@ -322,6 +388,8 @@ impl Model {
         }
         self.gmems[gmem].mapped = false;
         self.gmems[gmem].map_policy = Default::default();
+        // munmap() zaps the hwpoison entries with the rest (`poison.rs`).
+        self.gmems[gmem].poison.zapped(0, u64::MAX);
         self.tell(Effect::MappingGone { gmem });
         self.release_if_unreferenced(gmem);
         Outcome::Ok
@@ -392,6 +460,16 @@ impl Model {
         // file), so it completes on both, split little-endian at the boundary. (Probe, where
         // the second page refuses: the first is faulted in and nothing is written; see
         // kvm::hostmem's cross-page test. No guest_memfd page refuses alone.)
+        // A page the poison refuses (`Poison::refuses_host`) raises SIGBUS
+        // (VM_FAULT_HWPOISON), after the CPU faulted in the pages before it; nothing is
+        // stored, as where a page refuses for INIT_SHARED's sake.
+        let pages = offset / PAGE_SIZE..=(offset + w - 1) / PAGE_SIZE;
+        if let Some(refused) = pages.clone().find(|&i| file.poison.refuses_host(i)) {
+            for index in *pages.start()..refused {
+                self.ensure_page(gmem, index, "host fault", true);
+            }
+            return Outcome::Sigbus;
+        }
         let op_index = self.op_index;
         let store = store.map(|v| width.truncate(v));
         let (mut value, mut done) = (0u64, 0u64);
@@ -408,6 +486,9 @@ impl Model {
                     // As a guest store of what the page holds (`Model::access`): no change.
                     if old != piece {
                         self.gmems[gmem].pages.get_mut(index).expect("made above").store(in_page, len, piece);
+                    }
+                    if self.gmems[gmem].poison.dirty(index) != Some(true) {
+                        self.gmems[gmem].poison.written(index, true);
                     }
                     let key = PageKey::Gmem { gmem: gmem.0, index };
                     let event = PageEvent::Written { by: "host", offset: in_page as u16, width: len as u8, old, new: piece };

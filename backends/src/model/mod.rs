@@ -20,6 +20,7 @@ mod mempolicy;
 mod memslot;
 mod page;
 mod platform;
+mod poison;
 mod race;
 mod view;
 
@@ -65,6 +66,8 @@ pub struct GmemFile {
     pub file_policy: mempolicy::Policies,
     /// The GFN the software platform's reverse map assigns each page to (`platform.rs`).
     pub assigned: platform::Assignments,
+    /// Pages madvise(MADV_HWPOISON) poisoned, and what they leave behind (`poison.rs`).
+    pub poison: poison::Poison,
     /// `race::file_fingerprint`, once asked; `Files` clears it whenever the file changes.
     fingerprint: memo::Memo,
 }
@@ -368,6 +371,8 @@ impl Model {
     }
 }
 
+#[cfg(test)]
+mod poison_tests;
 #[cfg(test)]
 mod tests;
 

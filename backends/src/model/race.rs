@@ -786,6 +786,7 @@ impl super::GmemFile {
             let mut h = StateHasher::default();
             (self.size, self.flags, self.fd_open, self.mapped, self.map_generation, self.released).hash(&mut h);
             self.pages.hash_into(&mut h);
+            self.poison.hash(&mut h);
             for entry in self.assigned.iter() {
                 entry.hash(&mut h);
             }

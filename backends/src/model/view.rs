@@ -10,7 +10,25 @@ use crate::outcome::{AccessResult, Errno, Observation, Outcome, PageContent, Pro
 enum Target {
     Page(PageKey),
     Mmio,
-    Fault { gpa: u64, flags: u64 },
+    Fault {
+        gpa: u64,
+        flags: u64,
+    },
+    /// A shared guest_memfd page whose folio is poisoned (`poison.rs`): kvm_gmem_error_folio()
+    /// zapped KVM's shared mappings of it (the filter of a file with INIT_SHARED, the only
+    /// kind madvise() can poison, is KVM_FILTER_SHARED), so the access faults, and
+    /// kvm_gmem_get_pfn() refuses the folio with -EHWPOISON; kvm_mmu_faultin_pfn_gmem():
+    /// `kvm_mmu_prepare_memory_fault_exit(vcpu, fault); return r;`: KVM_RUN fails with
+    /// EHWPOISON and KVM_EXIT_MEMORY_FAULT, which the harness reads as a memory fault.
+    Poisoned {
+        gpa: u64,
+    },
+    /// A poisoned page the model cannot follow: a private one (its SPTE is outside that
+    /// filter and may survive) or one reached through the file's mapping (hva_to_pfn() meets
+    /// the poison and kvm_send_hwpoison_signal() sends the vCPU thread SIGBUS). Neither
+    /// happens where madvise() can poison (7.2: INIT_SHARED only without private memory, and
+    /// MMAP files bind guest_memfd-only slots).
+    Unknown,
 }
 
 /// Whether the vCPU can make this access at all: inside 4 GiB, inside one page, and away
@@ -37,8 +55,14 @@ impl Model {
                 }
                 Target::Mmio
             }
+            Route::Gmem { gmem, index, private } if self.gmems[gmem].poison.folio(index) => match private {
+                false => Target::Poisoned { gpa: gfn * PAGE_SIZE },
+                true => Target::Unknown,
+            },
+            Route::Mapping { gmem, index, .. } if self.gmems[gmem].poison.refuses_host(index) => Target::Unknown,
             Route::Gmem { gmem, index, private } => {
                 self.ensure_page(gmem, index, "guest fault", true);
+                self.guest_dirtied(gmem, index);
                 if private {
                     self.assign(gmem, index, gfn);
                 }
@@ -46,6 +70,7 @@ impl Model {
             }
             Route::Mapping { gmem, index, .. } => {
                 self.ensure_page(gmem, index, "guest fault", true);
+                self.guest_dirtied(gmem, index);
                 Target::Page(PageKey::Gmem { gmem: gmem.0, index })
             }
             Route::Anon { slot: id, index, .. } if self.slots[&id].anon.contains_key(&index) => {
@@ -78,6 +103,18 @@ impl Model {
             }
         }
         .expect("resolve() made the page")
+    }
+
+    /// A guest fault on a guest_memfd page may leave its folio dirty (`Poison::dirty`), a
+    /// read as much as a write: kvm_mmu_finish_page_fault() ->
+    /// `kvm_release_faultin_page(vcpu->kvm, fault->refcounted_page, r == RET_PF_RETRY,
+    /// fault->map_writable)` -> kvm_release_page_dirty() -> kvm_set_page_dirty(), whenever
+    /// KVM could map the page writable. Whether this access faulted (an SPTE may be there
+    /// already) the model does not see: perhaps.
+    fn guest_dirtied(&mut self, gmem: GmemId, index: u64) {
+        if self.gmems[gmem].poison.dirty(index).is_none() {
+            self.gmems[gmem].poison.written(index, false);
+        }
     }
 
     pub(super) fn guest(&mut self, accesses: &[Access]) -> Outcome {
@@ -118,6 +155,8 @@ impl Model {
         let result = match target {
             Target::Mmio => AccessResult::Mmio,
             Target::Fault { gpa, flags } => AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags },
+            Target::Poisoned { gpa } => AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags: 0 },
+            Target::Unknown => AccessResult::Unknown,
             Target::Page(key) => {
                 let op_index = self.op_index;
                 match access.kind {
@@ -187,6 +226,9 @@ impl Model {
             let stop = match self.resolve(gfn, false) {
                 Target::Page(_) => None,
                 Target::Fault { .. } => Some(Outcome::Err(Errno::EFAULT)),
+                // kvm_tdp_page_prefault(): `if (r < 0) return r;`, the -EHWPOISON above.
+                Target::Poisoned { .. } => Some(Outcome::Err(Errno::EHWPOISON)),
+                Target::Unknown => Some(Outcome::Unknown),
                 // No memslot: RET_PF_EMULATE. A shared fault through userspace_addr that fails
                 // leaves a load as KVM_EXIT_MMIO (probe); for a pre-fault the model does not
                 // know whether that is RET_PF_EMULATE or kvm_handle_error_pfn()'s -EFAULT.
@@ -323,14 +365,16 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
                 return Some(Observation::Absent);
             }
             let n = file.npages().min(MAX_RESIDENCY_PAGES);
-            Some(Observation::Residency((0..n).map(|i| file.pages.is_prepared(i)).collect()))
+            // The probe's own mapping (unmapped file) has no hwpoison entries.
+            let pte = |i| file.mapped && file.poison.pte(i);
+            Some(Observation::Residency((0..n).map(|i| file.pages.is_prepared(i) || pte(i)).collect()))
         }
         Probe::HostPage { gmem, page } => {
             let file = model.gmem(gmem)?;
             if !file.mapped || page >= file.npages() {
                 return Some(Observation::Absent);
             }
-            if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED == 0 {
+            if file.flags & crate::op::GUEST_MEMFD_FLAG_INIT_SHARED == 0 || file.poison.refuses_host(page) {
                 return Some(Observation::Sigbus);
             }
             // The primary state's probes read resident pages only; after a concurrent group
@@ -357,6 +401,8 @@ pub(super) fn observe(model: &mut Model, probe: &Probe) -> Option<Observation> {
             match model.resolve(gpa / PAGE_SIZE, false) {
                 Target::Mmio => Some(Observation::GuestExit(AccessResult::Mmio)),
                 Target::Fault { gpa, flags } => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags })),
+                Target::Poisoned { gpa } => Some(Observation::GuestExit(AccessResult::MemoryFault { gpa, size: PAGE_SIZE, flags: 0 })),
+                Target::Unknown => None,
                 Target::Page(key) => {
                     Some(Observation::Content(PageContent::Digest(crate::outcome::sample_digest(&model.page(key).shared_bytes(), sample))))
                 }

@@ -107,6 +107,8 @@ pub const MADVICE: Names = &[
     ("POPULATE_WRITE", libc::MADV_POPULATE_WRITE as u64),
     // Not in the libc crate: include/uapi/asm-generic/mman-common.h, `#define MADV_COLLAPSE 25`.
     ("COLLAPSE", MADV_COLLAPSE as u64),
+    // Memory failure injection (CONFIG_MEMORY_FAILURE, CAP_SYS_ADMIN; `Profile::hwpoison_errno`).
+    ("HWPOISON", libc::MADV_HWPOISON as u64),
 ];
 
 /// MADV_COLLAPSE (include/uapi/asm-generic/mman-common.h, 6.1 on).

@@ -17,11 +17,15 @@ mod tests;
 use arbitrary::{Result, Unstructured};
 use gmemfuzz_backends::op::{
     layout, Access, AccessKind, FdArg, GmemId, Op, Width, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_MEM_GUEST_MEMFD,
-    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, PAGE_SIZE,
+    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, MADVICE, PAGE_SIZE,
 };
 use gmemfuzz_backends::{OpKind, Profile};
 
 use values::{Bytes, Gpa, PAGES_2M};
+
+/// One madvise in this many is MADV_HWPOISON where the kernel takes it: madvise is about 3
+/// in 115 of the ops drawn, so about one op in 300.
+const HWPOISON_IN_MADVISE: u8 = 8;
 pub use weights::{OpWeights, Swarm};
 
 /// A create of the program, by `GmemId` (index): what it asked for, and whether the
@@ -163,10 +167,17 @@ impl Generator {
             OpKind::Madvise => {
                 // Mostly the modelled advices; now and then one no kernel knows (EINVAL).
                 let gmem = self.mapped_gmem(u)?;
+                if self.profile.hwpoison_errno.is_none() && u.ratio(1u8, HWPOISON_IN_MADVISE)? {
+                    return self.hwpoison(u, gmem);
+                }
                 let (offset, len) = self.range_in(u, gmem)?;
                 let advice = match u.ratio(1u8, 16)? {
                     true => *u.choose(&[5, 26, 0x1000])?,
-                    false => u.choose(gmemfuzz_backends::op::MADVICE)?.1 as u32,
+                    // MADV_HWPOISON only through `hwpoison`, at its own rate.
+                    false => {
+                        let plain: Vec<_> = MADVICE.iter().filter(|&&(_, v)| v != libc::MADV_HWPOISON as u64).collect();
+                        u.choose(&plain)?.1 as u32
+                    }
                 };
                 Op::Madvise { gmem, offset, len, advice }
             }
@@ -422,6 +433,14 @@ impl Generator {
         };
         let offset = Bytes::pick(u, first * PAGE_SIZE, len * PAGE_SIZE)?;
         Ok((offset, Bytes::pick(u, len * PAGE_SIZE, offset)?))
+    }
+
+    /// madvise(MADV_HWPOISON) on one page of `gmem`'s mapping. Only where the kernel
+    /// takes it (`Profile::hwpoison_errno`), at a low rate (`HWPOISON_IN_MADVISE`): a
+    /// poisoned page is never given back to the kernel that runs the program.
+    fn hwpoison(&self, u: &mut Unstructured, gmem: GmemId) -> Result<Op> {
+        let offset = self.page_in(u, gmem)? * PAGE_SIZE;
+        Ok(Op::Madvise { gmem, offset, len: PAGE_SIZE, advice: libc::MADV_HWPOISON as u32 })
     }
 
     /// Mostly a file the picture believes is mapped, for an op on its mapping.

@@ -605,13 +605,6 @@ static void do_pre_fault(uint64_t gpa, uint64_t size)
     snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)range.size);
 }
 
-static void do_madvise(int id, uint64_t offset, uint64_t len, uint32_t advice)
-{
-    uint8_t *map = mapping_of(id);
-    if (!map)
-        return;
-    set_result(madvise(map + offset, (size_t)len, (int)advice));
-}
 
 static void do_close_gmem(int id)
 {
@@ -661,6 +654,25 @@ static void on_sigbus(int sig)
     if (bus_armed)
         siglongjmp(bus_jmp, 1);
     signal(sig, SIG_DFL);
+}
+
+static void do_madvise(int id, uint64_t offset, uint64_t len, uint32_t advice)
+{
+    uint8_t *map = mapping_of(id);
+    if (!map)
+        return;
+    /* MADV_HWPOISON on a dirty page: memory_failure() sends this thread SIGBUS
+     * (BUS_MCEERR_AR) before the call returns; that is the outcome. */
+    signal(SIGBUS, on_sigbus);
+    if (sigsetjmp(bus_jmp, 1)) {
+        bus_armed = 0;
+        set_obs(WORD_SIGBUS);
+        return;
+    }
+    bus_armed = 1;
+    int rc = madvise(map + offset, (size_t)len, (int)advice);
+    bus_armed = 0;
+    set_result(rc);
 }
 
 static void do_host_access(int id, uint64_t offset, int width, int store, uint64_t value)
