@@ -58,7 +58,13 @@ fn summary_row(out: &mut String, label: &str, link: Option<&str>, t: Totals, sub
         out.push_str("<td class=\"n none\">—</td><td></td>");
     }
     cells(out, t.points);
-    let _ = writeln!(out, "<td>{}</td><td class=\"n\">{}</td></tr>", bar(t.points.0, t.points.1), t.edges);
+    let _ = writeln!(
+        out,
+        "<td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+        bar(t.points.0, t.points.1),
+        t.edges,
+        t.inner_edges
+    );
 }
 
 /// Writes index.html and a page per file into `dir`.
@@ -71,7 +77,7 @@ pub fn write(dir: &Path, title: &str, facts: &[String], files: &[FileCoverage]) 
     for f in facts {
         let _ = writeln!(idx, "<p>{}</p>", esc(f));
     }
-    idx.push_str("<table><tr><th>File</th><th>Functions reached</th><th></th><th>Lines reached</th><th></th><th>Coverage points reached</th><th></th><th></th><th>Edges</th></tr>\n");
+    idx.push_str("<table><tr><th>File</th><th>Functions reached</th><th></th><th>Lines reached</th><th></th><th>Coverage points reached</th><th></th><th></th><th>Edges</th><th>Inner</th></tr>\n");
     for file in files {
         let page = page_name(&file.source);
         let line_level = file.function_level.is_none();
@@ -81,7 +87,7 @@ pub fn write(dir: &Path, title: &str, facts: &[String], files: &[FileCoverage]) 
         }
         write_page(dir, &page, file)?;
     }
-    idx.push_str("</table>\n<p>A function counts when it has coverage points (calls of <code>__sanitizer_cov_trace_pc</code>) in this build; it is reached when one of them is. An edge is a pair of PCs one after the other in a trace (of PCs in KVM's ranges); a function's edges are the distinct edges reached that end at one of its points. Lines are those with points; a line is reached when one of its points is. A function's points are those on its own lines: code of a function of the file inlined into another counts for the inlined one (a point in code inlined from a header counts for the line of the file that called it).</p>\n");
+    idx.push_str("</table>\n<p>A function counts when it has coverage points (calls of <code>__sanitizer_cov_trace_pc</code>) in this build; it is reached when one of them is. An edge is a pair of PCs one after the other in a trace (of PCs in KVM's ranges); a function's edges are the distinct edges reached that end at one of its points, its inner edges those of them that also start at one of its points (branches inside it: the others start wherever the trace was before, a caller but also the previous syscall's last KVM PC or the code a preemption notifier interrupted). Lines are those with points; a line is reached when one of its points is. A function's points are those on its own lines: code of a function of the file inlined into another counts for the inlined one (a point in code inlined from a header counts for the line of the file that called it).</p>\n");
     for file in files {
         if let Some(why) = &file.function_level {
             let _ = writeln!(idx, "<p class=\"note\">{}: per function only: {}</p>", esc(&file.source.to_string_lossy()), esc(why));
@@ -103,8 +109,8 @@ fn write_page(dir: &Path, page: &str, file: &FileCoverage) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "<p>Functions reached {} / {}, lines {} / {}, coverage points {} / {}, edges {}.</p>",
-        t.functions.0, t.functions.1, t.lines.0, t.lines.1, t.points.0, t.points.1, t.edges
+        "<p>Functions reached {} / {}, lines {} / {}, coverage points {} / {}, edges {} ({} inner).</p>",
+        t.functions.0, t.functions.1, t.lines.0, t.lines.1, t.points.0, t.points.1, t.edges, t.inner_edges
     );
     if let Some(why) = &file.function_level {
         let _ = writeln!(out, "<p class=\"note\">Per function only (no line numbers): {}</p>", esc(why));
@@ -113,7 +119,7 @@ fn write_page(dir: &Path, page: &str, file: &FileCoverage) -> Result<()> {
         let _ = writeln!(out, "<p>Bold: {}.</p>", esc(label));
     }
     out.push_str(
-        "<table><tr><th>Function</th><th>Line</th><th>Points reached</th><th></th><th>Lines reached</th><th></th><th></th><th>Edges</th></tr>\n",
+        "<table><tr><th>Function</th><th>Line</th><th>Points reached</th><th></th><th>Lines reached</th><th></th><th></th><th>Edges</th><th>Inner</th></tr>\n",
     );
     for f in &file.functions {
         let name = esc(&f.name);
@@ -128,12 +134,18 @@ fn write_page(dir: &Path, page: &str, file: &FileCoverage) -> Result<()> {
         };
         let _ = write!(out, "<tr{class}><td>{name}</td><td class=\"n\">{}</td>", f.line.map_or(String::new(), |l| l.to_string()));
         if f.points == 0 {
-            let _ = writeln!(out, "<td colspan=\"6\">{}</td></tr>", esc(f.remark.unwrap_or("no coverage points")));
+            let _ = writeln!(out, "<td colspan=\"7\">{}</td></tr>", esc(f.remark.unwrap_or("no coverage points")));
             continue;
         }
         cells(&mut out, (f.reached, f.points));
         cells(&mut out, (f.lines_reached, f.lines));
-        let _ = writeln!(out, "<td>{}</td><td class=\"n\">{}</td></tr>", bar(f.reached, f.points), f.edges);
+        let _ = writeln!(
+            out,
+            "<td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            bar(f.reached, f.points),
+            f.edges,
+            f.inner_edges
+        );
     }
     out.push_str("</table>\n");
     for n in &file.notes {

@@ -151,11 +151,11 @@ fn print_summary(s: &CoverageSummary, out: &Path) {
         s.foreign_pcs,
         if s.foreign_pcs > 0 { " (PCs of another build?)" } else { "" }
     );
-    eprintln!("{:<58} {:>14} {:>14} {:>16} {:>8}", "file", "functions", "lines", "points", "edges");
+    eprintln!("{:<58} {:>14} {:>14} {:>16} {:>8} {:>6}", "file", "functions", "lines", "points", "edges", "inner");
     for f in &s.files {
         let row = |label: &str, t: Totals, lines: bool| {
             let l = if lines { fraction(t.lines) } else { "-".into() };
-            eprintln!("{label:<58} {:>14} {:>14} {:>16} {:>8}", fraction(t.functions), l, fraction(t.points), t.edges);
+            eprintln!("{label:<58} {:>14} {:>14} {:>16} {:>8} {:>6}", fraction(t.functions), l, fraction(t.points), t.edges, t.inner_edges);
         };
         row(&f.source.to_string_lossy(), f.file_totals(), f.function_level.is_none());
         if let Some(label) = f.focus_label {

@@ -64,6 +64,11 @@ pub struct FunctionCoverage {
     pub lines_reached: u32,
     /// The distinct edges reached that end at one of its points.
     pub edges: u32,
+    /// Those of them that also start at one of its points: branches inside the function.
+    /// The others start wherever the trace was before (a caller, but also the last KVM PC
+    /// of the previous syscall, or the code a preemption notifier interrupted), so they
+    /// vary with what ran around the function, not with what of it ran.
+    pub inner_edges: u32,
     /// In the file's focus group.
     pub focus: bool,
     /// Why it has no points, where known.
@@ -98,6 +103,7 @@ pub struct Totals {
     pub points: (u32, u32),
     pub lines: (u32, u32),
     pub edges: u32,
+    pub inner_edges: u32,
 }
 
 impl FileCoverage {
@@ -120,19 +126,23 @@ impl FileCoverage {
             t.lines.0 += f.lines_reached;
             t.lines.1 += f.lines;
             t.edges += f.edges;
+            t.inner_edges += f.inner_edges;
         }
         t
     }
 }
 
-/// How many distinct edges end at the points of each function: `function_of` maps a point's
-/// PC to its function. The PC of an edge is a point's PC: KCOV records the return address of
-/// the `__sanitizer_cov_trace_pc` call, as the point does.
-fn edges_per_function<'a>(function_of: &BTreeMap<u64, &'a str>, edges: &BTreeSet<(u64, u64)>) -> BTreeMap<&'a str, u32> {
-    let mut counts = BTreeMap::new();
-    for (_, pc) in edges {
-        if let Some(&function) = function_of.get(pc) {
-            *counts.entry(function).or_default() += 1;
+/// How many distinct edges end at the points of each function, and how many of those start
+/// at one of its points too (its inner edges): `function_of` maps a point's PC to its
+/// function. The PCs of an edge are points' PCs: KCOV records the return address of the
+/// `__sanitizer_cov_trace_pc` call, as the point does.
+fn edges_per_function<'a>(function_of: &BTreeMap<u64, &'a str>, edges: &BTreeSet<(u64, u64)>) -> BTreeMap<&'a str, (u32, u32)> {
+    let mut counts: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for (from, to) in edges {
+        if let Some(&function) = function_of.get(to) {
+            let count = counts.entry(function).or_default();
+            count.0 += 1;
+            count.1 += u32::from(function_of.get(from) == Some(&function));
         }
     }
     counts
@@ -218,8 +228,9 @@ pub fn file_coverage(
         row.lines_reached += u32::from(*hit > 0);
     }
     let function_of: BTreeMap<u64, &str> = placed.points.iter().zip(&per_point).map(|(p, (f, _))| (p.pc, f.as_str())).collect();
-    for (function, edges) in edges_per_function(&function_of, &reached.edges) {
-        rows.get_mut(function).expect("a row for every point's function").edges = edges;
+    for (function, (edges, inner)) in edges_per_function(&function_of, &reached.edges) {
+        let row = rows.get_mut(function).expect("a row for every point's function");
+        (row.edges, row.inner_edges) = (edges, inner);
     }
     let focus = file.focus.map_or(&[][..], |f| f.1);
     let dead: BTreeSet<&str> = placed.functions.iter().filter(|f| f.weak && f.addr.is_none()).map(|f| base_name(&f.name)).collect();
@@ -254,9 +265,10 @@ mod tests {
     #[test]
     fn edges_count_once_for_the_function_of_their_pc() {
         let function_of: BTreeMap<u64, &str> = [(0x10, "a"), (0x20, "a"), (0x30, "b")].into();
-        // Three edges end at a's points, one at b's, one at no point of the file.
+        // Three edges end at a's points (one of them from a's own), one at b's, one at no
+        // point of the file.
         let edges = [(0, 0x10), (0x10, 0x20), (0x30, 0x20), (0x20, 0x30), (0x30, 0x99)].into();
-        assert_eq!(edges_per_function(&function_of, &edges), [("a", 3), ("b", 1)].into());
+        assert_eq!(edges_per_function(&function_of, &edges), [("a", (3, 1)), ("b", (1, 0))].into());
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub(super) fn expectations(program: &Program, profile: &Profile) -> Result<(Vec<
 /// For each op, whether it is a group every order of which ends in one state, up to the
 /// first group that may end in several (after it nothing is compared): the model's state
 /// before each group is the program's prefix run on the model.
-fn groups_with_one_end(program: &Program, profile: &Profile) -> Vec<bool> {
+pub(super) fn groups_with_one_end(program: &Program, profile: &Profile) -> Vec<bool> {
     let mut one_end = vec![false; program.ops.len()];
     for (i, op) in program.ops.iter().enumerate() {
         let Op::Group(group) = op else { continue };

@@ -4,8 +4,9 @@
 //!
 //! Which results a race allows is a set the model finds by searching the members' orders,
 //! so a group asserts nothing: the test prints what each member did last, and what it
-//! reproduces is what the kernel reports (a KASAN report, a lockdep splat, a crash). The
-//! ops after it are refused ([`super::check_scope`]) for the same reason.
+//! reproduces is what the kernel reports (a KASAN report, a lockdep splat, a crash), or what
+//! the ops after it assert where every order ends in one state (`super::check_after_groups`
+//! refuses them after any other group).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

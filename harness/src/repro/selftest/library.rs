@@ -137,7 +137,9 @@ static void expect_errno(const char *op, const char *model, int r, int err)
 pub(super) const ANON_MEM: &str = r#"
 /*
  * Anonymous memory for a memslot's shared side (userspace_addr), 2 MiB aligned as the
- * program's GPAs are placed, so that KVM may map the slot with huge pages.
+ * program's GPAs are placed and asking for transparent huge pages (a kernel whose THP is in
+ * madvise mode, or without THP, ignores or refuses the advice), so that KVM may map the slot
+ * with huge pages.
  */
 static void *anon_mem(size_t len)
 {
@@ -146,6 +148,8 @@ static void *anon_mem(size_t len)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	TEST_ASSERT(mem != MAP_FAILED, "mmap() of %zu bytes failed", len);
-	return (void *)(((unsigned long)mem + huge - 1) & ~(huge - 1));
+	mem = (char *)(((unsigned long)mem + huge - 1) & ~(huge - 1));
+	madvise(mem, len, MADV_HUGEPAGE);
+	return mem;
 }
 "#;
