@@ -16,6 +16,7 @@
  *     x8 guest r1@0x69602018
  *     x2 set_attributes gpa=0x69603000 size=0x1fd000 attributes=PRIVATE
  *   end
+ *   guest r1@0x69603000
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1303,6 +1304,85 @@ end */
         static const char *const what[5] = { "GuestPage { gpa: 1767907328, sample: [0, 511, 256, 128] }", "GuestPage { gpa: 1767899136, sample: [0, 511, 256, 128] }", "GuestPage { gpa: 1767903232, sample: [0, 511, 256, 128] }", "GuestPage { gpa: 1767911424, sample: [0, 511, 256, 128] }", "GuestPage { gpa: 1767915520, sample: [0, 511, 256, 128] }" };
         static const char *const expected[5] = { "digest 0x9be17165", "digest 0x9be17165", "digest 0x9be17165", "guest exit: memory-fault(gpa=0x69603000 size=0x1000 flags=0x8)", "guest exit: memory-fault(gpa=0x69604000 size=0x1000 flags=0x8)" };
         probe_guest_pages(1, 5, gpas, samples, what, expected);
+    }
+
+    /* op #2: guest r1@0x69603000 */
+    do_guest((const struct access[]){
+            { 0x69603000ULL /* gpa */, 1 /* width */, 0 /* load */, 0x0ULL /* value */ },
+        }, 1);
+    report(2, "guest r1@0x69603000", "[memory-fault(gpa=0x69603000 size=0x1000 flags=0x8)]");
+
+    /* end of program: the runner compares the final state once more */
+    probe_anon_page(8 /* slot */, 0 /* page */); report_probe(2, "AnonPage { slot: 8, page: 0 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 1 /* page */); report_probe(2, "AnonPage { slot: 8, page: 1 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 2 /* page */); report_probe(2, "AnonPage { slot: 8, page: 2 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 3 /* page */); report_probe(2, "AnonPage { slot: 8, page: 3 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 4 /* page */); report_probe(2, "AnonPage { slot: 8, page: 4 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 5 /* page */); report_probe(2, "AnonPage { slot: 8, page: 5 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 6 /* page */); report_probe(2, "AnonPage { slot: 8, page: 6 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 7 /* page */); report_probe(2, "AnonPage { slot: 8, page: 7 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 8 /* page */); report_probe(2, "AnonPage { slot: 8, page: 8 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 9 /* page */); report_probe(2, "AnonPage { slot: 8, page: 9 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 10 /* page */); report_probe(2, "AnonPage { slot: 8, page: 10 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 11 /* page */); report_probe(2, "AnonPage { slot: 8, page: 11 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 12 /* page */); report_probe(2, "AnonPage { slot: 8, page: 12 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 13 /* page */); report_probe(2, "AnonPage { slot: 8, page: 13 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 14 /* page */); report_probe(2, "AnonPage { slot: 8, page: 14 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 15 /* page */); report_probe(2, "AnonPage { slot: 8, page: 15 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 16 /* page */); report_probe(2, "AnonPage { slot: 8, page: 16 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 17 /* page */); report_probe(2, "AnonPage { slot: 8, page: 17 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 18 /* page */); report_probe(2, "AnonPage { slot: 8, page: 18 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 19 /* page */); report_probe(2, "AnonPage { slot: 8, page: 19 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 20 /* page */); report_probe(2, "AnonPage { slot: 8, page: 20 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 21 /* page */); report_probe(2, "AnonPage { slot: 8, page: 21 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 22 /* page */); report_probe(2, "AnonPage { slot: 8, page: 22 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 23 /* page */); report_probe(2, "AnonPage { slot: 8, page: 23 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 24 /* page */); report_probe(2, "AnonPage { slot: 8, page: 24 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 25 /* page */); report_probe(2, "AnonPage { slot: 8, page: 25 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 26 /* page */); report_probe(2, "AnonPage { slot: 8, page: 26 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 27 /* page */); report_probe(2, "AnonPage { slot: 8, page: 27 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 28 /* page */); report_probe(2, "AnonPage { slot: 8, page: 28 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 29 /* page */); report_probe(2, "AnonPage { slot: 8, page: 29 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 30 /* page */); report_probe(2, "AnonPage { slot: 8, page: 30 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 31 /* page */); report_probe(2, "AnonPage { slot: 8, page: 31 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 32 /* page */); report_probe(2, "AnonPage { slot: 8, page: 32 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 33 /* page */); report_probe(2, "AnonPage { slot: 8, page: 33 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 34 /* page */); report_probe(2, "AnonPage { slot: 8, page: 34 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 35 /* page */); report_probe(2, "AnonPage { slot: 8, page: 35 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 36 /* page */); report_probe(2, "AnonPage { slot: 8, page: 36 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 37 /* page */); report_probe(2, "AnonPage { slot: 8, page: 37 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 38 /* page */); report_probe(2, "AnonPage { slot: 8, page: 38 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 39 /* page */); report_probe(2, "AnonPage { slot: 8, page: 39 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 40 /* page */); report_probe(2, "AnonPage { slot: 8, page: 40 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 41 /* page */); report_probe(2, "AnonPage { slot: 8, page: 41 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 42 /* page */); report_probe(2, "AnonPage { slot: 8, page: 42 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 43 /* page */); report_probe(2, "AnonPage { slot: 8, page: 43 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 44 /* page */); report_probe(2, "AnonPage { slot: 8, page: 44 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 45 /* page */); report_probe(2, "AnonPage { slot: 8, page: 45 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 46 /* page */); report_probe(2, "AnonPage { slot: 8, page: 46 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 47 /* page */); report_probe(2, "AnonPage { slot: 8, page: 47 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 48 /* page */); report_probe(2, "AnonPage { slot: 8, page: 48 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 49 /* page */); report_probe(2, "AnonPage { slot: 8, page: 49 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 50 /* page */); report_probe(2, "AnonPage { slot: 8, page: 50 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 51 /* page */); report_probe(2, "AnonPage { slot: 8, page: 51 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 52 /* page */); report_probe(2, "AnonPage { slot: 8, page: 52 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 53 /* page */); report_probe(2, "AnonPage { slot: 8, page: 53 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 54 /* page */); report_probe(2, "AnonPage { slot: 8, page: 54 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 55 /* page */); report_probe(2, "AnonPage { slot: 8, page: 55 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 56 /* page */); report_probe(2, "AnonPage { slot: 8, page: 56 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 57 /* page */); report_probe(2, "AnonPage { slot: 8, page: 57 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 58 /* page */); report_probe(2, "AnonPage { slot: 8, page: 58 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 59 /* page */); report_probe(2, "AnonPage { slot: 8, page: 59 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 60 /* page */); report_probe(2, "AnonPage { slot: 8, page: 60 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 61 /* page */); report_probe(2, "AnonPage { slot: 8, page: 61 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 62 /* page */); report_probe(2, "AnonPage { slot: 8, page: 62 } (end of program)", "digest 0x1f116dc5");
+    probe_anon_page(8 /* slot */, 63 /* page */); report_probe(2, "AnonPage { slot: 8, page: 63 } (end of program)", "digest 0x1f116dc5");
+    { /* guest page digests, one run */
+        static const uint64_t gpas[7] = { 0x69600000ULL, 0x69601000ULL, 0x69602000ULL, 0x69603000ULL, 0x69604000ULL, 0x69605000ULL, 0x69606000ULL };
+        static const uint64_t samples[7] = { 0x80010001ff0000ULL, 0x80010001ff0000ULL, 0x80010001ff0000ULL, 0x80010001ff0000ULL, 0x80010001ff0000ULL, 0x80010001ff0000ULL, 0x80010001ff0000ULL }; /* sampled qword indices, 4 x u16 */
+        static const char *const what[7] = { "GuestPage { gpa: 1767899136, sample: [0, 511, 256, 128] } (end of program)", "GuestPage { gpa: 1767903232, sample: [0, 511, 256, 128] } (end of program)", "GuestPage { gpa: 1767907328, sample: [0, 511, 256, 128] } (end of program)", "GuestPage { gpa: 1767911424, sample: [0, 511, 256, 128] } (end of program)", "GuestPage { gpa: 1767915520, sample: [0, 511, 256, 128] } (end of program)", "GuestPage { gpa: 1767919616, sample: [0, 511, 256, 128] } (end of program)", "GuestPage { gpa: 1767923712, sample: [0, 511, 256, 128] } (end of program)" };
+        static const char *const expected[7] = { "digest 0x9be17165", "digest 0x9be17165", "digest 0x9be17165", "guest exit: memory-fault(gpa=0x69603000 size=0x1000 flags=0x8)", "guest exit: memory-fault(gpa=0x69604000 size=0x1000 flags=0x8)", "guest exit: memory-fault(gpa=0x69605000 size=0x1000 flags=0x8)", "guest exit: memory-fault(gpa=0x69606000 size=0x1000 flags=0x8)" };
+        probe_guest_pages(2, 7, gpas, samples, what, expected);
     }
 
     printf("%s\n", failures ? "DIVERGENCE REPRODUCED: the kernel differs from the model" : "all observations match the model");

@@ -164,7 +164,9 @@ fn errno_call(op: &Op, files: &[File]) -> Option<String> {
     Some(match op {
         Op::Unbind { slot } => format!("__vm_set_user_memory_region2(vm, {slot}, 0, 0, 0, NULL, 0, 0)"),
         Op::SetAttributes { gpa: at, size, attributes } => format!(
-            "__vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES,\n\t\t       &(struct kvm_memory_attributes){{ .address = {}, .size = {size:#x}, .attributes = {} }})",
+            // Parenthesized: __vm_ioctl() is a macro, and the initializer's commas would
+            // split its argument.
+            "__vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES,\n\t\t       &((struct kvm_memory_attributes){{\n\t\t\t\t.address = {},\n\t\t\t\t.size = {size:#x},\n\t\t\t\t.attributes = {},\n\t\t       }}))",
             gpa(*at),
             flags(*attributes, ATTRIBUTES)
         ),
