@@ -921,6 +921,18 @@ static void on_sigbus(int sig)
     signal(sig, SIG_DFL);
 }
 
+/* Arms the SIGBUS catch for what follows in the calling function, which runs `on_bus` (and
+ * disarms) if one arrives. A macro: sigsetjmp() must be called in the frame it returns to. */
+#define CATCH_SIGBUS(on_bus)                 \
+    do {                                     \
+        signal(SIGBUS, on_sigbus);           \
+        if (sigsetjmp(bus_jmp, 1)) {         \
+            bus_armed = 0;                   \
+            on_bus;                          \
+        }                                    \
+        bus_armed = 1;                       \
+    } while (0)
+
 static void do_madvise(int id, uint64_t offset, uint64_t len, uint32_t advice)
 {
     uint8_t *map = mapping_of(id);
@@ -928,13 +940,7 @@ static void do_madvise(int id, uint64_t offset, uint64_t len, uint32_t advice)
         return;
     /* MADV_HWPOISON on a dirty page: memory_failure() sends this thread SIGBUS
      * (BUS_MCEERR_AR) before the call returns; that is the outcome. */
-    signal(SIGBUS, on_sigbus);
-    if (sigsetjmp(bus_jmp, 1)) {
-        bus_armed = 0;
-        set_obs(WORD_SIGBUS);
-        return;
-    }
-    bus_armed = 1;
+    CATCH_SIGBUS({ set_obs(WORD_SIGBUS); return; });
     int rc = madvise(map + offset, (size_t)len, (int)advice);
     bus_armed = 0;
     set_result(rc);
@@ -947,13 +953,7 @@ static void do_host_access(int id, uint64_t offset, int width, int store, uint64
         return;
     volatile uint8_t *p = map + offset;
     volatile uint64_t v = 0;
-    signal(SIGBUS, on_sigbus);
-    if (sigsetjmp(bus_jmp, 1)) {
-        bus_armed = 0;
-        set_obs(WORD_SIGBUS);
-        return;
-    }
-    bus_armed = 1;
+    CATCH_SIGBUS({ set_obs(WORD_SIGBUS); return; });
     switch (width) {
     case 1: if (store) *(volatile uint8_t *)p = value; else v = *(volatile uint8_t *)p; break;
     case 2: if (store) *(volatile uint16_t *)p = value; else v = *(volatile uint16_t *)p; break;
@@ -984,12 +984,7 @@ static uint32_t digest_page(const uint8_t *p)
 /* Copies a page with 8-byte loads; -1 on SIGBUS. */
 static int read_page(const uint8_t *src, uint8_t *dst)
 {
-    signal(SIGBUS, on_sigbus);
-    if (sigsetjmp(bus_jmp, 1)) {
-        bus_armed = 0;
-        return -1;
-    }
-    bus_armed = 1;
+    CATCH_SIGBUS(return -1);
     for (size_t i = 0; i < PAGE; i += 8) {
         uint64_t v = *(volatile const uint64_t *)(src + i);
         memcpy(dst + i, &v, 8);
