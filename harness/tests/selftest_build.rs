@@ -25,10 +25,6 @@ fn programs() -> Vec<(PathBuf, u64)> {
         .flat_map(|dir| std::fs::read_dir(root().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        // Left out: its selftest builds in a kernel tree (the selftests' flags) with two
-        // unused-variable warnings (a file the program creates but only its comments name,
-        // and expect_errno), which -Werror here refuses; it reproduces the WARN in the lane.
-        .filter(|p| !p.ends_with("recover_huge_pages_private_plain_slot.txt"))
         .map(|p| (p, 1))
         .collect();
     files.sort();

@@ -560,7 +560,8 @@ pub fn emit(program: &Program, profile: &Profile, origin: &Origin<'_>) -> Result
             }
         }
     }
-    if uses_r {
+    // Where an op expects an error (a pre-fault's `r` is asserted in place).
+    if body.contains("expect_errno(") || group_fns.contains("expect_errno(") {
         c.push_str(EXPECT_ERRNO);
     }
     if uses_anon {
@@ -666,8 +667,14 @@ fn shared_variables(program: &Program, body: &str, group_fns: &str, files: usize
     if !names.is_empty() {
         lines.push(format!("int {};", names.join(", ")));
     }
-    let maps: BTreeSet<String> =
-        program.ops.iter().filter_map(|op| if let Op::Map { gmem } = op { Some(format!("*g{}_mem", gmem.0)) } else { None }).collect();
+    // A mapping no op makes (its file's create failed, so every map was skipped) needs none.
+    let maps: BTreeSet<String> = program
+        .ops
+        .iter()
+        .filter_map(|op| if let Op::Map { gmem } = op { Some(format!("g{}_mem", gmem.0)) } else { None })
+        .filter(|var| uses(body, var) + uses(group_fns, var) > 0)
+        .map(|var| format!("*{var}"))
+        .collect();
     if !maps.is_empty() {
         lines.push(format!("u8 {};", maps.into_iter().collect::<Vec<_>>().join(", ")));
     }
@@ -738,12 +745,20 @@ fn call(function: &str, args: &[String]) -> String {
     s
 }
 
-/// How often `ident` appears in `code` as a whole identifier.
+/// How often `ident` appears in `code` as a whole identifier, outside comments (which quote
+/// the program's lines: `fd=g0` names no variable).
 fn uses(code: &str, ident: &str) -> usize {
     let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    code.match_indices(ident)
-        .filter(|(at, _)| !word(code[..*at].chars().next_back()) && !word(code[at + ident.len()..].chars().next()))
-        .count()
+    let mut count = 0;
+    for (i, piece) in code.split("/*").enumerate() {
+        // Every piece but the first begins inside a comment, which ends at its first `*/`.
+        let code = if i == 0 { piece } else { piece.split_once("*/").map_or("", |(_, after)| after) };
+        count += code
+            .match_indices(ident)
+            .filter(|(at, _)| !word(code[..*at].chars().next_back()) && !word(code[at + ident.len()..].chars().next()))
+            .count();
+    }
+    count
 }
 
 /// Consecutive page numbers as (first, count) runs.
