@@ -870,7 +870,6 @@ static void do_pre_fault(uint64_t gpa, uint64_t size)
     snprintf(obs, sizeof(obs), WORD_VALUE, (unsigned long long)range.size);
 }
 
-
 static void do_close_gmem(int id)
 {
     if (!have_gmem(id))

@@ -36,8 +36,10 @@ pub struct Poison {
 }
 
 impl Poison {
-    /// Whether nothing is poisoned or dirty: the common case, checked before any change so
-    /// that an untouched file stays shared between clones of the model.
+    /// Whether nothing is poisoned or dirty (the tests ask; the model's own paths ask the
+    /// ranged `any_folio_in` and `any_pte_in` before a change, so that an untouched file
+    /// stays shared between clones of the model).
+    #[cfg(test)]
     pub fn is_clear(&self) -> bool {
         self.folios.is_empty() && self.ptes.is_empty() && self.dirty.is_empty()
     }

@@ -12,7 +12,7 @@ use arbitrary::{Result, Unstructured};
 use gmemfuzz_backends::group::{Group, Member};
 use gmemfuzz_backends::op::{layout, Access, AccessKind, GmemId, Op, Width, PAGE_SIZE};
 
-use super::values::{HUGE_2M, PAGES_2M};
+use super::values::HUGE_2M;
 use super::{Generator, Slot};
 
 /// Most positions (`Group::positions`) of a generated group: keeps the model's search of its
@@ -106,7 +106,7 @@ impl Generator {
         if !self.slots.is_empty() && u.ratio(7u8, 8)? {
             // A huge slot half the time where there is one: few programs bind one, and what
             // races over a hugepage (its mapping, its mixed attributes) is there alone.
-            let huge: Vec<&Slot> = self.slots.iter().filter(|s| s.gfn % PAGES_2M == 0 && s.pages >= PAGES_2M).collect();
+            let huge: Vec<&Slot> = self.slots.iter().filter(|s| s.covers_hugepage()).collect();
             let s = match huge.is_empty() || u.arbitrary()? {
                 true => u.choose(&self.slots)?,
                 false => *u.choose(&huge)?,
@@ -120,7 +120,7 @@ impl Generator {
                 None if !self.mapped.is_empty() => Some((GmemId(*u.choose(&self.mapped)? as u8), 0)),
                 None => None,
             };
-            let hugepage = (s.gfn % PAGES_2M == 0 && s.pages >= PAGES_2M).then_some(s.gfn * PAGE_SIZE);
+            let hugepage = s.covers_hugepage().then_some(s.gfn * PAGE_SIZE);
             return Ok(Target { gpa: Some((s.gfn + index) * PAGE_SIZE), slot: Some(s.id), file, bound: bound.is_some(), hugepage });
         }
         let file = match self.mapped.is_empty() {

@@ -22,11 +22,11 @@ use gmemfuzz_backends::op::{
 use gmemfuzz_backends::{OpKind, Profile};
 
 use values::{Bytes, Gpa, PAGES_2M};
+pub use weights::{OpWeights, Swarm};
 
 /// One madvise in this many is MADV_HWPOISON where the kernel takes it: madvise is about 3
 /// in 115 of the ops drawn, so about one op in 300.
 const HWPOISON_IN_MADVISE: u8 = 8;
-pub use weights::{OpWeights, Swarm};
 
 /// A create of the program, by `GmemId` (index): what it asked for, and whether the
 /// picture believes it made a file.
@@ -44,6 +44,14 @@ struct Slot {
     flags: u32,
     /// (file index, first file page) of a guest_memfd slot.
     binding: Option<(usize, u64)>,
+}
+
+impl Slot {
+    /// Whether the slot starts on a 2 MiB boundary and spans at least one 2 MiB page: KVM
+    /// may then map its first 2 MiB huge.
+    fn covers_hugepage(&self) -> bool {
+        self.gfn % PAGES_2M == 0 && self.pages >= PAGES_2M
+    }
 }
 
 /// What a `Bind` aims at.
@@ -386,7 +394,7 @@ impl Generator {
 
     /// A GPA range: pages of a slot, mostly; now and then past its end or outside every slot.
     fn gpa_range(&self, u: &mut Unstructured) -> Result<(u64, u64)> {
-        let huge: Vec<&Slot> = self.slots.iter().filter(|s| s.pages >= PAGES_2M && s.gfn % PAGES_2M == 0).collect();
+        let huge: Vec<&Slot> = self.slots.iter().filter(|s| s.covers_hugepage()).collect();
         if !huge.is_empty() && u.ratio(1u8, 2)? {
             // A whole 2 MiB of a huge slot (where there is one, half the time): a conversion
             // that makes the hugepage uniform again (hugepage_has_attrs(),
